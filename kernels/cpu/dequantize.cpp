@@ -1,0 +1,182 @@
+// Scalar dequantization of every supported GGUF block format. Layouts (ggml's, little-endian):
+//   Q4_0  {f16 d; u8 qs[16]}                   x = (q - 8) d, q_j = qs[j]&15, q_{j+16} = qs[j]>>4
+//   Q4_1  {f16 d, m; u8 qs[16]}                x = q d + m
+//   Q5_0  {f16 d; u32 qh; u8 qs[16]}           5th bit of element j is bit j of qh; x = (q - 16) d
+//   Q5_1  {f16 d, m; u32 qh; u8 qs[16]}        x = q d + m
+//   Q8_0  {f16 d; i8 qs[32]}                   x = q d
+//   Q2_K  {u8 scales[16]; u8 qs[64]; f16 d, dmin}             16 groups of 16, 4-bit scale/min
+//   Q3_K  {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}     16 groups of 16, 6-bit signed scale
+//   Q4_K  {f16 d, dmin; u8 scales[12]; u8 qs[128]}            8 groups of 32, 6-bit scale/min
+//   Q5_K  {f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]} as Q4_K plus a 5th bit
+//   Q6_K  {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}       16 groups of 16, x = (q - 32) d s
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "engine/error.h"
+#include "engine/half.h"
+#include "engine/quantize.h"
+#include "quant_blocks.h"
+
+namespace engine {
+namespace {
+
+void dequant_q4_0(const BlockQ4_0* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += 32) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = float((b[i].qs[j] & 15) - 8) * d;
+      y[j + 16] = float((b[i].qs[j] >> 4) - 8) * d;
+    }
+  }
+}
+
+void dequant_q4_1(const BlockQ4_1* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += 32) {
+    const float d = fp16_to_fp32(b[i].d), m = fp16_to_fp32(b[i].m);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = float(b[i].qs[j] & 15) * d + m;
+      y[j + 16] = float(b[i].qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+void dequant_q5_0(const BlockQ5_0* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += 32) {
+    const float d = fp16_to_fp32(b[i].d);
+    uint32_t qh;
+    std::memcpy(&qh, b[i].qh, 4);
+    for (int j = 0; j < 16; ++j) {
+      int lo = (b[i].qs[j] & 15) | (((qh >> j) & 1) << 4);
+      int hi = (b[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+      y[j] = float(lo - 16) * d;
+      y[j + 16] = float(hi - 16) * d;
+    }
+  }
+}
+
+void dequant_q5_1(const BlockQ5_1* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += 32) {
+    const float d = fp16_to_fp32(b[i].d), m = fp16_to_fp32(b[i].m);
+    uint32_t qh;
+    std::memcpy(&qh, b[i].qh, 4);
+    for (int j = 0; j < 16; ++j) {
+      int lo = (b[i].qs[j] & 15) | (((qh >> j) & 1) << 4);
+      int hi = (b[i].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4);
+      y[j] = float(lo) * d + m;
+      y[j + 16] = float(hi) * d + m;
+    }
+  }
+}
+
+void dequant_q8_0(const BlockQ8_0* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += 32) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int j = 0; j < 32; ++j) y[j] = float(b[i].qs[j]) * d;
+  }
+}
+
+void dequant_q2_k(const BlockQ2_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK_K) {
+    const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+    for (int e = 0; e < kQK_K; ++e) {
+      const int half = e / 128, r = e % 128;
+      const int q = (b[i].qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3;
+      const uint8_t sc = b[i].scales[e / 16];
+      y[e] = d * float(sc & 15) * float(q) - dmin * float(sc >> 4);
+    }
+  }
+}
+
+void dequant_q3_k(const BlockQ3_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK_K) {
+    const float d = fp16_to_fp32(b[i].d);
+    int scales[16];
+    for (int s = 0; s < 16; ++s) {
+      int lo = (b[i].scales[s % 8] >> (4 * (s / 8))) & 15;
+      int hi = (b[i].scales[8 + s % 4] >> (2 * (s / 4))) & 3;
+      scales[s] = (lo | (hi << 4)) - 32;
+    }
+    for (int e = 0; e < kQK_K; ++e) {
+      const int half = e / 128, r = e % 128;
+      const int low = (b[i].qs[half * 32 + r % 32] >> (2 * (r / 32))) & 3;
+      const int high_set = (b[i].hmask[e % 32] >> (e / 32)) & 1;
+      y[e] = d * float(scales[e / 16]) * float(low - (high_set ? 0 : 4));
+    }
+  }
+}
+
+void dequant_q4_k(const BlockQ4_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK_K) {
+    const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+    for (int g = 0; g < 8; ++g) {
+      uint8_t sc, m;
+      unpack_scale_min_k4(b[i].scales, g, &sc, &m);
+      const float scale = d * sc, offset = dmin * m;
+      const uint8_t* qs = b[i].qs + (g / 2) * 32;
+      const int shift = 4 * (g % 2);
+      for (int l = 0; l < 32; ++l) y[g * 32 + l] = scale * float((qs[l] >> shift) & 15) - offset;
+    }
+  }
+}
+
+void dequant_q5_k(const BlockQ5_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK_K) {
+    const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
+    for (int g = 0; g < 8; ++g) {
+      uint8_t sc, m;
+      unpack_scale_min_k4(b[i].scales, g, &sc, &m);
+      const float scale = d * sc, offset = dmin * m;
+      const uint8_t* qs = b[i].qs + (g / 2) * 32;
+      const int shift = 4 * (g % 2);
+      for (int l = 0; l < 32; ++l) {
+        int q = ((qs[l] >> shift) & 15) | (((b[i].qh[l] >> g) & 1) << 4);
+        y[g * 32 + l] = scale * float(q) - offset;
+      }
+    }
+  }
+}
+
+void dequant_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK_K) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int e = 0; e < kQK_K; ++e) {
+      const int half = e / 128, r = e % 128;
+      const int low = (b[i].ql[half * 64 + r % 64] >> (4 * (r / 64))) & 15;
+      const int high = (b[i].qh[half * 32 + r % 32] >> (2 * (r / 32))) & 3;
+      y[e] = d * float(b[i].scales[e / 16]) * float((low | (high << 4)) - 32);
+    }
+  }
+}
+
+}  // namespace
+
+void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
+  const int64_t nb = n / traits(type).block_size;
+  switch (type) {
+    case GgmlType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
+    case GgmlType::F16: {
+      const auto* h = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(h[i]);
+      return;
+    }
+    case GgmlType::BF16: {
+      const auto* h = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);
+      return;
+    }
+    case GgmlType::Q4_0: return dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb);
+    case GgmlType::Q4_1: return dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb);
+    case GgmlType::Q5_0: return dequant_q5_0(static_cast<const BlockQ5_0*>(src), dst, nb);
+    case GgmlType::Q5_1: return dequant_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb);
+    case GgmlType::Q8_0: return dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb);
+    case GgmlType::Q2_K: return dequant_q2_k(static_cast<const BlockQ2_K*>(src), dst, nb);
+    case GgmlType::Q3_K: return dequant_q3_k(static_cast<const BlockQ3_K*>(src), dst, nb);
+    case GgmlType::Q4_K: return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
+    case GgmlType::Q5_K: return dequant_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
+    case GgmlType::Q6_K: return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
+  }
+  throw Error(fmt::format("dequantize_row: unsupported type id {}", static_cast<uint32_t>(type)));
+}
+
+}  // namespace engine

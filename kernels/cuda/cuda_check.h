@@ -1,0 +1,24 @@
+// Checks CUDA runtime return codes; a failure throws engine::Error naming the call, the device and
+// the source line. The throwing side lives in cuda_runtime_info.cpp (nvcc cannot compile fmt's
+// compile-time format checks).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "engine/ggml_type.h"
+
+namespace engine {
+
+[[noreturn]] void throw_cuda_error(cudaError_t status, const char* call, const char* file,
+                                   int line);
+
+[[noreturn]] void throw_unsupported_type(const char* op, GgmlType type);
+
+inline void cuda_check(cudaError_t status, const char* call, const char* file, int line) {
+  if (status != cudaSuccess) throw_cuda_error(status, call, file, line);
+}
+
+}  // namespace engine
+
+// Stringifies the call so the error names it.
+#define ENGINE_CUDA_CHECK(call) ::engine::cuda_check((call), #call, __FILE__, __LINE__)
