@@ -31,14 +31,14 @@ std::optional<int64_t> split_key(const GgufFile& f, std::string_view key) {
 }  // namespace
 
 ModelFile ModelFile::open(const std::string& path) {
-  ModelFile m;
+  auto m = std::make_shared<State>();
   GgufFile given = GgufFile::open(path);
   auto count = split_key(given, "split.count").value_or(1);
   if (count < 1 || count > 9999) {
     throw Error(fmt::format("{}: metadata 'split.count': {} outside 1..9999", path, count));
   }
   if (count == 1) {
-    m.files_.push_back(std::move(given));
+    m->files.push_back(std::move(given));
   } else {
     std::smatch match;
     if (!std::regex_match(path, match, kSplitName)) {
@@ -53,8 +53,8 @@ ModelFile ModelFile::open(const std::string& path) {
     const std::string prefix = match[1].str();
     for (uint32_t i = 0; i < count; ++i) {
       std::string p = split_path(prefix, i, static_cast<uint32_t>(count));
-      m.files_.push_back(p == path ? std::move(given) : GgufFile::open(p));
-      const GgufFile& f = m.files_.back();
+      m->files.push_back(p == path ? std::move(given) : GgufFile::open(p));
+      const GgufFile& f = m->files.back();
       if (split_key(f, "split.no").value_or(-1) != i) {
         throw Error(fmt::format("{}: metadata 'split.no': expected {}", p, i));
       }
@@ -63,35 +63,37 @@ ModelFile ModelFile::open(const std::string& path) {
       }
     }
   }
-  for (uint32_t s = 0; s < m.files_.size(); ++s) {
-    for (TensorInfo t : m.files_[s].tensors()) {
+  for (uint32_t s = 0; s < m->files.size(); ++s) {
+    for (TensorInfo t : m->files[s].tensors()) {
       t.split = s;
-      if (!m.tensor_index_.emplace(t.name, m.tensors_.size()).second) {
+      if (!m->tensor_index.emplace(t.name, m->tensors.size()).second) {
         throw Error(fmt::format("{}: tensor '{}': duplicate tensor name across split files",
-                                m.files_[s].path(), t.name));
+                                m->files[s].path(), t.name));
       }
-      m.tensors_.push_back(t);
+      m->tensors.push_back(t);
     }
   }
-  if (auto expected = split_key(m.first(), "split.tensors.count")) {
-    if (*expected != static_cast<int64_t>(m.tensors_.size())) {
+  if (auto expected = split_key(m->files.front(), "split.tensors.count")) {
+    if (*expected != static_cast<int64_t>(m->tensors.size())) {
       throw Error(fmt::format("{}: metadata 'split.tensors.count': {} but the parts hold {} "
                               "tensors",
-                              m.path(), *expected, m.tensors_.size()));
+                              path, *expected, m->tensors.size()));
     }
   }
-  return m;
+  ModelFile file;
+  file.s_ = std::move(m);
+  return file;
 }
 
 uint64_t ModelFile::total_bytes() const {
   uint64_t total = 0;
-  for (const auto& f : files_) total += f.file_size();
+  for (const auto& f : s_->files) total += f.file_size();
   return total;
 }
 
 const TensorInfo* ModelFile::find_tensor(std::string_view name) const {
-  auto it = tensor_index_.find(name);
-  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+  auto it = s_->tensor_index.find(name);
+  return it == s_->tensor_index.end() ? nullptr : &s_->tensors[it->second];
 }
 
 }  // namespace engine

@@ -242,6 +242,7 @@ ModelSpec ModelSpec::from(const ModelFile& file) {
                             path, *arch_name));
   }
   ModelSpec m;
+  m.file = file;
   m.arch = *arch;
   KeyReader reader(file, arch->name);
   m.hp = read_hyperparams(reader);

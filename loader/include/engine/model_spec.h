@@ -62,10 +62,12 @@ struct TokenizerSummary {
   std::vector<SpecialToken> specials;
 };
 
+// Holds a ModelFile handle, so its tensor pointers and token texts stay valid as long as it lives.
 class ModelSpec {
  public:
   static ModelSpec from(const ModelFile& file);
 
+  ModelFile file;
   ArchSpec arch;
   HyperParams hp;
   TokenizerSummary tokenizer;

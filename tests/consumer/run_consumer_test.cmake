@@ -1,0 +1,27 @@
+# Installs the engine into a fresh prefix, builds tests/consumer against it with find_package,
+# and runs it on a model written by engine-mkmodel.
+function(run)
+  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGV}\n${out}\n${err}")
+  endif()
+  set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+
+file(REMOVE_RECURSE ${WORK_DIR})
+run(${CMAKE_COMMAND} --install ${ENGINE_BUILD_DIR} --prefix ${WORK_DIR}/prefix)
+if(NOT EXISTS ${WORK_DIR}/prefix/lib/libengine.a OR NOT EXISTS ${WORK_DIR}/prefix/include/engine/model_spec.h)
+  message(FATAL_ERROR "install is missing libengine.a or the headers")
+endif()
+run(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
+    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+run(${MKMODEL} --arch qwen3 --layers 3 --out ${WORK_DIR}/tiny.gguf)
+run(${WORK_DIR}/build/consumer ${WORK_DIR}/tiny.gguf)
+message(STATUS "consumer said:\n${last_output}")
+if(NOT last_output MATCHES "error as expected: /nonexistent/model.gguf: cannot open")
+  message(FATAL_ERROR "consumer did not see the expected error")
+endif()
+if(NOT last_output MATCHES "architecture qwen3 layers 3 layer0_bytes [1-9]")
+  message(FATAL_ERROR "consumer output is wrong")
+endif()

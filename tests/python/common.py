@@ -1,0 +1,27 @@
+"""Shared helpers for the Python tests: paths to the engine's tools (from ctest's environment)."""
+import json
+import os
+import subprocess
+import tempfile
+
+MKMODEL = os.environ.get("ENGINE_MKMODEL", "engine-mkmodel")
+INSPECT = os.environ.get("ENGINE_INSPECT", "engine-inspect")
+QUANT_TOOL = os.environ.get("ENGINE_QUANT_TOOL", "engine-quant-tool")
+FIXTURES = os.environ.get("ENGINE_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
+
+
+def run(*args, check=True):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check)
+
+
+def mkmodel(path, *flags):
+    run(MKMODEL, "--out", path, *flags)
+    return path
+
+
+def inspect_json(path):
+    return json.loads(run(INSPECT, "--json", path).stdout)
+
+
+def tempdir():
+    return tempfile.TemporaryDirectory(prefix="engine-py-")

@@ -1,0 +1,60 @@
+// Random but valid quantized blocks: random bytes with every fp16 scale field replaced by a finite
+// value, so dequantization never sees inf/nan scales.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/ggml_type.h"
+#include "engine/half.h"
+
+namespace engine::test {
+
+// Byte offsets of the fp16 fields inside one block of each type.
+inline std::vector<int> fp16_fields(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
+    case GgmlType::Q8_0: return {0};
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K: return {0, 2};
+    case GgmlType::Q2_K: return {80, 82};
+    case GgmlType::Q3_K: return {108};
+    case GgmlType::Q6_K: return {208};
+    default: return {};
+  }
+}
+
+inline std::vector<uint8_t> random_blocks(GgmlType type, int64_t n_elements, std::mt19937& rng) {
+  const TypeTraits& tr = traits(type);
+  std::vector<uint8_t> bytes(type_bytes(type, n_elements));
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(-0.05f, 0.05f), value(-4.0f, 4.0f);
+  for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  auto put16 = [&](size_t at, uint16_t v) {
+    bytes[at] = static_cast<uint8_t>(v & 0xff);
+    bytes[at + 1] = static_cast<uint8_t>(v >> 8);
+  };
+  if (type == GgmlType::F32) {
+    for (size_t i = 0; i < bytes.size(); i += 4) {
+      float f = value(rng);
+      std::memcpy(&bytes[i], &f, 4);
+    }
+  } else if (type == GgmlType::F16 || type == GgmlType::BF16) {
+    for (size_t i = 0; i < bytes.size(); i += 2) {
+      float f = value(rng);
+      put16(i, type == GgmlType::F16 ? fp32_to_fp16(f) : fp32_to_bf16(f));
+    }
+  } else {
+    for (size_t b = 0; b < bytes.size(); b += tr.block_bytes) {
+      for (int at : fp16_fields(type)) put16(b + at, fp32_to_fp16(scale(rng)));
+    }
+  }
+  return bytes;
+}
+
+}  // namespace engine::test

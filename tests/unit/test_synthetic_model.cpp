@@ -1,0 +1,95 @@
+// engine-mkmodel's models: llama.cpp's Q4_K_M type mix, QwQ-32B's exact figures (sparse file),
+// determinism by seed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "engine/model_file.h"
+#include "engine/model_spec.h"
+#include "engine/synthetic_model.h"
+#include "test_support.h"
+
+namespace engine {
+namespace {
+
+TEST(SyntheticModel, Q4KMUsesLlamaCppLayerRule) {
+  // For 64 layers llama.cpp gives attn_v and ffn_down Q6_K in layers 0-7, 10, 13, ..., 55, 56-63.
+  std::set<uint32_t> more_bits;
+  for (uint32_t l = 0; l < 8; ++l) more_bits.insert(l);
+  for (uint32_t l = 10; l <= 55; l += 3) more_bits.insert(l);
+  for (uint32_t l = 56; l < 64; ++l) more_bits.insert(l);
+  for (uint32_t l = 0; l < 64; ++l) {
+    const GgmlType want = more_bits.count(l) ? GgmlType::Q6_K : GgmlType::Q4_K;
+    EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "blk.0.attn_v.weight", l, 64, false), want) << l;
+    EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "blk.0.ffn_down.weight", l, 64, false), want) << l;
+    EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "blk.0.attn_q.weight", l, 64, false),
+              GgmlType::Q4_K);
+  }
+  EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "output.weight", 0, 64, false), GgmlType::Q6_K);
+  EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "token_embd.weight", 0, 64, false), GgmlType::Q4_K);
+  EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "token_embd.weight", 0, 64, true), GgmlType::Q6_K);
+  EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "blk.3.attn_norm.weight", 3, 64, false),
+            GgmlType::F32);
+  EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "blk.3.attn_q.bias", 3, 64, false), GgmlType::F32);
+}
+
+TEST(SyntheticModel, SparseQwq32MatchesTheRealQ4KMFile) {
+  test::TempDir dir;
+  SyntheticModelOptions o = *preset_options("qwq32", Arch::llama);
+  o.mix = WeightMix::q4_k_m;
+  o.sparse = true;
+  const std::string path = dir.file("qwq32.gguf");
+  write_synthetic_model(o, path);
+  const ModelFile file = ModelFile::open(path);
+  const ModelSpec spec = ModelSpec::from(file);
+  // The published QwQ-32B Q4_K_M file: 771 tensors (321 F32, 385 Q4_K, 65 Q6_K), 19.85 GB.
+  std::map<GgmlType, int> counts;
+  for (const auto& t : file.tensors()) ++counts[t.type];
+  EXPECT_EQ(file.tensors().size(), 771u);
+  EXPECT_EQ(counts[GgmlType::F32], 321);
+  EXPECT_EQ(counts[GgmlType::Q4_K], 385);
+  EXPECT_EQ(counts[GgmlType::Q6_K], 65);
+  EXPECT_LT(std::fabs(double(file.total_bytes()) / 19.85e9 - 1.0), 0.001) << file.total_bytes();
+  EXPECT_EQ(spec.arch.arch, Arch::qwen2);
+  EXPECT_EQ(spec.hp.n_layer, 64u);
+  EXPECT_EQ(spec.hp.n_ctx_train, 40960u);
+  EXPECT_FLOAT_EQ(spec.hp.rope_freq_base, 1e6f);
+  EXPECT_TRUE(spec.hp.qkv_bias);
+  EXPECT_FALSE(spec.hp.tied_output);
+  // The output matrix alone: 152064 x 5120 in Q6_K (210 bytes per 256 values).
+  EXPECT_EQ(file.find_tensor("output.weight")->n_bytes, 152064ull * 5120 / 256 * 210);
+}
+
+TEST(SyntheticModel, SameSeedSameBytesOtherSeedOtherBytes) {
+  test::TempDir dir;
+  SyntheticModelOptions o = *preset_options("tiny", Arch::qwen2);
+  o.mix = WeightMix::q4_k_m;
+  write_synthetic_model(o, dir.file("a.gguf"));
+  write_synthetic_model(o, dir.file("b.gguf"));
+  o.seed = 2;
+  write_synthetic_model(o, dir.file("c.gguf"));
+  const auto a = ModelFile::open(dir.file("a.gguf"));
+  const auto b = ModelFile::open(dir.file("b.gguf"));
+  const auto c = ModelFile::open(dir.file("c.gguf"));
+  const TensorInfo* ta = a.find_tensor("blk.1.ffn_down.weight");
+  EXPECT_EQ(0, std::memcmp(ta->data, b.find_tensor(ta->name)->data, ta->n_bytes));
+  EXPECT_NE(0, std::memcmp(ta->data, c.find_tensor(ta->name)->data, ta->n_bytes));
+}
+
+TEST(SyntheticModel, BadShapesAreRefusedByName) {
+  test::TempDir dir;
+  SyntheticModelOptions o;
+  o.mix = WeightMix::q4_k_m;
+  o.n_embd = 320;
+  test::expect_error([&] { write_synthetic_model(o, dir.file("x.gguf")); },
+                     {"row length 320", "256", "q4_k_m"});
+  o = {};
+  o.n_head_kv = 3;
+  test::expect_error([&] { write_synthetic_model(o, dir.file("x.gguf")); }, {"heads-kv", "3"});
+}
+
+}  // namespace
+}  // namespace engine
