@@ -85,6 +85,18 @@ ModelFile ModelFile::open(const std::string& path) {
   return file;
 }
 
+ModelFile ModelFile::from_file(GgufFile file) {
+  auto m = std::make_shared<State>();
+  m->files.push_back(std::move(file));
+  for (const TensorInfo& t : m->files.front().tensors()) {
+    m->tensor_index.emplace(t.name, m->tensors.size());  // names are unique within a file
+    m->tensors.push_back(t);
+  }
+  ModelFile result;
+  result.s_ = std::move(m);
+  return result;
+}
+
 uint64_t ModelFile::total_bytes() const {
   uint64_t total = 0;
   for (const auto& f : s_->files) total += f.file_size();

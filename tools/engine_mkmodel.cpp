@@ -27,15 +27,23 @@ int main(int argc, char** argv) {
   app.add_option("--heads-kv", heads_kv, "key/value heads");
   app.add_option("--head-dim", head_dim, "dimension of one head");
   app.add_option("--ff", ff, "feed-forward width");
-  app.add_option("--vocab", vocab_file,
-                 "copy the tokenizer (and vocabulary size) of this GGUF file")->check(CLI::ExistingFile);
-  app.add_option("--vocab-size", vocab, "vocabulary size of the synthetic tokenizer");
+  std::string vocab_arg;
+  app.add_option("--vocab", vocab_arg,
+                 "N: vocabulary size of the synthetic tokenizer; FILE: copy the tokenizer (and "
+                 "vocabulary size) of this GGUF file");
   app.add_option("--ctx", ctx, "trained context length");
   app.add_flag("--tied", o.tied_output, "tie the output head to the token embeddings");
   app.add_flag("--sparse", o.sparse, "leave tensor data as file holes (instant, for planning)");
   app.add_option("--seed", o.seed, "random seed");
   app.add_option("--out", out, "output file")->required();
   CLI11_PARSE(app, argc, argv);
+  if (!vocab_arg.empty()) {
+    if (vocab_arg.find_first_not_of("0123456789") == std::string::npos && vocab_arg.size() < 10) {
+      vocab = static_cast<uint32_t>(std::stoul(vocab_arg));
+    } else {
+      vocab_file = vocab_arg;  // a missing or bad file is reported by name when it is read
+    }
+  }
 
   const engine::Arch arch = engine::find_arch(arch_name)->arch;
   const bool tied = o.tied_output, sparse = o.sparse;

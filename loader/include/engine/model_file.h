@@ -19,6 +19,8 @@ class ModelFile {
  public:
   // Opens `path`; when it is one part of a split model, opens every part (any part may be named).
   static ModelFile open(const std::string& path);
+  // Wraps one already-parsed file (no split handling): in-memory models, tests and fuzzing.
+  static ModelFile from_file(GgufFile file);
 
   const std::string& path() const { return s_->files.front().path(); }
   const std::vector<GgufFile>& files() const { return s_->files; }
