@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  fmt::print(stderr, "{}wrote {} ({} {} {} layers{}) in {:.1f} s\n", last_percent >= 0 ? "\n" : "",
+  fmt::print(stderr, "{}wrote {} ({} {} {} layers{}) in {:.1f} s\n", tty && last_percent >= 0 ? "\n" : "",
              out, engine::arch_spec(o.arch).name, type, o.n_layer, o.sparse ? ", sparse" : "",
              seconds);
   return 0;
