@@ -6,7 +6,7 @@
 #include <cuda_fp16.h>
 
 #include "../cpu/quant_blocks.h"
-#include "cuda_check.h"
+#include "scheduler/cuda_check.h"
 #include "dequantize.h"
 
 namespace engine {

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "engine/quantize.h"
-#include "kernels/cuda/cuda_runtime_info.h"
+#include "scheduler/cuda_runtime.h"
 #include "random_blocks.h"
 
 #if ENGINE_HAVE_CUDA

@@ -48,4 +48,18 @@ inline std::string expect_error(const std::function<void()>& f, const std::vecto
   return {};
 }
 
+// As expect_error, for the few errors that are one line per device: a headline and device lines.
+inline std::string expect_error_lines(const std::function<void()>& f,
+                                      const std::vector<std::string>& parts) {
+  try {
+    f();
+  } catch (const engine::Error& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    return msg;
+  }
+  ADD_FAILURE() << "no engine::Error thrown";
+  return {};
+}
+
 }  // namespace engine::test

@@ -1,8 +1,8 @@
 // Host-only code (compiled by the C++ compiler so it can use fmt): runtime queries and errors.
 #include <fmt/format.h>
 
-#include "cuda_check.h"
-#include "cuda_runtime_info.h"
+#include "scheduler/cuda_check.h"
+#include "scheduler/cuda_runtime.h"
 #include "engine/error.h"
 
 namespace engine {
@@ -31,6 +31,31 @@ std::string cuda_unavailable_reason() {
     return fmt::format("no CUDA device: cudaGetDeviceCount failed: {}", cudaGetErrorString(status));
   }
   return n > 0 ? "" : "no CUDA device: cudaGetDeviceCount reports 0 devices";
+}
+
+CudaDeviceInfo cuda_device_info(int index) {
+  CudaDeviceInfo info;
+  info.index = index;
+  cudaDeviceProp prop{};
+  ENGINE_CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+  info.name = prop.name;
+  info.cc_major = prop.major;
+  info.cc_minor = prop.minor;
+  int previous = 0;
+  ENGINE_CUDA_CHECK(cudaGetDevice(&previous));
+  ENGINE_CUDA_CHECK(cudaSetDevice(index));
+  ENGINE_CUDA_CHECK(cudaFree(nullptr));  // creates the primary context
+  size_t free = 0, total = 0;
+  ENGINE_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  ENGINE_CUDA_CHECK(cudaSetDevice(previous));
+  info.free_bytes = free;
+  info.total_bytes = total;
+  return info;
+}
+
+bool cuda_can_access_peer(int a, int b) noexcept {
+  int ok = 0;
+  return cudaDeviceCanAccessPeer(&ok, a, b) == cudaSuccess && ok != 0;
 }
 
 }  // namespace engine

@@ -1,5 +1,5 @@
 // Checks CUDA runtime return codes; a failure throws engine::Error naming the call, the device and
-// the source line. The throwing side lives in cuda_runtime_info.cpp (nvcc cannot compile fmt's
+// the source line. The throwing side lives in cuda_runtime.cpp (nvcc cannot compile fmt's
 // compile-time format checks).
 #pragma once
 

@@ -1,0 +1,43 @@
+// How much memory each part of a model needs on a device: KV cache bytes per layer for a context
+// and KV type, and the scratch buffers a pipeline stage allocates. The backends allocate exactly
+// the buffers stage_buffers() lists, so the planner's count is the allocation, not an estimate.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "engine/model_spec.h"
+
+namespace engine {
+
+enum class KvType { f16, q8_0, f32 };
+
+std::optional<KvType> parse_kv_type(std::string_view name);
+std::string_view kv_type_name(KvType type);
+
+// K and V of one layer for n_ctx positions.
+uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint32_t n_ctx);
+
+// What one stage (a device's contiguous layer range) processes at once.
+struct StageShape {
+  uint32_t n_batch = 512;  // tokens per forward call (prompt micro-batch)
+  uint32_t n_ctx = 4096;
+  uint32_t n_outputs = 1;  // rows of logits kept per call (1 for generation)
+  bool has_layers = true;
+  bool has_output_head = false;
+};
+
+struct BufferSpec {
+  std::string_view name;
+  uint64_t bytes;
+};
+
+// Every scratch buffer of a stage, f32 activations unless noted.
+std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& shape);
+
+// Sum of stage_buffers, each rounded up to the 256-byte allocation granularity.
+uint64_t stage_buffer_bytes(const HyperParams& hp, const StageShape& shape);
+
+}  // namespace engine

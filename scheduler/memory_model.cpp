@@ -1,0 +1,74 @@
+#include "engine/memory_model.h"
+
+#include <algorithm>
+
+namespace engine {
+namespace {
+
+constexpr uint64_t kAlignment = 256;  // cudaMalloc's granularity; also used for host buffers
+
+uint64_t f32(uint64_t n) { return 4 * n; }
+uint64_t q8_blocks(uint64_t n) { return (n + 31) / 32 * 34; }  // Q8_0: 34 bytes per 32 values
+
+}  // namespace
+
+std::optional<KvType> parse_kv_type(std::string_view name) {
+  if (name == "f16") return KvType::f16;
+  if (name == "q8_0") return KvType::q8_0;
+  if (name == "f32") return KvType::f32;
+  return std::nullopt;
+}
+
+std::string_view kv_type_name(KvType type) {
+  switch (type) {
+    case KvType::f16: return "f16";
+    case KvType::q8_0: return "q8_0";
+    case KvType::f32: return "f32";
+  }
+  return "?";
+}
+
+uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint32_t n_ctx) {
+  const uint64_t values = uint64_t(n_ctx) * hp.kv_dim();  // per K or V
+  switch (type) {
+    case KvType::f16: return 2 * 2 * values;
+    case KvType::f32: return 2 * 4 * values;
+    case KvType::q8_0: return 2 * q8_blocks(values);
+  }
+  return 0;
+}
+
+std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s) {
+  const uint64_t b = s.n_batch;
+  std::vector<BufferSpec> buffers;
+  // The hidden state arrives here (from the embedding lookup or the previous stage) and leaves.
+  buffers.push_back({"hidden", f32(b * hp.n_embd)});
+  if (s.has_layers) {
+    buffers.push_back({"normed", f32(b * hp.n_embd)});
+    buffers.push_back({"q", f32(b * hp.q_dim())});
+    buffers.push_back({"k", f32(b * hp.kv_dim())});
+    buffers.push_back({"v", f32(b * hp.kv_dim())});
+    buffers.push_back({"attn_out", f32(b * hp.q_dim())});
+    // One row of scores per head and query in flight; flash attention keeps it per tile, the
+    // CPU path per (head, query) pair: n_head rows of n_ctx bound both.
+    buffers.push_back({"scores", f32(uint64_t(hp.n_head) * s.n_ctx)});
+    buffers.push_back({"ffn_gate", f32(b * hp.n_ff)});
+    buffers.push_back({"ffn_up", f32(b * hp.n_ff)});
+    // Activations quantized to Q8_0 blocks for the integer dot products (widest input: n_ff).
+    buffers.push_back({"act_q8", q8_blocks(b * std::max(hp.n_embd, hp.n_ff))});
+  }
+  if (s.has_output_head) {
+    buffers.push_back({"logits", f32(uint64_t(s.n_outputs) * hp.n_vocab)});
+  }
+  return buffers;
+}
+
+uint64_t stage_buffer_bytes(const HyperParams& hp, const StageShape& shape) {
+  uint64_t total = 0;
+  for (const auto& buf : stage_buffers(hp, shape)) {
+    total += (buf.bytes + kAlignment - 1) / kAlignment * kAlignment;
+  }
+  return total;
+}
+
+}  // namespace engine

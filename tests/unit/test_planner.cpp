@@ -1,0 +1,291 @@
+// The split planner on simulated devices and a sparse QwQ-32B-shaped Q4_K_M model: placements
+// checked against hand computations from the tensor table.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/byte_size.h"
+#include "engine/devices.h"
+#include "engine/memory_model.h"
+#include "engine/model_file.h"
+#include "engine/model_spec.h"
+#include "engine/planner.h"
+#include "engine/synthetic_model.h"
+#include "scheduler/cuda_runtime.h"
+#include "test_support.h"
+
+namespace engine {
+namespace {
+
+constexpr uint64_t GiB = 1ull << 30;
+
+uint32_t count_layers(const DevicePlan& d) {
+  return d.layers ? d.layers->second - d.layers->first + 1 : 0;
+}
+
+int cuda_device_count_for_tests() { return cuda_device_count(); }
+
+class PlannerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    SyntheticModelOptions o = *preset_options("qwq32", Arch::qwen2);
+    o.mix = WeightMix::q4_k_m;
+    o.sparse = true;
+    write_synthetic_model(o, dir_->file("qwq32.gguf"));
+    spec_ = new ModelSpec(ModelSpec::from(ModelFile::open(dir_->file("qwq32.gguf"))));
+  }
+  static void TearDownTestSuite() {
+    delete spec_;
+    delete dir_;
+  }
+
+  static Inventory sims(std::vector<uint64_t> gib, uint64_t cpu_gib = 64) {
+    std::string list;
+    for (uint64_t g : gib) list += fmt::format("sim:{}GiB,", g);
+    list += fmt::format("cpu:{}GiB", cpu_gib);
+    return resolve_devices(parse_device_list(list));
+  }
+  static Plan plan(const Inventory& inv, const std::string& split, uint32_t ctx, bool ctx_max = false) {
+    PlanOptions o;
+    o.split = parse_split(split);
+    o.n_ctx = ctx;
+    o.ctx_max = ctx_max;
+    return make_plan(*spec_, inv, o);
+  }
+  // Exact bytes of layer l, summed here from the tensor table.
+  static uint64_t layer_bytes_by_hand(uint32_t l) {
+    uint64_t total = 0;
+    const std::string prefix = fmt::format("blk.{}.", l);
+    for (const auto& t : spec_->file.tensors()) {
+      if (t.name.substr(0, prefix.size()) == prefix) total += t.n_bytes;
+    }
+    return total;
+  }
+  static uint64_t kv_by_hand(uint32_t ctx) { return 2ull * ctx * 8 * 128 * 2; }  // K+V, f16
+
+  // Every layer exactly once, contiguous per device, in pipeline (layer) order.
+  static void expect_partition(const Plan& p) {
+    std::vector<int> owner(p.n_layer, -1);
+    for (size_t i = 0; i < p.devices.size(); ++i) {
+      const auto& d = p.devices[i];
+      if (!d.layers) continue;
+      ASSERT_LE(d.layers->first, d.layers->second);
+      for (uint32_t l = d.layers->first; l <= d.layers->second; ++l) {
+        ASSERT_LT(l, p.n_layer);
+        EXPECT_EQ(owner[l], -1) << "layer " << l << " placed twice";
+        owner[l] = static_cast<int>(i);
+      }
+    }
+    for (uint32_t l = 0; l < p.n_layer; ++l) EXPECT_GE(owner[l], 0) << "layer " << l << " unplaced";
+    int outputs = 0;
+    for (const auto& d : p.devices) {
+      outputs += d.output;
+      if (d.used()) {
+        EXPECT_LE(d.needed_bytes(), d.device.free_bytes) << d.device.name;
+        EXPECT_GE(d.free_after_bytes(), 0) << d.device.name;
+      }
+    }
+    EXPECT_EQ(outputs, 1);
+  }
+
+  static test::TempDir* dir_;
+  static ModelSpec* spec_;
+};
+
+test::TempDir* PlannerTest::dir_ = nullptr;
+ModelSpec* PlannerTest::spec_ = nullptr;
+
+TEST_F(PlannerTest, TwoGpusOf24GiBHoldEverythingAtShortAndLongContext) {
+  for (uint32_t ctx : {4096u, 32768u}) {
+    const Plan p = plan(sims({24, 24}), "auto", ctx);
+    expect_partition(p);
+    EXPECT_EQ(p.n_layer_gpu, 64u) << ctx;
+    EXPECT_EQ(p.n_layer_cpu, 0u) << ctx;
+    EXPECT_TRUE(p.output_on_gpu());
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(p.devices[i].reserve_bytes, 512ull << 20);  // max(512 MiB, 2% of 24 GiB)
+      EXPECT_LE(p.devices[i].needed_bytes(), 24 * GiB);
+    }
+    EXPECT_EQ(p.devices[0].kv_bytes, count_layers(p.devices[0]) * kv_by_hand(ctx));
+  }
+  // At 32768 tokens the KV cache (8 GiB) no longer fits one GPU: both are used.
+  EXPECT_TRUE(plan(sims({24, 24}), "auto", 32768).devices[1].layers.has_value());
+}
+
+TEST_F(PlannerTest, OneGpuOf24GiBTakesExactlyWhatFitsTheCpuTheRest) {
+  const uint32_t ctx = 32768;
+  const Plan p = plan(sims({24}), "auto", ctx);
+  expect_partition(p);
+  // By hand: the GPU takes the last k layers plus the output head, as many as fit under
+  // 24 GiB minus the 512 MiB reserve and its scratch buffers.
+  uint64_t output = 0;
+  for (const char* name : {"output.weight", "output_norm.weight"}) {
+    output += spec_->file.find_tensor(name)->n_bytes;
+  }
+  const uint64_t compute = stage_buffer_bytes(spec_->hp, {512, ctx, 1, true, true});
+  const uint64_t budget = 24 * GiB - (512ull << 20) - compute - output;
+  uint32_t k = 0;
+  uint64_t used = 0;
+  while (k < 64 && used + layer_bytes_by_hand(63 - k) + kv_by_hand(ctx) <= budget) {
+    used += layer_bytes_by_hand(63 - k) + kv_by_hand(ctx);
+    ++k;
+  }
+  ASSERT_GT(k, 0u);
+  ASSERT_LT(k, 64u);
+  ASSERT_TRUE(p.devices[0].layers.has_value());
+  EXPECT_EQ(p.devices[0].layers->first, 64 - k);
+  EXPECT_EQ(p.devices[0].layers->second, 63u);
+  EXPECT_TRUE(p.devices[0].output);
+  ASSERT_TRUE(p.devices[1].layers.has_value());
+  EXPECT_EQ(p.devices[1].layers->first, 0u);
+  EXPECT_EQ(p.devices[1].layers->second, 63 - k);
+  EXPECT_EQ(p.n_layer_cpu, 64 - k);
+  EXPECT_EQ(p.devices[0].weight_bytes, used - k * kv_by_hand(ctx) + output);
+}
+
+TEST_F(PlannerTest, ProportionalFollowsFreeMemory) {
+  const Plan p = plan(sims({24, 12, 8}), "proportional", 4096);
+  expect_partition(p);
+  const double total = 24 + 12 + 8;
+  const double free[] = {24, 12, 8};
+  uint32_t sum = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    const uint32_t n = count_layers(p.devices[i]);
+    EXPECT_NEAR(double(n), 64 * free[i] / total, 1.0) << i;
+    sum += n;
+  }
+  EXPECT_EQ(sum, 64u);
+  EXPECT_TRUE(p.devices[2].output);
+}
+
+TEST_F(PlannerTest, AutoMovesWhatOverflowsTheFirstGpuToTheSecond) {
+  const Plan p = plan(sims({24, 12, 8}), "auto", 40960);
+  expect_partition(p);
+  EXPECT_EQ(p.n_layer_cpu, 0u);
+  ASSERT_TRUE(p.devices[0].layers && p.devices[1].layers);
+  EXPECT_EQ(p.devices[0].layers->first, 0u);
+  EXPECT_EQ(p.devices[1].layers->first, p.devices[0].layers->second + 1);
+  // The first GPU is full: one more layer would not fit.
+  const uint32_t next = p.devices[0].layers->second + 1;
+  EXPECT_LT(p.devices[0].free_after_bytes(),
+            static_cast<int64_t>(layer_bytes_by_hand(next) + kv_by_hand(40960)));
+}
+
+TEST_F(PlannerTest, EveryStrategyPartitionsTheLayers) {
+  for (const char* split : {"auto", "even", "proportional", "none", "cpu", "20,30", "0-9,10-63",
+                            "30-63,0-29", "10-20,21-63"}) {
+    expect_partition(plan(sims({24, 24}), split, 2048));
+  }
+  const Plan manual = plan(sims({24, 24}), "20,30", 2048);
+  EXPECT_EQ(manual.n_layer_cpu, 14u);  // the remainder, at the front
+  EXPECT_EQ(manual.devices[2].layers->second, 13u);
+  const Plan middle = plan(sims({24, 24}), "0-9,30-63", 2048);
+  EXPECT_EQ(middle.devices[2].layers->first, 10u);
+  EXPECT_EQ(middle.devices[2].layers->second, 29u);
+  EXPECT_TRUE(middle.devices[1].output);
+}
+
+TEST_F(PlannerTest, OverCommitIsRefusedWithOneLinePerDevice) {
+  const std::string msg = test::expect_error_lines(
+      [] { plan(sims({24, 24}), "60,4", 32768); }, {"over-commits", "sim0: needed", "short by"});
+  EXPECT_NE(msg.find("sim1: needed"), std::string::npos) << msg;
+  test::expect_error_lines([] { plan(sims({8}, 4), "auto", 4096); },
+                           {"does not fit the GPUs plus RAM", "cpu: needed", "short by"});
+  test::expect_error_lines([] { plan(sims({24, 24}), "even", 40960 * 4); },
+                           {"over-commits", "short by"});
+}
+
+TEST_F(PlannerTest, CtxMaxFitsAndOneMoreTokenDoesNot) {
+  const Inventory inv = sims({20});
+  const Plan p = plan(inv, "auto", 0, true);
+  expect_partition(p);
+  EXPECT_EQ(p.n_layer_cpu, 0u);
+  EXPECT_GT(p.n_ctx, 1000u);
+  EXPECT_LT(p.n_ctx, 40960u);
+  EXPECT_EQ(p.max_ctx_full_offload, p.n_ctx);
+  // The same placement one token longer over-commits the GPU.
+  EXPECT_THROW(plan(inv, "64", p.n_ctx + 1), Error);
+  EXPECT_NO_THROW(plan(inv, "64", p.n_ctx));
+  // A manual placement gets its own maximum.
+  const Plan half = plan(inv, "32", 0, true);
+  EXPECT_EQ(half.n_ctx, 40960u);  // capped at the trained context
+}
+
+TEST_F(PlannerTest, PlanStatesMaxContextForFullOffload) {
+  const Plan p = plan(sims({24}), "auto", 32768);
+  EXPECT_GT(p.n_layer_cpu, 0u);
+  EXPECT_GT(p.max_ctx_full_offload, 4096u);
+  EXPECT_LT(p.max_ctx_full_offload, 32768u);
+  EXPECT_EQ(plan(sims({24}), "auto", p.max_ctx_full_offload).n_layer_cpu, 0u);
+  EXPECT_GT(plan(sims({24}), "auto", p.max_ctx_full_offload + 1).n_layer_cpu, 0u);
+  EXPECT_NE(plan_report_text(p).find(fmt::format("max ctx {}", p.max_ctx_full_offload)),
+            std::string::npos);
+}
+
+TEST_F(PlannerTest, JsonReport) {
+  const Plan p = plan(sims({24, 24}), "auto", 32768);
+  const auto j = nlohmann::json::parse(plan_report_json(p));
+  ASSERT_EQ(j["devices"].size(), 3u);
+  EXPECT_EQ(j["devices"][0]["kind"], "gpu");
+  EXPECT_EQ(j["devices"][2]["kind"], "cpu");
+  EXPECT_TRUE(j["devices"][2]["first_layer"].is_null());
+  EXPECT_EQ(j["devices"][0]["first_layer"], 0);
+  EXPECT_EQ(j["n_layer_gpu"], 64);
+  EXPECT_EQ(j["n_layer_cpu"], 0);
+  EXPECT_EQ(j["max_ctx_full_offload"], p.max_ctx_full_offload);
+  uint64_t weights = 0;
+  for (const auto& d : j["devices"]) weights += d["weight_bytes"].get<uint64_t>();
+  uint64_t file_tensors = 0;
+  for (const auto& t : spec_->file.tensors()) file_tensors += t.n_bytes;
+  EXPECT_EQ(weights, file_tensors);  // every tensor counted exactly once
+  EXPECT_NE(plan_report_text(p).find("65/65 layers (64 blocks + output) on 2 GPUs, 0 on CPU"),
+            std::string::npos)
+      << plan_report_text(p);
+}
+
+TEST(PlanOptions, ParsingAndErrors) {
+  EXPECT_EQ(parse_byte_size("24GiB"), 24 * GiB);
+  EXPECT_EQ(parse_byte_size("512mib"), 512ull << 20);
+  EXPECT_EQ(parse_byte_size("1.5GB"), 1500000000ull);
+  EXPECT_EQ(parse_byte_size("4096"), 4096ull);
+  EXPECT_FALSE(parse_byte_size("GiB"));
+  EXPECT_FALSE(parse_byte_size("-1GiB"));
+  EXPECT_FALSE(parse_byte_size("3 apples"));
+  EXPECT_EQ(reserve_bytes(parse_reserve("5%"), 0, 100 * GiB), 5 * GiB);
+  EXPECT_EQ(reserve_bytes(parse_reserve("1GiB,512MiB"), 1, 24 * GiB), 512ull << 20);
+  EXPECT_EQ(reserve_bytes({}, 0, 80 * GiB), 80 * GiB / 50);  // 2% above 512 MiB
+  test::expect_error([] { parse_reserve("lots"); }, {"--reserve", "'lots'"});
+  test::expect_error([] { parse_reserve("150%"); }, {"--reserve", "150%"});
+  test::expect_error([] { parse_split("5-3"); }, {"--split", "'5-3'"});
+  test::expect_error([] { parse_split("fast"); }, {"--split", "'fast'"});
+  test::expect_error([] { parse_device_list("gpu0"); }, {"--devices", "'gpu0'"});
+  test::expect_error([] { parse_device_list("sim:"); }, {"--devices", "needs a size"});
+  test::expect_error([] { parse_device_list("sim:0"); }, {"--devices", "not a size"});
+  test::expect_error([] { parse_device_list("cpu,cpu"); }, {"--devices", "twice"});
+  const auto specs = parse_device_list("0:20GiB,0:20GiB,sim:8GiB,cpu:32GiB");
+  ASSERT_EQ(specs.size(), 4u);
+  EXPECT_EQ(specs[1].cuda_index, 0);
+  EXPECT_EQ(specs[1].bytes, 20 * GiB);
+  EXPECT_EQ(specs[2].source, DeviceSpec::Source::simulated);
+  EXPECT_EQ(specs[3].bytes, 32 * GiB);
+}
+
+TEST(Devices, MissingCudaDeviceIsAnError) {
+  if (cuda_device_count_for_tests() > 0) GTEST_SKIP() << "a CUDA device exists here";
+  test::expect_error([] { resolve_devices(parse_device_list("0")); },
+                     {"--devices", "CUDA device 0 does not exist"});
+}
+
+TEST(MemoryModel, KvBytesPerType) {
+  HyperParams hp;
+  hp.n_head_kv = 8;
+  hp.head_dim = 128;
+  EXPECT_EQ(kv_bytes_per_layer(hp, KvType::f16, 4096), 2ull * 4096 * 1024 * 2);
+  EXPECT_EQ(kv_bytes_per_layer(hp, KvType::f32, 4096), 2ull * 4096 * 1024 * 4);
+  EXPECT_EQ(kv_bytes_per_layer(hp, KvType::q8_0, 4096), 2ull * 4096 * 1024 / 32 * 34);
+}
+
+}  // namespace
+}  // namespace engine
