@@ -1,4 +1,6 @@
 // The plan as a table (printed before loading) and as JSON.
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -39,7 +41,10 @@ std::string plan_report_text(const Plan& plan) {
   out += fmt::format("{}/{} layers ({} blocks + output) on {} GPU{}, {} on CPU, ", on_gpu,
                      with_output, plan.n_layer, gpus_used, gpus_used == 1 ? "" : "s",
                      with_output - on_gpu);
-  out += plan.max_ctx_full_offload > 0
+  const bool any_gpu = std::any_of(plan.devices.begin(), plan.devices.end(),
+                                  [](const DevicePlan& d) { return d.device.kind == DeviceKind::gpu; });
+  out += !any_gpu ? std::string("no GPU\n")
+         : plan.max_ctx_full_offload > 0
              ? fmt::format("max ctx {} with every layer on the GPUs\n", plan.max_ctx_full_offload)
              : std::string("the model does not fit on the GPUs at any context\n");
   return out;

@@ -7,6 +7,8 @@ import tempfile
 MKMODEL = os.environ.get("ENGINE_MKMODEL", "engine-mkmodel")
 INSPECT = os.environ.get("ENGINE_INSPECT", "engine-inspect")
 QUANT_TOOL = os.environ.get("ENGINE_QUANT_TOOL", "engine-quant-tool")
+FORWARD_TOOL = os.environ.get("ENGINE_FORWARD_TOOL", "engine-forward-tool")
+ENGINE_RUN = os.environ.get("ENGINE_RUN", "engine-run")
 FIXTURES = os.environ.get("ENGINE_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
 
 

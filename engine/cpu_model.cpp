@@ -1,0 +1,186 @@
+#include "cpu_model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "engine/error.h"
+#include "engine/quantize.h"
+
+namespace engine {
+namespace {
+
+const TensorInfo* find(const ModelSpec& spec, const std::string& name) {
+  return spec.file.find_tensor(name);
+}
+
+std::string layer_name(uint32_t l, const char* base) { return fmt::format("blk.{}.{}", l, base); }
+
+Matrix matrix(const TensorInfo* t) {
+  return {t->type, t->data, t->ne[0], t->ne[1]};
+}
+
+std::vector<float> floats(const TensorInfo* t) {
+  if (t == nullptr) return {};
+  std::vector<float> out(t->n_elements);
+  dequantize_row(t->type, t->data, out.data(), static_cast<int64_t>(t->n_elements));
+  return out;
+}
+
+}  // namespace
+
+CpuModel::CpuModel(const ModelSpec& s) : spec(s) {
+  const HyperParams& hp = s.hp;
+  token_embd = matrix(find(s, "token_embd.weight"));
+  const TensorInfo* out = find(s, "output.weight");
+  output = out ? matrix(out) : token_embd;
+  output_norm = floats(find(s, "output_norm.weight"));
+  rope_freqs = floats(find(s, "rope_freqs.weight"));
+  layers.resize(hp.n_layer);
+  for (uint32_t l = 0; l < hp.n_layer; ++l) {
+    auto t = [&](const char* base) { return find(s, layer_name(l, base)); };
+    LayerWeights& w = layers[l];
+    w.attn_norm = floats(t("attn_norm.weight"));
+    w.ffn_norm = floats(t("ffn_norm.weight"));
+    w.q_norm = floats(t("attn_q_norm.weight"));
+    w.k_norm = floats(t("attn_k_norm.weight"));
+    w.bq = floats(t("attn_q.bias"));
+    w.bk = floats(t("attn_k.bias"));
+    w.bv = floats(t("attn_v.bias"));
+    w.bo = floats(t("attn_output.bias"));
+    w.wq = matrix(t("attn_q.weight"));
+    w.wk = matrix(t("attn_k.weight"));
+    w.wv = matrix(t("attn_v.weight"));
+    w.wo = matrix(t("attn_output.weight"));
+    w.w_gate = matrix(t("ffn_gate.weight"));
+    w.w_up = matrix(t("ffn_up.weight"));
+    w.w_down = matrix(t("ffn_down.weight"));
+  }
+  rope.n_rot = static_cast<int>(hp.n_rot);
+  rope.neox = s.arch.rope_style == RopeStyle::neox;
+  rope.freq_base = hp.rope_freq_base;
+  const RopeScaling& rs = hp.rope_scaling;
+  if (rs.type != RopeScalingType::none && rs.factor > 0) rope.freq_scale = 1.0f / rs.factor;
+  if (rs.type == RopeScalingType::yarn) {
+    rope.ext_factor = 1.0f;
+    rope.beta_fast = rs.yarn_beta_fast;
+    rope.beta_slow = rs.yarn_beta_slow;
+    rope.n_ctx_orig = rs.original_ctx;
+  }
+  rope.freq_factors = rope_freqs.empty() ? nullptr : rope_freqs.data();
+}
+
+CpuState::CpuState(const CpuModel& model, uint32_t n_ctx, uint32_t n_batch, KvType kv_type,
+                   int n_threads)
+    : m_(model), hp_(model.spec.hp), n_ctx_(n_ctx), n_batch_(n_batch), pool_(n_threads) {
+  kv_type_ = kv_type == KvType::f16 ? GgmlType::F16 : kv_type == KvType::f32 ? GgmlType::F32 : GgmlType::Q8_0;
+  if (kv_type_ == GgmlType::Q8_0 && hp_.head_dim % 32 != 0) {
+    throw Error(fmt::format("--kv-type q8_0: head dim {} is not a multiple of 32", hp_.head_dim));
+  }
+  kv_row_bytes_ = type_bytes(kv_type_, hp_.kv_dim());
+  const uint64_t cache = uint64_t(hp_.n_layer) * n_ctx * kv_row_bytes_;
+  k_cache_.resize(cache);
+  v_cache_.resize(cache);
+  const uint64_t b = n_batch;
+  x_.resize(b * hp_.n_embd);
+  xb_.resize(b * hp_.n_embd);
+  q_.resize(b * hp_.q_dim());
+  k_.resize(b * hp_.kv_dim());
+  v_.resize(b * hp_.kv_dim());
+  attn_out_.resize(b * hp_.q_dim());
+  tmp_.resize(b * hp_.n_embd);
+  gate_.resize(b * hp_.n_ff);
+  up_.resize(b * hp_.n_ff);
+}
+
+uint8_t* CpuState::kv_row(std::vector<uint8_t>& cache, int layer, int64_t pos) {
+  return cache.data() + (uint64_t(layer) * n_ctx_ + uint64_t(pos)) * kv_row_bytes_;
+}
+
+void CpuState::attention(int layer, int64_t n, int64_t pos) {
+  const int64_t hd = hp_.head_dim, group = hp_.n_head / hp_.n_head_kv;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const uint64_t head_bytes = type_bytes(kv_type_, hd);
+  pool_.parallel_for(n * hp_.n_head, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(n_ctx_), key(hd), val(hd);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t b = job / hp_.n_head, h = job % hp_.n_head, kvh = h / group;
+      const int64_t n_keys = pos + b + 1;  // causal: this token and everything before it
+      const float* q = q_.data() + b * hp_.q_dim() + h * hd;
+      for (int64_t t = 0; t < n_keys; ++t) {
+        dequantize_row(kv_type_, kv_row(k_cache_, layer, t) + kvh * head_bytes, key.data(), hd);
+        float s = 0;
+        for (int64_t i = 0; i < hd; ++i) s += q[i] * key[i];
+        scores[t] = s * scale;
+      }
+      softmax(scores.data(), n_keys);
+      float* out = attn_out_.data() + b * hp_.q_dim() + h * hd;
+      std::fill(out, out + hd, 0.0f);
+      for (int64_t t = 0; t < n_keys; ++t) {
+        dequantize_row(kv_type_, kv_row(v_cache_, layer, t) + kvh * head_bytes, val.data(), hd);
+        for (int64_t i = 0; i < hd; ++i) out[i] += scores[t] * val[i];
+      }
+    }
+  });
+}
+
+void CpuState::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits) {
+  const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff;
+  const int64_t hd = hp_.head_dim;
+  const float eps = hp_.norm_eps;
+  const uint64_t embd_row = type_bytes(m_.token_embd.type, E);
+  for (int64_t b = 0; b < n; ++b) {
+    dequantize_row(m_.token_embd.type, static_cast<const uint8_t*>(m_.token_embd.data) + tokens[b] * embd_row,
+                   x_.data() + b * E, E);
+  }
+  auto add_bias = [](float* y, const std::vector<float>& bias, int64_t rows, int64_t cols) {
+    if (bias.empty()) return;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) y[r * cols + c] += bias[c];
+    }
+  };
+  auto mm = [&](const Matrix& w, const float* in, float* out) {
+    matmul(w.type, w.data, w.cols, w.rows, in, n, out, pool_);
+  };
+  for (uint32_t l = 0; l < hp_.n_layer; ++l) {
+    const LayerWeights& w = m_.layers[l];
+    for (int64_t b = 0; b < n; ++b) rms_norm(x_.data() + b * E, w.attn_norm.data(), xb_.data() + b * E, E, eps);
+    mm(w.wq, xb_.data(), q_.data());
+    mm(w.wk, xb_.data(), k_.data());
+    mm(w.wv, xb_.data(), v_.data());
+    add_bias(q_.data(), w.bq, n, Q);
+    add_bias(k_.data(), w.bk, n, KV);
+    add_bias(v_.data(), w.bv, n, KV);
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t h = 0; h < hp_.n_head; ++h) {
+        float* head = q_.data() + b * Q + h * hd;
+        if (!w.q_norm.empty()) rms_norm(head, w.q_norm.data(), head, hd, eps);
+        rope(head, pos + b, m_.rope);
+      }
+      for (int64_t h = 0; h < hp_.n_head_kv; ++h) {
+        float* head = k_.data() + b * KV + h * hd;
+        if (!w.k_norm.empty()) rms_norm(head, w.k_norm.data(), head, hd, eps);
+        rope(head, pos + b, m_.rope);
+      }
+      quantize_row(kv_type_, k_.data() + b * KV, kv_row(k_cache_, l, pos + b), KV);
+      quantize_row(kv_type_, v_.data() + b * KV, kv_row(v_cache_, l, pos + b), KV);
+    }
+    attention(static_cast<int>(l), n, pos);
+    mm(w.wo, attn_out_.data(), tmp_.data());
+    add_bias(tmp_.data(), w.bo, n, E);
+    for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
+    for (int64_t b = 0; b < n; ++b) rms_norm(x_.data() + b * E, w.ffn_norm.data(), xb_.data() + b * E, E, eps);
+    mm(w.w_gate, xb_.data(), gate_.data());
+    mm(w.w_up, xb_.data(), up_.data());
+    swiglu(gate_.data(), up_.data(), gate_.data(), n * F);
+    mm(w.w_down, gate_.data(), tmp_.data());
+    for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
+  }
+  // Only the last token's logits are needed (generation); its row is normed and projected.
+  const float* last = x_.data() + (n - 1) * E;
+  rms_norm(last, m_.output_norm.data(), xb_.data(), E, eps);
+  matmul(m_.output.type, m_.output.data, E, m_.output.rows, xb_.data(), 1, logits, pool_);
+}
+
+}  // namespace engine

@@ -1,0 +1,63 @@
+// The forward pass on the CPU: one parameterised transformer for every architecture of the
+// tables (llama, qwen2, qwen3), weights used in place from the mmap.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "engine/memory_model.h"
+#include "engine/model_spec.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace engine {
+
+struct Matrix {  // a 2-D weight: rows of `cols` values of `type`
+  GgmlType type = GgmlType::F32;
+  const void* data = nullptr;
+  int64_t cols = 0;
+  int64_t rows = 0;
+};
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm, q_norm, k_norm;  // f32 copies of the small tensors
+  std::vector<float> bq, bk, bv, bo;                       // empty when absent
+  Matrix wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+class CpuModel {
+ public:
+  explicit CpuModel(const ModelSpec& spec);
+
+  const ModelSpec& spec;
+  Matrix token_embd, output;  // output aliases token_embd when tied
+  std::vector<float> output_norm, rope_freqs;
+  std::vector<LayerWeights> layers;
+  RopeParams rope;  // per-model part (no position)
+};
+
+// One sequence's KV cache and scratch buffers (sized by the memory model's stage_buffers list).
+class CpuState {
+ public:
+  CpuState(const CpuModel& model, uint32_t n_ctx, uint32_t n_batch, KvType kv_type, int n_threads);
+
+  // Runs tokens at positions [pos, pos + n) through the model; logits of the last token go to
+  // `logits` (n_vocab floats).
+  void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits);
+
+ private:
+  void attention(int layer, int64_t n, int64_t pos);
+  uint8_t* kv_row(std::vector<uint8_t>& cache, int layer, int64_t pos);
+
+  const CpuModel& m_;
+  const HyperParams& hp_;
+  uint32_t n_ctx_, n_batch_;
+  GgmlType kv_type_;
+  uint64_t kv_row_bytes_;
+  ThreadPool pool_;
+  std::vector<uint8_t> k_cache_, v_cache_;  // [layer][position][kv_dim] in kv_type_
+  std::vector<float> x_, xb_, q_, k_, v_, attn_out_, tmp_, gate_, up_, logits_;
+};
+
+}  // namespace engine

@@ -1,0 +1,89 @@
+#include "engine/engine.h"
+
+#include <fmt/format.h>
+
+#include "cpu_model.h"
+#include "engine/error.h"
+
+namespace engine {
+
+std::shared_ptr<const Model> Model::load(const std::string& path) {
+  std::shared_ptr<Model> m(new Model());
+  m->spec_ = ModelSpec::from(ModelFile::open(path));
+  m->cpu_ = std::make_unique<CpuModel>(m->spec_);
+  return m;
+}
+
+Model::~Model() = default;
+
+static int32_t special(const ModelSpec& spec, std::string_view key) {
+  for (const auto& s : spec.tokenizer.specials) {
+    if (s.key == key) return static_cast<int32_t>(s.id);
+  }
+  return -1;
+}
+
+int32_t Model::bos_token() const { return special(spec_, "bos"); }
+int32_t Model::eos_token() const { return special(spec_, "eos"); }
+
+std::string_view Model::token_text(int32_t token) const {
+  const GgufValue* tokens = spec_.file.find("tokenizer.ggml.tokens");
+  if (tokens == nullptr || token < 0 || uint64_t(token) >= tokens->strings().size()) return {};
+  return tokens->strings()[token];
+}
+
+Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options)
+    : model_(std::move(model)) {
+  const HyperParams& hp = model_->spec().hp;
+  n_ctx_ = options.n_ctx ? options.n_ctx : std::min<uint32_t>(hp.n_ctx_train, 4096);
+  n_batch_ = std::min(options.n_batch, n_ctx_);
+  if (n_batch_ == 0) throw Error("context: n_batch must be at least 1");
+  state_ = std::make_unique<CpuState>(*model_->cpu_, n_ctx_, n_batch_, options.kv_type, options.n_threads);
+}
+
+Context::~Context() = default;
+
+std::span<const float> Context::eval(std::span<const int32_t> tokens) {
+  if (tokens.empty()) throw Error("eval: no tokens");
+  if (n_past_ + tokens.size() > n_ctx_) {
+    throw Error(fmt::format("eval: {} tokens after {} already in the context exceed its size {}",
+                            tokens.size(), n_past_, n_ctx_));
+  }
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= model_->n_vocab()) {
+      throw Error(fmt::format("eval: token id {} outside the vocabulary (0..{})", t, model_->n_vocab() - 1));
+    }
+  }
+  logits_.resize(model_->n_vocab());
+  for (size_t i = 0; i < tokens.size(); i += n_batch_) {
+    const size_t n = std::min<size_t>(n_batch_, tokens.size() - i);
+    state_->forward(tokens.data() + i, static_cast<int64_t>(n), n_past_, logits_.data());
+    n_past_ += static_cast<uint32_t>(n);
+  }
+  return logits_;
+}
+
+std::vector<int32_t> Context::generate(std::span<const int32_t> prompt, int n_predict,
+                                       const SamplingParams& sampling,
+                                       const std::function<bool(int32_t)>& on_token) {
+  Sampler sampler(sampling, model_->n_vocab());
+  if (n_past_ + prompt.size() > n_ctx_) {
+    throw Error(fmt::format("generate: the prompt has {} tokens, the context holds {} ({} used)",
+                            prompt.size(), n_ctx_, n_past_));
+  }
+  std::vector<int32_t> history(prompt.begin(), prompt.end());
+  std::vector<int32_t> generated;
+  std::span<const float> logits = eval(prompt);
+  const int32_t eos = model_->eos_token();
+  for (int i = 0; i < n_predict && n_past_ < n_ctx_; ++i) {
+    const int32_t token = sampler.sample(logits, history);
+    generated.push_back(token);
+    history.push_back(token);
+    if (on_token && !on_token(token)) break;
+    if (token == eos) break;
+    if (i + 1 < n_predict && n_past_ < n_ctx_) logits = eval(std::span<const int32_t>(&token, 1));
+  }
+  return generated;
+}
+
+}  // namespace engine

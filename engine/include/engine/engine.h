@@ -1,0 +1,87 @@
+// The engine's public API: load a GGUF model, evaluate tokens, read logits, generate.
+//
+// Errors: every failure throws engine::Error (see <engine/error.h>) with a one-line message; the
+// library never aborts or exits.
+// Threads: a Model is immutable after load and may be shared by any number of Contexts on any
+// threads. A Context (one sequence: its KV cache, scratch buffers and worker threads) must be
+// used by one thread at a time.
+// Placement: today every layer runs on the CPU; GPU placement follows the split planner
+// (<engine/planner.h>) as the CUDA backend lands.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/memory_model.h"
+#include "engine/model_file.h"
+#include "engine/model_spec.h"
+#include "engine/sampling.h"
+
+namespace engine {
+
+class CpuModel;
+class CpuState;
+
+class Model {
+ public:
+  // Maps and validates the model; weights stay in the mapping (no copy).
+  static std::shared_ptr<const Model> load(const std::string& path);
+  ~Model();
+
+  const ModelSpec& spec() const { return spec_; }
+  int32_t n_vocab() const { return static_cast<int32_t>(spec_.hp.n_vocab); }
+  // Token ids of tokenizer.ggml.bos/eos_token_id, or -1.
+  int32_t bos_token() const;
+  int32_t eos_token() const;
+  // The vocabulary's text for a token ("" for an id out of range or a file without tokens).
+  std::string_view token_text(int32_t token) const;
+
+ private:
+  Model() = default;
+  friend class Context;
+  ModelSpec spec_;
+  std::unique_ptr<CpuModel> cpu_;
+};
+
+struct ContextOptions {
+  uint32_t n_ctx = 0;       // 0: min(trained context, 4096)
+  uint32_t n_batch = 512;   // prompt tokens per forward call
+  int n_threads = 0;        // 0: all cores
+  KvType kv_type = KvType::f16;
+};
+
+class Context {
+ public:
+  Context(std::shared_ptr<const Model> model, const ContextOptions& options = {});
+  ~Context();
+
+  uint32_t n_ctx() const { return n_ctx_; }
+  uint32_t n_past() const { return n_past_; }  // tokens in the KV cache
+  void reset() { n_past_ = 0; }
+
+  // Appends tokens to the sequence (in batches of n_batch) and returns the logits after the last
+  // one (n_vocab values, valid until the next call). Throws if the context would overflow or a
+  // token id is outside the vocabulary.
+  std::span<const float> eval(std::span<const int32_t> tokens);
+
+  // Evaluates the prompt, then samples up to n_predict tokens, calling on_token after each; it
+  // stops early when on_token returns false or an end-of-generation token is sampled. Returns the
+  // generated tokens.
+  std::vector<int32_t> generate(std::span<const int32_t> prompt, int n_predict,
+                                const SamplingParams& sampling,
+                                const std::function<bool(int32_t)>& on_token = {});
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<CpuState> state_;
+  uint32_t n_ctx_ = 0;
+  uint32_t n_batch_ = 0;
+  uint32_t n_past_ = 0;
+  std::vector<float> logits_;
+};
+
+}  // namespace engine

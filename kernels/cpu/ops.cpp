@@ -1,0 +1,111 @@
+#include "ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "engine/quantize.h"
+
+namespace engine {
+namespace {
+
+constexpr int64_t kChunk = 256;  // values decoded at a time; a multiple of every block size
+
+// Dot product; compiled for AVX2+FMA and for baseline x86-64, chosen at load time (ifunc).
+__attribute__((target_clones("arch=haswell", "default"))) float dot(const float* a, const float* b,
+                                                                    int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// YaRN ramp between interpolated and extrapolated frequencies (llama.cpp's rope_yarn_ramp).
+float yarn_ramp(float low, float high, int i0) {
+  const float y = (float(i0) / 2 - low) / std::max(0.001f, high - low);
+  return 1.0f - std::clamp(y, 0.0f, 1.0f);
+}
+
+// Dimension at which a rotation completes n_ctx_orig / (2 pi beta) turns.
+float yarn_corr_dim(int n_dims, uint32_t n_ctx_orig, float n_rot, float base) {
+  return float(n_dims) * std::log(float(n_ctx_orig) / (n_rot * 2 * std::numbers::pi_v<float>)) /
+         (2 * std::log(base));
+}
+
+}  // namespace
+
+void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int64_t n_batch,
+            float* y, ThreadPool& pool) {
+  const uint64_t row_bytes = type_bytes(type, K);
+  pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+    float tmp[kChunk];
+    std::vector<float> sums(n_batch);
+    for (int64_t n = n0; n < n1; ++n) {
+      const auto* row = static_cast<const uint8_t*>(w) + n * row_bytes;
+      std::fill(sums.begin(), sums.end(), 0.0f);
+      for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+        const int64_t len = std::min(kChunk, K - k0);
+        dequantize_row(type, row + type_bytes(type, k0), tmp, len);
+        for (int64_t b = 0; b < n_batch; ++b) sums[b] += dot(tmp, x + b * K + k0, len);
+      }
+      for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = sums[b];
+    }
+  });
+}
+
+void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / double(n) + double(eps)));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+void rope(float* head, int64_t pos, const RopeParams& p) {
+  const int half = p.n_rot / 2;
+  float corr_low = 0, corr_high = 0;
+  if (p.ext_factor != 0.0f) {
+    corr_low = std::max(0.0f, std::floor(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_fast, p.freq_base)));
+    corr_high = std::min(float(p.n_rot - 1),
+                         std::ceil(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_slow, p.freq_base)));
+  }
+  for (int i = 0; i < half; ++i) {
+    const int i0 = 2 * i;
+    float theta_extrap = float(pos) * std::pow(p.freq_base, -float(i0) / float(p.n_rot));
+    if (p.freq_factors != nullptr) theta_extrap /= p.freq_factors[i];
+    float theta = p.freq_scale * theta_extrap;
+    float mscale = p.attn_factor;
+    if (p.ext_factor != 0.0f) {
+      const float mix = yarn_ramp(corr_low, corr_high, i0) * p.ext_factor;
+      theta = theta * (1 - mix) + theta_extrap * mix;
+      mscale *= 1.0f + 0.1f * std::log(1.0f / p.freq_scale);
+    }
+    const float c = std::cos(theta) * mscale, s = std::sin(theta) * mscale;
+    const int a = p.neox ? i : i0;
+    const int b = p.neox ? i + half : i0 + 1;
+    const float x0 = head[a], x1 = head[b];
+    head[a] = x0 * c - x1 * s;
+    head[b] = x0 * s + x1 * c;
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  const float mx = *std::max_element(x, x + n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += double(x[i]);
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace engine

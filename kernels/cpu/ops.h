@@ -1,0 +1,41 @@
+// CPU compute kernels of the forward pass. Activations are row-major f32 [rows x cols];
+// weights are GGUF tensors used in place (quantized blocks straight from the mmap).
+#pragma once
+
+#include <cstdint>
+
+#include "engine/ggml_type.h"
+#include "thread_pool.h"
+
+namespace engine {
+
+// y[b][n] = sum_k W[n][k] * x[b][k] for b < n_batch, n < N: W is N rows of K values of `type`
+// (ggml layout: row n is contiguous). Works on W's blocks directly: each block is decoded once
+// into registers/stack and used for every batch row. Rows of W are split across the pool.
+void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int64_t n_batch,
+            float* y, ThreadPool& pool);
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], for one row of n.
+void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps);
+
+// Rotary embedding of one head vector (head_dim values, the first n_rot rotated) at `pos`.
+struct RopeParams {
+  int n_rot = 0;
+  bool neox = false;            // pairs (i, i + n_rot/2) instead of (2i, 2i+1)
+  float freq_base = 10000.0f;
+  float freq_scale = 1.0f;      // 1 / linear or YaRN factor
+  float ext_factor = 0.0f;      // YaRN: 1 enables the ramp between extrapolation and interpolation
+  float attn_factor = 1.0f;
+  float beta_fast = 32.0f, beta_slow = 1.0f;
+  uint32_t n_ctx_orig = 0;      // YaRN: the context the model was trained with
+  const float* freq_factors = nullptr;  // n_rot/2 divisors of the frequencies (Llama 3.1), or null
+};
+void rope(float* head, int64_t pos, const RopeParams& p);
+
+// In-place softmax of n values.
+void softmax(float* x, int64_t n);
+
+// out[i] = silu(gate[i]) * up[i]
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+
+}  // namespace engine
