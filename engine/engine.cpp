@@ -11,25 +11,25 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
   std::shared_ptr<Model> m(new Model());
   m->spec_ = ModelSpec::from(ModelFile::open(path));
   m->cpu_ = std::make_unique<CpuModel>(m->spec_);
+  if (m->spec_.file.find("tokenizer.ggml.model") != nullptr) {
+    m->tokenizer_ = Tokenizer::from_file(m->spec_.file);
+  }
   return m;
 }
 
 Model::~Model() = default;
 
-static int32_t special(const ModelSpec& spec, std::string_view key) {
-  for (const auto& s : spec.tokenizer.specials) {
-    if (s.key == key) return static_cast<int32_t>(s.id);
-  }
-  return -1;
+std::string_view Model::chat_template() const {
+  const GgufValue* v = spec_.file.find("tokenizer.chat_template");
+  return v && v->as_string() ? *v->as_string() : std::string_view();
 }
 
-int32_t Model::bos_token() const { return special(spec_, "bos"); }
-int32_t Model::eos_token() const { return special(spec_, "eos"); }
-
-std::string_view Model::token_text(int32_t token) const {
-  const GgufValue* tokens = spec_.file.find("tokenizer.ggml.tokens");
-  if (tokens == nullptr || token < 0 || uint64_t(token) >= tokens->strings().size()) return {};
-  return tokens->strings()[token];
+bool Model::is_end_of_generation(int32_t token) const {
+  if (tokenizer_) return tokenizer_->is_end_of_generation(token);
+  for (const auto& s : spec_.tokenizer.specials) {
+    if (s.key == "eos" && s.id == token) return true;
+  }
+  return false;
 }
 
 Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options)
@@ -74,13 +74,12 @@ std::vector<int32_t> Context::generate(std::span<const int32_t> prompt, int n_pr
   std::vector<int32_t> history(prompt.begin(), prompt.end());
   std::vector<int32_t> generated;
   std::span<const float> logits = eval(prompt);
-  const int32_t eos = model_->eos_token();
   for (int i = 0; i < n_predict && n_past_ < n_ctx_; ++i) {
     const int32_t token = sampler.sample(logits, history);
     generated.push_back(token);
     history.push_back(token);
     if (on_token && !on_token(token)) break;
-    if (token == eos) break;
+    if (model_->is_end_of_generation(token)) break;
     if (i + 1 < n_predict && n_past_ < n_ctx_) logits = eval(std::span<const int32_t>(&token, 1));
   }
   return generated;

@@ -1,29 +1,43 @@
-// engine-run: plans a model's placement (--plan) or generates from it on the CPU.
-// Until the tokenizer lands (issue 4) prompts are token ids (--prompt-ids) and the output is the
-// vocabulary's pieces with SentencePiece spaces and byte tokens decoded.
+// engine-run: plan a model's placement (--plan), complete a prompt, or chat.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
-
 #include <nlohmann/json.hpp>
 
+#include "engine/byte_size.h"
+#include "engine/chat_session.h"
 #include "engine/devices.h"
 #include "engine/engine.h"
 #include "engine/error.h"
-#include "engine/model_file.h"
-#include "engine/model_spec.h"
 #include "engine/planner.h"
 
 namespace {
 
+struct Flags {
+  std::string model, devices, split = "auto", ctx, kv_type = "f16", reserve;
+  uint32_t batch = 512;
+  bool plan_only = false, json = false, chat = false, no_special = false;
+  std::string prompt, file, prompt_ids, system;
+  int n_predict = 256, threads = 0;
+  engine::SamplingParams sampling;
+  std::optional<uint64_t> seed;
+};
+
 std::vector<int32_t> parse_ids(const std::string& text) {
   std::vector<int32_t> ids;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t comma = text.find(',', start);
-    const std::string item = text.substr(start, comma == std::string::npos ? comma : comma - start);
+  std::string item;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    if (i < text.size() && text[i] != ',') {
+      item += text[i];
+      continue;
+    }
     try {
       size_t used = 0;
       const long v = std::stol(item, &used);
@@ -32,153 +46,203 @@ std::vector<int32_t> parse_ids(const std::string& text) {
     } catch (const std::exception&) {
       throw engine::Error(fmt::format("--prompt-ids: '{}' is not a token id", item));
     }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
+    item.clear();
   }
-  if (ids.empty()) throw engine::Error("--prompt-ids: no token ids");
   return ids;
 }
 
-// A token's text: SentencePiece's U+2581 as a space, <0xNN> as the byte.
-std::string piece_text(std::string_view piece) {
-  if (piece.size() == 6 && piece.starts_with("<0x") && piece.ends_with(">")) {
-    return std::string(1, static_cast<char>(std::stoi(std::string(piece.substr(3, 2)), nullptr, 16)));
-  }
-  std::string out;
-  for (size_t i = 0; i < piece.size(); ++i) {
-    if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {
-      out += ' ';
-      i += 2;
-    } else {
-      out += piece[i];
+engine::PlanOptions plan_options(const Flags& f) {
+  engine::PlanOptions o;
+  o.split = engine::parse_split(f.split);
+  o.kv_type = *engine::parse_kv_type(f.kv_type);
+  o.n_batch = f.batch;
+  if (!f.reserve.empty()) o.reserve = engine::parse_reserve(f.reserve);
+  if (f.ctx == "max") {
+    o.ctx_max = true;
+  } else if (!f.ctx.empty()) {
+    size_t used = 0;
+    long v = -1;
+    try {
+      v = std::stol(f.ctx, &used);
+    } catch (const std::exception&) {
     }
+    if (used != f.ctx.size() || v < 1 || v > (1l << 31)) {
+      throw engine::Error(fmt::format("--ctx: '{}' is neither a positive number nor max", f.ctx));
+    }
+    o.n_ctx = static_cast<uint32_t>(v);
   }
-  return out;
+  return o;
+}
+
+int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
+         const engine::ContextOptions& copts) {
+  engine::ChatSession session(model, copts, f.system);
+  if (!session.warning().empty()) fmt::print(stderr, "engine-run: warning: {}\n", session.warning());
+  fmt::print(stderr, "chat template: {}\n", engine::chat_template_name(session.template_kind()));
+  auto turn = [&](const std::string& user) {
+    engine::ChatSession::TurnStats st;
+    session.send(user, f.sampling, f.n_predict, [](std::string_view text) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    }, &st);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    fmt::print(stderr, "[{} new prompt tokens, {} generated, context {}/{}; {:.1f} tokens/s]\n",
+               st.prompt_tokens, st.generated_tokens, session.context().n_past(),
+               session.context().n_ctx(),
+               st.generation_seconds > 0 ? double(st.generated_tokens) / st.generation_seconds : 0.0);
+  };
+  if (!f.prompt.empty()) {
+    turn(f.prompt);
+    return 0;
+  }
+  const bool tty = isatty(fileno(stdin)) != 0;
+  for (std::string line;;) {
+    if (tty) fmt::print(stderr, "> ");
+    if (!std::getline(std::cin, line)) break;
+    if (line.empty()) continue;
+    turn(line);
+  }
+  return 0;
+}
+
+int complete(const Flags& f, std::shared_ptr<const engine::Model> model,
+             const engine::ContextOptions& copts) {
+  std::vector<int32_t> prompt;
+  if (!f.prompt_ids.empty()) {
+    prompt = parse_ids(f.prompt_ids);
+  } else {
+    if (!model->tokenizer()) throw engine::Error("--prompt: the model has no tokenizer; use --prompt-ids");
+    std::string text = f.prompt;
+    if (!f.file.empty()) {
+      std::ifstream in(f.file, std::ios::binary);
+      text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    prompt = model->tokenizer()->tokenize(text, true, !f.no_special);
+  }
+  if (prompt.empty()) throw engine::Error("--prompt: empty prompt");
+  engine::Context context(model, copts);
+  if (prompt.size() >= context.n_ctx()) {
+    throw engine::Error(fmt::format("prompt: {} tokens do not fit the context of {} (--ctx)",
+                                    prompt.size(), context.n_ctx()));
+  }
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  auto t_first = t0;
+  bool first = true;
+  std::string text;
+  std::unique_ptr<engine::TokenStreamer> stream;
+  if (model->tokenizer()) stream = std::make_unique<engine::TokenStreamer>(model->tokenizer(), false);
+  auto emit = [&](const std::string& piece) {
+    text += piece;
+    if (!f.json) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+  };
+  const auto generated = context.generate(prompt, f.n_predict, f.sampling, [&](int32_t token) {
+    if (first) {
+      t_first = clock::now();
+      first = false;
+    }
+    if (stream && !model->is_end_of_generation(token)) emit(stream->push(token));
+    return true;
+  });
+  if (stream) emit(stream->flush());
+  const double prompt_s = std::chrono::duration<double>(t_first - t0).count();
+  const double gen_s = std::chrono::duration<double>(clock::now() - t_first).count();
+  const double prompt_tps = prompt_s > 0 ? double(prompt.size()) / prompt_s : 0;
+  // The first generated token comes with the prompt; the rest each cost one decode step.
+  const double gen_tps = generated.size() > 1 && gen_s > 0 ? double(generated.size() - 1) / gen_s : 0;
+  if (f.json) {
+    nlohmann::ordered_json j;
+    j["text"] = text;
+    j["tokens"] = generated;
+    j["prompt_tokens"] = prompt;
+    j["prompt_tokens_per_s"] = prompt_tps;
+    j["gen_tokens_per_s"] = gen_tps;
+    std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
+  } else {
+    std::fputc('\n', stdout);
+  }
+  fmt::print(stderr, "prompt: {} tokens at {:.1f} tokens/s; generation: {} tokens at {:.1f} tokens/s\n",
+             prompt.size(), prompt_tps, generated.size(), gen_tps);
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Run a GGUF model (today: print its placement plan with --plan)"};
-  std::string model, devices, split = "auto", ctx, kv_type = "f16", reserve;
-  uint32_t batch = 512;
-  bool plan_only = false, json = false;
-  std::string prompt_ids;
-  int n_predict = 64, threads = 0;
-  engine::SamplingParams sampling;
-  uint64_t seed = 0;
-  bool seed_given = false;
-  app.add_option("--model,-m", model, "GGUF model (any part of a split model)")->required();
-  app.add_option("--devices", devices,
+  CLI::App app{"Plan, complete or chat with a GGUF model"};
+  Flags f;
+  app.add_option("--model,-m", f.model, "GGUF model (any part of a split model)")->required();
+  app.add_option("--devices", f.devices,
                  "0,1 | 0:20GiB,0:20GiB (slices) | sim:24GiB,sim:24GiB | cpu:64GiB (default: all GPUs)");
-  app.add_option("--split", split, "auto | even | proportional | none | cpu | 30,34 | 0-29,30-63");
-  app.add_option("--ctx", ctx, "context length, or max (default: min(trained, 4096))");
-  app.add_option("--kv-type", kv_type, "f16 | q8_0 | f32")->check(CLI::IsMember({"f16", "q8_0", "f32"}));
-  app.add_option("--batch", batch, "prompt tokens per forward call");
-  app.add_option("--reserve", reserve, "GPU memory kept free: 1GiB, 5%, or one per GPU (1GiB,512MiB)");
-  app.add_flag("--plan", plan_only, "print the placement plan and exit");
-  app.add_flag("--json", json, "print one JSON object (the plan, or the generation and its speed)");
-  app.add_option("--prompt-ids", prompt_ids, "prompt as comma-separated token ids");
-  app.add_option("--n-predict,-n", n_predict, "tokens to generate");
-  app.add_option("--threads,-t", threads, "CPU threads (default: all cores)");
-  app.add_flag("--greedy", sampling.greedy, "always pick the most likely token");
-  app.add_option("--temp", sampling.temperature, "sampling temperature");
-  app.add_option("--top-k", sampling.top_k, "keep the k most likely tokens (0: off)");
-  app.add_option("--top-p", sampling.top_p, "keep the smallest set with this probability mass");
-  app.add_option("--min-p", sampling.min_p, "drop tokens below min-p times the most likely");
-  app.add_option("--repeat-penalty", sampling.repeat_penalty, "penalty for repeated tokens (1: off)");
-  app.add_option("--seed", seed, "random seed (default: from the clock)")->each([&](const std::string&) { seed_given = true; });
+  app.add_option("--split", f.split, "auto | even | proportional | none | cpu | 30,34 | 0-29,30-63");
+  app.add_option("--ctx,-c", f.ctx, "context length, or max (default: min(trained, 4096))");
+  app.add_option("--kv-type", f.kv_type, "f16 | q8_0 | f32")->check(CLI::IsMember({"f16", "q8_0", "f32"}));
+  app.add_option("--batch,-b", f.batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
+  app.add_option("--reserve", f.reserve, "GPU memory kept free: 1GiB, 5%, or one per GPU (1GiB,512MiB)");
+  app.add_flag("--plan", f.plan_only, "print the placement plan and exit");
+  app.add_flag("--json", f.json, "print one JSON object (the plan, or the completion and its speed)");
+  auto* p = app.add_option("--prompt,-p", f.prompt, "prompt text (with --chat: one user turn)");
+  auto* fl = app.add_option("--file,-f", f.file, "read the prompt from a file")->check(CLI::ExistingFile);
+  auto* ids = app.add_option("--prompt-ids", f.prompt_ids, "prompt as comma-separated token ids");
+  p->excludes(fl)->excludes(ids);
+  fl->excludes(ids);
+  app.add_flag("--chat", f.chat, "chat with the model's template (interactive without --prompt)");
+  app.add_option("--system", f.system, "system prompt for --chat");
+  app.add_flag("--no-special", f.no_special, "do not turn control-token text in the prompt into tokens");
+  app.add_option("--n-predict,-n", f.n_predict, "tokens to generate at most")->check(CLI::Range(0, 1 << 24));
+  app.add_option("--threads,-t", f.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 4096));
+  app.add_flag("--greedy", f.sampling.greedy, "always pick the most likely token");
+  app.add_option("--temp", f.sampling.temperature, "sampling temperature");
+  app.add_option("--top-k", f.sampling.top_k, "keep the k most likely tokens (0: off)");
+  app.add_option("--top-p", f.sampling.top_p, "keep the smallest set with this probability mass");
+  app.add_option("--min-p", f.sampling.min_p, "drop tokens below min-p times the most likely");
+  app.add_option("--repeat-penalty", f.sampling.repeat_penalty, "penalty for repeated tokens (1: off)");
+  app.add_option("--seed", f.seed, "random seed (default: from the clock)");
   CLI11_PARSE(app, argc, argv);
 
   try {
-    engine::PlanOptions options;
-    options.split = engine::parse_split(split);
-    options.kv_type = *engine::parse_kv_type(kv_type);
-    options.n_batch = batch;
-    if (!reserve.empty()) options.reserve = engine::parse_reserve(reserve);
-    if (ctx == "max") {
-      options.ctx_max = true;
-    } else if (!ctx.empty()) {
-      try {
-        const long v = std::stol(ctx);
-        if (v < 1 || v > (1l << 31)) throw std::out_of_range("ctx");
-        options.n_ctx = static_cast<uint32_t>(v);
-      } catch (const std::exception&) {
-        throw engine::Error(fmt::format("--ctx: '{}' is neither a positive number nor max", ctx));
+    engine::PlanOptions options = plan_options(f);
+    const bool generating = !f.plan_only;
+    if (generating) {
+      if (f.prompt.empty() && f.file.empty() && f.prompt_ids.empty() && !f.chat) {
+        throw engine::Error("nothing to do: give --prompt, --file, --prompt-ids or --chat (or --plan)");
       }
-    }
-    if (!plan_only) {
-      if (prompt_ids.empty()) throw engine::Error("--prompt-ids: required to generate (or use --plan)");
-      if (options.split.kind != engine::SplitKind::cpu && options.split.kind != engine::SplitKind::automatic) {
-        throw engine::Error(fmt::format("--split {}: only the CPU runs layers so far (CUDA execution is issue 6)", split));
+      if (!f.devices.empty() || (options.split.kind != engine::SplitKind::automatic &&
+                                 options.split.kind != engine::SplitKind::cpu)) {
+        throw engine::Error("--devices/--split: only the CPU runs layers so far (CUDA execution is "
+                            "issue 6); use --plan to see a GPU placement");
       }
-      if (!devices.empty()) throw engine::Error("--devices: only the CPU runs layers so far (CUDA execution is issue 6)");
       options.split = engine::parse_split("cpu");
+      f.sampling.seed = f.seed ? *f.seed
+                               : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+      engine::validate(f.sampling);
     }
-    const auto inventory =
-        engine::resolve_devices(devices.empty() ? std::vector<engine::DeviceSpec>{}
-                                                : engine::parse_device_list(devices));
-    const auto file = engine::ModelFile::open(model);
-    const auto spec = engine::ModelSpec::from(file);
-    const engine::Plan plan = engine::make_plan(spec, inventory, options);
-    if (plan_only) {
-      std::fputs((json ? engine::plan_report_json(plan) + "\n" : engine::plan_report_text(plan)).c_str(), stdout);
+    const auto inventory = engine::resolve_devices(
+        f.devices.empty() ? std::vector<engine::DeviceSpec>{} : engine::parse_device_list(f.devices));
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto model = engine::Model::load(f.model);
+    const engine::Plan plan = engine::make_plan(model->spec(), inventory, options);
+    if (f.plan_only) {
+      std::fputs((f.json ? engine::plan_report_json(plan) + "\n" : engine::plan_report_text(plan)).c_str(), stdout);
       return 0;
     }
-    fmt::print(stderr, "{}", engine::plan_report_text(plan));
-    const std::vector<int32_t> prompt = parse_ids(prompt_ids);
-    sampling.seed = seed_given ? seed : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    engine::validate(sampling);
-    auto loaded = engine::Model::load(model);
+    fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s\n", engine::plan_report_text(plan),
+               f.model, model->spec().arch.name, model->spec().hp.n_layer,
+               engine::format_gib(model->spec().file.total_bytes()),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     engine::ContextOptions copts;
     copts.n_ctx = plan.n_ctx;
-    copts.n_batch = batch;
-    copts.n_threads = threads;
+    copts.n_batch = f.batch;
+    copts.n_threads = f.threads;
     copts.kv_type = options.kv_type;
-    engine::Context context(loaded, copts);
-    if (prompt.size() >= context.n_ctx()) {
-      throw engine::Error(fmt::format("--prompt-ids: the prompt has {} tokens, the context holds {}",
-                                      prompt.size(), context.n_ctx()));
-    }
-    using clock = std::chrono::steady_clock;
-    const auto t0 = clock::now();
-    auto t_first = t0;
-    std::string text;
-    bool first = true;
-    const auto generated = context.generate(prompt, n_predict, sampling, [&](int32_t token) {
-      if (first) {
-        t_first = clock::now();
-        first = false;
-      }
-      const std::string piece = piece_text(loaded->token_text(token));
-      text += piece;
-      if (!json) {
-        std::fputs(piece.c_str(), stdout);
-        std::fflush(stdout);
-      }
-      return true;
-    });
-    const auto t1 = clock::now();
-    const double prompt_s = std::chrono::duration<double>(t_first - t0).count();
-    const double gen_s = std::chrono::duration<double>(t1 - t_first).count();
-    const double prompt_tps = prompt_s > 0 ? double(prompt.size()) / prompt_s : 0;
-    const double gen_tps = generated.size() > 1 && gen_s > 0 ? double(generated.size() - 1) / gen_s : 0;
-    if (json) {
-      nlohmann::ordered_json j;
-      j["text"] = text;
-      j["tokens"] = generated;
-      j["prompt_tokens"] = prompt;
-      j["prompt_tokens_per_s"] = prompt_tps;
-      j["gen_tokens_per_s"] = gen_tps;
-      std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
-    } else {
-      std::fputc('\n', stdout);
-    }
-    fmt::print(stderr, "prompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n",
-               prompt.size(), prompt_tps, generated.size(), gen_tps);
+    return f.chat ? chat(f, model, copts) : complete(f, model, copts);
   } catch (const engine::Error& e) {
     fmt::print(stderr, "engine-run: {}\n", e.what());
     return 1;
   }
-  return 0;
 }

@@ -20,6 +20,7 @@
 #include "engine/model_file.h"
 #include "engine/model_spec.h"
 #include "engine/sampling.h"
+#include "engine/tokenizer.h"
 
 namespace engine {
 
@@ -34,17 +35,18 @@ class Model {
 
   const ModelSpec& spec() const { return spec_; }
   int32_t n_vocab() const { return static_cast<int32_t>(spec_.hp.n_vocab); }
-  // Token ids of tokenizer.ggml.bos/eos_token_id, or -1.
-  int32_t bos_token() const;
-  int32_t eos_token() const;
-  // The vocabulary's text for a token ("" for an id out of range or a file without tokens).
-  std::string_view token_text(int32_t token) const;
+  // The file's tokenizer; null when the file has none (then prompts are token ids).
+  const std::shared_ptr<const Tokenizer>& tokenizer() const { return tokenizer_; }
+  // tokenizer.chat_template, or "".
+  std::string_view chat_template() const;
+  bool is_end_of_generation(int32_t token) const;
 
  private:
   Model() = default;
   friend class Context;
   ModelSpec spec_;
   std::unique_ptr<CpuModel> cpu_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
 };
 
 struct ContextOptions {

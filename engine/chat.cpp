@@ -1,0 +1,106 @@
+#include "engine/chat.h"
+
+namespace engine {
+
+std::string_view chat_template_name(ChatTemplate t) {
+  switch (t) {
+    case ChatTemplate::chatml: return "chatml";
+    case ChatTemplate::llama3: return "llama3";
+    case ChatTemplate::llama2: return "llama2";
+    case ChatTemplate::mistral: return "mistral";
+    case ChatTemplate::gemma: return "gemma";
+    case ChatTemplate::deepseek_r1: return "deepseek-r1";
+  }
+  return "?";
+}
+
+std::optional<ChatTemplate> detect_chat_template(std::string_view j) {
+  auto has = [&](std::string_view s) { return j.find(s) != std::string_view::npos; };
+  if (has("<|im_start|>")) return ChatTemplate::chatml;
+  if (has("<|start_header_id|>")) return ChatTemplate::llama3;
+  if (has("<start_of_turn>")) return ChatTemplate::gemma;
+  if (has("<｜Assistant｜>")) return ChatTemplate::deepseek_r1;
+  if (has("[INST]")) return has("<<SYS>>") ? ChatTemplate::llama2 : ChatTemplate::mistral;
+  return std::nullopt;
+}
+
+ChatFormatter::ChatFormatter(ChatTemplate t, bool think) : t_(t), think_(think) {}
+
+ChatFormatter ChatFormatter::for_template(std::string_view jinja, std::string* warning) {
+  auto kind = detect_chat_template(jinja);
+  if (!kind) {
+    if (warning) {
+      *warning = jinja.empty() ? "the model has no chat template: using ChatML"
+                               : "chat template not recognised: using ChatML";
+    }
+    kind = ChatTemplate::chatml;
+  }
+  // The reply opens with "<think>\n" when the template writes it after the assistant tag
+  // (as an escaped "\n" inside a Jinja string, or a real newline).
+  const bool think = jinja.find("<think>\\n'") != std::string_view::npos ||
+                     jinja.find("<think>\\n\"") != std::string_view::npos ||
+                     jinja.find("<think>\n'") != std::string_view::npos;
+  return ChatFormatter(*kind, think);
+}
+
+std::vector<ChatSegment> ChatFormatter::system(const std::string& text) {
+  switch (t_) {
+    case ChatTemplate::chatml:
+      return {{"<|im_start|>system\n", true}, {text, false}, {"<|im_end|>\n", true}};
+    case ChatTemplate::llama3:
+      return {{"<|start_header_id|>system<|end_header_id|>\n\n", true}, {text, false},
+              {"<|eot_id|>", true}};
+    case ChatTemplate::deepseek_r1: return {{text, false}};
+    case ChatTemplate::llama2:
+    case ChatTemplate::mistral:
+    case ChatTemplate::gemma: pending_system_ = text; return {};
+  }
+  return {};
+}
+
+std::vector<ChatSegment> ChatFormatter::user_turn(const std::string& text) {
+  const bool first = first_user_;
+  first_user_ = false;
+  std::string content = text;
+  std::vector<ChatSegment> out;
+  switch (t_) {
+    case ChatTemplate::chatml:
+      out = {{"<|im_start|>user\n", true}, {content, false}, {"<|im_end|>\n<|im_start|>assistant\n", true}};
+      if (think_) out.back().text += "<think>\n";
+      return out;
+    case ChatTemplate::llama3:
+      return {{"<|start_header_id|>user<|end_header_id|>\n\n", true}, {content, false},
+              {"<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", true}};
+    case ChatTemplate::llama2:
+      if (first && !pending_system_.empty()) {
+        content = "<<SYS>>\n" + pending_system_ + "\n<</SYS>>\n\n" + content;
+      }
+      return {{first ? "[INST] " : "<s>[INST] ", true}, {content, false}, {" [/INST]", true}};
+    case ChatTemplate::mistral:
+      if (first && !pending_system_.empty()) content = pending_system_ + "\n\n" + content;
+      return {{first ? "[INST] " : "<s>[INST] ", true}, {content, false}, {" [/INST]", true}};
+    case ChatTemplate::gemma:
+      if (first && !pending_system_.empty()) content = pending_system_ + "\n\n" + content;
+      return {{"<start_of_turn>user\n", true}, {content, false},
+              {"<end_of_turn>\n<start_of_turn>model\n", true}};
+    case ChatTemplate::deepseek_r1:
+      out = {{"<｜User｜>", true}, {content, false}, {"<｜Assistant｜>", true}};
+      if (think_) out.back().text += "<think>\n";
+      return out;
+  }
+  return out;
+}
+
+std::vector<ChatSegment> ChatFormatter::end_assistant_turn() {
+  switch (t_) {
+    case ChatTemplate::chatml: return {{"<|im_end|>\n", true}};
+    case ChatTemplate::llama3: return {{"<|eot_id|>", true}};
+    case ChatTemplate::llama2:
+    case ChatTemplate::mistral: return {{"</s>", true}};
+    case ChatTemplate::gemma: return {{"<end_of_turn>\n", true}};
+    case ChatTemplate::deepseek_r1: return {{"<｜end▁of▁sentence｜>", true}};
+  }
+  return {};
+}
+
+}  // namespace engine

@@ -1,0 +1,50 @@
+// Chat formatting for the common template families, recognised from tokenizer.chat_template and
+// applied without running the Jinja template: ChatML (Qwen, QwQ), Llama 3, Llama 2, Mistral,
+// Gemma, DeepSeek-R1. Messages become segments, so the template's tags are tokenized with
+// special-token parsing on and the users' text with it off (text can never become a tag).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace engine {
+
+enum class ChatTemplate { chatml, llama3, llama2, mistral, gemma, deepseek_r1 };
+
+std::string_view chat_template_name(ChatTemplate t);
+
+// The family a Jinja chat template belongs to; nullopt when none is recognised.
+std::optional<ChatTemplate> detect_chat_template(std::string_view jinja);
+
+struct ChatSegment {
+  std::string text;
+  bool parse_special;  // true for the template's own tags
+};
+
+// Formats a conversation incrementally: each call returns only the segments that follow what
+// was formatted before, so a context can keep its KV cache across turns.
+class ChatFormatter {
+ public:
+  // think: the template opens the assistant's turn with "<think>\n" (QwQ, DeepSeek-R1).
+  ChatFormatter(ChatTemplate t, bool think);
+  static ChatFormatter for_template(std::string_view jinja, std::string* warning);
+
+  ChatTemplate kind() const { return t_; }
+  // The system prompt (some templates fold it into the first user turn).
+  std::vector<ChatSegment> system(const std::string& text);
+  // A user turn followed by the prompt that opens the assistant's reply.
+  std::vector<ChatSegment> user_turn(const std::string& text);
+  // Closes an assistant reply the model has just generated (its end-of-turn tag is sampled but
+  // not yet in the cache).
+  std::vector<ChatSegment> end_assistant_turn();
+
+ private:
+  ChatTemplate t_;
+  bool think_;
+  bool first_user_ = true;
+  std::string pending_system_;
+};
+
+}  // namespace engine

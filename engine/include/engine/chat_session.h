@@ -1,0 +1,49 @@
+// A multi-turn conversation with one model: formats each turn with the model's chat template,
+// keeps the KV cache across turns (only the new turn's tokens are processed), and streams the
+// reply as text that never splits a UTF-8 character.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/chat.h"
+#include "engine/engine.h"
+
+namespace engine {
+
+class ChatSession {
+ public:
+  // Throws engine::Error when the model has no tokenizer.
+  ChatSession(std::shared_ptr<const Model> model, const ContextOptions& options,
+              const std::string& system_prompt = "");
+
+  // Non-empty when the template was not recognised and ChatML is used instead.
+  const std::string& warning() const { return warning_; }
+  ChatTemplate template_kind() const { return format_.kind(); }
+  const Context& context() const { return ctx_; }
+
+  struct TurnStats {
+    size_t prompt_tokens = 0;  // tokens processed for this turn before generating
+    size_t generated_tokens = 0;
+    double prompt_seconds = 0, generation_seconds = 0;
+  };
+
+  // Sends one user message and generates the reply (at most n_predict tokens), calling on_text
+  // with each piece of text as it completes; on_text returning false stops the reply.
+  std::string send(const std::string& user, const SamplingParams& sampling, int n_predict,
+                   const std::function<bool(std::string_view)>& on_text = {},
+                   TurnStats* stats = nullptr);
+
+ private:
+  std::shared_ptr<const Model> model_;
+  Context ctx_;
+  ChatFormatter format_;
+  std::string warning_;
+  std::vector<ChatSegment> pending_;  // segments formatted but not yet in the cache
+  std::vector<int32_t> carry_;        // a reply's last token, sampled but not yet in the cache
+  bool first_ = true;
+};
+
+}  // namespace engine

@@ -1,0 +1,49 @@
+"""engine-run --chat end to end on a model with a ChatML template: two turns from stdin, the KV
+cache kept across them (the second turn processes only its own tokens), and the formatted turn
+tokenized as the template prescribes."""
+import os
+import re
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import ENGINE_RUN, mkmodel, run, tempdir  # noqa: E402
+
+TOKENIZE = os.environ.get("ENGINE_TOKENIZE", "engine-tokenize")
+STATS = re.compile(r"\[(\d+) new prompt tokens, (\d+) generated, context (\d+)/(\d+);")
+
+
+def count_tokens(model, text):
+    out = run(TOKENIZE, "--model", model, "--no-bos", "--text", text).stdout.split()
+    return len(out)
+
+
+class ChatKeepsTheCache(unittest.TestCase):
+    def test_two_turns(self):
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "qwen2.gguf"), "--arch", "qwen2")
+            n = 6
+            r = __import__("subprocess").run(
+                [ENGINE_RUN, "--model", model, "--chat", "--system", "Be brief.", "-n", str(n),
+                 "--seed", "7"], input=b"first question\nsecond question\n", capture_output=True,
+                check=True)
+            # A random model emits random byte tokens: its text need not be valid UTF-8.
+            r.stdout, r.stderr = (r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace"))
+            self.assertIn("chat template: chatml", r.stderr)
+            turns = [tuple(map(int, m)) for m in STATS.findall(r.stderr)]
+            self.assertEqual(len(turns), 2, r.stderr)
+            (p1, g1, c1, _), (p2, g2, c2, _) = turns
+            first = ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nfirst question"
+                     "<|im_end|>\n<|im_start|>assistant\n")
+            self.assertEqual(p1, count_tokens(model, first))
+            # Turn 2: the end of the reply, then only the new user turn (plus the reply's last
+            # token when the reply was cut off by -n rather than ended by the model).
+            second = "<|im_end|>\n<|im_start|>user\nsecond question<|im_end|>\n<|im_start|>assistant\n"
+            self.assertIn(p2 - count_tokens(model, second), (0, 1))
+            self.assertLess(p2, p1 + g1)
+            self.assertEqual(c1, p1 + g1 - 1)
+            self.assertEqual(c2, c1 + p2 + g2 - 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
