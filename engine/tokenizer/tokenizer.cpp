@@ -39,13 +39,20 @@ struct Tokenizer::Impl {
   PreTokenizer pre = PreTokenizer::gpt2;
   bool ignore_merges = false;  // Llama 3: a piece that is itself a token is not merged
   bool add_space_prefix = true;
+  // SentencePiece: no token has a space mark right after another character, so no merge can
+  // cross the start of a word and each word can be tokenized on its own (checked at load).
+  bool spm_words_independent = false;
   bool add_bos = false, add_eos = false;
   int32_t bos = -1, eos = -1;
   std::vector<std::string_view> text;
   std::vector<float> scores;
   std::vector<int32_t> types;
   std::unordered_map<std::string_view, int32_t> ids;
-  std::unordered_map<std::string, int32_t> merge_rank;  // "left right" -> rank
+  struct Merge {
+    int32_t rank;
+    int32_t result;  // the token the pair merges into
+  };
+  std::unordered_map<uint64_t, Merge> merges;  // (left id << 32 | right id) -> merge
   std::vector<int32_t> byte_token;                      // SPM: <0xNN> ids; BPE: mapped chars
   std::vector<uint32_t> byte_map;                       // BPE: byte -> code point
   std::unordered_map<uint32_t, uint8_t> unmap;          // BPE: code point -> byte
@@ -58,6 +65,7 @@ struct Tokenizer::Impl {
   }
 
   void spm_fragment(std::string_view fragment, bool prefix, std::vector<int32_t>& out) const;
+  void spm_symbols(std::string_view text, std::vector<int32_t>& out) const;
   void bpe_fragment(std::string_view fragment, std::vector<int32_t>& out) const;
   void bpe_piece(std::string_view piece, std::vector<int32_t>& out) const;
 };
@@ -115,6 +123,16 @@ std::shared_ptr<const Tokenizer> Tokenizer::from_file(const ModelFile& file) {
   m.add_eos = flag("tokenizer.ggml.add_eos_token", false);
   m.add_space_prefix = flag("tokenizer.ggml.add_space_prefix", m.spm);
   if (m.spm) {
+    m.spm_words_independent = std::none_of(m.text.begin(), m.text.end(), [](std::string_view tok_text) {
+      for (size_t at = tok_text.find(kSpaceMark, 1); at != std::string_view::npos;
+           at = tok_text.find(kSpaceMark, at + 1)) {
+        if (at < kSpaceMark.size() ||
+            tok_text.substr(at - kSpaceMark.size(), kSpaceMark.size()) != kSpaceMark) {
+          return true;
+        }
+      }
+      return false;
+    });
     m.byte_token.assign(256, -1);
     for (int b = 0; b < 256; ++b) m.byte_token[b] = m.id(fmt::format("<0x{:02X}>", b));
   } else {
@@ -131,9 +149,18 @@ std::shared_ptr<const Tokenizer> Tokenizer::from_file(const ModelFile& file) {
     if (merges == nullptr || !merges->is_array() || merges->elem_type() != GgufValueType::string) {
       fail("tokenizer.ggml.merges", "missing: a gpt2 tokenizer needs its merges");
     }
-    m.merge_rank.reserve(merges->size());
+    // Merges work on token ids: "a b" is usable when a, b and ab are all tokens.
+    m.merges.reserve(merges->size());
+    std::string joined;
     for (size_t i = 0; i < merges->size(); ++i) {
-      m.merge_rank.emplace(std::string(merges->strings()[i]), static_cast<int32_t>(i));
+      const std::string_view rule = merges->strings()[i];
+      const size_t space = rule.find(' ', 1);
+      if (space == std::string_view::npos) continue;
+      const int32_t a = m.id(rule.substr(0, space)), b = m.id(rule.substr(space + 1));
+      joined.assign(rule.substr(0, space)).append(rule.substr(space + 1));
+      const int32_t ab = m.id(joined);
+      if (a < 0 || b < 0 || ab < 0) continue;
+      m.merges.emplace((uint64_t(uint32_t(a)) << 32) | uint32_t(b), Impl::Merge{int32_t(i), ab});
     }
     m.byte_map = bytes_to_unicode();
     m.byte_token.assign(256, -1);
@@ -174,6 +201,28 @@ void Tokenizer::Impl::spm_fragment(std::string_view fragment, bool prefix,
       buf += c;
     }
   }
+  if (!spm_words_independent) {
+    spm_symbols(buf, out);
+    return;
+  }
+  // Words (a run of space marks and what follows up to the next one) repeat: tokenize each once.
+  std::unordered_map<std::string_view, std::vector<int32_t>> cache;
+  const std::string_view all(buf);
+  size_t start = 0;
+  while (start < all.size()) {
+    size_t end = start;
+    while (all.substr(end, kSpaceMark.size()) == kSpaceMark) end += kSpaceMark.size();
+    end = all.find(kSpaceMark, end);
+    if (end == std::string_view::npos) end = all.size();
+    const std::string_view word = all.substr(start, end - start);
+    auto [it, fresh] = cache.try_emplace(word);
+    if (fresh) spm_symbols(word, it->second);
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    start = end;
+  }
+}
+
+void Tokenizer::Impl::spm_symbols(std::string_view buf, std::vector<int32_t>& out) const {
   // Symbols start as UTF-8 characters; the highest-scoring adjacent pair whose concatenation is a
   // token merges first (leftmost on ties), until no pair is a token.
   struct Symbol {
@@ -234,53 +283,47 @@ void Tokenizer::Impl::spm_fragment(std::string_view fragment, bool prefix,
 }
 
 void Tokenizer::Impl::bpe_piece(std::string_view piece, std::vector<int32_t>& out) const {
-  // Bytes to GPT-2's printable code points, one symbol per byte.
-  std::vector<std::string> sym;
-  sym.reserve(piece.size());
-  for (char c : piece) {
-    std::string s;
-    append_utf8(s, byte_map[static_cast<uint8_t>(c)]);
-    sym.push_back(std::move(s));
-  }
   if (ignore_merges) {
     std::string whole;
-    for (const auto& s : sym) whole += s;
+    for (char c : piece) append_utf8(whole, byte_map[static_cast<uint8_t>(c)]);
     if (const int32_t token = id(whole); token >= 0) {
       out.push_back(token);
       return;
     }
   }
-  // Merge the adjacent pair of lowest rank (leftmost on ties) until no pair has a rank.
-  std::string key;
+  // One symbol per byte (its GPT-2 code point's token), then merge the adjacent pair of lowest
+  // rank (leftmost on ties) until no pair has a merge.
+  std::vector<int32_t> sym;
+  sym.reserve(piece.size());
+  for (char c : piece) sym.push_back(byte_token[static_cast<uint8_t>(c)]);
   while (sym.size() > 1) {
-    int32_t best = INT32_MAX;
+    int32_t best = INT32_MAX, result = -1;
     size_t at = 0;
     for (size_t i = 0; i + 1 < sym.size(); ++i) {
-      key.assign(sym[i]).append(" ").append(sym[i + 1]);
-      auto it = merge_rank.find(key);
-      if (it != merge_rank.end() && it->second < best) {
-        best = it->second;
+      if (sym[i] < 0 || sym[i + 1] < 0) continue;
+      auto it = merges.find((uint64_t(uint32_t(sym[i])) << 32) | uint32_t(sym[i + 1]));
+      if (it != merges.end() && it->second.rank < best) {
+        best = it->second.rank;
+        result = it->second.result;
         at = i;
       }
     }
-    if (best == INT32_MAX) break;
-    sym[at] += sym[at + 1];
+    if (result < 0) break;
+    sym[at] = result;
     sym.erase(sym.begin() + static_cast<std::ptrdiff_t>(at) + 1);
   }
-  for (const auto& s : sym) {
-    if (const int32_t token = id(s); token >= 0) {
-      out.push_back(token);
-      continue;
-    }
-    for (const Codepoint& cp : decode_utf8(s)) {  // unknown symbol: its bytes one by one
-      auto it = unmap.find(cp.cp);
-      if (it != unmap.end() && byte_token[it->second] >= 0) out.push_back(byte_token[it->second]);
-    }
+  for (int32_t t : sym) {
+    if (t >= 0) out.push_back(t);  // a byte without a token is dropped, as llama.cpp does
   }
 }
 
 void Tokenizer::Impl::bpe_fragment(std::string_view fragment, std::vector<int32_t>& out) const {
-  for (std::string_view piece : pre_tokenize(pre, fragment)) bpe_piece(piece, out);
+  std::unordered_map<std::string_view, std::vector<int32_t>> cache;  // pieces repeat in text
+  for (std::string_view piece : pre_tokenize(pre, fragment)) {
+    auto [it, fresh] = cache.try_emplace(piece);
+    if (fresh) bpe_piece(piece, it->second);
+    out.insert(out.end(), it->second.begin(), it->second.end());
+  }
 }
 
 std::vector<int32_t> Tokenizer::tokenize(std::string_view text, bool add_special,

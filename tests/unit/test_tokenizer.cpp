@@ -110,3 +110,23 @@ TEST(Tokenizer, UnsupportedTokenizersAreRefusedByName) {
 
 }  // namespace
 }  // namespace engine
+
+namespace engine {
+namespace {
+
+TEST(Tokenizer, CopiedByMkmodelTokenizesLikeTheOriginal) {
+  test::TempDir dir;
+  const std::string vocab = std::string(ENGINE_FIXTURES_DIR) + "/vocab/ggml-vocab-llama-spm.gguf";
+  SyntheticModelOptions o;
+  o.vocab_from = vocab;
+  write_synthetic_model(o, dir.file("m.gguf"));
+  const auto original = Tokenizer::from_file(ModelFile::open(vocab));
+  const auto copied = Tokenizer::from_file(ModelFile::open(dir.file("m.gguf")));
+  const auto inputs = split(read_file(vocab + ".inp"), "\n__ggml_vocab_test__\n");
+  for (const auto& text : inputs) {
+    EXPECT_EQ(copied->tokenize(text, true, true), original->tokenize(text, true, true)) << text;
+  }
+}
+
+}  // namespace
+}  // namespace engine
