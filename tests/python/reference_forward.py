@@ -23,7 +23,15 @@ class Reference:
         self.base = f(f"{a}.rope.freq_base", 10000.0)
         self.eps = f(f"{a}.attention.layer_norm_rms_epsilon")
         self.neox = a in ("qwen2", "qwen3")
-        self.eos = f("tokenizer.ggml.eos_token_id", -1)
+        # End of generation, as llama.cpp decides it: the declared ids plus turn-end control tokens.
+        self.eog = {f(k) for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                                    "tokenizer.ggml.eom_token_id") if k in r.fields}
+        if "tokenizer.ggml.tokens" in r.fields:
+            texts, types = f("tokenizer.ggml.tokens"), f("tokenizer.ggml.token_type", [])
+            for i, text in enumerate(texts):
+                if text in ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+                            "<｜end▁of▁sentence｜>", "<|eom_id|>") and i < len(types) and types[i] == 3:
+                    self.eog.add(i)
         self.w = {}
         for t in r.tensors:
             x = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
@@ -86,10 +94,14 @@ class Reference:
         return self.rms(x, self.w["output_norm.weight"]) @ self.out.T
 
     def greedy(self, prompt, n):
-        """Up to n argmax tokens; like the engine, stops after an end-of-generation token."""
-        tokens = list(prompt)
+        """Up to n argmax tokens (like the engine, stopping after an end-of-generation token), and
+        the smallest gap between the best and second-best logit along the way."""
+        tokens, min_gap = list(prompt), np.inf
         for _ in range(n):
-            tokens.append(int(np.argmax(self.logits(tokens)[-1])))
-            if tokens[-1] == self.eos:
+            last = self.logits(tokens)[-1]
+            top2 = np.sort(last)[-2:]
+            min_gap = min(min_gap, top2[1] - top2[0])
+            tokens.append(int(np.argmax(last)))
+            if tokens[-1] in self.eog:
                 break
-        return tokens[len(prompt):]
+        return tokens[len(prompt):], min_gap

@@ -1,7 +1,10 @@
 """The engine's CPU forward pass against the independent NumPy reference (reference_forward.py)
 on small engine-mkmodel models of each architecture:
   F32 weights: next-token logits of a 16-token prompt within relative error 1e-4;
-  F16 and Q8_0: greedy tokens identical for 32 steps;
+  F16 and Q8_0: greedy tokens identical for 32 steps (f32 KV cache; prompts are drawn until the
+  reference's best and second-best logits differ by more than 1e-4 at every step, 30x the
+  engine's measured logit error, so a tie broken by rounding cannot fail the test);
+  the f16 KV cache: logits within 5e-3 of the reference (its rounding error is about 2e-3);
   Q4_K_M: top-1 agreement of at least 95% over every position of a 48-token sequence;
 and batched prompt evaluation against token-by-token evaluation (within 1e-4 relative)."""
 import os
@@ -57,12 +60,25 @@ class ForwardMatchesReference(unittest.TestCase):
     def test_greedy_f16_and_q8_0(self):
         for arch in ARCHS:
             for mix in ("f16", "q8_0"):
-                path, ids = self.model(arch, mix), self.prompt(8)
-                want = Reference(path).greedy(ids, 32)
+                path = self.model(arch, mix)
+                ref = Reference(path)
+                for _ in range(20):
+                    ids = self.prompt(8)
+                    want, gap = ref.greedy(ids, 32)
+                    if gap > 1e-4:
+                        break
+                self.assertGreater(gap, 1e-4, "no prompt without a near-tie in 20 draws")
                 out = run(ENGINE_RUN, "--model", path, "--prompt-ids", ",".join(map(str, ids)),
-                          "--n-predict", "32", "--greedy", "--json").stdout
+                          "--n-predict", "32", "--greedy", "--kv-type", "f32", "--json").stdout
                 got = __import__("json").loads(out)["tokens"]
                 self.assertEqual(got, want, f"{arch} {mix}")
+
+    def test_f16_kv_cache_logits(self):
+        for arch in ARCHS:
+            path, ids = self.model(arch, "q8_0"), self.prompt(32)
+            ref = Reference(path).logits(ids)
+            ours = engine_logits(path, ids, mode="each", kv="f16").reshape(len(ids), -1)
+            self.assertLessEqual(np.abs(ours - ref).max() / ref.std(), 5e-3, arch)
 
     def test_q4_k_m_top1_agreement(self):
         for arch in ARCHS:
