@@ -6,24 +6,12 @@
 #include <vector>
 
 #include "engine/quantize.h"
+#include "quant_dot.h"
 
 namespace engine {
 namespace {
 
 constexpr int64_t kChunk = 256;  // values decoded at a time; a multiple of every block size
-
-// Dot product; compiled for AVX2+FMA and for baseline x86-64, chosen at load time (ifunc).
-__attribute__((target_clones("arch=haswell", "default"))) float dot(const float* a, const float* b,
-                                                                    int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  }
-  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
 
 // YaRN ramp between interpolated and extrapolated frequencies (llama.cpp's rope_yarn_ramp).
 float yarn_ramp(float low, float high, int i0) {
@@ -42,15 +30,42 @@ float yarn_corr_dim(int n_dims, uint32_t n_ctx_orig, float n_rot, float base) {
 void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int64_t n_batch,
             float* y, ThreadPool& pool) {
   const uint64_t row_bytes = type_bytes(type, K);
+  const DotKernels& kern = dot_kernels();
+  const auto* rows = static_cast<const uint8_t*>(w);
+  switch (dot_regime(type)) {
+    case DotRegime::q8_activations: {
+      // Quantize each activation row once; every weight row then uses integer dot products.
+      std::vector<BlockQ8x32> xq(static_cast<size_t>(n_batch * K / 32));
+      for (int64_t b = 0; b < n_batch; ++b) kern.quantize_q8(x + b * K, xq.data() + b * K / 32, K);
+      const DotQ8 dot = kern.dot_q8[static_cast<uint32_t>(type)];
+      pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+          for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, xq.data() + b * K / 32, K);
+        }
+      });
+      return;
+    }
+    case DotRegime::f32_activations: {
+      const DotF32 dot = kern.dot_f32[static_cast<uint32_t>(type)];
+      pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n) {
+          for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, x + b * K, K);
+        }
+      });
+      return;
+    }
+    case DotRegime::dequantize: break;
+  }
+  // Q2_K, Q3_K: decode a chunk of the row to float once and use it for every batch row.
+  const DotF32 dot = kern.dot_f32[static_cast<uint32_t>(GgmlType::F32)];
   pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
     float tmp[kChunk];
     std::vector<float> sums(n_batch);
     for (int64_t n = n0; n < n1; ++n) {
-      const auto* row = static_cast<const uint8_t*>(w) + n * row_bytes;
       std::fill(sums.begin(), sums.end(), 0.0f);
       for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
         const int64_t len = std::min(kChunk, K - k0);
-        dequantize_row(type, row + type_bytes(type, k0), tmp, len);
+        dequantize_row(type, rows + n * row_bytes + type_bytes(type, k0), tmp, len);
         for (int64_t b = 0; b < n_batch; ++b) sums[b] += dot(tmp, x + b * K + k0, len);
       }
       for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = sums[b];

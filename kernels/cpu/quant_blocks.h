@@ -34,7 +34,7 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
 // Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold scales
 // 0-3 (low 6 bits) and the top 2 bits of scales 4-7; bytes 4-7 the same for mins; bytes 8-11
 // the low 4 bits of scales 4-7 (low nibble) and mins 4-7 (high nibble).
-ENGINE_HOST_DEVICE inline void unpack_scale_min_k4(const uint8_t* s, int g, uint8_t* scale, uint8_t* min) {
+ENGINE_HOST_DEVICE static inline void unpack_scale_min_k4(const uint8_t* s, int g, uint8_t* scale, uint8_t* min) {
   if (g < 4) {
     *scale = s[g] & 63;
     *min = s[g + 4] & 63;
@@ -44,7 +44,7 @@ ENGINE_HOST_DEVICE inline void unpack_scale_min_k4(const uint8_t* s, int g, uint
   }
 }
 
-inline void pack_scale_min_k4(const uint8_t scale[8], const uint8_t min[8], uint8_t* s) {
+static inline void pack_scale_min_k4(const uint8_t scale[8], const uint8_t min[8], uint8_t* s) {
   for (int g = 0; g < 4; ++g) {
     s[g] = uint8_t((scale[g] & 63) | ((scale[g + 4] >> 4) << 6));
     s[g + 4] = uint8_t((min[g] & 63) | ((min[g + 4] >> 4) << 6));

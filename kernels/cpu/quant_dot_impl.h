@@ -1,0 +1,388 @@
+// The dot-product kernels of quant_dot.h, included by one translation unit per instruction set
+// (quant_dot_generic.cpp, quant_dot_avx2.cpp, quant_dot_avx512.cpp) that is compiled with that
+// set's flags. Everything here has internal linkage and calls no inline library templates, so no
+// code compiled for a wider instruction set can leak into another unit. Loops are written for
+// the auto-vectoriser: fixed trip counts over contiguous bytes.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__F16C__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include "../cpu/quant_blocks.h"
+#include "quant_dot.h"
+
+namespace engine {
+namespace {
+
+inline float h2f(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  const uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000 | (mant << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (mant << 13);
+  } else if (mant == 0) {
+    bits = sign;
+  } else {
+    exp = 113;
+    while ((mant & 0x400) == 0) {
+      mant <<= 1;
+      --exp;
+    }
+    bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
+
+inline int32_t dot_u8_s8_32(const uint8_t* w, const int8_t* x) {
+  int32_t s = 0;
+  for (int i = 0; i < 32; ++i) s += int32_t(w[i]) * int32_t(x[i]);
+  return s;
+}
+
+inline int32_t dot_u8_s8_16(const uint8_t* w, const int8_t* x) {
+  int32_t s = 0;
+  for (int i = 0; i < 16; ++i) s += int32_t(w[i]) * int32_t(x[i]);
+  return s;
+}
+
+inline int32_t sum_s8_16(const int8_t* x) {
+  int32_t s = 0;
+  for (int i = 0; i < 16; ++i) s += x[i];
+  return s;
+}
+
+void quantize_q8(const float* x, BlockQ8x32* out, int64_t k) {
+  for (int64_t b = 0; b < k / 32; ++b, x += 32) {
+    float lane_max[8] = {};
+    for (int i = 0; i < 32; i += 8) {
+      for (int l = 0; l < 8; ++l) {
+        const float a = x[i + l] < 0 ? -x[i + l] : x[i + l];
+        lane_max[l] = a > lane_max[l] ? a : lane_max[l];
+      }
+    }
+    float amax = 0;
+    for (int l = 0; l < 8; ++l) amax = lane_max[l] > amax ? lane_max[l] : amax;
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      const int8_t q = static_cast<int8_t>(__builtin_rintf(x[i] * id));
+      out[b].q[i] = q;
+      sum += q;
+    }
+    out[b].d = d;
+    out[b].sum = sum;
+  }
+}
+
+// ---- float activations ----
+
+float dot_f32(const void* row, const float* x, int64_t k) {
+  const float* w = static_cast<const float*>(row);
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    for (int j = 0; j < 16; ++j) acc[j] += w[i + j] * x[i + j];
+  }
+  float s = 0;
+  for (int j = 0; j < 16; ++j) s += acc[j];
+  for (; i < k; ++i) s += w[i] * x[i];
+  return s;
+}
+
+float dot_f16(const void* row, const float* x, int64_t k) {
+  const uint16_t* w = static_cast<const uint16_t*>(row);
+  int64_t i = 0;
+  float s = 0;
+#if defined(__F16C__) && defined(__FMA__)
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  for (; i + 16 <= k; i += 16) {
+    const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i)));
+    const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i + 8)));
+    a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+    a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+  }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, _mm256_add_ps(a0, a1));
+  for (int j = 0; j < 8; ++j) s += lanes[j];
+#endif
+  for (; i < k; ++i) s += h2f(w[i]) * x[i];
+  return s;
+}
+
+float dot_bf16(const void* row, const float* x, int64_t k) {
+  const uint16_t* w = static_cast<const uint16_t*>(row);
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    for (int j = 0; j < 16; ++j) {
+      const uint32_t bits = uint32_t(w[i + j]) << 16;
+      float f;
+      std::memcpy(&f, &bits, 4);
+      acc[j] += f * x[i + j];
+    }
+  }
+  float s = 0;
+  for (int j = 0; j < 16; ++j) s += acc[j];
+  for (; i < k; ++i) {
+    const uint32_t bits = uint32_t(w[i]) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    s += f * x[i];
+  }
+  return s;
+}
+
+float dot_q8_0_f32(const void* row, const float* x, int64_t k) {
+  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(row);
+  float s = 0;
+  float lanes[8] = {};
+  for (int64_t i = 0; i < k / 32; ++i, x += 32) {
+    // Eight independent lanes: float sums are not reassociated, so one accumulator would not
+    // vectorise.
+    float acc[8] = {};
+    for (int j = 0; j < 32; j += 8) {
+      for (int l = 0; l < 8; ++l) acc[l] += float(b[i].qs[j + l]) * x[j + l];
+    }
+    const float d = h2f(b[i].d);
+    for (int l = 0; l < 8; ++l) lanes[l] += d * acc[l];
+  }
+  for (int l = 0; l < 8; ++l) s += lanes[l];
+  return s;
+}
+
+// ---- 8-bit activations ----
+
+float dot_q4_0(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockQ4_0* b = static_cast<const BlockQ4_0*>(row);
+  float s = 0;
+  uint8_t w[32];
+  for (int64_t i = 0; i < k / 32; ++i) {
+    for (int j = 0; j < 16; ++j) {
+      w[j] = b[i].qs[j] & 15;
+      w[j + 16] = b[i].qs[j] >> 4;
+    }
+    // (q - 8) . x = q . x - 8 sum(x)
+    s += h2f(b[i].d) * x[i].d * float(dot_u8_s8_32(w, x[i].q) - 8 * x[i].sum);
+  }
+  return s;
+}
+
+float dot_q4_1(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockQ4_1* b = static_cast<const BlockQ4_1*>(row);
+  float s = 0;
+  uint8_t w[32];
+  for (int64_t i = 0; i < k / 32; ++i) {
+    for (int j = 0; j < 16; ++j) {
+      w[j] = b[i].qs[j] & 15;
+      w[j + 16] = b[i].qs[j] >> 4;
+    }
+    s += x[i].d * (h2f(b[i].d) * float(dot_u8_s8_32(w, x[i].q)) + h2f(b[i].m) * float(x[i].sum));
+  }
+  return s;
+}
+
+template <typename Block>
+void unpack_q5(const Block& b, uint8_t* w) {
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  for (int j = 0; j < 16; ++j) {
+    w[j] = uint8_t((b.qs[j] & 15) | (((qh >> j) & 1) << 4));
+    w[j + 16] = uint8_t((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+  }
+}
+
+float dot_q5_0(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockQ5_0* b = static_cast<const BlockQ5_0*>(row);
+  float s = 0;
+  uint8_t w[32];
+  for (int64_t i = 0; i < k / 32; ++i) {
+    unpack_q5(b[i], w);
+    s += h2f(b[i].d) * x[i].d * float(dot_u8_s8_32(w, x[i].q) - 16 * x[i].sum);
+  }
+  return s;
+}
+
+float dot_q5_1(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockQ5_1* b = static_cast<const BlockQ5_1*>(row);
+  float s = 0;
+  uint8_t w[32];
+  for (int64_t i = 0; i < k / 32; ++i) {
+    unpack_q5(b[i], w);
+    s += x[i].d * (h2f(b[i].d) * float(dot_u8_s8_32(w, x[i].q)) + h2f(b[i].m) * float(x[i].sum));
+  }
+  return s;
+}
+
+// Q4_K and Q5_K: 8 groups of 32 with 6-bit scale and min; x arrives as 8 Q8 blocks per 256.
+template <bool kFiveBit, typename Block>
+float dot_q45_k(const void* row, const BlockQ8x32* x, int64_t k) {
+  const Block* b = static_cast<const Block*>(row);
+  float s = 0;
+  uint8_t w[32];
+  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
+    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+    float scaled = 0, offset = 0;
+    for (int g = 0; g < 8; ++g) {
+      uint8_t sc, m;
+      unpack_scale_min_k4(b[i].scales, g, &sc, &m);
+      const uint8_t* qs = b[i].qs + (g / 2) * 32;
+      const int shift = 4 * (g % 2);
+      for (int l = 0; l < 32; ++l) w[l] = (qs[l] >> shift) & 15;
+      if constexpr (kFiveBit) {
+        for (int l = 0; l < 32; ++l) w[l] |= uint8_t(((b[i].qh[l] >> g) & 1) << 4);
+      }
+      scaled += x[g].d * float(sc) * float(dot_u8_s8_32(w, x[g].q));
+      offset += x[g].d * float(m) * float(x[g].sum);
+    }
+    s += d * scaled - dmin * offset;
+  }
+  return s;
+}
+
+// Q6_K: 16 groups of 16 with int8 scales, values 0..63 stored as 4 low + 2 high bits, minus 32.
+float dot_q6_k(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
+  float s = 0;
+  uint8_t w[32];
+  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
+    float acc = 0;
+    for (int g = 0; g < 8; ++g) {  // 32 values: ql/qh layout of elements g*32 .. g*32+31
+      const int half = g / 4, r0 = (g % 4) * 32;
+      const uint8_t* ql = b[i].ql + half * 64 + (r0 % 64);
+      const uint8_t* qh = b[i].qh + half * 32;
+      const int lshift = 4 * (r0 / 64), hshift = 2 * (r0 / 32);
+      for (int l = 0; l < 32; ++l) {
+        w[l] = uint8_t(((ql[l] >> lshift) & 15) | (((qh[l] >> hshift) & 3) << 4));
+      }
+      const int32_t s0 = dot_u8_s8_16(w, x[g].q) - 32 * sum_s8_16(x[g].q);
+      const int32_t s1 = dot_u8_s8_16(w + 16, x[g].q + 16) - 32 * sum_s8_16(x[g].q + 16);
+      acc += x[g].d * (float(b[i].scales[2 * g]) * float(s0) + float(b[i].scales[2 * g + 1]) * float(s1));
+    }
+    s += h2f(b[i].d) * acc;
+  }
+  return s;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// Hand-vectorised Q4_K and Q6_K, the types of a Q4_K_M model's matrices. 8-bit products go
+// through maddubs (u8 x s8 -> pairs summed to s16; no overflow: 63 * 127 * 2 < 32767) and madd
+// (s16 pairs -> s32), or one VNNI dpbusd where AVX-512 VNNI exists; each group's int32 lanes are
+// scaled in float and accumulated, with a single horizontal sum per row.
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 32 u8 x s8 products summed to 8 int32 lanes.
+inline __m256i dot_u8_s8(__m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float offset = 0;
+  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
+    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+    uint8_t sc[8], m[8];
+    for (int g = 0; g < 8; ++g) unpack_scale_min_k4(b[i].scales, g, &sc[g], &m[g]);
+    for (int c = 0; c < 4; ++c) {  // 32 bytes hold groups 2c (low nibbles) and 2c+1 (high)
+      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
+      const __m256i lo = _mm256_and_si256(q4, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+      const BlockQ8x32& xa = x[2 * c];
+      const BlockQ8x32& xb = x[2 * c + 1];
+      const __m256i pa = dot_u8_s8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.q)));
+      const __m256i pb = dot_u8_s8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q)));
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pa), _mm256_set1_ps(d * xa.d * float(sc[2 * c])), acc);
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pb), _mm256_set1_ps(d * xb.d * float(sc[2 * c + 1])), acc);
+    }
+    float o = 0;
+    for (int g = 0; g < 8; ++g) o += x[g].d * float(m[g]) * float(x[g].sum);
+    offset += dmin * o;
+  }
+  return hsum(acc) - offset;
+}
+
+float dot_q6_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03);
+  const __m256i thirty_two = _mm256_set1_epi8(32);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
+    const float d = h2f(b[i].d);
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = b[i].ql + 64 * half;
+      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh + 32 * half));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4)),
+          _mm256_or_si256(_mm256_and_si256(qb, low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4)),
+      };
+      for (int j = 0; j < 4; ++j) {
+        const int g = 4 * half + j;
+        const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[g].q));
+        // (q - 32) . x per pair of values, as s16, then each 16-value half times its scale.
+        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[j], xq),
+                                           _mm256_maddubs_epi16(thirty_two, xq));
+        const __m256i scales = _mm256_setr_m128i(_mm_set1_epi16(b[i].scales[2 * g]),
+                                                 _mm_set1_epi16(b[i].scales[2 * g + 1]));
+        const __m256i s32 = _mm256_madd_epi16(p, scales);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(d * x[g].d), acc);
+      }
+    }
+  }
+  return hsum(acc);
+}
+#endif
+
+DotKernels make_kernels(const char* isa) {
+  DotKernels k{};
+  k.isa = isa;
+  k.quantize_q8 = quantize_q8;
+  k.dot_f32[uint32_t(GgmlType::F32)] = dot_f32;
+  k.dot_f32[uint32_t(GgmlType::F16)] = dot_f16;
+  k.dot_f32[uint32_t(GgmlType::BF16)] = dot_bf16;
+  k.dot_f32[uint32_t(GgmlType::Q8_0)] = dot_q8_0_f32;
+  k.dot_q8[uint32_t(GgmlType::Q4_0)] = dot_q4_0;
+  k.dot_q8[uint32_t(GgmlType::Q4_1)] = dot_q4_1;
+  k.dot_q8[uint32_t(GgmlType::Q5_0)] = dot_q5_0;
+  k.dot_q8[uint32_t(GgmlType::Q5_1)] = dot_q5_1;
+  k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q45_k<false, BlockQ4_K>;
+  k.dot_q8[uint32_t(GgmlType::Q5_K)] = dot_q45_k<true, BlockQ5_K>;
+  k.dot_q8[uint32_t(GgmlType::Q6_K)] = dot_q6_k;
+#if defined(__AVX2__) && defined(__FMA__)
+  k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2;
+  k.dot_q8[uint32_t(GgmlType::Q6_K)] = dot_q6_k_avx2;
+#endif
+  return k;
+}
+
+}  // namespace
+}  // namespace engine
