@@ -32,6 +32,8 @@ struct DotKernels {
   void (*quantize_q8)(const float* x, BlockQ8x32* out, int64_t k);  // k % 32 == 0
   DotF32 dot_f32[32];  // indexed by GGUF type id; null where the regime differs
   DotQ8 dot_q8[32];
+  // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).
+  void (*axpy_f16)(float a, const uint16_t* v, float* out, int64_t n);
 };
 
 const DotKernels& dot_kernels();          // the best for this CPU

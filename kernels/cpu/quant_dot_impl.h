@@ -362,10 +362,23 @@ float dot_q6_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
 }
 #endif
 
+void axpy_f16(float a, const uint16_t* v, float* out, int64_t n) {
+  int64_t i = 0;
+#if defined(__F16C__) && defined(__FMA__)
+  const __m256 va = _mm256_set1_ps(a);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(va, x, _mm256_loadu_ps(out + i)));
+  }
+#endif
+  for (; i < n; ++i) out[i] += a * h2f(v[i]);
+}
+
 DotKernels make_kernels(const char* isa) {
   DotKernels k{};
   k.isa = isa;
   k.quantize_q8 = quantize_q8;
+  k.axpy_f16 = axpy_f16;
   k.dot_f32[uint32_t(GgmlType::F32)] = dot_f32;
   k.dot_f32[uint32_t(GgmlType::F16)] = dot_f16;
   k.dot_f32[uint32_t(GgmlType::BF16)] = dot_bf16;
