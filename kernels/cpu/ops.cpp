@@ -46,10 +46,22 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
       return;
     }
     case DotRegime::f32_activations: {
-      const DotF32 dot = kern.dot_f32[static_cast<uint32_t>(type)];
+      if (n_batch == 1 || type == GgmlType::F32) {
+        const DotF32 dot = kern.dot_f32[static_cast<uint32_t>(type)];
+        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+          for (int64_t n = n0; n < n1; ++n) {
+            for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, x + b * K, K);
+          }
+        });
+        return;
+      }
+      // Batches: decode each weight row to float once and reuse it for every batch row.
+      const DotF32 dot = kern.dot_f32[static_cast<uint32_t>(GgmlType::F32)];
       pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+        std::vector<float> wf(K);
         for (int64_t n = n0; n < n1; ++n) {
-          for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, x + b * K, K);
+          dequantize_row(type, rows + n * row_bytes, wf.data(), K);
+          for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(wf.data(), x + b * K, K);
         }
       });
       return;

@@ -362,6 +362,24 @@ float dot_q6_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
 }
 #endif
 
+#if defined(__AVX2__) && defined(__FMA__)
+// Q8_0 weights with float activations: int8 -> int32 -> float, 32 values per block.
+float dot_q8_0_f32_avx2(const void* row, const float* x, int64_t k) {
+  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(row);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k / 32; ++i, x += 32) {
+    const __m256 d = _mm256_set1_ps(h2f(b[i].d));
+    __m256 s = _mm256_setzero_ps();
+    for (int j = 0; j < 32; j += 8) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + j));
+      s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), _mm256_loadu_ps(x + j), s);
+    }
+    acc = _mm256_fmadd_ps(d, s, acc);
+  }
+  return hsum(acc);
+}
+#endif
+
 void axpy_f16(float a, const uint16_t* v, float* out, int64_t n) {
   int64_t i = 0;
 #if defined(__F16C__) && defined(__FMA__)
@@ -393,6 +411,7 @@ DotKernels make_kernels(const char* isa) {
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2;
   k.dot_q8[uint32_t(GgmlType::Q6_K)] = dot_q6_k_avx2;
+  k.dot_f32[uint32_t(GgmlType::Q8_0)] = dot_q8_0_f32_avx2;
 #endif
   return k;
 }
