@@ -131,7 +131,8 @@ void CpuState::attention(int layer, int64_t n, int64_t pos) {
   });
 }
 
-void CpuState::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits) {
+void CpuState::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits,
+                       bool all_logits) {
   const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff;
   const int64_t hd = hp_.head_dim;
   const float eps = hp_.norm_eps;
@@ -183,10 +184,12 @@ void CpuState::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
     mm(w.w_down, gate_.data(), tmp_.data());
     for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
   }
-  // Only the last token's logits are needed (generation); its row is normed and projected.
-  const float* last = x_.data() + (n - 1) * E;
-  rms_norm(last, m_.output_norm.data(), xb_.data(), E, eps);
-  matmul(m_.output.type, m_.output.data, E, m_.output.rows, xb_.data(), 1, logits, pool_);
+  // Generation needs only the last token's logits; scoring (perplexity) needs every row.
+  const int64_t first = all_logits ? 0 : n - 1;
+  for (int64_t b = first; b < n; ++b) {
+    rms_norm(x_.data() + b * E, m_.output_norm.data(), xb_.data() + (b - first) * E, E, eps);
+  }
+  matmul(m_.output.type, m_.output.data, E, m_.output.rows, xb_.data(), n - first, logits, pool_);
 }
 
 }  // namespace engine

@@ -42,9 +42,9 @@ class CpuState {
  public:
   CpuState(const CpuModel& model, uint32_t n_ctx, uint32_t n_batch, KvType kv_type, int n_threads);
 
-  // Runs tokens at positions [pos, pos + n) through the model; logits of the last token go to
-  // `logits` (n_vocab floats).
-  void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits);
+  // Runs tokens at positions [pos, pos + n) through the model. Logits go to `logits`: the last
+  // token's (n_vocab floats), or every token's ([n][n_vocab]) when all_logits.
+  void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits = false);
 
  private:
   void attention(int layer, int64_t n, int64_t pos);

@@ -43,7 +43,11 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
 
 Context::~Context() = default;
 
-std::span<const float> Context::eval(std::span<const int32_t> tokens) {
+std::span<const float> Context::eval(std::span<const int32_t> tokens) { return run(tokens, false); }
+
+std::span<const float> Context::eval_all(std::span<const int32_t> tokens) { return run(tokens, true); }
+
+std::span<const float> Context::run(std::span<const int32_t> tokens, bool all_logits) {
   if (tokens.empty()) throw Error("eval: no tokens");
   if (n_past_ + tokens.size() > n_ctx_) {
     throw Error(fmt::format("eval: {} tokens after {} already in the context exceed its size {}",
@@ -54,10 +58,12 @@ std::span<const float> Context::eval(std::span<const int32_t> tokens) {
       throw Error(fmt::format("eval: token id {} outside the vocabulary (0..{})", t, model_->n_vocab() - 1));
     }
   }
-  logits_.resize(model_->n_vocab());
+  const size_t n_vocab = static_cast<size_t>(model_->n_vocab());
+  logits_.resize(n_vocab * (all_logits ? tokens.size() : 1));
   for (size_t i = 0; i < tokens.size(); i += n_batch_) {
     const size_t n = std::min<size_t>(n_batch_, tokens.size() - i);
-    state_->forward(tokens.data() + i, static_cast<int64_t>(n), n_past_, logits_.data());
+    float* out = all_logits ? logits_.data() + i * n_vocab : logits_.data();
+    state_->forward(tokens.data() + i, static_cast<int64_t>(n), n_past_, out, all_logits);
     n_past_ += static_cast<uint32_t>(n);
   }
   return logits_;

@@ -1,5 +1,5 @@
 # Installs the engine into a fresh prefix, builds tests/consumer against it with find_package,
-# and runs it on a model written by engine-mkmodel.
+# and runs it (load, tokenize, generate) on a model written by engine-mkmodel.
 function(run)
   execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
@@ -24,4 +24,7 @@ if(NOT last_output MATCHES "error as expected: /nonexistent/model.gguf: cannot o
 endif()
 if(NOT last_output MATCHES "architecture qwen3 layers 3 layer0_bytes [1-9]")
   message(FATAL_ERROR "consumer output is wrong")
+endif()
+if(NOT last_output MATCHES "generated [1-8] tokens after a prompt of [1-9]")
+  message(FATAL_ERROR "consumer did not generate")
 endif()

@@ -20,6 +20,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import ENGINE_RUN, FORWARD_TOOL, mkmodel, run, tempdir  # noqa: E402
+
+PERPLEXITY = os.environ.get("ENGINE_PERPLEXITY", "engine-perplexity")
+TOKENIZE = os.environ.get("ENGINE_TOKENIZE", "engine-tokenize")
 from reference_forward import Reference  # noqa: E402
 
 ARCHS = ("llama", "qwen2", "qwen3")
@@ -99,6 +102,30 @@ class ForwardMatchesReference(unittest.TestCase):
               f"{same[decided].mean():.3f} of {decided.sum()} decided ones", file=sys.stderr)
         self.assertGreaterEqual(same[decided].mean(), 0.95)
         self.assertGreaterEqual(same.mean(), 0.90)
+
+    def test_perplexity_matches_reference(self):
+        # llama.cpp's definition: chunks of n tokens from an empty cache, the first replaced by
+        # BOS, the second half of each scored by the logits one position earlier.
+        path, n = self.model("llama", "f32"), 32
+        text = " ".join(f"word{i % 17} and {i}" for i in range(60))
+        with tempdir() as d:
+            f = os.path.join(d, "text.txt")
+            with open(f, "w") as fh:
+                fh.write(text)
+            ours = __import__("json").loads(run(PERPLEXITY, "-m", path, "-f", f, "-c", str(n),
+                                                "--kv-type", "f32", "--json").stdout)
+        ids = [int(t) for t in run(TOKENIZE, "--model", path, "--text", text).stdout.split()]
+        ref, nll = Reference(path), []
+        for c in range(len(ids) // n):
+            chunk = ids[c * n:(c + 1) * n]
+            chunk[0] = 1  # BOS
+            logits = ref.logits(chunk)
+            for j in range(n // 2, n - 1):
+                row = logits[j]
+                lse = row.max() + np.log(np.exp(row - row.max()).sum())
+                nll.append(lse - row[ids[c * n + j + 1]])
+        self.assertEqual(ours["scored_tokens"], len(nll))
+        self.assertLessEqual(abs(ours["ppl"] / np.exp(np.mean(nll)) - 1), 1e-4)
 
     def test_batched_equals_token_by_token(self):
         for arch in ARCHS:

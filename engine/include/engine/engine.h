@@ -61,6 +61,7 @@ class Context {
   Context(std::shared_ptr<const Model> model, const ContextOptions& options = {});
   ~Context();
 
+  const Model& model() const { return *model_; }
   uint32_t n_ctx() const { return n_ctx_; }
   uint32_t n_past() const { return n_past_; }  // tokens in the KV cache
   void reset() { n_past_ = 0; }
@@ -69,6 +70,9 @@ class Context {
   // one (n_vocab values, valid until the next call). Throws if the context would overflow or a
   // token id is outside the vocabulary.
   std::span<const float> eval(std::span<const int32_t> tokens);
+
+  // As eval, but returns the logits after every token: tokens.size() rows of n_vocab.
+  std::span<const float> eval_all(std::span<const int32_t> tokens);
 
   // Evaluates the prompt, then samples up to n_predict tokens, calling on_token after each; it
   // stops early when on_token returns false or an end-of-generation token is sampled. Returns the
@@ -84,6 +88,7 @@ class Context {
   uint32_t n_batch_ = 0;
   uint32_t n_past_ = 0;
   std::vector<float> logits_;
+  std::span<const float> run(std::span<const int32_t> tokens, bool all_logits);
 };
 
 }  // namespace engine

@@ -1,0 +1,65 @@
+// engine-perplexity: perplexity of a model on a text file, as llama.cpp's perplexity tool
+// computes it (non-overlapping chunks, second half of each scored).
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "engine/error.h"
+#include "engine/perplexity.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Perplexity of a GGUF model on a text file"};
+  std::string model, file, kv_type = "f16";
+  uint32_t ctx = 512, chunks = 0, batch = 512;
+  int threads = 0;
+  bool json = false;
+  app.add_option("--model,-m", model, "GGUF model")->required();
+  app.add_option("--file,-f", file, "text file")->required()->check(CLI::ExistingFile);
+  app.add_option("--ctx,-c", ctx, "tokens per chunk")->check(CLI::Range(16u, 1u << 20));
+  app.add_option("--chunks", chunks, "at most this many chunks (0: all)");
+  app.add_option("--batch,-b", batch, "tokens per forward call")->check(CLI::Range(1u, 65536u));
+  app.add_option("--threads,-t", threads, "CPU threads (default: all cores)");
+  app.add_option("--kv-type", kv_type, "f16 | q8_0 | f32")->check(CLI::IsMember({"f16", "q8_0", "f32"}));
+  app.add_flag("--json", json, "print one JSON object");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const auto m = engine::Model::load(model);
+    if (!m->tokenizer()) throw engine::Error(fmt::format("{}: the model has no tokenizer", model));
+    std::ifstream in(file, std::ios::binary);
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const auto tokens = m->tokenizer()->tokenize(text, true, false);
+    engine::ContextOptions o;
+    o.n_ctx = ctx;
+    o.n_batch = batch;
+    o.n_threads = threads;
+    o.kv_type = *engine::parse_kv_type(kv_type);
+    engine::Context context(m, o);
+    const auto t0 = std::chrono::steady_clock::now();
+    fmt::print(stderr, "{} tokens, chunks of {}\n", tokens.size(), ctx);
+    const auto r = engine::perplexity(context, tokens, ctx, chunks, [&](uint32_t c, double ppl) {
+      fmt::print(stderr, "[{}]{:.4f} ", c + 1, ppl);
+    });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fmt::print(stderr, "\n{:.1f} s, {:.1f} tokens/s\n", s, double(r.chunk_ppl.size()) * ctx / s);
+    if (json) {
+      nlohmann::ordered_json j;
+      j["ppl"] = r.ppl;
+      j["ppl_error"] = r.ppl_error;
+      j["chunks"] = r.chunk_ppl.size();
+      j["scored_tokens"] = r.scored_tokens;
+      std::puts(j.dump().c_str());
+    } else {
+      fmt::print("Final estimate: PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_error);
+    }
+  } catch (const engine::Error& e) {
+    fmt::print(stderr, "engine-perplexity: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
