@@ -38,9 +38,21 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
       std::vector<BlockQ8x32> xq(static_cast<size_t>(n_batch * K / 32));
       for (int64_t b = 0; b < n_batch; ++b) kern.quantize_q8(x + b * K, xq.data() + b * K / 32, K);
       const DotQ8 dot = kern.dot_q8[static_cast<uint32_t>(type)];
+      const DotQ8x4 dot4 = kern.dot_q8_x4[static_cast<uint32_t>(type)];
       pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {
-          for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, xq.data() + b * K / 32, K);
+          const uint8_t* row = rows + n * row_bytes;
+          int64_t b = 0;
+          if (dot4 != nullptr) {
+            for (; b + 4 <= n_batch; b += 4) {
+              const BlockQ8x32* xs[4];
+              float out[4];
+              for (int r = 0; r < 4; ++r) xs[r] = xq.data() + (b + r) * K / 32;
+              dot4(row, xs, K, out);
+              for (int r = 0; r < 4; ++r) y[(b + r) * N + n] = out[r];
+            }
+          }
+          for (; b < n_batch; ++b) y[b * N + n] = dot(row, xq.data() + b * K / 32, K);
         }
       });
       return;

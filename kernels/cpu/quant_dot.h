@@ -26,12 +26,15 @@ DotRegime dot_regime(GgmlType type);
 
 using DotF32 = float (*)(const void* row, const float* x, int64_t k);
 using DotQ8 = float (*)(const void* row, const BlockQ8x32* x, int64_t k);
+// One weight row against four activation rows at once (prompt batches): the row is unpacked once.
+using DotQ8x4 = void (*)(const void* row, const BlockQ8x32* const x[4], int64_t k, float out[4]);
 
 struct DotKernels {
   const char* isa;  // "avx512-vnni", "avx2", "generic"
   void (*quantize_q8)(const float* x, BlockQ8x32* out, int64_t k);  // k % 32 == 0
   DotF32 dot_f32[32];  // indexed by GGUF type id; null where the regime differs
   DotQ8 dot_q8[32];
+  DotQ8x4 dot_q8_x4[32];  // null where only the single-row kernel exists
   // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).
   void (*axpy_f16)(float a, const uint16_t* v, float* out, int64_t n);
 };

@@ -324,6 +324,37 @@ float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
   return hsum(acc) - offset;
 }
 
+void dot_q4_k_avx2_x4(const void* row, const BlockQ8x32* const xs[4], int64_t k, float out[4]) {
+  const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  float offset[4] = {0, 0, 0, 0};
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+    uint8_t sc[8], m[8];
+    for (int g = 0; g < 8; ++g) unpack_scale_min_k4(b[i].scales, g, &sc[g], &m[g]);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
+      const __m256i lo = _mm256_and_si256(q4, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+      for (int r = 0; r < 4; ++r) {
+        const BlockQ8x32& xa = xs[r][8 * i + 2 * c];
+        const BlockQ8x32& xb = xs[r][8 * i + 2 * c + 1];
+        const __m256i pa = dot_u8_s8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.q)));
+        const __m256i pb = dot_u8_s8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q)));
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pa), _mm256_set1_ps(d * xa.d * float(sc[2 * c])), acc[r]);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pb), _mm256_set1_ps(d * xb.d * float(sc[2 * c + 1])), acc[r]);
+      }
+    }
+    for (int r = 0; r < 4; ++r) {
+      float o = 0;
+      for (int g = 0; g < 8; ++g) o += xs[r][8 * i + g].d * float(m[g]) * float(xs[r][8 * i + g].sum);
+      offset[r] += dmin * o;
+    }
+  }
+  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) - offset[r];
+}
+
 float dot_q6_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
   const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
   const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03);
@@ -412,6 +443,7 @@ DotKernels make_kernels(const char* isa) {
   k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2;
   k.dot_q8[uint32_t(GgmlType::Q6_K)] = dot_q6_k_avx2;
   k.dot_f32[uint32_t(GgmlType::Q8_0)] = dot_q8_0_f32_avx2;
+  k.dot_q8_x4[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2_x4;
 #endif
   return k;
 }

@@ -98,6 +98,33 @@ TEST(CpuOps, EveryInstructionSetAgreesPerType) {
   }
 }
 
+TEST(CpuOps, FourRowKernelsMatchTheSingleRowOnes) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t K = 1024;
+  for (const DotKernels* kern : every_kernel_set()) {
+    for (const TypeTraits& tr : all_type_traits()) {
+      const auto t = static_cast<uint32_t>(tr.type);
+      if (kern->dot_q8_x4[t] == nullptr) continue;
+      const auto w = test::random_blocks(tr.type, K, rng);
+      std::vector<std::vector<BlockQ8x32>> xq(4, std::vector<BlockQ8x32>(K / 32));
+      const BlockQ8x32* xs[4];
+      for (int r = 0; r < 4; ++r) {
+        std::vector<float> x(K);
+        for (auto& v : x) v = normal(rng);
+        kern->quantize_q8(x.data(), xq[r].data(), K);
+        xs[r] = xq[r].data();
+      }
+      float out[4] = {std::nanf(""), std::nanf(""), std::nanf(""), std::nanf("")};
+      kern->dot_q8_x4[t](w.data(), xs, K, out);
+      for (int r = 0; r < 4; ++r) {
+        const float one = kern->dot_q8[t](w.data(), xs[r], K);
+        EXPECT_NEAR(out[r], one, 1e-5f * (std::fabs(one) + 1)) << kern->isa << " " << tr.name;
+      }
+    }
+  }
+}
+
 TEST(CpuOps, RmsNormSoftmaxSwiglu) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
