@@ -1,5 +1,5 @@
 // libFuzzer harness: arbitrary bytes through the whole loader (container parse, metadata
-// accessors, model validation, the inspect report). Any input must end in success or
+// accessors, model validation, the inspect report) and the tokenizer built from the metadata. Any input must end in success or
 // engine::Error; sanitizers turn every other outcome into a crash report.
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include "engine/model_file.h"
 #include "engine/model_report.h"
 #include "engine/model_spec.h"
+#include "engine/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
@@ -26,6 +27,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     for (const auto& t : file.tensors()) sink += t.data[0] + t.data[t.n_bytes - 1];
     const engine::ModelFile model = engine::ModelFile::from_file(std::move(file));
+    if (model.find("tokenizer.ggml.model") != nullptr) {
+      try {
+        const auto tok = engine::Tokenizer::from_file(model);
+        const auto ids = tok->tokenize("Hello <|im_start|> world 123 \xE2\x96\x81 ok", true, true);
+        sink += tok->detokenize(ids, true).size();
+      } catch (const engine::Error&) {
+      }
+    }
     const engine::ModelSpec spec = engine::ModelSpec::from(model);
     sink += engine::model_report_json(model, spec).size();
     sink += engine::model_report_text(model, spec).size();

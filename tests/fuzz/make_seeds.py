@@ -1,5 +1,6 @@
 """Writes small seed inputs for the GGUF fuzzer with the gguf package (an independent writer):
-tiny valid models of each architecture, a file with every metadata value type, and a split part.
+tiny valid models of each architecture, a file with every metadata value type, and byte-level BPE
+vocabularies.
 Usage: make_seeds.py OUT_DIR"""
 import os
 import sys
@@ -86,12 +87,42 @@ def all_value_types(path):
     w.close()
 
 
+def byte_chars():
+    """GPT-2's printable stand-ins for the 256 byte values."""
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    out, extra = {}, 256
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(extra)
+            extra += 1
+    return [out[b] for b in range(256)]
+
+
+def gpt2_vocab(path, pre):
+    w = gguf.GGUFWriter(path, "llama")
+    tokens = byte_chars() + ["\u0120w", "or", "\u0120wor", "ld", "<|im_start|>"]
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", pre)
+    w.add_array("tokenizer.ggml.tokens", tokens)
+    w.add_array("tokenizer.ggml.token_type", [1] * (len(tokens) - 1) + [3])
+    w.add_array("tokenizer.ggml.merges", ["\u0120 w", "o r", "\u0120w or", "l d"])
+    w.add_uint32("tokenizer.ggml.eos_token_id", len(tokens) - 1)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main(out):
     os.makedirs(out, exist_ok=True)
     tiny_model(os.path.join(out, "llama-f32.gguf"), "llama")
     tiny_model(os.path.join(out, "qwen2-q8_0.gguf"), "qwen2", T.Q8_0)
     tiny_model(os.path.join(out, "qwen3-f16.gguf"), "qwen3", T.F16)
     all_value_types(os.path.join(out, "value-types.gguf"))
+    gpt2_vocab(os.path.join(out, "vocab-qwen2.gguf"), "qwen2")
+    gpt2_vocab(os.path.join(out, "vocab-llama-bpe.gguf"), "llama-bpe")
 
 
 if __name__ == "__main__":
