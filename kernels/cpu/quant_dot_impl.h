@@ -297,31 +297,40 @@ inline __m256i dot_u8_s8(__m256i u, __m256i s) {
 #endif
 }
 
+// Eight vectors of 8 int32 lanes -> one vector of their 8 lane sums (p[g] summed into lane g).
+inline __m256i reduce8(const __m256i p[8]) {
+  const __m256i s0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+  const __m256i s4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
+                          _mm256_permute2x128_si256(s0123, s4567, 0x31));
+}
+
 float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
   const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float offset = 0;
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
-    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
-    uint8_t sc[8], m[8];
+    alignas(8) uint8_t sc[8], m[8];
     for (int g = 0; g < 8; ++g) unpack_scale_min_k4(b[i].scales, g, &sc[g], &m[g]);
+    __m256i p[8];
     for (int c = 0; c < 4; ++c) {  // 32 bytes hold groups 2c (low nibbles) and 2c+1 (high)
       const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
-      const __m256i lo = _mm256_and_si256(q4, low4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
-      const BlockQ8x32& xa = x[2 * c];
-      const BlockQ8x32& xb = x[2 * c + 1];
-      const __m256i pa = dot_u8_s8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.q)));
-      const __m256i pb = dot_u8_s8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q)));
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pa), _mm256_set1_ps(d * xa.d * float(sc[2 * c])), acc);
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pb), _mm256_set1_ps(d * xb.d * float(sc[2 * c + 1])), acc);
+      p[2 * c] = dot_u8_s8(_mm256_and_si256(q4, low4),
+                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2 * c].q)));
+      p[2 * c + 1] = dot_u8_s8(_mm256_and_si256(_mm256_srli_epi16(q4, 4), low4),
+                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2 * c + 1].q)));
     }
-    float o = 0;
-    for (int g = 0; g < 8; ++g) o += x[g].d * float(m[g]) * float(x[g].sum);
-    offset += dmin * o;
+    // Per group g: d * sc[g] * xd[g] * sum(q . x) - dmin * m[g] * xd[g] * sum(x), all 8 at once.
+    const __m256 xd = _mm256_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d);
+    const __m256 xs = _mm256_cvtepi32_ps(_mm256_setr_epi32(x[0].sum, x[1].sum, x[2].sum, x[3].sum,
+                                                           x[4].sum, x[5].sum, x[6].sum, x[7].sum));
+    const __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+    const __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m))));
+    const __m256 dots = _mm256_cvtepi32_ps(reduce8(p));
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b[i].d)), _mm256_mul_ps(scf, xd)), dots, acc);
+    acc_min = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b[i].dmin)), _mm256_mul_ps(mf, xd)), xs, acc_min);
   }
-  return hsum(acc) - offset;
+  return hsum(_mm256_sub_ps(acc, acc_min));
 }
 
 void dot_q4_k_avx2_x4(const void* row, const BlockQ8x32* const xs[4], int64_t k, float out[4]) {

@@ -2,7 +2,28 @@
 
 #include <algorithm>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace engine {
+namespace {
+
+constexpr int kSpinsBeforeSleep = 1 << 17;  // ~100 us of pause instructions
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int index) {
+  const int64_t per = n / parts, extra = n % parts;
+  const int64_t begin = index * per + std::min<int64_t>(index, extra);
+  return {begin, begin + per + (index < extra ? 1 : 0)};
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -12,16 +33,10 @@ ThreadPool::ThreadPool(int n_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    stop_.store(true);
   }
-  start_.notify_all();
+  wake_.notify_all();
   for (auto& t : workers_) t.join();
-}
-
-static std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int index) {
-  const int64_t per = n / parts, extra = n % parts;
-  const int64_t begin = index * per + std::min<int64_t>(index, extra);
-  return {begin, begin + per + (index < extra ? 1 : 0)};
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
@@ -30,40 +45,40 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
-  {
+  job_ = &fn;
+  job_n_ = n;
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);  // publishes job_ and job_n_
+  if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+    wake_.notify_all();
   }
-  start_.notify_all();
   auto [b, e] = chunk(n, size(), 0);
   if (b < e) fn(b, e);
-  std::unique_lock<std::mutex> lock(mutex_);
-  done_.wait(lock, [this] { return pending_ == 0; });
-  job_ = nullptr;
+  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
 }
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   while (true) {
-    const std::function<void(int64_t, int64_t)>* job;
-    int64_t n;
-    {
+    uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; gen == seen && spin < kSpinsBeforeSleep && !stop_.load(std::memory_order_relaxed); ++spin) {
+      cpu_relax();
+      gen = generation_.load(std::memory_order_acquire);
+    }
+    if (gen == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
-      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
+      sleepers_.fetch_add(1);
+      wake_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+      sleepers_.fetch_sub(1);
+      if (stop_.load()) return;
+      gen = generation_.load(std::memory_order_acquire);
     }
-    auto [b, e] = chunk(n, size(), index);
-    if (b < e) (*job)(b, e);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
-    }
+    if (stop_.load()) return;
+    seen = gen;
+    auto [b, e] = chunk(job_n_, size(), index);
+    if (b < e) (*job_)(b, e);
+    pending_.fetch_sub(1, std::memory_order_release);
   }
 }
 

@@ -1,6 +1,11 @@
 // A fixed pool of worker threads for data-parallel loops (matmul rows, attention heads).
+//
+// A decode step issues a few hundred short parallel loops, so waking sleeping threads for each
+// would cost more than the work: workers spin (with pause) for a while after each loop before
+// they sleep on a condition variable, and the caller spins until its helpers are done.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -20,7 +25,7 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Runs fn(begin, end) over [0, n) split into one contiguous chunk per thread (the caller's
-  // thread takes the first); returns when all chunks are done.
+  // thread takes the first); returns when all chunks are done. Not reentrant.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
@@ -28,12 +33,13 @@ class ThreadPool {
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
-  std::condition_variable start_, done_;
+  std::condition_variable wake_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace engine
