@@ -17,12 +17,6 @@ inline void cpu_relax() {
 #endif
 }
 
-std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int index) {
-  const int64_t per = n / parts, extra = n % parts;
-  const int64_t begin = index * per + std::min<int64_t>(index, extra);
-  return {begin, begin + per + (index < extra ? 1 : 0)};
-}
-
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -47,18 +41,27 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
   job_ = &fn;
   job_n_ = n;
+  job_chunk_ = std::max<int64_t>(1, n / (int64_t(size()) * 8));
+  next_.store(0, std::memory_order_relaxed);
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_release);  // publishes job_ and job_n_
   if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     wake_.notify_all();
   }
-  auto [b, e] = chunk(n, size(), 0);
-  if (b < e) fn(b, e);
+  run_chunks();
   while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
 }
 
-void ThreadPool::worker(int index) {
+void ThreadPool::run_chunks() {
+  for (;;) {
+    const int64_t b = next_.fetch_add(job_chunk_, std::memory_order_relaxed);
+    if (b >= job_n_) return;
+    (*job_)(b, std::min(job_n_, b + job_chunk_));
+  }
+}
+
+void ThreadPool::worker(int /*index*/) {
   uint64_t seen = 0;
   while (true) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
@@ -76,8 +79,7 @@ void ThreadPool::worker(int index) {
     }
     if (stop_.load()) return;
     seen = gen;
-    auto [b, e] = chunk(job_n_, size(), index);
-    if (b < e) (*job_)(b, e);
+    run_chunks();
     pending_.fetch_sub(1, std::memory_order_release);
   }
 }

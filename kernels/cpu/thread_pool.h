@@ -24,18 +24,22 @@ class ThreadPool {
 
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
-  // Runs fn(begin, end) over [0, n) split into one contiguous chunk per thread (the caller's
-  // thread takes the first); returns when all chunks are done. Not reentrant.
+  // Runs fn(begin, end) over [0, n) in contiguous chunks, about eight per thread, that the
+  // threads (the caller's included) take from a shared counter, so a thread slowed by the
+  // machine does not hold the others back; returns when all chunks are done. Not reentrant.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
   void worker(int index);
+  void run_chunks();
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
+  int64_t job_chunk_ = 1;
+  std::atomic<int64_t> next_{0};
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<int> sleepers_{0};
