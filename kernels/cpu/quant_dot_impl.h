@@ -18,6 +18,9 @@
 namespace engine {
 namespace {
 
+// fp16 -> f32. Without F16C this repeats engine::fp16_to_fp32 (half.h) on purpose: that one is an
+// inline function with external linkage, and a copy compiled here with AVX-512 flags could be the
+// one the linker keeps for every caller.
 inline float h2f(uint16_t h) {
 #if defined(__F16C__)
   return _cvtsh_ss(h);
