@@ -1,0 +1,55 @@
+// Benchmarks in the manner of llama-bench, with placement as an axis: every combination of
+// model x split x transport x prompt size x context depth, prompt (ppN) and generation (tgN)
+// tokens/s as mean and standard deviation over repetitions after a warm-up.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace engine {
+
+struct BenchOptions {
+  std::vector<std::string> models;
+  std::vector<std::string> splits = {"auto"};
+  std::vector<std::string> transports = {"none"};
+  std::string devices;                // as --devices; empty: every GPU
+  std::vector<uint32_t> n_prompt = {512};
+  std::vector<uint32_t> n_gen = {128};
+  std::vector<uint32_t> depths = {0};  // tokens already in the KV cache before the test
+  int repetitions = 5;
+  int n_threads = 0;
+  uint32_t n_batch = 512;
+};
+
+struct BenchResult {
+  std::string model;       // file name
+  uint64_t model_bytes = 0;
+  std::string types;       // "385 Q4_K, 321 F32, 65 Q6_K"
+  std::string split, devices, transport;
+  std::string layers;      // "cpu:0-21" or "0-31|32-63|cpu:-"
+  std::string test;        // "pp512", "tg128"
+  uint32_t depth = 0;
+  int repetitions = 0;
+  double tokens_per_s = 0, stddev = 0;
+  double load_s = 0;
+  uint64_t peak_bytes = 0;  // peak resident memory of the process (CPU)
+  std::string error;        // why the combination could not run; empty when it ran
+};
+
+// Runs every combination; a combination that cannot run gets a row with `error` and the rest
+// still run. progress(message) is called as work proceeds.
+std::vector<BenchResult> run_benchmarks(const BenchOptions& options,
+                                        const std::function<void(const std::string&)>& progress = {});
+
+enum class BenchFormat { markdown, csv, json, jsonl };
+// Stable column names: model, model_bytes, types, split, devices, transport, layers, test, depth,
+// repetitions, tokens_per_s, stddev, load_s, peak_bytes, error.
+std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
+
+// Splits a comma-separated --split list; consecutive layer counts or ranges form one manual
+// split ("auto,30,34" -> auto and 30,34), and '/' may separate them too ("30/34").
+std::vector<std::string> parse_split_list(const std::string& text);
+
+}  // namespace engine

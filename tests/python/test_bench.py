@@ -1,0 +1,51 @@
+"""engine-bench on the CPU: every combination gets a row, a combination that cannot run says why
+and the others still run, and every output format parses with the same stable columns."""
+import csv
+import io
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import mkmodel, run, tempdir  # noqa: E402
+
+BENCH = os.environ.get("ENGINE_BENCH", "engine-bench")
+COLUMNS = ["model", "model_bytes", "types", "split", "devices", "transport", "layers", "test",
+           "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "error"]
+
+
+class BenchOnCpu(unittest.TestCase):
+    def test_rows_and_formats(self):
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "tiny.gguf"), "--arch", "qwen2")
+            args = [BENCH, "-m", model, "--split", "auto,cpu,30,34", "-p", "16", "-n", "4",
+                    "-d", "0,8", "-r", "1"]
+            rows = json.loads(run(*args, "-o", "json").stdout)
+            self.assertEqual(len(rows), 3 * 2 * 2)  # splits x tests x depths
+            for r in rows:
+                self.assertEqual(list(r.keys()), COLUMNS)
+            ok = [r for r in rows if not r["error"]]
+            bad = [r for r in rows if r["error"]]
+            self.assertEqual(len(ok), 8)
+            self.assertEqual({r["split"] for r in bad}, {"30,34"})
+            for r in bad:
+                self.assertIn("no GPU", r["error"])
+            for r in ok:
+                self.assertGreater(r["tokens_per_s"], 0)
+                self.assertIn(r["test"], ("pp16", "tg4"))
+                self.assertEqual(r["layers"], "cpu:0-1")
+                self.assertGreater(r["model_bytes"], 0)
+            self.assertEqual({r["depth"] for r in ok}, {0, 8})
+            table = list(csv.DictReader(io.StringIO(run(*args, "-o", "csv").stdout)))
+            self.assertEqual(len(table), len(rows))
+            self.assertEqual(list(table[0].keys()), COLUMNS)
+            lines = run(*args, "-o", "jsonl").stdout.splitlines()
+            self.assertEqual([json.loads(x)["test"] for x in lines], [r["test"] for r in rows])
+            md = run(*args).stdout
+            self.assertIn("cannot run:", md)
+            self.assertEqual(md.count("\n"), 2 + len(rows))
+
+
+if __name__ == "__main__":
+    unittest.main()

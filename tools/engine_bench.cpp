@@ -1,0 +1,86 @@
+// engine-bench: tokens/s across models, split strategies, transports, prompt sizes and context
+// depths. Results on stdout (markdown, csv, json, jsonl); progress on stderr.
+#include <cstdio>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "engine/benchmark.h"
+#include "engine/error.h"
+
+namespace {
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::vector<uint32_t> numbers(const std::string& flag, const std::string& s) {
+  std::vector<uint32_t> out;
+  for (const auto& item : split_commas(s)) {
+    size_t used = 0;
+    long v = -1;
+    try {
+      v = std::stol(item, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != item.size() || v < 0 || v > (1l << 24)) {
+      throw engine::Error(fmt::format("{}: '{}' is not a token count", flag, item));
+    }
+    out.push_back(static_cast<uint32_t>(v));
+  }
+  if (out.empty()) throw engine::Error(fmt::format("{}: empty list", flag));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Benchmark prompt and generation speed across placements"};
+  std::string models, splits = "auto", transports = "none", devices, prompts = "512", gens = "128",
+              depths = "0", output = "md";
+  engine::BenchOptions o;
+  app.add_option("--model,-m", models, "GGUF file(s), comma-separated")->required();
+  app.add_option("--split", splits, "split strategies, comma-separated (auto,even,none,cpu,30/34,0-29/30-63)");
+  app.add_option("--transport", transports, "transports, comma-separated (none,nccl,peer,host)");
+  app.add_option("--devices", o.devices, "as engine-run --devices");
+  app.add_option("-p,--n-prompt", prompts, "prompt sizes (0: skip)");
+  app.add_option("-n,--n-gen", gens, "generation lengths (0: skip)");
+  app.add_option("-d,--depth", depths, "KV cache depths before each test");
+  app.add_option("-r,--repetitions", o.repetitions, "repetitions per test")->check(CLI::Range(1, 1000));
+  app.add_option("-t,--threads", o.n_threads, "CPU threads (default: all cores)");
+  app.add_option("-b,--batch", o.n_batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
+  app.add_option("-o,--output", output, "md | csv | json | jsonl")->check(CLI::IsMember({"md", "csv", "json", "jsonl"}));
+  CLI11_PARSE(app, argc, argv);
+  try {
+    o.models = split_commas(models);
+    o.splits = engine::parse_split_list(splits);
+    o.transports = split_commas(transports);
+    o.n_prompt.clear();
+    for (uint32_t n : numbers("-p", prompts)) {
+      if (n > 0) o.n_prompt.push_back(n);
+    }
+    o.n_gen.clear();
+    for (uint32_t n : numbers("-n", gens)) {
+      if (n > 0) o.n_gen.push_back(n);
+    }
+    o.depths = numbers("-d", depths);
+    const auto results = engine::run_benchmarks(o, [](const std::string& s) {
+      fmt::print(stderr, "{}\n", s);
+    });
+    const engine::BenchFormat format = output == "csv"    ? engine::BenchFormat::csv
+                                       : output == "json"  ? engine::BenchFormat::json
+                                       : output == "jsonl" ? engine::BenchFormat::jsonl
+                                                           : engine::BenchFormat::markdown;
+    std::fputs(engine::format_bench(results, format).c_str(), stdout);
+  } catch (const engine::Error& e) {
+    fmt::print(stderr, "engine-bench: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
