@@ -109,20 +109,14 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
         base.transport = transport;
         base.devices = o.devices.empty() ? "cpu" : o.devices;
         std::vector<BenchResult> rows;
-        for (uint32_t np : o.n_prompt) {
-          for (uint32_t d : o.depths) {
-            BenchResult r = base;
-            r.test = fmt::format("pp{}", np);
-            r.depth = d;
-            rows.push_back(r);
-          }
-        }
-        for (uint32_t ng : o.n_gen) {
-          for (uint32_t d : o.depths) {
-            BenchResult r = base;
-            r.test = fmt::format("tg{}", ng);
-            r.depth = d;
-            rows.push_back(r);
+        for (const auto& [kind, sizes] : {std::pair{"pp", &o.n_prompt}, std::pair{"tg", &o.n_gen}}) {
+          for (uint32_t n : *sizes) {
+            for (uint32_t d : o.depths) {
+              BenchResult r = base;
+              r.test = fmt::format("{}{}", kind, n);
+              r.depth = d;
+              rows.push_back(r);
+            }
           }
         }
         try {

@@ -167,15 +167,20 @@ float dot_q8_0_f32(const void* row, const float* x, int64_t k) {
 
 // ---- 8-bit activations ----
 
+// Q4_0/Q4_1 nibbles: element j in the low nibble of byte j, element j + 16 in its high nibble.
+inline void unpack_q4(const uint8_t* qs, uint8_t* w) {
+  for (int j = 0; j < 16; ++j) {
+    w[j] = qs[j] & 15;
+    w[j + 16] = qs[j] >> 4;
+  }
+}
+
 float dot_q4_0(const void* row, const BlockQ8x32* x, int64_t k) {
   const BlockQ4_0* b = static_cast<const BlockQ4_0*>(row);
   float s = 0;
   uint8_t w[32];
   for (int64_t i = 0; i < k / 32; ++i) {
-    for (int j = 0; j < 16; ++j) {
-      w[j] = b[i].qs[j] & 15;
-      w[j + 16] = b[i].qs[j] >> 4;
-    }
+    unpack_q4(b[i].qs, w);
     // (q - 8) . x = q . x - 8 sum(x)
     s += h2f(b[i].d) * x[i].d * float(dot_u8_s8_32(w, x[i].q) - 8 * x[i].sum);
   }
@@ -187,10 +192,7 @@ float dot_q4_1(const void* row, const BlockQ8x32* x, int64_t k) {
   float s = 0;
   uint8_t w[32];
   for (int64_t i = 0; i < k / 32; ++i) {
-    for (int j = 0; j < 16; ++j) {
-      w[j] = b[i].qs[j] & 15;
-      w[j + 16] = b[i].qs[j] >> 4;
-    }
+    unpack_q4(b[i].qs, w);
     s += x[i].d * (h2f(b[i].d) * float(dot_u8_s8_32(w, x[i].q)) + h2f(b[i].m) * float(x[i].sum));
   }
   return s;
