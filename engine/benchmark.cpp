@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -13,6 +12,7 @@
 #include "engine/devices.h"
 #include "engine/engine.h"
 #include "engine/error.h"
+#include "engine/model_report.h"
 #include "engine/planner.h"
 
 namespace engine {
@@ -28,14 +28,6 @@ uint64_t peak_rss_bytes() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<uint64_t>(u.ru_maxrss) * 1024;
-}
-
-std::string type_mix(const ModelFile& file) {
-  std::map<std::string, int> counts;
-  for (const auto& t : file.tensors()) ++counts[std::string(traits(t.type).name)];
-  std::string s;
-  for (const auto& [name, n] : counts) s += fmt::format("{}{} {}", s.empty() ? "" : ", ", n, name);
-  return s;
 }
 
 std::string layer_map(const Plan& plan) {
@@ -125,7 +117,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
           const double load_s = seconds_since(t0);
           for (BenchResult& r : rows) {
             r.model_bytes = model->spec().file.total_bytes();
-            r.types = type_mix(model->spec().file);
+            r.types = tensor_type_mix(model->spec().file);
           }
           PlanOptions po;
           po.split = parse_split(split);

@@ -32,6 +32,14 @@ std::string gib(uint64_t bytes) { return fmt::format("{:.3f} GiB", double(bytes)
 
 }  // namespace
 
+std::string tensor_type_mix(const ModelFile& file) {
+  std::string mix;
+  for (const auto& [type, count] : type_counts(file)) {
+    mix += fmt::format("{}{} {}", mix.empty() ? "" : ", ", count, type);
+  }
+  return mix;
+}
+
 std::string model_report_json(const ModelFile& file, const ModelSpec& spec) {
   const HyperParams& hp = spec.hp;
   nlohmann::ordered_json j;
@@ -102,11 +110,7 @@ std::string model_report_text(const ModelFile& file, const ModelSpec& spec) {
          tok.n_tokens, tok.n_merges, tok.has_chat_template ? "yes" : "no");
     for (const auto& s : tok.specials) append_line(out, "  {:<12}{} '{}'", s.key, s.id, s.text);
   }
-  std::string mix;
-  for (const auto& [type, count] : type_counts(file)) {
-    mix += fmt::format("{}{} {}", mix.empty() ? "" : ", ", count, type);
-  }
-  append_line(out, "tensors       {} ({})", file.tensors().size(), mix);
+  append_line(out, "tensors       {} ({})", file.tensors().size(), tensor_type_mix(file));
   append_line(out, "input         {:>14} bytes  {}", spec.input_bytes(), gib(spec.input_bytes()));
   append_line(out, "output        {:>14} bytes  {}", spec.output_bytes(), gib(spec.output_bytes()));
   uint64_t total_layers = 0;

@@ -98,9 +98,9 @@ HyperParams read_hyperparams(const KeyReader& r) {
     r.fail(r.key("rope.dimension_count"), fmt::format("{} is odd", hp.n_rot));
   }
   hp.rope_freq_base = r.real(r.key("rope.freq_base"), 1.0, 1e12).value_or(10000.0);
-  hp.norm_eps = r.real(r.key("attention.layer_norm_rms_epsilon"), 1e-12, 1.0)
-                    .value_or(0.0);
-  if (hp.norm_eps == 0.0f) r.fail(r.key("attention.layer_norm_rms_epsilon"), "required key is missing");
+  const auto eps = r.real(r.key("attention.layer_norm_rms_epsilon"), 1e-12, 1.0);
+  if (!eps) r.fail(r.key("attention.layer_norm_rms_epsilon"), "required key is missing");
+  hp.norm_eps = static_cast<float>(*eps);
 
   auto& rs = hp.rope_scaling;
   if (auto type = r.string(r.key("rope.scaling.type"))) {

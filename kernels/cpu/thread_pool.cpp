@@ -21,7 +21,7 @@ inline void cpu_relax() {
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < n_threads; ++i) workers_.emplace_back(&ThreadPool::worker, this, i);
+  for (int i = 1; i < n_threads; ++i) workers_.emplace_back(&ThreadPool::worker, this);
 }
 
 ThreadPool::~ThreadPool() {
@@ -61,7 +61,7 @@ void ThreadPool::run_chunks() {
   }
 }
 
-void ThreadPool::worker(int /*index*/) {
+void ThreadPool::worker() {
   uint64_t seen = 0;
   while (true) {
     uint64_t gen = generation_.load(std::memory_order_acquire);

@@ -30,7 +30,7 @@ class ThreadPool {
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
-  void worker(int index);
+  void worker();
   void run_chunks();
 
   std::vector<std::thread> workers_;

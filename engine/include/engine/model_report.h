@@ -9,6 +9,9 @@
 
 namespace engine {
 
+// "321 F32, 385 Q4_K, 65 Q6_K": how many tensors of each type, by type name.
+std::string tensor_type_mix(const ModelFile& file);
+
 std::string model_report_text(const ModelFile& file, const ModelSpec& spec);
 
 // Keys: architecture, n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train,
