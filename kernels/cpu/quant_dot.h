@@ -2,11 +2,15 @@
 // inner loop of every CPU matmul. Compiled three times (baseline x86-64, AVX2+FMA+F16C,
 // AVX-512 VNNI) from quant_dot_impl.h; dot_kernels() picks the best set for this CPU once.
 //
-// Two regimes, chosen per weight type in one place (dot_regime):
+// Regimes, chosen per weight type in one place (dot_regime):
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding);
-//   8-bit activations (Q8 blocks of 32, one float scale each) for the 4- and 5-bit types, where
-//   integer multiply-adds are several times faster than decoding to float.
-// Q2_K and Q3_K have neither and are decoded to float a chunk at a time (ops.cpp).
+//   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K
+//   and Q5_K, whose 4-5 bit values meet them in u8 x s8 multiply-adds;
+//   12-bit activations (BlockQ16x256) for Q6_K, whose weights become exact int16 products
+//   q * scale, so a whole 256-value dot product is integer multiply-adds with one float step;
+//   Q2_K and Q3_K are decoded to float a chunk at a time.
+// Prompt batches go through tiles and panels (gemm_*): several weight rows against several
+// activation rows, so each weight block is decoded once for many activation rows.
 #pragma once
 
 #include <cstdint>
@@ -19,22 +23,51 @@ struct BlockQ8x32 {  // 32 activations: x ~ d * q
   float d;
   int32_t sum;  // sum of q, for the offset terms of Q4_1, Q5_1 and the K-quants
   int8_t q[32];
+  float dsum;   // d * sum
 };
 
-enum class DotRegime { f32_activations, q8_activations, dequantize };
+// 256 activations quantized to 12 bits with one scale: x ~ d * q, |q| <= kQ16Max. Twelve bits
+// keep a super-block's dot product in int32: the largest Q6_K weight product, 32 * 128 = 4096,
+// times 2047 times 256 values is just under 2^31.
+constexpr int kQ16Max = 2047;
+struct alignas(64) BlockQ16x256 {
+  int16_t q[256];
+  float d;
+};
+
+enum class DotRegime { f32_activations, q16_activations, q8_activations, dequantize };
 DotRegime dot_regime(GgmlType type);
 
 using DotF32 = float (*)(const void* row, const float* x, int64_t k);
 using DotQ8 = float (*)(const void* row, const BlockQ8x32* x, int64_t k);
-// One weight row against four activation rows at once (prompt batches): the row is unpacked once.
-using DotQ8x4 = void (*)(const void* row, const BlockQ8x32* const x[4], int64_t k, float out[4]);
+
+// Tiles: y[c * ldy + r] = sum_k W[r][k] * x_c[k] for r < n_rows, c < n_cols, where W's rows are
+// row_bytes apart from w and x_c is activation row c (x_stride blocks or ldx floats apart).
+constexpr int kQ16TileRows = 2, kQ16TileCols = 4;
+// Panels: kQ16PanelRows weight rows decoded and transposed once per super-block for any number of
+// columns, where a tile would decode each row again for every kQ16TileCols columns.
+constexpr int kQ16PanelRows = 16;
+// The same for 8-bit activations: panels of kQ8PanelRows rows x any number of columns.
+constexpr int kQ8PanelRows = 16;
+// Float tiles take kF32TileRows rows and any number of columns, kF32TileCols at a time in registers.
+constexpr int kF32TileRows = 4, kF32TileCols = 4;
+using GemmQ16 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
+                         int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy);
+using GemmQ8 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x32* x,
+                        int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy);
+using GemmF32 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx,
+                         int n_cols, int64_t k, float* y, int64_t ldy);
 
 struct DotKernels {
   const char* isa;  // "avx512-vnni", "avx2", "generic"
-  void (*quantize_q8)(const float* x, BlockQ8x32* out, int64_t k);  // k % 32 == 0
+  void (*quantize_q8)(const float* x, BlockQ8x32* out, int64_t k);     // k % 32 == 0
+  void (*quantize_q16)(const float* x, BlockQ16x256* out, int64_t k);  // k % 256 == 0
   DotF32 dot_f32[32];  // indexed by GGUF type id; null where the regime differs
   DotQ8 dot_q8[32];
-  DotQ8x4 dot_q8_x4[32];  // null where only the single-row kernel exists
+  GemmQ16 gemm_q16[32];        // Q6_K: tiles of up to kQ16TileRows x kQ16TileCols
+  GemmQ16 gemm_q16_panel[32];  // up to kQ16PanelRows x any; null where no panel kernel exists
+  GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K: up to kQ8PanelRows x any; null where none exists
+  GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0 and the decoded-to-float Q2_K and Q3_K
   // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).
   void (*axpy_f16)(float a, const uint16_t* v, float* out, int64_t n);
 };

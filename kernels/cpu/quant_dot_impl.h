@@ -5,6 +5,13 @@
 // the auto-vectoriser: fixed trip counts over contiguous bytes.
 #pragma once
 
+// GCC 12's AVX-512 headers fill don't-care lanes with _mm512_undefined_*(), which its own
+// -W(maybe-)uninitialized then reports at every inlined call (GCC bug 105593, fixed in 13).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <cstdint>
 #include <cstring>
 
@@ -53,18 +60,6 @@ inline int32_t dot_u8_s8_32(const uint8_t* w, const int8_t* x) {
   return s;
 }
 
-inline int32_t dot_u8_s8_16(const uint8_t* w, const int8_t* x) {
-  int32_t s = 0;
-  for (int i = 0; i < 16; ++i) s += int32_t(w[i]) * int32_t(x[i]);
-  return s;
-}
-
-inline int32_t sum_s8_16(const int8_t* x) {
-  int32_t s = 0;
-  for (int i = 0; i < 16; ++i) s += x[i];
-  return s;
-}
-
 void quantize_q8(const float* x, BlockQ8x32* out, int64_t k) {
   for (int64_t b = 0; b < k / 32; ++b, x += 32) {
     float lane_max[8] = {};
@@ -86,6 +81,7 @@ void quantize_q8(const float* x, BlockQ8x32* out, int64_t k) {
     }
     out[b].d = d;
     out[b].sum = sum;
+    out[b].dsum = d * float(sum);
   }
 }
 
@@ -256,42 +252,24 @@ float dot_q45_k(const void* row, const BlockQ8x32* x, int64_t k) {
   return s;
 }
 
-// Q6_K: 16 groups of 16 with int8 scales, values 0..63 stored as 4 low + 2 high bits, minus 32.
-float dot_q6_k(const void* row, const BlockQ8x32* x, int64_t k) {
-  const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
-  float s = 0;
-  uint8_t w[32];
-  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
-    float acc = 0;
-    for (int g = 0; g < 8; ++g) {  // 32 values: ql/qh layout of elements g*32 .. g*32+31
-      const int half = g / 4, r0 = (g % 4) * 32;
-      const uint8_t* ql = b[i].ql + half * 64 + (r0 % 64);
-      const uint8_t* qh = b[i].qh + half * 32;
-      const int lshift = 4 * (r0 / 64), hshift = 2 * (r0 / 32);
-      for (int l = 0; l < 32; ++l) {
-        w[l] = uint8_t(((ql[l] >> lshift) & 15) | (((qh[l] >> hshift) & 3) << 4));
-      }
-      const int32_t s0 = dot_u8_s8_16(w, x[g].q) - 32 * sum_s8_16(x[g].q);
-      const int32_t s1 = dot_u8_s8_16(w + 16, x[g].q + 16) - 32 * sum_s8_16(x[g].q + 16);
-      acc += x[g].d * (float(b[i].scales[2 * g]) * float(s0) + float(b[i].scales[2 * g + 1]) * float(s1));
-    }
-    s += h2f(b[i].d) * acc;
-  }
-  return s;
-}
-
 #if defined(__AVX2__) && defined(__FMA__)
-// Hand-vectorised Q4_K and Q6_K, the types of a Q4_K_M model's matrices. 8-bit products go
-// through maddubs (u8 x s8 -> pairs summed to s16; no overflow: 63 * 127 * 2 < 32767) and madd
-// (s16 pairs -> s32), or one VNNI dpbusd where AVX-512 VNNI exists; each group's int32 lanes are
-// scaled in float and accumulated, with a single horizontal sum per row.
-
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+
+#if defined(__AVX512F__)
+inline float hsum512(__m512 v) {
+  return hsum(_mm512_castps512_ps256(_mm512_add_ps(v, _mm512_mask_shuffle_f32x4(v, 0xFFFF, v, v, 0xEE))));
+}
+#endif
+
+// Hand-vectorised Q4_K, most of a Q4_K_M model's matrices. 8-bit products go
+// through maddubs (u8 x s8 -> pairs summed to s16; no overflow: 63 * 127 * 2 < 32767) and madd
+// (s16 pairs -> s32), or one VNNI dpbusd where AVX-512 VNNI exists; each group's int32 lanes are
+// scaled in float and accumulated, with a single horizontal sum per row.
 
 // 32 u8 x s8 products summed to 8 int32 lanes.
 inline __m256i dot_u8_s8(__m256i u, __m256i s) {
@@ -338,76 +316,6 @@ float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
   return hsum(_mm256_sub_ps(acc, acc_min));
 }
 
-void dot_q4_k_avx2_x4(const void* row, const BlockQ8x32* const xs[4], int64_t k, float out[4]) {
-  const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  float offset[4] = {0, 0, 0, 0};
-  for (int64_t i = 0; i < k / kQK_K; ++i) {
-    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
-    uint8_t sc[8], m[8];
-    for (int g = 0; g < 8; ++g) unpack_scale_min_k4(b[i].scales, g, &sc[g], &m[g]);
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
-      const __m256i lo = _mm256_and_si256(q4, low4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
-      for (int r = 0; r < 4; ++r) {
-        const BlockQ8x32& xa = xs[r][8 * i + 2 * c];
-        const BlockQ8x32& xb = xs[r][8 * i + 2 * c + 1];
-        const __m256i pa = dot_u8_s8(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.q)));
-        const __m256i pb = dot_u8_s8(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q)));
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pa), _mm256_set1_ps(d * xa.d * float(sc[2 * c])), acc[r]);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pb), _mm256_set1_ps(d * xb.d * float(sc[2 * c + 1])), acc[r]);
-      }
-    }
-    for (int r = 0; r < 4; ++r) {
-      float o = 0;
-      for (int g = 0; g < 8; ++g) o += xs[r][8 * i + g].d * float(m[g]) * float(xs[r][8 * i + g].sum);
-      offset[r] += dmin * o;
-    }
-  }
-  for (int r = 0; r < 4; ++r) out[r] = hsum(acc[r]) - offset[r];
-}
-
-float dot_q6_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
-  const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
-  const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(0x03);
-  const __m256i thirty_two = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
-    const float d = h2f(b[i].d);
-    for (int half = 0; half < 2; ++half) {
-      const uint8_t* ql = b[i].ql + 64 * half;
-      const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-      const __m256i qb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh + 32 * half));
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_slli_epi16(_mm256_and_si256(qh, two), 4)),
-          _mm256_or_si256(_mm256_and_si256(qb, low4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4)),
-      };
-      for (int j = 0; j < 4; ++j) {
-        const int g = 4 * half + j;
-        const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[g].q));
-        // (q - 32) . x per pair of values, as s16, then each 16-value half times its scale.
-        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[j], xq),
-                                           _mm256_maddubs_epi16(thirty_two, xq));
-        const __m256i scales = _mm256_setr_m128i(_mm_set1_epi16(b[i].scales[2 * g]),
-                                                 _mm_set1_epi16(b[i].scales[2 * g + 1]));
-        const __m256i s32 = _mm256_madd_epi16(p, scales);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_set1_ps(d * x[g].d), acc);
-      }
-    }
-  }
-  return hsum(acc);
-}
-#endif
-
-#if defined(__AVX2__) && defined(__FMA__)
 // Q8_0 weights with float activations: int8 -> int32 -> float, 32 values per block.
 float dot_q8_0_f32_avx2(const void* row, const float* x, int64_t k) {
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(row);
@@ -437,6 +345,10 @@ void axpy_f16(float a, const uint16_t* v, float* out, int64_t n) {
   for (; i < n; ++i) out[i] += a * h2f(v[i]);
 }
 
+void add_q16_tiles(DotKernels& k);  // gemm_q16_impl.h
+void add_f32_tiles(DotKernels& k);  // gemm_f32_impl.h
+void add_q8_panels(DotKernels& k);  // gemm_q8_impl.h
+
 DotKernels make_kernels(const char* isa) {
   DotKernels k{};
   k.isa = isa;
@@ -452,15 +364,19 @@ DotKernels make_kernels(const char* isa) {
   k.dot_q8[uint32_t(GgmlType::Q5_1)] = dot_q5_1;
   k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q45_k<false, BlockQ4_K>;
   k.dot_q8[uint32_t(GgmlType::Q5_K)] = dot_q45_k<true, BlockQ5_K>;
-  k.dot_q8[uint32_t(GgmlType::Q6_K)] = dot_q6_k;
 #if defined(__AVX2__) && defined(__FMA__)
-  k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2;
-  k.dot_q8[uint32_t(GgmlType::Q6_K)] = dot_q6_k_avx2;
   k.dot_f32[uint32_t(GgmlType::Q8_0)] = dot_q8_0_f32_avx2;
-  k.dot_q8_x4[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2_x4;
+  k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2;
 #endif
+  add_q16_tiles(k);
+  add_f32_tiles(k);
+  add_q8_panels(k);
   return k;
 }
 
 }  // namespace
 }  // namespace engine
+
+#include "gemm_f32_impl.h"
+#include "gemm_q16_impl.h"
+#include "gemm_q8_impl.h"

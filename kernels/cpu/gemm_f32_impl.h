@@ -1,0 +1,193 @@
+// The float tile kernels of quant_dot.h (gemm_f32), included by quant_dot_impl.h in each
+// instruction-set translation unit; same rules: internal linkage, no inline library templates.
+//
+// gemm_f32 (F32, F16, BF16, Q8_0, Q2_K, Q3_K weights x f32 activations): weight rows are decoded
+// to float 256 values at a time into a stack buffer and multiplied with every activation row of
+// the tile, summed in 16 float lanes per (row, column) plus a tail. Bound: compute, for prompts.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "engine/quantize.h"
+
+namespace engine {
+namespace {
+
+// ---- gemm_f32, portable ----
+
+// Weight row decoders for gemm_f32: the float values k0 .. k0 + len of a row, either in `buf` or,
+// for F32, straight from the row.
+struct DecodeF32 {
+  static const float* run(const uint8_t* row, int64_t k0, int64_t, float*) {
+    return reinterpret_cast<const float*>(row) + k0;
+  }
+};
+struct DecodeF16 {
+  static const float* run(const uint8_t* row, int64_t k0, int64_t len, float* buf) {
+    const auto* h = reinterpret_cast<const uint16_t*>(row) + k0;
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= len; i += 16) {
+      _mm512_store_ps(buf + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
+    }
+#endif
+    for (; i < len; ++i) buf[i] = h2f(h[i]);
+    return buf;
+  }
+};
+struct DecodeQ8_0 {  // k0 and len are multiples of 32
+  static const float* run(const uint8_t* row, int64_t k0, int64_t len, float* buf) {
+    const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(row) + k0 / 32;
+    for (int64_t i = 0; i < len / 32; ++i) {
+      const float d = h2f(b[i].d);
+#if defined(__AVX512F__)
+      const __m512 dv = _mm512_set1_ps(d);
+      for (int h = 0; h < 2; ++h) {
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 16 * h));
+        _mm512_store_ps(buf + 32 * i + 16 * h, _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
+      }
+#else
+      for (int l = 0; l < 32; ++l) buf[32 * i + l] = d * float(b[i].qs[l]);
+#endif
+    }
+    return buf;
+  }
+};
+// Any other type through the reference decoder (BF16 and the K-quants without integer kernels);
+// k0 and len are multiples of the block size.
+template <GgmlType kType, int kBlockValues, int kBlockBytes>
+struct DecodeByReference {
+  static const float* run(const uint8_t* row, int64_t k0, int64_t len, float* buf) {
+    dequantize_row(kType, row + k0 / kBlockValues * kBlockBytes, buf, len);
+    return buf;
+  }
+};
+using DecodeBF16 = DecodeByReference<GgmlType::BF16, 1, 2>;
+using DecodeQ2_K = DecodeByReference<GgmlType::Q2_K, 256, sizeof(BlockQ2_K)>;
+using DecodeQ3_K = DecodeByReference<GgmlType::Q3_K, 256, sizeof(BlockQ3_K)>;
+
+constexpr int64_t kF32Chunk = 256;
+
+template <typename Decode>
+void gemm_f32_generic(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx,
+                      int n_cols, int64_t k, float* y, int64_t ldy) {
+  alignas(64) float buf[kF32Chunk];
+  for (int r = 0; r < n_rows; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(w) + r * row_bytes;
+    for (int c0 = 0; c0 < n_cols; c0 += kF32TileCols) {
+      const int nc = n_cols - c0 < kF32TileCols ? n_cols - c0 : kF32TileCols;
+      float lanes[kF32TileCols][16] = {}, tail[kF32TileCols] = {};
+      for (int64_t k0 = 0; k0 < k; k0 += kF32Chunk) {
+        const int64_t len = k - k0 < kF32Chunk ? k - k0 : kF32Chunk;
+        const float* wf = Decode::run(row, k0, len, buf);
+        for (int c = 0; c < nc; ++c) {
+          const float* xc = x + (c0 + c) * ldx + k0;
+          int64_t l = 0;
+          for (; l + 16 <= len; l += 16) {
+            for (int j = 0; j < 16; ++j) lanes[c][j] += wf[l + j] * xc[l + j];
+          }
+          for (; l < len; ++l) tail[c] += wf[l] * xc[l];
+        }
+      }
+      for (int c = 0; c < nc; ++c) {
+        float sum = tail[c];
+        for (int j = 0; j < 16; ++j) sum += lanes[c][j];
+        y[(c0 + c) * ldy + r] = sum;
+      }
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+// R decoded rows (chunk values each, 16-multiple prefix only) times C activation rows, adding into
+// the 16-lane partial sums part[c][r].
+template <int R, int C>
+void f32_tile_avx512(const float* const wf[R], const float* x, int64_t ldx, int64_t len16,
+                     float (*part)[kF32TileRows][16]) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_load_ps(part[c][r]);
+  }
+  for (int64_t l = 0; l < len16; l += 16) {
+    __m512 xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = _mm512_loadu_ps(x + c * ldx + l);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = _mm512_loadu_ps(wf[r] + l);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) _mm512_store_ps(part[c][r], acc[r][c]);
+  }
+}
+
+// R weight rows against any number of activation rows: each chunk of the rows is decoded once per
+// kF32BlockCols activation rows, whose 16-lane partial sums wait in a stack buffer.
+template <typename Decode, int R>
+void f32_rows_avx512(const uint8_t* w, uint64_t row_bytes, const float* x, int64_t ldx, int n_cols,
+                     int64_t k, float* y, int64_t ldy) {
+  constexpr int kBlockCols = 64;
+  constexpr int64_t kChunk = 1024;  // a multiple of every block size
+  alignas(64) float buf[R][kChunk];
+  alignas(64) float part[kBlockCols][kF32TileRows][16];
+  float tail[kBlockCols][R];
+  for (int c0 = 0; c0 < n_cols; c0 += kBlockCols) {
+    const int nc = n_cols - c0 < kBlockCols ? n_cols - c0 : kBlockCols;
+    std::memset(part, 0, sizeof(part));
+    std::memset(tail, 0, sizeof(tail));
+    const float* xc = x + c0 * ldx;
+    for (int64_t k0 = 0; k0 < k; k0 += kChunk) {
+      const int64_t len = k - k0 < kChunk ? k - k0 : kChunk, len16 = len & ~int64_t(15);
+      const float* wf[R];
+      for (int r = 0; r < R; ++r) wf[r] = Decode::run(w + r * row_bytes, k0, len, buf[r]);
+      int c = 0;
+      for (; c + kF32TileCols <= nc; c += kF32TileCols) {
+        f32_tile_avx512<R, kF32TileCols>(wf, xc + c * ldx + k0, ldx, len16, part + c);
+      }
+      for (; c < nc; ++c) f32_tile_avx512<R, 1>(wf, xc + c * ldx + k0, ldx, len16, part + c);
+      for (int64_t l = len16; l < len; ++l) {
+        for (int cc = 0; cc < nc; ++cc) {
+          for (int r = 0; r < R; ++r) tail[cc][r] += wf[r][l] * xc[cc * ldx + k0 + l];
+        }
+      }
+    }
+    for (int c = 0; c < nc; ++c) {
+      for (int r = 0; r < R; ++r) y[(c0 + c) * ldy + r] = tail[c][r] + hsum512(_mm512_load_ps(part[c][r]));
+    }
+  }
+}
+
+template <typename Decode>
+void gemm_f32_avx512(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx,
+                     int n_cols, int64_t k, float* y, int64_t ldy) {
+  static_assert(kF32TileRows == 4);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  switch (n_rows) {
+    case 1: f32_rows_avx512<Decode, 1>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); break;
+    case 2: f32_rows_avx512<Decode, 2>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); break;
+    case 3: f32_rows_avx512<Decode, 3>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); break;
+    default: f32_rows_avx512<Decode, 4>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); break;
+  }
+}
+#endif
+
+void add_f32_tiles(DotKernels& k) {
+  k.gemm_f32[uint32_t(GgmlType::F32)] = gemm_f32_generic<DecodeF32>;
+  k.gemm_f32[uint32_t(GgmlType::F16)] = gemm_f32_generic<DecodeF16>;
+  k.gemm_f32[uint32_t(GgmlType::BF16)] = gemm_f32_generic<DecodeBF16>;
+  k.gemm_f32[uint32_t(GgmlType::Q8_0)] = gemm_f32_generic<DecodeQ8_0>;
+  k.gemm_f32[uint32_t(GgmlType::Q2_K)] = gemm_f32_generic<DecodeQ2_K>;
+  k.gemm_f32[uint32_t(GgmlType::Q3_K)] = gemm_f32_generic<DecodeQ3_K>;
+#if defined(__AVX512F__)
+  k.gemm_f32[uint32_t(GgmlType::F32)] = gemm_f32_avx512<DecodeF32>;
+  k.gemm_f32[uint32_t(GgmlType::F16)] = gemm_f32_avx512<DecodeF16>;
+  k.gemm_f32[uint32_t(GgmlType::BF16)] = gemm_f32_avx512<DecodeBF16>;
+  k.gemm_f32[uint32_t(GgmlType::Q8_0)] = gemm_f32_avx512<DecodeQ8_0>;
+  k.gemm_f32[uint32_t(GgmlType::Q2_K)] = gemm_f32_avx512<DecodeQ2_K>;
+  k.gemm_f32[uint32_t(GgmlType::Q3_K)] = gemm_f32_avx512<DecodeQ3_K>;
+#endif
+}
+
+}  // namespace
+}  // namespace engine

@@ -1,0 +1,323 @@
+// The Q6_K kernels of quant_dot.h (quantize_q16, gemm_q16 tiles and panels), included by
+// quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
+// inline library templates.
+//
+// Arithmetic, the same for every kernel here: per super-block of 256 values a weight row becomes
+// int16 products w = (q - 32) * scale (exact, |w| <= 4096) and a float d; per (row, activation
+// row) and super-block
+//   idot = sum(w * q_x)  int32, exact (see kQ16Max);   acc = fma(idot, d * d_x, acc)
+// so tiles (decode steps, small batches) and panels (prompts) give bit-identical results.
+//
+// Tiles (kQ16TileRows x kQ16TileCols): rows decoded to int16 vectors, activation vectors loaded
+// once per tile row pair. Bound: a decode step reads each weight byte once (memory).
+// Panels (kQ16PanelRows x any): 16 rows decoded and transposed per super-block so that one vector
+// holds the same two values of all 16 rows; each activation pair is broadcast to it. Bound:
+// integer multiply-adds (compute), the decode and transpose amortised over the batch.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace engine {
+namespace {
+
+void quantize_q16(const float* x, BlockQ16x256* out, int64_t k) {
+  for (int64_t b = 0; b < k / 256; ++b, x += 256) {
+    float lane_max[16] = {};
+    for (int i = 0; i < 256; i += 16) {
+      for (int l = 0; l < 16; ++l) {
+        const float a = x[i + l] < 0 ? -x[i + l] : x[i + l];
+        lane_max[l] = a > lane_max[l] ? a : lane_max[l];
+      }
+    }
+    float amax = 0;
+    for (int l = 0; l < 16; ++l) amax = lane_max[l] > amax ? lane_max[l] : amax;
+    const float d = amax / float(kQ16Max);
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    for (int l = 0; l < 256; ++l) out[b].q[l] = static_cast<int16_t>(__builtin_rintf(x[l] * id));
+    out[b].d = d;
+  }
+}
+
+// ---- portable tiles ----
+
+struct KBlockInts {  // value i = d * w[i]
+  int16_t w[256];
+  float d;
+};
+
+void decode_ints(const BlockQ6_K& b, KBlockInts& o) {
+  for (int h = 0; h < 2; ++h) {  // half h: values 128h + 32s + l from ql/qh as below, minus 32
+    const uint8_t* ql = b.ql + 64 * h;
+    const uint8_t* qh = b.qh + 32 * h;
+    for (int l = 0; l < 32; ++l) {
+      const int q[4] = {(ql[l] & 15) | ((qh[l] & 3) << 4), (ql[32 + l] & 15) | (((qh[l] >> 2) & 3) << 4),
+                        (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4), (ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4)};
+      for (int s = 0; s < 4; ++s) {
+        const int e = 128 * h + 32 * s + l;
+        o.w[e] = int16_t((q[s] - 32) * b.scales[e / 16]);
+      }
+    }
+  }
+  o.d = h2f(b.d);
+}
+
+template <typename Block>
+void gemm_q16_generic(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
+                      int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
+  KBlockInts wi;
+  for (int r = 0; r < n_rows; ++r) {
+    const auto* b = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * row_bytes);
+    float acc[kQ16TileCols] = {};
+    for (int64_t i = 0; i < k / 256; ++i) {
+      decode_ints(b[i], wi);
+      for (int c = 0; c < n_cols; ++c) {
+        const BlockQ16x256& xb = x[c * x_stride + i];
+        int32_t dot = 0;
+        for (int l = 0; l < 256; ++l) dot += int32_t(wi.w[l]) * int32_t(xb.q[l]);
+        acc[c] += float(dot) * (wi.d * xb.d);
+      }
+    }
+    for (int c = 0; c < n_cols; ++c) y[c * ldy + r] = acc[c];
+  }
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+// ---- AVX-512 VNNI ----
+// Super-block decoder: pair(j) gives the int16 weights of values 64j .. 64j + 31 (w0) and
+// 64j + 32 .. 64j + 63 (w1), in the order of BlockQ16x256::q.
+
+struct Q6KTiles {
+  using Block = BlockQ6_K;
+  const uint8_t* ql;
+  const uint8_t* qh;
+  __m512i scales;  // the 16 int8 scales as int16 in lanes 0-15
+  float d;
+  void load(const BlockQ6_K& b) {
+    ql = b.ql;
+    qh = b.qh;
+    scales = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
+    d = h2f(b.d);
+  }
+  // Values 64j .. 64j + 63 lie in half h = j / 2: ql bytes 64h .. 64h + 63, low nibbles for even
+  // j and high for odd, with 2 bits each of qh bytes 32h .. 32h + 31 (shift 4 * (j % 2) and 2 more).
+  void pair(int j, __m512i& w0, __m512i& w1) const {
+    const int h = j / 2, nib = 4 * (j % 2);
+    const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3);
+    const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h));
+    const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h + 32));
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh + 32 * h));
+    const __m256i v0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, nib), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib), three), 4));
+    const __m256i v1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, nib), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib + 2), three), 4));
+    // Scale of value e is scales[e / 16]: lanes 0-15 of w0 take 4j, lanes 16-31 take 4j + 1.
+    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
+    const __m512i s0 = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(short(4 * j))), scales);
+    const __m512i s1 = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(short(4 * j + 2))), scales);
+    const __m512i thirty_two = _mm512_set1_epi16(32);
+    w0 = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_cvtepu8_epi16(v0), thirty_two), s0);
+    w1 = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_cvtepu8_epi16(v1), thirty_two), s1);
+  }
+};
+
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+  return _mm_cvtsi128_si32(t);
+}
+
+inline int32_t hsum_epi32(__m512i v) {
+  return hsum_epi32(_mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)));
+}
+
+// R weight rows x C activation rows: R * C int32 vector accumulators per super-block, reduced to
+// idot and folded into a float per (row, column).
+template <typename Tiles, int R, int C>
+void q16_tile_avx512(const uint8_t* w, uint64_t row_bytes, const BlockQ16x256* x, int64_t x_stride,
+                     int64_t nb, float* y, int64_t ldy) {
+  using Block = typename Tiles::Block;
+  float acc[R][C] = {};
+  Tiles dec[R];
+  for (int64_t i = 0; i < nb; ++i) {
+    __m512i iacc[R][C];
+    for (int r = 0; r < R; ++r) {
+      dec[r].load(reinterpret_cast<const Block*>(w + r * row_bytes)[i]);
+      for (int c = 0; c < C; ++c) iacc[r][c] = _mm512_setzero_si512();
+    }
+    for (int j = 0; j < 4; ++j) {
+      for (int r = 0; r < R; ++r) {
+        __m512i w0, w1;
+        dec[r].pair(j, w0, w1);
+        for (int c = 0; c < C; ++c) {
+          const int16_t* q = x[c * x_stride + i].q + 64 * j;
+          iacc[r][c] = _mm512_dpwssd_epi32(iacc[r][c], w0, _mm512_load_si512(q));
+          iacc[r][c] = _mm512_dpwssd_epi32(iacc[r][c], w1, _mm512_load_si512(q + 32));
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) {
+        const BlockQ16x256& xb = x[c * x_stride + i];
+        acc[r][c] = __builtin_fmaf(float(hsum_epi32(iacc[r][c])), dec[r].d * xb.d, acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) y[c * ldy + r] = acc[r][c];
+  }
+}
+
+template <typename Tiles, int R>
+void q16_tile_cols(const uint8_t* w, uint64_t row_bytes, const BlockQ16x256* x, int64_t x_stride,
+                   int n_cols, int64_t nb, float* y, int64_t ldy) {
+  static_assert(kQ16TileCols == 4);
+  switch (n_cols) {
+    case 1: q16_tile_avx512<Tiles, R, 1>(w, row_bytes, x, x_stride, nb, y, ldy); break;
+    case 2: q16_tile_avx512<Tiles, R, 2>(w, row_bytes, x, x_stride, nb, y, ldy); break;
+    case 3: q16_tile_avx512<Tiles, R, 3>(w, row_bytes, x, x_stride, nb, y, ldy); break;
+    default: q16_tile_avx512<Tiles, R, 4>(w, row_bytes, x, x_stride, nb, y, ldy); break;
+  }
+}
+
+template <typename Tiles>
+void gemm_q16_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
+                     int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
+  static_assert(kQ16TileRows == 2);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  if (n_rows == 2) {
+    q16_tile_cols<Tiles, 2>(wb, row_bytes, x, x_stride, n_cols, k / 256, y, ldy);
+  } else {
+    q16_tile_cols<Tiles, 1>(wb, row_bytes, x, x_stride, n_cols, k / 256, y, ldy);
+  }
+}
+
+// In place: v[r] holds 16 dwords of row r; afterwards v[p] holds dword p of every row.
+inline void transpose16x16_epi32(__m512i v[16]) {
+  __m512i u[16];
+  for (int g = 0; g < 4; ++g) {  // within each 128-bit lane, 4x4 blocks of rows 4g .. 4g + 3
+    const __m512i t0 = _mm512_unpacklo_epi32(v[4 * g], v[4 * g + 1]);
+    const __m512i t1 = _mm512_unpackhi_epi32(v[4 * g], v[4 * g + 1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(v[4 * g + 2], v[4 * g + 3]);
+    const __m512i t3 = _mm512_unpackhi_epi32(v[4 * g + 2], v[4 * g + 3]);
+    u[4 * g] = _mm512_unpacklo_epi64(t0, t2);      // lane k: dword 4k of the four rows
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t0, t2);  // dword 4k + 1
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t1, t3);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t1, t3);
+  }
+  for (int j = 0; j < 4; ++j) {  // gather lane k of the four row groups: dword 4k + j of all rows
+    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);       // u0.L0 u0.L2 u1.L0 u1.L2
+    const __m512i b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);       // u0.L1 u0.L3 u1.L1 u1.L3
+    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);  // u2.L0 u2.L2 u3.L0 u3.L2
+    const __m512i d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
+    v[j] = _mm512_shuffle_i32x4(a, c, 0x88);       // lane 0 of u0..u3
+    v[8 + j] = _mm512_shuffle_i32x4(a, c, 0xDD);   // lane 2
+    v[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);   // lane 1
+    v[12 + j] = _mm512_shuffle_i32x4(b, d, 0xDD);  // lane 3
+  }
+}
+
+// One super-block's panel: wt[p] = value pair p (values 2p, 2p + 1) of each of the 16 rows in its
+// dword lanes; d per row.
+struct Q16Panel {
+  __m512i wt[128];
+  __m512 d;
+};
+
+template <typename Tiles>
+void decode_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q16Panel& p) {
+  using Block = typename Tiles::Block;
+  alignas(64) int16_t rows[kQ16PanelRows][256];
+  alignas(64) float d[kQ16PanelRows];
+  for (int r = 0; r < kQ16PanelRows; ++r) {
+    if (r >= n_rows) {
+      std::memset(rows[r], 0, sizeof(rows[r]));
+      d[r] = 0;
+      continue;
+    }
+    Tiles dec;
+    dec.load(reinterpret_cast<const Block*>(w + r * row_bytes)[i]);
+    for (int j = 0; j < 4; ++j) {
+      __m512i w0, w1;
+      dec.pair(j, w0, w1);
+      _mm512_store_si512(rows[r] + 64 * j, w0);
+      _mm512_store_si512(rows[r] + 64 * j + 32, w1);
+    }
+    d[r] = dec.d;
+  }
+  for (int v = 0; v < 8; ++v) {  // pairs 16v .. 16v + 15
+    __m512i t[16];
+    for (int r = 0; r < kQ16PanelRows; ++r) t[r] = _mm512_load_si512(rows[r] + 32 * v);
+    transpose16x16_epi32(t);
+    for (int q = 0; q < 16; ++q) p.wt[16 * v + q] = t[q];
+  }
+  p.d = _mm512_load_ps(d);
+}
+
+// acc += pairwise products of w's int16 lanes with the pair at q (two int16) in every dword lane,
+// as one instruction with an embedded broadcast. Written in assembly because GCC 12 copies the
+// accumulator of the _mm512_dpwssd_epi32 intrinsic to a new register and back at every use,
+// which made the panel loop twice as long as its multiply-adds.
+inline void dpwssd_broadcast(__m512i& acc, __m512i w, const int16_t* q) {
+  asm("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(q)));
+}
+
+// C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
+// the running sum: zero before the first super-block.
+template <int C>
+void q16_panel_cols(const Q16Panel& p, const BlockQ16x256* x, int64_t x_stride, int64_t i, bool first,
+                    __mmask16 rows, float* y, int64_t ldy) {
+  __m512i iacc[C];
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) iacc[c] = _mm512_setzero_si512();
+  const BlockQ16x256* xb[C];
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) xb[c] = x + c * x_stride + i;
+  for (int q = 0; q < 128; ++q) {
+    const __m512i wv = p.wt[q];
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpwssd_broadcast(iacc[c], wv, xb[c]->q + 2 * q);
+  }
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+    const __m512 xd = _mm512_set1_ps(xb[c]->d);
+    const __m512 f = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows, y + c * ldy);
+    _mm512_mask_storeu_ps(y + c * ldy, rows, _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[c]), _mm512_mul_ps(p.d, xd), f));
+  }
+}
+
+template <typename Tiles>
+void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
+                           int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
+  static_assert(kQ16PanelRows == 16);
+  constexpr int kCols = 8;  // 2 * 8 accumulators
+  Q16Panel p;
+  const auto rows = static_cast<__mmask16>((1u << n_rows) - 1);
+  for (int64_t i = 0; i < k / 256; ++i) {
+    decode_panel<Tiles>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
+    for (int c0 = 0; c0 < n_cols; c0 += kCols) {
+      const BlockQ16x256* xc = x + c0 * x_stride;
+      float* yc = y + c0 * ldy;
+      switch (n_cols - c0 < kCols ? n_cols - c0 : kCols) {
+        case 1: q16_panel_cols<1>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 2: q16_panel_cols<2>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 3: q16_panel_cols<3>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 4: q16_panel_cols<4>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 5: q16_panel_cols<5>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 6: q16_panel_cols<6>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 7: q16_panel_cols<7>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        default: q16_panel_cols<8>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+      }
+    }
+  }
+}
+#endif
+
+void add_q16_tiles(DotKernels& k) {
+  k.quantize_q16 = quantize_q16;
+  k.gemm_q16[uint32_t(GgmlType::Q6_K)] = gemm_q16_generic<BlockQ6_K>;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+  k.gemm_q16[uint32_t(GgmlType::Q6_K)] = gemm_q16_avx512<Q6KTiles>;
+  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx512<Q6KTiles>;
+#endif
+}
+
+}  // namespace
+}  // namespace engine

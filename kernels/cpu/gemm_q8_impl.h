@@ -1,0 +1,169 @@
+// The Q4_K/Q5_K panels of quant_dot.h (gemm_q8_panel), included by quant_dot_impl.h in each
+// instruction-set translation unit; same rules: internal linkage, no inline library templates.
+//
+// A panel is kQ8PanelRows = 16 weight rows against any number of activation rows (Q8 blocks of
+// 32, as dot_q8 uses, so a prompt batch and token-by-token decoding see the same activations).
+// Per super-block the 16 rows' 4/5-bit values are decoded to bytes and transposed so that one
+// vector holds four consecutive values of every row (dword lane r = row r); each activation
+// dword is broadcast against it in a u8 x s8 multiply-add (vpdpbusd). Per group of 32 values
+// (one activation block) and row:
+//   acc += (d * sc_g) * (d_x * sum(q * q_x))  -  (dmin * m_g) * (d_x * sum(q_x))
+// Bound: the multiply-adds (compute); decode and transpose are amortised over the batch.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace engine {
+namespace {
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+
+// Q4_K/Q5_K's twelve scale bytes to eight 6-bit scales and mins, four bytes at a time (the layout
+// is described at unpack_scale_min_k4).
+inline void unpack_k4_scales(const uint8_t* s, uint8_t sc[8], uint8_t m[8]) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s, 4);
+  std::memcpy(&u1, s + 4, 4);
+  std::memcpy(&u2, s + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+  std::memcpy(sc, &sc_lo, 4);
+  std::memcpy(sc + 4, &sc_hi, 4);
+  std::memcpy(m, &m_lo, 4);
+  std::memcpy(m + 4, &m_hi, 4);
+}
+
+// A super-block of one row as 256 bytes (value i at byte i) plus its group scales and mins.
+inline void decode_bytes(const BlockQ4_K& b, uint8_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(15);
+  for (int c = 0; c < 4; ++c) {  // byte 32c + l: value 64c + l (low nibble), 64c + 32 + l (high)
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c), _mm256_and_si256(q, low4));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
+  }
+}
+
+inline void decode_bytes(const BlockQ5_K& b, uint8_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+  for (int c = 0; c < 4; ++c) {  // as Q4_K, plus bit 2c (low) or 2c + 1 (high) of qh[l] as bit 4
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
+    // The 16-bit shifts move neighbouring bytes' bits only into bits that the mask clears.
+    const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4);
+    const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one), 4);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c), _mm256_or_si256(_mm256_and_si256(q, low4), h0));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c + 32),
+                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), h1));
+  }
+}
+
+// One super-block's panel: wt[p] = values 4p .. 4p + 3 of each of the 16 rows in its dword lanes
+// (group g = p / 8); dsc[g] and dmn[g] = d * sc_g and dmin * m_g per row.
+struct Q8Panel {
+  __m512i wt[64];
+  __m512 dsc[8], dmn[8];
+};
+
+template <typename Block>
+void decode_q8_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8Panel& p) {
+  alignas(64) uint8_t rows[kQ8PanelRows][256];
+  alignas(64) float dsc[8][kQ8PanelRows], dmn[8][kQ8PanelRows];
+  for (int r = 0; r < kQ8PanelRows; ++r) {
+    if (r >= n_rows) {
+      std::memset(rows[r], 0, sizeof(rows[r]));
+      for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
+      continue;
+    }
+    const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
+    decode_bytes(b, rows[r]);
+    uint8_t sc[8], m[8];
+    unpack_k4_scales(b.scales, sc, m);
+    const float d = h2f(b.d), dmin = h2f(b.dmin);
+    for (int g = 0; g < 8; ++g) {
+      dsc[g][r] = d * float(sc[g]);
+      dmn[g][r] = dmin * float(m[g]);
+    }
+  }
+  for (int v = 0; v < 4; ++v) {  // dwords 16v .. 16v + 15
+    __m512i t[16];
+    for (int r = 0; r < kQ8PanelRows; ++r) t[r] = _mm512_load_si512(rows[r] + 64 * v);
+    transpose16x16_epi32(t);
+    for (int q = 0; q < 16; ++q) p.wt[16 * v + q] = t[q];
+  }
+  for (int g = 0; g < 8; ++g) {
+    p.dsc[g] = _mm512_load_ps(dsc[g]);
+    p.dmn[g] = _mm512_load_ps(dmn[g]);
+  }
+}
+
+// acc += u8 lanes of w times the four s8 at q, broadcast to every dword lane, summed per dword.
+// Assembly for the same reason as dpwssd_broadcast.
+inline void dpbusd_broadcast(__m512i& acc, __m512i w, const int8_t* q) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(q)));
+}
+
+// C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
+// the running sum: zero before the first super-block.
+template <int C>
+void q8_panel_cols(const Q8Panel& p, const BlockQ8x32* x, int64_t x_stride, int64_t i, bool first,
+                   __mmask16 rows, float* y, int64_t ldy) {
+  const BlockQ8x32* xb[C];
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) xb[c] = x + c * x_stride + 8 * i;
+  __m512 acc[C];
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+    acc[c] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows, y + c * ldy);
+  }
+  for (int g = 0; g < 8; ++g) {
+    __m512i iacc[C];
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) iacc[c] = _mm512_setzero_si512();
+    _Pragma("GCC unroll 8") for (int q = 0; q < 8; ++q) {
+      const __m512i wv = p.wt[8 * g + q];
+      _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpbusd_broadcast(iacc[c], wv, xb[c][g].q + 4 * q);
+    }
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+      const __m512 dot = _mm512_mul_ps(_mm512_cvtepi32_ps(iacc[c]), _mm512_set1_ps(xb[c][g].d));
+      acc[c] = _mm512_fmadd_ps(dot, p.dsc[g], acc[c]);
+      acc[c] = _mm512_fnmadd_ps(p.dmn[g], _mm512_set1_ps(xb[c][g].dsum), acc[c]);
+    }
+  }
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(y + c * ldy, rows, acc[c]);
+}
+
+template <typename Block>
+void gemm_q8_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x32* x,
+                          int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
+  static_assert(kQ8PanelRows == 16);
+  constexpr int kCols = 8;  // 2 * 8 accumulators
+  Q8Panel p;
+  const auto rows = static_cast<__mmask16>((1u << n_rows) - 1);
+  for (int64_t i = 0; i < k / 256; ++i) {
+    decode_q8_panel<Block>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
+    for (int c0 = 0; c0 < n_cols; c0 += kCols) {
+      const BlockQ8x32* xc = x + c0 * x_stride;
+      float* yc = y + c0 * ldy;
+      switch (n_cols - c0 < kCols ? n_cols - c0 : kCols) {
+        case 1: q8_panel_cols<1>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 2: q8_panel_cols<2>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 3: q8_panel_cols<3>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 4: q8_panel_cols<4>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 5: q8_panel_cols<5>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 6: q8_panel_cols<6>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        case 7: q8_panel_cols<7>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        default: q8_panel_cols<8>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+      }
+    }
+  }
+}
+#endif
+
+void add_q8_panels([[maybe_unused]] DotKernels& k) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+  k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx512<BlockQ4_K>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8_panel_avx512<BlockQ5_K>;
+#endif
+}
+
+}  // namespace
+}  // namespace engine
