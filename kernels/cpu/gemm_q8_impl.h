@@ -19,22 +19,6 @@ namespace {
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
-// Q4_K/Q5_K's twelve scale bytes to eight 6-bit scales and mins, four bytes at a time (the layout
-// is described at unpack_scale_min_k4).
-inline void unpack_k4_scales(const uint8_t* s, uint8_t sc[8], uint8_t m[8]) {
-  uint32_t u0, u1, u2;
-  std::memcpy(&u0, s, 4);
-  std::memcpy(&u1, s + 4, 4);
-  std::memcpy(&u2, s + 8, 4);
-  const uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
-  std::memcpy(sc, &sc_lo, 4);
-  std::memcpy(sc + 4, &sc_hi, 4);
-  std::memcpy(m, &m_lo, 4);
-  std::memcpy(m + 4, &m_hi, 4);
-}
-
 // A super-block of one row as 256 bytes (value i at byte i) plus its group scales and mins.
 inline void decode_bytes(const BlockQ4_K& b, uint8_t* out) {
   const __m256i low4 = _mm256_set1_epi8(15);

@@ -226,6 +226,22 @@ float dot_q5_1(const void* row, const BlockQ8x32* x, int64_t k) {
   return s;
 }
 
+// Q4_K/Q5_K's twelve scale bytes to eight 6-bit scales and mins, four bytes at a time (the layout
+// is described at unpack_scale_min_k4).
+inline void unpack_k4_scales(const uint8_t* s, uint8_t sc[8], uint8_t m[8]) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s, 4);
+  std::memcpy(&u1, s + 4, 4);
+  std::memcpy(&u2, s + 8, 4);
+  const uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4);
+  std::memcpy(sc, &sc_lo, 4);
+  std::memcpy(sc + 4, &sc_hi, 4);
+  std::memcpy(m, &m_lo, 4);
+  std::memcpy(m + 4, &m_hi, 4);
+}
+
 // Q4_K and Q5_K: 8 groups of 32 with 6-bit scale and min; x arrives as 8 Q8 blocks per 256.
 template <bool kFiveBit, typename Block>
 float dot_q45_k(const void* row, const BlockQ8x32* x, int64_t k) {
@@ -294,7 +310,7 @@ float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
     alignas(8) uint8_t sc[8], m[8];
-    for (int g = 0; g < 8; ++g) unpack_scale_min_k4(b[i].scales, g, &sc[g], &m[g]);
+    unpack_k4_scales(b[i].scales, sc, m);
     __m256i p[8];
     for (int c = 0; c < 4; ++c) {  // 32 bytes hold groups 2c (low nibbles) and 2c+1 (high)
       const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
