@@ -131,16 +131,26 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
           const auto inv = resolve_devices(o.devices.empty() ? std::vector<DeviceSpec>{}
                                                              : parse_device_list(o.devices));
           const Plan plan = make_plan(model->spec(), inv, po);
-          if (plan.n_layer_gpu > 0 || plan.output_on_gpu()) {
-            throw Error("only the CPU runs layers so far (CUDA execution is issue 6)");
+          // Stages on the CPU and simulated devices run on the CPU; CUDA stages are refused by
+          // the context with the reason.
+          const std::vector<StageOptions> stages = stages_from_plan(plan);
+          std::string used = transport;
+          if (transport == "auto") {
+            used = stages.size() > 1 ? "host" : "none";
+          } else if (transport == "nccl" || transport == "peer") {
+            throw Error(fmt::format("transport {} needs the CUDA backend (issue 6)", transport));
+          } else if (transport != "none" && transport != "host") {
+            throw Error(fmt::format("transport '{}' is not one of auto, none, host, nccl, peer", transport));
+          } else if ((transport == "none") != (stages.size() == 1)) {
+            throw Error(fmt::format("transport {} with {} stage(s)", transport, stages.size()));
           }
-          if (transport != "none") {
-            throw Error(fmt::format("transport {} needs layers on two GPUs", transport));
-          }
+          for (BenchResult& r : rows) r.transport = used;
           ContextOptions co;
           co.n_ctx = po.n_ctx;
           co.n_batch = o.n_batch;
+          co.n_ubatch = o.n_ubatch;
           co.n_threads = o.n_threads;
+          co.stages = stages;
           Context ctx(model, co);
           ctx.eval(token_ids(8, model->n_vocab(), 1));  // warm-up: pages, threads, caches
           for (BenchResult& r : rows) {

@@ -72,15 +72,19 @@ CpuModel::CpuModel(const ModelSpec& s) : spec(s) {
   rope.freq_factors = rope_freqs.empty() ? nullptr : rope_freqs.data();
 }
 
-CpuState::CpuState(const CpuModel& model, uint32_t n_ctx, uint32_t n_batch, KvType kv_type,
-                   int n_threads)
-    : m_(model), hp_(model.spec.hp), n_ctx_(n_ctx), n_batch_(n_batch), pool_(n_threads) {
+CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, uint32_t n_batch,
+                   KvType kv_type, int n_threads)
+    : m_(model), hp_(model.spec.hp), layers_(layers), n_ctx_(n_ctx), n_batch_(n_batch), pool_(n_threads) {
+  if (layers_.first > layers_.last || layers_.last >= hp_.n_layer) {
+    throw Error(fmt::format("stage: layers {}-{} outside the model's 0-{}", layers_.first, layers_.last,
+                            hp_.n_layer - 1));
+  }
   kv_type_ = kv_type == KvType::f16 ? GgmlType::F16 : kv_type == KvType::f32 ? GgmlType::F32 : GgmlType::Q8_0;
   if (kv_type_ == GgmlType::Q8_0 && hp_.head_dim % 32 != 0) {
     throw Error(fmt::format("--kv-type q8_0: head dim {} is not a multiple of 32", hp_.head_dim));
   }
   kv_row_bytes_ = type_bytes(kv_type_, hp_.kv_dim());
-  const uint64_t cache = uint64_t(hp_.n_layer) * n_ctx * kv_row_bytes_;
+  const uint64_t cache = uint64_t(layers_.last - layers_.first + 1) * n_ctx * kv_row_bytes_;
   k_cache_.resize(cache);
   v_cache_.resize(cache);
   const uint64_t b = n_batch;
@@ -95,11 +99,11 @@ CpuState::CpuState(const CpuModel& model, uint32_t n_ctx, uint32_t n_batch, KvTy
   up_.resize(b * hp_.n_ff);
 }
 
-uint8_t* CpuState::kv_row(std::vector<uint8_t>& cache, int layer, int64_t pos) {
-  return cache.data() + (uint64_t(layer) * n_ctx_ + uint64_t(pos)) * kv_row_bytes_;
+uint8_t* CpuStage::kv_row(std::vector<uint8_t>& cache, int layer, int64_t pos) {
+  return cache.data() + (uint64_t(layer - int(layers_.first)) * n_ctx_ + uint64_t(pos)) * kv_row_bytes_;
 }
 
-void CpuState::attention(int layer, int64_t n, int64_t pos) {
+void CpuStage::attention(int layer, int64_t n, int64_t pos) {
   const int64_t hd = hp_.head_dim, group = hp_.n_head / hp_.n_head_kv;
   const float scale = 1.0f / std::sqrt(float(hd));
   const uint64_t head_bytes = type_bytes(kv_type_, hd);
@@ -131,13 +135,13 @@ void CpuState::attention(int layer, int64_t n, int64_t pos) {
   });
 }
 
-void CpuState::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits,
+void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits,
                        bool all_logits) {
   const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff;
   const int64_t hd = hp_.head_dim;
   const float eps = hp_.norm_eps;
   const uint64_t embd_row = type_bytes(m_.token_embd.type, E);
-  for (int64_t b = 0; b < n; ++b) {
+  for (int64_t b = 0; layers_.input && b < n; ++b) {
     dequantize_row(m_.token_embd.type, static_cast<const uint8_t*>(m_.token_embd.data) + tokens[b] * embd_row,
                    x_.data() + b * E, E);
   }
@@ -150,7 +154,7 @@ void CpuState::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
   auto mm = [&](const Matrix& w, const float* in, float* out) {
     matmul(w.type, w.data, w.cols, w.rows, in, n, out, pool_);
   };
-  for (uint32_t l = 0; l < hp_.n_layer; ++l) {
+  for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
     const LayerWeights& w = m_.layers[l];
     for (int64_t b = 0; b < n; ++b) rms_norm(x_.data() + b * E, w.attn_norm.data(), xb_.data() + b * E, E, eps);
     mm(w.wq, xb_.data(), q_.data());
@@ -184,6 +188,7 @@ void CpuState::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
     mm(w.w_down, gate_.data(), tmp_.data());
     for (int64_t i = 0; i < n * E; ++i) x_[i] += tmp_[i];
   }
+  if (!layers_.output || logits == nullptr) return;
   // Generation needs only the last token's logits; scoring (perplexity) needs every row.
   const int64_t first = all_logits ? 0 : n - 1;
   for (int64_t b = first; b < n; ++b) {

@@ -37,14 +37,29 @@ class CpuModel {
   RopeParams rope;  // per-model part (no position)
 };
 
-// One sequence's KV cache and scratch buffers (sized by the memory model's stage_buffers list).
-class CpuState {
- public:
-  CpuState(const CpuModel& model, uint32_t n_ctx, uint32_t n_batch, KvType kv_type, int n_threads);
+// Which part of the model a stage runs: layers first..last (inclusive); the input stage looks
+// the tokens up in the embeddings, the output stage applies the output norm and head.
+struct StageLayers {
+  uint32_t first = 0, last = 0;
+  bool input = true, output = true;
+};
 
-  // Runs tokens at positions [pos, pos + n) through the model. Logits go to `logits`: the last
-  // token's (n_vocab floats), or every token's ([n][n_vocab]) when all_logits.
+// One pipeline stage on the CPU: its layers' KV cache for one sequence, its scratch buffers
+// (sized by the memory model's stage_buffers list) and its own worker threads.
+class CpuStage {
+ public:
+  CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, uint32_t n_batch,
+           KvType kv_type, int n_threads);
+
+  // Runs tokens at positions [pos, pos + n) through the stage's layers. The input stage embeds
+  // `tokens`; any other reads the hidden state that the previous stage's transport wrote into
+  // hidden(). The output stage writes logits: the last token's (n_vocab floats), or every
+  // token's ([n][n_vocab]) when all_logits, unless `logits` is null; other stages leave theirs
+  // in hidden().
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits = false);
+
+  float* hidden() { return x_.data(); }  // [n_batch][n_embd]
+  const StageLayers& layers() const { return layers_; }
 
  private:
   void attention(int layer, int64_t n, int64_t pos);
@@ -52,11 +67,12 @@ class CpuState {
 
   const CpuModel& m_;
   const HyperParams& hp_;
+  StageLayers layers_;
   uint32_t n_ctx_, n_batch_;
   GgmlType kv_type_;
   uint64_t kv_row_bytes_;
   ThreadPool pool_;
-  std::vector<uint8_t> k_cache_, v_cache_;  // [layer][position][kv_dim] in kv_type_
+  std::vector<uint8_t> k_cache_, v_cache_;  // [layer - first][position][kv_dim] in kv_type_
   std::vector<float> x_, xb_, q_, k_, v_, attn_out_, tmp_, gate_, up_, logits_;
 };
 

@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "cpu_model.h"
+#include "pipeline.h"
 #include "engine/error.h"
 
 namespace engine {
@@ -32,14 +36,42 @@ bool Model::is_end_of_generation(int32_t token) const {
   return false;
 }
 
+std::vector<StageOptions> stages_from_plan(const Plan& plan) {
+  std::vector<StageOptions> stages;
+  for (const DevicePlan& d : plan.devices) {
+    if (d.layers) stages.push_back({d.device, d.layers->first, d.layers->second});
+  }
+  std::sort(stages.begin(), stages.end(),
+            [](const StageOptions& a, const StageOptions& b) { return a.first_layer < b.first_layer; });
+  return stages;
+}
+
 Context::Context(std::shared_ptr<const Model> model, const ContextOptions& options)
     : model_(std::move(model)) {
   const HyperParams& hp = model_->spec().hp;
   n_ctx_ = options.n_ctx ? options.n_ctx : std::min<uint32_t>(hp.n_ctx_train, 4096);
   n_batch_ = std::min(options.n_batch, n_ctx_);
   if (n_batch_ == 0) throw Error("context: n_batch must be at least 1");
-  state_ = std::make_unique<CpuState>(*model_->cpu_, n_ctx_, n_batch_, options.kv_type, options.n_threads);
+  std::vector<StageOptions> stages = options.stages;
+  if (stages.empty()) stages.push_back({Device{"cpu", DeviceKind::cpu}, 0, hp.n_layer - 1});
+  const int threads = options.n_threads > 0 ? options.n_threads
+                                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<PipelineStage> pipeline;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const Device& d = stages[s].device;
+    if (d.kind == DeviceKind::gpu && d.cuda_index >= 0) {
+      throw Error(fmt::format("stage {} (layers {}-{}) on {}: running layers on a GPU needs the CUDA "
+                              "backend, which is not built yet (issue 6); simulated devices run on the CPU",
+                              s, stages[s].first_layer, stages[s].last_layer, d.name));
+    }
+    const int share = std::max(1, threads / static_cast<int>(stages.size()));
+    pipeline.push_back({StageLayers{stages[s].first_layer, stages[s].last_layer, false, false}, share});
+  }
+  pipeline_ = std::make_unique<Pipeline>(*model_->cpu_, pipeline, n_ctx_, n_batch_, options.n_ubatch,
+                                         options.kv_type);
 }
+
+size_t Context::n_stages() const { return pipeline_->n_stages(); }
 
 Context::~Context() = default;
 
@@ -63,7 +95,7 @@ std::span<const float> Context::run(std::span<const int32_t> tokens, bool all_lo
   for (size_t i = 0; i < tokens.size(); i += n_batch_) {
     const size_t n = std::min<size_t>(n_batch_, tokens.size() - i);
     float* out = all_logits ? logits_.data() + i * n_vocab : logits_.data();
-    state_->forward(tokens.data() + i, static_cast<int64_t>(n), n_past_, out, all_logits);
+    pipeline_->forward(tokens.data() + i, static_cast<int64_t>(n), n_past_, out, all_logits);
     n_past_ += static_cast<uint32_t>(n);
   }
   return logits_;

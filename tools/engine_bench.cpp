@@ -42,12 +42,13 @@ std::vector<uint32_t> numbers(const std::string& flag, const std::string& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Benchmark prompt and generation speed across placements"};
-  std::string models, splits = "auto", transports = "none", devices, prompts = "512", gens = "128",
+  std::string models, splits = "auto", transports = "auto", devices, prompts = "512", gens = "128",
               depths = "0", output = "md";
   engine::BenchOptions o;
   app.add_option("--model,-m", models, "GGUF file(s), comma-separated")->required();
   app.add_option("--split", splits, "split strategies, comma-separated (auto,even,none,cpu,30/34,0-29/30-63)");
-  app.add_option("--transport", transports, "transports, comma-separated (none,nccl,peer,host)");
+  app.add_option("--transport", transports,
+                 "transports, comma-separated (auto,none,host,nccl,peer; auto: none for one stage, host between CPU-run stages)");
   app.add_option("--devices", o.devices, "as engine-run --devices");
   app.add_option("-p,--n-prompt", prompts, "prompt sizes (0: skip)");
   app.add_option("-n,--n-gen", gens, "generation lengths (0: skip)");
@@ -55,6 +56,8 @@ int main(int argc, char** argv) {
   app.add_option("-r,--repetitions", o.repetitions, "repetitions per test")->check(CLI::Range(1, 1000));
   app.add_option("-t,--threads", o.n_threads, "CPU threads (default: all cores)");
   app.add_option("-b,--batch", o.n_batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
+  app.add_option("--ubatch", o.n_ubatch, "prompt micro-batch through the stages (default: --batch)")
+      ->check(CLI::Range(1u, 65536u));
   app.add_option("-o,--output", output, "md | csv | json | jsonl")->check(CLI::IsMember({"md", "csv", "json", "jsonl"}));
   CLI11_PARSE(app, argc, argv);
   try {

@@ -23,6 +23,8 @@ namespace {
 struct Flags {
   std::string model, devices, split = "auto", ctx, kv_type = "f16", reserve;
   uint32_t batch = 512;
+  uint32_t ubatch = 0;
+  std::string transport = "host";
   bool plan_only = false, json = false, chat = false, no_special = false;
   std::string prompt, file, prompt_ids, system;
   int n_predict = 256, threads = 0;
@@ -183,6 +185,9 @@ int main(int argc, char** argv) {
   app.add_option("--ctx,-c", f.ctx, "context length, or max (default: min(trained, 4096))");
   app.add_option("--kv-type", f.kv_type, "f16 | q8_0 | f32")->check(CLI::IsMember({"f16", "q8_0", "f32"}));
   app.add_option("--batch,-b", f.batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
+  app.add_option("--ubatch", f.ubatch, "prompt micro-batch that flows through the stages (default: --batch)")
+      ->check(CLI::Range(1u, 65536u));
+  app.add_option("--transport", f.transport, "between stages: host (nccl and peer need the CUDA backend)");
   app.add_option("--reserve", f.reserve, "GPU memory kept free: 1GiB, 5%, or one per GPU (1GiB,512MiB)");
   app.add_flag("--plan", f.plan_only, "print the placement plan and exit");
   app.add_flag("--json", f.json, "print one JSON object (the plan, or the completion and its speed)");
@@ -212,12 +217,24 @@ int main(int argc, char** argv) {
       if (f.prompt.empty() && f.file.empty() && f.prompt_ids.empty() && !f.chat) {
         throw engine::Error("nothing to do: give --prompt, --file, --prompt-ids or --chat (or --plan)");
       }
-      if (!f.devices.empty() || (options.split.kind != engine::SplitKind::automatic &&
-                                 options.split.kind != engine::SplitKind::cpu)) {
-        throw engine::Error("--devices/--split: only the CPU runs layers so far (CUDA execution is "
-                            "issue 6); use --plan to see a GPU placement");
+      if (f.transport == "nccl" || f.transport == "peer") {
+        throw engine::Error(fmt::format("--transport {}: needs the CUDA backend, which is not built yet "
+                                        "(issue 6); stages on the CPU and simulated devices use host",
+                                        f.transport));
       }
-      options.split = engine::parse_split("cpu");
+      if (f.transport != "host") {
+        throw engine::Error(fmt::format("--transport: '{}' is not one of nccl, peer, host", f.transport));
+      }
+      // Without --devices the visible GPUs would be planned, but layers run on GPUs only with the
+      // CUDA backend (issue 6): plan the CPU alone. Simulated devices (--devices sim:...) run their
+      // stages on the CPU; real ones are refused with the reason when the context is made.
+      if (f.devices.empty()) {
+        if (options.split.kind != engine::SplitKind::automatic && options.split.kind != engine::SplitKind::cpu) {
+          throw engine::Error("--split: without --devices only the CPU runs layers so far (CUDA execution "
+                              "is issue 6); use --plan to see a GPU placement, or simulated devices");
+        }
+        options.split = engine::parse_split("cpu");
+      }
       f.sampling.seed = f.seed ? *f.seed
                                : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
       engine::validate(f.sampling);
@@ -238,6 +255,12 @@ int main(int argc, char** argv) {
     engine::ContextOptions copts;
     copts.n_ctx = plan.n_ctx;
     copts.n_batch = f.batch;
+    copts.n_ubatch = f.ubatch;
+    copts.stages = engine::stages_from_plan(plan);
+    if (copts.stages.size() > 1) {
+      fmt::print(stderr, "{} stages, transport {}, micro-batch {}\n", copts.stages.size(), f.transport,
+                 f.ubatch ? f.ubatch : f.batch);
+    }
     copts.n_threads = f.threads;
     copts.kv_type = options.kv_type;
     return f.chat ? chat(f, model, copts) : complete(f, model, copts);

@@ -46,6 +46,23 @@ class BenchOnCpu(unittest.TestCase):
             self.assertIn("cannot run:", md)
             self.assertEqual(md.count("\n"), 2 + len(rows))
 
+    def test_simulated_devices_run_as_stages(self):
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "tiny.gguf"), "--arch", "llama")
+            rows = json.loads(run(BENCH, "-m", model, "--devices", "sim:1GiB,sim:1GiB", "--split", "1/1",
+                                  "--transport", "auto,nccl", "-p", "8", "-n", "2", "-r", "1",
+                                  "--ubatch", "3", "-o", "json").stdout)
+            self.assertEqual(len(rows), 2 * 2)  # transports x tests
+            ran = [r for r in rows if not r["error"]]
+            self.assertEqual(len(ran), 2)
+            for r in ran:
+                self.assertEqual(r["transport"], "host")
+                self.assertEqual(r["layers"], "0-0|1-1|cpu:-")
+                self.assertGreater(r["tokens_per_s"], 0)
+            for r in rows:
+                if r["error"]:
+                    self.assertIn("CUDA backend", r["error"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -11,7 +11,9 @@ on small engine-mkmodel models of each architecture:
   two are closer than that and either may win. Asserted: at least 95% agreement where the
   reference's best two logits differ by more than 10% of their spread (decided positions), at
   least 90% everywhere, over three models and 64 positions each; a wrong kernel agrees at ~0.2%.
-and batched prompt evaluation against token-by-token evaluation (within 1e-4 relative)."""
+and batched prompt evaluation against token-by-token evaluation (within 1e-4 relative); a run split
+into three pipeline stages on simulated devices (micro-batches of 3) gives the reference's greedy
+tokens too."""
 import os
 import sys
 import unittest
@@ -126,6 +128,23 @@ class ForwardMatchesReference(unittest.TestCase):
                 nll.append(lse - row[ids[c * n + j + 1]])
         self.assertEqual(ours["scored_tokens"], len(nll))
         self.assertLessEqual(abs(ours["ppl"] / np.exp(np.mean(nll)) - 1), 1e-4)
+
+    def test_split_stages_greedy_matches_reference(self):
+        for arch in ("llama", "qwen2"):
+            path = mkmodel(os.path.join(self.d, f"{arch}-split.gguf"), "--arch", arch, "--type", "f16",
+                           "--seed", str(int(self.rng.integers(1, 1 << 30))),
+                           *SHAPE[:1], "4", *SHAPE[2:])
+            ref = Reference(path)
+            for _ in range(20):
+                ids = self.prompt(8)
+                want, gap = ref.greedy(ids, 16)
+                if gap > 1e-4:
+                    break
+            self.assertGreater(gap, 1e-4, "no prompt without a near-tie in 20 draws")
+            out = run(ENGINE_RUN, "--model", path, "--prompt-ids", ",".join(map(str, ids)),
+                      "--n-predict", "16", "--greedy", "--kv-type", "f32", "--json",
+                      "--devices", "sim:1GiB,sim:1GiB,sim:1GiB", "--split", "1,2,1", "--ubatch", "3").stdout
+            self.assertEqual(__import__("json").loads(out)["tokens"], want, arch)
 
     def test_batched_equals_token_by_token(self):
         for arch in ARCHS:

@@ -13,7 +13,9 @@ namespace engine {
 struct BenchOptions {
   std::vector<std::string> models;
   std::vector<std::string> splits = {"auto"};
-  std::vector<std::string> transports = {"none"};
+  // auto: none for one stage, host between stages that run on the CPU (CPU, simulated devices);
+  // nccl and peer need the CUDA backend. A row shows the transport that ran.
+  std::vector<std::string> transports = {"auto"};
   std::string devices;                // as --devices; empty: every GPU
   std::vector<uint32_t> n_prompt = {512};
   std::vector<uint32_t> n_gen = {128};
@@ -21,6 +23,7 @@ struct BenchOptions {
   int repetitions = 5;
   int n_threads = 0;
   uint32_t n_batch = 512;
+  uint32_t n_ubatch = 0;  // prompt micro-batch through the stages; 0: n_batch
 };
 
 struct BenchResult {

@@ -5,8 +5,10 @@
 // Threads: a Model is immutable after load and may be shared by any number of Contexts on any
 // threads. A Context (one sequence: its KV cache, scratch buffers and worker threads) must be
 // used by one thread at a time.
-// Placement: today every layer runs on the CPU; GPU placement follows the split planner
-// (<engine/planner.h>) as the CUDA backend lands.
+// Placement: a context runs the model as pipeline stages, contiguous layer ranges in layer order
+// (ContextOptions::stages, normally stages_from_plan() of the split planner's plan). Stages on
+// the CPU and on simulated devices ("sim:24GiB") run on the CPU, each with its own threads and its
+// part of the KV cache; stages on CUDA devices need the CUDA backend (not built yet: refused).
 #pragma once
 
 #include <cstdint>
@@ -19,13 +21,14 @@
 #include "engine/memory_model.h"
 #include "engine/model_file.h"
 #include "engine/model_spec.h"
+#include "engine/planner.h"
 #include "engine/sampling.h"
 #include "engine/tokenizer.h"
 
 namespace engine {
 
 class CpuModel;
-class CpuState;
+class Pipeline;
 
 class Model {
  public:
@@ -49,11 +52,21 @@ class Model {
   std::shared_ptr<const Tokenizer> tokenizer_;
 };
 
+struct StageOptions {
+  Device device;  // where the stage runs (kind cpu, or a GPU: simulated ones run on the CPU)
+  uint32_t first_layer = 0, last_layer = 0;  // inclusive
+};
+
+// The plan's devices that hold layers, as stages in layer order.
+std::vector<StageOptions> stages_from_plan(const Plan& plan);
+
 struct ContextOptions {
   uint32_t n_ctx = 0;       // 0: min(trained context, 4096)
   uint32_t n_batch = 512;   // prompt tokens per forward call
-  int n_threads = 0;        // 0: all cores
+  uint32_t n_ubatch = 0;    // prompt micro-batch that flows through the stages; 0: n_batch
+  int n_threads = 0;        // 0: all cores; shared out evenly between CPU-run stages
   KvType kv_type = KvType::f16;
+  std::vector<StageOptions> stages;  // empty: one CPU stage with every layer
 };
 
 class Context {
@@ -62,6 +75,7 @@ class Context {
   ~Context();
 
   const Model& model() const { return *model_; }
+  size_t n_stages() const;
   uint32_t n_ctx() const { return n_ctx_; }
   uint32_t n_past() const { return n_past_; }  // tokens in the KV cache
   void reset() { n_past_ = 0; }
@@ -83,7 +97,7 @@ class Context {
 
  private:
   std::shared_ptr<const Model> model_;
-  std::unique_ptr<CpuState> state_;
+  std::unique_ptr<Pipeline> pipeline_;
   uint32_t n_ctx_ = 0;
   uint32_t n_batch_ = 0;
   uint32_t n_past_ = 0;

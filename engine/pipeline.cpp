@@ -1,0 +1,93 @@
+#include "pipeline.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "engine/error.h"
+
+namespace engine {
+
+void HostTransport::send(const float* from, float* to, int64_t n_floats) {
+  std::memcpy(to, from, static_cast<size_t>(n_floats) * sizeof(float));
+}
+
+Pipeline::Pipeline(const CpuModel& model, const std::vector<PipelineStage>& stages, uint32_t n_ctx,
+                   uint32_t n_batch, uint32_t n_ubatch, KvType kv_type)
+    : model_(model), n_ubatch_(n_ubatch == 0 ? n_batch : std::min(n_ubatch, n_batch)) {
+  const uint32_t n_layer = model.spec.hp.n_layer;
+  if (stages.empty()) throw Error("pipeline: no stages");
+  uint32_t next = 0;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const StageLayers& l = stages[s].layers;
+    if (l.first != next || l.last < l.first || l.last >= n_layer) {
+      throw Error(fmt::format("pipeline: stage {} has layers {}-{}, expected a range starting at {} "
+                              "within 0-{} (stages must cover the layers in order)",
+                              s, l.first, l.last, next, n_layer - 1));
+    }
+    next = l.last + 1;
+  }
+  if (next != n_layer) {
+    throw Error(fmt::format("pipeline: the stages end at layer {}, the model has {} layers", next - 1, n_layer));
+  }
+  for (size_t s = 0; s < stages.size(); ++s) {
+    StageLayers l = stages[s].layers;
+    l.input = s == 0;
+    l.output = s + 1 == stages.size();
+    stages_.push_back(std::make_unique<CpuStage>(model, l, n_ctx, n_ubatch_, kv_type, stages[s].n_threads));
+    if (s + 1 < stages.size()) transports_.push_back(std::make_unique<HostTransport>());
+  }
+}
+
+void Pipeline::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) {
+  const int64_t ub = n_ubatch_, n_micro = (n + ub - 1) / ub;
+  const int64_t n_stages = static_cast<int64_t>(stages_.size());
+  const int64_t E = model_.spec.hp.n_embd, n_vocab = model_.spec.hp.n_vocab;
+  auto length = [&](int64_t j) { return std::min(ub, n - j * ub); };
+  auto run = [&](int64_t s, int64_t j) {
+    float* out = nullptr;  // the head runs for every micro-batch or only for the last one
+    if (s + 1 == n_stages && (all_logits || j + 1 == n_micro)) out = all_logits ? logits + j * ub * n_vocab : logits;
+    stages_[s]->forward(tokens + j * ub, length(j), pos + j * ub, out, all_logits);
+  };
+  for (int64_t t = 0; t < n_micro + n_stages - 1; ++t) {
+    std::vector<std::pair<int64_t, int64_t>> active;  // (stage, micro-batch)
+    for (int64_t s = 0; s < n_stages; ++s) {
+      if (t - s >= 0 && t - s < n_micro) active.emplace_back(s, t - s);
+    }
+    if (active.size() == 1) {
+      run(active[0].first, active[0].second);
+    } else {
+      std::vector<std::exception_ptr> errors(active.size());
+      std::vector<std::thread> threads;
+      for (size_t a = 1; a < active.size(); ++a) {
+        threads.emplace_back([&, a] {
+          try {
+            run(active[a].first, active[a].second);
+          } catch (...) {
+            errors[a] = std::current_exception();
+          }
+        });
+      }
+      try {
+        run(active[0].first, active[0].second);
+      } catch (...) {
+        errors[0] = std::current_exception();
+      }
+      for (auto& th : threads) th.join();
+      for (auto& e : errors) {
+        if (e) std::rethrow_exception(e);
+      }
+    }
+    // Each finished micro-batch moves one stage on, the last stages first so that no stage's
+    // output is overwritten before it has been passed along.
+    for (int64_t s = n_stages - 2; s >= 0; --s) {
+      const int64_t j = t - s;
+      if (j >= 0 && j < n_micro) transports_[s]->send(stages_[s]->hidden(), stages_[s + 1]->hidden(), length(j) * E);
+    }
+  }
+}
+
+}  // namespace engine

@@ -1,0 +1,182 @@
+// Split runs against the single-stage run: 2 and 3 stages (CPU and simulated devices, which run on
+// the CPU through the same stage and transport code), split points right after the first layer
+// and right before the last, prompt micro-batches that do and do not divide the prompt. Asserted:
+// every prompt position's logits within tolerance of the single stage's, and the same greedy
+// tokens afterwards.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+#include "engine/devices.h"
+#include "engine/engine.h"
+#include "engine/error.h"
+#include "engine/planner.h"
+#include "engine/synthetic_model.h"
+#include "test_support.h"
+
+namespace engine {
+namespace {
+
+using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  static std::shared_ptr<const Model> make(WeightMix mix, Arch arch) {
+    SyntheticModelOptions o;
+    o.arch = arch;
+    o.n_layer = 4;
+    o.mix = mix;
+    o.seed = std::random_device{}();
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ("engine_pipeline_" + std::to_string(::getpid()) + "_" + std::to_string(o.seed) + ".gguf"))
+                                 .string();
+    write_synthetic_model(o, path);
+    auto model = Model::load(path);
+    std::filesystem::remove(path);  // the mapping stays valid
+    return model;
+  }
+
+  static ContextOptions options(const Ranges& ranges, uint32_t n_ubatch) {
+    ContextOptions o;
+    o.kv_type = KvType::f32;
+    o.n_threads = 2;
+    o.n_ubatch = n_ubatch;
+    for (size_t s = 0; s < ranges.size(); ++s) {
+      // Alternate the CPU and simulated GPUs: both run on the CPU through the same stages.
+      Device d = s % 2 ? Device{"sim" + std::to_string(s), DeviceKind::gpu} : Device{"cpu", DeviceKind::cpu};
+      o.stages.push_back({d, ranges[s].first, ranges[s].second});
+    }
+    return o;
+  }
+
+  static std::vector<int32_t> prompt(int n) {
+    std::mt19937 rng(std::random_device{}());
+    std::vector<int32_t> ids(n);
+    for (auto& t : ids) t = static_cast<int32_t>(rng() % 512);
+    return ids;
+  }
+};
+
+double rel(std::span<const float> a, std::span<const float> b) {
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    err += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    ref += double(b[i]) * b[i];
+  }
+  return std::sqrt(err / ref);
+}
+
+// Greedy decoding by hand; also the smallest gap between the best two logits over the steps, in
+// units of the logits' standard deviation, so that a test can avoid prompts whose greedy path
+// hinges on a near-tie that rounding may break either way.
+std::pair<std::vector<int32_t>, double> greedy(Context& ctx, std::span<const int32_t> ids, int n) {
+  std::vector<int32_t> out;
+  double min_gap = 1e30;
+  std::span<const float> logits = ctx.eval(ids);
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> l(logits.begin(), logits.end());
+    const auto best = std::max_element(l.begin(), l.end()) - l.begin();
+    double mean = 0, var = 0;
+    for (float v : l) mean += v;
+    mean /= double(l.size());
+    for (float v : l) var += (v - mean) * (v - mean);
+    const float top = l[best];
+    l[best] = -1e30f;
+    const double gap = (top - *std::max_element(l.begin(), l.end())) / std::sqrt(var / double(l.size()));
+    min_gap = std::min(min_gap, gap);
+    out.push_back(static_cast<int32_t>(best));
+    const int32_t t = out.back();
+    logits = ctx.eval(std::span<const int32_t>(&t, 1));
+  }
+  return {out, min_gap};
+}
+
+TEST_F(PipelineTest, SplitRunsMatchTheSingleStage) {
+  const std::vector<Ranges> splits = {
+      {{0, 0}, {1, 3}},          // right after the first layer
+      {{0, 2}, {3, 3}},          // right before the last
+      {{0, 0}, {1, 2}, {3, 3}},  // three stages
+  };
+  // F32 weights: only float rounding differs (batch sizes change the kernels' summation order).
+  // Q4_K_M: also the integer kernels' float steps; both far below the logits' spread.
+  for (const auto& [mix, tol] : {std::pair{WeightMix::f32, 1e-5}, std::pair{WeightMix::q4_k_m, 1e-4}}) {
+    for (const Arch arch : {Arch::llama, Arch::qwen2}) {
+      const auto model = make(mix, arch);
+      Context single(model, options({{0, 3}}, 0));
+      // A prompt whose greedy path has no near-tie: 100x the logits' tolerance.
+      std::vector<int32_t> ids, want_tokens;
+      for (int draw = 0; draw < 20; ++draw) {
+        ids = prompt(16);
+        single.reset();
+        double gap;
+        std::tie(want_tokens, gap) = greedy(single, ids, 12);
+        if (gap > 100 * tol) break;
+        want_tokens.clear();
+      }
+      ASSERT_FALSE(want_tokens.empty()) << "no prompt without a near-tie in 20 draws";
+      single.reset();
+      const auto all = single.eval_all(ids);
+      const std::vector<float> ref(all.begin(), all.end());
+      for (const Ranges& split : splits) {
+        for (const uint32_t ub : {0u, 3u, 8u}) {
+          Context ctx(model, options(split, ub));
+          EXPECT_EQ(ctx.n_stages(), split.size());
+          const auto got = ctx.eval_all(ids);
+          ASSERT_EQ(got.size(), ref.size());
+          EXPECT_LE(rel(got, ref), tol) << split.size() << " stages, first split after layer "
+                                        << split[0].second << ", ubatch " << ub;
+          ctx.reset();
+          EXPECT_EQ(greedy(ctx, ids, 12).first, want_tokens) << split.size() << " stages, ubatch " << ub;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(PipelineTest, StagesFromAPlanOnSimulatedDevicesRun) {
+  const auto model = make(WeightMix::f16, Arch::llama);
+  PlanOptions po;
+  po.split = parse_split("1,3");
+  po.n_ctx = 64;
+  const Plan plan = make_plan(model->spec(), resolve_devices(parse_device_list("sim:1GiB,sim:1GiB")), po);
+  const auto stages = stages_from_plan(plan);
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(stages[0].first_layer, 0u);
+  EXPECT_EQ(stages[0].last_layer, 0u);
+  EXPECT_EQ(stages[1].first_layer, 1u);
+  EXPECT_EQ(stages[1].last_layer, 3u);
+  ContextOptions o;
+  o.n_ctx = plan.n_ctx;
+  o.stages = stages;
+  o.kv_type = KvType::f32;
+  Context split(model, o);
+  ContextOptions one;
+  one.n_ctx = plan.n_ctx;
+  one.kv_type = KvType::f32;
+  Context single(model, one);
+  const auto ids = prompt(10);
+  const auto a = split.eval(ids);
+  const std::vector<float> got(a.begin(), a.end());
+  EXPECT_LE(rel(got, single.eval(ids)), 1e-5);
+}
+
+TEST_F(PipelineTest, BadStagesAreRefusedWithTheReason) {
+  const auto model = make(WeightMix::f16, Arch::llama);
+  test::expect_error([&] { Context c(model, options({{0, 1}, {3, 3}}, 0)); }, {"stage 1", "layers 3-3", "starting at 2"});
+  test::expect_error([&] { Context c(model, options({{0, 1}, {2, 2}}, 0)); }, {"end at layer 2", "4 layers"});
+  ContextOptions o;
+  o.stages.push_back({Device{"cuda0 (test)", DeviceKind::gpu, 0}, 0, 3});
+  test::expect_error([&] { Context c(model, o); }, {"stage 0", "cuda0", "CUDA backend"});
+}
+
+}  // namespace
+}  // namespace engine
