@@ -83,6 +83,18 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
         });
         return;
       }
+      if (const DotQ8K dot = kern.dot_q8k[t]) {
+        std::vector<float> scales(static_cast<size_t>(n_batch * K / 256 * 16));
+        for (int64_t b = 0; b < n_batch; ++b) q8_superblock_scales(xq.data() + b * blocks, K, scales.data() + b * K / 16);
+        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+          for (int64_t n = n0; n < n1; ++n) {
+            for (int64_t b = 0; b < n_batch; ++b) {
+              y[b * N + n] = dot(rows + n * row_bytes, xq.data() + b * blocks, scales.data() + b * K / 16, K);
+            }
+          }
+        });
+        return;
+      }
       const DotQ8 dot = kern.dot_q8[t];
       pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
         for (int64_t n = n0; n < n1; ++n) {

@@ -40,6 +40,12 @@ DotRegime dot_regime(GgmlType type);
 
 using DotF32 = float (*)(const void* row, const float* x, int64_t k);
 using DotQ8 = float (*)(const void* row, const BlockQ8x32* x, int64_t k);
+// For the K-quants: the same, plus the activations' scales per super-block laid out for vector
+// loads, which every row would otherwise gather from the blocks again (see q8_superblock_scales).
+using DotQ8K = float (*)(const void* row, const BlockQ8x32* x, const float* scales, int64_t k);
+
+// scales[16 * i .. 16 * i + 15] = d of blocks 8i .. 8i + 7, then d * sum of the same blocks.
+void q8_superblock_scales(const BlockQ8x32* x, int64_t k, float* scales);
 
 // Tiles: y[c * ldy + r] = sum_k W[r][k] * x_c[k] for r < n_rows, c < n_cols, where W's rows are
 // row_bytes apart from w and x_c is activation row c (x_stride blocks or ldx floats apart).
@@ -64,6 +70,7 @@ struct DotKernels {
   void (*quantize_q16)(const float* x, BlockQ16x256* out, int64_t k);  // k % 256 == 0
   DotF32 dot_f32[32];  // indexed by GGUF type id; null where the regime differs
   DotQ8 dot_q8[32];
+  DotQ8K dot_q8k[32];  // where it exists, matmul prefers it to dot_q8
   GemmQ16 gemm_q16[32];        // Q6_K: tiles of up to kQ16TileRows x kQ16TileCols
   GemmQ16 gemm_q16_panel[32];  // up to kQ16PanelRows x any; null where no panel kernel exists
   GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K: up to kQ8PanelRows x any; null where none exists

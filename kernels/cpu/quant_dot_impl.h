@@ -304,11 +304,11 @@ inline __m256i reduce8(const __m256i p[8]) {
                           _mm256_permute2x128_si256(s0123, s4567, 0x31));
 }
 
-float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
+float dot_q4_k_avx2_scaled(const void* row, const BlockQ8x32* x, const float* scales, int64_t k) {
   const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8) {
+  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8, scales += 16) {
     alignas(8) uint8_t sc[8], m[8];
     unpack_k4_scales(b[i].scales, sc, m);
     __m256i p[8];
@@ -319,19 +319,37 @@ float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
       p[2 * c + 1] = dot_u8_s8(_mm256_and_si256(_mm256_srli_epi16(q4, 4), low4),
                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2 * c + 1].q)));
     }
-    // Per group g: d * sc[g] * xd[g] * sum(q . x) - dmin * m[g] * xd[g] * sum(x), all 8 at once.
-    const __m256 xd = _mm256_setr_ps(x[0].d, x[1].d, x[2].d, x[3].d, x[4].d, x[5].d, x[6].d, x[7].d);
-    const __m256 xs = _mm256_cvtepi32_ps(_mm256_setr_epi32(x[0].sum, x[1].sum, x[2].sum, x[3].sum,
-                                                           x[4].sum, x[5].sum, x[6].sum, x[7].sum));
+    // Per group g: d * sc[g] * xd[g] * sum(q . x) - dmin * m[g] * (xd[g] * sum(x)), all 8 at once;
+    // the activations' d and d * sum come laid out by q8_superblock_scales.
+    const __m256 xd = _mm256_loadu_ps(scales), xdsum = _mm256_loadu_ps(scales + 8);
     const __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
     const __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m))));
     const __m256 dots = _mm256_cvtepi32_ps(reduce8(p));
     acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b[i].d)), _mm256_mul_ps(scf, xd)), dots, acc);
-    acc_min = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b[i].dmin)), _mm256_mul_ps(mf, xd)), xs, acc_min);
+    acc_min = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b[i].dmin)), mf), xdsum, acc_min);
   }
   return hsum(_mm256_sub_ps(acc, acc_min));
 }
 
+// The row kernel without the caller's scale layout (tests, odd callers): lays it out first.
+float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
+  float scales[16 * 64];  // rows of up to 16384 values; longer ones in pieces
+  float sum = 0;
+  for (int64_t k0 = 0; k0 < k; k0 += 16384) {
+    const int64_t len = k - k0 < 16384 ? k - k0 : 16384;
+    for (int64_t i = 0; i < len / 256; ++i) {
+      for (int g = 0; g < 8; ++g) {
+        scales[16 * i + g] = x[k0 / 32 + 8 * i + g].d;
+        scales[16 * i + 8 + g] = x[k0 / 32 + 8 * i + g].dsum;
+      }
+    }
+    sum += dot_q4_k_avx2_scaled(static_cast<const BlockQ4_K*>(row) + k0 / 256, x + k0 / 32, scales, len);
+  }
+  return sum;
+}
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
 // Q8_0 weights with float activations: int8 -> int32 -> float, 32 values per block.
 float dot_q8_0_f32_avx2(const void* row, const float* x, int64_t k) {
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(row);
@@ -383,6 +401,7 @@ DotKernels make_kernels(const char* isa) {
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_f32[uint32_t(GgmlType::Q8_0)] = dot_q8_0_f32_avx2;
   k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2;
+  k.dot_q8k[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2_scaled;
 #endif
   add_q16_tiles(k);
   add_f32_tiles(k);
