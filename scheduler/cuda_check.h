@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "engine/ggml_type.h"
 
 namespace engine {
@@ -13,6 +15,9 @@ namespace engine {
                                    int line);
 
 [[noreturn]] void throw_unsupported_type(const char* op, GgmlType type);
+
+// "op: what value is out of range".
+[[noreturn]] void throw_bad_argument(const char* op, const char* what, int64_t value);
 
 inline void cuda_check(cudaError_t status, const char* call, const char* file, int line) {
   if (status != cudaSuccess) throw_cuda_error(status, call, file, line);

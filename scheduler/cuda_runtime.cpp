@@ -18,6 +18,10 @@ void throw_unsupported_type(const char* op, GgmlType type) {
   throw Error(fmt::format("{}: unsupported type {}", op, traits(type).name));
 }
 
+void throw_bad_argument(const char* op, const char* what, int64_t value) {
+  throw Error(fmt::format("{}: {} {} is out of range", op, what, value));
+}
+
 int cuda_device_count() noexcept {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;

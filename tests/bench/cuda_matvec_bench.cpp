@@ -1,0 +1,137 @@
+// GPU matvec bandwidth against the card's measured copy bandwidth, on QwQ-32B's matrix shapes
+// (run by tools/device-check). Prints a table, or one JSON object with --json.
+//
+// For each shape: weights filled with a constant byte pattern (0x3C: valid fp16 scales; the
+// values do not change the time), a warm-up, then the mean of 20 launches timed with CUDA events.
+// GB/s counts the bytes a launch must read (weights + activations). The copy bandwidth is a
+// 1 GiB device-to-device cudaMemcpy, counted as bytes read plus bytes written.
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/error.h"
+#include "engine/ggml_type.h"
+#include "kernels/cuda/matvec.h"
+#include "scheduler/cuda_check.h"
+
+namespace {
+
+using engine::GgmlType;
+
+struct Shape {
+  const char* name;
+  GgmlType type;
+  int64_t K, N;
+  int per_token;  // how often a QwQ-32B Q4_K_M decode step reads this matrix (64 layers)
+};
+
+// QwQ-32B: n_embd 5120, 40 heads of 128, 8 KV heads, n_ff 27648, vocab 152064. Q4_K_M gives
+// attn_v and ffn_down Q6_K in 32 of the 64 layers (use_more_bits) and Q4_K in the others.
+const Shape kShapes[] = {
+    {"attn_q/attn_output 5120x5120", GgmlType::Q4_K, 5120, 5120, 128},
+    {"attn_k 5120->1024", GgmlType::Q4_K, 5120, 1024, 64},
+    {"attn_v 5120->1024 (Q4_K)", GgmlType::Q4_K, 5120, 1024, 32},
+    {"attn_v 5120->1024 (Q6_K)", GgmlType::Q6_K, 5120, 1024, 32},
+    {"ffn_gate/up 5120->27648", GgmlType::Q4_K, 5120, 27648, 128},
+    {"ffn_down 27648->5120 (Q4_K)", GgmlType::Q4_K, 27648, 5120, 32},
+    {"ffn_down 27648->5120 (Q6_K)", GgmlType::Q6_K, 27648, 5120, 32},
+    {"output 5120->152064", GgmlType::Q6_K, 5120, 152064, 1},
+    {"5120x5120 Q8_0", GgmlType::Q8_0, 5120, 5120, 0},
+    {"5120x5120 F16", GgmlType::F16, 5120, 5120, 0},
+};
+
+double time_ms(cudaEvent_t a, cudaEvent_t b) {
+  float ms = 0;
+  ENGINE_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  return double(ms);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool json = argc > 1 && std::strcmp(argv[1], "--json") == 0;
+  try {
+    cudaDeviceProp prop{};
+    ENGINE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    cudaEvent_t start, stop;
+    ENGINE_CUDA_CHECK(cudaEventCreate(&start));
+    ENGINE_CUDA_CHECK(cudaEventCreate(&stop));
+
+    const size_t copy_bytes = size_t(1) << 30;
+    void *a = nullptr, *b = nullptr;
+    ENGINE_CUDA_CHECK(cudaMalloc(&a, copy_bytes));
+    ENGINE_CUDA_CHECK(cudaMalloc(&b, copy_bytes));
+    ENGINE_CUDA_CHECK(cudaMemset(a, 1, copy_bytes));
+    ENGINE_CUDA_CHECK(cudaMemcpy(b, a, copy_bytes, cudaMemcpyDeviceToDevice));
+    ENGINE_CUDA_CHECK(cudaEventRecord(start));
+    for (int i = 0; i < 10; ++i) ENGINE_CUDA_CHECK(cudaMemcpyAsync(b, a, copy_bytes, cudaMemcpyDeviceToDevice));
+    ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+    ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+    const double copy_gbs = 2.0 * copy_bytes * 10 / (time_ms(start, stop) * 1e-3) / 1e9;
+    ENGINE_CUDA_CHECK(cudaFree(a));
+    ENGINE_CUDA_CHECK(cudaFree(b));
+
+    nlohmann::json out;
+    out["device"] = prop.name;
+    out["copy_gb_per_s"] = copy_gbs;
+    out["kernels"] = nlohmann::json::array();
+    if (!json) {
+      fmt::print("device {}: copy bandwidth {:.0f} GB/s (read + write)\n", prop.name, copy_gbs);
+      fmt::print("{:32} {:>5} {:>9} {:>9} {:>7}\n", "matvec", "batch", "us", "GB/s", "% copy");
+    }
+    double token_us = 0, token_bytes = 0;
+    for (const Shape& s : kShapes) {
+      const uint64_t w_bytes = engine::type_bytes(s.type, uint64_t(s.K)) * uint64_t(s.N);
+      void* w = nullptr;
+      float *x = nullptr, *y = nullptr;
+      ENGINE_CUDA_CHECK(cudaMalloc(&w, w_bytes));
+      ENGINE_CUDA_CHECK(cudaMalloc(&x, sizeof(float) * s.K * engine::kCudaMatvecMaxBatch));
+      ENGINE_CUDA_CHECK(cudaMalloc(&y, sizeof(float) * s.N * engine::kCudaMatvecMaxBatch));
+      ENGINE_CUDA_CHECK(cudaMemset(w, 0x3C, w_bytes));
+      ENGINE_CUDA_CHECK(cudaMemset(x, 0, sizeof(float) * s.K * engine::kCudaMatvecMaxBatch));
+      for (const int batch : {1, 4}) {
+        engine::cuda_matvec(s.type, w, s.K, s.N, x, batch, y, nullptr);
+        ENGINE_CUDA_CHECK(cudaEventRecord(start));
+        constexpr int kReps = 20;
+        for (int r = 0; r < kReps; ++r) engine::cuda_matvec(s.type, w, s.K, s.N, x, batch, y, nullptr);
+        ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+        ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+        const double us = time_ms(start, stop) * 1e3 / kReps;
+        const double bytes = double(w_bytes) + 4.0 * s.K * batch;
+        const double gbs = bytes / (us * 1e-6) / 1e9;
+        if (batch == 1) {
+          token_us += us * s.per_token;
+          token_bytes += bytes * s.per_token;
+        }
+        out["kernels"].push_back({{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K},
+                                  {"N", s.N}, {"batch", batch}, {"us", us}, {"gb_per_s", gbs},
+                                  {"fraction_of_copy", gbs / copy_gbs}});
+        if (!json) fmt::print("{:32} {:>5} {:>9.1f} {:>9.0f} {:>6.0f}%\n", s.name, batch, us, gbs, 100 * gbs / copy_gbs);
+      }
+      ENGINE_CUDA_CHECK(cudaFree(w));
+      ENGINE_CUDA_CHECK(cudaFree(x));
+      ENGINE_CUDA_CHECK(cudaFree(y));
+    }
+    // A decode step's matrix-vector products alone (no attention, norms or launches between).
+    out["qwq32_q4_k_m_matvec_us_per_token"] = token_us;
+    out["qwq32_q4_k_m_matvec_tokens_per_s"] = 1e6 / token_us;
+    out["qwq32_q4_k_m_matvec_gb_per_s"] = token_bytes / (token_us * 1e-6) / 1e9;
+    if (json) {
+      std::puts(out.dump().c_str());
+    } else {
+      fmt::print("QwQ-32B Q4_K_M decode, matvecs only: {:.0f} us/token = {:.1f} tokens/s, {:.0f} GB/s ({:.0f}% of copy)\n",
+                 token_us, 1e6 / token_us, token_bytes / (token_us * 1e-6) / 1e9,
+                 100 * token_bytes / (token_us * 1e-6) / 1e9 / copy_gbs);
+    }
+  } catch (const engine::Error& e) {
+    std::fprintf(stderr, "cuda-matvec-bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
