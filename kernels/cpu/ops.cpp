@@ -7,6 +7,7 @@
 
 #include "engine/quantize.h"
 #include "quant_dot.h"
+#include "rope_math.h"
 
 namespace engine {
 namespace {
@@ -15,12 +16,6 @@ namespace {
 // decode and transpose of 16 rows costs less than decoding each row again (measured with
 // 2048 x 2048 Q4_K matrices: 7-9 GMAC/s against 5-6 row by row).
 constexpr int64_t kPanelMinBatch = 2;
-
-// YaRN ramp between interpolated and extrapolated frequencies (llama.cpp's rope_yarn_ramp).
-float yarn_ramp(float low, float high, int i0) {
-  const float y = (float(i0) / 2 - low) / std::max(0.001f, high - low);
-  return 1.0f - std::clamp(y, 0.0f, 1.0f);
-}
 
 // Dimension at which a rotation completes n_ctx_orig / (2 pi beta) turns.
 float yarn_corr_dim(int n_dims, uint32_t n_ctx_orig, float n_rot, float base) {
@@ -131,28 +126,22 @@ void rms_norm(const float* x, const float* weight, float* out, int64_t n, float 
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight[i];
 }
 
+void rope_yarn_corr(const RopeParams& p, float* low, float* high) {
+  *low = *high = 0;
+  if (p.ext_factor == 0.0f) return;
+  *low = std::max(0.0f, std::floor(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_fast, p.freq_base)));
+  *high = std::min(float(p.n_rot - 1), std::ceil(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_slow, p.freq_base)));
+}
+
 void rope(float* head, int64_t pos, const RopeParams& p) {
   const int half = p.n_rot / 2;
-  float corr_low = 0, corr_high = 0;
-  if (p.ext_factor != 0.0f) {
-    corr_low = std::max(0.0f, std::floor(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_fast, p.freq_base)));
-    corr_high = std::min(float(p.n_rot - 1),
-                         std::ceil(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_slow, p.freq_base)));
-  }
+  float corr_low, corr_high;
+  rope_yarn_corr(p, &corr_low, &corr_high);
   for (int i = 0; i < half; ++i) {
-    const int i0 = 2 * i;
-    float theta_extrap = float(pos) * std::pow(p.freq_base, -float(i0) / float(p.n_rot));
-    if (p.freq_factors != nullptr) theta_extrap /= p.freq_factors[i];
-    float theta = p.freq_scale * theta_extrap;
-    float mscale = p.attn_factor;
-    if (p.ext_factor != 0.0f) {
-      const float mix = yarn_ramp(corr_low, corr_high, i0) * p.ext_factor;
-      theta = theta * (1 - mix) + theta_extrap * mix;
-      mscale *= 1.0f + 0.1f * std::log(1.0f / p.freq_scale);
-    }
-    const float c = std::cos(theta) * mscale, s = std::sin(theta) * mscale;
-    const int a = p.neox ? i : i0;
-    const int b = p.neox ? i + half : i0 + 1;
+    float c, s;
+    rope_rotation(p, pos, i, corr_low, corr_high, &c, &s);
+    const int a = p.neox ? i : 2 * i;
+    const int b = p.neox ? i + half : 2 * i + 1;
     const float x0 = head[a], x1 = head[b];
     head[a] = x0 * c - x1 * s;
     head[b] = x0 * s + x1 * c;

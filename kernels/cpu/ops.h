@@ -32,6 +32,10 @@ struct RopeParams {
 };
 void rope(float* head, int64_t pos, const RopeParams& p);
 
+// YaRN's correction range (the dimensions between which it ramps from extrapolation to
+// interpolation); both 0 without YaRN. The per-pair arithmetic is rope_rotation (rope_math.h).
+void rope_yarn_corr(const RopeParams& p, float* low, float* high);
+
 // In-place softmax of n values.
 void softmax(float* x, int64_t n);
 
