@@ -1,0 +1,141 @@
+// Decode attention over an f16 KV cache, split over the key sequence (flash-decoding).
+//
+// Layout: caches [position][n_head_kv][head_dim] f16; q, out [n_head][head_dim] f32.
+// Pass 1, grid (n_head, ceil(n_keys / kChunk)), kThreads threads: a block takes one head and
+//   kChunk consecutive keys. Each warp computes the scores of every kWarps-th key (lanes split
+//   head_dim, shuffle sum) into shared memory; the block takes their max m and sum l of
+//   exp(score - m), then each thread accumulates dimensions d = tid, tid + kThreads, ... of
+//   sum_t exp(score_t - m) V[t][d] (consecutive threads read consecutive V halves). Writes m, l and
+//   that unnormalised vector to the workspace.
+// Pass 2, grid n_head, head_dim threads: rescales the chunks to their common max and divides.
+// Bound: memory (K and V of n_keys positions read once per query head; GQA heads re-read their
+// group's K/V from L2).
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "attention.h"
+#include "scheduler/cuda_check.h"
+
+namespace engine {
+namespace {
+
+constexpr int kChunk = 256;
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxHeadDim = 256;
+
+__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+
+__device__ float block_reduce(float v, bool is_max, float* shared) {
+  for (int off = 16; off > 0; off /= 2) {
+    const float o = __shfl_xor_sync(0xffffffffu, v, off);
+    v = is_max ? fmaxf(v, o) : v + o;
+  }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // `shared` may still be read from a previous reduction
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  float r = shared[0];
+  for (int w = 1; w < kWarps; ++w) r = is_max ? fmaxf(r, shared[w]) : r + shared[w];
+  return r;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    attention_chunks(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
+                     const uint16_t* __restrict__ v_cache, int64_t n_keys, int n_head_kv, int head_dim,
+                     int group, float scale, float* __restrict__ partial) {
+  __shared__ float scores[kChunk];
+  __shared__ float reduce[kWarps];
+  const int h = blockIdx.x, kvh = h / group, chunk = blockIdx.y;
+  const int64_t t0 = int64_t(chunk) * kChunk;
+  const int n = static_cast<int>(n_keys - t0 < kChunk ? n_keys - t0 : kChunk);
+  const int64_t row = int64_t(n_head_kv) * head_dim;  // halves per cache position
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const float* qh = q + int64_t(h) * head_dim;
+  for (int j = warp; j < n; j += kWarps) {
+    const uint16_t* kr = k_cache + (t0 + j) * row + int64_t(kvh) * head_dim;
+    float s = 0;
+    for (int d = lane; d < head_dim; d += 32) s += qh[d] * h2f(kr[d]);
+    for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0) scores[j] = s * scale;
+  }
+  __syncthreads();
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < n; j += kThreads) m = fmaxf(m, scores[j]);
+  m = block_reduce(m, true, reduce);
+  float l = 0;
+  for (int j = threadIdx.x; j < n; j += kThreads) {
+    const float e = expf(scores[j] - m);
+    scores[j] = e;
+    l += e;
+  }
+  l = block_reduce(l, false, reduce);  // its __syncthreads also publishes the exponentials
+  float* out = partial + (int64_t(h) * gridDim.y + chunk) * (head_dim + 2);
+  for (int d = threadIdx.x; d < head_dim; d += kThreads) {
+    float acc = 0;
+    const uint16_t* vr = v_cache + t0 * row + int64_t(kvh) * head_dim + d;
+    for (int j = 0; j < n; ++j) acc += scores[j] * h2f(vr[int64_t(j) * row]);
+    out[2 + d] = acc;
+  }
+  if (threadIdx.x == 0) {
+    out[0] = m;
+    out[1] = l;
+  }
+}
+
+__global__ void attention_combine(const float* __restrict__ partial, int n_chunks, int head_dim,
+                                  float* __restrict__ out) {
+  const int h = blockIdx.x, d = threadIdx.x;
+  const float* p = partial + int64_t(h) * n_chunks * (head_dim + 2);
+  float m = -INFINITY;
+  for (int c = 0; c < n_chunks; ++c) m = fmaxf(m, p[c * (head_dim + 2)]);
+  float l = 0, acc = 0;
+  for (int c = 0; c < n_chunks; ++c) {
+    const float* pc = p + c * (head_dim + 2);
+    const float w = expf(pc[0] - m);
+    l += pc[1] * w;
+    acc += pc[2 + d] * w;
+  }
+  out[int64_t(h) * head_dim + d] = acc / l;
+}
+
+__global__ void f32_to_f16(const float* __restrict__ src, uint16_t* __restrict__ dst, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    dst[i] = __half_as_ushort(__float2half_rn(src[i]));
+  }
+}
+
+}  // namespace
+
+size_t cuda_attention_decode_workspace(int n_head, int head_dim, int64_t n_ctx) {
+  return size_t(n_head) * size_t((n_ctx + kChunk - 1) / kChunk) * size_t(head_dim + 2);
+}
+
+void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys,
+                           int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
+                           void* stream_ptr) {
+  if (head_dim <= 0 || head_dim > kMaxHeadDim || head_dim % 32 != 0) {
+    throw_bad_argument("cuda_attention_decode", "head_dim", head_dim);
+  }
+  if (n_head_kv <= 0 || n_head % n_head_kv != 0) throw_bad_argument("cuda_attention_decode", "n_head_kv", n_head_kv);
+  if (n_keys <= 0) throw_bad_argument("cuda_attention_decode", "n_keys", n_keys);
+  auto stream = static_cast<cudaStream_t>(stream_ptr);
+  const auto n_chunks = static_cast<unsigned>((n_keys + kChunk - 1) / kChunk);
+  attention_chunks<<<dim3(static_cast<unsigned>(n_head), n_chunks), kThreads, 0, stream>>>(
+      q, k_cache, v_cache, n_keys, n_head_kv, head_dim, n_head / n_head_kv, scale, workspace);
+  ENGINE_CUDA_CHECK(cudaGetLastError());
+  attention_combine<<<static_cast<unsigned>(n_head), static_cast<unsigned>(head_dim), 0, stream>>>(
+      workspace, static_cast<int>(n_chunks), head_dim, out);
+  ENGINE_CUDA_CHECK(cudaGetLastError());
+}
+
+void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream) {
+  if (n <= 0) return;
+  const int64_t blocks = (n + 255) / 256;
+  f32_to_f16<<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), 256, 0, static_cast<cudaStream_t>(stream)>>>(
+      src, dst, n);
+  ENGINE_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace engine

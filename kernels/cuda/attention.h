@@ -1,0 +1,25 @@
+// GPU attention for decode steps over an f16 KV cache. No CUDA types: pointers are device
+// pointers, `stream` a cudaStream_t.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace engine {
+
+// Floats of workspace cuda_attention_decode needs for a context of n_ctx positions.
+size_t cuda_attention_decode_workspace(int n_head, int head_dim, int64_t n_ctx);
+
+// out[h] = softmax(scale * q[h] . K[t][h / group]) . V[t][h / group] over positions t < n_keys,
+// for every query head h (group = n_head / n_head_kv, grouped-query attention). q and out are
+// n_head x head_dim floats; the caches are [position][n_head_kv][head_dim] f16 (as the CPU cache).
+// head_dim <= 256 and a multiple of 32. Asynchronous on `stream`; throws engine::Error for bad
+// shapes or a failed launch.
+void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys,
+                           int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
+                           void* stream);
+
+// dst[i] = fp16(src[i]): a token's keys or values into the cache.
+void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream);
+
+}  // namespace engine
