@@ -138,7 +138,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
           if (transport == "auto") {
             used = stages.size() > 1 ? "host" : "none";
           } else if (transport == "nccl" || transport == "peer") {
-            throw Error(fmt::format("transport {} needs the CUDA backend (issue 6)", transport));
+            throw Error(fmt::format("transport {} is not built yet (issue 7): stages connect through host buffers", transport));
           } else if (transport != "none" && transport != "host") {
             throw Error(fmt::format("transport '{}' is not one of auto, none, host, nccl, peer", transport));
           } else if ((transport == "none") != (stages.size() == 1)) {

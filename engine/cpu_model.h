@@ -44,22 +44,30 @@ struct StageLayers {
   bool input = true, output = true;
 };
 
-// One pipeline stage on the CPU: its layers' KV cache for one sequence, its scratch buffers
-// (sized by the memory model's stage_buffers list) and its own worker threads.
-class CpuStage {
+// A pipeline stage: its layers' weights, its part of one sequence's KV cache, its buffers.
+class Stage {
  public:
-  CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, uint32_t n_batch,
-           KvType kv_type, int n_threads);
+  virtual ~Stage() = default;
 
   // Runs tokens at positions [pos, pos + n) through the stage's layers. The input stage embeds
   // `tokens`; any other reads the hidden state that the previous stage's transport wrote into
   // hidden(). The output stage writes logits: the last token's (n_vocab floats), or every
   // token's ([n][n_vocab]) when all_logits, unless `logits` is null; other stages leave theirs
   // in hidden().
-  void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits = false);
+  virtual void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) = 0;
 
-  float* hidden() { return x_.data(); }  // [n_batch][n_embd]
-  const StageLayers& layers() const { return layers_; }
+  virtual float* hidden() = 0;  // [n_batch][n_embd] host floats
+};
+
+// One pipeline stage on the CPU, with its own worker threads; scratch buffers sized by the
+// memory model's stage_buffers list.
+class CpuStage final : public Stage {
+ public:
+  CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, uint32_t n_batch,
+           KvType kv_type, int n_threads);
+
+  void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override;
+  float* hidden() override { return x_.data(); }
 
  private:
   void attention(int layer, int64_t n, int64_t pos);

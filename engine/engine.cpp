@@ -56,16 +56,15 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
   if (stages.empty()) stages.push_back({Device{"cpu", DeviceKind::cpu}, 0, hp.n_layer - 1});
   const int threads = options.n_threads > 0 ? options.n_threads
                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // CPU-run stages share the threads; a stage on a CUDA device runs there (simulated devices,
+  // cuda_index -1, run on the CPU).
+  int cpu_stages = 0;
+  for (const StageOptions& st : stages) cpu_stages += st.device.cuda_index < 0;
+  const int share = std::max(1, threads / std::max(1, cpu_stages));
   std::vector<PipelineStage> pipeline;
-  for (size_t s = 0; s < stages.size(); ++s) {
-    const Device& d = stages[s].device;
-    if (d.kind == DeviceKind::gpu && d.cuda_index >= 0) {
-      throw Error(fmt::format("stage {} (layers {}-{}) on {}: running layers on a GPU needs the CUDA "
-                              "backend, which is not built yet (issue 6); simulated devices run on the CPU",
-                              s, stages[s].first_layer, stages[s].last_layer, d.name));
-    }
-    const int share = std::max(1, threads / static_cast<int>(stages.size()));
-    pipeline.push_back({StageLayers{stages[s].first_layer, stages[s].last_layer, false, false}, share});
+  for (const StageOptions& st : stages) {
+    pipeline.push_back({StageLayers{st.first_layer, st.last_layer, false, false}, share,
+                        st.device.kind == DeviceKind::gpu ? st.device.cuda_index : -1});
   }
   pipeline_ = std::make_unique<Pipeline>(*model_->cpu_, pipeline, n_ctx_, n_batch_, options.n_ubatch,
                                          options.kv_type);

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "cuda_stage.h"
 #include "engine/error.h"
 
 namespace engine {
@@ -37,7 +38,17 @@ Pipeline::Pipeline(const CpuModel& model, const std::vector<PipelineStage>& stag
     StageLayers l = stages[s].layers;
     l.input = s == 0;
     l.output = s + 1 == stages.size();
-    stages_.push_back(std::make_unique<CpuStage>(model, l, n_ctx, n_ubatch_, kv_type, stages[s].n_threads));
+    try {
+      if (stages[s].cuda_device >= 0) {
+        stages_.push_back(make_cuda_stage(model, l, stages[s].cuda_device, n_ctx, n_ubatch_, kv_type));
+      } else {
+        stages_.push_back(std::make_unique<CpuStage>(model, l, n_ctx, n_ubatch_, kv_type, stages[s].n_threads));
+      }
+    } catch (const Error& e) {
+      throw Error(fmt::format("stage {} (layers {}-{}) on {}: {}", s, l.first, l.last,
+                              stages[s].cuda_device >= 0 ? fmt::format("cuda{}", stages[s].cuda_device) : "the CPU",
+                              e.what()));
+    }
     if (s + 1 < stages.size()) transports_.push_back(std::make_unique<HostTransport>());
   }
 }

@@ -35,7 +35,8 @@ class HostTransport final : public Transport {
 
 struct PipelineStage {
   StageLayers layers;
-  int n_threads = 1;
+  int n_threads = 1;     // CPU stages
+  int cuda_device = -1;  // >= 0: the stage runs on this CUDA device
 };
 
 class Pipeline {
@@ -43,7 +44,7 @@ class Pipeline {
   Pipeline(const CpuModel& model, const std::vector<PipelineStage>& stages, uint32_t n_ctx,
            uint32_t n_batch, uint32_t n_ubatch, KvType kv_type);
 
-  // As CpuStage::forward for the whole model: n <= n_batch tokens at positions [pos, pos + n).
+  // As Stage::forward for the whole model: n <= n_batch tokens at positions [pos, pos + n).
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits);
 
   size_t n_stages() const { return stages_.size(); }
@@ -51,7 +52,7 @@ class Pipeline {
  private:
   const CpuModel& model_;
   uint32_t n_ubatch_;
-  std::vector<std::unique_ptr<CpuStage>> stages_;
+  std::vector<std::unique_ptr<Stage>> stages_;
   std::vector<std::unique_ptr<Transport>> transports_;  // transports_[s]: stage s -> s + 1
 };
 

@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch,-b", f.batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
   app.add_option("--ubatch", f.ubatch, "prompt micro-batch that flows through the stages (default: --batch)")
       ->check(CLI::Range(1u, 65536u));
-  app.add_option("--transport", f.transport, "between stages: host (nccl and peer need the CUDA backend)");
+  app.add_option("--transport", f.transport, "between stages: host (nccl and peer: not built yet)");
   app.add_option("--reserve", f.reserve, "GPU memory kept free: 1GiB, 5%, or one per GPU (1GiB,512MiB)");
   app.add_flag("--plan", f.plan_only, "print the placement plan and exit");
   app.add_flag("--json", f.json, "print one JSON object (the plan, or the completion and its speed)");
@@ -218,20 +218,20 @@ int main(int argc, char** argv) {
         throw engine::Error("nothing to do: give --prompt, --file, --prompt-ids or --chat (or --plan)");
       }
       if (f.transport == "nccl" || f.transport == "peer") {
-        throw engine::Error(fmt::format("--transport {}: needs the CUDA backend, which is not built yet "
-                                        "(issue 6); stages on the CPU and simulated devices use host",
+        throw engine::Error(fmt::format("--transport {}: not built yet (issue 7); every stage, GPU ones "
+                                        "included, connects through host buffers (--transport host)",
                                         f.transport));
       }
       if (f.transport != "host") {
         throw engine::Error(fmt::format("--transport: '{}' is not one of nccl, peer, host", f.transport));
       }
-      // Without --devices the visible GPUs would be planned, but layers run on GPUs only with the
-      // CUDA backend (issue 6): plan the CPU alone. Simulated devices (--devices sim:...) run their
-      // stages on the CPU; real ones are refused with the reason when the context is made.
+      // Without --devices the visible GPUs would be planned, but the GPU stages have not run on a
+      // GPU yet (issue 6): plan the CPU alone unless GPUs are asked for. Simulated devices
+      // (--devices sim:...) run their stages on the CPU.
       if (f.devices.empty()) {
         if (options.split.kind != engine::SplitKind::automatic && options.split.kind != engine::SplitKind::cpu) {
-          throw engine::Error("--split: without --devices only the CPU runs layers so far (CUDA execution "
-                              "is issue 6); use --plan to see a GPU placement, or simulated devices");
+          throw engine::Error("--split: without --devices only the CPU runs layers (name the GPUs, e.g. "
+                              "--devices 0,1, or simulated ones); use --plan to see a GPU placement");
         }
         options.split = engine::parse_split("cpu");
       }

