@@ -12,6 +12,7 @@
 
 #include "cuda_stage.h"
 #include "engine/error.h"
+#include "engine/memory_model.h"
 #include "engine/quantize.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/matvec.h"
@@ -40,7 +41,7 @@ class CudaStage final : public Stage {
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
     ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     rope_ = device_rope();
-    const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, B = n_batch_;
+    const int64_t E = hp_.n_embd, KV = hp_.kv_dim();
     for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
       const LayerWeights& w = m_.layers[l];
       DeviceLayer d;
@@ -64,22 +65,33 @@ class CudaStage final : public Stage {
     if (layers_.output) {
       output_norm_ = upload(m_.output_norm);
       output_ = upload(m_.output, hp_.n_layer, "output");
-      logits_ = alloc<float>(int64_t(kCudaMatvecMaxBatch) * m_.output.rows);
     }
     const int64_t cache = int64_t(layers_.last - layers_.first + 1) * n_ctx_ * KV;
     k_cache_ = alloc<uint16_t>(cache);
     v_cache_ = alloc<uint16_t>(cache);
-    x_ = alloc<float>(B * E);
-    xb_ = alloc<float>(B * E);
-    q_ = alloc<float>(B * Q);
-    k_ = alloc<float>(B * KV);
-    v_ = alloc<float>(B * KV);
-    attn_ = alloc<float>(B * Q);
-    tmp_ = alloc<float>(B * E);
-    gate_ = alloc<float>(B * F);
-    up_ = alloc<float>(B * F);
-    workspace_ = alloc<float>(static_cast<int64_t>(cuda_attention_decode_workspace(hp_.n_head, hp_.head_dim, n_ctx_)));
-    ENGINE_CUDA_CHECK(cudaMallocHost(&host_hidden_, sizeof(float) * B * E));
+    // Scratch buffers: exactly the memory model's list, which the planner counted.
+    const StageShape shape{n_batch_, n_ctx_, 1, true, layers_.output, true};
+    for (const BufferSpec& b : stage_buffers(hp_, shape)) {
+      float* p = alloc<float>(static_cast<int64_t>((b.bytes + 3) / 4));
+      if (b.name == "hidden") x_ = p;
+      if (b.name == "normed") xb_ = p;
+      if (b.name == "q") q_ = p;
+      if (b.name == "k") k_ = p;
+      if (b.name == "v") v_ = p;
+      if (b.name == "attn_out") attn_ = p;
+      if (b.name == "residual") tmp_ = p;
+      if (b.name == "attention_partials") {
+        workspace_ = p;
+        if (b.bytes < 4 * cuda_attention_decode_workspace(hp_.n_head, hp_.head_dim, n_ctx_)) {
+          throw Error(fmt::format("cuda{}: the memory model's attention workspace ({} bytes) is smaller than the "
+                                  "kernel's", device_, b.bytes));
+        }
+      }
+      if (b.name == "ffn_gate") gate_ = p;
+      if (b.name == "ffn_up") up_ = p;
+      if (b.name == "logits") logits_ = p;
+    }
+    ENGINE_CUDA_CHECK(cudaMallocHost(&host_hidden_, sizeof(float) * n_batch_ * E));
   }
 
   ~CudaStage() override {
@@ -139,10 +151,9 @@ class CudaStage final : public Stage {
     if (layers_.output && logits != nullptr) {
       const int64_t first = all_logits ? 0 : n - 1, vocab = output_.rows;
       cuda_rms_norm(x_ + first * E, output_norm_, xb_, n - first, E, eps, stream_);
-      for (int64_t b = 0; b < n - first; b += kCudaMatvecMaxBatch) {
-        const int nb = static_cast<int>(std::min<int64_t>(kCudaMatvecMaxBatch, n - first - b));
-        cuda_matvec(output_.type, output_.data, E, vocab, xb_ + b * E, nb, logits_, stream_);
-        ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits + b * vocab, logits_, sizeof(float) * nb * vocab,
+      for (int64_t b = 0; b < n - first; ++b) {  // the logits buffer holds one row (n_outputs 1)
+        cuda_matvec(output_.type, output_.data, E, vocab, xb_ + b * E, 1, logits_, stream_);
+        ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits + b * vocab, logits_, sizeof(float) * vocab,
                                           cudaMemcpyDeviceToHost, stream_));
       }
     } else {

@@ -49,13 +49,21 @@ std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s
     buffers.push_back({"k", f32(b * hp.kv_dim())});
     buffers.push_back({"v", f32(b * hp.kv_dim())});
     buffers.push_back({"attn_out", f32(b * hp.q_dim())});
-    // One row of scores per head and query in flight; flash attention keeps it per tile, the
-    // CPU path per (head, query) pair: n_head rows of n_ctx bound both.
-    buffers.push_back({"scores", f32(uint64_t(hp.n_head) * s.n_ctx)});
+    buffers.push_back({"residual", f32(b * hp.n_embd)});  // a sublayer's output before the add
+    if (s.gpu) {
+      // Split-key decode attention: per head and chunk of keys a max, a sum and head_dim outputs.
+      const uint64_t chunks = (uint64_t(s.n_ctx) + kGpuAttentionChunk - 1) / kGpuAttentionChunk;
+      buffers.push_back({"attention_partials", f32(uint64_t(hp.n_head) * chunks * (hp.head_dim + 2))});
+    } else {
+      // One row of scores per head and query in flight: n_head rows of n_ctx.
+      buffers.push_back({"scores", f32(uint64_t(hp.n_head) * s.n_ctx)});
+    }
     buffers.push_back({"ffn_gate", f32(b * hp.n_ff)});
     buffers.push_back({"ffn_up", f32(b * hp.n_ff)});
-    // Activations quantized to Q8_0 blocks for the integer dot products (widest input: n_ff).
-    buffers.push_back({"act_q8", q8_blocks(b * std::max(hp.n_embd, hp.n_ff))});
+    if (!s.gpu) {
+      // Activations quantized to Q8_0 blocks for the integer dot products (widest input: n_ff).
+      buffers.push_back({"act_q8", q8_blocks(b * std::max(hp.n_embd, hp.n_ff))});
+    }
   }
   if (s.has_output_head) {
     buffers.push_back({"logits", f32(uint64_t(s.n_outputs) * hp.n_vocab)});

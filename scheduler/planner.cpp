@@ -224,7 +224,7 @@ class Planner {
     if (d.output) d.weight_bytes += output_bytes_;
     d.kv_bytes = layers * kv_bytes_per_layer(m_.hp, opt_.kv_type, ctx);
     if (layers > 0 || d.output || d.device.kind == DeviceKind::cpu) {
-      StageShape shape{opt_.n_batch, ctx, opt_.n_outputs, layers > 0, d.output};
+      StageShape shape{opt_.n_batch, ctx, opt_.n_outputs, layers > 0, d.output, d.device.kind == DeviceKind::gpu};
       d.compute_bytes = stage_buffer_bytes(m_.hp, shape);
     }
   }

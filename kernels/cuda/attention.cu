@@ -15,12 +15,13 @@
 #include <cmath>
 
 #include "attention.h"
+#include "engine/memory_model.h"
 #include "scheduler/cuda_check.h"
 
 namespace engine {
 namespace {
 
-constexpr int kChunk = 256;
+constexpr int kChunk = kGpuAttentionChunk;  // the planner counts the workspace with it
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxHeadDim = 256;

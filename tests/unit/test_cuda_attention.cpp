@@ -6,10 +6,12 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "engine/error.h"
 #include "engine/half.h"
+#include "engine/memory_model.h"
 #include "scheduler/cuda_runtime.h"
 
 #if ENGINE_HAVE_CUDA
@@ -89,6 +91,30 @@ TEST(CudaAttention, RefusesBadShapes) {
   EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 4, 8, 2, 100, 1.0f, nullptr, nullptr, nullptr), Error);
   EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 4, 8, 3, 128, 1.0f, nullptr, nullptr, nullptr), Error);
   EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 0, 8, 2, 128, 1.0f, nullptr, nullptr, nullptr), Error);
+#endif
+}
+
+// The planner counts the GPU stage's attention workspace with the memory model's formula; the
+// kernel's own must be the same (a host function: runs wherever the backend is built).
+TEST(CudaAttention, WorkspaceIsWhatThePlannerCounts) {
+#if !ENGINE_HAVE_CUDA
+  GTEST_SKIP() << "built without the CUDA backend";
+#else
+  for (const auto& [n_head, head_dim, n_ctx] : {std::tuple{40, 128, 4096u}, std::tuple{32, 64, 1000u},
+                                                std::tuple{8, 256, 1u}}) {
+    HyperParams hp;
+    hp.n_embd = n_head * head_dim;
+    hp.n_head = n_head;
+    hp.n_head_kv = n_head;
+    hp.head_dim = head_dim;
+    hp.n_ff = 4 * hp.n_embd;
+    hp.n_vocab = 1000;
+    uint64_t planned = 0;
+    for (const BufferSpec& b : stage_buffers(hp, {16, n_ctx, 1, true, false, true})) {
+      if (b.name == "attention_partials") planned = b.bytes;
+    }
+    EXPECT_EQ(planned, 4 * cuda_attention_decode_workspace(n_head, head_dim, n_ctx)) << n_head << " " << head_dim;
+  }
 #endif
 }
 

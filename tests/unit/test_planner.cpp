@@ -124,7 +124,7 @@ TEST_F(PlannerTest, OneGpuOf24GiBTakesExactlyWhatFitsTheCpuTheRest) {
   for (const char* name : {"output.weight", "output_norm.weight"}) {
     output += spec_->file.find_tensor(name)->n_bytes;
   }
-  const uint64_t compute = stage_buffer_bytes(spec_->hp, {512, ctx, 1, true, true});
+  const uint64_t compute = stage_buffer_bytes(spec_->hp, {512, ctx, 1, true, true, true});
   const uint64_t budget = 24 * GiB - (512ull << 20) - compute - output;
   uint32_t k = 0;
   uint64_t used = 0;

@@ -27,7 +27,12 @@ struct StageShape {
   uint32_t n_outputs = 1;  // rows of logits kept per call (1 for generation)
   bool has_layers = true;
   bool has_output_head = false;
+  bool gpu = false;  // a CUDA stage: its attention workspace, no CPU activation blocks
 };
+
+// Tokens per chunk of the GPU's split-key decode attention (kernels/cuda/attention.cu); its
+// workspace holds, per head and chunk, a max, a sum and head_dim partial outputs.
+constexpr uint32_t kGpuAttentionChunk = 256;
 
 struct BufferSpec {
   std::string_view name;
