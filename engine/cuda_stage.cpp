@@ -34,12 +34,29 @@ struct DeviceLayer {
   DeviceMatrix wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
+// What a stage holds on its device, released even when the constructor fails halfway.
+struct DeviceResources {
+  int device = -1;
+  cudaStream_t stream = nullptr;
+  std::vector<void*> buffers;
+  float* pinned = nullptr;
+  ~DeviceResources() {
+    if (device < 0) return;
+    cudaSetDevice(device);
+    for (void* p : buffers) cudaFree(p);
+    if (pinned != nullptr) cudaFreeHost(pinned);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+};
+
 class CudaStage final : public Stage {
  public:
   CudaStage(const CpuModel& model, StageLayers layers, int device, uint32_t n_ctx, uint32_t n_batch)
       : m_(model), hp_(model.spec.hp), layers_(layers), device_(device), n_ctx_(n_ctx), n_batch_(n_batch) {
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
-    ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    res_.device = device_;
+    ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&res_.stream, cudaStreamNonBlocking));
+    stream_ = res_.stream;
     rope_ = device_rope();
     const int64_t E = hp_.n_embd, KV = hp_.kv_dim();
     for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
@@ -91,14 +108,8 @@ class CudaStage final : public Stage {
       if (b.name == "ffn_up") up_ = p;
       if (b.name == "logits") logits_ = p;
     }
-    ENGINE_CUDA_CHECK(cudaMallocHost(&host_hidden_, sizeof(float) * n_batch_ * E));
-  }
-
-  ~CudaStage() override {
-    cudaSetDevice(device_);
-    for (void* p : allocations_) cudaFree(p);
-    cudaFreeHost(host_hidden_);
-    cudaStreamDestroy(stream_);
+    ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned, sizeof(float) * n_batch_ * E));
+    host_hidden_ = res_.pinned;
   }
 
   float* hidden() override { return host_hidden_; }
@@ -175,7 +186,7 @@ class CudaStage final : public Stage {
                               device_, bytes, layers_.first, layers_.last, cudaGetErrorString(status), free_bytes,
                               total));
     }
-    allocations_.push_back(p);
+    res_.buffers.push_back(p);
     return static_cast<T*>(p);
   }
 
@@ -210,8 +221,8 @@ class CudaStage final : public Stage {
   StageLayers layers_;
   int device_;
   uint32_t n_ctx_, n_batch_;
+  DeviceResources res_;
   cudaStream_t stream_ = nullptr;
-  std::vector<void*> allocations_;
   std::vector<DeviceLayer> dev_layers_;
   float* output_norm_ = nullptr;
   DeviceMatrix output_;
