@@ -10,6 +10,7 @@
 #include "engine/model_spec.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
+#include "scheduler/stage.h"
 
 namespace engine {
 
@@ -35,28 +36,6 @@ class CpuModel {
   std::vector<float> output_norm, rope_freqs;
   std::vector<LayerWeights> layers;
   RopeParams rope;  // per-model part (no position)
-};
-
-// Which part of the model a stage runs: layers first..last (inclusive); the input stage looks
-// the tokens up in the embeddings, the output stage applies the output norm and head.
-struct StageLayers {
-  uint32_t first = 0, last = 0;
-  bool input = true, output = true;
-};
-
-// A pipeline stage: its layers' weights, its part of one sequence's KV cache, its buffers.
-class Stage {
- public:
-  virtual ~Stage() = default;
-
-  // Runs tokens at positions [pos, pos + n) through the stage's layers. The input stage embeds
-  // `tokens`; any other reads the hidden state that the previous stage's transport wrote into
-  // hidden(). The output stage writes logits: the last token's (n_vocab floats), or every
-  // token's ([n][n_vocab]) when all_logits, unless `logits` is null; other stages leave theirs
-  // in hidden().
-  virtual void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) = 0;
-
-  virtual float* hidden() = 0;  // [n_batch][n_embd] host floats
 };
 
 // One pipeline stage on the CPU, with its own worker threads; scratch buffers sized by the

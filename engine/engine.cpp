@@ -6,7 +6,8 @@
 #include <thread>
 
 #include "cpu_model.h"
-#include "pipeline.h"
+#include "cuda_stage.h"
+#include "scheduler/pipeline.h"
 #include "engine/error.h"
 
 namespace engine {
@@ -61,13 +62,28 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
   int cpu_stages = 0;
   for (const StageOptions& st : stages) cpu_stages += st.device.cuda_index < 0;
   const int share = std::max(1, threads / std::max(1, cpu_stages));
-  std::vector<PipelineStage> pipeline;
-  for (const StageOptions& st : stages) {
-    pipeline.push_back({StageLayers{st.first_layer, st.last_layer, false, false}, share,
-                        st.device.kind == DeviceKind::gpu ? st.device.cuda_index : -1});
+  std::vector<StageLayers> ranges;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    ranges.push_back({stages[s].first_layer, stages[s].last_layer, s == 0, s + 1 == stages.size()});
   }
-  pipeline_ = std::make_unique<Pipeline>(*model_->cpu_, pipeline, n_ctx_, n_batch_, options.n_ubatch,
-                                         options.kv_type);
+  check_stage_ranges(ranges, hp.n_layer);
+  const uint32_t n_ubatch = options.n_ubatch == 0 ? n_batch_ : std::min(options.n_ubatch, n_batch_);
+  std::vector<std::unique_ptr<Stage>> built;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const Device& d = stages[s].device;
+    const int cuda = d.kind == DeviceKind::gpu ? d.cuda_index : -1;
+    try {
+      if (cuda >= 0) {
+        built.push_back(make_cuda_stage(*model_->cpu_, ranges[s], cuda, n_ctx_, n_ubatch, options.kv_type));
+      } else {
+        built.push_back(std::make_unique<CpuStage>(*model_->cpu_, ranges[s], n_ctx_, n_ubatch, options.kv_type, share));
+      }
+    } catch (const Error& e) {
+      throw Error(fmt::format("stage {} (layers {}-{}) on {}: {}", s, ranges[s].first, ranges[s].last,
+                              cuda >= 0 ? fmt::format("cuda{}", cuda) : std::string("the CPU"), e.what()));
+    }
+  }
+  pipeline_ = std::make_unique<Pipeline>(std::move(built), hp.n_embd, hp.n_vocab, n_ubatch);
 }
 
 size_t Context::n_stages() const { return pipeline_->n_stages(); }

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "cpu_model.h"
+#include "stage.h"
 
 namespace engine {
 
@@ -33,16 +33,15 @@ class HostTransport final : public Transport {
   void send(const float* from, float* to, int64_t n_floats) override;
 };
 
-struct PipelineStage {
-  StageLayers layers;
-  int n_threads = 1;     // CPU stages
-  int cuda_device = -1;  // >= 0: the stage runs on this CUDA device
-};
+// Checks that the ranges cover layers 0 .. n_layer - 1 in order, each once; throws engine::Error
+// "pipeline: ..." naming the first stage that does not.
+void check_stage_ranges(const std::vector<StageLayers>& ranges, uint32_t n_layer);
 
 class Pipeline {
  public:
-  Pipeline(const CpuModel& model, const std::vector<PipelineStage>& stages, uint32_t n_ctx,
-           uint32_t n_batch, uint32_t n_ubatch, KvType kv_type);
+  // The stages in layer order (the first embeds, the last has the head), built for micro-batches
+  // of up to n_ubatch tokens.
+  Pipeline(std::vector<std::unique_ptr<Stage>> stages, int64_t n_embd, int64_t n_vocab, uint32_t n_ubatch);
 
   // As Stage::forward for the whole model: n <= n_batch tokens at positions [pos, pos + n).
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits);
@@ -50,7 +49,7 @@ class Pipeline {
   size_t n_stages() const { return stages_.size(); }
 
  private:
-  const CpuModel& model_;
+  int64_t n_embd_, n_vocab_;
   uint32_t n_ubatch_;
   std::vector<std::unique_ptr<Stage>> stages_;
   std::vector<std::unique_ptr<Transport>> transports_;  // transports_[s]: stage s -> s + 1

@@ -7,7 +7,6 @@
 
 #include <fmt/format.h>
 
-#include "cuda_stage.h"
 #include "engine/error.h"
 
 namespace engine {
@@ -16,14 +15,11 @@ void HostTransport::send(const float* from, float* to, int64_t n_floats) {
   std::memcpy(to, from, static_cast<size_t>(n_floats) * sizeof(float));
 }
 
-Pipeline::Pipeline(const CpuModel& model, const std::vector<PipelineStage>& stages, uint32_t n_ctx,
-                   uint32_t n_batch, uint32_t n_ubatch, KvType kv_type)
-    : model_(model), n_ubatch_(n_ubatch == 0 ? n_batch : std::min(n_ubatch, n_batch)) {
-  const uint32_t n_layer = model.spec.hp.n_layer;
-  if (stages.empty()) throw Error("pipeline: no stages");
+void check_stage_ranges(const std::vector<StageLayers>& ranges, uint32_t n_layer) {
+  if (ranges.empty()) throw Error("pipeline: no stages");
   uint32_t next = 0;
-  for (size_t s = 0; s < stages.size(); ++s) {
-    const StageLayers& l = stages[s].layers;
+  for (size_t s = 0; s < ranges.size(); ++s) {
+    const StageLayers& l = ranges[s];
     if (l.first != next || l.last < l.first || l.last >= n_layer) {
       throw Error(fmt::format("pipeline: stage {} has layers {}-{}, expected a range starting at {} "
                               "within 0-{} (stages must cover the layers in order)",
@@ -34,29 +30,18 @@ Pipeline::Pipeline(const CpuModel& model, const std::vector<PipelineStage>& stag
   if (next != n_layer) {
     throw Error(fmt::format("pipeline: the stages end at layer {}, the model has {} layers", next - 1, n_layer));
   }
-  for (size_t s = 0; s < stages.size(); ++s) {
-    StageLayers l = stages[s].layers;
-    l.input = s == 0;
-    l.output = s + 1 == stages.size();
-    try {
-      if (stages[s].cuda_device >= 0) {
-        stages_.push_back(make_cuda_stage(model, l, stages[s].cuda_device, n_ctx, n_ubatch_, kv_type));
-      } else {
-        stages_.push_back(std::make_unique<CpuStage>(model, l, n_ctx, n_ubatch_, kv_type, stages[s].n_threads));
-      }
-    } catch (const Error& e) {
-      throw Error(fmt::format("stage {} (layers {}-{}) on {}: {}", s, l.first, l.last,
-                              stages[s].cuda_device >= 0 ? fmt::format("cuda{}", stages[s].cuda_device) : "the CPU",
-                              e.what()));
-    }
-    if (s + 1 < stages.size()) transports_.push_back(std::make_unique<HostTransport>());
-  }
+}
+
+Pipeline::Pipeline(std::vector<std::unique_ptr<Stage>> stages, int64_t n_embd, int64_t n_vocab, uint32_t n_ubatch)
+    : n_embd_(n_embd), n_vocab_(n_vocab), n_ubatch_(n_ubatch), stages_(std::move(stages)) {
+  if (stages_.empty()) throw Error("pipeline: no stages");
+  for (size_t s = 0; s + 1 < stages_.size(); ++s) transports_.push_back(std::make_unique<HostTransport>());
 }
 
 void Pipeline::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) {
   const int64_t ub = n_ubatch_, n_micro = (n + ub - 1) / ub;
   const int64_t n_stages = static_cast<int64_t>(stages_.size());
-  const int64_t E = model_.spec.hp.n_embd, n_vocab = model_.spec.hp.n_vocab;
+  const int64_t E = n_embd_, n_vocab = n_vocab_;
   auto length = [&](int64_t j) { return std::min(ub, n - j * ub); };
   auto run = [&](int64_t s, int64_t j) {
     float* out = nullptr;  // the head runs for every micro-batch or only for the last one
