@@ -17,9 +17,8 @@
 namespace engine {
 namespace {
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-
-// A super-block of one row as 256 bytes (value i at byte i) plus its group scales and mins.
+#if defined(__AVX2__)
+// A super-block of one row as 256 bytes (value i at byte i).
 inline void decode_bytes(const BlockQ4_K& b, uint8_t* out) {
   const __m256i low4 = _mm256_set1_epi8(15);
   for (int c = 0; c < 4; ++c) {  // byte 32c + l: value 64c + l (low nibble), 64c + 32 + l (high)
@@ -42,6 +41,10 @@ inline void decode_bytes(const BlockQ5_K& b, uint8_t* out) {
                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), h1));
   }
 }
+
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 
 // One super-block's panel: wt[p] = values 4p .. 4p + 3 of each of the 16 rows in its dword lanes
 // (group g = p / 8); dsc[g] and dmn[g] = d * sc_g and dmin * m_g per row.
@@ -140,12 +143,144 @@ void gemm_q8_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const B
     }
   }
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+// AVX2 without VNNI: the same panels, 8 rows per 256-bit vector (a 16-row panel is two of them),
+// each u8 x s8 product pair summed to int16 by maddubs (no overflow: 31 * 127 * 2 < 32767) and to
+// int32 by madd.
+
+struct Q8Panel8 {
+  __m256i wt[64];
+  __m256 dsc[8], dmn[8];
+};
+
+// In place: v[r] holds 8 dwords of row r; afterwards v[p] holds dword p of every row.
+inline void transpose8x8_epi32(__m256i v[8]) {
+  __m256i u[8];
+  for (int g = 0; g < 2; ++g) {  // within each 128-bit lane, 4x4 blocks of rows 4g .. 4g + 3
+    const __m256i t0 = _mm256_unpacklo_epi32(v[4 * g], v[4 * g + 1]);
+    const __m256i t1 = _mm256_unpackhi_epi32(v[4 * g], v[4 * g + 1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(v[4 * g + 2], v[4 * g + 3]);
+    const __m256i t3 = _mm256_unpackhi_epi32(v[4 * g + 2], v[4 * g + 3]);
+    u[4 * g] = _mm256_unpacklo_epi64(t0, t2);      // lane k: dword 4k of the four rows
+    u[4 * g + 1] = _mm256_unpackhi_epi64(t0, t2);  // dword 4k + 1
+    u[4 * g + 2] = _mm256_unpacklo_epi64(t1, t3);
+    u[4 * g + 3] = _mm256_unpackhi_epi64(t1, t3);
+  }
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x20);      // dword j of rows 0-3, 4-7
+    v[4 + j] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x31);  // dword 4 + j
+  }
+}
+
+template <typename Block>
+void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8Panel8& p) {
+  alignas(32) uint8_t rows[8][256];
+  alignas(32) float dsc[8][8], dmn[8][8];
+  for (int r = 0; r < 8; ++r) {
+    if (r >= n_rows) {
+      std::memset(rows[r], 0, sizeof(rows[r]));
+      for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
+      continue;
+    }
+    const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
+    decode_bytes(b, rows[r]);
+    uint8_t sc[8], m[8];
+    unpack_k4_scales(b.scales, sc, m);
+    const float d = h2f(b.d), dmin = h2f(b.dmin);
+    for (int g = 0; g < 8; ++g) {
+      dsc[g][r] = d * float(sc[g]);
+      dmn[g][r] = dmin * float(m[g]);
+    }
+  }
+  for (int v = 0; v < 8; ++v) {  // dwords 8v .. 8v + 7
+    __m256i t[8];
+    for (int r = 0; r < 8; ++r) t[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[r] + 32 * v));
+    transpose8x8_epi32(t);
+    for (int q = 0; q < 8; ++q) p.wt[8 * v + q] = t[q];
+  }
+  for (int g = 0; g < 8; ++g) {
+    p.dsc[g] = _mm256_load_ps(dsc[g]);
+    p.dmn[g] = _mm256_load_ps(dmn[g]);
+  }
+}
+
+inline __m256i broadcast_dword(const int8_t* q) {
+  int32_t v;
+  std::memcpy(&v, q, 4);
+  return _mm256_set1_epi32(v);
+}
+
+template <int C>
+void q8_panel8_cols(const Q8Panel8& p, const BlockQ8x32* x, int64_t x_stride, int64_t i, bool first,
+                    int n_rows, float* y, int64_t ldy) {
+  const BlockQ8x32* xb[C];
+  for (int c = 0; c < C; ++c) xb[c] = x + c * x_stride + 8 * i;
+  const __m256i ones = _mm256_set1_epi16(1);
+  alignas(32) float acc_out[C][8];
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c) {
+    if (first) {
+      acc[c] = _mm256_setzero_ps();
+    } else {
+      for (int r = 0; r < 8; ++r) acc_out[c][r] = r < n_rows ? y[c * ldy + r] : 0.0f;
+      acc[c] = _mm256_load_ps(acc_out[c]);
+    }
+  }
+  for (int g = 0; g < 8; ++g) {
+    __m256i iacc[C];
+    for (int c = 0; c < C; ++c) iacc[c] = _mm256_setzero_si256();
+    for (int q = 0; q < 8; ++q) {
+      const __m256i wv = p.wt[8 * g + q];
+      for (int c = 0; c < C; ++c) {
+        const __m256i prod = _mm256_maddubs_epi16(wv, broadcast_dword(xb[c][g].q + 4 * q));
+        iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(prod, ones));
+      }
+    }
+    for (int c = 0; c < C; ++c) {
+      const __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[c]), _mm256_set1_ps(xb[c][g].d));
+      acc[c] = _mm256_fmadd_ps(dot, p.dsc[g], acc[c]);
+      acc[c] = _mm256_fnmadd_ps(p.dmn[g], _mm256_set1_ps(xb[c][g].dsum), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    _mm256_store_ps(acc_out[c], acc[c]);
+    for (int r = 0; r < n_rows; ++r) y[c * ldy + r] = acc_out[c][r];
+  }
+}
+
+template <typename Block>
+void gemm_q8_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x32* x,
+                        int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
+  static_assert(kQ8PanelRows == 16);
+  constexpr int kCols = 4;  // 2 * 4 accumulators
+  Q8Panel8 p;
+  for (int h = 0; h * 8 < n_rows; ++h) {  // two 8-row halves
+    const int rows = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;
+    const uint8_t* wh = static_cast<const uint8_t*>(w) + 8 * h * row_bytes;
+    for (int64_t i = 0; i < k / 256; ++i) {
+      decode_q8_panel8<Block>(wh, row_bytes, rows, i, p);
+      for (int c0 = 0; c0 < n_cols; c0 += kCols) {
+        const BlockQ8x32* xc = x + c0 * x_stride;
+        float* yc = y + c0 * ldy + 8 * h;
+        switch (n_cols - c0 < kCols ? n_cols - c0 : kCols) {
+          case 1: q8_panel8_cols<1>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+          case 2: q8_panel8_cols<2>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+          case 3: q8_panel8_cols<3>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+          default: q8_panel8_cols<4>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
+        }
+      }
+    }
+  }
+}
 #endif
 
 void add_q8_panels([[maybe_unused]] DotKernels& k) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx512<BlockQ4_K>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8_panel_avx512<BlockQ5_K>;
+#elif defined(__AVX2__) && defined(__FMA__)
+  k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx2<BlockQ4_K>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8_panel_avx2<BlockQ5_K>;
 #endif
 }
 
