@@ -161,14 +161,8 @@ void f32_rows_avx512(const uint8_t* w, uint64_t row_bytes, const float* x, int64
 template <typename Decode>
 void gemm_f32_avx512(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx,
                      int n_cols, int64_t k, float* y, int64_t ldy) {
-  static_assert(kF32TileRows == 4);
   const auto* wb = static_cast<const uint8_t*>(w);
-  switch (n_rows) {
-    case 1: f32_rows_avx512<Decode, 1>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); break;
-    case 2: f32_rows_avx512<Decode, 2>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); break;
-    case 3: f32_rows_avx512<Decode, 3>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); break;
-    default: f32_rows_avx512<Decode, 4>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); break;
-  }
+  with_count<kF32TileRows>(n_rows, [&]<int R>() { f32_rows_avx512<Decode, R>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); });
 }
 #endif
 

@@ -169,28 +169,15 @@ void q16_tile_avx512(const uint8_t* w, uint64_t row_bytes, const BlockQ16x256* x
   }
 }
 
-template <typename Tiles, int R>
-void q16_tile_cols(const uint8_t* w, uint64_t row_bytes, const BlockQ16x256* x, int64_t x_stride,
-                   int n_cols, int64_t nb, float* y, int64_t ldy) {
-  static_assert(kQ16TileCols == 4);
-  switch (n_cols) {
-    case 1: q16_tile_avx512<Tiles, R, 1>(w, row_bytes, x, x_stride, nb, y, ldy); break;
-    case 2: q16_tile_avx512<Tiles, R, 2>(w, row_bytes, x, x_stride, nb, y, ldy); break;
-    case 3: q16_tile_avx512<Tiles, R, 3>(w, row_bytes, x, x_stride, nb, y, ldy); break;
-    default: q16_tile_avx512<Tiles, R, 4>(w, row_bytes, x, x_stride, nb, y, ldy); break;
-  }
-}
-
 template <typename Tiles>
 void gemm_q16_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
                      int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
-  static_assert(kQ16TileRows == 2);
   const auto* wb = static_cast<const uint8_t*>(w);
-  if (n_rows == 2) {
-    q16_tile_cols<Tiles, 2>(wb, row_bytes, x, x_stride, n_cols, k / 256, y, ldy);
-  } else {
-    q16_tile_cols<Tiles, 1>(wb, row_bytes, x, x_stride, n_cols, k / 256, y, ldy);
-  }
+  with_count<kQ16TileRows>(n_rows, [&]<int R>() {
+    with_count<kQ16TileCols>(n_cols, [&]<int C>() {
+      q16_tile_avx512<Tiles, R, C>(wb, row_bytes, x, x_stride, k / 256, y, ldy);
+    });
+  });
 }
 
 // In place: v[r] holds 16 dwords of row r; afterwards v[p] holds dword p of every row.
@@ -295,16 +282,7 @@ void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const 
     for (int c0 = 0; c0 < n_cols; c0 += kCols) {
       const BlockQ16x256* xc = x + c0 * x_stride;
       float* yc = y + c0 * ldy;
-      switch (n_cols - c0 < kCols ? n_cols - c0 : kCols) {
-        case 1: q16_panel_cols<1>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 2: q16_panel_cols<2>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 3: q16_panel_cols<3>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 4: q16_panel_cols<4>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 5: q16_panel_cols<5>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 6: q16_panel_cols<6>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 7: q16_panel_cols<7>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        default: q16_panel_cols<8>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-      }
+      with_count<kCols>(n_cols - c0, [&]<int C>() { q16_panel_cols<C>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
     }
   }
 }

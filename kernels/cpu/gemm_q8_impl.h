@@ -42,6 +42,28 @@ inline void decode_bytes(const BlockQ5_K& b, uint8_t* out) {
   }
 }
 
+// The first n_rows of kRows weight rows' super-block i as bytes (rows[r], value j at byte j) and
+// group scales (dsc[g][r] = d * sc_g, dmn[g][r] = dmin * m_g); rows past n_rows are zero.
+template <int kRows, typename Block>
+void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, uint8_t (*rows)[256],
+                       float (*dsc)[kRows], float (*dmn)[kRows]) {
+  for (int r = 0; r < kRows; ++r) {
+    if (r >= n_rows) {
+      std::memset(rows[r], 0, 256);
+      for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
+      continue;
+    }
+    const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
+    decode_bytes(b, rows[r]);
+    uint8_t sc[8], m[8];
+    unpack_k4_scales(b.scales, sc, m);
+    const float d = h2f(b.d), dmin = h2f(b.dmin);
+    for (int g = 0; g < 8; ++g) {
+      dsc[g][r] = d * float(sc[g]);
+      dmn[g][r] = dmin * float(m[g]);
+    }
+  }
+}
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
@@ -57,22 +79,7 @@ template <typename Block>
 void decode_q8_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8Panel& p) {
   alignas(64) uint8_t rows[kQ8PanelRows][256];
   alignas(64) float dsc[8][kQ8PanelRows], dmn[8][kQ8PanelRows];
-  for (int r = 0; r < kQ8PanelRows; ++r) {
-    if (r >= n_rows) {
-      std::memset(rows[r], 0, sizeof(rows[r]));
-      for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
-      continue;
-    }
-    const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
-    decode_bytes(b, rows[r]);
-    uint8_t sc[8], m[8];
-    unpack_k4_scales(b.scales, sc, m);
-    const float d = h2f(b.d), dmin = h2f(b.dmin);
-    for (int g = 0; g < 8; ++g) {
-      dsc[g][r] = d * float(sc[g]);
-      dmn[g][r] = dmin * float(m[g]);
-    }
-  }
+  decode_panel_rows<kQ8PanelRows, Block>(w, row_bytes, n_rows, i, rows, dsc, dmn);
   for (int v = 0; v < 4; ++v) {  // dwords 16v .. 16v + 15
     __m512i t[16];
     for (int r = 0; r < kQ8PanelRows; ++r) t[r] = _mm512_load_si512(rows[r] + 64 * v);
@@ -130,16 +137,7 @@ void gemm_q8_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const B
     for (int c0 = 0; c0 < n_cols; c0 += kCols) {
       const BlockQ8x32* xc = x + c0 * x_stride;
       float* yc = y + c0 * ldy;
-      switch (n_cols - c0 < kCols ? n_cols - c0 : kCols) {
-        case 1: q8_panel_cols<1>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 2: q8_panel_cols<2>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 3: q8_panel_cols<3>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 4: q8_panel_cols<4>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 5: q8_panel_cols<5>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 6: q8_panel_cols<6>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        case 7: q8_panel_cols<7>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        default: q8_panel_cols<8>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-      }
+      with_count<kCols>(n_cols - c0, [&]<int C>() { q8_panel_cols<C>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
     }
   }
 }
@@ -176,22 +174,7 @@ template <typename Block>
 void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8Panel8& p) {
   alignas(32) uint8_t rows[8][256];
   alignas(32) float dsc[8][8], dmn[8][8];
-  for (int r = 0; r < 8; ++r) {
-    if (r >= n_rows) {
-      std::memset(rows[r], 0, sizeof(rows[r]));
-      for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
-      continue;
-    }
-    const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
-    decode_bytes(b, rows[r]);
-    uint8_t sc[8], m[8];
-    unpack_k4_scales(b.scales, sc, m);
-    const float d = h2f(b.d), dmin = h2f(b.dmin);
-    for (int g = 0; g < 8; ++g) {
-      dsc[g][r] = d * float(sc[g]);
-      dmn[g][r] = dmin * float(m[g]);
-    }
-  }
+  decode_panel_rows<8, Block>(w, row_bytes, n_rows, i, rows, dsc, dmn);
   for (int v = 0; v < 8; ++v) {  // dwords 8v .. 8v + 7
     __m256i t[8];
     for (int r = 0; r < 8; ++r) t[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[r] + 32 * v));
@@ -262,12 +245,7 @@ void gemm_q8_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const Blo
       for (int c0 = 0; c0 < n_cols; c0 += kCols) {
         const BlockQ8x32* xc = x + c0 * x_stride;
         float* yc = y + c0 * ldy + 8 * h;
-        switch (n_cols - c0 < kCols ? n_cols - c0 : kCols) {
-          case 1: q8_panel8_cols<1>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-          case 2: q8_panel8_cols<2>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-          case 3: q8_panel8_cols<3>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-          default: q8_panel8_cols<4>(p, xc, x_stride, i, i == 0, rows, yc, ldy); break;
-        }
+        with_count<kCols>(n_cols - c0, [&]<int C>() { q8_panel8_cols<C>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
       }
     }
   }

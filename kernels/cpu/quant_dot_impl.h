@@ -21,6 +21,7 @@
 
 #include "../cpu/quant_blocks.h"
 #include "quant_dot.h"
+#include "with_count.h"
 
 namespace engine {
 namespace {
@@ -337,12 +338,7 @@ float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
   float sum = 0;
   for (int64_t k0 = 0; k0 < k; k0 += 16384) {
     const int64_t len = k - k0 < 16384 ? k - k0 : 16384;
-    for (int64_t i = 0; i < len / 256; ++i) {
-      for (int g = 0; g < 8; ++g) {
-        scales[16 * i + g] = x[k0 / 32 + 8 * i + g].d;
-        scales[16 * i + 8 + g] = x[k0 / 32 + 8 * i + g].dsum;
-      }
-    }
+    q8_superblock_scales(x + k0 / 32, len, scales);
     sum += dot_q4_k_avx2_scaled(static_cast<const BlockQ4_K*>(row) + k0 / 256, x + k0 / 32, scales, len);
   }
   return sum;

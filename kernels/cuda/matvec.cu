@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 
 #include "../cpu/quant_blocks.h"
+#include "../cpu/with_count.h"
 #include "matvec.h"
 #include "scheduler/cuda_check.h"
 
@@ -206,16 +207,9 @@ void launch(const void* w, uint64_t row_bytes, int64_t K, int64_t N, const float
   const dim3 block(32, kWarps);
   const auto grid = static_cast<unsigned>((N + kWarps - 1) / kWarps);
   const auto* wb = static_cast<const uint8_t*>(w);
-  switch (n_batch) {
-    case 1: matvec_kernel<Rows, 1><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y); break;
-    case 2: matvec_kernel<Rows, 2><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y); break;
-    case 3: matvec_kernel<Rows, 3><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y); break;
-    case 4: matvec_kernel<Rows, 4><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y); break;
-    case 5: matvec_kernel<Rows, 5><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y); break;
-    case 6: matvec_kernel<Rows, 6><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y); break;
-    case 7: matvec_kernel<Rows, 7><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y); break;
-    default: matvec_kernel<Rows, 8><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y); break;
-  }
+  with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() {
+    matvec_kernel<Rows, B><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y);
+  });
 }
 
 // The kernels' lane arithmetic run on the host, lane by lane (see matvec.h).
@@ -235,16 +229,7 @@ void rows_on_host(const uint8_t* w, uint64_t row_bytes, int64_t K, int64_t N, co
 template <typename Rows>
 void on_host(const void* w, uint64_t row_bytes, int64_t K, int64_t N, const float* x, int n_batch, float* y) {
   const auto* wb = static_cast<const uint8_t*>(w);
-  switch (n_batch) {
-    case 1: rows_on_host<Rows, 1>(wb, row_bytes, K, N, x, y); break;
-    case 2: rows_on_host<Rows, 2>(wb, row_bytes, K, N, x, y); break;
-    case 3: rows_on_host<Rows, 3>(wb, row_bytes, K, N, x, y); break;
-    case 4: rows_on_host<Rows, 4>(wb, row_bytes, K, N, x, y); break;
-    case 5: rows_on_host<Rows, 5>(wb, row_bytes, K, N, x, y); break;
-    case 6: rows_on_host<Rows, 6>(wb, row_bytes, K, N, x, y); break;
-    case 7: rows_on_host<Rows, 7>(wb, row_bytes, K, N, x, y); break;
-    default: rows_on_host<Rows, 8>(wb, row_bytes, K, N, x, y); break;
-  }
+  with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() { rows_on_host<Rows, B>(wb, row_bytes, K, N, x, y); });
 }
 
 }  // namespace

@@ -59,6 +59,17 @@ class ForwardMatchesReference(unittest.TestCase):
     def prompt(self, n):
         return [int(t) for t in self.rng.integers(0, 512, n)]
 
+    def tie_free_greedy(self, ref, steps):
+        """An 8-token prompt whose `steps` reference greedy tokens never hinge on a gap of 1e-4 or less
+        between the best two logits, with those tokens."""
+        for _ in range(20):
+            ids = self.prompt(8)
+            want, gap = ref.greedy(ids, steps)
+            if gap > 1e-4:
+                break
+        self.assertGreater(gap, 1e-4, "no prompt without a near-tie in 20 draws")
+        return ids, want
+
     def test_f32_logits(self):
         for arch in ARCHS:
             path, ids = self.model(arch, "f32"), self.prompt(16)
@@ -72,12 +83,7 @@ class ForwardMatchesReference(unittest.TestCase):
             for mix in ("f16", "q8_0"):
                 path = self.model(arch, mix)
                 ref = Reference(path)
-                for _ in range(20):
-                    ids = self.prompt(8)
-                    want, gap = ref.greedy(ids, 32)
-                    if gap > 1e-4:
-                        break
-                self.assertGreater(gap, 1e-4, "no prompt without a near-tie in 20 draws")
+                ids, want = self.tie_free_greedy(ref, 32)
                 out = run(ENGINE_RUN, "--model", path, "--prompt-ids", ",".join(map(str, ids)),
                           "--n-predict", "32", "--greedy", "--kv-type", "f32", "--json").stdout
                 got = __import__("json").loads(out)["tokens"]
@@ -135,12 +141,7 @@ class ForwardMatchesReference(unittest.TestCase):
                            "--seed", str(int(self.rng.integers(1, 1 << 30))),
                            *SHAPE[:1], "4", *SHAPE[2:])
             ref = Reference(path)
-            for _ in range(20):
-                ids = self.prompt(8)
-                want, gap = ref.greedy(ids, 16)
-                if gap > 1e-4:
-                    break
-            self.assertGreater(gap, 1e-4, "no prompt without a near-tie in 20 draws")
+            ids, want = self.tie_free_greedy(ref, 16)
             out = run(ENGINE_RUN, "--model", path, "--prompt-ids", ",".join(map(str, ids)),
                       "--n-predict", "16", "--greedy", "--kv-type", "f32", "--json",
                       "--devices", "sim:1GiB,sim:1GiB,sim:1GiB", "--split", "1,2,1", "--ubatch", "3").stdout

@@ -42,6 +42,19 @@ double bound(GgmlType t) {
   return 0;
 }
 
+// sum_k w[k] x[k] in double, and sum_k |w[k] x[k]|, which bounds the accumulated rounding.
+struct DotReference {
+  double value = 0, scale = 0;
+};
+DotReference dot_reference(const float* w, const float* x, int64_t K) {
+  DotReference d;
+  for (int64_t k = 0; k < K; ++k) {
+    d.value += double(w[k]) * double(x[k]);
+    d.scale += std::fabs(double(w[k]) * double(x[k]));
+  }
+  return d;
+}
+
 std::vector<const DotKernels*> every_kernel_set() {
   std::vector<const DotKernels*> sets = {&dot_kernels_generic()};
   if (auto* k = dot_kernels_avx2()) sets.push_back(k);
@@ -188,11 +201,7 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
               EXPECT_TRUE(std::isnan(got)) << where << ": written outside the tile";
               continue;
             }
-            double want = 0, scale = 0;
-            for (int64_t k = 0; k < K; ++k) {
-              want += double(wf[r * K + k]) * double(x[c * K + k]);
-              scale += std::fabs(double(wf[r * K + k]) * double(x[c * K + k]));
-            }
+            const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
             EXPECT_LE(std::fabs(got - want) / scale, bound(tr.type)) << where;
             if (q16) {  // integer sums, then the same float steps: identical
               EXPECT_EQ(got, single[c * ldy + r]) << where << ": differs from the 1x1 tile";
@@ -238,11 +247,7 @@ TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
                 EXPECT_TRUE(std::isnan(got)) << where << ": written outside the panel";
                 continue;
               }
-              double want = 0, scale = 0;
-              for (int64_t k = 0; k < K; ++k) {
-                want += double(wf[r * K + k]) * double(x[c * K + k]);
-                scale += std::fabs(double(wf[r * K + k]) * double(x[c * K + k]));
-              }
+              const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
               EXPECT_LE(std::fabs(got - want) / scale, bound(tr.type)) << where;
               const float row = kern->dot_q8[t](w.data() + r * row_bytes, xq.data() + c * K / 32, K);
               EXPECT_LE(std::fabs(got - row) / scale, 1e-5) << where << ": differs from dot_q8";
