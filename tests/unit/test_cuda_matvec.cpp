@@ -22,6 +22,7 @@
 namespace engine {
 namespace {
 
+#if ENGINE_HAVE_CUDA
 // Relative error of y ([B][N]) against the double-precision product of the dequantized weights wf
 // ([N][K]) with x ([B][K]).
 double rel_to_reference(const std::vector<float>& wf, const std::vector<float>& x, const std::vector<float>& y,
@@ -37,6 +38,7 @@ double rel_to_reference(const std::vector<float>& wf, const std::vector<float>& 
   }
   return std::sqrt(err / norm);
 }
+#endif
 
 TEST(CudaMatvec, EverySupportedTypeAndBatchAgainstDoubleReference) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
