@@ -63,13 +63,25 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
       return;
     }
     case DotRegime::q8_activations: {
-      // Quantize each activation row once; prompt batches then go through panels where the type
-      // has them, everything else through integer dot products row by row.
+      // Prompt batches go through panels where the type has them; decode rows of the K-quants
+      // through 256-value activation blocks; everything else through integer dot products row by
+      // row. Each activation row is quantized once.
+      const GemmQ8 panel = kern.gemm_q8_panel[t];
+      const bool panels = panel != nullptr && n_batch >= kPanelMinBatch;
+      if (const DotQ8x256 dot = kern.dot_q8x256[t]; dot != nullptr && !panels) {
+        std::vector<BlockQ8x256> x256(static_cast<size_t>(n_batch * K / 256));
+        for (int64_t b = 0; b < n_batch; ++b) kern.quantize_q8x256(x + b * K, x256.data() + b * K / 256, K);
+        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+          for (int64_t n = n0; n < n1; ++n) {
+            for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, x256.data() + b * K / 256, K);
+          }
+        });
+        return;
+      }
       const int64_t blocks = K / 32;
       std::vector<BlockQ8x32> xq(static_cast<size_t>(n_batch * blocks));
       for (int64_t b = 0; b < n_batch; ++b) kern.quantize_q8(x + b * K, xq.data() + b * blocks, K);
-      const GemmQ8 panel = kern.gemm_q8_panel[t];
-      if (panel != nullptr && n_batch >= kPanelMinBatch) {
+      if (panels) {
         pool.parallel_for((N + kQ8PanelRows - 1) / kQ8PanelRows, [&](int64_t p0, int64_t p1) {
           for (int64_t n = p0 * kQ8PanelRows; n < std::min(N, p1 * kQ8PanelRows); n += kQ8PanelRows) {
             const int n_rows = static_cast<int>(std::min<int64_t>(kQ8PanelRows, N - n));

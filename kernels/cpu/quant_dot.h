@@ -35,6 +35,14 @@ struct alignas(64) BlockQ16x256 {
   float d;
 };
 
+// 256 activations with one scale, for the K-quants' decode rows: x ~ d * q, |q| <= 127;
+// sums[j] = sum of q over values 16j..16j+15, for the weights' per-group offsets (mins).
+struct alignas(64) BlockQ8x256 {
+  int8_t q[256];
+  int16_t sums[16];
+  float d;
+};
+
 enum class DotRegime { f32_activations, q16_activations, q8_activations, dequantize };
 DotRegime dot_regime(GgmlType type);
 
@@ -43,6 +51,7 @@ using DotQ8 = float (*)(const void* row, const BlockQ8x32* x, int64_t k);
 // For the K-quants: the same, plus the activations' scales per super-block laid out for vector
 // loads, which every row would otherwise gather from the blocks again (see q8_superblock_scales).
 using DotQ8K = float (*)(const void* row, const BlockQ8x32* x, const float* scales, int64_t k);
+using DotQ8x256 = float (*)(const void* row, const BlockQ8x256* x, int64_t k);
 
 // scales[16 * i .. 16 * i + 15] = d of blocks 8i .. 8i + 7, then d * sum of the same blocks.
 void q8_superblock_scales(const BlockQ8x32* x, int64_t k, float* scales);
@@ -68,9 +77,13 @@ struct DotKernels {
   const char* isa;  // "avx512-vnni", "avx2", "generic"
   void (*quantize_q8)(const float* x, BlockQ8x32* out, int64_t k);     // k % 32 == 0
   void (*quantize_q16)(const float* x, BlockQ16x256* out, int64_t k);  // k % 256 == 0
+  void (*quantize_q8x256)(const float* x, BlockQ8x256* out, int64_t k);  // k % 256 == 0
   DotF32 dot_f32[32];  // indexed by GGUF type id; null where the regime differs
   DotQ8 dot_q8[32];
   DotQ8K dot_q8k[32];  // where it exists, matmul prefers it to dot_q8
+  // Q4_K, Q5_K: decode rows (batches below the panels' minimum) against BlockQ8x256 activations,
+  // preferred to dot_q8 and dot_q8k where they exist.
+  DotQ8x256 dot_q8x256[32];
   GemmQ16 gemm_q16[32];        // Q6_K: tiles of up to kQ16TileRows x kQ16TileCols
   GemmQ16 gemm_q16_panel[32];  // up to kQ16PanelRows x any; null where no panel kernel exists
   GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K: up to kQ8PanelRows x any; null where none exists

@@ -93,8 +93,10 @@ TEST(CpuOps, EveryInstructionSetAgreesPerType) {
   std::vector<float> x(K), wf(K);
   for (auto& v : x) v = normal(rng);
   std::vector<BlockQ8x32> xq(K / 32);
+  std::vector<BlockQ8x256> x256(K / 256);
   for (const DotKernels* kern : every_kernel_set()) {
     kern->quantize_q8(x.data(), xq.data(), K);
+    kern->quantize_q8x256(x.data(), x256.data(), K);
     for (const TypeTraits& tr : all_type_traits()) {
       const auto t = static_cast<uint32_t>(tr.type);
       const auto w = test::random_blocks(tr.type, K, rng);
@@ -104,16 +106,15 @@ TEST(CpuOps, EveryInstructionSetAgreesPerType) {
         want += double(wf[k]) * double(x[k]);
         scale += std::fabs(double(wf[k]) * double(x[k]));
       }
-      float got;
-      if (kern->dot_q8[t] != nullptr) {
-        got = kern->dot_q8[t](w.data(), xq.data(), K);
-      } else if (kern->dot_f32[t] != nullptr) {
-        got = kern->dot_f32[t](w.data(), x.data(), K);
-      } else {
-        continue;  // only tiles (TilesOfEveryShapeAgainstDoubleReference)
+      std::vector<std::pair<const char*, float>> got;
+      if (kern->dot_q8[t] != nullptr) got.emplace_back("q8 rows", kern->dot_q8[t](w.data(), xq.data(), K));
+      if (kern->dot_q8x256[t] != nullptr) got.emplace_back("q8x256 rows", kern->dot_q8x256[t](w.data(), x256.data(), K));
+      if (kern->dot_f32[t] != nullptr) got.emplace_back("f32 rows", kern->dot_f32[t](w.data(), x.data(), K));
+      // Types without row kernels have tiles (TilesAndPanelsOfEveryShapeAgainstDoubleReference).
+      for (const auto& [kind, value] : got) {
+        // Relative to the sum of |products|, which bounds the accumulated rounding.
+        EXPECT_LE(std::fabs(value - want) / scale, bound(tr.type)) << kern->isa << " " << tr.name << " " << kind;
       }
-      // Relative to the sum of |products|, which bounds the accumulated rounding.
-      EXPECT_LE(std::fabs(got - want) / scale, bound(tr.type)) << kern->isa << " " << tr.name;
     }
   }
 }
@@ -132,6 +133,31 @@ TEST(CpuOps, Q16QuantizationStaysInRange) {
       const BlockQ16x256& b = xq[i / 256];
       ASSERT_LE(std::abs(b.q[i % 256]), kQ16Max) << kern->isa;
       EXPECT_LE(std::fabs(b.d * b.q[i % 256] - x[i]), 0.5001f * b.d) << kern->isa << " value " << i;
+    }
+  }
+}
+
+TEST(CpuOps, Q8x256QuantizationStaysInRangeAndSumsItsGroups) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t K = 512;
+  std::vector<float> x(K);
+  for (auto& v : x) v = normal(rng);
+  x[300] = -40.0f;  // an outlier
+  for (const DotKernels* kern : every_kernel_set()) {
+    std::vector<BlockQ8x256> xq(K / 256);
+    kern->quantize_q8x256(x.data(), xq.data(), K);
+    for (int64_t i = 0; i < K; ++i) {
+      const BlockQ8x256& b = xq[i / 256];
+      ASSERT_LE(std::abs(b.q[i % 256]), 127) << kern->isa;
+      EXPECT_LE(std::fabs(b.d * b.q[i % 256] - x[i]), 0.5001f * b.d) << kern->isa << " value " << i;
+    }
+    for (const BlockQ8x256& b : xq) {
+      for (int j = 0; j < 16; ++j) {
+        int sum = 0;
+        for (int i = 0; i < 16; ++i) sum += b.q[16 * j + i];
+        EXPECT_EQ(b.sums[j], sum) << kern->isa << " group " << j;
+      }
     }
   }
 }

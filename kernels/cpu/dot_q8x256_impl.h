@@ -1,0 +1,120 @@
+// Decode row kernels for the K-quants against BlockQ8x256 activations (one scale per 256
+// values, quant_dot.h). With one activation scale per super-block, a super-block's eight group
+// products can be weighted by the groups' integer scales and summed in int32 before a single
+// float step, where per-32 activation scales need a float step (or a horizontal reduction) per
+// group. Included by quant_dot_impl.h; internal linkage like everything there.
+#pragma once
+
+namespace engine {
+namespace {
+
+void quantize_q8x256(const float* x, BlockQ8x256* out, int64_t k) {
+  for (int64_t b = 0; b < k / 256; ++b, x += 256) {
+    float lane_max[16] = {};
+    for (int i = 0; i < 256; i += 16) {
+      for (int l = 0; l < 16; ++l) {
+        const float a = x[i + l] < 0 ? -x[i + l] : x[i + l];
+        lane_max[l] = a > lane_max[l] ? a : lane_max[l];
+      }
+    }
+    float amax = 0;
+    for (int l = 0; l < 16; ++l) amax = lane_max[l] > amax ? lane_max[l] : amax;
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    for (int i = 0; i < 256; ++i) out[b].q[i] = static_cast<int8_t>(__builtin_rintf(x[i] * id));
+    for (int j = 0; j < 16; ++j) {
+      int32_t s = 0;
+      for (int i = 0; i < 16; ++i) s += out[b].q[16 * j + i];
+      out[b].sums[j] = static_cast<int16_t>(s);
+    }
+    out[b].d = d;
+  }
+}
+
+// Q4_K/Q5_K, portable: per super-block, d * sum_g sc[g] (q_g . x_g) - dmin * sum_g m[g] sum(x_g),
+// both sums in int32, times the activations' scale.
+template <bool kFiveBit, typename Block>
+float dot_q45_k_q8x256(const void* row, const BlockQ8x256* x, int64_t k) {
+  const Block* b = static_cast<const Block*>(row);
+  float s = 0;
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    int32_t scaled = 0, offset = 0;
+    for (int g = 0; g < 8; ++g) {
+      uint8_t sc, m;
+      unpack_scale_min_k4(b[i].scales, g, &sc, &m);
+      const uint8_t* qs = b[i].qs + (g / 2) * 32;
+      const int8_t* xq = x[i].q + 32 * g;
+      const int shift = 4 * (g % 2);
+      int32_t dot = 0;
+      for (int l = 0; l < 32; ++l) {
+        int32_t w = (qs[l] >> shift) & 15;
+        if constexpr (kFiveBit) w |= ((b[i].qh[l] >> g) & 1) << 4;
+        dot += w * xq[l];
+      }
+      scaled += int32_t(sc) * dot;
+      offset += int32_t(m) * (x[i].sums[2 * g] + x[i].sums[2 * g + 1]);
+    }
+    s += x[i].d * (h2f(b[i].d) * float(scaled) - h2f(b[i].dmin) * float(offset));
+  }
+  return s;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// acc + sum over pairs of a[i] * b[i] (s16 x s16 -> s32), one VNNI instruction where it exists.
+inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpwssd_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+// Q4_K, vectorised. Per 32 weight bytes (groups 2c and 2c+1 in the low and high nibbles):
+// maddubs multiplies the 4-bit values with the 8-bit activations and sums pairs to s16
+// (|15 * 127 * 2| < 2^15), a multiply-add with the group's scale (s16, broadcast by a byte
+// shuffle) sums pairs again into the super-block's eight int32 lanes. One float multiply-add
+// per super-block; the mins meet the activations' 16-value sums in one more multiply-add.
+float dot_q4_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
+  const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    for (int line = 0; line < 3; ++line) prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
+    alignas(8) uint8_t sc[8], m[8];
+    unpack_k4_scales(b[i].scales, sc, m);
+    // Scale g as 16 bits in word g of both 128-bit lanes, for the shuffles below.
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+    __m256i part[4];  // one accumulator per 32 weight bytes: a single one would chain 8 multiply-adds
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
+      const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 64 * c));
+      const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 64 * c + 32));
+      const __m256i pl = _mm256_maddubs_epi16(_mm256_and_si256(q4, low4), xl);
+      const __m256i ph = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q4, 4), low4), xh);
+      const __m256i sl = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(int16_t(((4 * c + 1) << 8) | (4 * c))));
+      const __m256i sh = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(int16_t(((4 * c + 3) << 8) | (4 * c + 2))));
+      part[c] = madd_add(_mm256_madd_epi16(pl, sl), ph, sh);
+    }
+    const __m256i isum = _mm256_add_epi32(_mm256_add_epi32(part[0], part[1]), _mm256_add_epi32(part[2], part[3]));
+    // Mins: m[g] against the sums of values 32g..32g+31, i.e. of 16-value sums 2g and 2g+1.
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+    const __m256i msum = _mm256_madd_epi16(m16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].sums)));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d), _mm256_cvtepi32_ps(isum), acc);
+    acc_min = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].dmin) * x[i].d), _mm256_cvtepi32_ps(msum), acc_min);
+  }
+  return hsum(_mm256_sub_ps(acc, acc_min));
+}
+#endif
+
+void add_q8x256_rows(DotKernels& k) {
+  k.quantize_q8x256 = quantize_q8x256;
+  k.dot_q8x256[uint32_t(GgmlType::Q4_K)] = dot_q45_k_q8x256<false, BlockQ4_K>;
+  k.dot_q8x256[uint32_t(GgmlType::Q5_K)] = dot_q45_k_q8x256<true, BlockQ5_K>;
+#if defined(__AVX2__) && defined(__FMA__)
+  k.dot_q8x256[uint32_t(GgmlType::Q4_K)] = dot_q4_k_q8x256_avx2;
+#endif
+}
+
+}  // namespace
+}  // namespace engine
