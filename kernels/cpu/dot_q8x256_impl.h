@@ -59,6 +59,29 @@ float dot_q45_k_q8x256(const void* row, const BlockQ8x256* x, int64_t k) {
   return s;
 }
 
+// Q6_K, portable: d * sum_j scale[j] (q_j . x_j - 32 sum(x_j)) over its sixteen 16-value groups j.
+float dot_q6_k_q8x256(const void* row, const BlockQ8x256* x, int64_t k) {
+  const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
+  float s = 0;
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    int32_t dots[16] = {};
+    for (int h = 0; h < 2; ++h) {  // values 128h + 32s + l: ql/qh bits as in dequantize_row
+      const uint8_t* ql = b[i].ql + 64 * h;
+      const uint8_t* qh = b[i].qh + 32 * h;
+      const int8_t* xq = x[i].q + 128 * h;
+      for (int l = 0; l < 32; ++l) {
+        const int32_t q[4] = {(ql[l] & 15) | ((qh[l] & 3) << 4), (ql[32 + l] & 15) | (((qh[l] >> 2) & 3) << 4),
+                              (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4), (ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4)};
+        for (int g = 0; g < 4; ++g) dots[8 * h + 2 * g + l / 16] += q[g] * xq[32 * g + l];
+      }
+    }
+    int32_t sum = 0;
+    for (int j = 0; j < 16; ++j) sum += int32_t(b[i].scales[j]) * (dots[j] - 32 * x[i].sums[j]);
+    s += h2f(b[i].d) * x[i].d * float(sum);
+  }
+  return s;
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 // acc + sum over pairs of a[i] * b[i] (s16 x s16 -> s32), one VNNI instruction where it exists.
 inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) {
@@ -105,14 +128,59 @@ float dot_q4_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
   }
   return hsum(_mm256_sub_ps(acc, acc_min));
 }
+
+// Q6_K, vectorised. Per 32 values (half h, group g): the 6-bit values 0..63 from ql/qh meet the
+// 8-bit activations in maddubs (|63 * 127 * 2| < 2^15), then a multiply-add with the scales of
+// the two 16-value groups (one per 128-bit lane) into int32. The -32 offset is the scales against
+// the activations' 16-value sums, once per super-block.
+float dot_q6_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
+  const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    for (int line = 0; line < 4; ++line) prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].scales)));
+    __m256i part[2];
+    for (int h = 0; h < 2; ++h) {
+      // Scales 8h .. 8h + 7 in both lanes; group g takes word 2g in the low lane, 2g + 1 in the high.
+      const __m256i sch = _mm256_permute4x64_epi64(sc16, h == 0 ? 0x44 : 0xEE);
+      const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h));
+      const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh + 32 * h));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(la, low4), _mm256_slli_epi16(_mm256_and_si256(hb, three), 4)),
+          _mm256_or_si256(_mm256_and_si256(lb, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), three), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), low4), _mm256_and_si256(hb, _mm256_set1_epi8(0x30))),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, 4), low4),
+                          _mm256_and_si256(_mm256_srli_epi16(hb, 2), _mm256_set1_epi8(0x30)))};
+      __m256i sum[2];
+      for (int g = 0; g < 4; ++g) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 128 * h + 32 * g));
+        const __m256i s = _mm256_shuffle_epi8(sch, _mm256_setr_epi8(4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1,
+                                                                    4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1,
+                                                                    4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3,
+                                                                    4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3));
+        const __m256i p = _mm256_maddubs_epi16(q[g], xv);
+        sum[g % 2] = g < 2 ? _mm256_madd_epi16(p, s) : madd_add(sum[g % 2], p, s);
+      }
+      part[h] = _mm256_add_epi32(sum[0], sum[1]);
+    }
+    const __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].sums)));
+    const __m256i isum = _mm256_sub_epi32(_mm256_add_epi32(part[0], part[1]), _mm256_slli_epi32(offset, 5));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d), _mm256_cvtepi32_ps(isum), acc);
+  }
+  return hsum(acc);
+}
 #endif
 
 void add_q8x256_rows(DotKernels& k) {
   k.quantize_q8x256 = quantize_q8x256;
   k.dot_q8x256[uint32_t(GgmlType::Q4_K)] = dot_q45_k_q8x256<false, BlockQ4_K>;
   k.dot_q8x256[uint32_t(GgmlType::Q5_K)] = dot_q45_k_q8x256<true, BlockQ5_K>;
+  k.dot_q8x256[uint32_t(GgmlType::Q6_K)] = dot_q6_k_q8x256;
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_q8x256[uint32_t(GgmlType::Q4_K)] = dot_q4_k_q8x256_avx2;
+  k.dot_q8x256[uint32_t(GgmlType::Q6_K)] = dot_q6_k_q8x256_avx2;
 #endif
 }
 

@@ -1,15 +1,13 @@
-// The Q6_K kernels of quant_dot.h (quantize_q16, gemm_q16 tiles and panels), included by
+// The Q6_K prompt kernels of quant_dot.h (quantize_q16 and the gemm_q16 panels), included by
 // quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
-// inline library templates.
+// inline library templates. Decode steps take the row kernels of dot_q8x256_impl.h.
 //
-// Arithmetic, the same for every kernel here: per super-block of 256 values a weight row becomes
-// int16 products w = (q - 32) * scale (exact, |w| <= 4096) and a float d; per (row, activation
-// row) and super-block
+// Arithmetic: per super-block of 256 values a weight row becomes int16 products
+// w = (q - 32) * scale (exact, |w| <= 4096) and a float d; per (row, activation row) and
+// super-block
 //   idot = sum(w * q_x)  int32, exact (see kQ16Max);   acc = fma(idot, d * d_x, acc)
-// so tiles (decode steps, small batches) and panels (prompts) give bit-identical results.
+// so every panel shape gives bit-identical results for a (row, column).
 //
-// Tiles (kQ16TileRows x kQ16TileCols): rows decoded to int16 vectors, activation vectors loaded
-// once per tile row pair. Bound: a decode step reads each weight byte once (memory).
 // Panels (kQ16PanelRows x any): 16 rows decoded and transposed per super-block so that one vector
 // holds the same two values of all 16 rows; each activation pair is broadcast to it. Bound:
 // integer multiply-adds (compute), the decode and transpose amortised over the batch.
@@ -39,55 +37,12 @@ void quantize_q16(const float* x, BlockQ16x256* out, int64_t k) {
   }
 }
 
-// ---- portable tiles ----
-
-struct KBlockInts {  // value i = d * w[i]
-  int16_t w[256];
-  float d;
-};
-
-void decode_ints(const BlockQ6_K& b, KBlockInts& o) {
-  for (int h = 0; h < 2; ++h) {  // half h: values 128h + 32s + l from ql/qh as below, minus 32
-    const uint8_t* ql = b.ql + 64 * h;
-    const uint8_t* qh = b.qh + 32 * h;
-    for (int l = 0; l < 32; ++l) {
-      const int q[4] = {(ql[l] & 15) | ((qh[l] & 3) << 4), (ql[32 + l] & 15) | (((qh[l] >> 2) & 3) << 4),
-                        (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4), (ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4)};
-      for (int s = 0; s < 4; ++s) {
-        const int e = 128 * h + 32 * s + l;
-        o.w[e] = int16_t((q[s] - 32) * b.scales[e / 16]);
-      }
-    }
-  }
-  o.d = h2f(b.d);
-}
-
-template <typename Block>
-void gemm_q16_generic(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
-                      int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
-  KBlockInts wi;
-  for (int r = 0; r < n_rows; ++r) {
-    const auto* b = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * row_bytes);
-    float acc[kQ16TileCols] = {};
-    for (int64_t i = 0; i < k / 256; ++i) {
-      decode_ints(b[i], wi);
-      for (int c = 0; c < n_cols; ++c) {
-        const BlockQ16x256& xb = x[c * x_stride + i];
-        int32_t dot = 0;
-        for (int l = 0; l < 256; ++l) dot += int32_t(wi.w[l]) * int32_t(xb.q[l]);
-        acc[c] += float(dot) * (wi.d * xb.d);
-      }
-    }
-    for (int c = 0; c < n_cols; ++c) y[c * ldy + r] = acc[c];
-  }
-}
-
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 // ---- AVX-512 VNNI ----
 // Super-block decoder: pair(j) gives the int16 weights of values 64j .. 64j + 31 (w0) and
 // 64j + 32 .. 64j + 63 (w1), in the order of BlockQ16x256::q.
 
-struct Q6KTiles {
+struct Q6KDecoder {
   using Block = BlockQ6_K;
   const uint8_t* ql;
   const uint8_t* qh;
@@ -121,65 +76,6 @@ struct Q6KTiles {
   }
 };
 
-inline int32_t hsum_epi32(__m256i v) {
-  __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
-  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
-  return _mm_cvtsi128_si32(t);
-}
-
-inline int32_t hsum_epi32(__m512i v) {
-  return hsum_epi32(_mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)));
-}
-
-// R weight rows x C activation rows: R * C int32 vector accumulators per super-block, reduced to
-// idot and folded into a float per (row, column).
-template <typename Tiles, int R, int C>
-void q16_tile_avx512(const uint8_t* w, uint64_t row_bytes, const BlockQ16x256* x, int64_t x_stride,
-                     int64_t nb, float* y, int64_t ldy) {
-  using Block = typename Tiles::Block;
-  float acc[R][C] = {};
-  Tiles dec[R];
-  for (int64_t i = 0; i < nb; ++i) {
-    __m512i iacc[R][C];
-    for (int r = 0; r < R; ++r) {
-      dec[r].load(reinterpret_cast<const Block*>(w + r * row_bytes)[i]);
-      for (int c = 0; c < C; ++c) iacc[r][c] = _mm512_setzero_si512();
-    }
-    for (int j = 0; j < 4; ++j) {
-      for (int r = 0; r < R; ++r) {
-        __m512i w0, w1;
-        dec[r].pair(j, w0, w1);
-        for (int c = 0; c < C; ++c) {
-          const int16_t* q = x[c * x_stride + i].q + 64 * j;
-          iacc[r][c] = _mm512_dpwssd_epi32(iacc[r][c], w0, _mm512_load_si512(q));
-          iacc[r][c] = _mm512_dpwssd_epi32(iacc[r][c], w1, _mm512_load_si512(q + 32));
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) {
-        const BlockQ16x256& xb = x[c * x_stride + i];
-        acc[r][c] = __builtin_fmaf(float(hsum_epi32(iacc[r][c])), dec[r].d * xb.d, acc[r][c]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) y[c * ldy + r] = acc[r][c];
-  }
-}
-
-template <typename Tiles>
-void gemm_q16_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
-                     int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  with_count<kQ16TileRows>(n_rows, [&]<int R>() {
-    with_count<kQ16TileCols>(n_cols, [&]<int C>() {
-      q16_tile_avx512<Tiles, R, C>(wb, row_bytes, x, x_stride, k / 256, y, ldy);
-    });
-  });
-}
-
 // In place: v[r] holds 16 dwords of row r; afterwards v[p] holds dword p of every row.
 inline void transpose16x16_epi32(__m512i v[16]) {
   __m512i u[16];
@@ -212,9 +108,9 @@ struct Q16Panel {
   __m512 d;
 };
 
-template <typename Tiles>
+template <typename Decoder>
 void decode_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q16Panel& p) {
-  using Block = typename Tiles::Block;
+  using Block = typename Decoder::Block;
   alignas(64) int16_t rows[kQ16PanelRows][256];
   alignas(64) float d[kQ16PanelRows];
   for (int r = 0; r < kQ16PanelRows; ++r) {
@@ -223,7 +119,7 @@ void decode_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q
       d[r] = 0;
       continue;
     }
-    Tiles dec;
+    Decoder dec;
     dec.load(reinterpret_cast<const Block*>(w + r * row_bytes)[i]);
     for (int j = 0; j < 4; ++j) {
       __m512i w0, w1;
@@ -270,7 +166,7 @@ void q16_panel_cols(const Q16Panel& p, const BlockQ16x256* x, int64_t x_stride, 
   }
 }
 
-template <typename Tiles>
+template <typename Decoder>
 void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
                            int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
   static_assert(kQ16PanelRows == 16);
@@ -278,7 +174,7 @@ void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const 
   Q16Panel p;
   const auto rows = static_cast<__mmask16>((1u << n_rows) - 1);
   for (int64_t i = 0; i < k / 256; ++i) {
-    decode_panel<Tiles>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
+    decode_panel<Decoder>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
     for (int c0 = 0; c0 < n_cols; c0 += kCols) {
       const BlockQ16x256* xc = x + c0 * x_stride;
       float* yc = y + c0 * ldy;
@@ -288,12 +184,10 @@ void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const 
 }
 #endif
 
-void add_q16_tiles(DotKernels& k) {
+void add_q16_panels(DotKernels& k) {
   k.quantize_q16 = quantize_q16;
-  k.gemm_q16[uint32_t(GgmlType::Q6_K)] = gemm_q16_generic<BlockQ6_K>;
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-  k.gemm_q16[uint32_t(GgmlType::Q6_K)] = gemm_q16_avx512<Q6KTiles>;
-  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx512<Q6KTiles>;
+  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx512<Q6KDecoder>;
 #endif
 }
 

@@ -12,15 +12,24 @@
 namespace engine {
 namespace {
 
-// Batches from this size on take the K-quant panels: already at two activation rows a panel's
-// decode and transpose of 16 rows costs less than decoding each row again (measured with
-// 2048 x 2048 Q4_K matrices: 7-9 GMAC/s against 5-6 row by row).
-constexpr int64_t kPanelMinBatch = 2;
-
 // Dimension at which a rotation completes n_ctx_orig / (2 pi beta) turns.
 float yarn_corr_dim(int n_dims, uint32_t n_ctx_orig, float n_rot, float base) {
   return float(n_dims) * std::log(float(n_ctx_orig) / (n_rot * 2 * std::numbers::pi_v<float>)) /
          (2 * std::log(base));
+}
+
+// Decode rows of the K-quants: each activation row quantized once to 256-value blocks, then
+// weight rows split across the pool, each against every activation row.
+void matmul_q8x256_rows(DotQ8x256 dot, const uint8_t* rows, uint64_t row_bytes, int64_t K, int64_t N,
+                        const float* x, int64_t n_batch, float* y, ThreadPool& pool) {
+  const DotKernels& kern = dot_kernels();
+  std::vector<BlockQ8x256> xq(static_cast<size_t>(n_batch * K / 256));
+  for (int64_t b = 0; b < n_batch; ++b) kern.quantize_q8x256(x + b * K, xq.data() + b * K / 256, K);
+  pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, xq.data() + b * K / 256, K);
+    }
+  });
 }
 
 }  // namespace
@@ -33,31 +42,21 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
   const auto t = static_cast<uint32_t>(type);
   switch (dot_regime(type)) {
     case DotRegime::q16_activations: {
-      // Quantize each activation row once. Prompt batches go through panels of kQ16PanelRows
-      // weight rows; decode steps and small batches through tiles (same results, see
-      // gemm_q16_impl.h).
+      // Prompt batches go through panels of kQ16PanelRows weight rows against 12-bit activations
+      // where the instruction set has them; decode steps (and every batch elsewhere) through rows
+      // against 8-bit activations, for a memory-bound pass.
+      const GemmQ16 panel = kern.gemm_q16_panel[t];
+      if (panel == nullptr || n_batch < kPanelMinBatch) {
+        matmul_q8x256_rows(kern.dot_q8x256[t], rows, row_bytes, K, N, x, n_batch, y, pool);
+        return;
+      }
       const int64_t blocks = K / 256;
       std::vector<BlockQ16x256> xq(static_cast<size_t>(n_batch * blocks));
       for (int64_t b = 0; b < n_batch; ++b) kern.quantize_q16(x + b * K, xq.data() + b * blocks, K);
-      const GemmQ16 panel = kern.gemm_q16_panel[t];
-      if (panel != nullptr && n_batch >= kPanelMinBatch) {
-        pool.parallel_for((N + kQ16PanelRows - 1) / kQ16PanelRows, [&](int64_t p0, int64_t p1) {
-          for (int64_t n = p0 * kQ16PanelRows; n < std::min(N, p1 * kQ16PanelRows); n += kQ16PanelRows) {
-            const int n_rows = static_cast<int>(std::min<int64_t>(kQ16PanelRows, N - n));
-            panel(rows + n * row_bytes, row_bytes, n_rows, xq.data(), blocks, static_cast<int>(n_batch), K, y + n, N);
-          }
-        });
-        return;
-      }
-      const GemmQ16 gemm = kern.gemm_q16[t];
-      pool.parallel_for((N + kQ16TileRows - 1) / kQ16TileRows, [&](int64_t t0, int64_t t1) {
-        for (int64_t n = t0 * kQ16TileRows; n < std::min(N, t1 * kQ16TileRows); n += kQ16TileRows) {
-          const int n_rows = static_cast<int>(std::min<int64_t>(kQ16TileRows, N - n));
-          for (int64_t b = 0; b < n_batch; b += kQ16TileCols) {
-            const int n_cols = static_cast<int>(std::min<int64_t>(kQ16TileCols, n_batch - b));
-            gemm(rows + n * row_bytes, row_bytes, n_rows, xq.data() + b * blocks, blocks, n_cols, K,
-                 y + b * N + n, N);
-          }
+      pool.parallel_for((N + kQ16PanelRows - 1) / kQ16PanelRows, [&](int64_t p0, int64_t p1) {
+        for (int64_t n = p0 * kQ16PanelRows; n < std::min(N, p1 * kQ16PanelRows); n += kQ16PanelRows) {
+          const int n_rows = static_cast<int>(std::min<int64_t>(kQ16PanelRows, N - n));
+          panel(rows + n * row_bytes, row_bytes, n_rows, xq.data(), blocks, static_cast<int>(n_batch), K, y + n, N);
         }
       });
       return;
@@ -69,13 +68,7 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
       const GemmQ8 panel = kern.gemm_q8_panel[t];
       const bool panels = panel != nullptr && n_batch >= kPanelMinBatch;
       if (const DotQ8x256 dot = kern.dot_q8x256[t]; dot != nullptr && !panels) {
-        std::vector<BlockQ8x256> x256(static_cast<size_t>(n_batch * K / 256));
-        for (int64_t b = 0; b < n_batch; ++b) kern.quantize_q8x256(x + b * K, x256.data() + b * K / 256, K);
-        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
-          for (int64_t n = n0; n < n1; ++n) {
-            for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, x256.data() + b * K / 256, K);
-          }
-        });
+        matmul_q8x256_rows(dot, rows, row_bytes, K, N, x, n_batch, y, pool);
         return;
       }
       const int64_t blocks = K / 32;
@@ -86,18 +79,6 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
           for (int64_t n = p0 * kQ8PanelRows; n < std::min(N, p1 * kQ8PanelRows); n += kQ8PanelRows) {
             const int n_rows = static_cast<int>(std::min<int64_t>(kQ8PanelRows, N - n));
             panel(rows + n * row_bytes, row_bytes, n_rows, xq.data(), blocks, static_cast<int>(n_batch), K, y + n, N);
-          }
-        });
-        return;
-      }
-      if (const DotQ8K dot = kern.dot_q8k[t]) {
-        std::vector<float> scales(static_cast<size_t>(n_batch * K / 256 * 16));
-        for (int64_t b = 0; b < n_batch; ++b) q8_superblock_scales(xq.data() + b * blocks, K, scales.data() + b * K / 16);
-        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
-          for (int64_t n = n0; n < n1; ++n) {
-            for (int64_t b = 0; b < n_batch; ++b) {
-              y[b * N + n] = dot(rows + n * row_bytes, xq.data() + b * blocks, scales.data() + b * K / 16, K);
-            }
           }
         });
         return;

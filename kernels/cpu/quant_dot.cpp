@@ -25,15 +25,6 @@ DotRegime dot_regime(GgmlType type) {
   return DotRegime::dequantize;
 }
 
-void q8_superblock_scales(const BlockQ8x32* x, int64_t k, float* scales) {
-  for (int64_t i = 0; i < k / 256; ++i, x += 8, scales += 16) {
-    for (int g = 0; g < 8; ++g) {
-      scales[g] = x[g].d;
-      scales[8 + g] = x[g].dsum;
-    }
-  }
-}
-
 #if defined(__x86_64__)
 // F16C is not testable by name here; every CPU with AVX2 and FMA has it (Haswell and later).
 const DotKernels* dot_kernels_avx2() {

@@ -6,8 +6,11 @@
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding);
 //   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K
 //   and Q5_K, whose 4-5 bit values meet them in u8 x s8 multiply-adds;
-//   12-bit activations (BlockQ16x256) for Q6_K, whose weights become exact int16 products
-//   q * scale, so a whole 256-value dot product is integer multiply-adds with one float step;
+//   12-bit activations (BlockQ16x256) for Q6_K prompt batches, whose weights become exact int16
+//   products q * scale, so a whole 256-value dot product is integer multiply-adds with one float
+//   step;
+//   decode rows of the K-quants (Q4_K, Q5_K, Q6_K) take 8-bit activations with one scale per 256
+//   values (BlockQ8x256), whose group scales then apply in int32: a memory-bound pass;
 //   Q2_K and Q3_K are decoded to float a chunk at a time.
 // Prompt batches go through tiles and panels (gemm_*): several weight rows against several
 // activation rows, so each weight block is decoded once for many activation rows.
@@ -48,19 +51,17 @@ DotRegime dot_regime(GgmlType type);
 
 using DotF32 = float (*)(const void* row, const float* x, int64_t k);
 using DotQ8 = float (*)(const void* row, const BlockQ8x32* x, int64_t k);
-// For the K-quants: the same, plus the activations' scales per super-block laid out for vector
-// loads, which every row would otherwise gather from the blocks again (see q8_superblock_scales).
-using DotQ8K = float (*)(const void* row, const BlockQ8x32* x, const float* scales, int64_t k);
 using DotQ8x256 = float (*)(const void* row, const BlockQ8x256* x, int64_t k);
 
-// scales[16 * i .. 16 * i + 15] = d of blocks 8i .. 8i + 7, then d * sum of the same blocks.
-void q8_superblock_scales(const BlockQ8x32* x, int64_t k, float* scales);
+// Batches from this size on take the K-quant panels where they exist: already at two activation
+// rows a panel's decode and transpose of 16 rows costs less than decoding each row again
+// (measured with 2048 x 2048 Q4_K matrices: 7-9 GMAC/s against 5-6 row by row).
+constexpr int64_t kPanelMinBatch = 2;
 
 // Tiles: y[c * ldy + r] = sum_k W[r][k] * x_c[k] for r < n_rows, c < n_cols, where W's rows are
 // row_bytes apart from w and x_c is activation row c (x_stride blocks or ldx floats apart).
-constexpr int kQ16TileRows = 2, kQ16TileCols = 4;
 // Panels: kQ16PanelRows weight rows decoded and transposed once per super-block for any number of
-// columns, where a tile would decode each row again for every kQ16TileCols columns.
+// columns (Q6_K against 12-bit activations).
 constexpr int kQ16PanelRows = 16;
 // The same for 8-bit activations: panels of kQ8PanelRows rows x any number of columns.
 constexpr int kQ8PanelRows = 16;
@@ -80,12 +81,10 @@ struct DotKernels {
   void (*quantize_q8x256)(const float* x, BlockQ8x256* out, int64_t k);  // k % 256 == 0
   DotF32 dot_f32[32];  // indexed by GGUF type id; null where the regime differs
   DotQ8 dot_q8[32];
-  DotQ8K dot_q8k[32];  // where it exists, matmul prefers it to dot_q8
-  // Q4_K, Q5_K: decode rows (batches below the panels' minimum) against BlockQ8x256 activations,
-  // preferred to dot_q8 and dot_q8k where they exist.
+  // Q4_K, Q5_K, Q6_K: decode rows (batches below the panels' minimum, or any batch where no
+  // panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[32];
-  GemmQ16 gemm_q16[32];        // Q6_K: tiles of up to kQ16TileRows x kQ16TileCols
-  GemmQ16 gemm_q16_panel[32];  // up to kQ16PanelRows x any; null where no panel kernel exists
+  GemmQ16 gemm_q16_panel[32];  // Q6_K: up to kQ16PanelRows x any; null where none exists
   GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K: up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0 and the decoded-to-float Q2_K and Q3_K
   // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).

@@ -283,69 +283,6 @@ inline float hsum512(__m512 v) {
 }
 #endif
 
-// Hand-vectorised Q4_K, most of a Q4_K_M model's matrices. 8-bit products go
-// through maddubs (u8 x s8 -> pairs summed to s16; no overflow: 63 * 127 * 2 < 32767) and madd
-// (s16 pairs -> s32), or one VNNI dpbusd where AVX-512 VNNI exists; each group's int32 lanes are
-// scaled in float and accumulated, with a single horizontal sum per row.
-
-// 32 u8 x s8 products summed to 8 int32 lanes.
-inline __m256i dot_u8_s8(__m256i u, __m256i s) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
-#else
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-#endif
-}
-
-// Eight vectors of 8 int32 lanes -> one vector of their 8 lane sums (p[g] summed into lane g).
-inline __m256i reduce8(const __m256i p[8]) {
-  const __m256i s0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
-  const __m256i s4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
-  return _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
-                          _mm256_permute2x128_si256(s0123, s4567, 0x31));
-}
-
-float dot_q4_k_avx2_scaled(const void* row, const BlockQ8x32* x, const float* scales, int64_t k) {
-  const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k / kQK_K; ++i, x += 8, scales += 16) {
-    alignas(8) uint8_t sc[8], m[8];
-    unpack_k4_scales(b[i].scales, sc, m);
-    __m256i p[8];
-    for (int c = 0; c < 4; ++c) {  // 32 bytes hold groups 2c (low nibbles) and 2c+1 (high)
-      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
-      p[2 * c] = dot_u8_s8(_mm256_and_si256(q4, low4),
-                           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2 * c].q)));
-      p[2 * c + 1] = dot_u8_s8(_mm256_and_si256(_mm256_srli_epi16(q4, 4), low4),
-                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[2 * c + 1].q)));
-    }
-    // Per group g: d * sc[g] * xd[g] * sum(q . x) - dmin * m[g] * (xd[g] * sum(x)), all 8 at once;
-    // the activations' d and d * sum come laid out by q8_superblock_scales.
-    const __m256 xd = _mm256_loadu_ps(scales), xdsum = _mm256_loadu_ps(scales + 8);
-    const __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
-    const __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m))));
-    const __m256 dots = _mm256_cvtepi32_ps(reduce8(p));
-    acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b[i].d)), _mm256_mul_ps(scf, xd)), dots, acc);
-    acc_min = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(h2f(b[i].dmin)), mf), xdsum, acc_min);
-  }
-  return hsum(_mm256_sub_ps(acc, acc_min));
-}
-
-// The row kernel without the caller's scale layout (tests, odd callers): lays it out first.
-float dot_q4_k_avx2(const void* row, const BlockQ8x32* x, int64_t k) {
-  float scales[16 * 64];  // rows of up to 16384 values; longer ones in pieces
-  float sum = 0;
-  for (int64_t k0 = 0; k0 < k; k0 += 16384) {
-    const int64_t len = k - k0 < 16384 ? k - k0 : 16384;
-    q8_superblock_scales(x + k0 / 32, len, scales);
-    sum += dot_q4_k_avx2_scaled(static_cast<const BlockQ4_K*>(row) + k0 / 256, x + k0 / 32, scales, len);
-  }
-  return sum;
-}
-#endif
-
-#if defined(__AVX2__) && defined(__FMA__)
 // Decode streams every weight once: one thread's hardware prefetchers keep too few cache-line
 // fetches in flight to reach its share of the memory bandwidth, so the row kernels also ask for
 // the bytes kPrefetchAhead past what they read (measured on a 2-core Xeon VM: a Q8_0 row stream
@@ -411,7 +348,7 @@ void axpy_f16(float a, const uint16_t* v, float* out, int64_t n) {
   for (; i < n; ++i) out[i] += a * h2f(v[i]);
 }
 
-void add_q16_tiles(DotKernels& k);  // gemm_q16_impl.h
+void add_q16_panels(DotKernels& k);  // gemm_q16_impl.h
 void add_f32_tiles(DotKernels& k);  // gemm_f32_impl.h
 void add_q8_panels(DotKernels& k);  // gemm_q8_impl.h
 void add_q8x256_rows(DotKernels& k);  // dot_q8x256_impl.h
@@ -433,10 +370,8 @@ DotKernels make_kernels(const char* isa) {
   k.dot_q8[uint32_t(GgmlType::Q5_K)] = dot_q45_k<true, BlockQ5_K>;
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_f32[uint32_t(GgmlType::Q8_0)] = dot_q8_0_f32_vec;
-  k.dot_q8[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2;
-  k.dot_q8k[uint32_t(GgmlType::Q4_K)] = dot_q4_k_avx2_scaled;
 #endif
-  add_q16_tiles(k);
+  add_q16_panels(k);
   add_f32_tiles(k);
   add_q8_panels(k);
   add_q8x256_rows(k);
