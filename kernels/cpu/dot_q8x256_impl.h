@@ -92,17 +92,19 @@ inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) {
 #endif
 }
 
-// Q4_K, vectorised. Per 32 weight bytes (groups 2c and 2c+1 in the low and high nibbles):
-// maddubs multiplies the 4-bit values with the 8-bit activations and sums pairs to s16
-// (|15 * 127 * 2| < 2^15), a multiply-add with the group's scale (s16, broadcast by a byte
-// shuffle) sums pairs again into the super-block's eight int32 lanes. One float multiply-add
-// per super-block; the mins meet the activations' 16-value sums in one more multiply-add.
-float dot_q4_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
-  const BlockQ4_K* b = static_cast<const BlockQ4_K*>(row);
+// Q4_K and Q5_K, vectorised. Per 32 weight bytes (groups 2c and 2c+1 in the low and high
+// nibbles; Q5_K adds bit g of each qh byte as bit 4 of group g): maddubs multiplies the 4-5 bit
+// values with the 8-bit activations and sums pairs to s16 (|31 * 127 * 2| < 2^15), a multiply-add
+// with the group's scale (s16, broadcast by a byte shuffle) sums pairs again into the
+// super-block's eight int32 lanes. One float multiply-add per super-block; the mins meet the
+// activations' 16-value sums in one more multiply-add.
+template <bool kFiveBit, typename Block>
+float dot_q45_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
+  const Block* b = static_cast<const Block*>(row);
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
   for (int64_t i = 0; i < k / kQK_K; ++i) {
-    for (int line = 0; line < 3; ++line) prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
+    for (int line = 0; line < int(sizeof(Block) + 63) / 64; ++line) prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
     alignas(8) uint8_t sc[8], m[8];
     unpack_k4_scales(b[i].scales, sc, m);
     // Scale g as 16 bits in word g of both 128-bit lanes, for the shuffles below.
@@ -112,8 +114,16 @@ float dot_q4_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
       const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
       const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 64 * c));
       const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 64 * c + 32));
-      const __m256i pl = _mm256_maddubs_epi16(_mm256_and_si256(q4, low4), xl);
-      const __m256i ph = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q4, 4), low4), xh);
+      __m256i wl = _mm256_and_si256(q4, low4), wh = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+      if constexpr (kFiveBit) {
+        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh));
+        const __m256i bl = _mm256_set1_epi8(char(1 << (2 * c))), bh = _mm256_set1_epi8(char(2 << (2 * c)));
+        const __m256i sixteen = _mm256_set1_epi8(16);
+        wl = _mm256_or_si256(wl, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bl), bl), sixteen));
+        wh = _mm256_or_si256(wh, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bh), bh), sixteen));
+      }
+      const __m256i pl = _mm256_maddubs_epi16(wl, xl);
+      const __m256i ph = _mm256_maddubs_epi16(wh, xh);
       const __m256i sl = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(int16_t(((4 * c + 1) << 8) | (4 * c))));
       const __m256i sh = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(int16_t(((4 * c + 3) << 8) | (4 * c + 2))));
       part[c] = madd_add(_mm256_madd_epi16(pl, sl), ph, sh);
@@ -179,7 +189,8 @@ void add_q8x256_rows(DotKernels& k) {
   k.dot_q8x256[uint32_t(GgmlType::Q5_K)] = dot_q45_k_q8x256<true, BlockQ5_K>;
   k.dot_q8x256[uint32_t(GgmlType::Q6_K)] = dot_q6_k_q8x256;
 #if defined(__AVX2__) && defined(__FMA__)
-  k.dot_q8x256[uint32_t(GgmlType::Q4_K)] = dot_q4_k_q8x256_avx2;
+  k.dot_q8x256[uint32_t(GgmlType::Q4_K)] = dot_q45_k_q8x256_avx2<false, BlockQ4_K>;
+  k.dot_q8x256[uint32_t(GgmlType::Q5_K)] = dot_q45_k_q8x256_avx2<true, BlockQ5_K>;
   k.dot_q8x256[uint32_t(GgmlType::Q6_K)] = dot_q6_k_q8x256_avx2;
 #endif
 }
