@@ -2,15 +2,23 @@
 // kernels of kernels/cuda/ on one stream, with every CUDA status checked. Decode steps run the
 // matrix-vector kernels; prompt batches run them kCudaMatvecMaxBatch rows at a time and attention
 // token by token (correct; tiled prompt kernels are the next step of issue 6).
+//
+// Memory: one cudaMalloc of exactly what the memory model counts for the stage (the planner's
+// weights + KV + compute for it), every buffer carved from it by a DeviceArena; a stage whose
+// count exceeds its device's budget (a slice's, or the free memory the plan saw) is refused
+// before anything is allocated.
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstring>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "cuda_stage.h"
+#include "engine/byte_size.h"
 #include "engine/error.h"
 #include "engine/memory_model.h"
 #include "engine/quantize.h"
@@ -18,6 +26,7 @@
 #include "kernels/cuda/matvec.h"
 #include "kernels/cuda/ops.h"
 #include "scheduler/cuda_check.h"
+#include "scheduler/device_arena.h"
 
 namespace engine {
 namespace {
@@ -38,12 +47,12 @@ struct DeviceLayer {
 struct DeviceResources {
   int device = -1;
   cudaStream_t stream = nullptr;
-  std::vector<void*> buffers;
+  void* arena = nullptr;
   float* pinned = nullptr;
   ~DeviceResources() {
     if (device < 0) return;
     cudaSetDevice(device);
-    for (void* p : buffers) cudaFree(p);
+    if (arena != nullptr) cudaFree(arena);
     if (pinned != nullptr) cudaFreeHost(pinned);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
@@ -51,25 +60,37 @@ struct DeviceResources {
 
 class CudaStage final : public Stage {
  public:
-  CudaStage(const CpuModel& model, StageLayers layers, int device, uint32_t n_ctx, uint32_t n_batch)
-      : m_(model), hp_(model.spec.hp), layers_(layers), device_(device), n_ctx_(n_ctx), n_batch_(n_batch) {
+  CudaStage(const CpuModel& model, StageLayers layers, const Device& device, uint32_t n_ctx, uint32_t n_batch)
+      : m_(model), hp_(model.spec.hp), layers_(layers), device_(device.cuda_index), n_ctx_(n_ctx), n_batch_(n_batch),
+        arena_(fmt::format("{}, layers {}-{}", device.name, layers.first, layers.last),
+               stage_bytes(model, layers, n_ctx, n_batch, device)) {
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
     res_.device = device_;
     ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&res_.stream, cudaStreamNonBlocking));
     stream_ = res_.stream;
+    {
+      const cudaError_t status = cudaMalloc(&res_.arena, arena_.capacity());
+      if (status != cudaSuccess) {
+        size_t free_bytes = 0, total = 0;
+        cudaMemGetInfo(&free_bytes, &total);
+        throw Error(fmt::format("cuda{}: allocating the stage's {} bytes (layers {}-{}) failed: {} ({} bytes free of {})",
+                                device_, arena_.capacity(), layers_.first, layers_.last, cudaGetErrorString(status),
+                                free_bytes, total));
+      }
+    }
     rope_ = device_rope();
     const int64_t E = hp_.n_embd, KV = hp_.kv_dim();
     for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
       const LayerWeights& w = m_.layers[l];
       DeviceLayer d;
-      d.attn_norm = upload(w.attn_norm);
-      d.ffn_norm = upload(w.ffn_norm);
-      d.q_norm = upload(w.q_norm);
-      d.k_norm = upload(w.k_norm);
-      d.bq = upload(w.bq);
-      d.bk = upload(w.bk);
-      d.bv = upload(w.bv);
-      d.bo = upload(w.bo);
+      d.attn_norm = upload(w.attn_norm, "attn_norm");
+      d.ffn_norm = upload(w.ffn_norm, "ffn_norm");
+      d.q_norm = upload(w.q_norm, "attn_q_norm");
+      d.k_norm = upload(w.k_norm, "attn_k_norm");
+      d.bq = upload(w.bq, "attn_q.bias");
+      d.bk = upload(w.bk, "attn_k.bias");
+      d.bv = upload(w.bv, "attn_v.bias");
+      d.bo = upload(w.bo, "attn_output.bias");
       d.wq = upload(w.wq, l, "attn_q");
       d.wk = upload(w.wk, l, "attn_k");
       d.wv = upload(w.wv, l, "attn_v");
@@ -80,16 +101,15 @@ class CudaStage final : public Stage {
       dev_layers_.push_back(d);
     }
     if (layers_.output) {
-      output_norm_ = upload(m_.output_norm);
+      output_norm_ = upload(m_.output_norm, "output_norm");
       output_ = upload(m_.output, hp_.n_layer, "output");
     }
     const int64_t cache = int64_t(layers_.last - layers_.first + 1) * n_ctx_ * KV;
-    k_cache_ = alloc<uint16_t>(cache);
-    v_cache_ = alloc<uint16_t>(cache);
+    k_cache_ = alloc<uint16_t>(cache, "K cache");
+    v_cache_ = alloc<uint16_t>(cache, "V cache");
     // Scratch buffers: exactly the memory model's list, which the planner counted.
-    const StageShape shape{n_batch_, n_ctx_, 1, true, layers_.output, true};
-    for (const BufferSpec& b : stage_buffers(hp_, shape)) {
-      float* p = alloc<float>(static_cast<int64_t>((b.bytes + 3) / 4));
+    for (const BufferSpec& b : stage_buffers(hp_, shape(layers_, n_ctx_, n_batch_))) {
+      float* p = alloc<float>(static_cast<int64_t>((b.bytes + 3) / 4), b.name);
       if (b.name == "hidden") x_ = p;
       if (b.name == "normed") xb_ = p;
       if (b.name == "q") q_ = p;
@@ -108,6 +128,7 @@ class CudaStage final : public Stage {
       if (b.name == "ffn_up") up_ = p;
       if (b.name == "logits") logits_ = p;
     }
+    arena_.expect_full();
     ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned, sizeof(float) * n_batch_ * E));
     host_hidden_ = res_.pinned;
   }
@@ -174,25 +195,36 @@ class CudaStage final : public Stage {
   }
 
  private:
-  template <typename T>
-  T* alloc(int64_t count) {
-    void* p = nullptr;
-    const size_t bytes = sizeof(T) * static_cast<size_t>(count > 0 ? count : 1);
-    const cudaError_t status = cudaMalloc(&p, bytes);
-    if (status != cudaSuccess) {
-      size_t free_bytes = 0, total = 0;
-      cudaMemGetInfo(&free_bytes, &total);
-      throw Error(fmt::format("cuda{}: allocating {} bytes for layers {}-{} failed: {} ({} bytes free of {})",
-                              device_, bytes, layers_.first, layers_.last, cudaGetErrorString(status), free_bytes,
-                              total));
-    }
-    res_.buffers.push_back(p);
-    return static_cast<T*>(p);
+  static StageShape shape(StageLayers layers, uint32_t n_ctx, uint32_t n_batch) {
+    return StageShape{n_batch, n_ctx, 1, true, layers.output, true};
   }
 
-  float* upload(const std::vector<float>& v) {
+  // What the memory model counts for this stage (the planner's count for its device), refused if
+  // it exceeds the device's budget: a slice's, or the free memory the plan was made for.
+  static uint64_t stage_bytes(const CpuModel& m, StageLayers layers, uint32_t n_ctx, uint32_t n_batch,
+                              const Device& device) {
+    const HyperParams& hp = m.spec.hp;
+    const uint64_t weights = gpu_weight_bytes(m.spec, std::pair{layers.first, layers.last}, layers.output);
+    const uint64_t kv = stage_kv_bytes(hp, KvType::f16, n_ctx, layers.last - layers.first + 1);
+    const uint64_t scratch = stage_buffer_bytes(hp, shape(layers, n_ctx, n_batch));
+    const uint64_t total = weights + kv + scratch;
+    if (device.free_bytes > 0 && total > device.free_bytes) {
+      throw Error(fmt::format("{} needs {} for layers {}-{} (weights {}, KV {}, scratch {}), more than its budget {}",
+                              device.name, format_gib(total), layers.first, layers.last, format_gib(weights),
+                              format_gib(kv), format_gib(scratch), format_gib(device.free_bytes)));
+    }
+    return total;
+  }
+
+  template <typename T>
+  T* alloc(int64_t count, std::string_view what) {
+    const uint64_t bytes = sizeof(T) * static_cast<uint64_t>(count > 0 ? count : 1);
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(res_.arena) + arena_.take(bytes, what));
+  }
+
+  float* upload(const std::vector<float>& v, std::string_view what) {
     if (v.empty()) return nullptr;
-    float* d = alloc<float>(static_cast<int64_t>(v.size()));
+    float* d = alloc<float>(static_cast<int64_t>(v.size()), what);
     ENGINE_CUDA_CHECK(cudaMemcpy(d, v.data(), sizeof(float) * v.size(), cudaMemcpyHostToDevice));
     return d;
   }
@@ -203,7 +235,7 @@ class CudaStage final : public Stage {
                               device_, layer, name, traits(w.type).name));
     }
     const uint64_t bytes = type_bytes(w.type, uint64_t(w.cols)) * uint64_t(w.rows);
-    DeviceMatrix d{w.type, alloc<uint8_t>(static_cast<int64_t>(bytes)), w.cols, w.rows};
+    DeviceMatrix d{w.type, alloc<uint8_t>(static_cast<int64_t>(bytes), name), w.cols, w.rows};
     ENGINE_CUDA_CHECK(cudaMemcpy(d.data, w.data, bytes, cudaMemcpyHostToDevice));
     return d;
   }
@@ -221,6 +253,7 @@ class CudaStage final : public Stage {
   StageLayers layers_;
   int device_;
   uint32_t n_ctx_, n_batch_;
+  DeviceArena arena_;
   DeviceResources res_;
   cudaStream_t stream_ = nullptr;
   std::vector<DeviceLayer> dev_layers_;
@@ -235,18 +268,18 @@ class CudaStage final : public Stage {
   // The model's RoPE parameters with the frequency factors (if any) in device memory.
   RopeParams device_rope() {
     RopeParams p = m_.rope;
-    if (!m_.rope_freqs.empty()) p.freq_factors = upload(m_.rope_freqs);
+    if (!m_.rope_freqs.empty()) p.freq_factors = upload(m_.rope_freqs, "rope_freqs");
     return p;
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Stage> make_cuda_stage(const CpuModel& model, StageLayers layers, int device, uint32_t n_ctx,
-                                       uint32_t n_batch, KvType kv_type) {
+std::unique_ptr<Stage> make_cuda_stage(const CpuModel& model, StageLayers layers, const Device& device,
+                                       uint32_t n_ctx, uint32_t n_batch, KvType kv_type) {
   if (kv_type != KvType::f16) {
-    throw Error(fmt::format("stage with layers {}-{} on cuda{}: the GPU KV cache is f16 only so far", layers.first,
-                            layers.last, device));
+    throw Error(fmt::format("stage with layers {}-{} on {}: the GPU KV cache is f16 only so far", layers.first,
+                            layers.last, device.name));
   }
   return std::make_unique<CudaStage>(model, layers, device, n_ctx, n_batch);
 }

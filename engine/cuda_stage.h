@@ -7,12 +7,16 @@
 #include <memory>
 
 #include "cpu_model.h"
+#include "engine/devices.h"
 
 namespace engine {
 
+// The stage runs on device.cuda_index and allocates exactly what the memory model counts for it,
+// in one block; device.free_bytes, when not 0, is its budget (a slice's, or the free memory the
+// plan saw), and a stage that would need more is refused before anything is allocated.
 // Throws engine::Error naming the device and the reason (built without CUDA, a tensor type
-// without a CUDA kernel, a KV type other than f16, out of device memory).
-std::unique_ptr<Stage> make_cuda_stage(const CpuModel& model, StageLayers layers, int device,
+// without a CUDA kernel, a KV type other than f16, over budget, out of device memory).
+std::unique_ptr<Stage> make_cuda_stage(const CpuModel& model, StageLayers layers, const Device& device,
                                        uint32_t n_ctx, uint32_t n_batch, KvType kv_type);
 
 }  // namespace engine

@@ -6,10 +6,10 @@
 
 namespace engine {
 
-std::unique_ptr<Stage> make_cuda_stage(const CpuModel&, StageLayers layers, int device, uint32_t, uint32_t,
-                                       KvType) {
-  throw Error(fmt::format("stage with layers {}-{} on cuda{}: this build has no CUDA backend", layers.first,
-                          layers.last, device));
+std::unique_ptr<Stage> make_cuda_stage(const CpuModel&, StageLayers layers, const Device& device, uint32_t,
+                                       uint32_t, KvType) {
+  throw Error(fmt::format("stage with layers {}-{} on {}: this build has no CUDA backend", layers.first,
+                          layers.last, device.name));
 }
 
 }  // namespace engine

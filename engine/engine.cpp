@@ -74,7 +74,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
     const int cuda = d.kind == DeviceKind::gpu ? d.cuda_index : -1;
     try {
       if (cuda >= 0) {
-        built.push_back(make_cuda_stage(*model_->cpu_, ranges[s], cuda, n_ctx_, n_ubatch, options.kv_type));
+        built.push_back(make_cuda_stage(*model_->cpu_, ranges[s], d, n_ctx_, n_ubatch, options.kv_type));
       } else {
         built.push_back(std::make_unique<CpuStage>(*model_->cpu_, ranges[s], n_ctx_, n_ubatch, options.kv_type, share));
       }

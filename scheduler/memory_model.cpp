@@ -5,8 +5,6 @@
 namespace engine {
 namespace {
 
-constexpr uint64_t kAlignment = 256;  // cudaMalloc's granularity; also used for host buffers
-
 uint64_t f32(uint64_t n) { return 4 * n; }
 uint64_t q8_blocks(uint64_t n) { return (n + 31) / 32 * 34; }  // Q8_0: 34 bytes per 32 values
 
@@ -36,6 +34,33 @@ uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint32_t n_ctx) 
     case KvType::q8_0: return 2 * q8_blocks(values);
   }
   return 0;
+}
+
+uint64_t stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint32_t n_layers) {
+  return 2 * align_device(uint64_t(n_layers) * kv_bytes_per_layer(hp, type, n_ctx) / 2);
+}
+
+uint64_t gpu_tensor_bytes(const TensorInfo& t) {
+  return align_device(t.n_dims == 1 ? 4 * t.n_elements : t.n_bytes);
+}
+
+uint64_t gpu_layer_bytes(const ModelSpec& m, uint32_t layer) {
+  uint64_t total = 0;
+  for (const TensorInfo* t : m.layer_tensors.at(layer)) total += gpu_tensor_bytes(*t);
+  return total;
+}
+
+uint64_t gpu_weight_bytes(const ModelSpec& m, std::optional<std::pair<uint32_t, uint32_t>> layers, bool output) {
+  uint64_t total = 0;
+  if (layers) {
+    for (uint32_t l = layers->first; l <= layers->second; ++l) total += gpu_layer_bytes(m, l);
+    if (const TensorInfo* f = m.file.find_tensor("rope_freqs.weight")) total += gpu_tensor_bytes(*f);
+  }
+  if (output) {
+    for (const TensorInfo* t : m.output_tensors) total += gpu_tensor_bytes(*t);
+    if (m.hp.tied_output) total += gpu_tensor_bytes(*m.file.find_tensor("token_embd.weight"));
+  }
+  return total;
 }
 
 std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s) {
@@ -74,7 +99,7 @@ std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s
 uint64_t stage_buffer_bytes(const HyperParams& hp, const StageShape& shape) {
   uint64_t total = 0;
   for (const auto& buf : stage_buffers(hp, shape)) {
-    total += (buf.bytes + kAlignment - 1) / kAlignment * kAlignment;
+    total += align_device(buf.bytes);
   }
   return total;
 }

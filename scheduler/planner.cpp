@@ -26,9 +26,17 @@ class Planner {
  public:
   Planner(const ModelSpec& model, const Inventory& inv, const PlanOptions& opt)
       : m_(model), inv_(inv), opt_(opt), n_(model.hp.n_layer) {
+    // Prefix sums of layer bytes: as stored (the CPU reads them from the mmap) and as a GPU stage
+    // uploads them (gpu_layer_bytes: vectors as f32, every tensor aligned).
     prefix_.assign(n_ + 1, 0);
-    for (uint32_t l = 0; l < n_; ++l) prefix_[l + 1] = prefix_[l] + model.layer_bytes(l);
+    gpu_prefix_.assign(n_ + 1, 0);
+    for (uint32_t l = 0; l < n_; ++l) {
+      prefix_[l + 1] = prefix_[l] + model.layer_bytes(l);
+      gpu_prefix_[l + 1] = gpu_prefix_[l] + gpu_layer_bytes(model, l);
+    }
     output_bytes_ = model.output_bytes() + (model.hp.tied_output ? model.input_bytes() : 0);
+    gpu_extra_bytes_ = gpu_weight_bytes(model, Range{0, 0}, false) - gpu_layer_bytes(model, 0);  // RoPE factors
+    gpu_output_bytes_ = gpu_weight_bytes(model, std::nullopt, true);
   }
 
   uint32_t n_layer() const { return n_; }
@@ -220,11 +228,17 @@ class Planner {
  private:
   void fill(DevicePlan& d, uint32_t ctx) const {
     const uint32_t layers = count(d.layers);
-    if (d.layers) d.weight_bytes = prefix_[d.layers->second + 1] - prefix_[d.layers->first];
-    if (d.output) d.weight_bytes += output_bytes_;
-    d.kv_bytes = layers * kv_bytes_per_layer(m_.hp, opt_.kv_type, ctx);
+    const bool gpu = d.device.kind == DeviceKind::gpu;
+    if (gpu) {  // what the GPU stage uploads: the same as gpu_weight_bytes, from prefix sums
+      if (d.layers) d.weight_bytes = gpu_prefix_[d.layers->second + 1] - gpu_prefix_[d.layers->first] + gpu_extra_bytes_;
+      if (d.output) d.weight_bytes += gpu_output_bytes_;
+    } else {
+      if (d.layers) d.weight_bytes = prefix_[d.layers->second + 1] - prefix_[d.layers->first];
+      if (d.output) d.weight_bytes += output_bytes_;
+    }
+    d.kv_bytes = stage_kv_bytes(m_.hp, opt_.kv_type, ctx, layers);
     if (layers > 0 || d.output || d.device.kind == DeviceKind::cpu) {
-      StageShape shape{opt_.n_batch, ctx, opt_.n_outputs, layers > 0, d.output, d.device.kind == DeviceKind::gpu};
+      StageShape shape{opt_.n_batch, ctx, opt_.n_outputs, layers > 0, d.output, gpu};
       d.compute_bytes = stage_buffer_bytes(m_.hp, shape);
     }
   }
@@ -233,8 +247,8 @@ class Planner {
   const Inventory& inv_;
   const PlanOptions& opt_;
   uint32_t n_;
-  std::vector<uint64_t> prefix_;
-  uint64_t output_bytes_ = 0;
+  std::vector<uint64_t> prefix_, gpu_prefix_;
+  uint64_t output_bytes_ = 0, gpu_output_bytes_ = 0, gpu_extra_bytes_ = 0;
 };
 
 std::string shortfall_report(const std::string& headline, const std::vector<DevicePlan>& plans) {

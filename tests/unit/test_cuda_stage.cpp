@@ -2,15 +2,20 @@
 // use f32 activations and the same f16 KV rounding) give the same greedy tokens for 64 steps on a
 // prompt without near-ties, and logits within 1e-4; on Q4_K_M, where the CPU quantizes activations
 // to 8 bits and the GPU does not, logits within 5e-2 relative. Also a CPU stage followed by a GPU
-// stage. Skips (visibly) where no CUDA device exists.
+// stage. A GPU stage allocates exactly what the memory model (and so the planner) counts for it,
+// and one over its device's budget is refused before it allocates anything. Skips (visibly) where
+// no CUDA device exists; the budget refusal runs in every CUDA build, since it precedes every CUDA
+// call.
 #include <gtest/gtest.h>
 
 #include <tuple>
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/memory_model.h"
 #include "model_helpers.h"
 #include "scheduler/cuda_runtime.h"
+#include "test_support.h"
 
 namespace engine {
 namespace {
@@ -56,6 +61,38 @@ TEST(CudaStage, WholeModelMatchesTheCpu) {
       EXPECT_EQ(test::greedy(gpu, ids, 64).first, tokens) << weight_mix_name(mix) << " arch " << int(arch);
     }
   }
+}
+
+// What the stage of on({{0, {0, 3}}}) counts: n_ctx 256, batch min(512, 256), the output head.
+uint64_t planned_bytes(const ModelSpec& spec) {
+  return gpu_weight_bytes(spec, std::pair{0u, 3u}, true) + stage_kv_bytes(spec.hp, KvType::f16, 256, 4) +
+         stage_buffer_bytes(spec.hp, {256, 256, 1, true, true, true});
+}
+
+TEST(CudaStage, AllocatesWhatTheMemoryModelCounts) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+  const auto model = test::random_model(WeightMix::q4_k_m, Arch::qwen2, 4);
+  const uint64_t planned = planned_bytes(model->spec());
+  const uint64_t before = cuda_device_info(0).free_bytes;  // this process's context already exists
+  Context gpu(model, on({{0, {0, 3}}}));
+  const uint64_t taken = before - cuda_device_info(0).free_bytes;
+  // One allocation of the planned bytes: the driver maps it in 2 MiB pages, and the stream takes
+  // a little; never less than planned.
+  EXPECT_GE(taken, planned);
+  EXPECT_LE(taken, planned + (4ull << 20)) << "planned " << planned;
+}
+
+TEST(CudaStage, OverBudgetIsRefusedBeforeAllocating) {
+#if !defined(ENGINE_HAVE_CUDA)
+  GTEST_SKIP() << "built without CUDA: GPU stages are refused as such (PipelineTest)";
+#else
+  const auto model = test::random_model(WeightMix::q4_k_m, Arch::qwen2, 4);
+  ContextOptions o = on({{0, {0, 3}}});
+  o.stages[0].device.name = "cuda0 slice 1";
+  o.stages[0].device.free_bytes = planned_bytes(model->spec()) - 1;
+  test::expect_error([&] { Context c(model, o); },
+                     {"stage 0 (layers 0-3)", "cuda0 slice 1 needs", "more than its budget"});
+#endif
 }
 
 }  // namespace

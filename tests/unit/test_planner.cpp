@@ -13,6 +13,7 @@
 #include "engine/planner.h"
 #include "engine/synthetic_model.h"
 #include "scheduler/cuda_runtime.h"
+#include "scheduler/device_arena.h"
 #include "test_support.h"
 
 namespace engine {
@@ -54,12 +55,17 @@ class PlannerTest : public ::testing::Test {
     o.ctx_max = ctx_max;
     return make_plan(*spec_, inv, o);
   }
-  // Exact bytes of layer l, summed here from the tensor table.
+  // What a GPU stage allocates for a tensor, from the tensor table: vectors as f32, matrices as
+  // stored, each rounded up to the 256-byte allocation granularity.
+  static uint64_t gpu_bytes_by_hand(const TensorInfo& t) {
+    return ((t.n_dims == 1 ? 4 * t.n_elements : t.n_bytes) + 255) / 256 * 256;
+  }
+  // Exact GPU bytes of layer l, summed here from the tensor table.
   static uint64_t layer_bytes_by_hand(uint32_t l) {
     uint64_t total = 0;
     const std::string prefix = fmt::format("blk.{}.", l);
     for (const auto& t : spec_->file.tensors()) {
-      if (t.name.substr(0, prefix.size()) == prefix) total += t.n_bytes;
+      if (t.name.substr(0, prefix.size()) == prefix) total += gpu_bytes_by_hand(t);
     }
     return total;
   }
@@ -122,7 +128,7 @@ TEST_F(PlannerTest, OneGpuOf24GiBTakesExactlyWhatFitsTheCpuTheRest) {
   // 24 GiB minus the 512 MiB reserve and its scratch buffers.
   uint64_t output = 0;
   for (const char* name : {"output.weight", "output_norm.weight"}) {
-    output += spec_->file.find_tensor(name)->n_bytes;
+    output += gpu_bytes_by_hand(*spec_->file.find_tensor(name));
   }
   const uint64_t compute = stage_buffer_bytes(spec_->hp, {512, ctx, 1, true, true, true});
   const uint64_t budget = 24 * GiB - (512ull << 20) - compute - output;
@@ -285,6 +291,68 @@ TEST(MemoryModel, KvBytesPerType) {
   EXPECT_EQ(kv_bytes_per_layer(hp, KvType::f16, 4096), 2ull * 4096 * 1024 * 2);
   EXPECT_EQ(kv_bytes_per_layer(hp, KvType::f32, 4096), 2ull * 4096 * 1024 * 4);
   EXPECT_EQ(kv_bytes_per_layer(hp, KvType::q8_0, 4096), 2ull * 4096 * 1024 / 32 * 34);
+}
+
+TEST(MemoryModel, StageKvBytesAlignKAndV) {
+  HyperParams hp;
+  hp.n_head_kv = 1;
+  hp.head_dim = 36;
+  // K of 2 layers x 3 positions x 36 values in f16 = 432 bytes, aligned to 512; V the same.
+  EXPECT_EQ(stage_kv_bytes(hp, KvType::f16, 3, 2), 2u * 512);
+  EXPECT_EQ(stage_kv_bytes(hp, KvType::f16, 3, 0), 0u);
+  EXPECT_EQ(stage_kv_bytes(hp, KvType::f32, 4096, 4), 2ull * 4 * 4096 * 36 * 4);  // already aligned
+}
+
+// A model whose tensors are not multiples of 256 bytes (72 wide, f16): a GPU stage's weights are
+// counted per tensor from the shapes, each rounded up to the allocation granularity, vectors as f32.
+TEST(MemoryModel, GpuWeightBytesFromTheShapes) {
+  test::TempDir dir;
+  SyntheticModelOptions o;
+  o.arch = Arch::qwen2;
+  o.n_layer = 3;
+  o.n_embd = 72;
+  o.n_head = 2;
+  o.n_head_kv = 1;
+  o.head_dim = 36;
+  o.n_ff = 100;
+  o.n_vocab = 301;
+  o.tied_output = true;
+  o.mix = WeightMix::f16;
+  write_synthetic_model(o, dir.file("odd.gguf"));
+  const ModelSpec spec = ModelSpec::from(ModelFile::open(dir.file("odd.gguf")));
+  auto al = [](uint64_t b) { return (b + 255) / 256 * 256; };
+  auto matrix = [&](const char* name, uint32_t layer, uint64_t cols, uint64_t rows) {
+    return al(type_bytes(tensor_type_for(o.mix, name, layer, o.n_layer, true), cols) * rows);
+  };
+  auto layer = [&](uint32_t l) {
+    return al(4 * 72) * 2                                                  // attn_norm, ffn_norm
+           + al(4 * 72) + al(4 * 36) * 2                                   // q, k, v biases
+           + matrix("attn_q.weight", l, 72, 72) + matrix("attn_k.weight", l, 72, 36) +
+           matrix("attn_v.weight", l, 72, 36) + matrix("attn_output.weight", l, 72, 72) +
+           matrix("ffn_gate.weight", l, 72, 100) + matrix("ffn_up.weight", l, 72, 100) +
+           matrix("ffn_down.weight", l, 100, 72);
+  };
+  ASSERT_NE(spec.layer_bytes(1), layer(1));  // the file's bytes differ: alignment matters here
+  EXPECT_EQ(gpu_layer_bytes(spec, 1), layer(1));
+  const uint64_t output = al(4 * 72) + matrix("token_embd.weight", 0, 72, 301);  // tied: the embeddings
+  EXPECT_EQ(gpu_weight_bytes(spec, std::pair{0u, 2u}, true), layer(0) + layer(1) + layer(2) + output);
+  EXPECT_EQ(gpu_weight_bytes(spec, std::pair{1u, 1u}, false), layer(1));
+  EXPECT_EQ(gpu_weight_bytes(spec, std::nullopt, true), output);
+}
+
+TEST(DeviceArena, CarvesAlignedBuffersAndRefusesPastItsCapacity) {
+  DeviceArena arena("cuda0 slice 1, layers 0-3", 1024);
+  EXPECT_EQ(arena.take(1, "a"), 0u);
+  EXPECT_EQ(arena.take(256, "b"), 256u);
+  EXPECT_EQ(arena.take(300, "c"), 512u);  // 300 bytes take 512
+  EXPECT_EQ(arena.used(), 1024u);
+  arena.expect_full();
+  test::expect_error([&] { arena.take(1, "blk.3.ffn_down"); },
+                     {"cuda0 slice 1, layers 0-3", "blk.3.ffn_down", "256 bytes", "0 of the stage's 1024"});
+  DeviceArena partial("cuda1, layers 4-7", 1024);
+  partial.take(512, "weights");
+  test::expect_error([&] { partial.take(513, "K cache"); }, {"K cache needs 768 bytes but 512"});
+  test::expect_error([&] { partial.expect_full(); }, {"cuda1, layers 4-7", "carved 512 of the 1024 bytes"});
 }
 
 }  // namespace

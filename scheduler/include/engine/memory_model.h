@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/model_spec.h"
@@ -19,6 +20,26 @@ std::string_view kv_type_name(KvType type);
 
 // K and V of one layer for n_ctx positions.
 uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint32_t n_ctx);
+
+// Device buffers start on this granularity (cudaMalloc's); a GPU stage carves every buffer from
+// one allocation at it, so every count below rounds each buffer up to it.
+constexpr uint64_t kDeviceAlignment = 256;
+constexpr uint64_t align_device(uint64_t bytes) {
+  return (bytes + kDeviceAlignment - 1) / kDeviceAlignment * kDeviceAlignment;
+}
+
+// The KV cache of a stage with n_layers layers: one K and one V array for all of them.
+uint64_t stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint32_t n_layers);
+
+// What a GPU stage uploads for a tensor: a matrix as stored in the file, a vector (norm, bias,
+// RoPE factors) as f32, aligned.
+uint64_t gpu_tensor_bytes(const TensorInfo& t);
+
+// The weights a GPU stage uploads: the tensors of `layers` (inclusive; none if empty) and the
+// model's RoPE frequency factors if it has layers and the model has them; with the output head,
+// the output norm and matrix (the token embeddings when the output is tied).
+uint64_t gpu_weight_bytes(const ModelSpec& m, std::optional<std::pair<uint32_t, uint32_t>> layers, bool output);
+uint64_t gpu_layer_bytes(const ModelSpec& m, uint32_t layer);  // one layer's share of the above
 
 // What one stage (a device's contiguous layer range) processes at once.
 struct StageShape {
