@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -14,6 +16,8 @@
 #include "engine/error.h"
 #include "engine/model_report.h"
 #include "engine/planner.h"
+#include "engine/quantize.h"
+#include "scheduler/cuda_runtime.h"
 
 namespace engine {
 namespace {
@@ -59,7 +63,64 @@ void mean_stddev(const std::vector<double>& v, double* mean, double* sd) {
   *sd = v.size() > 1 ? std::sqrt(q / double(v.size() - 1)) : 0.0;
 }
 
+// Bytes one decode step reads on each device of the plan, keyed "cuda<i>" for a real GPU and
+// "cpu" for the CPU and simulated devices (which run there): the weights of its layers (as stored),
+// the output head where it is, the token's embedding row on the CPU, and the KV cache of its
+// layers over `positions` positions.
+std::map<std::string, uint64_t> decode_bytes(const ModelSpec& spec, const Plan& plan, double positions) {
+  std::map<std::string, uint64_t> bytes;
+  const uint64_t kv_per_position = kv_bytes_per_layer(spec.hp, KvType::f16, 1);
+  for (const DevicePlan& d : plan.devices) {
+    const std::string key = d.device.kind == DeviceKind::gpu && d.device.cuda_index >= 0
+                                ? fmt::format("cuda{}", d.device.cuda_index) : "cpu";
+    uint64_t b = 0;
+    if (d.layers) {
+      for (uint32_t l = d.layers->first; l <= d.layers->second; ++l) b += spec.layer_bytes(l);
+      b += static_cast<uint64_t>(double(d.layers->second - d.layers->first + 1) * positions * double(kv_per_position));
+    }
+    if (d.output) {
+      b += spec.output_bytes();
+      if (spec.hp.tied_output) b += spec.file.find_tensor("token_embd.weight")->n_bytes;
+    }
+    if (d.input) {
+      const TensorInfo* e = spec.file.find_tensor("token_embd.weight");
+      b += type_bytes(e->type, uint64_t(e->ne[0]));
+    }
+    if (b > 0) bytes[key] += b;
+  }
+  return bytes;
+}
+
 }  // namespace
+
+double host_read_bandwidth(int threads) {
+  const size_t n = (size_t(256) << 20) / sizeof(uint64_t);
+  const int t = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<uint64_t> buf(n, 1);
+  std::vector<uint64_t> sums(static_cast<size_t>(t));
+  double best = 0;
+  for (int pass = 0; pass < 4; ++pass) {  // the first warms up
+    const auto t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (int i = 0; i < t; ++i) {
+      pool.emplace_back([&, i] {
+        const size_t a = n * size_t(i) / size_t(t), b = n * size_t(i + 1) / size_t(t);
+        uint64_t s[8] = {};
+        for (size_t k = a; k + 8 <= b; k += 8) {
+          for (int j = 0; j < 8; ++j) s[j] += buf[k + size_t(j)];
+        }
+        sums[size_t(i)] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+      });
+    }
+    for (auto& th : pool) th.join();
+    const double sec = seconds_since(t0);
+    if (pass > 0) best = std::max(best, double(n * sizeof(uint64_t)) / sec);
+  }
+  uint64_t total = 0;
+  for (uint64_t v : sums) total += v;
+  if (total == 0) throw Error("host_read_bandwidth: the buffer read back as zeros");  // keeps the reads
+  return best;
+}
 
 std::vector<std::string> parse_split_list(const std::string& text) {
   std::vector<std::string> out;
@@ -90,6 +151,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
     if (progress) progress(s);
   };
   std::vector<BenchResult> results;
+  std::vector<std::map<std::string, uint64_t>> row_bytes;  // per result: decode bytes per device
   const auto bench_start = Clock::now();
   for (const std::string& path : o.models) {
     for (const std::string& split : o.splits) {
@@ -101,6 +163,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
         base.transport = transport;
         base.devices = o.devices.empty() ? "cpu" : o.devices;
         std::vector<BenchResult> rows;
+        std::vector<std::map<std::string, uint64_t>> bytes;
         for (const auto& [kind, sizes] : {std::pair{"pp", &o.n_prompt}, std::pair{"tg", &o.n_gen}}) {
           for (uint32_t n : *sizes) {
             for (uint32_t d : o.depths) {
@@ -108,6 +171,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
               r.test = fmt::format("{}{}", kind, n);
               r.depth = d;
               rows.push_back(r);
+              bytes.emplace_back();
             }
           }
         }
@@ -131,8 +195,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
           const auto inv = resolve_devices(o.devices.empty() ? std::vector<DeviceSpec>{}
                                                              : parse_device_list(o.devices));
           const Plan plan = make_plan(model->spec(), inv, po);
-          // Stages on the CPU and simulated devices run on the CPU; CUDA stages are refused by
-          // the context with the reason.
+          // Stages on the CPU and simulated devices run on the CPU, stages on real GPUs there.
           const std::vector<StageOptions> stages = stages_from_plan(plan);
           std::string used = transport;
           if (transport == "auto") {
@@ -153,7 +216,8 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
           co.stages = stages;
           Context ctx(model, co);
           ctx.eval(token_ids(8, model->n_vocab(), 1));  // warm-up: pages, threads, caches
-          for (BenchResult& r : rows) {
+          for (size_t row = 0; row < rows.size(); ++row) {
+            BenchResult& r = rows[row];
             r.layers = layer_map(plan);
             r.load_s = load_s;
             const bool pp = r.test[0] == 'p';
@@ -176,14 +240,43 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
             r.repetitions = o.repetitions;
             mean_stddev(tps, &r.tokens_per_s, &r.stddev);
             r.peak_bytes = peak_rss_bytes();
+            if (!pp) {  // token i of the test attends depth + i + 1 positions
+              bytes[row] = decode_bytes(model->spec(), plan, double(r.depth) + double(n + 1) / 2);
+              for (const auto& [key, b] : bytes[row]) r.bytes_per_token += b;
+              r.gb_per_s = double(r.bytes_per_token) * r.tokens_per_s / 1e9;
+            }
           }
         } catch (const Error& e) {
           for (BenchResult& r : rows) r.error = e.what();
           say(fmt::format("{} split {} transport {}: {}", base.model, split, transport, e.what()));
         }
         results.insert(results.end(), rows.begin(), rows.end());
+        row_bytes.insert(row_bytes.end(), bytes.begin(), bytes.end());
       }
     }
+  }
+  // Rooflines last, so their buffers do not count in the rows' peak memory.
+  std::map<std::string, double> bandwidth;
+  for (size_t i = 0; i < results.size(); ++i) {
+    double seconds = 0;  // per token at each device's bandwidth
+    bool measured = !row_bytes[i].empty();
+    for (const auto& [key, b] : row_bytes[i]) {
+      if (!bandwidth.count(key)) {
+        say(fmt::format("[{:.0f}s] measuring the memory bandwidth of {}", seconds_since(bench_start), key));
+        try {
+          bandwidth[key] = key == "cpu" ? host_read_bandwidth(o.n_threads) : cuda_copy_bandwidth(std::stoi(key.substr(4)));
+        } catch (const Error& e) {
+          say(fmt::format("{}: {}", key, e.what()));
+          bandwidth[key] = 0;
+        }
+      }
+      if (bandwidth[key] > 0) {
+        seconds += double(b) / bandwidth[key];
+      } else {
+        measured = false;
+      }
+    }
+    if (measured) results[i].roofline_fraction = results[i].tokens_per_s * seconds;
   }
   return results;
 }
@@ -205,6 +298,9 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
     j["stddev"] = r.stddev;
     j["load_s"] = r.load_s;
     j["peak_bytes"] = r.peak_bytes;
+    j["bytes_per_token"] = r.bytes_per_token;
+    j["gb_per_s"] = r.gb_per_s;
+    j["roofline_fraction"] = r.roofline_fraction;
     j["error"] = r.error;
     return j;
   };
@@ -225,24 +321,27 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
         return q + "\"";
       };
       out = "model,model_bytes,types,split,devices,transport,layers,test,depth,repetitions,"
-            "tokens_per_s,stddev,load_s,peak_bytes,error\n";
+            "tokens_per_s,stddev,load_s,peak_bytes,bytes_per_token,gb_per_s,roofline_fraction,error\n";
       for (const auto& r : results) {
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{}\n", quote(r.model),
-                           r.model_bytes, quote(r.types), quote(r.split), quote(r.devices),
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{:.4f},{}\n",
+                           quote(r.model), r.model_bytes, quote(r.types), quote(r.split), quote(r.devices),
                            quote(r.transport), quote(r.layers), r.test, r.depth, r.repetitions,
-                           r.tokens_per_s, r.stddev, r.load_s, r.peak_bytes, quote(r.error));
+                           r.tokens_per_s, r.stddev, r.load_s, r.peak_bytes, r.bytes_per_token, r.gb_per_s,
+                           r.roofline_fraction, quote(r.error));
       }
       return out;
     }
     case BenchFormat::markdown:
-      out = "| model | size | split | devices | transport | layers | test | depth | t/s | load s | peak GiB |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n";
+      out = "| model | size | split | devices | transport | layers | test | depth | t/s | GB/s | roofline | load s | "
+            "peak GiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
       for (const auto& r : results) {
         const std::string tps = r.error.empty() ? fmt::format("{:.2f} ± {:.2f}", r.tokens_per_s, r.stddev)
                                                 : "cannot run: " + r.error;
-        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} |\n", r.model,
-                           double(r.model_bytes) / (1ull << 30), r.split, r.devices, r.transport, r.layers,
-                           r.test, r.depth, tps, r.load_s, double(r.peak_bytes) / (1ull << 30));
+        const std::string gbs = r.gb_per_s > 0 ? fmt::format("{:.2f}", r.gb_per_s) : "";
+        const std::string roof = r.roofline_fraction > 0 ? fmt::format("{:.0f}%", 100 * r.roofline_fraction) : "";
+        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} |\n",
+                           r.model, double(r.model_bytes) / (1ull << 30), r.split, r.devices, r.transport, r.layers,
+                           r.test, r.depth, tps, gbs, roof, r.load_s, double(r.peak_bytes) / (1ull << 30));
       }
       return out;
   }

@@ -1,4 +1,6 @@
 // Host-only code (compiled by the C++ compiler so it can use fmt): runtime queries and errors.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "scheduler/cuda_check.h"
@@ -55,6 +57,44 @@ CudaDeviceInfo cuda_device_info(int index) {
   info.free_bytes = free;
   info.total_bytes = total;
   return info;
+}
+
+double cuda_copy_bandwidth(int index) {
+  constexpr size_t kBytes = size_t(256) << 20;
+  int previous = 0;
+  ENGINE_CUDA_CHECK(cudaGetDevice(&previous));
+  ENGINE_CUDA_CHECK(cudaSetDevice(index));
+  void *src = nullptr, *dst = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  double best = 0;
+  auto release = [&] {
+    if (src != nullptr) cudaFree(src);
+    if (dst != nullptr) cudaFree(dst);
+    if (start != nullptr) cudaEventDestroy(start);
+    if (stop != nullptr) cudaEventDestroy(stop);
+    cudaSetDevice(previous);
+  };
+  try {
+    ENGINE_CUDA_CHECK(cudaMalloc(&src, kBytes));
+    ENGINE_CUDA_CHECK(cudaMalloc(&dst, kBytes));
+    ENGINE_CUDA_CHECK(cudaMemset(src, 1, kBytes));
+    ENGINE_CUDA_CHECK(cudaEventCreate(&start));
+    ENGINE_CUDA_CHECK(cudaEventCreate(&stop));
+    for (int rep = 0; rep < 6; ++rep) {  // the first warms up
+      ENGINE_CUDA_CHECK(cudaEventRecord(start));
+      ENGINE_CUDA_CHECK(cudaMemcpyAsync(dst, src, kBytes, cudaMemcpyDeviceToDevice));
+      ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+      ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0;
+      ENGINE_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      if (rep > 0 && ms > 0) best = std::max(best, 2.0 * double(kBytes) / (double(ms) * 1e-3));
+    }
+  } catch (...) {
+    release();
+    throw;
+  }
+  release();
+  return best;
 }
 
 bool cuda_can_access_peer(int a, int b) noexcept {

@@ -26,6 +26,11 @@ struct CudaDeviceInfo {
 // taken out of free_bytes. Throws engine::Error naming the device and call on failure.
 CudaDeviceInfo cuda_device_info(int index);
 
+// The device's copy bandwidth in bytes/s, the roofline of a memory-bound kernel: the best of a few
+// device-to-device copies of 256 MiB, counting the bytes read and the bytes written (the
+// convention of bandwidth tests and of the targets). Throws engine::Error on failure.
+double cuda_copy_bandwidth(int index);
+
 // Whether device a can read device b's memory directly (false on any error).
 bool cuda_can_access_peer(int a, int b) noexcept;
 

@@ -15,6 +15,10 @@ CudaDeviceInfo cuda_device_info(int index) {
   throw Error(fmt::format("cuda device {}: engine built without CUDA", index));
 }
 
+double cuda_copy_bandwidth(int index) {
+  throw Error(fmt::format("cuda device {}: engine built without CUDA", index));
+}
+
 bool cuda_can_access_peer(int, int) noexcept { return false; }
 
 }  // namespace engine

@@ -1,5 +1,7 @@
 """engine-bench on the CPU: every combination gets a row, a combination that cannot run says why
-and the others still run, and every output format parses with the same stable columns."""
+and the others still run, and every output format parses with the same stable columns. Generation
+rows carry the bytes a token reads, computed here from the file's tensor table (gguf package), the
+bandwidth that implies and the fraction of the memory roofline."""
 import csv
 import io
 import json
@@ -7,12 +9,35 @@ import os
 import sys
 import unittest
 
+import gguf
+
 sys.path.insert(0, os.path.dirname(__file__))
 from common import mkmodel, run, tempdir  # noqa: E402
 
 BENCH = os.environ.get("ENGINE_BENCH", "engine-bench")
 COLUMNS = ["model", "model_bytes", "types", "split", "devices", "transport", "layers", "test",
-           "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "error"]
+           "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "bytes_per_token",
+           "gb_per_s", "roofline_fraction", "error"]
+
+
+def decode_bytes(path, depth, n_gen):
+    """Bytes one generated token reads on average: every tensor but the embedding table, one
+    embedding row, and K and V (f16) of every layer up to the token's position."""
+    r = gguf.GGUFReader(path)
+    arch = r.fields["general.architecture"].contents()
+    n_layer = r.fields[f"{arch}.block_count"].contents()
+    n_embd = r.fields[f"{arch}.embedding_length"].contents()
+    n_head = r.fields[f"{arch}.attention.head_count"].contents()
+    n_head_kv = r.fields[f"{arch}.attention.head_count_kv"].contents()
+    head_dim = r.fields[f"{arch}.attention.key_length"].contents() if f"{arch}.attention.key_length" in r.fields \
+        else n_embd // n_head
+    names = {t.name for t in r.tensors}
+    assert "output.weight" in names  # untied: the embedding table is not read whole
+    weights = sum(int(t.n_bytes) for t in r.tensors if t.name != "token_embd.weight")
+    embd = next(t for t in r.tensors if t.name == "token_embd.weight")
+    row = int(embd.n_bytes) // int(embd.shape[1])
+    positions = depth + (n_gen + 1) / 2
+    return weights + row + int(n_layer * positions * 2 * n_head_kv * head_dim * 2)
 
 
 class BenchOnCpu(unittest.TestCase):
@@ -34,6 +59,13 @@ class BenchOnCpu(unittest.TestCase):
             for r in ok:
                 self.assertGreater(r["tokens_per_s"], 0)
                 self.assertIn(r["test"], ("pp16", "tg4"))
+                if r["test"] == "tg4":
+                    self.assertEqual(r["bytes_per_token"], decode_bytes(model, r["depth"], 4))
+                    self.assertAlmostEqual(r["gb_per_s"], r["bytes_per_token"] * r["tokens_per_s"] / 1e9,
+                                           delta=1e-6 * r["gb_per_s"])
+                    self.assertGreater(r["roofline_fraction"], 0)
+                else:
+                    self.assertEqual((r["bytes_per_token"], r["gb_per_s"], r["roofline_fraction"]), (0, 0, 0))
                 self.assertEqual(r["layers"], "cpu:0-1")
                 self.assertGreater(r["model_bytes"], 0)
             self.assertEqual({r["depth"] for r in ok}, {0, 8})

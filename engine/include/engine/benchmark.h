@@ -38,6 +38,13 @@ struct BenchResult {
   double tokens_per_s = 0, stddev = 0;
   double load_s = 0;
   uint64_t peak_bytes = 0;  // peak resident memory of the process (CPU)
+  // Generation rows (the memory-bound case): bytes read per token (every layer's weights, the
+  // output head, one embedding row, and the KV cache up to each token's position, averaged over
+  // the test), that times tokens/s, and tokens/s over the roofline: the time to read each
+  // device's share at that device's measured bandwidth (a GPU's copy bandwidth, the host's read
+  // bandwidth with the bench's threads for the CPU and simulated devices). 0 on prompt rows.
+  uint64_t bytes_per_token = 0;
+  double gb_per_s = 0, roofline_fraction = 0;
   std::string error;        // why the combination could not run; empty when it ran
 };
 
@@ -48,8 +55,13 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& options,
 
 enum class BenchFormat { markdown, csv, json, jsonl };
 // Stable column names: model, model_bytes, types, split, devices, transport, layers, test, depth,
-// repetitions, tokens_per_s, stddev, load_s, peak_bytes, error.
+// repetitions, tokens_per_s, stddev, load_s, peak_bytes, bytes_per_token, gb_per_s,
+// roofline_fraction, error.
 std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
+
+// Memory read bandwidth of this machine in bytes/s with `threads` threads (0: all cores): the best
+// of a few passes over a 256 MiB buffer. The roofline of CPU decoding.
+double host_read_bandwidth(int threads);
 
 // Splits a comma-separated --split list; consecutive layer counts or ranges form one manual
 // split ("auto,30,34" -> auto and 30,34), and '/' may separate them too ("30/34").
