@@ -9,9 +9,11 @@
 // before anything is allocated.
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -47,18 +49,26 @@ struct DeviceLayer {
 struct DeviceResources {
   int device = -1;
   cudaStream_t stream = nullptr;
+  cudaEvent_t done = nullptr, input_copied = nullptr;
   void* arena = nullptr;
   float* pinned = nullptr;
   ~DeviceResources() {
     if (device < 0) return;
     cudaSetDevice(device);
+    if (stream != nullptr) cudaStreamSynchronize(stream);  // nothing may still use what is freed
+    if (done != nullptr) cudaEventDestroy(done);
+    if (input_copied != nullptr) cudaEventDestroy(input_copied);
     if (arena != nullptr) cudaFree(arena);
     if (pinned != nullptr) cudaFreeHost(pinned);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
 };
 
-class CudaStage final : public Stage {
+// How long the host waits for a stage's stream before it gives up: far beyond any micro-batch's
+// work, so only a transfer that will never arrive (a failed peer) reaches it.
+constexpr std::chrono::seconds kStageDeadline{300};
+
+class CudaStage final : public Stage, public CudaStageLink {
  public:
   CudaStage(const CpuModel& model, StageLayers layers, const Device& device, uint32_t n_ctx, uint32_t n_batch)
       : m_(model), hp_(model.spec.hp), layers_(layers), device_(device.cuda_index), n_ctx_(n_ctx), n_batch_(n_batch),
@@ -67,6 +77,8 @@ class CudaStage final : public Stage {
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
     res_.device = device_;
     ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&res_.stream, cudaStreamNonBlocking));
+    ENGINE_CUDA_CHECK(cudaEventCreateWithFlags(&res_.done, cudaEventDisableTiming));
+    ENGINE_CUDA_CHECK(cudaEventCreateWithFlags(&res_.input_copied, cudaEventDisableTiming));
     stream_ = res_.stream;
     {
       const cudaError_t status = cudaMalloc(&res_.arena, arena_.capacity());
@@ -133,20 +145,44 @@ class CudaStage final : public Stage {
     host_hidden_ = res_.pinned;
   }
 
-  float* hidden() override { return host_hidden_; }
+  // The pinned host buffer, once the previous micro-batch's copy from it to the device is done, so
+  // that a writer (the host transport) never overwrites what is still being read.
+  float* hidden() override {
+    ENGINE_CUDA_CHECK(cudaEventSynchronize(res_.input_copied));
+    return host_hidden_;
+  }
+
+  CudaStageLink* cuda_link() override { return this; }
+  int device() const override { return device_; }
+  float* device_hidden() override { return x_; }
+  void* stream() override { return stream_; }
+  void* forward_done() override { return res_.done; }
+  void set_device_io(bool input, bool output) override {
+    device_in_ = input && !layers_.input;
+    device_out_ = output && !layers_.output;
+  }
+  void wait_before_next_forward(void* event) override { wait_for_ = static_cast<cudaEvent_t>(event); }
 
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override {
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
+    if (wait_for_ != nullptr) {  // an incoming copy enqueued on another stream
+      ENGINE_CUDA_CHECK(cudaStreamWaitEvent(stream_, wait_for_, 0));
+      wait_for_ = nullptr;
+    }
     const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
     const float eps = hp_.norm_eps;
     if (layers_.input) {  // embeddings looked up on the host, straight from the mmap
+      float* host = hidden();
       const uint64_t row = type_bytes(m_.token_embd.type, E);
       for (int64_t b = 0; b < n; ++b) {
         dequantize_row(m_.token_embd.type, static_cast<const uint8_t*>(m_.token_embd.data) + tokens[b] * row,
-                       host_hidden_ + b * E, E);
+                       host + b * E, E);
       }
     }
-    ENGINE_CUDA_CHECK(cudaMemcpyAsync(x_, host_hidden_, sizeof(float) * n * E, cudaMemcpyHostToDevice, stream_));
+    if (layers_.input || !device_in_) {
+      ENGINE_CUDA_CHECK(cudaMemcpyAsync(x_, host_hidden_, sizeof(float) * n * E, cudaMemcpyHostToDevice, stream_));
+      ENGINE_CUDA_CHECK(cudaEventRecord(res_.input_copied, stream_));
+    }
     const float scale = 1.0f / std::sqrt(float(hd));
     for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
       const DeviceLayer& w = dev_layers_[l - layers_.first];
@@ -188,13 +224,30 @@ class CudaStage final : public Stage {
         ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits + b * vocab, logits_, sizeof(float) * vocab,
                                           cudaMemcpyDeviceToHost, stream_));
       }
-    } else {
+    } else if (!device_out_) {
       ENGINE_CUDA_CHECK(cudaMemcpyAsync(host_hidden_, x_, sizeof(float) * n * E, cudaMemcpyDeviceToHost, stream_));
     }
-    ENGINE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    ENGINE_CUDA_CHECK(cudaEventRecord(res_.done, stream_));
+    if (!device_out_) wait_for_stream();  // the host reads the logits or the hidden state next
   }
 
  private:
+  // cudaStreamSynchronize with a deadline: a stream that waits for a transfer from a failed peer
+  // would otherwise block forever.
+  void wait_for_stream() {
+    const auto deadline = std::chrono::steady_clock::now() + kStageDeadline;
+    for (int polls = 0;; ++polls) {
+      const cudaError_t status = cudaStreamQuery(stream_);
+      if (status == cudaSuccess) return;
+      if (status != cudaErrorNotReady) ENGINE_CUDA_CHECK(status);
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw Error(fmt::format("cuda{}: layers {}-{} did not finish within {} s (waiting for a transfer that "
+                                "never came?)", device_, layers_.first, layers_.last, kStageDeadline.count()));
+      }
+      if (polls > 10000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
   static StageShape shape(StageLayers layers, uint32_t n_ctx, uint32_t n_batch) {
     return StageShape{n_batch, n_ctx, 1, true, layers.output, true};
   }
@@ -264,6 +317,8 @@ class CudaStage final : public Stage {
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *tmp_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
   float* host_hidden_ = nullptr;
+  bool device_in_ = false, device_out_ = false;  // see set_device_io
+  cudaEvent_t wait_for_ = nullptr;
 
   // The model's RoPE parameters with the frequency factors (if any) in device memory.
   RopeParams device_rope() {

@@ -1,12 +1,14 @@
 #include "engine/engine.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <thread>
 
 #include "cpu_model.h"
 #include "cuda_stage.h"
+#include "scheduler/cuda_transport.h"
 #include "scheduler/pipeline.h"
 #include "engine/error.h"
 
@@ -36,6 +38,45 @@ bool Model::is_end_of_generation(int32_t token) const {
   }
   return false;
 }
+
+namespace {
+
+// The transport of every stage boundary (see ContextOptions::transport).
+std::vector<std::unique_ptr<Transport>> connect_stages(std::vector<std::unique_ptr<Stage>>& stages,
+                                                       const std::string& kind) {
+  if (kind != "auto" && kind != "host" && kind != "peer" && kind != "nccl") {
+    throw Error(fmt::format("transport '{}' is not one of auto, host, peer, nccl", kind));
+  }
+  std::shared_ptr<NcclGroup> nccl;
+  if (kind == "nccl") {  // one communicator over the GPUs that meet another GPU at a boundary
+    std::vector<int> devices;
+    for (size_t s = 0; s + 1 < stages.size(); ++s) {
+      CudaStageLink* a = stages[s]->cuda_link();
+      CudaStageLink* b = stages[s + 1]->cuda_link();
+      if (a == nullptr || b == nullptr) continue;
+      for (int d : {a->device(), b->device()}) {
+        if (std::find(devices.begin(), devices.end(), d) == devices.end()) devices.push_back(d);
+      }
+    }
+    if (!devices.empty()) nccl = make_nccl_group(devices);
+  }
+  std::vector<std::unique_ptr<Transport>> transports;
+  for (size_t s = 0; s + 1 < stages.size(); ++s) {
+    Stage& from = *stages[s];
+    Stage& to = *stages[s + 1];
+    const bool gpus = from.cuda_link() != nullptr && to.cuda_link() != nullptr;
+    if (!gpus || kind == "host") {
+      transports.push_back(std::make_unique<HostTransport>(from, to));
+    } else if (kind == "nccl") {
+      transports.push_back(make_nccl_transport(from, to, nccl));
+    } else {
+      transports.push_back(make_peer_transport(from, to));
+    }
+  }
+  return transports;
+}
+
+}  // namespace
 
 std::vector<StageOptions> stages_from_plan(const Plan& plan) {
   std::vector<StageOptions> stages;
@@ -83,10 +124,17 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
                               cuda >= 0 ? fmt::format("cuda{}", cuda) : std::string("the CPU"), e.what()));
     }
   }
-  pipeline_ = std::make_unique<Pipeline>(std::move(built), hp.n_embd, hp.n_vocab, n_ubatch);
+  auto transports = connect_stages(built, options.transport);
+  pipeline_ = std::make_unique<Pipeline>(std::move(built), std::move(transports), hp.n_embd, hp.n_vocab, n_ubatch);
 }
 
 size_t Context::n_stages() const { return pipeline_->n_stages(); }
+
+std::string Context::transports() const {
+  std::vector<std::string> names;
+  for (size_t i = 0; i + 1 < pipeline_->n_stages(); ++i) names.emplace_back(pipeline_->transport(i)->name());
+  return names.empty() ? "none" : fmt::format("{}", fmt::join(names, "|"));
+}
 
 Context::~Context() = default;
 

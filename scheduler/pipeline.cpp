@@ -11,8 +11,8 @@
 
 namespace engine {
 
-void HostTransport::send(const float* from, float* to, int64_t n_floats) {
-  std::memcpy(to, from, static_cast<size_t>(n_floats) * sizeof(float));
+void HostTransport::send(int64_t n_floats) {
+  std::memcpy(to_.hidden(), from_.hidden(), static_cast<size_t>(n_floats) * sizeof(float));
 }
 
 void check_stage_ranges(const std::vector<StageLayers>& ranges, uint32_t n_layer) {
@@ -32,13 +32,31 @@ void check_stage_ranges(const std::vector<StageLayers>& ranges, uint32_t n_layer
   }
 }
 
-Pipeline::Pipeline(std::vector<std::unique_ptr<Stage>> stages, int64_t n_embd, int64_t n_vocab, uint32_t n_ubatch)
-    : n_embd_(n_embd), n_vocab_(n_vocab), n_ubatch_(n_ubatch), stages_(std::move(stages)) {
+Pipeline::Pipeline(std::vector<std::unique_ptr<Stage>> stages, std::vector<std::unique_ptr<Transport>> transports,
+                   int64_t n_embd, int64_t n_vocab, uint32_t n_ubatch)
+    : n_embd_(n_embd), n_vocab_(n_vocab), n_ubatch_(n_ubatch), stages_(std::move(stages)),
+      transports_(std::move(transports)) {
   if (stages_.empty()) throw Error("pipeline: no stages");
-  for (size_t s = 0; s + 1 < stages_.size(); ++s) transports_.push_back(std::make_unique<HostTransport>());
+  if (transports_.empty()) {
+    for (size_t s = 0; s + 1 < stages_.size(); ++s) {
+      transports_.push_back(std::make_unique<HostTransport>(*stages_[s], *stages_[s + 1]));
+    }
+  }
+  if (transports_.size() + 1 != stages_.size()) {
+    throw Error(fmt::format("pipeline: {} transports for {} stages", transports_.size(), stages_.size()));
+  }
 }
 
 void Pipeline::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) {
+  try {
+    run_steps(tokens, n, pos, logits, all_logits);
+  } catch (...) {
+    for (auto& t : transports_) t->abort();
+    throw;
+  }
+}
+
+void Pipeline::run_steps(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) {
   const int64_t ub = n_ubatch_, n_micro = (n + ub - 1) / ub;
   const int64_t n_stages = static_cast<int64_t>(stages_.size());
   const int64_t E = n_embd_, n_vocab = n_vocab_;
@@ -81,7 +99,7 @@ void Pipeline::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
     // output is overwritten before it has been passed along.
     for (int64_t s = n_stages - 2; s >= 0; --s) {
       const int64_t j = t - s;
-      if (j >= 0 && j < n_micro) transports_[s]->send(stages_[s]->hidden(), stages_[s + 1]->hidden(), length(j) * E);
+      if (j >= 0 && j < n_micro) transports_[s]->send(length(j) * E);
     }
   }
 }

@@ -14,6 +14,24 @@ struct StageLayers {
   bool input = true, output = true;
 };
 
+// What device-to-device transports (cuda_transport.h) need of a stage that runs on a CUDA device.
+// CUDA handles are passed as void* (cudaStream_t, cudaEvent_t) so that this header stays free of
+// CUDA. Every forward of such a stage runs on stream() and records forward_done() at its end.
+class CudaStageLink {
+ public:
+  virtual ~CudaStageLink() = default;
+  virtual int device() const = 0;
+  virtual float* device_hidden() = 0;  // [n_batch][n_embd] floats on device()
+  virtual void* stream() = 0;
+  virtual void* forward_done() = 0;
+  // Where the hidden state comes from and goes to: the pinned host buffer hidden() (the default),
+  // or, where a device transport connects that side, device_hidden() with no host copy and, on
+  // the way out, no host wait.
+  virtual void set_device_io(bool input, bool output) = 0;
+  // The next forward's stream first waits for this event (a copy enqueued on another stream).
+  virtual void wait_before_next_forward(void* event) = 0;
+};
+
 class Stage {
  public:
   virtual ~Stage() = default;
@@ -26,6 +44,9 @@ class Stage {
   virtual void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) = 0;
 
   virtual float* hidden() = 0;  // [n_batch][n_embd] host floats
+
+  // Non-null for stages that run on a CUDA device.
+  virtual CudaStageLink* cuda_link() { return nullptr; }
 };
 
 }  // namespace engine

@@ -24,7 +24,7 @@ struct Flags {
   std::string model, devices, split = "auto", ctx, kv_type = "f16", reserve;
   uint32_t batch = 512;
   uint32_t ubatch = 0;
-  std::string transport = "host";
+  std::string transport = "auto";
   bool plan_only = false, json = false, chat = false, no_special = false;
   std::string prompt, file, prompt_ids, system;
   int n_predict = 256, threads = 0;
@@ -187,7 +187,9 @@ int main(int argc, char** argv) {
   app.add_option("--batch,-b", f.batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
   app.add_option("--ubatch", f.ubatch, "prompt micro-batch that flows through the stages (default: --batch)")
       ->check(CLI::Range(1u, 65536u));
-  app.add_option("--transport", f.transport, "between stages: host (nccl and peer: not built yet)");
+  app.add_option("--transport", f.transport,
+                 "between two GPU stages: auto (peer), peer, nccl or host; stages on the CPU always connect "
+                 "through host memory");
   app.add_option("--reserve", f.reserve, "GPU memory kept free: 1GiB, 5%, or one per GPU (1GiB,512MiB)");
   app.add_flag("--plan", f.plan_only, "print the placement plan and exit");
   app.add_flag("--json", f.json, "print one JSON object (the plan, or the completion and its speed)");
@@ -217,13 +219,8 @@ int main(int argc, char** argv) {
       if (f.prompt.empty() && f.file.empty() && f.prompt_ids.empty() && !f.chat) {
         throw engine::Error("nothing to do: give --prompt, --file, --prompt-ids or --chat (or --plan)");
       }
-      if (f.transport == "nccl" || f.transport == "peer") {
-        throw engine::Error(fmt::format("--transport {}: not built yet (issue 7); every stage, GPU ones "
-                                        "included, connects through host buffers (--transport host)",
-                                        f.transport));
-      }
-      if (f.transport != "host") {
-        throw engine::Error(fmt::format("--transport: '{}' is not one of nccl, peer, host", f.transport));
+      if (f.transport != "auto" && f.transport != "host" && f.transport != "peer" && f.transport != "nccl") {
+        throw engine::Error(fmt::format("--transport: '{}' is not one of auto, peer, nccl, host", f.transport));
       }
       // Without --devices the visible GPUs would be planned, but the GPU stages have not run on a
       // GPU yet (issue 6): plan the CPU alone unless GPUs are asked for. Simulated devices
@@ -263,6 +260,7 @@ int main(int argc, char** argv) {
     }
     copts.n_threads = f.threads;
     copts.kv_type = options.kv_type;
+    copts.transport = f.transport;
     return f.chat ? chat(f, model, copts) : complete(f, model, copts);
   } catch (const engine::Error& e) {
     fmt::print(stderr, "engine-run: {}\n", e.what());

@@ -153,7 +153,7 @@ float dot_q6_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
     __m256i part[2];
     for (int h = 0; h < 2; ++h) {
       // Scales 8h .. 8h + 7 in both lanes; group g takes word 2g in the low lane, 2g + 1 in the high.
-      const __m256i sch = _mm256_permute4x64_epi64(sc16, h == 0 ? 0x44 : 0xEE);
+      const __m256i sch = h == 0 ? _mm256_permute4x64_epi64(sc16, 0x44) : _mm256_permute4x64_epi64(sc16, 0xEE);
       const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h));
       const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h + 32));
       const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh + 32 * h));

@@ -137,5 +137,20 @@ TEST_F(PipelineTest, BadStagesAreRefusedWithTheReason) {
   test::expect_error([&] { Context c(model, o); }, {"stage 0", "layers 0-3", "cuda0"});
 }
 
+// Stages that run on the CPU (the CPU, simulated devices) connect through host memory whatever
+// transport is asked for; device transports only connect two GPU stages (CudaStage tests).
+TEST_F(PipelineTest, TransportsPerBoundary) {
+  const auto model = make(WeightMix::f32, Arch::llama);
+  EXPECT_EQ(Context(model, options({{0, 3}}, 0)).transports(), "none");
+  for (const char* kind : {"auto", "host", "peer", "nccl"}) {
+    ContextOptions o = options({{0, 0}, {1, 2}, {3, 3}}, 0);
+    o.transport = kind;
+    EXPECT_EQ(Context(model, o).transports(), "host|host") << kind;
+  }
+  ContextOptions bad = options({{0, 1}, {2, 3}}, 0);
+  bad.transport = "infiniband";
+  test::expect_error([&] { Context c(model, bad); }, {"transport 'infiniband' is not one of auto, host, peer, nccl"});
+}
+
 }  // namespace
 }  // namespace engine

@@ -13,8 +13,8 @@ namespace engine {
 struct BenchOptions {
   std::vector<std::string> models;
   std::vector<std::string> splits = {"auto"};
-  // auto: none for one stage, host between stages that run on the CPU (CPU, simulated devices);
-  // nccl and peer are not built yet. A row shows the transport that ran.
+  // As ContextOptions::transport, plus none (one stage); nccl and peer must connect at least one
+  // pair of GPU stages. A row shows the transports that ran, per boundary.
   std::vector<std::string> transports = {"auto"};
   std::string devices;                // as --devices; empty: every GPU
   std::vector<uint32_t> n_prompt = {512};

@@ -68,6 +68,11 @@ struct ContextOptions {
   int n_threads = 0;        // 0: all cores; shared out evenly between CPU-run stages
   KvType kv_type = KvType::f16;
   std::vector<StageOptions> stages;  // empty: one CPU stage with every layer
+  // Between two stages on CUDA devices: "peer" (cudaMemcpyPeerAsync; also between slices of one
+  // GPU), "nccl" (send/recv over one communicator, one rank per GPU) or "host" (through pinned
+  // host buffers); "auto" is peer. A boundary with a CPU-run stage on either side always goes
+  // through host memory.
+  std::string transport = "auto";
 };
 
 class Context {
@@ -77,6 +82,7 @@ class Context {
 
   const Model& model() const { return *model_; }
   size_t n_stages() const;
+  std::string transports() const;  // per boundary, '|'-separated ("peer|host"); "none" for one stage
   uint32_t n_ctx() const { return n_ctx_; }
   uint32_t n_past() const { return n_past_; }  // tokens in the KV cache
   void reset() { n_past_ = 0; }
