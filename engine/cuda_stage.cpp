@@ -157,10 +157,8 @@ class CudaStage final : public Stage, public CudaStageLink {
   float* device_hidden() override { return x_; }
   void* stream() override { return stream_; }
   void* forward_done() override { return res_.done; }
-  void set_device_io(bool input, bool output) override {
-    device_in_ = input && !layers_.input;
-    device_out_ = output && !layers_.output;
-  }
+  void take_input_on_device() override { device_in_ = !layers_.input; }
+  void leave_output_on_device() override { device_out_ = !layers_.output; }
   void wait_before_next_forward(void* event) override { wait_for_ = static_cast<cudaEvent_t>(event); }
 
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override {
@@ -317,7 +315,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *tmp_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
   float* host_hidden_ = nullptr;
-  bool device_in_ = false, device_out_ = false;  // see set_device_io
+  bool device_in_ = false, device_out_ = false;  // see CudaStageLink
   cudaEvent_t wait_for_ = nullptr;
 
   // The model's RoPE parameters with the frequency factors (if any) in device memory.

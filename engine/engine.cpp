@@ -54,6 +54,10 @@ std::vector<std::unique_ptr<Transport>> connect_stages(std::vector<std::unique_p
       CudaStageLink* a = stages[s]->cuda_link();
       CudaStageLink* b = stages[s + 1]->cuda_link();
       if (a == nullptr || b == nullptr) continue;
+      if (a->device() == b->device()) {
+        throw Error(fmt::format("transport nccl: stages {} and {} are both on cuda{} (slices); NCCL allows one "
+                                "rank per GPU: use --transport peer", s, s + 1, a->device()));
+      }
       for (int d : {a->device(), b->device()}) {
         if (std::find(devices.begin(), devices.end(), d) == devices.end()) devices.push_back(d);
       }

@@ -21,11 +21,27 @@ CudaStageLink& link_of(Stage& stage, const char* transport) {
   return *link;
 }
 
+// Lets `device` read `peer`'s memory directly where the pair allows it, so that peer copies go
+// over NVLink or PCIe without the driver staging them through the host.
+void enable_peer_access(int device, int peer) {
+  int can = 0;
+  ENGINE_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, device, peer));
+  if (can == 0) return;
+  ENGINE_CUDA_CHECK(cudaSetDevice(device));
+  const cudaError_t status = cudaDeviceEnablePeerAccess(peer, 0);
+  if (status == cudaErrorPeerAccessAlreadyEnabled) {
+    cudaGetLastError();  // clears the sticky "already enabled"
+    return;
+  }
+  ENGINE_CUDA_CHECK(status);
+}
+
 class PeerTransport final : public Transport {
  public:
   PeerTransport(CudaStageLink& from, CudaStageLink& to) : from_(from), to_(to) {
-    from_.set_device_io(false, true);
-    to_.set_device_io(true, false);
+    from_.leave_output_on_device();
+    to_.take_input_on_device();
+    if (from_.device() != to_.device()) enable_peer_access(to_.device(), from_.device());
     ENGINE_CUDA_CHECK(cudaSetDevice(from_.device()));
     ENGINE_CUDA_CHECK(cudaEventCreateWithFlags(&sent_, cudaEventDisableTiming));
   }
@@ -115,8 +131,8 @@ class NcclTransport final : public Transport {
       throw Error(fmt::format("transport nccl: both stages are on cuda{}; NCCL allows one rank per GPU, use "
                               "--transport peer", from.device()));
     }
-    from_.set_device_io(false, true);
-    to_.set_device_io(true, false);
+    from_.leave_output_on_device();
+    to_.take_input_on_device();
   }
   const char* name() const override { return "nccl"; }
 

@@ -24,10 +24,11 @@ class CudaStageLink {
   virtual float* device_hidden() = 0;  // [n_batch][n_embd] floats on device()
   virtual void* stream() = 0;
   virtual void* forward_done() = 0;
-  // Where the hidden state comes from and goes to: the pinned host buffer hidden() (the default),
-  // or, where a device transport connects that side, device_hidden() with no host copy and, on
-  // the way out, no host wait.
-  virtual void set_device_io(bool input, bool output) = 0;
+  // Where the hidden state comes from and goes to: the pinned host buffer hidden() by default;
+  // where a device transport connects that side, device_hidden(), with no host copy and, on the
+  // way out, no host wait. Each is called by the transport on that side.
+  virtual void take_input_on_device() = 0;
+  virtual void leave_output_on_device() = 0;
   // The next forward's stream first waits for this event (a copy enqueued on another stream).
   virtual void wait_before_next_forward(void* event) = 0;
 };

@@ -89,7 +89,7 @@ TEST(CudaTransport, NcclIsOneRankPerGpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
   const auto model = test::random_model(WeightMix::f16, Arch::llama, 2);
   test::expect_error([&] { Context c(model, stages({{0, {0, 0}}, {0, {1, 1}}}, "nccl", 0)); },
-                     {"transport nccl", "cuda0 holds two stages", "one rank per GPU", "--transport peer"});
+                     {"transport nccl", "stages 0 and 1 are both on cuda0", "one rank per GPU", "--transport peer"});
 }
 
 TEST(CudaTransport, NcclOneRankSendsToItself) {
