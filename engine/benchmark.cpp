@@ -9,8 +9,10 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/byte_size.h"
 #include "engine/devices.h"
 #include "engine/engine.h"
 #include "engine/error.h"
@@ -204,6 +206,12 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
           if (transport != "auto" && (transport == "none") != (stages.size() == 1)) {
             throw Error(fmt::format("transport {} with {} stage(s)", transport, stages.size()));
           }
+          std::map<int, uint64_t> free_before;  // per CUDA device used
+          for (const StageOptions& st : stages) {
+            if (st.device.kind == DeviceKind::gpu && st.device.cuda_index >= 0 && !free_before.count(st.device.cuda_index)) {
+              free_before[st.device.cuda_index] = cuda_device_info(st.device.cuda_index).free_bytes;
+            }
+          }
           ContextOptions co;
           co.transport = transport == "none" ? "auto" : transport;
           co.n_ctx = po.n_ctx;
@@ -244,6 +252,12 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
             r.repetitions = o.repetitions;
             mean_stddev(tps, &r.tokens_per_s, &r.stddev);
             r.peak_bytes = peak_rss_bytes();
+            std::vector<std::string> taken;
+            for (const auto& [index, before] : free_before) {
+              const uint64_t after = cuda_device_info(index).free_bytes;
+              taken.push_back(fmt::format("cuda{} {}", index, format_gib(before > after ? before - after : 0)));
+            }
+            r.gpu_memory = fmt::format("{}", fmt::join(taken, "|"));
             if (!pp) {  // token i of the test attends depth + i + 1 positions
               bytes[row] = decode_bytes(model->spec(), plan, double(r.depth) + double(n + 1) / 2);
               for (const auto& [key, b] : bytes[row]) r.bytes_per_token += b;
@@ -302,6 +316,7 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
     j["stddev"] = r.stddev;
     j["load_s"] = r.load_s;
     j["peak_bytes"] = r.peak_bytes;
+    j["gpu_memory"] = r.gpu_memory;
     j["bytes_per_token"] = r.bytes_per_token;
     j["gb_per_s"] = r.gb_per_s;
     j["roofline_fraction"] = r.roofline_fraction;
@@ -325,27 +340,28 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
         return q + "\"";
       };
       out = "model,model_bytes,types,split,devices,transport,layers,test,depth,repetitions,"
-            "tokens_per_s,stddev,load_s,peak_bytes,bytes_per_token,gb_per_s,roofline_fraction,error\n";
+            "tokens_per_s,stddev,load_s,peak_bytes,gpu_memory,bytes_per_token,gb_per_s,roofline_fraction,error\n";
       for (const auto& r : results) {
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{:.4f},{}\n",
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{},{:.3f},{:.4f},{}\n",
                            quote(r.model), r.model_bytes, quote(r.types), quote(r.split), quote(r.devices),
                            quote(r.transport), quote(r.layers), r.test, r.depth, r.repetitions,
-                           r.tokens_per_s, r.stddev, r.load_s, r.peak_bytes, r.bytes_per_token, r.gb_per_s,
+                           r.tokens_per_s, r.stddev, r.load_s, r.peak_bytes, quote(r.gpu_memory), r.bytes_per_token, r.gb_per_s,
                            r.roofline_fraction, quote(r.error));
       }
       return out;
     }
     case BenchFormat::markdown:
       out = "| model | size | split | devices | transport | layers | test | depth | t/s | GB/s | roofline | load s | "
-            "peak GiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+            "peak GiB | GPU memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
       for (const auto& r : results) {
         const std::string tps = r.error.empty() ? fmt::format("{:.2f} ± {:.2f}", r.tokens_per_s, r.stddev)
                                                 : "cannot run: " + r.error;
         const std::string gbs = r.gb_per_s > 0 ? fmt::format("{:.2f}", r.gb_per_s) : "";
         const std::string roof = r.roofline_fraction > 0 ? fmt::format("{:.0f}%", 100 * r.roofline_fraction) : "";
-        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} |\n",
+        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {} |\n",
                            r.model, double(r.model_bytes) / (1ull << 30), r.split, r.devices, r.transport, r.layers,
-                           r.test, r.depth, tps, gbs, roof, r.load_s, double(r.peak_bytes) / (1ull << 30));
+                           r.test, r.depth, tps, gbs, roof, r.load_s, double(r.peak_bytes) / (1ull << 30),
+                           r.gpu_memory);
       }
       return out;
   }

@@ -16,7 +16,7 @@ from common import mkmodel, run, tempdir  # noqa: E402
 
 BENCH = os.environ.get("ENGINE_BENCH", "engine-bench")
 COLUMNS = ["model", "model_bytes", "types", "split", "devices", "transport", "layers", "test",
-           "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "bytes_per_token",
+           "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "gpu_memory", "bytes_per_token",
            "gb_per_s", "roofline_fraction", "error"]
 
 
@@ -68,6 +68,7 @@ class BenchOnCpu(unittest.TestCase):
                     self.assertEqual((r["bytes_per_token"], r["gb_per_s"], r["roofline_fraction"]), (0, 0, 0))
                 self.assertEqual(r["layers"], "cpu:0-1")
                 self.assertGreater(r["model_bytes"], 0)
+                self.assertEqual(r["gpu_memory"], "")  # no GPU stage
             self.assertEqual({r["depth"] for r in ok}, {0, 8})
             table = list(csv.DictReader(io.StringIO(run(*args, "-o", "csv").stdout)))
             self.assertEqual(len(table), len(rows))

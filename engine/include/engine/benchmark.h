@@ -38,6 +38,9 @@ struct BenchResult {
   double tokens_per_s = 0, stddev = 0;
   double load_s = 0;
   uint64_t peak_bytes = 0;  // peak resident memory of the process (CPU)
+  // Per GPU, the device memory the context took (free memory before it was built minus after the
+  // rows ran): "cuda0 18.93 GiB|cuda1 18.20 GiB"; empty without GPU stages.
+  std::string gpu_memory;
   // Generation rows (the memory-bound case): bytes read per token (every layer's weights, the
   // output head, one embedding row, and the KV cache up to each token's position, averaged over
   // the test), that times tokens/s, and tokens/s over the roofline: the time to read each
@@ -55,7 +58,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& options,
 
 enum class BenchFormat { markdown, csv, json, jsonl };
 // Stable column names: model, model_bytes, types, split, devices, transport, layers, test, depth,
-// repetitions, tokens_per_s, stddev, load_s, peak_bytes, bytes_per_token, gb_per_s,
+// repetitions, tokens_per_s, stddev, load_s, peak_bytes, gpu_memory, bytes_per_token, gb_per_s,
 // roofline_fraction, error.
 std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
 
