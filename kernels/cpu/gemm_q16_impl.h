@@ -21,16 +21,7 @@ namespace {
 
 void quantize_q16(const float* x, BlockQ16x256* out, int64_t k) {
   for (int64_t b = 0; b < k / 256; ++b, x += 256) {
-    float lane_max[16] = {};
-    for (int i = 0; i < 256; i += 16) {
-      for (int l = 0; l < 16; ++l) {
-        const float a = x[i + l] < 0 ? -x[i + l] : x[i + l];
-        lane_max[l] = a > lane_max[l] ? a : lane_max[l];
-      }
-    }
-    float amax = 0;
-    for (int l = 0; l < 16; ++l) amax = lane_max[l] > amax ? lane_max[l] : amax;
-    const float d = amax / float(kQ16Max);
+    const float d = abs_max<256, 16>(x) / float(kQ16Max);
     const float id = d != 0 ? 1.0f / d : 0.0f;
     for (int l = 0; l < 256; ++l) out[b].q[l] = static_cast<int16_t>(__builtin_rintf(x[l] * id));
     out[b].d = d;

@@ -61,18 +61,24 @@ inline int32_t dot_u8_s8_32(const uint8_t* w, const int8_t* x) {
   return s;
 }
 
+// Largest |x[i]| of n values, in `lanes` independent maxima so that it vectorises.
+template <int n, int lanes>
+inline float abs_max(const float* x) {
+  float lane_max[lanes] = {};
+  for (int i = 0; i < n; i += lanes) {
+    for (int l = 0; l < lanes; ++l) {
+      const float a = x[i + l] < 0 ? -x[i + l] : x[i + l];
+      lane_max[l] = a > lane_max[l] ? a : lane_max[l];
+    }
+  }
+  float amax = 0;
+  for (int l = 0; l < lanes; ++l) amax = lane_max[l] > amax ? lane_max[l] : amax;
+  return amax;
+}
+
 void quantize_q8(const float* x, BlockQ8x32* out, int64_t k) {
   for (int64_t b = 0; b < k / 32; ++b, x += 32) {
-    float lane_max[8] = {};
-    for (int i = 0; i < 32; i += 8) {
-      for (int l = 0; l < 8; ++l) {
-        const float a = x[i + l] < 0 ? -x[i + l] : x[i + l];
-        lane_max[l] = a > lane_max[l] ? a : lane_max[l];
-      }
-    }
-    float amax = 0;
-    for (int l = 0; l < 8; ++l) amax = lane_max[l] > amax ? lane_max[l] : amax;
-    const float d = amax / 127.0f;
+    const float d = abs_max<32, 8>(x) / 127.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     int32_t sum = 0;
     for (int i = 0; i < 32; ++i) {
