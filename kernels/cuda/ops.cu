@@ -19,8 +19,8 @@ unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(b < 65535 * 64 ? b : 65535 * 64);  // grid-stride loops cover the rest
 }
 
-__global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                                float* __restrict__ out, int64_t n, float eps) {
+// x and out may be the same rows (per-head q/k norms run in place): no __restrict__ on them.
+__global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, float* out, int64_t n, float eps) {
   __shared__ double partial[kThreads];
   const float* xr = x + int64_t(blockIdx.x) * n;
   float* yr = out + int64_t(blockIdx.x) * n;
@@ -55,8 +55,8 @@ __global__ void rope_kernel(float* __restrict__ x, int64_t rows, int64_t n_heads
   }
 }
 
-__global__ void swiglu_kernel(const float* __restrict__ gate, const float* __restrict__ up,
-                              float* __restrict__ out, int64_t n) {
+// out may be gate (the stage runs it in place): no __restrict__ on them.
+__global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, float* out, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float g = gate[i];
     out[i] = g / (1.0f + expf(-g)) * up[i];

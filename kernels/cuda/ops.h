@@ -9,7 +9,7 @@
 
 namespace engine {
 
-// out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * weight[i] for r < rows, i < n.
+// out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * weight[i] for r < rows, i < n; out may be x.
 void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps,
                    void* stream);
 
@@ -18,7 +18,7 @@ void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows
 void cuda_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t pos0, const RopeParams& p,
                void* stream);
 
-// out[i] = silu(gate[i]) * up[i]
+// out[i] = silu(gate[i]) * up[i]; out may be gate.
 void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream);
 
 // x[i] += y[i]

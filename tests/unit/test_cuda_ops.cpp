@@ -71,10 +71,20 @@ TEST(CudaOps, RmsNormSwigluAndAddsMatchTheCpu) {
   DeviceFloats dx(x), dw(w), dout(rows * n), dup(up);
   cuda_rms_norm(dx.p, dw.p, dout.p, rows, n, 1e-6f, nullptr);
   EXPECT_LE(rel(dout.get(), want), 1e-6);
+  {  // in place, as the per-head q/k norms run
+    DeviceFloats inplace(x);
+    cuda_rms_norm(inplace.p, dw.p, inplace.p, rows, n, 1e-6f, nullptr);
+    EXPECT_LE(rel(inplace.get(), want), 1e-6);
+  }
 
   swiglu(x.data(), up.data(), want.data(), rows * n);
   cuda_swiglu(dx.p, dup.p, dout.p, rows * n, nullptr);
   EXPECT_LE(rel(dout.get(), want), 1e-6);
+  {  // in place into the gate, as the stage runs it
+    DeviceFloats inplace(x);
+    cuda_swiglu(inplace.p, dup.p, inplace.p, rows * n, nullptr);
+    EXPECT_LE(rel(inplace.get(), want), 1e-6);
+  }
 
   for (int64_t i = 0; i < rows * n; ++i) want[i] = x[i] + up[i];
   cuda_add(dx.p, dup.p, rows * n, nullptr);
