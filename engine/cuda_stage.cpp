@@ -1,7 +1,9 @@
 // The forward pass of a layer range on one CUDA device (see cuda_stage.h). Host code: it calls the
 // kernels of kernels/cuda/ on one stream, with every CUDA status checked. Decode steps run the
-// matrix-vector kernels; prompt batches run them kCudaMatvecMaxBatch rows at a time and attention
-// token by token (correct; tiled prompt kernels are the next step of issue 6).
+// matrix-vector kernels, captured at the first step as one CUDA graph and replayed (the position
+// reaches the kernels through device memory; ENGINE_CUDA_GRAPHS=0 launches them directly);
+// prompt batches run them kCudaMatvecMaxBatch rows at a time and attention token by token
+// (correct; tiled prompt kernels are the next step of issue 6).
 //
 // Memory: one cudaMalloc of exactly what the memory model counts for the stage (the planner's
 // weights + KV + compute for it), every buffer carved from it by a DeviceArena; a stage whose
@@ -11,6 +13,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string_view>
 #include <thread>
@@ -50,12 +53,16 @@ struct DeviceResources {
   int device = -1;
   cudaStream_t stream = nullptr;
   cudaEvent_t done = nullptr, input_copied = nullptr;
+  cudaGraphExec_t decode_graph = nullptr;
   void* arena = nullptr;
   float* pinned = nullptr;
+  int64_t* pinned_pos = nullptr;
   ~DeviceResources() {
     if (device < 0) return;
     cudaSetDevice(device);
     if (stream != nullptr) cudaStreamSynchronize(stream);  // nothing may still use what is freed
+    if (decode_graph != nullptr) cudaGraphExecDestroy(decode_graph);
+    if (pinned_pos != nullptr) cudaFreeHost(pinned_pos);
     if (done != nullptr) cudaEventDestroy(done);
     if (input_copied != nullptr) cudaEventDestroy(input_copied);
     if (arena != nullptr) cudaFree(arena);
@@ -139,10 +146,14 @@ class CudaStage final : public Stage, public CudaStageLink {
       if (b.name == "ffn_gate") gate_ = p;
       if (b.name == "ffn_up") up_ = p;
       if (b.name == "logits") logits_ = p;
+      if (b.name == "position") pos_dev_ = reinterpret_cast<int64_t*>(p);
     }
     arena_.expect_full();
     ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned, sizeof(float) * n_batch_ * E));
+    ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned_pos, sizeof(int64_t)));
     host_hidden_ = res_.pinned;
+    const char* graphs = std::getenv("ENGINE_CUDA_GRAPHS");
+    use_graphs_ = graphs == nullptr || std::string_view(graphs) != "0";
   }
 
   // The pinned host buffer, once the previous micro-batch's copy from it to the device is done, so
@@ -167,8 +178,7 @@ class CudaStage final : public Stage, public CudaStageLink {
       ENGINE_CUDA_CHECK(cudaStreamWaitEvent(stream_, wait_for_, 0));
       wait_for_ = nullptr;
     }
-    const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
-    const float eps = hp_.norm_eps;
+    const int64_t E = hp_.n_embd;
     if (layers_.input) {  // embeddings looked up on the host, straight from the mmap
       float* host = hidden();
       const uint64_t row = type_bytes(m_.token_embd.type, E);
@@ -177,52 +187,27 @@ class CudaStage final : public Stage, public CudaStageLink {
                        host + b * E, E);
       }
     }
-    if (layers_.input || !device_in_) {
-      ENGINE_CUDA_CHECK(cudaMemcpyAsync(x_, host_hidden_, sizeof(float) * n * E, cudaMemcpyHostToDevice, stream_));
-      ENGINE_CUDA_CHECK(cudaEventRecord(res_.input_copied, stream_));
-    }
-    const float scale = 1.0f / std::sqrt(float(hd));
-    for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
-      const DeviceLayer& w = dev_layers_[l - layers_.first];
-      const int64_t cache_row = (int64_t(l - layers_.first) * n_ctx_ + pos) * KV;
-      cuda_rms_norm(x_, w.attn_norm, xb_, n, E, eps, stream_);
-      matvec(w.wq, xb_, n, q_);
-      matvec(w.wk, xb_, n, k_);
-      matvec(w.wv, xb_, n, v_);
-      if (w.bq) cuda_add_bias(q_, w.bq, n, Q, stream_);
-      if (w.bk) cuda_add_bias(k_, w.bk, n, KV, stream_);
-      if (w.bv) cuda_add_bias(v_, w.bv, n, KV, stream_);
-      if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
-      if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
-      cuda_rope(q_, n, hp_.n_head, hd, pos, rope_, stream_);
-      cuda_rope(k_, n, hp_.n_head_kv, hd, pos, rope_, stream_);
-      cuda_f32_to_f16(k_, k_cache_ + cache_row, n * KV, stream_);
-      cuda_f32_to_f16(v_, v_cache_ + cache_row, n * KV, stream_);
-      const uint16_t* kc = k_cache_ + int64_t(l - layers_.first) * n_ctx_ * KV;
-      const uint16_t* vc = v_cache_ + int64_t(l - layers_.first) * n_ctx_ * KV;
-      for (int64_t b = 0; b < n; ++b) {  // causal: token b sees positions up to pos + b
-        cuda_attention_decode(q_ + b * Q, kc, vc, pos + b + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale,
-                              attn_ + b * Q, workspace_, stream_);
+    const bool head = layers_.output && logits != nullptr;
+    if (n == 1 && use_graphs_) {
+      // A decode step: one replay of the graph captured at the first one; the position reaches
+      // the kernels through pinned memory that the graph copies to the device.
+      ENGINE_CUDA_CHECK(cudaEventSynchronize(res_.done));  // the previous step has read the position
+      *res_.pinned_pos = pos;
+      if (res_.decode_graph == nullptr) capture_decode_step();
+      ENGINE_CUDA_CHECK(cudaGraphLaunch(res_.decode_graph, stream_));
+      if (head) {
+        ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits, logits_, sizeof(float) * output_.rows, cudaMemcpyDeviceToHost,
+                                          stream_));
       }
-      matvec(w.wo, attn_, n, tmp_);
-      if (w.bo) cuda_add_bias(tmp_, w.bo, n, E, stream_);
-      cuda_add(x_, tmp_, n * E, stream_);
-      cuda_rms_norm(x_, w.ffn_norm, xb_, n, E, eps, stream_);
-      matvec(w.w_gate, xb_, n, gate_);
-      matvec(w.w_up, xb_, n, up_);
-      cuda_swiglu(gate_, up_, gate_, n * F, stream_);
-      matvec(w.w_down, gate_, n, tmp_);
-      cuda_add(x_, tmp_, n * E, stream_);
-    }
-    if (layers_.output && logits != nullptr) {
-      const int64_t first = all_logits ? 0 : n - 1, vocab = output_.rows;
-      cuda_rms_norm(x_ + first * E, output_norm_, xb_, n - first, E, eps, stream_);
-      for (int64_t b = 0; b < n - first; ++b) {  // the logits buffer holds one row (n_outputs 1)
-        cuda_matvec(output_.type, output_.data, E, vocab, xb_ + b * E, 1, logits_, stream_);
-        ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits + b * vocab, logits_, sizeof(float) * vocab,
-                                          cudaMemcpyDeviceToHost, stream_));
+    } else {
+      enqueue_input(n);
+      enqueue_layers(n, pos, nullptr);
+      if (head) {
+        const int64_t first = all_logits ? 0 : n - 1;
+        enqueue_head(first, n - first, logits);
       }
-    } else if (!device_out_) {
+    }
+    if (!head && !device_out_) {
       ENGINE_CUDA_CHECK(cudaMemcpyAsync(host_hidden_, x_, sizeof(float) * n * E, cudaMemcpyDeviceToHost, stream_));
     }
     ENGINE_CUDA_CHECK(cudaEventRecord(res_.done, stream_));
@@ -244,6 +229,97 @@ class CudaStage final : public Stage, public CudaStageLink {
       }
       if (polls > 10000) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+  }
+
+  // The hidden state in from the pinned host buffer, unless a device transport delivers it.
+  void enqueue_input(int64_t n) {
+    if (layers_.input || !device_in_) {
+      ENGINE_CUDA_CHECK(cudaMemcpyAsync(x_, host_hidden_, sizeof(float) * n * hp_.n_embd, cudaMemcpyHostToDevice,
+                                        stream_));
+      ENGINE_CUDA_CHECK(cudaEventRecord(res_.input_copied, stream_));
+    }
+  }
+
+  // Every layer for n tokens at positions pos.. (or, for one token, at *pos_dev: the kernels read
+  // the position on the device, so the launches can be captured once and replayed).
+  void enqueue_layers(int64_t n, int64_t pos, const int64_t* pos_dev) {
+    const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
+    const float eps = hp_.norm_eps;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
+      const DeviceLayer& w = dev_layers_[l - layers_.first];
+      const int64_t layer_cache = int64_t(l - layers_.first) * n_ctx_ * KV;
+      cuda_rms_norm(x_, w.attn_norm, xb_, n, E, eps, stream_);
+      matvec(w.wq, xb_, n, q_);
+      matvec(w.wk, xb_, n, k_);
+      matvec(w.wv, xb_, n, v_);
+      if (w.bq) cuda_add_bias(q_, w.bq, n, Q, stream_);
+      if (w.bk) cuda_add_bias(k_, w.bk, n, KV, stream_);
+      if (w.bv) cuda_add_bias(v_, w.bv, n, KV, stream_);
+      if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
+      if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
+      cuda_rope(q_, n, hp_.n_head, hd, pos, rope_, stream_, pos_dev);
+      cuda_rope(k_, n, hp_.n_head_kv, hd, pos, rope_, stream_, pos_dev);
+      const uint16_t* kc = k_cache_ + layer_cache;
+      const uint16_t* vc = v_cache_ + layer_cache;
+      if (pos_dev != nullptr) {
+        cuda_f32_to_f16(k_, k_cache_ + layer_cache, KV, stream_, pos_dev, KV);
+        cuda_f32_to_f16(v_, v_cache_ + layer_cache, KV, stream_, pos_dev, KV);
+        cuda_attention_decode_at(q_, kc, vc, pos_dev, n_ctx_, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale,
+                                 attn_, workspace_, stream_);
+      } else {
+        cuda_f32_to_f16(k_, k_cache_ + layer_cache + pos * KV, n * KV, stream_);
+        cuda_f32_to_f16(v_, v_cache_ + layer_cache + pos * KV, n * KV, stream_);
+        for (int64_t b = 0; b < n; ++b) {  // causal: token b sees positions up to pos + b
+          cuda_attention_decode(q_ + b * Q, kc, vc, pos + b + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd),
+                                scale, attn_ + b * Q, workspace_, stream_);
+        }
+      }
+      matvec(w.wo, attn_, n, tmp_);
+      if (w.bo) cuda_add_bias(tmp_, w.bo, n, E, stream_);
+      cuda_add(x_, tmp_, n * E, stream_);
+      cuda_rms_norm(x_, w.ffn_norm, xb_, n, E, eps, stream_);
+      matvec(w.w_gate, xb_, n, gate_);
+      matvec(w.w_up, xb_, n, up_);
+      cuda_swiglu(gate_, up_, gate_, n * F, stream_);
+      matvec(w.w_down, gate_, n, tmp_);
+      cuda_add(x_, tmp_, n * E, stream_);
+    }
+  }
+
+  // Output norm and head for `rows` tokens from row `first`, one row of logits at a time (the
+  // logits buffer holds one); each row copied to logits[] when it is given.
+  void enqueue_head(int64_t first, int64_t rows, float* logits) {
+    const int64_t E = hp_.n_embd, vocab = output_.rows;
+    cuda_rms_norm(x_ + first * E, output_norm_, xb_, rows, E, hp_.norm_eps, stream_);
+    for (int64_t b = 0; b < rows; ++b) {
+      cuda_matvec(output_.type, output_.data, E, vocab, xb_ + b * E, 1, logits_, stream_);
+      if (logits != nullptr) {
+        ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits + b * vocab, logits_, sizeof(float) * vocab,
+                                          cudaMemcpyDeviceToHost, stream_));
+      }
+    }
+  }
+
+  // A decode step's device work (input, position, layers, the head's one row) as one CUDA graph,
+  // captured at the first step: a step is then one launch instead of ~15 per layer.
+  void capture_decode_step() {
+    cudaGraph_t graph = nullptr;
+    ENGINE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue_input(1);
+      ENGINE_CUDA_CHECK(cudaMemcpyAsync(pos_dev_, res_.pinned_pos, sizeof(int64_t), cudaMemcpyHostToDevice, stream_));
+      enqueue_layers(1, 0, pos_dev_);
+      if (layers_.output) enqueue_head(0, 1, nullptr);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      throw;
+    }
+    ENGINE_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    const cudaError_t status = cudaGraphInstantiate(&res_.decode_graph, graph, 0);
+    cudaGraphDestroy(graph);
+    ENGINE_CUDA_CHECK(status);
   }
 
   static StageShape shape(StageLayers layers, uint32_t n_ctx, uint32_t n_batch) {
@@ -314,6 +390,8 @@ class CudaStage final : public Stage, public CudaStageLink {
   uint16_t *k_cache_ = nullptr, *v_cache_ = nullptr;
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *tmp_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
+  int64_t* pos_dev_ = nullptr;
+  bool use_graphs_ = true;  // decode steps through a CUDA graph (ENGINE_CUDA_GRAPHS=0: direct launches)
   float* host_hidden_ = nullptr;
   bool device_in_ = false, device_out_ = false;  // see CudaStageLink
   cudaEvent_t wait_for_ = nullptr;

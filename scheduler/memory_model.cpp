@@ -79,6 +79,8 @@ std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s
       // Split-key decode attention: per head and chunk of keys a max, a sum and head_dim outputs.
       const uint64_t chunks = (uint64_t(s.n_ctx) + kGpuAttentionChunk - 1) / kGpuAttentionChunk;
       buffers.push_back({"attention_partials", f32(uint64_t(hp.n_head) * chunks * (hp.head_dim + 2))});
+      // The decode position in device memory, read by the kernels of a replayed CUDA graph.
+      buffers.push_back({"position", 8});
     } else {
       // One row of scores per head and query in flight: n_head rows of n_ctx.
       buffers.push_back({"scores", f32(uint64_t(hp.n_head) * s.n_ctx)});

@@ -8,6 +8,8 @@
 //   sum_t exp(score_t - m) V[t][d] (consecutive threads read consecutive V halves). Writes m, l and
 //   that unnormalised vector to the workspace.
 // Pass 2, grid n_head, head_dim threads: rescales the chunks to their common max and divides.
+// Graph replay (cuda_attention_decode_at): the key count comes from device memory, the grid covers
+// the largest count, and blocks past the keys return before touching anything.
 // Bound: memory (K and V of n_keys positions read once per query head; GQA heads re-read their
 // group's K/V from L2).
 #include <cuda_fp16.h>
@@ -42,14 +44,17 @@ __device__ float block_reduce(float v, bool is_max, float* shared) {
   return r;
 }
 
+// n_keys is *pos + 1 when pos is given (graph replay; blocks past the keys return at once).
 __global__ void __launch_bounds__(kThreads)
     attention_chunks(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
-                     const uint16_t* __restrict__ v_cache, int64_t n_keys, int n_head_kv, int head_dim,
-                     int group, float scale, float* __restrict__ partial) {
+                     const uint16_t* __restrict__ v_cache, int64_t n_keys, const int64_t* __restrict__ pos,
+                     int n_head_kv, int head_dim, int group, float scale, float* __restrict__ partial) {
   __shared__ float scores[kChunk];
   __shared__ float reduce[kWarps];
+  if (pos != nullptr) n_keys = *pos + 1;
   const int h = blockIdx.x, kvh = h / group, chunk = blockIdx.y;
   const int64_t t0 = int64_t(chunk) * kChunk;
+  if (t0 >= n_keys) return;  // the whole block: no __syncthreads has been reached
   const int n = static_cast<int>(n_keys - t0 < kChunk ? n_keys - t0 : kChunk);
   const int64_t row = int64_t(n_head_kv) * head_dim;  // halves per cache position
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -72,7 +77,7 @@ __global__ void __launch_bounds__(kThreads)
     l += e;
   }
   l = block_reduce(l, false, reduce);  // its __syncthreads also publishes the exponentials
-  float* out = partial + (int64_t(h) * gridDim.y + chunk) * (head_dim + 2);
+  float* out = partial + (int64_t(h) * gridDim.y + chunk) * (head_dim + 2);  // chunk stride: the grid's
   for (int d = threadIdx.x; d < head_dim; d += kThreads) {
     float acc = 0;
     const uint16_t* vr = v_cache + t0 * row + int64_t(kvh) * head_dim + d;
@@ -85,10 +90,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-__global__ void attention_combine(const float* __restrict__ partial, int n_chunks, int head_dim,
-                                  float* __restrict__ out) {
+// Chunks are laid out with stride grid_chunks (the pass-1 grid); n_chunks of them hold keys
+// (from *pos when given).
+__global__ void attention_combine(const float* __restrict__ partial, int grid_chunks, int n_chunks,
+                                  const int64_t* __restrict__ pos, int head_dim, float* __restrict__ out) {
   const int h = blockIdx.x, d = threadIdx.x;
-  const float* p = partial + int64_t(h) * n_chunks * (head_dim + 2);
+  if (pos != nullptr) n_chunks = static_cast<int>((*pos + 1 + kChunk - 1) / kChunk);
+  const float* p = partial + int64_t(h) * grid_chunks * (head_dim + 2);
   float m = -INFINITY;
   for (int c = 0; c < n_chunks; ++c) m = fmaxf(m, p[c * (head_dim + 2)]);
   float l = 0, acc = 0;
@@ -101,7 +109,9 @@ __global__ void attention_combine(const float* __restrict__ partial, int n_chunk
   out[int64_t(h) * head_dim + d] = acc / l;
 }
 
-__global__ void f32_to_f16(const float* __restrict__ src, uint16_t* __restrict__ dst, int64_t n) {
+__global__ void f32_to_f16(const float* __restrict__ src, uint16_t* __restrict__ dst, int64_t n,
+                           const int64_t* __restrict__ row_offset, int64_t row_values) {
+  if (row_offset != nullptr) dst += *row_offset * row_values;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     dst[i] = __half_as_ushort(__float2half_rn(src[i]));
   }
@@ -113,29 +123,51 @@ size_t cuda_attention_decode_workspace(int n_head, int head_dim, int64_t n_ctx) 
   return size_t(n_head) * size_t((n_ctx + kChunk - 1) / kChunk) * size_t(head_dim + 2);
 }
 
-void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys,
-                           int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
-                           void* stream_ptr) {
+namespace {
+
+void check_shape(int n_head, int n_head_kv, int head_dim) {
   if (head_dim <= 0 || head_dim > kMaxHeadDim || head_dim % 32 != 0) {
     throw_bad_argument("cuda_attention_decode", "head_dim", head_dim);
   }
   if (n_head_kv <= 0 || n_head % n_head_kv != 0) throw_bad_argument("cuda_attention_decode", "n_head_kv", n_head_kv);
-  if (n_keys <= 0) throw_bad_argument("cuda_attention_decode", "n_keys", n_keys);
+}
+
+void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys, const int64_t* pos,
+            int64_t grid_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
+            void* stream_ptr) {
+  check_shape(n_head, n_head_kv, head_dim);
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-  const auto n_chunks = static_cast<unsigned>((n_keys + kChunk - 1) / kChunk);
-  attention_chunks<<<dim3(static_cast<unsigned>(n_head), n_chunks), kThreads, 0, stream>>>(
-      q, k_cache, v_cache, n_keys, n_head_kv, head_dim, n_head / n_head_kv, scale, workspace);
+  const auto grid_chunks = static_cast<unsigned>((grid_keys + kChunk - 1) / kChunk);
+  attention_chunks<<<dim3(static_cast<unsigned>(n_head), grid_chunks), kThreads, 0, stream>>>(
+      q, k_cache, v_cache, n_keys, pos, n_head_kv, head_dim, n_head / n_head_kv, scale, workspace);
   ENGINE_CUDA_CHECK(cudaGetLastError());
   attention_combine<<<static_cast<unsigned>(n_head), static_cast<unsigned>(head_dim), 0, stream>>>(
-      workspace, static_cast<int>(n_chunks), head_dim, out);
+      workspace, static_cast<int>(grid_chunks), static_cast<int>(grid_chunks), pos, head_dim, out);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
-void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream) {
+}  // namespace
+
+void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys,
+                           int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
+                           void* stream) {
+  if (n_keys <= 0) throw_bad_argument("cuda_attention_decode", "n_keys", n_keys);
+  launch(q, k_cache, v_cache, n_keys, nullptr, n_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream);
+}
+
+void cuda_attention_decode_at(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, const int64_t* pos,
+                              int64_t max_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out,
+                              float* workspace, void* stream) {
+  if (max_keys <= 0) throw_bad_argument("cuda_attention_decode_at", "max_keys", max_keys);
+  launch(q, k_cache, v_cache, max_keys, pos, max_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream);
+}
+
+void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream, const int64_t* row_offset,
+                     int64_t row_values) {
   if (n <= 0) return;
   const int64_t blocks = (n + 255) / 256;
   f32_to_f16<<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), 256, 0, static_cast<cudaStream_t>(stream)>>>(
-      src, dst, n);
+      src, dst, n, row_offset, row_values);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -19,7 +19,16 @@ void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16
                            int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
                            void* stream);
 
-// dst[i] = fp16(src[i]): a token's keys or values into the cache.
-void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream);
+// The same with the key count read on the device, n_keys = *pos + 1 (a decode step at position
+// *pos), for launches captured once in a CUDA graph and replayed at every position: the grid
+// covers max_keys and the blocks past n_keys return at once.
+void cuda_attention_decode_at(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, const int64_t* pos,
+                              int64_t max_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out,
+                              float* workspace, void* stream);
+
+// dst[i] = fp16(src[i]): a token's keys or values into the cache. With row_offset (a device
+// pointer), dst starts *row_offset rows of row_values further on (the same graph-replay use).
+void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream, const int64_t* row_offset = nullptr,
+                     int64_t row_values = 0);
 
 }  // namespace engine

@@ -37,7 +37,9 @@ __global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, flo
 }
 
 __global__ void rope_kernel(float* __restrict__ x, int64_t rows, int64_t n_heads, int64_t head_dim,
-                            int64_t pos0, RopeParams p, float corr_low, float corr_high) {
+                            int64_t pos0, const int64_t* __restrict__ pos_dev, RopeParams p, float corr_low,
+                            float corr_high) {
+  if (pos_dev != nullptr) pos0 = *pos_dev;
   const int half = p.n_rot / 2;
   const int64_t total = rows * n_heads * half;
   for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
@@ -87,13 +89,13 @@ void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows
 }
 
 void cuda_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t pos0, const RopeParams& p,
-               void* stream) {
+               void* stream, const int64_t* pos_dev) {
   const int64_t total = rows * n_heads * (p.n_rot / 2);
   if (total <= 0) return;
   float corr_low, corr_high;
   rope_yarn_corr(p, &corr_low, &corr_high);
   rope_kernel<<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      x, rows, n_heads, head_dim, pos0, p, corr_low, corr_high);
+      x, rows, n_heads, head_dim, pos0, pos_dev, p, corr_low, corr_high);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

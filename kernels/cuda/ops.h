@@ -14,9 +14,11 @@ void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows
                    void* stream);
 
 // Rotary embedding in place of rows x n_heads heads of head_dim values; row r is at position
-// pos0 + r. p.freq_factors, when set, must point to device memory (n_rot / 2 floats).
+// pos0 + r, or *pos_dev + r when pos_dev (device memory) is given, for launches captured in a CUDA
+// graph and replayed at every position. p.freq_factors, when set, must point to device memory
+// (n_rot / 2 floats).
 void cuda_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t pos0, const RopeParams& p,
-               void* stream);
+               void* stream, const int64_t* pos_dev = nullptr);
 
 // out[i] = silu(gate[i]) * up[i]; out may be gate.
 void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream);
