@@ -9,6 +9,8 @@
 // Precision: f32 products and sums of the exact dequantized weights (as the CPU reference).
 #include <cuda_fp16.h>
 
+#include <cstring>
+
 #include "../cpu/quant_blocks.h"
 #include "../cpu/with_count.h"
 #include "matvec.h"
@@ -63,6 +65,45 @@ MATVEC_UNROLL
         const float hi = dot4(b0, (q.x >> 4) & 15, (q.x >> 12) & 15, (q.x >> 20) & 15, q.x >> 28) +
                          dot4(b1, (q.y >> 4) & 15, (q.y >> 12) & 15, (q.y >> 20) & 15, q.y >> 28);
         acc[bb] += d0 * lo - n0 * (sum4(a0) + sum4(a1)) + d1 * hi - n1 * (sum4(b0) + sum4(b1));
+      }
+    }
+  }
+};
+
+// Q5_K: Q4_K's layout plus a fifth bit per value: bit g of qh byte l is bit 4 of value l of group
+// g, so lane t also reads qh bytes 8(t % 4) .. +7, the same value positions within its groups.
+struct Q5KRows {
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
+    const auto* blocks = reinterpret_cast<const BlockQ5_K*>(row);
+    const int half = lane / 16, t = lane % 16, c = t / 4, l8 = 8 * (t % 4);
+MATVEC_UNROLL2
+    for (int64_t i = half; i < K / 256; i += 2) {
+      const BlockQ5_K& b = blocks[i];
+      const uint2 q = *reinterpret_cast<const uint2*>(b.qs + 32 * c + l8);
+      const uint2 h = *reinterpret_cast<const uint2*>(b.qh + l8);
+      uint8_t sc0, m0, sc1, m1;
+      unpack_scale_min_k4(b.scales, 2 * c, &sc0, &m0);
+      unpack_scale_min_k4(b.scales, 2 * c + 1, &sc1, &m1);
+      const float d = h2f(b.d), dmin = h2f(b.dmin);
+      const float d0 = d * float(sc0), d1 = d * float(sc1), n0 = dmin * float(m0), n1 = dmin * float(m1);
+      float lo[8], hi[8];
+MATVEC_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t qw = j < 4 ? q.x : q.y, hw = j < 4 ? h.x : h.y;
+        const int sh = 8 * (j % 4);
+        const uint32_t qb = (qw >> sh) & 255, hb = (hw >> sh) & 255;
+        lo[j] = float((qb & 15) | (((hb >> (2 * c)) & 1) << 4));
+        hi[j] = float((qb >> 4) | (((hb >> (2 * c + 1)) & 1) << 4));
+      }
+MATVEC_UNROLL
+      for (int bb = 0; bb < B; ++bb) {
+        const float* xv = x + bb * K + i * 256 + 64 * c + l8;
+        const float4 a0 = *reinterpret_cast<const float4*>(xv), a1 = *reinterpret_cast<const float4*>(xv + 4);
+        const float4 b0 = *reinterpret_cast<const float4*>(xv + 32), b1 = *reinterpret_cast<const float4*>(xv + 36);
+        const float l = dot4(a0, lo[0], lo[1], lo[2], lo[3]) + dot4(a1, lo[4], lo[5], lo[6], lo[7]);
+        const float u = dot4(b0, hi[0], hi[1], hi[2], hi[3]) + dot4(b1, hi[4], hi[5], hi[6], hi[7]);
+        acc[bb] += d0 * l - n0 * (sum4(a0) + sum4(a1)) + d1 * u - n1 * (sum4(b0) + sum4(b1));
       }
     }
   }
@@ -133,8 +174,55 @@ MATVEC_UNROLL
   }
 };
 
+// Q4_0, Q4_1, Q5_0, Q5_1: 32 values per block, eight lanes per block and four blocks per step.
+// Lane l8 = l % 8 takes qs bytes 2 l8 and 2 l8 + 1: values 2 l8, 2 l8 + 1 (low nibbles) and
+// 16 + 2 l8, 17 + 2 l8 (high nibbles); the 5-bit types add bit v of qh as bit 4 of value v.
+// value = d * (q - offset) (Q4_0: 8, Q5_0: 16) or d * q + m (Q4_1, Q5_1).
+template <typename Block, bool kFiveBit, bool kMin>
+struct LegacyRows {
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
+    const auto* blocks = reinterpret_cast<const Block*>(row);
+    const int sub = lane / 8, l8 = lane % 8;
+    for (int64_t i = sub; i < K / 32; i += 4) {
+      const Block& b = blocks[i];
+      const uint16_t qq = *reinterpret_cast<const uint16_t*>(b.qs + 2 * l8);
+      int v[4] = {qq & 15, (qq >> 8) & 15, (qq >> 4) & 15, qq >> 12};  // values 2l8, 2l8+1, 16+2l8, 17+2l8
+      if constexpr (kFiveBit) {
+        const uint32_t qh = uint32_t(*reinterpret_cast<const uint16_t*>(b.qh)) |
+                            (uint32_t(*reinterpret_cast<const uint16_t*>(b.qh + 2)) << 16);
+        const int e[4] = {2 * l8, 2 * l8 + 1, 16 + 2 * l8, 17 + 2 * l8};
+MATVEC_UNROLL
+        for (int j = 0; j < 4; ++j) v[j] |= int((qh >> e[j]) & 1) << 4;
+      }
+      const float d = h2f(b.d);
+      float w[4], m = 0;
+      if constexpr (kMin) m = h2f(b.m);
+MATVEC_UNROLL
+      for (int j = 0; j < 4; ++j) w[j] = kMin ? d * float(v[j]) + m : d * float(v[j] - (kFiveBit ? 16 : 8));
+MATVEC_UNROLL
+      for (int bb = 0; bb < B; ++bb) {
+        const float* xv = x + bb * K + i * 32 + 2 * l8;
+        const float2 lo = *reinterpret_cast<const float2*>(xv), hi = *reinterpret_cast<const float2*>(xv + 16);
+        acc[bb] += w[0] * lo.x + w[1] * lo.y + w[2] * hi.x + w[3] * hi.y;
+      }
+    }
+  }
+};
+
 // F16 and F32: eight values per lane per step (16 or 32 bytes), then a scalar tail.
-struct F16Rows {
+__host__ __device__ __forceinline__ float bf2f(uint16_t h) {
+  uint32_t bits = uint32_t(h) << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+// F16 and BF16: the same lanes, another 16-bit decode.
+template <bool kBrain>
+struct Half16Rows {
+  __host__ __device__ static float to_f32(uint16_t h) { return kBrain ? bf2f(h) : h2f(h); }
+
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
     const auto* w = reinterpret_cast<const uint16_t*>(row);
@@ -145,8 +233,8 @@ struct F16Rows {
       float wf[8];
 MATVEC_UNROLL
       for (int j = 0; j < 4; ++j) {
-        wf[2 * j] = h2f(uint16_t(words[j] & 0xffffu));
-        wf[2 * j + 1] = h2f(uint16_t(words[j] >> 16));
+        wf[2 * j] = to_f32(uint16_t(words[j] & 0xffffu));
+        wf[2 * j + 1] = to_f32(uint16_t(words[j] >> 16));
       }
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
@@ -157,10 +245,12 @@ MATVEC_UNROLL
     }
     for (int64_t k = body + lane; k < K; k += 32) {
 MATVEC_UNROLL
-      for (int bb = 0; bb < B; ++bb) acc[bb] += h2f(w[k]) * x[bb * K + k];
+      for (int bb = 0; bb < B; ++bb) acc[bb] += to_f32(w[k]) * x[bb * K + k];
     }
   }
 };
+using F16Rows = Half16Rows<false>;
+using BF16Rows = Half16Rows<true>;
 
 struct F32Rows {
   template <int B>
@@ -232,30 +322,39 @@ void on_host(const void* w, uint64_t row_bytes, int64_t K, int64_t N, const floa
   with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() { rows_on_host<Rows, B>(wb, row_bytes, K, N, x, y); });
 }
 
+// Calls f.template operator()<Rows>(row_bytes) with the type's lane code; false if it has none.
+template <typename F>
+bool with_rows(GgmlType type, int64_t K, F&& f) {
+  const auto blocks = [&](uint64_t block_bytes, int64_t per) { return uint64_t(K / per) * block_bytes; };
+  switch (type) {
+    case GgmlType::F32: f.template operator()<F32Rows>(uint64_t(K) * 4); return true;
+    case GgmlType::F16: f.template operator()<F16Rows>(uint64_t(K) * 2); return true;
+    case GgmlType::BF16: f.template operator()<BF16Rows>(uint64_t(K) * 2); return true;
+    case GgmlType::Q8_0: f.template operator()<Q8_0Rows>(blocks(sizeof(BlockQ8_0), 32)); return true;
+    case GgmlType::Q4_0: f.template operator()<LegacyRows<BlockQ4_0, false, false>>(blocks(sizeof(BlockQ4_0), 32)); return true;
+    case GgmlType::Q4_1: f.template operator()<LegacyRows<BlockQ4_1, false, true>>(blocks(sizeof(BlockQ4_1), 32)); return true;
+    case GgmlType::Q5_0: f.template operator()<LegacyRows<BlockQ5_0, true, false>>(blocks(sizeof(BlockQ5_0), 32)); return true;
+    case GgmlType::Q5_1: f.template operator()<LegacyRows<BlockQ5_1, true, true>>(blocks(sizeof(BlockQ5_1), 32)); return true;
+    case GgmlType::Q4_K: f.template operator()<Q4KRows>(blocks(sizeof(BlockQ4_K), 256)); return true;
+    case GgmlType::Q5_K: f.template operator()<Q5KRows>(blocks(sizeof(BlockQ5_K), 256)); return true;
+    case GgmlType::Q6_K: f.template operator()<Q6KRows>(blocks(sizeof(BlockQ6_K), 256)); return true;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 void cuda_matvec_lanes_on_host(GgmlType type, const void* w, int64_t K, int64_t N, const float* x,
                                int n_batch, float* y) {
   if (n_batch < 1 || n_batch > kCudaMatvecMaxBatch) throw_bad_argument("cuda_matvec_lanes_on_host", "batch", n_batch);
-  switch (type) {
-    case GgmlType::F32: on_host<F32Rows>(w, uint64_t(K) * 4, K, N, x, n_batch, y); break;
-    case GgmlType::F16: on_host<F16Rows>(w, uint64_t(K) * 2, K, N, x, n_batch, y); break;
-    case GgmlType::Q8_0: on_host<Q8_0Rows>(w, uint64_t(K) / 32 * sizeof(BlockQ8_0), K, N, x, n_batch, y); break;
-    case GgmlType::Q4_K: on_host<Q4KRows>(w, uint64_t(K) / 256 * sizeof(BlockQ4_K), K, N, x, n_batch, y); break;
-    case GgmlType::Q6_K: on_host<Q6KRows>(w, uint64_t(K) / 256 * sizeof(BlockQ6_K), K, N, x, n_batch, y); break;
-    default: throw_unsupported_type("cuda_matvec_lanes_on_host", type);
-  }
+  const bool known = with_rows(type, K, [&]<typename Rows>(uint64_t row_bytes) {
+    on_host<Rows>(w, row_bytes, K, N, x, n_batch, y);
+  });
+  if (!known) throw_unsupported_type("cuda_matvec_lanes_on_host", type);
 }
 
 bool cuda_matvec_supports(GgmlType type) {
-  switch (type) {
-    case GgmlType::F32:
-    case GgmlType::F16:
-    case GgmlType::Q8_0:
-    case GgmlType::Q4_K:
-    case GgmlType::Q6_K: return true;
-    default: return false;
-  }
+  return with_rows(type, 256, [&]<typename Rows>(uint64_t) {});
 }
 
 void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int n_batch,
@@ -263,14 +362,10 @@ void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, const float
   if (n_batch < 1 || n_batch > kCudaMatvecMaxBatch) throw_bad_argument("cuda_matvec", "batch", n_batch);
   if (N <= 0) return;
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-  switch (type) {
-    case GgmlType::F32: launch<F32Rows>(w, uint64_t(K) * 4, K, N, x, n_batch, y, stream); break;
-    case GgmlType::F16: launch<F16Rows>(w, uint64_t(K) * 2, K, N, x, n_batch, y, stream); break;
-    case GgmlType::Q8_0: launch<Q8_0Rows>(w, uint64_t(K) / 32 * sizeof(BlockQ8_0), K, N, x, n_batch, y, stream); break;
-    case GgmlType::Q4_K: launch<Q4KRows>(w, uint64_t(K) / 256 * sizeof(BlockQ4_K), K, N, x, n_batch, y, stream); break;
-    case GgmlType::Q6_K: launch<Q6KRows>(w, uint64_t(K) / 256 * sizeof(BlockQ6_K), K, N, x, n_batch, y, stream); break;
-    default: throw_unsupported_type("cuda_matvec", type);
-  }
+  const bool known = with_rows(type, K, [&]<typename Rows>(uint64_t row_bytes) {
+    launch<Rows>(w, row_bytes, K, N, x, n_batch, y, stream);
+  });
+  if (!known) throw_unsupported_type("cuda_matvec", type);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
