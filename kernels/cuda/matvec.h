@@ -15,7 +15,7 @@ bool cuda_matvec_supports(GgmlType type);
 
 // y[b * N + n] = sum_k W[n][k] * x[b * K + k] for b < n_batch (1 .. kCudaMatvecMaxBatch), n < N.
 // W: N rows of K values of `type` in GGUF block layout, row n at w + n * row bytes (K a multiple
-// of 256 for the K-quants, of 32 for Q8_0, of 8 for F16/F32); x and y f32. Asynchronous on
+// of 256 for the K-quants, of 32 for Q4_0..Q8_0, of 8 for F16/BF16/F32); x and y f32. Asynchronous on
 // `stream`; throws engine::Error for an unsupported type or batch, or a failed launch.
 void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int n_batch,
                  float* y, void* stream);
