@@ -2,8 +2,8 @@
 // kernels of kernels/cuda/ on one stream, with every CUDA status checked. Decode steps run the
 // matrix-vector kernels, captured at the first step as one CUDA graph and replayed (the position
 // reaches the kernels through device memory; ENGINE_CUDA_GRAPHS=0 launches them directly);
-// prompt batches run them kCudaMatvecMaxBatch rows at a time and attention token by token
-// (correct; tiled prompt kernels are the next step of issue 6).
+// prompt batches run them kCudaMatvecMaxBatch rows at a time and causal attention in one launch
+// (correct; tensor-core prompt kernels are the next step of issue 6).
 //
 // Memory: one cudaMalloc of exactly what the memory model counts for the stage (the planner's
 // weights + KV + compute for it), every buffer carved from it by a DeviceArena; a stage whose
@@ -270,9 +270,12 @@ class CudaStage final : public Stage, public CudaStageLink {
       } else {
         cuda_f32_to_f16(k_, k_cache_ + layer_cache + pos * KV, n * KV, stream_);
         cuda_f32_to_f16(v_, v_cache_ + layer_cache + pos * KV, n * KV, stream_);
-        for (int64_t b = 0; b < n; ++b) {  // causal: token b sees positions up to pos + b
-          cuda_attention_decode(q_ + b * Q, kc, vc, pos + b + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd),
-                                scale, attn_ + b * Q, workspace_, stream_);
+        if (n == 1) {  // one query: keys split across blocks
+          cuda_attention_decode(q_, kc, vc, pos + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
+                                workspace_, stream_);
+        } else {  // causal: token b sees positions up to pos + b
+          cuda_attention_prefill(q_, kc, vc, pos, n, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
+                                 stream_);
         }
       }
       matvec(w.wo, attn_, n, tmp_);

@@ -1,4 +1,5 @@
-// Decode attention over an f16 KV cache, split over the key sequence (flash-decoding).
+// Attention over an f16 KV cache: decode split over the key sequence (flash-decoding), and
+// causal prefill for a batch of queries.
 //
 // Layout: caches [position][n_head_kv][head_dim] f16; q, out [n_head][head_dim] f32.
 // Pass 1, grid (n_head, ceil(n_keys / kChunk)), kThreads threads: a block takes one head and
@@ -8,6 +9,10 @@
 //   sum_t exp(score_t - m) V[t][d] (consecutive threads read consecutive V halves). Writes m, l and
 //   that unnormalised vector to the workspace.
 // Pass 2, grid n_head, head_dim threads: rescales the chunks to their common max and divides.
+// Prefill (cuda_attention_prefill), grid (n_head, n_queries), kThreads threads: a block takes one
+//   query and walks its causal keys in tiles of kThreads with an online softmax (running max,
+//   sum and unnormalised output, rescaled per tile); thread d keeps output dimensions d and
+//   d + kThreads. No workspace: a batch of queries already fills the GPU without splitting keys.
 // Graph replay (cuda_attention_decode_at): the key count comes from device memory, the grid covers
 // the largest count, and blocks past the keys return before touching anything.
 // Bound: memory (K and V of n_keys positions read once per query head; GQA heads re-read their
@@ -45,6 +50,20 @@ __device__ float block_reduce(float v, bool is_max, float* shared) {
 }
 
 // n_keys is *pos + 1 when pos is given (graph replay; blocks past the keys return at once).
+// scores[j] = scale * q . K[j] for the n keys from `keys` (row halves apart): warp w takes keys
+// w, w + kWarps, ..., its lanes split head_dim and sum by shuffles.
+__device__ void key_scores(const float* __restrict__ q, const uint16_t* __restrict__ keys, int64_t row, int n,
+                           int head_dim, float scale, float* scores) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int j = warp; j < n; j += kWarps) {
+    const uint16_t* kr = keys + int64_t(j) * row;
+    float s = 0;
+    for (int d = lane; d < head_dim; d += 32) s += q[d] * h2f(kr[d]);
+    for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0) scores[j] = s * scale;
+  }
+}
+
 __global__ void __launch_bounds__(kThreads)
     attention_chunks(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
                      const uint16_t* __restrict__ v_cache, int64_t n_keys, const int64_t* __restrict__ pos,
@@ -57,15 +76,8 @@ __global__ void __launch_bounds__(kThreads)
   if (t0 >= n_keys) return;  // the whole block: no __syncthreads has been reached
   const int n = static_cast<int>(n_keys - t0 < kChunk ? n_keys - t0 : kChunk);
   const int64_t row = int64_t(n_head_kv) * head_dim;  // halves per cache position
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float* qh = q + int64_t(h) * head_dim;
-  for (int j = warp; j < n; j += kWarps) {
-    const uint16_t* kr = k_cache + (t0 + j) * row + int64_t(kvh) * head_dim;
-    float s = 0;
-    for (int d = lane; d < head_dim; d += 32) s += qh[d] * h2f(kr[d]);
-    for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
-    if (lane == 0) scores[j] = s * scale;
-  }
+  key_scores(qh, k_cache + t0 * row + int64_t(kvh) * head_dim, row, n, head_dim, scale, scores);
   __syncthreads();
   float m = -INFINITY;
   for (int j = threadIdx.x; j < n; j += kThreads) m = fmaxf(m, scores[j]);
@@ -107,6 +119,47 @@ __global__ void attention_combine(const float* __restrict__ partial, int grid_ch
     acc += pc[2 + d] * w;
   }
   out[int64_t(h) * head_dim + d] = acc / l;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    attention_prefill(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
+                      const uint16_t* __restrict__ v_cache, int64_t pos0, int n_head_kv, int head_dim, int group,
+                      float scale, float* __restrict__ out) {
+  __shared__ float scores[kThreads];
+  __shared__ float reduce[kWarps];
+  const int h = blockIdx.x, b = blockIdx.y, kvh = h / group, n_head = gridDim.x;
+  const int64_t n_keys = pos0 + b + 1;
+  const int64_t row = int64_t(n_head_kv) * head_dim;
+  const float* qh = q + (int64_t(b) * n_head + h) * head_dim;
+  const int d0 = threadIdx.x, d1 = threadIdx.x + kThreads;
+  float m = -INFINITY, l = 0, o0 = 0, o1 = 0;
+  for (int64_t t0 = 0; t0 < n_keys; t0 += kThreads) {
+    const int n = static_cast<int>(n_keys - t0 < kThreads ? n_keys - t0 : kThreads);
+    key_scores(qh, k_cache + t0 * row + int64_t(kvh) * head_dim, row, n, head_dim, scale, scores);
+    __syncthreads();
+    const float tile_max = block_reduce(threadIdx.x < n ? scores[threadIdx.x] : -INFINITY, true, reduce);
+    const float m_new = fmaxf(m, tile_max);
+    const float rescale = expf(m - m_new);  // 0 at the first tile, where m is -inf
+    float e = 0;
+    if (threadIdx.x < n) {
+      e = expf(scores[threadIdx.x] - m_new);
+      scores[threadIdx.x] = e;
+    }
+    l = l * rescale + block_reduce(e, false, reduce);  // its __syncthreads publishes the exponentials
+    o0 *= rescale;
+    o1 *= rescale;
+    const uint16_t* vr = v_cache + t0 * row + int64_t(kvh) * head_dim;
+    for (int j = 0; j < n; ++j) {
+      const float p = scores[j];
+      if (d0 < head_dim) o0 += p * h2f(vr[int64_t(j) * row + d0]);
+      if (d1 < head_dim) o1 += p * h2f(vr[int64_t(j) * row + d1]);
+    }
+    m = m_new;
+    __syncthreads();  // the next tile rewrites the scores
+  }
+  float* oh = out + (int64_t(b) * n_head + h) * head_dim;
+  if (d0 < head_dim) oh[d0] = o0 / l;
+  if (d1 < head_dim) oh[d1] = o1 / l;
 }
 
 __global__ void f32_to_f16(const float* __restrict__ src, uint16_t* __restrict__ dst, int64_t n,
@@ -160,6 +213,19 @@ void cuda_attention_decode_at(const float* q, const uint16_t* k_cache, const uin
                               float* workspace, void* stream) {
   if (max_keys <= 0) throw_bad_argument("cuda_attention_decode_at", "max_keys", max_keys);
   launch(q, k_cache, v_cache, max_keys, pos, max_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream);
+}
+
+void cuda_attention_prefill(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t pos0,
+                            int64_t n_queries, int n_head, int n_head_kv, int head_dim, float scale, float* out,
+                            void* stream) {
+  check_shape(n_head, n_head_kv, head_dim);
+  if (pos0 < 0) throw_bad_argument("cuda_attention_prefill", "pos0", pos0);
+  if (n_queries <= 0) return;
+  if (n_queries > 65535) throw_bad_argument("cuda_attention_prefill", "n_queries", n_queries);
+  attention_prefill<<<dim3(static_cast<unsigned>(n_head), static_cast<unsigned>(n_queries)), kThreads, 0,
+                      static_cast<cudaStream_t>(stream)>>>(q, k_cache, v_cache, pos0, n_head_kv, head_dim,
+                                                           n_head / n_head_kv, scale, out);
+  ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
 void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream, const int64_t* row_offset,

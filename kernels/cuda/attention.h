@@ -26,6 +26,14 @@ void cuda_attention_decode_at(const float* q, const uint16_t* k_cache, const uin
                               int64_t max_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out,
                               float* workspace, void* stream);
 
+// Causal attention for a prompt batch: query b (b < n_queries) at position pos0 + b attends the
+// keys at positions 0 .. pos0 + b. q and out are [n_queries][n_head][head_dim] floats; caches as
+// above, already holding the batch's own keys and values. One launch for the whole batch, no
+// workspace. Asynchronous on `stream`; throws engine::Error for bad shapes or a failed launch.
+void cuda_attention_prefill(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t pos0,
+                            int64_t n_queries, int n_head, int n_head_kv, int head_dim, float scale, float* out,
+                            void* stream);
+
 // dst[i] = fp16(src[i]): a token's keys or values into the cache. With row_offset (a device
 // pointer), dst starts *row_offset rows of row_values further on (the same graph-replay use).
 void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream, const int64_t* row_offset = nullptr,

@@ -1,12 +1,13 @@
-// GPU decode attention against a double-precision reference (softmax of scaled dot products,
-// weighted sum of values) on fresh random queries and f16 caches, grouped-query heads, key counts
-// below, at and across the kernel's chunk size; output poisoned with NaN first. Skips (visibly)
-// where no CUDA device exists.
+// GPU decode and prefill attention against a double-precision reference (softmax of scaled dot
+// products, weighted sum of values) on fresh random queries and f16 caches, grouped-query heads,
+// key counts below, at and across the kernels' chunk and tile sizes, prefill queries each over its
+// own causal keys; outputs poisoned with NaN first. Skips (visibly) where no CUDA device exists.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/error.h"
@@ -23,12 +24,68 @@
 namespace engine {
 namespace {
 
+#if ENGINE_HAVE_CUDA
+// out[b][h] for query b over keys 0 .. pos0 + b, in double: the reference for both kernels.
+std::vector<double> attention_reference(const std::vector<float>& q, const std::vector<uint16_t>& k,
+                                        const std::vector<uint16_t>& v, int64_t pos0, int64_t n_queries, int n_head,
+                                        int n_head_kv, int hd, float scale) {
+  const int group = n_head / n_head_kv;
+  std::vector<double> want(n_queries * n_head * hd, 0.0);
+  for (int64_t b = 0; b < n_queries; ++b) {
+    const int64_t n_keys = pos0 + b + 1;
+    for (int h = 0; h < n_head; ++h) {
+      const int kvh = h / group;
+      const float* qh = q.data() + (b * n_head + h) * hd;
+      std::vector<double> s(n_keys);
+      double m = -INFINITY, l = 0;
+      for (int64_t t = 0; t < n_keys; ++t) {
+        double dot = 0;
+        for (int d = 0; d < hd; ++d) dot += double(qh[d]) * fp16_to_fp32(k[(t * n_head_kv + kvh) * hd + d]);
+        s[t] = dot * scale;
+        m = std::max(m, s[t]);
+      }
+      for (int64_t t = 0; t < n_keys; ++t) l += std::exp(s[t] - m);
+      double* o = want.data() + (b * n_head + h) * hd;
+      for (int64_t t = 0; t < n_keys; ++t) {
+        const double p = std::exp(s[t] - m) / l;
+        for (int d = 0; d < hd; ++d) o[d] += p * fp16_to_fp32(v[(t * n_head_kv + kvh) * hd + d]);
+      }
+    }
+  }
+  return want;
+}
+
+// Copies q and the caches to the device, poisons the output with NaN, runs `kernel(dq, dk, dv,
+// dout)` and returns the output.
+template <typename Kernel>
+std::vector<float> run_on_device(const std::vector<float>& q, const std::vector<uint16_t>& k,
+                                 const std::vector<uint16_t>& v, Kernel kernel) {
+  float *dq = nullptr, *dout = nullptr;
+  uint16_t *dk = nullptr, *dv = nullptr;
+  std::vector<float> out(q.size());
+  EXPECT_EQ(cudaMalloc(&dq, q.size() * 4), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&dout, q.size() * 4), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&dk, k.size() * 2), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&dv, v.size() * 2), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(dq, q.data(), q.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(dk, k.data(), k.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(dv, v.data(), v.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(cudaMemset(dout, 0xff, q.size() * 4), cudaSuccess);
+  kernel(dq, dk, dv, dout);
+  EXPECT_EQ(cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  for (void* p : {static_cast<void*>(dq), static_cast<void*>(dout), static_cast<void*>(dk), static_cast<void*>(dv)}) {
+    cudaFree(p);
+  }
+  return out;
+}
+#endif
+
 TEST(CudaAttention, DecodeMatchesDoubleReference) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
 #if ENGINE_HAVE_CUDA
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
-  const int n_head = 8, n_head_kv = 2, hd = 128, group = n_head / n_head_kv;
+  const int n_head = 8, n_head_kv = 2, hd = 128;
   const float scale = 1.0f / std::sqrt(float(hd));
   for (const int64_t n_keys : {int64_t(1), int64_t(200), int64_t(256), int64_t(1000)}) {
     std::vector<float> q(n_head * hd);
@@ -36,42 +93,13 @@ TEST(CudaAttention, DecodeMatchesDoubleReference) {
     for (auto& x : q) x = normal(rng);
     for (auto& x : k) x = fp32_to_fp16(normal(rng));
     for (auto& x : v) x = fp32_to_fp16(normal(rng));
-    std::vector<double> want(n_head * hd, 0.0);
-    for (int h = 0; h < n_head; ++h) {
-      const int kvh = h / group;
-      std::vector<double> s(n_keys);
-      double m = -INFINITY, l = 0;
-      for (int64_t t = 0; t < n_keys; ++t) {
-        double dot = 0;
-        for (int d = 0; d < hd; ++d) dot += double(q[h * hd + d]) * fp16_to_fp32(k[(t * n_head_kv + kvh) * hd + d]);
-        s[t] = dot * scale;
-        m = std::max(m, s[t]);
-      }
-      for (int64_t t = 0; t < n_keys; ++t) l += std::exp(s[t] - m);
-      for (int64_t t = 0; t < n_keys; ++t) {
-        const double p = std::exp(s[t] - m) / l;
-        for (int d = 0; d < hd; ++d) want[h * hd + d] += p * fp16_to_fp32(v[(t * n_head_kv + kvh) * hd + d]);
-      }
-    }
-    float *dq, *dout, *dws;
-    uint16_t *dk, *dv;
-    const size_t ws = cuda_attention_decode_workspace(n_head, hd, n_keys);
-    ASSERT_EQ(cudaMalloc(&dq, q.size() * 4), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&dout, q.size() * 4), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&dws, ws * 4), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&dk, k.size() * 2), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&dv, v.size() * 2), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(dq, q.data(), q.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(dk, k.data(), k.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(dv, v.data(), v.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-    ASSERT_EQ(cudaMemset(dout, 0xff, q.size() * 4), cudaSuccess);
-    cuda_attention_decode(dq, dk, dv, n_keys, n_head, n_head_kv, hd, scale, dout, dws, nullptr);
-    std::vector<float> out(q.size());
-    ASSERT_EQ(cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-    for (void* p : {static_cast<void*>(dq), static_cast<void*>(dout), static_cast<void*>(dws),
-                    static_cast<void*>(dk), static_cast<void*>(dv)}) {
-      cudaFree(p);
-    }
+    const auto want = attention_reference(q, k, v, n_keys - 1, 1, n_head, n_head_kv, hd, scale);
+    float* dws = nullptr;
+    ASSERT_EQ(cudaMalloc(&dws, cuda_attention_decode_workspace(n_head, hd, n_keys) * 4), cudaSuccess);
+    const auto out = run_on_device(q, k, v, [&](float* dq, uint16_t* dk, uint16_t* dv, float* dout) {
+      cuda_attention_decode(dq, dk, dv, n_keys, n_head, n_head_kv, hd, scale, dout, dws, nullptr);
+    });
+    cudaFree(dws);
     double err = 0, norm = 0;
     for (size_t i = 0; i < out.size(); ++i) {
       ASSERT_TRUE(std::isfinite(out[i])) << "keys " << n_keys << " element " << i;
@@ -79,6 +107,38 @@ TEST(CudaAttention, DecodeMatchesDoubleReference) {
       norm += want[i] * want[i];
     }
     EXPECT_LE(err / norm, 1e-10) << "normalised MSE, keys " << n_keys;  // f32 sums: ~1e-12
+  }
+#endif
+}
+
+TEST(CudaAttention, PrefillMatchesDoubleReference) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int n_head = 8, n_head_kv = 2;
+  for (const int hd : {64, 128, 256}) {
+    const float scale = 1.0f / std::sqrt(float(hd));
+    // A first batch, one ending just past a 128-key tile, and one deep in the context.
+    for (const auto& [pos0, n_queries] : {std::pair<int64_t, int64_t>{0, 7}, {120, 13}, {700, 5}}) {
+      const int64_t n_keys = pos0 + n_queries;
+      std::vector<float> q(n_queries * n_head * hd);
+      std::vector<uint16_t> k(n_keys * n_head_kv * hd), v(k.size());
+      for (auto& x : q) x = normal(rng);
+      for (auto& x : k) x = fp32_to_fp16(normal(rng));
+      for (auto& x : v) x = fp32_to_fp16(normal(rng));
+      const auto want = attention_reference(q, k, v, pos0, n_queries, n_head, n_head_kv, hd, scale);
+      const auto out = run_on_device(q, k, v, [&](float* dq, uint16_t* dk, uint16_t* dv, float* dout) {
+        cuda_attention_prefill(dq, dk, dv, pos0, n_queries, n_head, n_head_kv, hd, scale, dout, nullptr);
+      });
+      double err = 0, norm = 0;
+      for (size_t i = 0; i < out.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(out[i])) << "head_dim " << hd << " pos0 " << pos0 << " element " << i;
+        err += (out[i] - want[i]) * (out[i] - want[i]);
+        norm += want[i] * want[i];
+      }
+      EXPECT_LE(err / norm, 1e-10) << "normalised MSE, head_dim " << hd << " pos0 " << pos0;  // f32 sums
+    }
   }
 #endif
 }
@@ -91,6 +151,9 @@ TEST(CudaAttention, RefusesBadShapes) {
   EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 4, 8, 2, 100, 1.0f, nullptr, nullptr, nullptr), Error);
   EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 4, 8, 3, 128, 1.0f, nullptr, nullptr, nullptr), Error);
   EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 0, 8, 2, 128, 1.0f, nullptr, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_attention_prefill(nullptr, nullptr, nullptr, 0, 4, 8, 2, 100, 1.0f, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_attention_prefill(nullptr, nullptr, nullptr, -1, 4, 8, 2, 128, 1.0f, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_attention_prefill(nullptr, nullptr, nullptr, 0, 70000, 8, 2, 128, 1.0f, nullptr, nullptr), Error);
 #endif
 }
 
