@@ -5,6 +5,9 @@
 // values do not change the time), a warm-up, then the mean of 20 launches timed with CUDA events.
 // GB/s counts the bytes a launch must read (weights + activations). The copy bandwidth is a
 // 1 GiB device-to-device cudaMemcpy, counted as bytes read plus bytes written.
+// Then the share of a QwQ-32B Q4_K_M decode step per kernel: the matvecs above and the small
+// kernels and attention (at 512 and 8192 keys), each timed alone at the model's shapes and
+// multiplied by its launches per token. Launch gaps are not in it (a graph replay hides most).
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -17,7 +20,9 @@
 
 #include "engine/error.h"
 #include "engine/ggml_type.h"
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/matvec.h"
+#include "kernels/cuda/ops.h"
 #include "scheduler/cuda_check.h"
 
 namespace {
@@ -118,6 +123,81 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaFree(x));
       ENGINE_CUDA_CHECK(cudaFree(y));
     }
+    // The rest of a decode step at QwQ-32B's shapes (64 layers, qwen2: q/k/v biases).
+    constexpr int64_t E = 5120, Q = 5120, KV = 1024, F = 27648, kHeads = 40, kKvHeads = 8, kHd = 128;
+    float* buf = nullptr;
+    uint16_t* cache = nullptr;
+    const int64_t kCtx = 8192;
+    ENGINE_CUDA_CHECK(cudaMalloc(&buf, sizeof(float) * (4 * F + 4 * E)));
+    ENGINE_CUDA_CHECK(cudaMalloc(&cache, sizeof(uint16_t) * 2 * kCtx * KV));
+    ENGINE_CUDA_CHECK(cudaMemset(buf, 0, sizeof(float) * (4 * F + 4 * E)));
+    ENGINE_CUDA_CHECK(cudaMemset(cache, 0, sizeof(uint16_t) * 2 * kCtx * KV));
+    float* ws = nullptr;
+    ENGINE_CUDA_CHECK(cudaMalloc(&ws, sizeof(float) * engine::cuda_attention_decode_workspace(kHeads, kHd, kCtx)));
+    engine::RopeParams rope;
+    rope.n_rot = kHd;
+    rope.neox = true;
+    rope.freq_base = 1e6f;
+    auto time_us = [&](auto&& launch) {
+      launch();
+      ENGINE_CUDA_CHECK(cudaEventRecord(start));
+      for (int r = 0; r < 50; ++r) launch();
+      ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+      ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+      return time_ms(start, stop) * 1e3 / 50;
+    };
+    float *u = buf, *v = buf + F, *o = buf + 2 * F;
+    struct Part {
+      std::string name;
+      double per_token, us;
+    };
+    std::vector<Part> parts = {
+        {"matvecs (table above)", 1, token_us},
+        {"rms_norm 5120", 2 * 64 + 1, time_us([&] { engine::cuda_rms_norm(u, v, o, 1, E, 1e-6f, nullptr); })},
+        {"add_bias q/k/v", 64, time_us([&] {
+           engine::cuda_add_bias(u, v, 1, Q, nullptr);
+           engine::cuda_add_bias(u, v, 1, KV, nullptr);
+           engine::cuda_add_bias(u, v, 1, KV, nullptr);
+         })},
+        {"rope q + k", 64, time_us([&] {
+           engine::cuda_rope(u, 1, kHeads, kHd, 100, rope, nullptr);
+           engine::cuda_rope(v, 1, kKvHeads, kHd, 100, rope, nullptr);
+         })},
+        {"kv store (f16)", 64, time_us([&] {
+           engine::cuda_f32_to_f16(u, cache, KV, nullptr);
+           engine::cuda_f32_to_f16(v, cache + kCtx * KV, KV, nullptr);
+         })},
+        {"swiglu 27648", 64, time_us([&] { engine::cuda_swiglu(u, v, o, F, nullptr); })},
+        {"residual adds", 2 * 64, time_us([&] { engine::cuda_add(u, v, E, nullptr); })},
+    };
+    for (const int64_t keys : {int64_t(512), kCtx}) {
+      parts.push_back({fmt::format("attention at {} keys", keys), 64, time_us([&] {
+                         engine::cuda_attention_decode(u, cache, cache + kCtx * KV, keys, kHeads, kKvHeads, kHd,
+                                                       0.088f, o, ws, nullptr);
+                       })});
+    }
+    ENGINE_CUDA_CHECK(cudaFree(buf));
+    ENGINE_CUDA_CHECK(cudaFree(cache));
+    ENGINE_CUDA_CHECK(cudaFree(ws));
+    double step_512 = 0;  // a step at 512 keys: everything but the 8192-key attention
+    for (const Part& p : parts) {
+      if (p.name.find("8192") == std::string::npos) step_512 += p.per_token * p.us;
+    }
+    out["decode_step_parts"] = nlohmann::json::array();
+    if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>12} {:>8}\n", "decode step part", "per token", "us each", "us per token", "share");
+    for (const Part& p : parts) {
+      const double total = p.per_token * p.us;
+      out["decode_step_parts"].push_back({{"name", p.name}, {"per_token", p.per_token}, {"us", p.us},
+                                          {"us_per_token", total}, {"share_at_512_keys", total / step_512}});
+      if (!json) {
+        fmt::print("{:32} {:>9.0f} {:>9.2f} {:>12.0f} {:>7.1f}%\n", p.name, p.per_token, p.us, total,
+                   100 * total / step_512);
+      }
+    }
+    out["qwq32_q4_k_m_step_us_at_512_keys"] = step_512;
+    if (!json) fmt::print("decode step at 512 keys (kernels back to back, no gaps): {:.0f} us = {:.1f} tokens/s\n",
+                          step_512, 1e6 / step_512);
+
     // A decode step's matrix-vector products alone (no attention, norms or launches between).
     out["qwq32_q4_k_m_matvec_us_per_token"] = token_us;
     out["qwq32_q4_k_m_matvec_tokens_per_s"] = 1e6 / token_us;
