@@ -2,8 +2,9 @@
 // instruction-set translation unit; same rules: internal linkage, no inline library templates.
 //
 // gemm_f32 (F32, F16, BF16, Q8_0, Q2_K, Q3_K weights x f32 activations): weight rows are decoded
-// to float 256 values at a time into a stack buffer and multiplied with every activation row of
-// the tile, summed in 16 float lanes per (row, column) plus a tail. Bound: compute, for prompts.
+// to float a chunk at a time into a stack buffer and multiplied with every activation row of the
+// tile, summed in float lanes per (row, column) plus a tail: register tiles of 4 rows x 4 columns
+// with AVX-512 (16 lanes), 4 x 2 with AVX2 (8 lanes), portable 1 x 4. Bound: compute, for prompts.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,10 @@ struct DecodeF16 {
     for (; i + 16 <= len; i += 16) {
       _mm512_store_ps(buf + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
     }
+#elif defined(__F16C__) && defined(__AVX2__)
+    for (; i + 8 <= len; i += 8) {
+      _mm256_store_ps(buf + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+    }
 #endif
     for (; i < len; ++i) buf[i] = h2f(h[i]);
     return buf;
@@ -46,6 +51,12 @@ struct DecodeQ8_0 {  // k0 and len are multiples of 32
       for (int h = 0; h < 2; ++h) {
         const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 16 * h));
         _mm512_store_ps(buf + 32 * i + 16 * h, _mm512_mul_ps(dv, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
+      }
+#elif defined(__AVX2__)
+      const __m256 dv = _mm256_set1_ps(d);
+      for (int h = 0; h < 4; ++h) {
+        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + 8 * h));
+        _mm256_store_ps(buf + 32 * i + 8 * h, _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
       }
 #else
       for (int l = 0; l < 32; ++l) buf[32 * i + l] = d * float(b[i].qs[l]);
@@ -99,36 +110,60 @@ void gemm_f32_generic(const void* w, uint64_t row_bytes, int n_rows, const float
   }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// The float vector of the build: 16 lanes with AVX-512, 8 with AVX2. Partial sums keep 16 lanes
+// per (row, column) either way (AVX2 leaves the upper 8 at zero).
 #if defined(__AVX512F__)
+struct F32Vec {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static constexpr int kCols = kF32TileCols;  // 4 x 4 accumulators of 32 registers
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+};
+#else
+struct F32Vec {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static constexpr int kCols = 2;  // 4 x 2 accumulators of 16 registers
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+};
+#endif
+
 // R decoded rows (chunk values each, 16-multiple prefix only) times C activation rows, adding into
-// the 16-lane partial sums part[c][r].
+// the partial sums part[c][r].
 template <int R, int C>
-void f32_tile_avx512(const float* const wf[R], const float* x, int64_t ldx, int64_t len16,
-                     float (*part)[kF32TileRows][16]) {
-  __m512 acc[R][C];
+void f32_tile_vec(const float* const wf[R], const float* x, int64_t ldx, int64_t len16,
+                  float (*part)[kF32TileRows][16]) {
+  using V = F32Vec::V;
+  V acc[R][C];
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_load_ps(part[c][r]);
+    for (int c = 0; c < C; ++c) acc[r][c] = F32Vec::load(part[c][r]);
   }
-  for (int64_t l = 0; l < len16; l += 16) {
-    __m512 xv[C];
-    for (int c = 0; c < C; ++c) xv[c] = _mm512_loadu_ps(x + c * ldx + l);
+  for (int64_t l = 0; l < len16; l += F32Vec::kLanes) {
+    V xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = F32Vec::load(x + c * ldx + l);
     for (int r = 0; r < R; ++r) {
-      const __m512 wv = _mm512_loadu_ps(wf[r] + l);
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+      const V wv = F32Vec::load(wf[r] + l);
+      for (int c = 0; c < C; ++c) acc[r][c] = F32Vec::fmadd(wv, xv[c], acc[r][c]);
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) _mm512_store_ps(part[c][r], acc[r][c]);
+    for (int c = 0; c < C; ++c) F32Vec::store(part[c][r], acc[r][c]);
   }
 }
 
 // R weight rows against any number of activation rows: each chunk of the rows is decoded once per
-// kF32BlockCols activation rows, whose 16-lane partial sums wait in a stack buffer.
+// kBlockCols activation rows, whose partial sums wait in a stack buffer.
 template <typename Decode, int R>
-void f32_rows_avx512(const uint8_t* w, uint64_t row_bytes, const float* x, int64_t ldx, int n_cols,
-                     int64_t k, float* y, int64_t ldy) {
+void f32_rows_vec(const uint8_t* w, uint64_t row_bytes, const float* x, int64_t ldx, int n_cols, int64_t k,
+                  float* y, int64_t ldy) {
   constexpr int kBlockCols = 64;
   constexpr int64_t kChunk = 1024;  // a multiple of every block size
+  constexpr int kCols = F32Vec::kCols;
   alignas(64) float buf[R][kChunk];
   alignas(64) float part[kBlockCols][kF32TileRows][16];
   float tail[kBlockCols][R];
@@ -142,10 +177,8 @@ void f32_rows_avx512(const uint8_t* w, uint64_t row_bytes, const float* x, int64
       const float* wf[R];
       for (int r = 0; r < R; ++r) wf[r] = Decode::run(w + r * row_bytes, k0, len, buf[r]);
       int c = 0;
-      for (; c + kF32TileCols <= nc; c += kF32TileCols) {
-        f32_tile_avx512<R, kF32TileCols>(wf, xc + c * ldx + k0, ldx, len16, part + c);
-      }
-      for (; c < nc; ++c) f32_tile_avx512<R, 1>(wf, xc + c * ldx + k0, ldx, len16, part + c);
+      for (; c + kCols <= nc; c += kCols) f32_tile_vec<R, kCols>(wf, xc + c * ldx + k0, ldx, len16, part + c);
+      for (; c < nc; ++c) f32_tile_vec<R, 1>(wf, xc + c * ldx + k0, ldx, len16, part + c);
       for (int64_t l = len16; l < len; ++l) {
         for (int cc = 0; cc < nc; ++cc) {
           for (int r = 0; r < R; ++r) tail[cc][r] += wf[r][l] * xc[cc * ldx + k0 + l];
@@ -153,16 +186,20 @@ void f32_rows_avx512(const uint8_t* w, uint64_t row_bytes, const float* x, int64
       }
     }
     for (int c = 0; c < nc; ++c) {
-      for (int r = 0; r < R; ++r) y[(c0 + c) * ldy + r] = tail[c][r] + hsum512(_mm512_load_ps(part[c][r]));
+      for (int r = 0; r < R; ++r) {
+        float sum = tail[c][r];
+        for (int j = 0; j < 16; ++j) sum += part[c][r][j];
+        y[(c0 + c) * ldy + r] = sum;
+      }
     }
   }
 }
 
 template <typename Decode>
-void gemm_f32_avx512(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx,
-                     int n_cols, int64_t k, float* y, int64_t ldy) {
+void gemm_f32_vec(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx, int n_cols,
+                  int64_t k, float* y, int64_t ldy) {
   const auto* wb = static_cast<const uint8_t*>(w);
-  with_count<kF32TileRows>(n_rows, [&]<int R>() { f32_rows_avx512<Decode, R>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); });
+  with_count<kF32TileRows>(n_rows, [&]<int R>() { f32_rows_vec<Decode, R>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); });
 }
 #endif
 
@@ -173,13 +210,13 @@ void add_f32_tiles(DotKernels& k) {
   k.gemm_f32[uint32_t(GgmlType::Q8_0)] = gemm_f32_generic<DecodeQ8_0>;
   k.gemm_f32[uint32_t(GgmlType::Q2_K)] = gemm_f32_generic<DecodeQ2_K>;
   k.gemm_f32[uint32_t(GgmlType::Q3_K)] = gemm_f32_generic<DecodeQ3_K>;
-#if defined(__AVX512F__)
-  k.gemm_f32[uint32_t(GgmlType::F32)] = gemm_f32_avx512<DecodeF32>;
-  k.gemm_f32[uint32_t(GgmlType::F16)] = gemm_f32_avx512<DecodeF16>;
-  k.gemm_f32[uint32_t(GgmlType::BF16)] = gemm_f32_avx512<DecodeBF16>;
-  k.gemm_f32[uint32_t(GgmlType::Q8_0)] = gemm_f32_avx512<DecodeQ8_0>;
-  k.gemm_f32[uint32_t(GgmlType::Q2_K)] = gemm_f32_avx512<DecodeQ2_K>;
-  k.gemm_f32[uint32_t(GgmlType::Q3_K)] = gemm_f32_avx512<DecodeQ3_K>;
+#if defined(__AVX2__) && defined(__FMA__)
+  k.gemm_f32[uint32_t(GgmlType::F32)] = gemm_f32_vec<DecodeF32>;
+  k.gemm_f32[uint32_t(GgmlType::F16)] = gemm_f32_vec<DecodeF16>;
+  k.gemm_f32[uint32_t(GgmlType::BF16)] = gemm_f32_vec<DecodeBF16>;
+  k.gemm_f32[uint32_t(GgmlType::Q8_0)] = gemm_f32_vec<DecodeQ8_0>;
+  k.gemm_f32[uint32_t(GgmlType::Q2_K)] = gemm_f32_vec<DecodeQ2_K>;
+  k.gemm_f32[uint32_t(GgmlType::Q3_K)] = gemm_f32_vec<DecodeQ3_K>;
 #endif
 }
 
