@@ -50,15 +50,23 @@ uint64_t gpu_layer_bytes(const ModelSpec& m, uint32_t layer) {
   return total;
 }
 
-uint64_t gpu_weight_bytes(const ModelSpec& m, std::optional<std::pair<uint32_t, uint32_t>> layers, bool output) {
+uint64_t gpu_rope_bytes(const ModelSpec& m) {
+  const TensorInfo* f = m.file.find_tensor("rope_freqs.weight");
+  return f != nullptr ? gpu_tensor_bytes(*f) : 0;
+}
+
+uint64_t gpu_output_bytes(const ModelSpec& m) {
   uint64_t total = 0;
+  for (const TensorInfo* t : m.output_tensors) total += gpu_tensor_bytes(*t);
+  if (m.hp.tied_output) total += gpu_tensor_bytes(*m.file.find_tensor("token_embd.weight"));
+  return total;
+}
+
+uint64_t gpu_weight_bytes(const ModelSpec& m, std::optional<std::pair<uint32_t, uint32_t>> layers, bool output) {
+  uint64_t total = output ? gpu_output_bytes(m) : 0;
   if (layers) {
     for (uint32_t l = layers->first; l <= layers->second; ++l) total += gpu_layer_bytes(m, l);
-    if (const TensorInfo* f = m.file.find_tensor("rope_freqs.weight")) total += gpu_tensor_bytes(*f);
-  }
-  if (output) {
-    for (const TensorInfo* t : m.output_tensors) total += gpu_tensor_bytes(*t);
-    if (m.hp.tied_output) total += gpu_tensor_bytes(*m.file.find_tensor("token_embd.weight"));
+    total += gpu_rope_bytes(m);
   }
   return total;
 }

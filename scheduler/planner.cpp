@@ -35,8 +35,8 @@ class Planner {
       gpu_prefix_[l + 1] = gpu_prefix_[l] + gpu_layer_bytes(model, l);
     }
     output_bytes_ = model.output_bytes() + (model.hp.tied_output ? model.input_bytes() : 0);
-    gpu_extra_bytes_ = gpu_weight_bytes(model, Range{0, 0}, false) - gpu_layer_bytes(model, 0);  // RoPE factors
-    gpu_output_bytes_ = gpu_weight_bytes(model, std::nullopt, true);
+    gpu_rope_bytes_ = gpu_rope_bytes(model);
+    gpu_output_bytes_ = gpu_output_bytes(model);
   }
 
   uint32_t n_layer() const { return n_; }
@@ -230,7 +230,7 @@ class Planner {
     const uint32_t layers = count(d.layers);
     const bool gpu = d.device.kind == DeviceKind::gpu;
     if (gpu) {  // what the GPU stage uploads: the same as gpu_weight_bytes, from prefix sums
-      if (d.layers) d.weight_bytes = gpu_prefix_[d.layers->second + 1] - gpu_prefix_[d.layers->first] + gpu_extra_bytes_;
+      if (d.layers) d.weight_bytes = gpu_prefix_[d.layers->second + 1] - gpu_prefix_[d.layers->first] + gpu_rope_bytes_;
       if (d.output) d.weight_bytes += gpu_output_bytes_;
     } else {
       if (d.layers) d.weight_bytes = prefix_[d.layers->second + 1] - prefix_[d.layers->first];
@@ -248,7 +248,7 @@ class Planner {
   const PlanOptions& opt_;
   uint32_t n_;
   std::vector<uint64_t> prefix_, gpu_prefix_;
-  uint64_t output_bytes_ = 0, gpu_output_bytes_ = 0, gpu_extra_bytes_ = 0;
+  uint64_t output_bytes_ = 0, gpu_output_bytes_ = 0, gpu_rope_bytes_ = 0;
 };
 
 std::string shortfall_report(const std::string& headline, const std::vector<DevicePlan>& plans) {

@@ -38,50 +38,23 @@ __host__ __device__ __forceinline__ float dot4(float4 a, float b0, float b1, flo
 
 __host__ __device__ __forceinline__ float sum4(float4 a) { return (a.x + a.y) + (a.z + a.w); }
 
-// Q4_K: half a warp per super-block, two super-blocks per step. Lane t (0..15) of a half reads
-// bytes 8t .. 8t + 7 of qs: chunk c = t / 4 holds groups 2c (low nibbles) and 2c + 1 (high) at
-// values 64c + 8(t % 4) .. +7 and 64c + 32 + 8(t % 4) .. +7.
-struct Q4KRows {
+// Q4_K and Q5_K: half a warp per super-block, two super-blocks per step. Lane t (0..15) of a half
+// reads bytes 8t .. 8t + 7 of qs: chunk c = t / 4 holds groups 2c (low nibbles) and 2c + 1 (high)
+// at values 64c + 8(t % 4) .. +7 and 64c + 32 + 8(t % 4) .. +7. Q5_K adds a fifth bit per value:
+// bit g of qh byte l is bit 4 of value l of group g, so its lanes also read qh bytes
+// 8(t % 4) .. +7, the same value positions within their groups.
+template <typename Block, bool kFiveBit>
+struct Q45KRows {
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
-    const auto* blocks = reinterpret_cast<const BlockQ4_K*>(row);
+    const auto* blocks = reinterpret_cast<const Block*>(row);
     const int half = lane / 16, t = lane % 16, c = t / 4, l8 = 8 * (t % 4);
 MATVEC_UNROLL2
     for (int64_t i = half; i < K / 256; i += 2) {
-      const BlockQ4_K& b = blocks[i];
+      const Block& b = blocks[i];
       const uint2 q = *reinterpret_cast<const uint2*>(b.qs + 32 * c + l8);
-      uint8_t sc0, m0, sc1, m1;
-      unpack_scale_min_k4(b.scales, 2 * c, &sc0, &m0);
-      unpack_scale_min_k4(b.scales, 2 * c + 1, &sc1, &m1);
-      const float d = h2f(b.d), dmin = h2f(b.dmin);
-      const float d0 = d * float(sc0), d1 = d * float(sc1), n0 = dmin * float(m0), n1 = dmin * float(m1);
-MATVEC_UNROLL
-      for (int bb = 0; bb < B; ++bb) {
-        const float* xv = x + bb * K + i * 256 + 64 * c + l8;
-        const float4 a0 = *reinterpret_cast<const float4*>(xv), a1 = *reinterpret_cast<const float4*>(xv + 4);
-        const float4 b0 = *reinterpret_cast<const float4*>(xv + 32), b1 = *reinterpret_cast<const float4*>(xv + 36);
-        const float lo = dot4(a0, q.x & 15, (q.x >> 8) & 15, (q.x >> 16) & 15, (q.x >> 24) & 15) +
-                         dot4(a1, q.y & 15, (q.y >> 8) & 15, (q.y >> 16) & 15, (q.y >> 24) & 15);
-        const float hi = dot4(b0, (q.x >> 4) & 15, (q.x >> 12) & 15, (q.x >> 20) & 15, q.x >> 28) +
-                         dot4(b1, (q.y >> 4) & 15, (q.y >> 12) & 15, (q.y >> 20) & 15, q.y >> 28);
-        acc[bb] += d0 * lo - n0 * (sum4(a0) + sum4(a1)) + d1 * hi - n1 * (sum4(b0) + sum4(b1));
-      }
-    }
-  }
-};
-
-// Q5_K: Q4_K's layout plus a fifth bit per value: bit g of qh byte l is bit 4 of value l of group
-// g, so lane t also reads qh bytes 8(t % 4) .. +7, the same value positions within its groups.
-struct Q5KRows {
-  template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
-    const auto* blocks = reinterpret_cast<const BlockQ5_K*>(row);
-    const int half = lane / 16, t = lane % 16, c = t / 4, l8 = 8 * (t % 4);
-MATVEC_UNROLL2
-    for (int64_t i = half; i < K / 256; i += 2) {
-      const BlockQ5_K& b = blocks[i];
-      const uint2 q = *reinterpret_cast<const uint2*>(b.qs + 32 * c + l8);
-      const uint2 h = *reinterpret_cast<const uint2*>(b.qh + l8);
+      uint2 h = {0, 0};
+      if constexpr (kFiveBit) h = *reinterpret_cast<const uint2*>(b.qh + l8);
       uint8_t sc0, m0, sc1, m1;
       unpack_scale_min_k4(b.scales, 2 * c, &sc0, &m0);
       unpack_scale_min_k4(b.scales, 2 * c + 1, &sc1, &m1);
@@ -335,8 +308,8 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::Q4_1: f.template operator()<LegacyRows<BlockQ4_1, false, true>>(blocks(sizeof(BlockQ4_1), 32)); return true;
     case GgmlType::Q5_0: f.template operator()<LegacyRows<BlockQ5_0, true, false>>(blocks(sizeof(BlockQ5_0), 32)); return true;
     case GgmlType::Q5_1: f.template operator()<LegacyRows<BlockQ5_1, true, true>>(blocks(sizeof(BlockQ5_1), 32)); return true;
-    case GgmlType::Q4_K: f.template operator()<Q4KRows>(blocks(sizeof(BlockQ4_K), 256)); return true;
-    case GgmlType::Q5_K: f.template operator()<Q5KRows>(blocks(sizeof(BlockQ5_K), 256)); return true;
+    case GgmlType::Q4_K: f.template operator()<Q45KRows<BlockQ4_K, false>>(blocks(sizeof(BlockQ4_K), 256)); return true;
+    case GgmlType::Q5_K: f.template operator()<Q45KRows<BlockQ5_K, true>>(blocks(sizeof(BlockQ5_K), 256)); return true;
     case GgmlType::Q6_K: f.template operator()<Q6KRows>(blocks(sizeof(BlockQ6_K), 256)); return true;
     default: return false;
   }

@@ -70,4 +70,18 @@ inline std::pair<std::vector<int32_t>, double> greedy(Context& ctx, std::span<co
   return {out, min_gap};
 }
 
+// Draws prompts of ids.size() random ids (vocabulary 512) until ctx's greedy path over `steps`
+// tokens has no decision closer than min_gap; leaves that prompt in ids and returns its tokens,
+// or nothing after 20 draws. Resets ctx before each draw.
+inline std::vector<int32_t> tie_free_greedy(Context& ctx, std::vector<int32_t>& ids, int steps, double min_gap) {
+  std::mt19937 rng(std::random_device{}());
+  for (int draw = 0; draw < 20; ++draw) {
+    for (auto& t : ids) t = static_cast<int32_t>(rng() % 512);
+    ctx.reset();
+    auto [tokens, gap] = greedy(ctx, ids, steps);
+    if (gap > min_gap) return tokens;
+  }
+  return {};
+}
+
 }  // namespace engine::test

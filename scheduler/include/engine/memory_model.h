@@ -39,7 +39,10 @@ uint64_t gpu_tensor_bytes(const TensorInfo& t);
 // model's RoPE frequency factors if it has layers and the model has them; with the output head,
 // the output norm and matrix (the token embeddings when the output is tied).
 uint64_t gpu_weight_bytes(const ModelSpec& m, std::optional<std::pair<uint32_t, uint32_t>> layers, bool output);
-uint64_t gpu_layer_bytes(const ModelSpec& m, uint32_t layer);  // one layer's share of the above
+// Its parts: one layer; the RoPE factors (0 without them); the output norm and head.
+uint64_t gpu_layer_bytes(const ModelSpec& m, uint32_t layer);
+uint64_t gpu_rope_bytes(const ModelSpec& m);
+uint64_t gpu_output_bytes(const ModelSpec& m);
 
 // What one stage (a device's contiguous layer range) processes at once.
 struct StageShape {
