@@ -2,8 +2,8 @@
 // kernels of kernels/cuda/ on one stream, with every CUDA status checked. Decode steps run the
 // matrix-vector kernels, captured at the first step as one CUDA graph and replayed (the position
 // reaches the kernels through device memory; ENGINE_CUDA_GRAPHS=0 launches them directly);
-// prompt batches run them kCudaMatvecMaxBatch rows at a time and causal attention in one launch
-// (correct; tensor-core prompt kernels are the next step of issue 6).
+// prompt batches (more than kCudaMatvecMaxBatch tokens) run the tensor-core matmul on fp16
+// activations and causal attention in one launch per layer.
 //
 // Memory: one cudaMalloc of exactly what the memory model counts for the stage (the planner's
 // weights + KV + compute for it), every buffer carved from it by a DeviceArena; a stage whose
@@ -28,6 +28,7 @@
 #include "engine/memory_model.h"
 #include "engine/quantize.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/matmul.h"
 #include "kernels/cuda/matvec.h"
 #include "kernels/cuda/ops.h"
 #include "scheduler/cuda_check.h"
@@ -147,6 +148,7 @@ class CudaStage final : public Stage, public CudaStageLink {
       if (b.name == "ffn_up") up_ = p;
       if (b.name == "logits") logits_ = p;
       if (b.name == "position") pos_dev_ = reinterpret_cast<int64_t*>(p);
+      if (b.name == "act_f16") x16_ = reinterpret_cast<uint16_t*>(p);
     }
     arena_.expect_full();
     ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned, sizeof(float) * n_batch_ * E));
@@ -250,9 +252,10 @@ class CudaStage final : public Stage, public CudaStageLink {
       const DeviceLayer& w = dev_layers_[l - layers_.first];
       const int64_t layer_cache = int64_t(l - layers_.first) * n_ctx_ * KV;
       cuda_rms_norm(x_, w.attn_norm, xb_, n, E, eps, stream_);
-      matvec(w.wq, xb_, n, q_);
-      matvec(w.wk, xb_, n, k_);
-      matvec(w.wv, xb_, n, v_);
+      const Activations normed = activations(xb_, n, E);
+      project(w.wq, normed, n, q_);
+      project(w.wk, normed, n, k_);
+      project(w.wv, normed, n, v_);
       if (w.bq) cuda_add_bias(q_, w.bq, n, Q, stream_);
       if (w.bk) cuda_add_bias(k_, w.bk, n, KV, stream_);
       if (w.bv) cuda_add_bias(v_, w.bv, n, KV, stream_);
@@ -278,14 +281,15 @@ class CudaStage final : public Stage, public CudaStageLink {
                                  stream_);
         }
       }
-      matvec(w.wo, attn_, n, tmp_);
+      project(w.wo, activations(attn_, n, Q), n, tmp_);
       if (w.bo) cuda_add_bias(tmp_, w.bo, n, E, stream_);
       cuda_add(x_, tmp_, n * E, stream_);
       cuda_rms_norm(x_, w.ffn_norm, xb_, n, E, eps, stream_);
-      matvec(w.w_gate, xb_, n, gate_);
-      matvec(w.w_up, xb_, n, up_);
+      const Activations ffn_in = activations(xb_, n, E);
+      project(w.w_gate, ffn_in, n, gate_);
+      project(w.w_up, ffn_in, n, up_);
       cuda_swiglu(gate_, up_, gate_, n * F, stream_);
-      matvec(w.w_down, gate_, n, tmp_);
+      project(w.w_down, activations(gate_, n, F), n, tmp_);
       cuda_add(x_, tmp_, n * E, stream_);
     }
   }
@@ -370,6 +374,28 @@ class CudaStage final : public Stage, public CudaStageLink {
     return d;
   }
 
+  // A matrix product's input: f32 rows, and for a prompt batch (more rows than the matvec takes)
+  // the same rows in fp16 for the tensor-core matmul, converted once for every matrix that reads them.
+  struct Activations {
+    const float* f32;
+    const uint16_t* f16;  // null for a decode-sized batch
+  };
+  Activations activations(const float* x, int64_t n, int64_t K) {
+    if (n <= kCudaMatvecMaxBatch) return {x, nullptr};
+    cuda_to_f16_saturated(x, x16_, n * K, stream_);
+    return {x, x16_};
+  }
+
+  // y = W x for n activation rows: the tensor-core matmul for prompt batches where it takes the
+  // matrix, the matvec otherwise.
+  void project(const DeviceMatrix& w, Activations x, int64_t n, float* y) {
+    if (x.f16 != nullptr && cuda_matmul_supports(w.type, w.cols)) {
+      cuda_matmul(w.type, w.data, w.cols, w.rows, x.f16, n, y, stream_);
+    } else {
+      matvec(w, x.f32, n, y);
+    }
+  }
+
   // y = W x for n activation rows, kCudaMatvecMaxBatch at a time.
   void matvec(const DeviceMatrix& w, const float* x, int64_t n, float* y) {
     for (int64_t b = 0; b < n; b += kCudaMatvecMaxBatch) {
@@ -394,6 +420,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *tmp_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
   int64_t* pos_dev_ = nullptr;
+  uint16_t* x16_ = nullptr;  // a prompt batch's activations in fp16
   bool use_graphs_ = true;  // decode steps through a CUDA graph (ENGINE_CUDA_GRAPHS=0: direct launches)
   float* host_hidden_ = nullptr;
   bool device_in_ = false, device_out_ = false;  // see CudaStageLink

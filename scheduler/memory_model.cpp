@@ -95,7 +95,10 @@ std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s
     }
     buffers.push_back({"ffn_gate", f32(b * hp.n_ff)});
     buffers.push_back({"ffn_up", f32(b * hp.n_ff)});
-    if (!s.gpu) {
+    if (s.gpu) {
+      // A prompt batch's activations in fp16 for the tensor-core matmuls (widest input: n_ff).
+      buffers.push_back({"act_f16", 2 * b * std::max({uint64_t(hp.n_embd), uint64_t(hp.q_dim()), uint64_t(hp.n_ff)})});
+    } else {
       // Activations quantized to Q8_0 blocks for the integer dot products (widest input: n_ff).
       buffers.push_back({"act_q8", q8_blocks(b * std::max(hp.n_embd, hp.n_ff))});
     }

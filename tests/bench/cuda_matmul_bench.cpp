@@ -1,0 +1,187 @@
+// The tensor-core prompt matmul on QwQ-32B's matrix shapes at 512 tokens, against cuBLAS's fp16
+// GEMM on the same shapes (the peer: what a dequantize-then-cuBLAS path would get at best, its
+// dequantization not counted), and what both imply for a pp512 of QwQ-32B Q4_K_M's matrix
+// products (run by tools/device-check). Prints a table, or one JSON object with --json.
+//
+// Weights are filled with a constant byte pattern (0x3C: valid fp16 scales), activations with
+// fp16 1.06; the mean of 10 launches after a warm-up, timed with CUDA events. TFLOPS counts
+// 2 M N K. cuBLAS is loaded at run time (libcublas.so.13, .12 or .so); without it the comparison
+// columns are empty and the run still succeeds.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/error.h"
+#include "engine/ggml_type.h"
+#include "kernels/cuda/matmul.h"
+#include "scheduler/cuda_check.h"
+
+namespace {
+
+using engine::GgmlType;
+
+struct Shape {
+  const char* name;
+  GgmlType type;
+  int64_t K, N;
+  int per_prompt;  // how often a QwQ-32B Q4_K_M prompt batch multiplies this matrix (64 layers)
+};
+
+// QwQ-32B: n_embd 5120, 40 heads of 128, 8 KV heads, n_ff 27648. Q4_K_M: attn_v and ffn_down Q6_K
+// in 32 of the 64 layers, Q4_K in the others. The output head runs for the last token only.
+const Shape kShapes[] = {
+    {"attn_q/attn_output 5120x5120", GgmlType::Q4_K, 5120, 5120, 128},
+    {"attn_k 5120->1024", GgmlType::Q4_K, 5120, 1024, 64},
+    {"attn_v 5120->1024 (Q4_K)", GgmlType::Q4_K, 5120, 1024, 32},
+    {"attn_v 5120->1024 (Q6_K)", GgmlType::Q6_K, 5120, 1024, 32},
+    {"ffn_gate/up 5120->27648", GgmlType::Q4_K, 5120, 27648, 128},
+    {"ffn_down 27648->5120 (Q4_K)", GgmlType::Q4_K, 27648, 5120, 32},
+    {"ffn_down 27648->5120 (Q6_K)", GgmlType::Q6_K, 27648, 5120, 32},
+    {"5120x5120 Q8_0", GgmlType::Q8_0, 5120, 5120, 0},
+    {"5120x5120 F16", GgmlType::F16, 5120, 5120, 0},
+};
+
+constexpr int64_t kTokens = 512;
+
+// cuBLAS through dlopen: the bench runs (without the comparison) where the library is missing.
+class Cublas {
+ public:
+  Cublas() {
+    for (const char* name : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
+      lib_ = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (lib_ != nullptr) break;
+    }
+    if (lib_ == nullptr) return;
+    create_ = reinterpret_cast<Create>(dlsym(lib_, "cublasCreate_v2"));
+    destroy_ = reinterpret_cast<Destroy>(dlsym(lib_, "cublasDestroy_v2"));
+    gemm_ = reinterpret_cast<GemmEx>(dlsym(lib_, "cublasGemmEx"));
+    if (create_ == nullptr || destroy_ == nullptr || gemm_ == nullptr || create_(&handle_) != CUBLAS_STATUS_SUCCESS) {
+      handle_ = nullptr;
+    }
+  }
+  ~Cublas() {
+    if (handle_ != nullptr) destroy_(handle_);
+    if (lib_ != nullptr) dlclose(lib_);
+  }
+  bool available() const { return handle_ != nullptr; }
+
+  // y (M rows of N floats) = x (M rows of K halves) . w (N rows of K halves)^T
+  void gemm(const void* w, int64_t K, int64_t N, const void* x, int64_t M, float* y) const {
+    const float one = 1.0f, zero = 0.0f;
+    const cublasStatus_t status = gemm_(handle_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, w, CUDA_R_16F,
+                                        int(K), x, CUDA_R_16F, int(K), &zero, y, CUDA_R_32F, int(N),
+                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (status != CUBLAS_STATUS_SUCCESS) {
+      throw engine::Error(fmt::format("cublasGemmEx failed with status {}", int(status)));
+    }
+  }
+
+ private:
+  using Create = cublasStatus_t (*)(cublasHandle_t*);
+  using Destroy = cublasStatus_t (*)(cublasHandle_t);
+  using GemmEx = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void*,
+                                    const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
+                                    cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+  void* lib_ = nullptr;
+  cublasHandle_t handle_ = nullptr;
+  Create create_ = nullptr;
+  Destroy destroy_ = nullptr;
+  GemmEx gemm_ = nullptr;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool json = argc > 1 && std::strcmp(argv[1], "--json") == 0;
+  try {
+    cudaDeviceProp prop{};
+    ENGINE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    cudaEvent_t start, stop;
+    ENGINE_CUDA_CHECK(cudaEventCreate(&start));
+    ENGINE_CUDA_CHECK(cudaEventCreate(&stop));
+    auto time_us = [&](auto&& launch) {
+      launch();
+      constexpr int kReps = 10;
+      ENGINE_CUDA_CHECK(cudaEventRecord(start));
+      for (int r = 0; r < kReps; ++r) launch();
+      ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+      ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0;
+      ENGINE_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      return double(ms) * 1e3 / kReps;
+    };
+    const Cublas cublas;
+
+    nlohmann::json out;
+    out["device"] = prop.name;
+    out["tokens"] = kTokens;
+    out["cublas"] = cublas.available();
+    out["kernels"] = nlohmann::json::array();
+    if (!json) {
+      fmt::print("device {}: prompt matmul at {} tokens{}\n", prop.name, kTokens,
+                 cublas.available() ? "" : " (cuBLAS not found: no comparison)");
+      fmt::print("{:32} {:>9} {:>8} {:>12} {:>12} {:>8}\n", "matmul", "us", "TFLOPS", "cuBLAS f16 us", "cuBLAS TFLOPS",
+                 "ratio");
+    }
+    double prompt_us = 0, prompt_cublas_us = 0;
+    for (const Shape& s : kShapes) {
+      const uint64_t w_bytes = engine::type_bytes(s.type, uint64_t(s.K)) * uint64_t(s.N);
+      void *w = nullptr, *w16 = nullptr;
+      uint16_t* x = nullptr;
+      float* y = nullptr;
+      ENGINE_CUDA_CHECK(cudaMalloc(&w, w_bytes));
+      ENGINE_CUDA_CHECK(cudaMalloc(&w16, 2 * s.K * s.N));
+      ENGINE_CUDA_CHECK(cudaMalloc(&x, 2 * s.K * kTokens));
+      ENGINE_CUDA_CHECK(cudaMalloc(&y, sizeof(float) * s.N * kTokens));
+      ENGINE_CUDA_CHECK(cudaMemset(w, 0x3C, w_bytes));
+      ENGINE_CUDA_CHECK(cudaMemset(w16, 0x3C, 2 * s.K * s.N));
+      ENGINE_CUDA_CHECK(cudaMemset(x, 0x3C, 2 * s.K * kTokens));
+      const double flops = 2.0 * double(kTokens) * double(s.N) * double(s.K);
+      const double us = time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr); });
+      std::optional<double> ref_us;
+      if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
+      prompt_us += us * s.per_prompt;
+      if (ref_us) prompt_cublas_us += *ref_us * s.per_prompt;
+      nlohmann::json row = {{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K}, {"N", s.N},
+                            {"us", us},       {"tflops", flops / us * 1e-6}};
+      row["cublas_f16_us"] = ref_us ? nlohmann::json(*ref_us) : nlohmann::json();
+      row["ratio_to_cublas"] = ref_us ? nlohmann::json(*ref_us / us) : nlohmann::json();
+      out["kernels"].push_back(row);
+      if (!json) {
+        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>12} {:>12} {:>8}\n", s.name, us, flops / us * 1e-6,
+                   ref_us ? fmt::format("{:.1f}", *ref_us) : "", ref_us ? fmt::format("{:.1f}", flops / *ref_us * 1e-6) : "",
+                   ref_us ? fmt::format("{:.2f}x", *ref_us / us) : "");
+      }
+      ENGINE_CUDA_CHECK(cudaFree(w));
+      ENGINE_CUDA_CHECK(cudaFree(w16));
+      ENGINE_CUDA_CHECK(cudaFree(x));
+      ENGINE_CUDA_CHECK(cudaFree(y));
+    }
+    // A pp512's matrix products alone (no attention, norms or conversions).
+    out["qwq32_q4_k_m_pp512_matmul_us"] = prompt_us;
+    out["qwq32_q4_k_m_pp512_matmul_tokens_per_s"] = kTokens / (prompt_us * 1e-6);
+    if (cublas.available()) out["qwq32_pp512_cublas_f16_tokens_per_s"] = kTokens / (prompt_cublas_us * 1e-6);
+    if (json) {
+      std::puts(out.dump().c_str());
+    } else {
+      fmt::print("QwQ-32B Q4_K_M pp512, matmuls only: {:.1f} ms = {:.0f} tokens/s", prompt_us * 1e-3,
+                 kTokens / (prompt_us * 1e-6));
+      if (cublas.available()) {
+        fmt::print(" (cuBLAS on f16 weights: {:.0f} tokens/s)", kTokens / (prompt_cublas_us * 1e-6));
+      }
+      fmt::print("\n");
+    }
+  } catch (const engine::Error& e) {
+    std::fprintf(stderr, "cuda-matmul-bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

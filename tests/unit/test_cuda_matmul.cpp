@@ -1,0 +1,169 @@
+// The tensor-core prompt matmul against a double-precision reference built from the CPU
+// dequantizer (itself checked against the gguf package) and the f32 activations, fresh random
+// data, output poisoned with NaN first; its weight tile loader on the host against the CPU
+// dequantizer rounded to fp16. The GPU cases skip (visibly) where no CUDA device exists; the
+// loader and argument checks run in every CUDA build.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "engine/error.h"
+#include "engine/half.h"
+#include "engine/quantize.h"
+#include "random_blocks.h"
+#include "scheduler/cuda_runtime.h"
+#include "test_support.h"
+
+#if ENGINE_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/matmul.h"
+#endif
+
+namespace engine {
+namespace {
+
+#if ENGINE_HAVE_CUDA
+// K for a type: three super-blocks (a multiple of every block size and of the 32-value step).
+constexpr int64_t kK = 3 * 256;
+
+std::vector<float> dequantized(GgmlType type, const std::vector<uint8_t>& w, int64_t K, int64_t N) {
+  std::vector<float> wf(K * N);
+  const uint64_t row_bytes = type_bytes(type, K);
+  for (int64_t n = 0; n < N; ++n) dequantize_row(type, w.data() + n * row_bytes, wf.data() + n * K, K);
+  return wf;
+}
+#endif
+
+// Every group of eight values the kernel decodes, on the host: the fp16 nearest to the CPU
+// dequantizer's value (a tie or FMA contraction may land one fp16 step away, never more).
+TEST(CudaMatmul, TileLoaderOnTheHostMatchesTheDequantizer) {
+#if !ENGINE_HAVE_CUDA
+  GTEST_SKIP() << "built without the CUDA backend";
+#else
+  std::mt19937 rng(std::random_device{}());
+  int types = 0;
+  for (const TypeTraits& tr : all_type_traits()) {
+    if (!cuda_matmul_supports(tr.type, kK)) continue;
+    ++types;
+    const int64_t N = 4;
+    const auto w = test::random_blocks(tr.type, kK * N, rng);
+    const auto wf = dequantized(tr.type, w, kK, N);
+    std::vector<uint16_t> got(kK);
+    for (int64_t n = 0; n < N; ++n) {
+      cuda_matmul_decode_row_on_host(tr.type, w.data() + n * type_bytes(tr.type, kK), kK, got.data());
+      for (int64_t k = 0; k < kK; ++k) {
+        const float want = wf[n * kK + k], have = fp16_to_fp32(got[k]);
+        if (std::fabs(want) > 65504.0f) {  // past fp16's range (BF16/F32 only): saturates
+          EXPECT_TRUE(std::isinf(have)) << tr.name << " row " << n << " value " << k;
+          continue;
+        }
+        const float step = std::max(std::ldexp(std::fabs(want), -10), std::ldexp(1.0f, -24));
+        ASSERT_LE(std::fabs(have - want), step) << tr.name << " row " << n << " value " << k << ": " << have
+                                                << " for " << want;
+      }
+    }
+  }
+  EXPECT_EQ(types, 11);  // F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K
+#endif
+}
+
+TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t N = 200;  // one full tile of weight rows and a partial one
+  for (const TypeTraits& tr : all_type_traits()) {
+    if (!cuda_matmul_supports(tr.type, kK)) continue;
+    const auto w = test::random_blocks(tr.type, kK * N, rng);
+    const auto wf = dequantized(tr.type, w, kK, N);
+    for (const int64_t M : {9, 128, 300}) {  // below one tile of tokens, exactly one, a partial third
+      std::vector<float> x(M * kK);
+      for (auto& v : x) v = normal(rng);
+      void* d_w = nullptr;
+      float *d_x = nullptr, *d_y = nullptr;
+      uint16_t* d_x16 = nullptr;
+      ASSERT_EQ(cudaMalloc(&d_w, w.size()), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_x, x.size() * sizeof(float)), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_x16, x.size() * sizeof(uint16_t)), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_y, M * N * sizeof(float)), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(d_w, w.data(), w.size(), cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(d_x, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemset(d_y, 0xff, M * N * sizeof(float)), cudaSuccess);  // NaN poison
+      cuda_to_f16_saturated(d_x, d_x16, M * kK, nullptr);
+      cuda_matmul(tr.type, d_w, kK, N, d_x16, M, d_y, nullptr);
+      std::vector<float> y(M * N);
+      ASSERT_EQ(cudaMemcpy(y.data(), d_y, y.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+      cudaFree(d_w);
+      cudaFree(d_x);
+      cudaFree(d_x16);
+      cudaFree(d_y);
+      double err = 0, norm = 0;
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < N; ++n) {
+          ASSERT_TRUE(std::isfinite(y[m * N + n])) << tr.name << " M " << M << " token " << m << " row " << n;
+          double want = 0;
+          for (int64_t k = 0; k < kK; ++k) want += double(wf[n * kK + k]) * double(x[m * kK + k]);
+          err += (y[m * N + n] - want) * (y[m * N + n] - want);
+          norm += want * want;
+        }
+      }
+      // Weights and activations each rounded once to fp16 (relative 2^-11 at most, about 3e-4
+      // in norm for sums of independent roundings); f32 sums. 2e-3 is a normalised MSE of 4e-6.
+      EXPECT_LE(std::sqrt(err / norm), 2e-3) << tr.name << " M " << M;
+    }
+  }
+#endif
+}
+
+TEST(CudaMatmul, ActivationsSaturateAtTheLargestHalf) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal(0.0f, 100.0f);
+  std::vector<float> x(1000);
+  for (auto& v : x) v = normal(rng);
+  x[3] = 1e6f;
+  x[700] = -7e4f;
+  float* d_x = nullptr;
+  uint16_t* d_h = nullptr;
+  ASSERT_EQ(cudaMalloc(&d_x, x.size() * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_h, x.size() * sizeof(uint16_t)), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_x, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemset(d_h, 0xff, x.size() * sizeof(uint16_t)), cudaSuccess);
+  cuda_to_f16_saturated(d_x, d_h, int64_t(x.size()), nullptr);
+  std::vector<uint16_t> h(x.size());
+  ASSERT_EQ(cudaMemcpy(h.data(), d_h, h.size() * sizeof(uint16_t), cudaMemcpyDeviceToHost), cudaSuccess);
+  cudaFree(d_x);
+  cudaFree(d_h);
+  EXPECT_EQ(fp16_to_fp32(h[3]), 65504.0f);
+  EXPECT_EQ(fp16_to_fp32(h[700]), -65504.0f);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (i == 3 || i == 700) continue;
+    EXPECT_EQ(h[i], fp32_to_fp16(x[i])) << "value " << i << " = " << x[i];  // round to nearest even
+  }
+#endif
+}
+
+// Argument checks happen before any CUDA call, so this runs wherever the backend is built.
+TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
+#if !ENGINE_HAVE_CUDA
+  GTEST_SKIP() << "built without the CUDA backend";
+#else
+  EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q2_K, 256));
+  EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q4_K, 288));  // not whole super-blocks
+  EXPECT_FALSE(cuda_matmul_supports(GgmlType::F16, 72));    // not whole 32-value steps
+  EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q4_0, 96));
+  test::expect_error([] { cuda_matmul(GgmlType::Q2_K, nullptr, 256, 4, nullptr, 16, nullptr, nullptr); },
+                     {"cuda_matmul", "Q2_K"});
+  test::expect_error([] { cuda_matmul(GgmlType::F16, nullptr, 72, 4, nullptr, 16, nullptr, nullptr); },
+                     {"cuda_matmul", "K", "72"});
+#endif
+}
+
+}  // namespace
+}  // namespace engine
