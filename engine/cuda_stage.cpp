@@ -37,6 +37,9 @@
 namespace engine {
 namespace {
 
+static_assert(kCudaMatvecMaxBatch == kGpuMatvecMaxBatch && sizeof(ActQ8Block) == kGpuActivationBlockBytes,
+              "the memory model counts the matvec's activation blocks");
+
 struct DeviceMatrix {
   GgmlType type = GgmlType::F32;
   void* data = nullptr;
@@ -149,6 +152,7 @@ class CudaStage final : public Stage, public CudaStageLink {
       if (b.name == "logits") logits_ = p;
       if (b.name == "position") pos_dev_ = reinterpret_cast<int64_t*>(p);
       if (b.name == "act_f16") x16_ = reinterpret_cast<uint16_t*>(p);
+      if (b.name == "act_q8") xq_ = reinterpret_cast<ActQ8Block*>(p);
     }
     arena_.expect_full();
     ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned, sizeof(float) * n_batch_ * E));
@@ -252,10 +256,10 @@ class CudaStage final : public Stage, public CudaStageLink {
       const DeviceLayer& w = dev_layers_[l - layers_.first];
       const int64_t layer_cache = int64_t(l - layers_.first) * n_ctx_ * KV;
       cuda_rms_norm(x_, w.attn_norm, xb_, n, E, eps, stream_);
-      const Activations normed = activations(xb_, n, E);
-      project(w.wq, normed, n, q_);
-      project(w.wk, normed, n, k_);
-      project(w.wv, normed, n, v_);
+      Activations normed{xb_, n};
+      project(w.wq, normed, q_);
+      project(w.wk, normed, k_);
+      project(w.wv, normed, v_);
       if (w.bq) cuda_add_bias(q_, w.bq, n, Q, stream_);
       if (w.bk) cuda_add_bias(k_, w.bk, n, KV, stream_);
       if (w.bv) cuda_add_bias(v_, w.bv, n, KV, stream_);
@@ -281,15 +285,17 @@ class CudaStage final : public Stage, public CudaStageLink {
                                  stream_);
         }
       }
-      project(w.wo, activations(attn_, n, Q), n, tmp_);
+      Activations attn{attn_, n};
+      project(w.wo, attn, tmp_);
       if (w.bo) cuda_add_bias(tmp_, w.bo, n, E, stream_);
       cuda_add(x_, tmp_, n * E, stream_);
       cuda_rms_norm(x_, w.ffn_norm, xb_, n, E, eps, stream_);
-      const Activations ffn_in = activations(xb_, n, E);
-      project(w.w_gate, ffn_in, n, gate_);
-      project(w.w_up, ffn_in, n, up_);
+      Activations ffn_in{xb_, n};
+      project(w.w_gate, ffn_in, gate_);
+      project(w.w_up, ffn_in, up_);
       cuda_swiglu(gate_, up_, gate_, n * F, stream_);
-      project(w.w_down, activations(gate_, n, F), n, tmp_);
+      Activations ffn_hidden{gate_, n};
+      project(w.w_down, ffn_hidden, tmp_);
       cuda_add(x_, tmp_, n * E, stream_);
     }
   }
@@ -300,7 +306,8 @@ class CudaStage final : public Stage, public CudaStageLink {
     const int64_t E = hp_.n_embd, vocab = output_.rows;
     cuda_rms_norm(x_ + first * E, output_norm_, xb_, rows, E, hp_.norm_eps, stream_);
     for (int64_t b = 0; b < rows; ++b) {
-      cuda_matvec(output_.type, output_.data, E, vocab, xb_ + b * E, 1, logits_, stream_);
+      Activations row{xb_ + b * E, 1};
+      project(output_, row, logits_);
       if (logits != nullptr) {
         ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits + b * vocab, logits_, sizeof(float) * vocab,
                                           cudaMemcpyDeviceToHost, stream_));
@@ -374,33 +381,34 @@ class CudaStage final : public Stage, public CudaStageLink {
     return d;
   }
 
-  // A matrix product's input: f32 rows, and for a prompt batch (more rows than the matvec takes)
-  // the same rows in fp16 for the tensor-core matmul, converted once for every matrix that reads them.
+  // A matrix product's input: n f32 rows, and the forms the kernels read, each made at most once
+  // for all the matrices that read this input: fp16 rows for the tensor-core matmul (prompt
+  // batches), 8-bit blocks for the integer matrix-vector kernels (up to kCudaMatvecMaxBatch rows).
   struct Activations {
-    const float* f32;
-    const uint16_t* f16;  // null for a decode-sized batch
+    const float* x;
+    int64_t n;
+    bool f16 = false, q8 = false;
   };
-  Activations activations(const float* x, int64_t n, int64_t K) {
-    if (n <= kCudaMatvecMaxBatch) return {x, nullptr};
-    cuda_to_f16_saturated(x, x16_, n * K, stream_);
-    return {x, x16_};
-  }
 
-  // y = W x for n activation rows: the tensor-core matmul for prompt batches where it takes the
-  // matrix, the matvec otherwise.
-  void project(const DeviceMatrix& w, Activations x, int64_t n, float* y) {
-    if (x.f16 != nullptr && cuda_matmul_supports(w.type, w.cols)) {
-      cuda_matmul(w.type, w.data, w.cols, w.rows, x.f16, n, y, stream_);
-    } else {
-      matvec(w, x.f32, n, y);
+  // y = W x: the tensor-core matmul for a prompt batch where it takes the matrix, otherwise the
+  // matrix-vector kernels kCudaMatvecMaxBatch rows at a time.
+  void project(const DeviceMatrix& w, Activations& in, float* y) {
+    const int64_t K = w.cols;
+    if (in.n > kCudaMatvecMaxBatch && cuda_matmul_supports(w.type, K)) {
+      if (!in.f16) cuda_to_f16_saturated(in.x, x16_, in.n * K, stream_);
+      in.f16 = true;
+      cuda_matmul(w.type, w.data, K, w.rows, x16_, in.n, y, stream_);
+      return;
     }
-  }
-
-  // y = W x for n activation rows, kCudaMatvecMaxBatch at a time.
-  void matvec(const DeviceMatrix& w, const float* x, int64_t n, float* y) {
-    for (int64_t b = 0; b < n; b += kCudaMatvecMaxBatch) {
-      const int nb = static_cast<int>(std::min<int64_t>(kCudaMatvecMaxBatch, n - b));
-      cuda_matvec(w.type, w.data, w.cols, w.rows, x + b * w.cols, nb, y + b * w.rows, stream_);
+    const bool q8 = cuda_matvec_wants_q8(w.type);
+    for (int64_t b = 0; b < in.n; b += kCudaMatvecMaxBatch) {
+      const int nb = static_cast<int>(std::min<int64_t>(kCudaMatvecMaxBatch, in.n - b));
+      const float* x = in.x + b * K;
+      if (q8 && !(in.q8 && in.n == nb)) {  // one chunk stays quantized for the next matrix
+        cuda_quantize_activations(x, nb * K, xq_, stream_);
+        in.q8 = in.n == nb;
+      }
+      cuda_matvec(w.type, w.data, K, w.rows, MatvecInput{x, q8 ? xq_ : nullptr}, nb, y + b * w.rows, stream_);
     }
   }
 
@@ -420,7 +428,8 @@ class CudaStage final : public Stage, public CudaStageLink {
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *tmp_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
   int64_t* pos_dev_ = nullptr;
-  uint16_t* x16_ = nullptr;  // a prompt batch's activations in fp16
+  uint16_t* x16_ = nullptr;    // a prompt batch's activations in fp16
+  ActQ8Block* xq_ = nullptr;  // up to kCudaMatvecMaxBatch rows of activations in 8-bit blocks
   bool use_graphs_ = true;  // decode steps through a CUDA graph (ENGINE_CUDA_GRAPHS=0: direct launches)
   float* host_hidden_ = nullptr;
   bool device_in_ = false, device_out_ = false;  // see CudaStageLink

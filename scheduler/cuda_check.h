@@ -16,6 +16,9 @@ namespace engine {
 
 [[noreturn]] void throw_unsupported_type(const char* op, GgmlType type);
 
+// "op: TYPE needs which activations, none were given".
+[[noreturn]] void throw_missing_activations(const char* op, GgmlType type, const char* which);
+
 // "op: what value is out of range".
 [[noreturn]] void throw_bad_argument(const char* op, const char* what, int64_t value);
 

@@ -20,6 +20,10 @@ void throw_unsupported_type(const char* op, GgmlType type) {
   throw Error(fmt::format("{}: unsupported type {}", op, traits(type).name));
 }
 
+void throw_missing_activations(const char* op, GgmlType type, const char* which) {
+  throw Error(fmt::format("{}: {} needs {} activations, none were given", op, traits(type).name, which));
+}
+
 void throw_bad_argument(const char* op, const char* what, int64_t value) {
   throw Error(fmt::format("{}: {} {} is out of range", op, what, value));
 }

@@ -96,8 +96,12 @@ std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s
     buffers.push_back({"ffn_gate", f32(b * hp.n_ff)});
     buffers.push_back({"ffn_up", f32(b * hp.n_ff)});
     if (s.gpu) {
-      // A prompt batch's activations in fp16 for the tensor-core matmuls (widest input: n_ff).
-      buffers.push_back({"act_f16", 2 * b * std::max({uint64_t(hp.n_embd), uint64_t(hp.q_dim()), uint64_t(hp.n_ff)})});
+      // A matrix input in the forms the kernels read (widest input: n_ff): a prompt batch in fp16
+      // for the tensor-core matmuls, up to kGpuMatvecMaxBatch rows in 8-bit blocks for the
+      // integer matrix-vector kernels.
+      const uint64_t widest = std::max({uint64_t(hp.n_embd), uint64_t(hp.q_dim()), uint64_t(hp.n_ff)});
+      buffers.push_back({"act_f16", 2 * b * widest});
+      buffers.push_back({"act_q8", std::min<uint64_t>(b, kGpuMatvecMaxBatch) * (widest / 32) * kGpuActivationBlockBytes});
     } else {
       // Activations quantized to Q8_0 blocks for the integer dot products (widest input: n_ff).
       buffers.push_back({"act_q8", q8_blocks(b * std::max(hp.n_embd, hp.n_ff))});

@@ -1,14 +1,23 @@
 // Matrix-vector kernels for decode steps: weights read once, straight in their GGUF blocks.
 //
-// Layout: W is N rows of K values (ggml blocks, row n contiguous); x is n_batch rows of K floats;
-// y is n_batch rows of N floats. Launch: blocks of kWarps warps, one warp per output row (grid
+// Layout: W is N rows of K values (ggml blocks, row n contiguous); x is n_batch rows of K floats,
+// or for Q4_K/Q5_K/Q6_K the same rows as 8-bit blocks (ActQ8Block, K / 32 per row); y is n_batch
+// rows of N floats. Launch: blocks of kWarps warps, one warp per output row (grid
 // ceil(N / kWarps)); each lane decodes its share of every super-block of the row in registers,
-// multiplies with the B activation rows in f32 and the warp sums by shuffles.
-// Bound: memory (decode reads every weight byte once; the activations, K * B floats, stay in
-// L1/L2). Loads per lane are 4-16 bytes and consecutive lanes read consecutive bytes of a block.
-// Precision: f32 products and sums of the exact dequantized weights (as the CPU reference).
+// multiplies with the B activation rows and the warp sums by shuffles.
+// Bound: memory (decode reads every weight byte once; the activations stay in L1/L2). Loads per
+// lane are 4-16 bytes and consecutive lanes read consecutive bytes of a block. The 4- to 6-bit
+// K-quants multiply their integer codes with 8-bit activations by dp4a (four products per
+// instruction): decoding each value to f32 for an FMA costs about six instructions per value,
+// which at HBM3 rates (5-6e12 values/s for Q4_K) is the SMs' whole issue rate; dp4a brings it
+// near two.
+// Precision: float types and Q4_0..Q8_0: f32 products and sums of the exact dequantized weights
+// (as the CPU reference); K-quants: exact integer dot products of the codes with the activations'
+// 8-bit codes (relative rounding up to 1/254 of a block's largest value, as the CPU's kernels).
 #include <cuda_fp16.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "../cpu/quant_blocks.h"
@@ -36,87 +45,122 @@ __host__ __device__ __forceinline__ float dot4(float4 a, float b0, float b1, flo
   return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
 }
 
-__host__ __device__ __forceinline__ float sum4(float4 a) { return (a.x + a.y) + (a.z + a.w); }
 
-// Q4_K and Q5_K: half a warp per super-block, two super-blocks per step. Lane t (0..15) of a half
-// reads bytes 8t .. 8t + 7 of qs: chunk c = t / 4 holds groups 2c (low nibbles) and 2c + 1 (high)
-// at values 64c + 8(t % 4) .. +7 and 64c + 32 + 8(t % 4) .. +7. Q5_K adds a fifth bit per value:
-// bit g of qh byte l is bit 4 of value l of group g, so its lanes also read qh bytes
-// 8(t % 4) .. +7, the same value positions within their groups.
+// An activation's 8-bit code in a block whose largest magnitude is amax: round(127 x / amax), ties
+// to even (the kernel and quantize_activations_on_host share it, so both make the same codes).
+__host__ __device__ __forceinline__ int quantize_code(float x, float amax) {
+  const float scale = amax > 0.0f ? 127.0f / amax : 0.0f;
+  return int(rintf(x * scale));
+}
+
+// Byte-wise helpers of the integer kernels, the same on the host (for the lane tests).
+__host__ __device__ __forceinline__ int dp4a(uint32_t a, int b, int c) {
+#if defined(__CUDA_ARCH__)
+  return __dp4a(int(a), b, c);
+#else
+  for (int j = 0; j < 4; ++j) c += int(int8_t(uint8_t(a >> (8 * j)))) * int(int8_t(uint8_t(uint32_t(b) >> (8 * j))));
+  return c;
+#endif
+}
+
+// a - b in each byte, wrapping (no borrow between bytes).
+__host__ __device__ __forceinline__ uint32_t sub_bytes(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __vsub4(a, b);
+#else
+  uint32_t r = 0;
+  for (int j = 0; j < 4; ++j) r |= (((a >> (8 * j)) - (b >> (8 * j))) & 255u) << (8 * j);
+  return r;
+#endif
+}
+
+// Four bytes from a 2-byte aligned address (Q6_K's 210-byte blocks).
+__host__ __device__ __forceinline__ uint32_t load4_aligned2(const uint8_t* p) {
+  return uint32_t(*reinterpret_cast<const uint16_t*>(p)) | (uint32_t(*reinterpret_cast<const uint16_t*>(p + 2)) << 16);
+}
+
+// Q4_K and Q5_K on 8-bit activations: half a warp per super-block, two super-blocks per step.
+// Lane t (0..15) of a half reads bytes 8t .. 8t + 7 of qs: chunk c = t / 4 holds groups 2c (low
+// nibbles) and 2c + 1 (high) at values 64c + 8(t % 4) .. +7 and 64c + 32 + 8(t % 4) .. +7, the
+// same bytes of activation blocks 2c and 2c + 1 of the super-block. Four dp4a per lane and
+// super-block: d * scale * dx * sum(q * xq), minus dmin * min * the block's activation sum,
+// added by one lane of the four that share a group. Q5_K adds a fifth bit per value: bit g of
+// qh byte l is bit 4 of value l of group g, so its lanes also read qh bytes 8(t % 4) .. +7.
 template <typename Block, bool kFiveBit>
 struct Q45KRows {
+  static constexpr bool kQ8 = true;
   template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const auto* blocks = reinterpret_cast<const Block*>(row);
     const int half = lane / 16, t = lane % 16, c = t / 4, l8 = 8 * (t % 4);
+    const float first = l8 == 0 ? 1.0f : 0.0f;
+    const int64_t row_blocks = K / 32;
 MATVEC_UNROLL2
     for (int64_t i = half; i < K / 256; i += 2) {
       const Block& b = blocks[i];
       const uint2 q = *reinterpret_cast<const uint2*>(b.qs + 32 * c + l8);
-      uint2 h = {0, 0};
-      if constexpr (kFiveBit) h = *reinterpret_cast<const uint2*>(b.qh + l8);
+      uint32_t lo0 = q.x & 0x0F0F0F0Fu, lo1 = q.y & 0x0F0F0F0Fu;
+      uint32_t hi0 = (q.x >> 4) & 0x0F0F0F0Fu, hi1 = (q.y >> 4) & 0x0F0F0F0Fu;
+      if constexpr (kFiveBit) {
+        const uint2 h = *reinterpret_cast<const uint2*>(b.qh + l8);
+        lo0 |= ((h.x >> (2 * c)) & 0x01010101u) << 4;
+        lo1 |= ((h.y >> (2 * c)) & 0x01010101u) << 4;
+        hi0 |= ((h.x >> (2 * c + 1)) & 0x01010101u) << 4;
+        hi1 |= ((h.y >> (2 * c + 1)) & 0x01010101u) << 4;
+      }
       uint8_t sc0, m0, sc1, m1;
       unpack_scale_min_k4(b.scales, 2 * c, &sc0, &m0);
       unpack_scale_min_k4(b.scales, 2 * c + 1, &sc1, &m1);
       const float d = h2f(b.d), dmin = h2f(b.dmin);
-      const float d0 = d * float(sc0), d1 = d * float(sc1), n0 = dmin * float(m0), n1 = dmin * float(m1);
-      float lo[8], hi[8];
-MATVEC_UNROLL
-      for (int j = 0; j < 8; ++j) {
-        const uint32_t qw = j < 4 ? q.x : q.y, hw = j < 4 ? h.x : h.y;
-        const int sh = 8 * (j % 4);
-        const uint32_t qb = (qw >> sh) & 255, hb = (hw >> sh) & 255;
-        lo[j] = float((qb & 15) | (((hb >> (2 * c)) & 1) << 4));
-        hi[j] = float((qb >> 4) | (((hb >> (2 * c + 1)) & 1) << 4));
-      }
+      const float d0 = d * float(sc0), d1 = d * float(sc1);
+      const float n0 = first * dmin * float(m0), n1 = first * dmin * float(m1);
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
-        const float* xv = x + bb * K + i * 256 + 64 * c + l8;
-        const float4 a0 = *reinterpret_cast<const float4*>(xv), a1 = *reinterpret_cast<const float4*>(xv + 4);
-        const float4 b0 = *reinterpret_cast<const float4*>(xv + 32), b1 = *reinterpret_cast<const float4*>(xv + 36);
-        const float l = dot4(a0, lo[0], lo[1], lo[2], lo[3]) + dot4(a1, lo[4], lo[5], lo[6], lo[7]);
-        const float u = dot4(b0, hi[0], hi[1], hi[2], hi[3]) + dot4(b1, hi[4], hi[5], hi[6], hi[7]);
-        acc[bb] += d0 * l - n0 * (sum4(a0) + sum4(a1)) + d1 * u - n1 * (sum4(b0) + sum4(b1));
+        const ActQ8Block& a0 = in.xq[bb * row_blocks + i * 8 + 2 * c];
+        const ActQ8Block& a1 = in.xq[bb * row_blocks + i * 8 + 2 * c + 1];
+        const int2 xa = *reinterpret_cast<const int2*>(a0.q + l8), xb = *reinterpret_cast<const int2*>(a1.q + l8);
+        const int s0 = dp4a(lo1, xa.y, dp4a(lo0, xa.x, 0));
+        const int s1 = dp4a(hi1, xb.y, dp4a(hi0, xb.x, 0));
+        acc[bb] += d0 * a0.d * float(s0) - n0 * a0.sum + d1 * a1.d * float(s1) - n1 * a1.sum;
       }
     }
   }
 };
 
-// Q6_K: a warp per super-block. Lane l: half h = l / 16 and l2 = 2(l % 16); its 8 values are
-// 128h + 32s + l2 + u (s < 4, u < 2), from ql bytes 64h + l2 + u (s = 0, 2: low, high nibble) and
-// 64h + 32 + l2 + u (s = 1, 3), with 2 bits each of qh byte 32h + l2 + u (shift 2s), minus 32.
+// Q6_K on 8-bit activations: a quarter warp per half super-block, two super-blocks per step.
+// Lane l: super-block parity l / 16, half h = (l / 8) % 2, l4 = 4 (l % 8); its values are
+// 128h + 32s + l4 + u (s < 4, u < 4): nibble s / 2 of ql bytes 64h + 32(s % 2) + l4 + u, bits 2s
+// of qh bytes 32h + l4 + u, minus 32 (a byte-wise subtraction: codes -32..31 as int8), times
+// d * scales[8h + 2s + l4 / 16], against bytes l4 .. l4 + 3 of activation block 4h + s.
 struct Q6KRows {
+  static constexpr bool kQ8 = true;
   template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const auto* blocks = reinterpret_cast<const BlockQ6_K*>(row);
-    const int h = lane / 16, l2 = 2 * (lane % 16);
+    const int h = (lane / 8) % 2, l4 = 4 * (lane % 8);
+    const int64_t row_blocks = K / 32;
 MATVEC_UNROLL2
-    for (int64_t i = 0; i < K / 256; ++i) {
+    for (int64_t i = lane / 16; i < K / 256; i += 2) {
       const BlockQ6_K& b = blocks[i];
-      const uint16_t qa = *reinterpret_cast<const uint16_t*>(b.ql + 64 * h + l2);
-      const uint16_t qb = *reinterpret_cast<const uint16_t*>(b.ql + 64 * h + 32 + l2);
-      const uint16_t qh = *reinterpret_cast<const uint16_t*>(b.qh + 32 * h + l2);
+      const uint32_t ql[2] = {load4_aligned2(b.ql + 64 * h + l4), load4_aligned2(b.ql + 64 * h + 32 + l4)};
+      const uint32_t qh = load4_aligned2(b.qh + 32 * h + l4);
       const float d = h2f(b.d);
-      float w[4][2];
-MATVEC_UNROLL
-      for (int u = 0; u < 2; ++u) {
-        const int a = (qa >> (8 * u)) & 255, bq = (qb >> (8 * u)) & 255, hb = (qh >> (8 * u)) & 255;
-        const int q[4] = {(a & 15) | ((hb & 3) << 4), (bq & 15) | (((hb >> 2) & 3) << 4),
-                          (a >> 4) | (((hb >> 4) & 3) << 4), (bq >> 4) | (((hb >> 6) & 3) << 4)};
-MATVEC_UNROLL
-        for (int s = 0; s < 4; ++s) w[s][u] = float(q[s] - 32);
-      }
+      uint32_t w[4];
       float scale[4];
 MATVEC_UNROLL
-      for (int s = 0; s < 4; ++s) scale[s] = d * float(b.scales[(128 * h + 32 * s + l2) / 16]);
+      for (int s = 0; s < 4; ++s) {
+        const uint32_t low = (ql[s % 2] >> (4 * (s / 2))) & 0x0F0F0F0Fu;
+        const uint32_t high = ((qh >> (2 * s)) & 0x03030303u) << 4;
+        w[s] = sub_bytes(low | high, 0x20202020u);
+        scale[s] = d * float(b.scales[8 * h + 2 * s + l4 / 16]);
+      }
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
-        const float* xv = x + bb * K + i * 256 + 128 * h + l2;
         float sum = 0;
 MATVEC_UNROLL
         for (int s = 0; s < 4; ++s) {
-          const float2 xs = *reinterpret_cast<const float2*>(xv + 32 * s);
-          sum += scale[s] * (w[s][0] * xs.x + w[s][1] * xs.y);
+          const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + 4 * h + s];
+          sum += scale[s] * a.d * float(dp4a(w[s], *reinterpret_cast<const int*>(a.q + l4), 0));
         }
         acc[bb] += sum;
       }
@@ -127,8 +171,10 @@ MATVEC_UNROLL
 // Q8_0: 34-byte blocks (2-byte aligned), eight lanes per block and four blocks per step; lane
 // l8 = l % 8 takes values 4 l8 .. 4 l8 + 3 as two 2-byte loads.
 struct Q8_0Rows {
+  static constexpr bool kQ8 = false;
   template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const float* x = in.x;
     const auto* blocks = reinterpret_cast<const BlockQ8_0*>(row);
     const int sub = lane / 8, l8 = lane % 8;
     for (int64_t i = sub; i < K / 32; i += 4) {
@@ -153,8 +199,10 @@ MATVEC_UNROLL
 // value = d * (q - offset) (Q4_0: 8, Q5_0: 16) or d * q + m (Q4_1, Q5_1).
 template <typename Block, bool kFiveBit, bool kMin>
 struct LegacyRows {
+  static constexpr bool kQ8 = false;
   template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const float* x = in.x;
     const auto* blocks = reinterpret_cast<const Block*>(row);
     const int sub = lane / 8, l8 = lane % 8;
     for (int64_t i = sub; i < K / 32; i += 4) {
@@ -196,8 +244,10 @@ template <bool kBrain>
 struct Half16Rows {
   __host__ __device__ static float to_f32(uint16_t h) { return kBrain ? bf2f(h) : h2f(h); }
 
+  static constexpr bool kQ8 = false;
   template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const float* x = in.x;
     const auto* w = reinterpret_cast<const uint16_t*>(row);
     const int64_t body = K / 256 * 256;
     for (int64_t k = 8 * lane; k < body; k += 256) {
@@ -226,8 +276,10 @@ using F16Rows = Half16Rows<false>;
 using BF16Rows = Half16Rows<true>;
 
 struct F32Rows {
+  static constexpr bool kQ8 = false;
   template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, const float* x, int lane, float* acc) {
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const float* x = in.x;
     const auto* w = reinterpret_cast<const float*>(row);
     const int64_t body = K / 128 * 128;
     for (int64_t k = 4 * lane; k < body; k += 128) {
@@ -246,15 +298,15 @@ MATVEC_UNROLL
 
 template <typename Rows, int B>
 __global__ void __launch_bounds__(32 * kWarps)
-    matvec_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t K, int64_t N,
-                  const float* __restrict__ x, float* __restrict__ y) {
+    matvec_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in,
+                  float* __restrict__ y) {
   const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.y;
   if (n >= N) return;  // whole warps leave together: threadIdx.y is the warp
   const int lane = threadIdx.x;
   float acc[B];
 MATVEC_UNROLL
   for (int bb = 0; bb < B; ++bb) acc[bb] = 0;
-  Rows::template accumulate<B>(w + n * row_bytes, K, x, lane, acc);
+  Rows::template accumulate<B>(w + n * row_bytes, K, in, lane, acc);
 MATVEC_UNROLL
   for (int bb = 0; bb < B; ++bb) {
     float v = acc[bb];
@@ -264,25 +316,43 @@ MATVEC_UNROLL
   }
 }
 
+// One activation block per warp (a 256-thread block quantizes 8): amax and the code sum by shuffles.
+__global__ void quantize_activations_kernel(const float* __restrict__ x, int64_t n, ActQ8Block* __restrict__ xq) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;  // n is a multiple of 32: whole warps leave together
+  const float v = x[i];
+  float amax = fabsf(v);
+  for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  const int q = quantize_code(v, amax);
+  int sum = q;
+  for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  ActQ8Block& b = xq[i / 32];
+  b.q[i % 32] = int8_t(q);
+  if (i % 32 == 0) {
+    b.d = amax / 127.0f;
+    b.sum = b.d * float(sum);
+  }
+}
+
 template <typename Rows>
-void launch(const void* w, uint64_t row_bytes, int64_t K, int64_t N, const float* x, int n_batch,
-            float* y, cudaStream_t stream) {
+void launch(const void* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
+            cudaStream_t stream) {
   const dim3 block(32, kWarps);
   const auto grid = static_cast<unsigned>((N + kWarps - 1) / kWarps);
   const auto* wb = static_cast<const uint8_t*>(w);
   with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() {
-    matvec_kernel<Rows, B><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, x, y);
+    matvec_kernel<Rows, B><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, in, y);
   });
 }
 
 // The kernels' lane arithmetic run on the host, lane by lane (see matvec.h).
 template <typename Rows, int B>
-void rows_on_host(const uint8_t* w, uint64_t row_bytes, int64_t K, int64_t N, const float* x, float* y) {
+void rows_on_host(const uint8_t* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, float* y) {
   for (int64_t n = 0; n < N; ++n) {
     float total[B] = {};
     for (int lane = 0; lane < 32; ++lane) {
       float acc[B] = {};
-      Rows::template accumulate<B>(w + n * row_bytes, K, x, lane, acc);
+      Rows::template accumulate<B>(w + n * row_bytes, K, in, lane, acc);
       for (int bb = 0; bb < B; ++bb) total[bb] += acc[bb];
     }
     for (int bb = 0; bb < B; ++bb) y[bb * N + n] = total[bb];
@@ -290,9 +360,9 @@ void rows_on_host(const uint8_t* w, uint64_t row_bytes, int64_t K, int64_t N, co
 }
 
 template <typename Rows>
-void on_host(const void* w, uint64_t row_bytes, int64_t K, int64_t N, const float* x, int n_batch, float* y) {
+void on_host(const void* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y) {
   const auto* wb = static_cast<const uint8_t*>(w);
-  with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() { rows_on_host<Rows, B>(wb, row_bytes, K, N, x, y); });
+  with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() { rows_on_host<Rows, B>(wb, row_bytes, K, N, in, y); });
 }
 
 // Calls f.template operator()<Rows>(row_bytes) with the type's lane code; false if it has none.
@@ -315,30 +385,67 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
   }
 }
 
-}  // namespace
-
-void cuda_matvec_lanes_on_host(GgmlType type, const void* w, int64_t K, int64_t N, const float* x,
-                               int n_batch, float* y) {
-  if (n_batch < 1 || n_batch > kCudaMatvecMaxBatch) throw_bad_argument("cuda_matvec_lanes_on_host", "batch", n_batch);
+// What cuda_matvec and its host twin check before running: batch, type and activation blocks.
+template <typename F>
+void checked(const char* op, GgmlType type, int64_t K, MatvecInput in, int n_batch, F&& f) {
+  if (n_batch < 1 || n_batch > kCudaMatvecMaxBatch) throw_bad_argument(op, "batch", n_batch);
   const bool known = with_rows(type, K, [&]<typename Rows>(uint64_t row_bytes) {
-    on_host<Rows>(w, row_bytes, K, N, x, n_batch, y);
+    if (Rows::kQ8 ? in.xq == nullptr : in.x == nullptr) throw_missing_activations(op, type, Rows::kQ8 ? "8-bit (ActQ8Block)" : "f32");
+    f.template operator()<Rows>(row_bytes);
   });
-  if (!known) throw_unsupported_type("cuda_matvec_lanes_on_host", type);
+  if (!known) throw_unsupported_type(op, type);
 }
+
+}  // namespace
 
 bool cuda_matvec_supports(GgmlType type) {
   return with_rows(type, 256, [&]<typename Rows>(uint64_t) {});
 }
 
-void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int n_batch,
-                 float* y, void* stream_ptr) {
-  if (n_batch < 1 || n_batch > kCudaMatvecMaxBatch) throw_bad_argument("cuda_matvec", "batch", n_batch);
+bool cuda_matvec_wants_q8(GgmlType type) {
+  bool q8 = false;
+  with_rows(type, 256, [&]<typename Rows>(uint64_t) { q8 = Rows::kQ8; });
+  return q8;
+}
+
+void cuda_quantize_activations(const float* x, int64_t n, ActQ8Block* xq, void* stream) {
+  if (n % 32 != 0) throw_bad_argument("cuda_quantize_activations", "n", n);
+  if (n == 0) return;
+  const auto blocks = static_cast<unsigned>((n + 255) / 256);
+  quantize_activations_kernel<<<blocks, 256, 0, static_cast<cudaStream_t>(stream)>>>(x, n, xq);
+  ENGINE_CUDA_CHECK(cudaGetLastError());
+}
+
+void quantize_activations_on_host(const float* x, int64_t n, ActQ8Block* xq) {
+  if (n % 32 != 0) throw_bad_argument("quantize_activations_on_host", "n", n);
+  for (int64_t i = 0; i < n / 32; ++i) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[32 * i + j]));
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int q = quantize_code(x[32 * i + j], amax);
+      xq[i].q[j] = int8_t(q);
+      sum += q;
+    }
+    xq[i].d = amax / 127.0f;
+    xq[i].sum = xq[i].d * float(sum);
+  }
+}
+
+void cuda_matvec_lanes_on_host(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch,
+                               float* y) {
+  checked("cuda_matvec_lanes_on_host", type, K, in, n_batch, [&]<typename Rows>(uint64_t row_bytes) {
+    on_host<Rows>(w, row_bytes, K, N, in, n_batch, y);
+  });
+}
+
+void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
+                 void* stream_ptr) {
   if (N <= 0) return;
   auto stream = static_cast<cudaStream_t>(stream_ptr);
-  const bool known = with_rows(type, K, [&]<typename Rows>(uint64_t row_bytes) {
-    launch<Rows>(w, row_bytes, K, N, x, n_batch, y, stream);
+  checked("cuda_matvec", type, K, in, n_batch, [&]<typename Rows>(uint64_t row_bytes) {
+    launch<Rows>(w, row_bytes, K, N, in, n_batch, y, stream);
   });
-  if (!known) throw_unsupported_type("cuda_matvec", type);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -3,7 +3,9 @@
 //
 // For each shape: weights filled with a constant byte pattern (0x3C: valid fp16 scales; the
 // values do not change the time), a warm-up, then the mean of 20 launches timed with CUDA events.
-// GB/s counts the bytes a launch must read (weights + activations). The copy bandwidth is a
+// GB/s counts the bytes a launch must read (weights + activations: f32, or 8-bit blocks of 40
+// bytes per 32 values for the Q4_K/Q5_K/Q6_K kernels, which also cost a quantization launch per
+// input, listed with the small kernels). The copy bandwidth is a
 // 1 GiB device-to-device cudaMemcpy, counted as bytes read plus bytes written.
 // Then the share of a QwQ-32B Q4_K_M decode step per kernel: the matvecs above and the small
 // kernels and attention (at 512 and 8192 keys), each timed alone at the model's shapes and
@@ -95,20 +97,25 @@ int main(int argc, char** argv) {
       const uint64_t w_bytes = engine::type_bytes(s.type, uint64_t(s.K)) * uint64_t(s.N);
       void* w = nullptr;
       float *x = nullptr, *y = nullptr;
+      engine::ActQ8Block* xq = nullptr;
+      ENGINE_CUDA_CHECK(cudaMalloc(&xq, sizeof(engine::ActQ8Block) * (s.K / 32) * engine::kCudaMatvecMaxBatch));
       ENGINE_CUDA_CHECK(cudaMalloc(&w, w_bytes));
       ENGINE_CUDA_CHECK(cudaMalloc(&x, sizeof(float) * s.K * engine::kCudaMatvecMaxBatch));
       ENGINE_CUDA_CHECK(cudaMalloc(&y, sizeof(float) * s.N * engine::kCudaMatvecMaxBatch));
       ENGINE_CUDA_CHECK(cudaMemset(w, 0x3C, w_bytes));
       ENGINE_CUDA_CHECK(cudaMemset(x, 0, sizeof(float) * s.K * engine::kCudaMatvecMaxBatch));
+      const bool q8 = engine::cuda_matvec_wants_q8(s.type);
+      if (q8) engine::cuda_quantize_activations(x, s.K * engine::kCudaMatvecMaxBatch, xq, nullptr);
+      const engine::MatvecInput in{x, q8 ? xq : nullptr};
       for (const int batch : {1, 4}) {
-        engine::cuda_matvec(s.type, w, s.K, s.N, x, batch, y, nullptr);
+        engine::cuda_matvec(s.type, w, s.K, s.N, in, batch, y, nullptr);
         ENGINE_CUDA_CHECK(cudaEventRecord(start));
         constexpr int kReps = 20;
-        for (int r = 0; r < kReps; ++r) engine::cuda_matvec(s.type, w, s.K, s.N, x, batch, y, nullptr);
+        for (int r = 0; r < kReps; ++r) engine::cuda_matvec(s.type, w, s.K, s.N, in, batch, y, nullptr);
         ENGINE_CUDA_CHECK(cudaEventRecord(stop));
         ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
         const double us = time_ms(start, stop) * 1e3 / kReps;
-        const double bytes = double(w_bytes) + 4.0 * s.K * batch;
+        const double bytes = double(w_bytes) + (q8 ? 40.0 / 32.0 : 4.0) * s.K * batch;
         const double gbs = bytes / (us * 1e-6) / 1e9;
         if (batch == 1) {
           token_us += us * s.per_token;
@@ -121,6 +128,7 @@ int main(int argc, char** argv) {
       }
       ENGINE_CUDA_CHECK(cudaFree(w));
       ENGINE_CUDA_CHECK(cudaFree(x));
+      ENGINE_CUDA_CHECK(cudaFree(xq));
       ENGINE_CUDA_CHECK(cudaFree(y));
     }
     // The rest of a decode step at QwQ-32B's shapes (64 layers, qwen2: q/k/v biases).
@@ -168,6 +176,12 @@ int main(int argc, char** argv) {
            engine::cuda_f32_to_f16(v, cache + kCtx * KV, KV, nullptr);
          })},
         {"swiglu 27648", 64, time_us([&] { engine::cuda_swiglu(u, v, o, F, nullptr); })},
+        {"quantize activations 5120", 3 * 64 + 1, time_us([&] {
+           engine::cuda_quantize_activations(u, E, reinterpret_cast<engine::ActQ8Block*>(o), nullptr);
+         })},
+        {"quantize activations 27648", 64, time_us([&] {
+           engine::cuda_quantize_activations(u, F, reinterpret_cast<engine::ActQ8Block*>(o), nullptr);
+         })},
         {"residual adds", 2 * 64, time_us([&] { engine::cuda_add(u, v, E, nullptr); })},
     };
     for (const int64_t keys : {int64_t(512), kCtx}) {

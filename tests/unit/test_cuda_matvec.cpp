@@ -1,9 +1,14 @@
 // GPU matrix-vector kernels against a double-precision reference built from the CPU dequantizer
 // (itself checked against the gguf package), fresh random weights and activations, outputs
-// poisoned with NaN first. Skips (visibly) where no CUDA device exists.
+// poisoned with NaN first. For the types whose kernels multiply 8-bit activations (Q4_K, Q5_K,
+// Q6_K) the reference takes the activations those blocks hold, so the bound is the same 1e-5;
+// the blocks themselves are checked against the f32 activations, and the GPU's quantization
+// against the host's bit for bit. Skips (visibly) where no CUDA device exists.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -12,6 +17,7 @@
 #include "engine/quantize.h"
 #include "random_blocks.h"
 #include "scheduler/cuda_runtime.h"
+#include "test_support.h"
 
 #if ENGINE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -38,6 +44,15 @@ double rel_to_reference(const std::vector<float>& wf, const std::vector<float>& 
   }
   return std::sqrt(err / norm);
 }
+
+// The activations a kernel of `type` multiplies: x itself, or what its 8-bit blocks hold.
+std::vector<float> effective_activations(GgmlType type, const std::vector<float>& x,
+                                         const std::vector<ActQ8Block>& blocks) {
+  if (!cuda_matvec_wants_q8(type)) return x;
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = blocks[i / 32].d * float(blocks[i / 32].q[i % 32]);
+  return out;
+}
 #endif
 
 TEST(CudaMatvec, EverySupportedTypeAndBatchAgainstDoubleReference) {
@@ -57,25 +72,40 @@ TEST(CudaMatvec, EverySupportedTypeAndBatchAgainstDoubleReference) {
     for (const int B : {1, 3, 8}) {
       std::vector<float> x(B * K);
       for (auto& v : x) v = normal(rng);
+      // Blocks only for the 8-bit kernels (the float types' K need not be a multiple of 32).
+      std::vector<ActQ8Block> blocks(x.size() / 32 + 1);
+      if (cuda_matvec_wants_q8(tr.type)) quantize_activations_on_host(x.data(), int64_t(x.size()), blocks.data());
       void* d_w = nullptr;
       float *d_x = nullptr, *d_y = nullptr;
+      ActQ8Block* d_q = nullptr;
       ASSERT_EQ(cudaMalloc(&d_w, w.size()), cudaSuccess);
       ASSERT_EQ(cudaMalloc(&d_x, x.size() * sizeof(float)), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_q, blocks.size() * sizeof(ActQ8Block)), cudaSuccess);
       ASSERT_EQ(cudaMalloc(&d_y, B * N * sizeof(float)), cudaSuccess);
       ASSERT_EQ(cudaMemcpy(d_w, w.data(), w.size(), cudaMemcpyHostToDevice), cudaSuccess);
       ASSERT_EQ(cudaMemcpy(d_x, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemset(d_q, 0xff, blocks.size() * sizeof(ActQ8Block)), cudaSuccess);
       ASSERT_EQ(cudaMemset(d_y, 0xff, B * N * sizeof(float)), cudaSuccess);  // NaN poison
-      cuda_matvec(tr.type, d_w, K, N, d_x, B, d_y, nullptr);
+      if (cuda_matvec_wants_q8(tr.type)) cuda_quantize_activations(d_x, int64_t(x.size()), d_q, nullptr);
+      cuda_matvec(tr.type, d_w, K, N, MatvecInput{d_x, d_q}, B, d_y, nullptr);
       std::vector<float> y(B * N);
+      std::vector<ActQ8Block> gpu_blocks(blocks.size());
       ASSERT_EQ(cudaMemcpy(y.data(), d_y, y.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(gpu_blocks.data(), d_q, gpu_blocks.size() * sizeof(ActQ8Block), cudaMemcpyDeviceToHost),
+                cudaSuccess);
       cudaFree(d_w);
       cudaFree(d_x);
+      cudaFree(d_q);
       cudaFree(d_y);
+      if (cuda_matvec_wants_q8(tr.type)) {  // the GPU's blocks are the host's, bit for bit
+        ASSERT_EQ(std::memcmp(gpu_blocks.data(), blocks.data(), x.size() / 32 * sizeof(ActQ8Block)), 0) << tr.name;
+      }
       for (int64_t i = 0; i < B * N; ++i) {
         ASSERT_TRUE(std::isfinite(y[i])) << tr.name << " batch " << B << " row " << i % N;
       }
       // f32 products and sums over K ~ 2300 values: rounding well below 1e-5.
-      EXPECT_LE(rel_to_reference(wf, x, y, B, N, K), 1e-5) << tr.name << " batch " << B;
+      EXPECT_LE(rel_to_reference(wf, effective_activations(tr.type, x, blocks), y, B, N, K), 1e-5)
+          << tr.name << " batch " << B;
     }
   }
 #endif
@@ -86,9 +116,14 @@ TEST(CudaMatvec, RefusesBadBatchAndUnsupportedType) {
 #if !ENGINE_HAVE_CUDA
   GTEST_SKIP() << "built without the CUDA backend";
 #else
-  EXPECT_THROW(cuda_matvec(GgmlType::Q4_K, nullptr, 256, 4, nullptr, 0, nullptr, nullptr), Error);
-  EXPECT_THROW(cuda_matvec(GgmlType::Q4_K, nullptr, 256, 4, nullptr, kCudaMatvecMaxBatch + 1, nullptr, nullptr), Error);
-  EXPECT_THROW(cuda_matvec(GgmlType::Q2_K, nullptr, 256, 4, nullptr, 1, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_matvec(GgmlType::Q4_K, nullptr, 256, 4, {}, 0, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_matvec(GgmlType::Q4_K, nullptr, 256, 4, {}, kCudaMatvecMaxBatch + 1, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_matvec(GgmlType::Q2_K, nullptr, 256, 4, {}, 1, nullptr, nullptr), Error);
+  const float x = 0;
+  test::expect_error([&] { cuda_matvec(GgmlType::Q4_K, nullptr, 256, 4, MatvecInput{&x, nullptr}, 1, nullptr, nullptr); },
+                     {"cuda_matvec", "Q4_K needs 8-bit"});
+  test::expect_error([] { cuda_quantize_activations(nullptr, 40, nullptr, nullptr); },
+                     {"cuda_quantize_activations", "n 40"});
 #endif
 }
 
@@ -111,10 +146,45 @@ TEST(CudaMatvec, LaneArithmeticOnTheHostAgainstDoubleReference) {
     for (const int B : {1, 3, 8}) {
       std::vector<float> x(B * K), y(B * N, std::nanf(""));
       for (auto& v : x) v = normal(rng);
-      cuda_matvec_lanes_on_host(tr.type, w.data(), K, N, x.data(), B, y.data());
-      EXPECT_LE(rel_to_reference(wf, x, y, B, N, K), 1e-5) << tr.name << " batch " << B;
+      std::vector<ActQ8Block> blocks(x.size() / 32 + 1);
+      if (cuda_matvec_wants_q8(tr.type)) quantize_activations_on_host(x.data(), int64_t(x.size()), blocks.data());
+      cuda_matvec_lanes_on_host(tr.type, w.data(), K, N, MatvecInput{x.data(), blocks.data()}, B, y.data());
+      EXPECT_LE(rel_to_reference(wf, effective_activations(tr.type, x, blocks), y, B, N, K), 1e-5)
+          << tr.name << " batch " << B;
     }
   }
+#endif
+}
+
+// The 8-bit activation blocks: codes within +-127, the largest magnitude of each block coded as
+// +-127, every value within half a step of its code, the sum the codes' sum; an all-zero block
+// codes as zeros. Runs wherever the backend is built.
+TEST(CudaMatvec, ActivationBlocksHoldTheActivations) {
+#if !ENGINE_HAVE_CUDA
+  GTEST_SKIP() << "built without the CUDA backend";
+#else
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> x(32 * 64);
+  for (auto& v : x) v = normal(rng);
+  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+  std::vector<ActQ8Block> blocks(x.size() / 32);
+  quantize_activations_on_host(x.data(), int64_t(x.size()), blocks.data());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const ActQ8Block& b = blocks[i];
+    float amax = 0;
+    int sum = 0, top = 0;
+    for (int j = 0; j < 32; ++j) {
+      amax = std::max(amax, std::fabs(x[32 * i + j]));
+      sum += b.q[j];
+      top = std::max(top, std::abs(int(b.q[j])));
+      ASSERT_LE(std::fabs(b.d * b.q[j] - x[32 * i + j]), 0.5f * b.d * 1.0001f + 1e-30f) << "block " << i << " value " << j;
+    }
+    EXPECT_EQ(top, amax > 0 ? 127 : 0) << "block " << i;
+    EXPECT_FLOAT_EQ(b.d, amax / 127.0f) << "block " << i;
+    EXPECT_FLOAT_EQ(b.sum, b.d * float(sum)) << "block " << i;
+  }
+  EXPECT_EQ(blocks[1].d, 0.0f);
 #endif
 }
 

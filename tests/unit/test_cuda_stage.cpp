@@ -2,8 +2,8 @@
 // tokens, the matvec kernels): on F16, BF16 and Q8_0 models, where both use f32 activations and
 // the same f16 KV rounding, logits within 1e-4. Prompt batches (the tensor-core matmul on fp16
 // activations and weights): logits within 1e-2, and the same greedy tokens for 64 steps after a
-// prompt without near-ties. On Q4_0 and Q4_K_M, where the CPU quantizes activations to 8 bits,
-// logits within 5e-2 relative. Also a CPU stage followed by a GPU stage. A GPU stage allocates exactly what the memory model (and so the
+// prompt without near-ties. On Q4_0 and Q4_K_M, where the CPU quantizes activations to 8 bits
+// (and the GPU's K-quant kernels too, in other blocks), logits within 5e-2 relative. Also a CPU stage followed by a GPU stage. A GPU stage allocates exactly what the memory model (and so the
 // planner) counts for it, and one over its device's budget is refused before it allocates
 // anything. Decode graphs match direct launches bit for bit. Skips (visibly) where no CUDA device
 // exists; the budget refusal runs in every CUDA build, since it precedes every CUDA call.

@@ -58,6 +58,12 @@ struct StageShape {
 // workspace holds, per head and chunk, a max, a sum and head_dim partial outputs.
 constexpr uint32_t kGpuAttentionChunk = 256;
 
+// Decode-sized batches on the GPU: at most this many rows per matrix-vector launch
+// (kernels/cuda/matvec.h), their activations quantized in blocks of 32 values of this many bytes
+// (a scale, a sum and 32 codes) for the integer kernels.
+constexpr uint32_t kGpuMatvecMaxBatch = 8;
+constexpr uint64_t kGpuActivationBlockBytes = 40;
+
 struct BufferSpec {
   std::string_view name;
   uint64_t bytes;
