@@ -127,6 +127,12 @@ class CudaStage final : public Stage, public CudaStageLink {
       output_norm_ = upload(m_.output_norm, "output_norm");
       output_ = upload(m_.output, hp_.n_layer, "output");
     }
+    for (const DeviceLayer& d : dev_layers_) {
+      for (const DeviceMatrix* m : {&d.wq, &d.wk, &d.wv, &d.wo, &d.w_gate, &d.w_up, &d.w_down}) {
+        any_q8_ = any_q8_ || cuda_matvec_wants_q8(m->type);
+      }
+    }
+    any_q8_ = any_q8_ || (layers_.output && cuda_matvec_wants_q8(output_.type));
     const int64_t cache = int64_t(layers_.last - layers_.first + 1) * n_ctx_ * KV;
     k_cache_ = alloc<uint16_t>(cache, "K cache");
     v_cache_ = alloc<uint16_t>(cache, "V cache");
@@ -139,7 +145,6 @@ class CudaStage final : public Stage, public CudaStageLink {
       if (b.name == "k") k_ = p;
       if (b.name == "v") v_ = p;
       if (b.name == "attn_out") attn_ = p;
-      if (b.name == "residual") tmp_ = p;
       if (b.name == "attention_partials") {
         workspace_ = p;
         if (b.bytes < 4 * cuda_attention_decode_workspace(hp_.n_head, hp_.head_dim, n_ctx_)) {
@@ -246,64 +251,86 @@ class CudaStage final : public Stage, public CudaStageLink {
     }
   }
 
+  // A matrix product's input: n f32 rows, and the forms the kernels read, each made at most once
+  // for all the matrices that read this input: fp16 rows for the tensor-core matmul (prompt
+  // batches), 8-bit blocks for the integer matrix-vector kernels (up to kCudaMatvecMaxBatch rows).
+  struct Activations {
+    const float* x;
+    int64_t n;
+    bool f16 = false, q8 = false;
+  };
+
   // Every layer for n tokens at positions pos.. (or, for one token, at *pos_dev: the kernels read
   // the position on the device, so the launches can be captured once and replayed).
   void enqueue_layers(int64_t n, int64_t pos, const int64_t* pos_dev) {
-    const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
+    const int64_t KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
     const float eps = hp_.norm_eps;
     const float scale = 1.0f / std::sqrt(float(hd));
     for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
       const DeviceLayer& w = dev_layers_[l - layers_.first];
       const int64_t layer_cache = int64_t(l - layers_.first) * n_ctx_ * KV;
-      cuda_rms_norm(x_, w.attn_norm, xb_, n, E, eps, stream_);
-      Activations normed{xb_, n};
-      project(w.wq, normed, q_);
-      project(w.wk, normed, k_);
-      project(w.wv, normed, v_);
-      if (w.bq) cuda_add_bias(q_, w.bq, n, Q, stream_);
-      if (w.bk) cuda_add_bias(k_, w.bk, n, KV, stream_);
-      if (w.bv) cuda_add_bias(v_, w.bv, n, KV, stream_);
+      // Launches per layer at decode: the norms write the 8-bit blocks the products read, the
+      // products add their bias and the residual, RoPE and the KV store are one kernel.
+      Activations normed = normalized(x_, w.attn_norm, n);
+      project(w.wq, normed, q_, {w.bq});
+      project(w.wk, normed, k_, {w.bk});
+      project(w.wv, normed, v_, {w.bv});
       if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
       if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
-      cuda_rope(q_, n, hp_.n_head, hd, pos, rope_, stream_, pos_dev);
-      cuda_rope(k_, n, hp_.n_head_kv, hd, pos, rope_, stream_, pos_dev);
-      const uint16_t* kc = k_cache_ + layer_cache;
-      const uint16_t* vc = v_cache_ + layer_cache;
+      uint16_t* kc = k_cache_ + layer_cache;
+      uint16_t* vc = v_cache_ + layer_cache;
+      cuda_rope_store_kv(q_, k_, v_, n, hp_.n_head, hp_.n_head_kv, hd, pos, rope_, kc, vc, stream_, pos_dev);
       if (pos_dev != nullptr) {
-        cuda_f32_to_f16(k_, k_cache_ + layer_cache, KV, stream_, pos_dev, KV);
-        cuda_f32_to_f16(v_, v_cache_ + layer_cache, KV, stream_, pos_dev, KV);
         cuda_attention_decode_at(q_, kc, vc, pos_dev, n_ctx_, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale,
                                  attn_, workspace_, stream_);
-      } else {
-        cuda_f32_to_f16(k_, k_cache_ + layer_cache + pos * KV, n * KV, stream_);
-        cuda_f32_to_f16(v_, v_cache_ + layer_cache + pos * KV, n * KV, stream_);
-        if (n == 1) {  // one query: keys split across blocks
-          cuda_attention_decode(q_, kc, vc, pos + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
-                                workspace_, stream_);
-        } else {  // causal: token b sees positions up to pos + b
-          cuda_attention_prefill(q_, kc, vc, pos, n, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
-                                 stream_);
-        }
+      } else if (n == 1) {  // one query: keys split across blocks
+        cuda_attention_decode(q_, kc, vc, pos + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
+                              workspace_, stream_);
+      } else {  // causal: token b sees positions up to pos + b
+        cuda_attention_prefill(q_, kc, vc, pos, n, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
+                               stream_);
       }
       Activations attn{attn_, n};
-      project(w.wo, attn, tmp_);
-      if (w.bo) cuda_add_bias(tmp_, w.bo, n, E, stream_);
-      cuda_add(x_, tmp_, n * E, stream_);
-      cuda_rms_norm(x_, w.ffn_norm, xb_, n, E, eps, stream_);
-      Activations ffn_in{xb_, n};
+      project(w.wo, attn, x_, {w.bo, true});
+      Activations ffn_in = normalized(x_, w.ffn_norm, n);
       project(w.w_gate, ffn_in, gate_);
       project(w.w_up, ffn_in, up_);
-      cuda_swiglu(gate_, up_, gate_, n * F, stream_);
       Activations ffn_hidden{gate_, n};
-      project(w.w_down, ffn_hidden, tmp_);
-      cuda_add(x_, tmp_, n * E, stream_);
+      ffn_hidden.q8 = q8_output(n, F) != nullptr;
+      cuda_swiglu(gate_, up_, gate_, n * F, stream_, q8_output(n, F));
+      project(w.w_down, ffn_hidden, x_, {nullptr, true});
     }
+  }
+
+  // Where a kernel producing n rows of K values also writes them as 8-bit blocks: the stage's
+  // block buffer for a decode-sized batch when some matrix of the stage multiplies 8-bit
+  // activations; otherwise nowhere (null).
+  ActQ8Block* q8_output(int64_t n, int64_t K) const {
+    return any_q8_ && n <= kCudaMatvecMaxBatch && K % 32 == 0 ? xq_ : nullptr;
+  }
+
+  // xb_ = RMSNorm(x) of n rows of n_embd, with its 8-bit blocks where q8_output says.
+  Activations normalized(const float* x, const float* weight, int64_t n) {
+    const int64_t E = hp_.n_embd;
+    ActQ8Block* q8 = q8_output(n, E);
+    cuda_rms_norm(x, weight, xb_, n, E, hp_.norm_eps, stream_, q8);
+    Activations a{xb_, n};
+    a.q8 = q8 != nullptr;
+    return a;
   }
 
   // Output norm and head for `rows` tokens from row `first`, one row of logits at a time (the
   // logits buffer holds one); each row copied to logits[] when it is given.
   void enqueue_head(int64_t first, int64_t rows, float* logits) {
     const int64_t E = hp_.n_embd, vocab = output_.rows;
+    if (rows == 1) {  // a decode step's head: the norm also writes the row's 8-bit blocks
+      Activations row = normalized(x_ + first * E, output_norm_, 1);
+      project(output_, row, logits_);
+      if (logits != nullptr) {
+        ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits, logits_, sizeof(float) * vocab, cudaMemcpyDeviceToHost, stream_));
+      }
+      return;
+    }
     cuda_rms_norm(x_ + first * E, output_norm_, xb_, rows, E, hp_.norm_eps, stream_);
     for (int64_t b = 0; b < rows; ++b) {
       Activations row{xb_ + b * E, 1};
@@ -381,23 +408,14 @@ class CudaStage final : public Stage, public CudaStageLink {
     return d;
   }
 
-  // A matrix product's input: n f32 rows, and the forms the kernels read, each made at most once
-  // for all the matrices that read this input: fp16 rows for the tensor-core matmul (prompt
-  // batches), 8-bit blocks for the integer matrix-vector kernels (up to kCudaMatvecMaxBatch rows).
-  struct Activations {
-    const float* x;
-    int64_t n;
-    bool f16 = false, q8 = false;
-  };
-
-  // y = W x: the tensor-core matmul for a prompt batch where it takes the matrix, otherwise the
-  // matrix-vector kernels kCudaMatvecMaxBatch rows at a time.
-  void project(const DeviceMatrix& w, Activations& in, float* y) {
+  // y = W x (with the epilogue's bias and residual add): the tensor-core matmul for a prompt batch
+  // where it takes the matrix, otherwise the matrix-vector kernels kCudaMatvecMaxBatch rows at a time.
+  void project(const DeviceMatrix& w, Activations& in, float* y, ProductEpilogue ep = {}) {
     const int64_t K = w.cols;
     if (in.n > kCudaMatvecMaxBatch && cuda_matmul_supports(w.type, K)) {
       if (!in.f16) cuda_to_f16_saturated(in.x, x16_, in.n * K, stream_);
       in.f16 = true;
-      cuda_matmul(w.type, w.data, K, w.rows, x16_, in.n, y, stream_);
+      cuda_matmul(w.type, w.data, K, w.rows, x16_, in.n, y, stream_, ep);
       return;
     }
     const bool q8 = cuda_matvec_wants_q8(w.type);
@@ -408,7 +426,7 @@ class CudaStage final : public Stage, public CudaStageLink {
         cuda_quantize_activations(x, nb * K, xq_, stream_);
         in.q8 = in.n == nb;
       }
-      cuda_matvec(w.type, w.data, K, w.rows, MatvecInput{x, q8 ? xq_ : nullptr}, nb, y + b * w.rows, stream_);
+      cuda_matvec(w.type, w.data, K, w.rows, MatvecInput{x, q8 ? xq_ : nullptr}, nb, y + b * w.rows, stream_, ep);
     }
   }
 
@@ -426,10 +444,11 @@ class CudaStage final : public Stage, public CudaStageLink {
   RopeParams rope_;
   uint16_t *k_cache_ = nullptr, *v_cache_ = nullptr;
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
-  float *tmp_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
+  float *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
   int64_t* pos_dev_ = nullptr;
   uint16_t* x16_ = nullptr;    // a prompt batch's activations in fp16
   ActQ8Block* xq_ = nullptr;  // up to kCudaMatvecMaxBatch rows of activations in 8-bit blocks
+  bool any_q8_ = false;       // some matrix of the stage multiplies 8-bit activations
   bool use_graphs_ = true;  // decode steps through a CUDA graph (ENGINE_CUDA_GRAPHS=0: direct launches)
   float* host_hidden_ = nullptr;
   bool device_in_ = false, device_out_ = false;  // see CudaStageLink

@@ -82,7 +82,9 @@ std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s
     buffers.push_back({"k", f32(b * hp.kv_dim())});
     buffers.push_back({"v", f32(b * hp.kv_dim())});
     buffers.push_back({"attn_out", f32(b * hp.q_dim())});
-    buffers.push_back({"residual", f32(b * hp.n_embd)});  // a sublayer's output before the add
+    if (!s.gpu) {  // a sublayer's output before the add (GPU products add into the hidden state)
+      buffers.push_back({"residual", f32(b * hp.n_embd)});
+    }
     if (s.gpu) {
       // Split-key decode attention: per head and chunk of keys a max, a sum and head_dim outputs.
       const uint64_t chunks = (uint64_t(s.n_ctx) + kGpuAttentionChunk - 1) / kGpuAttentionChunk;

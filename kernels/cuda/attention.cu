@@ -162,14 +162,6 @@ __global__ void __launch_bounds__(kThreads)
   if (d1 < head_dim) oh[d1] = o1 / l;
 }
 
-__global__ void f32_to_f16(const float* __restrict__ src, uint16_t* __restrict__ dst, int64_t n,
-                           const int64_t* __restrict__ row_offset, int64_t row_values) {
-  if (row_offset != nullptr) dst += *row_offset * row_values;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    dst[i] = __half_as_ushort(__float2half_rn(src[i]));
-  }
-}
-
 }  // namespace
 
 size_t cuda_attention_decode_workspace(int n_head, int head_dim, int64_t n_ctx) {
@@ -225,15 +217,6 @@ void cuda_attention_prefill(const float* q, const uint16_t* k_cache, const uint1
   attention_prefill<<<dim3(static_cast<unsigned>(n_head), static_cast<unsigned>(n_queries)), kThreads, 0,
                       static_cast<cudaStream_t>(stream)>>>(q, k_cache, v_cache, pos0, n_head_kv, head_dim,
                                                            n_head / n_head_kv, scale, out);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
-}
-
-void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream, const int64_t* row_offset,
-                     int64_t row_values) {
-  if (n <= 0) return;
-  const int64_t blocks = (n + 255) / 256;
-  f32_to_f16<<<static_cast<unsigned>(blocks < 65535 ? blocks : 65535), 256, 0, static_cast<cudaStream_t>(stream)>>>(
-      src, dst, n, row_offset, row_values);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -34,9 +34,4 @@ void cuda_attention_prefill(const float* q, const uint16_t* k_cache, const uint1
                             int64_t n_queries, int n_head, int n_head_kv, int head_dim, float scale, float* out,
                             void* stream);
 
-// dst[i] = fp16(src[i]): a token's keys or values into the cache. With row_offset (a device
-// pointer), dst starts *row_offset rows of row_values further on (the same graph-replay use).
-void cuda_f32_to_f16(const float* src, uint16_t* dst, int64_t n, void* stream, const int64_t* row_offset = nullptr,
-                     int64_t row_values = 0);
-
 }  // namespace engine

@@ -279,7 +279,7 @@ __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint3
 template <typename Loader>
 __global__ void __launch_bounds__(kThreads, 2)
     matmul_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t K, int64_t N,
-                  const uint16_t* __restrict__ x, int64_t M, float* __restrict__ y) {
+                  const uint16_t* __restrict__ x, int64_t M, float* __restrict__ y, ProductEpilogue ep) {
   __shared__ __align__(16) uint16_t ws[2][kTileRows * kPitch];
   __shared__ __align__(16) uint16_t xs[2][kTileTokens * kPitch];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -389,7 +389,11 @@ MATMUL_UNROLL
 MATMUL_UNROLL
       for (int r = 0; r < 4; ++r) {
         const int64_t nn = n + (r / 2) * 8, mm = m + r % 2;
-        if (nn < N && mm < M) y[mm * N + nn] = acc[i][j][r];
+        if (nn < N && mm < M) {
+          const float v = acc[i][j][r] + (ep.bias != nullptr ? ep.bias[nn] : 0.0f);
+          float& out = y[mm * N + nn];
+          out = ep.accumulate ? out + v : v;
+        }
       }
     }
   }
@@ -446,7 +450,7 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 }
 
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
-                 void* stream) {
+                 void* stream, ProductEpilogue ep) {
   if (!cuda_matmul_supports(type, K)) {
     if (with_loader(type, K, [&]<typename Loader>(uint64_t) {})) throw_bad_argument("cuda_matmul", "K", K);
     throw_unsupported_type("cuda_matmul", type);
@@ -456,7 +460,7 @@ void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint1
                   static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
   with_loader(type, K, [&]<typename Loader>(uint64_t row_bytes) {
     matmul_kernel<Loader><<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<const uint8_t*>(w), row_bytes, K, N, x16, M, y);
+        static_cast<const uint8_t*>(w), row_bytes, K, N, x16, M, y, ep);
   });
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "engine/ggml_type.h"
+#include "kernels/cuda/matvec.h"
 
 namespace engine {
 
@@ -18,10 +19,10 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 
 // y[m * N + n] = sum_k W[n][k] * x16[m * K + k] for m < M (tokens), n < N (rows). W: N rows of K
 // values of `type` in GGUF block layout, row n at w + n * row bytes; x16 from
-// cuda_to_f16_saturated (16-byte aligned); y f32. Asynchronous on `stream`; throws engine::Error
-// for an unsupported type or K, or a failed launch.
+// cuda_to_f16_saturated (16-byte aligned); y f32, written as `ep` says (bias, residual add).
+// Asynchronous on `stream`; throws engine::Error for an unsupported type or K, or a failed launch.
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
-                 void* stream);
+                 void* stream, ProductEpilogue ep = {});
 
 // The weight tile loader on the host: row (K values of `type`) decoded by the kernel's code, eight
 // values at a time, to fp16 bits in out[0..K). For tests without a GPU: which bytes each group

@@ -41,17 +41,16 @@ constexpr int kWarps = 4;
 
 __host__ __device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
+// y = (y +) v (+ bias[n]), as ProductEpilogue says.
+__host__ __device__ __forceinline__ void apply_epilogue(const ProductEpilogue& ep, int64_t n, float v, float& y) {
+  if (ep.bias != nullptr) v += ep.bias[n];
+  y = ep.accumulate ? y + v : v;
+}
+
 __host__ __device__ __forceinline__ float dot4(float4 a, float b0, float b1, float b2, float b3) {
   return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
 }
 
-
-// An activation's 8-bit code in a block whose largest magnitude is amax: round(127 x / amax), ties
-// to even (the kernel and quantize_activations_on_host share it, so both make the same codes).
-__host__ __device__ __forceinline__ int quantize_code(float x, float amax) {
-  const float scale = amax > 0.0f ? 127.0f / amax : 0.0f;
-  return int(rintf(x * scale));
-}
 
 // Byte-wise helpers of the integer kernels, the same on the host (for the lane tests).
 __host__ __device__ __forceinline__ int dp4a(uint32_t a, int b, int c) {
@@ -299,7 +298,7 @@ MATVEC_UNROLL
 template <typename Rows, int B>
 __global__ void __launch_bounds__(32 * kWarps)
     matvec_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in,
-                  float* __restrict__ y) {
+                  float* __restrict__ y, ProductEpilogue ep) {
   const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.y;
   if (n >= N) return;  // whole warps leave together: threadIdx.y is the warp
   const int lane = threadIdx.x;
@@ -312,42 +311,25 @@ MATVEC_UNROLL
     float v = acc[bb];
 MATVEC_UNROLL
     for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-    if (lane == 0) y[bb * N + n] = v;
-  }
-}
-
-// One activation block per warp (a 256-thread block quantizes 8): amax and the code sum by shuffles.
-__global__ void quantize_activations_kernel(const float* __restrict__ x, int64_t n, ActQ8Block* __restrict__ xq) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;  // n is a multiple of 32: whole warps leave together
-  const float v = x[i];
-  float amax = fabsf(v);
-  for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  const int q = quantize_code(v, amax);
-  int sum = q;
-  for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-  ActQ8Block& b = xq[i / 32];
-  b.q[i % 32] = int8_t(q);
-  if (i % 32 == 0) {
-    b.d = amax / 127.0f;
-    b.sum = b.d * float(sum);
+    if (lane == 0) apply_epilogue(ep, n, v, y[bb * N + n]);
   }
 }
 
 template <typename Rows>
 void launch(const void* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
-            cudaStream_t stream) {
+            cudaStream_t stream, ProductEpilogue ep) {
   const dim3 block(32, kWarps);
   const auto grid = static_cast<unsigned>((N + kWarps - 1) / kWarps);
   const auto* wb = static_cast<const uint8_t*>(w);
   with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() {
-    matvec_kernel<Rows, B><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, in, y);
+    matvec_kernel<Rows, B><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, in, y, ep);
   });
 }
 
 // The kernels' lane arithmetic run on the host, lane by lane (see matvec.h).
 template <typename Rows, int B>
-void rows_on_host(const uint8_t* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, float* y) {
+void rows_on_host(const uint8_t* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, float* y,
+                  ProductEpilogue ep) {
   for (int64_t n = 0; n < N; ++n) {
     float total[B] = {};
     for (int lane = 0; lane < 32; ++lane) {
@@ -355,14 +337,15 @@ void rows_on_host(const uint8_t* w, uint64_t row_bytes, int64_t K, int64_t N, Ma
       Rows::template accumulate<B>(w + n * row_bytes, K, in, lane, acc);
       for (int bb = 0; bb < B; ++bb) total[bb] += acc[bb];
     }
-    for (int bb = 0; bb < B; ++bb) y[bb * N + n] = total[bb];
+    for (int bb = 0; bb < B; ++bb) apply_epilogue(ep, n, total[bb], y[bb * N + n]);
   }
 }
 
 template <typename Rows>
-void on_host(const void* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y) {
+void on_host(const void* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
+             ProductEpilogue ep) {
   const auto* wb = static_cast<const uint8_t*>(w);
-  with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() { rows_on_host<Rows, B>(wb, row_bytes, K, N, in, y); });
+  with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() { rows_on_host<Rows, B>(wb, row_bytes, K, N, in, y, ep); });
 }
 
 // Calls f.template operator()<Rows>(row_bytes) with the type's lane code; false if it has none.
@@ -408,43 +391,19 @@ bool cuda_matvec_wants_q8(GgmlType type) {
   return q8;
 }
 
-void cuda_quantize_activations(const float* x, int64_t n, ActQ8Block* xq, void* stream) {
-  if (n % 32 != 0) throw_bad_argument("cuda_quantize_activations", "n", n);
-  if (n == 0) return;
-  const auto blocks = static_cast<unsigned>((n + 255) / 256);
-  quantize_activations_kernel<<<blocks, 256, 0, static_cast<cudaStream_t>(stream)>>>(x, n, xq);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
-}
-
-void quantize_activations_on_host(const float* x, int64_t n, ActQ8Block* xq) {
-  if (n % 32 != 0) throw_bad_argument("quantize_activations_on_host", "n", n);
-  for (int64_t i = 0; i < n / 32; ++i) {
-    float amax = 0;
-    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[32 * i + j]));
-    int sum = 0;
-    for (int j = 0; j < 32; ++j) {
-      const int q = quantize_code(x[32 * i + j], amax);
-      xq[i].q[j] = int8_t(q);
-      sum += q;
-    }
-    xq[i].d = amax / 127.0f;
-    xq[i].sum = xq[i].d * float(sum);
-  }
-}
-
 void cuda_matvec_lanes_on_host(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch,
-                               float* y) {
+                               float* y, ProductEpilogue ep) {
   checked("cuda_matvec_lanes_on_host", type, K, in, n_batch, [&]<typename Rows>(uint64_t row_bytes) {
-    on_host<Rows>(w, row_bytes, K, N, in, n_batch, y);
+    on_host<Rows>(w, row_bytes, K, N, in, n_batch, y, ep);
   });
 }
 
 void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
-                 void* stream_ptr) {
+                 void* stream_ptr, ProductEpilogue ep) {
   if (N <= 0) return;
   auto stream = static_cast<cudaStream_t>(stream_ptr);
   checked("cuda_matvec", type, K, in, n_batch, [&]<typename Rows>(uint64_t row_bytes) {
-    launch<Rows>(w, row_bytes, K, N, in, n_batch, y, stream);
+    launch<Rows>(w, row_bytes, K, N, in, n_batch, y, stream, ep);
   });
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }

@@ -4,8 +4,14 @@
 //             shared-memory tree, then one scaled write per element. Bound: memory (reads x once).
 //   rope:     one thread per (row, head, rotated pair), angles from rope_rotation (shared with the
 //             CPU). Bound: memory, plus one powf/cosf/sinf per pair.
-//   swiglu, add, add_bias: one thread per element, grid-stride. Bound: memory.
+//   swiglu: one thread per element, grid-stride. Bound: memory.
+//   rms_norm and swiglu with 8-bit output: each warp's 32 values (threads of a 256-thread block
+//             step by 256, so a warp holds one whole 32-value block) quantized by shuffles.
+//   rope_store_kv: one thread per (row, q or k head, pair of dimensions) and one per v value.
+#include <cuda_fp16.h>
+
 #include "../cpu/rope_math.h"
+#include "activations.cuh"
 #include "ops.h"
 #include "scheduler/cuda_check.h"
 
@@ -20,7 +26,8 @@ unsigned blocks_for(int64_t n) {
 }
 
 // x and out may be the same rows (per-head q/k norms run in place): no __restrict__ on them.
-__global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, float* out, int64_t n, float eps) {
+__global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, float* out, int64_t n, float eps,
+                                ActQ8Block* __restrict__ q8) {
   __shared__ double partial[kThreads];
   const float* xr = x + int64_t(blockIdx.x) * n;
   float* yr = out + int64_t(blockIdx.x) * n;
@@ -33,7 +40,12 @@ __global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, flo
     __syncthreads();
   }
   const float scale = static_cast<float>(1.0 / sqrt(partial[0] / double(n) + double(eps)));
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) yr[i] = xr[i] * scale * w[i];
+  ActQ8Block* qr = q8 != nullptr ? q8 + int64_t(blockIdx.x) * (n / 32) : nullptr;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) {  // with q8, n % 32 == 0: whole warps iterate
+    const float v = xr[i] * scale * w[i];
+    yr[i] = v;
+    if (qr != nullptr) warp_quantize_block(v, int(i % 32), qr[i / 32]);
+  }
 }
 
 __global__ void rope_kernel(float* __restrict__ x, int64_t rows, int64_t n_heads, int64_t head_dim,
@@ -58,33 +70,74 @@ __global__ void rope_kernel(float* __restrict__ x, int64_t rows, int64_t n_heads
 }
 
 // out may be gate (the stage runs it in place): no __restrict__ on them.
-__global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, float* out, int64_t n) {
+__global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, float* out, int64_t n,
+                              ActQ8Block* __restrict__ q8) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float g = gate[i];
-    out[i] = g / (1.0f + expf(-g)) * up[i];
+    const float v = g / (1.0f + expf(-g)) * up[i];
+    out[i] = v;
+    if (q8 != nullptr) warp_quantize_block(v, int(i % 32), q8[i / 32]);  // n % 32 == 0: whole warps
   }
 }
 
-__global__ void add_kernel(float* __restrict__ x, const float* __restrict__ y, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    x[i] += y[i];
-  }
-}
-
-__global__ void add_bias_kernel(float* __restrict__ y, const float* __restrict__ bias, int64_t rows, int64_t cols) {
-  const int64_t n = rows * cols;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    y[i] += bias[i % cols];
+// Threads [0, rope_items): (row, head over q then k, pair j < head_dim / 2); pair j < n_rot / 2
+// rotates as cuda_rope, the rest are dimensions n_rot + 2 (j - n_rot / 2) and the next, copied.
+// Threads past them: one v value each.
+__global__ void rope_store_kv_kernel(float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v,
+                                     int64_t rows, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t pos0,
+                                     const int64_t* __restrict__ pos_dev, RopeParams p, float corr_low,
+                                     float corr_high, uint16_t* __restrict__ k_cache,
+                                     uint16_t* __restrict__ v_cache) {
+  if (pos_dev != nullptr) pos0 = *pos_dev;
+  const int64_t kv_dim = n_head_kv * head_dim, pairs = head_dim / 2, half = p.n_rot / 2;
+  const int64_t rope_items = rows * (n_head + n_head_kv) * pairs;
+  const int64_t total = rope_items + rows * kv_dim;
+  k_cache += pos0 * kv_dim;
+  v_cache += pos0 * kv_dim;
+  for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
+    if (t >= rope_items) {
+      const int64_t e = t - rope_items;  // row * kv_dim + i
+      v_cache[e] = __half_as_ushort(__float2half_rn(v[e]));
+      continue;
+    }
+    const int64_t j = t % pairs, head = (t / pairs) % (n_head + n_head_kv), row = t / (pairs * (n_head + n_head_kv));
+    const bool is_k = head >= n_head;
+    float* h = is_k ? k + (row * n_head_kv + head - n_head) * head_dim : q + (row * n_head + head) * head_dim;
+    int64_t a, b;
+    float x0, x1;
+    if (j < half) {
+      a = p.neox ? j : 2 * j;
+      b = p.neox ? j + half : 2 * j + 1;
+      float c, s;
+      rope_rotation(p, pos0 + row, static_cast<int>(j), corr_low, corr_high, &c, &s);
+      const float r0 = h[a], r1 = h[b];
+      x0 = r0 * c - r1 * s;
+      x1 = r0 * s + r1 * c;
+      h[a] = x0;
+      h[b] = x1;
+    } else {
+      a = p.n_rot + 2 * (j - half);
+      b = a + 1;
+      x0 = h[a];
+      x1 = h[b];
+    }
+    if (is_k) {
+      uint16_t* dst = k_cache + row * kv_dim + (head - n_head) * head_dim;
+      dst[a] = __half_as_ushort(__float2half_rn(x0));
+      dst[b] = __half_as_ushort(__float2half_rn(x1));
+    }
   }
 }
 
 }  // namespace
 
 void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps,
-                   void* stream) {
+                   void* stream, ActQ8Block* q8) {
   if (rows <= 0) return;
   if (rows > 0x7fffffff) throw_bad_argument("cuda_rms_norm", "rows", rows);
-  rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, weight, out, n, eps);
+  if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_rms_norm (8-bit output)", "n", n);
+  rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, weight, out, n,
+                                                                                                 eps, q8);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -99,21 +152,25 @@ void cuda_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
-void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream) {
+void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream, ActQ8Block* q8) {
   if (n <= 0) return;
-  swiglu_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(gate, up, out, n);
+  if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_swiglu (8-bit output)", "n", n);
+  swiglu_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(gate, up, out, n, q8);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
-void cuda_add(float* x, const float* y, int64_t n, void* stream) {
-  if (n <= 0) return;
-  add_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, y, n);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
-}
-
-void cuda_add_bias(float* y, const float* bias, int64_t rows, int64_t cols, void* stream) {
-  if (rows * cols <= 0) return;
-  add_bias_kernel<<<blocks_for(rows * cols), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(y, bias, rows, cols);
+void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_t n_head, int64_t n_head_kv,
+                        int64_t head_dim, int64_t pos0, const RopeParams& p, uint16_t* k_cache, uint16_t* v_cache,
+                        void* stream, const int64_t* pos_dev) {
+  if (head_dim % 2 != 0 || p.n_rot > head_dim || p.n_rot % 2 != 0) {
+    throw_bad_argument("cuda_rope_store_kv", "head_dim", head_dim);
+  }
+  const int64_t total = rows * ((n_head + n_head_kv) * (head_dim / 2) + n_head_kv * head_dim);
+  if (total <= 0) return;
+  float corr_low, corr_high;
+  rope_yarn_corr(p, &corr_low, &corr_high);
+  rope_store_kv_kernel<<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
+      q, k, v, rows, n_head, n_head_kv, head_dim, pos0, pos_dev, p, corr_low, corr_high, k_cache, v_cache);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

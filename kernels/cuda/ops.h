@@ -1,4 +1,4 @@
-// The forward pass's small GPU kernels: RMSNorm, RoPE, SwiGLU, residual and bias adds. No CUDA
+// The forward pass's small GPU kernels: RMSNorm, RoPE (alone, or with the KV cache store), SwiGLU. No CUDA
 // types: pointers are device pointers, `stream` a cudaStream_t; every call is asynchronous and
 // checks its launch (engine::Error naming the call and device). Same formulas as kernels/cpu/ops.h.
 #pragma once
@@ -6,12 +6,15 @@
 #include <cstdint>
 
 #include "kernels/cpu/ops.h"
+#include "kernels/cuda/activations.h"
 
 namespace engine {
 
 // out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * weight[i] for r < rows, i < n; out may be x.
+// With q8, the output is also written as 8-bit blocks (n % 32 == 0; row r at q8 + r * n / 32),
+// bit for bit what cuda_quantize_activations would make of it, saving that launch.
 void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps,
-                   void* stream);
+                   void* stream, ActQ8Block* q8 = nullptr);
 
 // Rotary embedding in place of rows x n_heads heads of head_dim values; row r is at position
 // pos0 + r, or *pos_dev + r when pos_dev (device memory) is given, for launches captured in a CUDA
@@ -20,13 +23,15 @@ void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows
 void cuda_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t pos0, const RopeParams& p,
                void* stream, const int64_t* pos_dev = nullptr);
 
-// out[i] = silu(gate[i]) * up[i]; out may be gate.
-void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream);
+// out[i] = silu(gate[i]) * up[i]; out may be gate. With q8, also as 8-bit blocks (n % 32 == 0).
+void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream, ActQ8Block* q8 = nullptr);
 
-// x[i] += y[i]
-void cuda_add(float* x, const float* y, int64_t n, void* stream);
-
-// y[r][c] += bias[c] for r < rows, c < cols
-void cuda_add_bias(float* y, const float* bias, int64_t rows, int64_t cols, void* stream);
+// A layer's attention inputs in one launch: RoPE in place on q (rows x n_head heads) and k
+// (rows x n_head_kv heads) as cuda_rope, then k and v (rows x kv_dim) as fp16 into the caches'
+// rows pos .. pos + rows - 1 (pos = *pos_dev when given, else pos0; cache row r at
+// k_cache + r * kv_dim). Dimensions past p.n_rot are stored unrotated.
+void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_t n_head, int64_t n_head_kv,
+                        int64_t head_dim, int64_t pos0, const RopeParams& p, uint16_t* k_cache, uint16_t* v_cache,
+                        void* stream, const int64_t* pos_dev = nullptr);
 
 }  // namespace engine

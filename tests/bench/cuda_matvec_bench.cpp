@@ -8,8 +8,9 @@
 // input, listed with the small kernels). The copy bandwidth is a
 // 1 GiB device-to-device cudaMemcpy, counted as bytes read plus bytes written.
 // Then the share of a QwQ-32B Q4_K_M decode step per kernel: the matvecs above and the small
-// kernels and attention (at 512 and 8192 keys), each timed alone at the model's shapes and
-// multiplied by its launches per token. Launch gaps are not in it (a graph replay hides most).
+// kernels and attention (at 512 and 8192 keys) as the GPU stage launches them (norms and SwiGLU
+// writing the 8-bit blocks, RoPE with the KV store; biases and residual adds are in the matvecs),
+// each timed alone at the model's shapes and multiplied by its launches per token. Launch gaps are not in it (a graph replay hides most).
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -140,6 +141,10 @@ int main(int argc, char** argv) {
     ENGINE_CUDA_CHECK(cudaMalloc(&cache, sizeof(uint16_t) * 2 * kCtx * KV));
     ENGINE_CUDA_CHECK(cudaMemset(buf, 0, sizeof(float) * (4 * F + 4 * E)));
     ENGINE_CUDA_CHECK(cudaMemset(cache, 0, sizeof(uint16_t) * 2 * kCtx * KV));
+    int64_t* pos = nullptr;  // a decode step's position in device memory, as the graph reads it
+    ENGINE_CUDA_CHECK(cudaMalloc(&pos, sizeof(int64_t)));
+    const int64_t at = 100;
+    ENGINE_CUDA_CHECK(cudaMemcpy(pos, &at, sizeof at, cudaMemcpyHostToDevice));
     float* ws = nullptr;
     ENGINE_CUDA_CHECK(cudaMalloc(&ws, sizeof(float) * engine::cuda_attention_decode_workspace(kHeads, kHd, kCtx)));
     engine::RopeParams rope;
@@ -161,28 +166,19 @@ int main(int argc, char** argv) {
     };
     std::vector<Part> parts = {
         {"matvecs (table above)", 1, token_us},
-        {"rms_norm 5120", 2 * 64 + 1, time_us([&] { engine::cuda_rms_norm(u, v, o, 1, E, 1e-6f, nullptr); })},
-        {"add_bias q/k/v", 64, time_us([&] {
-           engine::cuda_add_bias(u, v, 1, Q, nullptr);
-           engine::cuda_add_bias(u, v, 1, KV, nullptr);
-           engine::cuda_add_bias(u, v, 1, KV, nullptr);
+        {"rms_norm 5120 (+ 8-bit blocks)", 2 * 64 + 1, time_us([&] {
+           engine::cuda_rms_norm(u, v, o, 1, E, 1e-6f, nullptr, reinterpret_cast<engine::ActQ8Block*>(o + E));
          })},
-        {"rope q + k", 64, time_us([&] {
-           engine::cuda_rope(u, 1, kHeads, kHd, 100, rope, nullptr);
-           engine::cuda_rope(v, 1, kKvHeads, kHd, 100, rope, nullptr);
+        {"rope q + k, kv store (fp16)", 64, time_us([&] {
+           engine::cuda_rope_store_kv(u, v, o, 1, kHeads, kKvHeads, kHd, 0, rope, cache, cache + kCtx * KV, nullptr,
+                                      pos);
          })},
-        {"kv store (f16)", 64, time_us([&] {
-           engine::cuda_f32_to_f16(u, cache, KV, nullptr);
-           engine::cuda_f32_to_f16(v, cache + kCtx * KV, KV, nullptr);
+        {"quantize attention output 5120", 64, time_us([&] {
+           engine::cuda_quantize_activations(u, Q, reinterpret_cast<engine::ActQ8Block*>(o), nullptr);
          })},
-        {"swiglu 27648", 64, time_us([&] { engine::cuda_swiglu(u, v, o, F, nullptr); })},
-        {"quantize activations 5120", 3 * 64 + 1, time_us([&] {
-           engine::cuda_quantize_activations(u, E, reinterpret_cast<engine::ActQ8Block*>(o), nullptr);
+        {"swiglu 27648 (+ 8-bit blocks)", 64, time_us([&] {
+           engine::cuda_swiglu(u, v, u, F, nullptr, reinterpret_cast<engine::ActQ8Block*>(o));
          })},
-        {"quantize activations 27648", 64, time_us([&] {
-           engine::cuda_quantize_activations(u, F, reinterpret_cast<engine::ActQ8Block*>(o), nullptr);
-         })},
-        {"residual adds", 2 * 64, time_us([&] { engine::cuda_add(u, v, E, nullptr); })},
     };
     for (const int64_t keys : {int64_t(512), kCtx}) {
       parts.push_back({fmt::format("attention at {} keys", keys), 64, time_us([&] {
@@ -192,6 +188,7 @@ int main(int argc, char** argv) {
     }
     ENGINE_CUDA_CHECK(cudaFree(buf));
     ENGINE_CUDA_CHECK(cudaFree(cache));
+    ENGINE_CUDA_CHECK(cudaFree(pos));
     ENGINE_CUDA_CHECK(cudaFree(ws));
     double step_512 = 0;  // a step at 512 keys: everything but the 8192-key attention
     for (const Part& p : parts) {

@@ -1,13 +1,19 @@
 // The GPU's small kernels against the CPU ones (themselves checked against double-precision
 // references in test_cpu_ops.cpp) on fresh random data, outputs poisoned with NaN first: RMSNorm
 // within 1e-6 relative, RoPE (normal, NeoX, YaRN with frequency factors) within 1e-5 (device and
-// host sinf/cosf/powf may differ by an ulp, at positions up to 4096), SwiGLU and the adds within
-// 1e-6. Skips (visibly) where no CUDA device exists.
+// host sinf/cosf/powf may differ by an ulp, at positions up to 4096), SwiGLU within 1e-6; the
+// 8-bit blocks RMSNorm and SwiGLU also write are bit for bit the host quantizer's of their f32
+// output; the fused RoPE + KV store rotates as the CPU and stores fp16 of the rotated k and of v
+// at the position's cache rows, leaving the rows around them alone. Skips (visibly) where no CUDA
+// device exists.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
+
+#include "engine/half.h"
 
 #include "kernels/cpu/ops.h"
 #include "scheduler/cuda_runtime.h"
@@ -58,9 +64,18 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng) {
   for (auto& x : v) x = normal(rng);
   return v;
 }
+
+// The blocks a fused kernel wrote (n values' worth at d_q8) against the host quantizer's of the
+// kernel's own f32 output: bit for bit.
+void expect_blocks_of(const std::vector<float>& out, const ActQ8Block* d_q8, const char* what) {
+  std::vector<ActQ8Block> want(out.size() / 32), got(out.size() / 32);
+  quantize_activations_on_host(out.data(), int64_t(out.size()), want.data());
+  ASSERT_EQ(cudaMemcpy(got.data(), d_q8, got.size() * sizeof(ActQ8Block), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(ActQ8Block)), 0) << what;
+}
 #endif
 
-TEST(CudaOps, RmsNormSwigluAndAddsMatchTheCpu) {
+TEST(CudaOps, RmsNormAndSwigluMatchTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
 #if ENGINE_HAVE_CUDA
   std::mt19937 rng(std::random_device{}());
@@ -86,13 +101,26 @@ TEST(CudaOps, RmsNormSwigluAndAddsMatchTheCpu) {
     EXPECT_LE(rel(inplace.get(), want), 1e-6);
   }
 
-  for (int64_t i = 0; i < rows * n; ++i) want[i] = x[i] + up[i];
-  cuda_add(dx.p, dup.p, rows * n, nullptr);
-  EXPECT_LE(rel(dx.get(), want), 1e-6);
-
-  for (int64_t i = 0; i < rows * n; ++i) want[i] = up[i] + w[i % n];
-  cuda_add_bias(dup.p, dw.p, rows, n, nullptr);
-  EXPECT_LE(rel(dup.get(), want), 1e-6);
+  // With 8-bit output as well (the decode step's form): the same f32 output, and its blocks.
+  ActQ8Block* dq = nullptr;
+  ASSERT_EQ(cudaMalloc(&dq, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
+  ASSERT_EQ(cudaMemset(dq, 0xff, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
+  DeviceFloats normed(rows * n);
+  cuda_rms_norm(dx.p, dw.p, normed.p, rows, n, 1e-6f, nullptr, dq);
+  const auto normed_host = normed.get();
+  for (int64_t r = 0; r < rows; ++r) rms_norm(x.data() + r * n, w.data(), want.data() + r * n, n, 1e-6f);
+  EXPECT_LE(rel(normed_host, want), 1e-6);
+  expect_blocks_of(normed_host, dq, "rms_norm");
+  ASSERT_EQ(cudaMemset(dq, 0xff, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
+  {
+    DeviceFloats gate(x);
+    cuda_swiglu(gate.p, dup.p, gate.p, rows * n, nullptr, dq);
+    const auto act = gate.get();
+    swiglu(x.data(), up.data(), want.data(), rows * n);
+    EXPECT_LE(rel(act, want), 1e-6);
+    expect_blocks_of(act, dq, "swiglu");
+  }
+  cudaFree(dq);
 #endif
 }
 
@@ -125,6 +153,63 @@ TEST(CudaOps, RopeNormalNeoxAndYarnMatchTheCpu) {
     if (variant == 2) p.freq_factors = dfactors.p;
     cuda_rope(dx.p, rows, heads, hd, pos0, p, nullptr);
     EXPECT_LE(rel(dx.get(), want), 1e-5) << "variant " << variant;
+  }
+#endif
+}
+
+// The fused RoPE + KV store of a layer: q (4 heads) and k (2 heads) rotated as the CPU rotates
+// them (normal and NeoX, the latter with only half of each head rotated), fp16 of the rotated k
+// and of v in the cache rows of positions pos .. pos + rows - 1 (read from device memory, as a
+// replayed decode graph gives it), every other cache row untouched.
+TEST(CudaOps, RopeAndKvStoreMatchTheCpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  const int64_t rows = 3, heads = 4, kv_heads = 2, hd = 64, kv_dim = kv_heads * hd, pos = 37, ctx = 64;
+  for (const bool neox : {false, true}) {
+    RopeParams p;
+    p.n_rot = neox ? hd / 2 : hd;
+    p.neox = neox;
+    p.freq_base = 1e4f;
+    const auto q = random_floats(rows * heads * hd, rng), k = random_floats(rows * kv_dim, rng),
+               v = random_floats(rows * kv_dim, rng);
+    std::vector<float> want_q = q, want_k = k;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t h = 0; h < heads; ++h) rope(want_q.data() + (r * heads + h) * hd, pos + r, p);
+      for (int64_t h = 0; h < kv_heads; ++h) rope(want_k.data() + (r * kv_heads + h) * hd, pos + r, p);
+    }
+    DeviceFloats dq(q), dk(k), dv(v);
+    uint16_t *kc = nullptr, *vc = nullptr;
+    int64_t* dpos = nullptr;
+    ASSERT_EQ(cudaMalloc(&kc, ctx * kv_dim * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&vc, ctx * kv_dim * 2), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&dpos, sizeof(int64_t)), cudaSuccess);
+    ASSERT_EQ(cudaMemset(kc, 0x7e, ctx * kv_dim * 2), cudaSuccess);  // fp16 NaN poison
+    ASSERT_EQ(cudaMemset(vc, 0x7e, ctx * kv_dim * 2), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dpos, &pos, sizeof pos, cudaMemcpyHostToDevice), cudaSuccess);
+    cuda_rope_store_kv(dq.p, dk.p, dv.p, rows, heads, kv_heads, hd, 0, p, kc, vc, nullptr, dpos);
+    std::vector<uint16_t> kh(ctx * kv_dim), vh(ctx * kv_dim);
+    ASSERT_EQ(cudaMemcpy(kh.data(), kc, kh.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(vh.data(), vc, vh.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    cudaFree(kc);
+    cudaFree(vc);
+    cudaFree(dpos);
+    EXPECT_LE(rel(dq.get(), want_q), 1e-5) << "neox " << neox;
+    EXPECT_LE(rel(dk.get(), want_k), 1e-5) << "neox " << neox;
+    std::vector<float> cached_k(rows * kv_dim), want_cached_k(rows * kv_dim);
+    for (int64_t i = 0; i < rows * kv_dim; ++i) {
+      cached_k[i] = fp16_to_fp32(kh[pos * kv_dim + i]);
+      want_cached_k[i] = fp16_to_fp32(fp32_to_fp16(want_k[i]));
+      EXPECT_EQ(vh[pos * kv_dim + i], fp32_to_fp16(v[i])) << "v value " << i;
+    }
+    EXPECT_LE(rel(cached_k, want_cached_k), 1e-3) << "neox " << neox;  // fp16 of values within 1e-5
+    for (int64_t row = 0; row < ctx; ++row) {
+      if (row >= pos && row < pos + rows) continue;
+      for (int64_t i = 0; i < kv_dim; ++i) {
+        ASSERT_EQ(kh[row * kv_dim + i], 0x7e7e) << "k cache row " << row << " written";
+        ASSERT_EQ(vh[row * kv_dim + i], 0x7e7e) << "v cache row " << row << " written";
+      }
+    }
   }
 #endif
 }
