@@ -96,6 +96,22 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
       ASSERT_EQ(cudaMemset(d_y, 0xff, M * N * sizeof(float)), cudaSuccess);  // NaN poison
       cuda_to_f16_saturated(d_x, d_x16, M * kK, nullptr);
       cuda_matmul(tr.type, d_w, kK, N, d_x16, M, d_y, nullptr);
+      if (M == 128) {  // the epilogue, as the stage's output products use it: y += W x + bias, twice
+        std::vector<float> bias(N);
+        for (auto& v : bias) v = normal(rng);
+        float* d_bias = nullptr;
+        ASSERT_EQ(cudaMalloc(&d_bias, N * sizeof(float)), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(d_bias, bias.data(), N * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+        std::vector<float> once(M * N), twice(M * N);
+        ASSERT_EQ(cudaMemcpy(once.data(), d_y, once.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+        cuda_matmul(tr.type, d_w, kK, N, d_x16, M, d_y, nullptr, {d_bias, true});
+        ASSERT_EQ(cudaMemcpy(twice.data(), d_y, twice.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+        cudaFree(d_bias);
+        for (int64_t i = 0; i < M * N; ++i) {
+          ASSERT_NEAR(twice[i], 2 * once[i] + bias[i % N], 1e-4f * (std::fabs(once[i]) + 1)) << tr.name << " " << i;
+        }
+        cuda_matmul(tr.type, d_w, kK, N, d_x16, M, d_y, nullptr);  // back to the plain product
+      }
       std::vector<float> y(M * N);
       ASSERT_EQ(cudaMemcpy(y.data(), d_y, y.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
       cudaFree(d_w);

@@ -156,6 +156,34 @@ TEST(CudaMatvec, LaneArithmeticOnTheHostAgainstDoubleReference) {
 #endif
 }
 
+// The epilogue: y = y0 + (W x + bias) when accumulating, W x + bias otherwise, per row and batch
+// row, on the host lanes (the kernels share apply_epilogue with them).
+TEST(CudaMatvec, EpilogueAddsTheBiasAndTheResidual) {
+#if !ENGINE_HAVE_CUDA
+  GTEST_SKIP() << "built without the CUDA backend";
+#else
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t K = 256, N = 6;
+  const int B = 3;
+  const auto w = test::random_blocks(GgmlType::F16, K * N, rng);
+  std::vector<float> x(B * K), bias(N), y0(B * N);
+  for (auto& v : x) v = normal(rng);
+  for (auto& v : bias) v = normal(rng);
+  for (auto& v : y0) v = normal(rng);
+  std::vector<float> plain(B * N), biased(B * N), summed = y0;
+  cuda_matvec_lanes_on_host(GgmlType::F16, w.data(), K, N, MatvecInput{x.data(), nullptr}, B, plain.data());
+  cuda_matvec_lanes_on_host(GgmlType::F16, w.data(), K, N, MatvecInput{x.data(), nullptr}, B, biased.data(),
+                            {bias.data(), false});
+  cuda_matvec_lanes_on_host(GgmlType::F16, w.data(), K, N, MatvecInput{x.data(), nullptr}, B, summed.data(),
+                            {bias.data(), true});
+  for (int64_t i = 0; i < B * N; ++i) {
+    EXPECT_FLOAT_EQ(biased[i], plain[i] + bias[i % N]) << i;
+    EXPECT_FLOAT_EQ(summed[i], y0[i] + (plain[i] + bias[i % N])) << i;
+  }
+#endif
+}
+
 // The 8-bit activation blocks: codes within +-127, the largest magnitude of each block coded as
 // +-127, every value within half a step of its code, the sum the codes' sum; an all-zero block
 // codes as zeros. Runs wherever the backend is built.
