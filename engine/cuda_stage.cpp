@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -81,8 +82,9 @@ constexpr std::chrono::seconds kStageDeadline{300};
 
 class CudaStage final : public Stage, public CudaStageLink {
  public:
-  CudaStage(const CpuModel& model, StageLayers layers, const Device& device, uint32_t n_ctx, uint32_t n_batch)
-      : m_(model), hp_(model.spec.hp), layers_(layers), device_(device.cuda_index), n_ctx_(n_ctx), n_batch_(n_batch),
+  CudaStage(const CpuModel& model, StageLayers layers, const Device& device, uint32_t n_ctx, uint32_t n_batch,
+            const std::function<void(uint64_t)>& uploaded)
+      : uploaded_(uploaded), m_(model), hp_(model.spec.hp), layers_(layers), device_(device.cuda_index), n_ctx_(n_ctx), n_batch_(n_batch),
         arena_(fmt::format("{}, layers {}-{}", device.name, layers.first, layers.last),
                stage_bytes(model, layers, n_ctx, n_batch, device)) {
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
@@ -394,6 +396,7 @@ class CudaStage final : public Stage, public CudaStageLink {
     if (v.empty()) return nullptr;
     float* d = alloc<float>(static_cast<int64_t>(v.size()), what);
     ENGINE_CUDA_CHECK(cudaMemcpy(d, v.data(), sizeof(float) * v.size(), cudaMemcpyHostToDevice));
+    if (uploaded_) uploaded_(align_device(sizeof(float) * v.size()));
     return d;
   }
 
@@ -405,6 +408,7 @@ class CudaStage final : public Stage, public CudaStageLink {
     const uint64_t bytes = type_bytes(w.type, uint64_t(w.cols)) * uint64_t(w.rows);
     DeviceMatrix d{w.type, alloc<uint8_t>(static_cast<int64_t>(bytes), name), w.cols, w.rows};
     ENGINE_CUDA_CHECK(cudaMemcpy(d.data, w.data, bytes, cudaMemcpyHostToDevice));
+    if (uploaded_) uploaded_(align_device(bytes));
     return d;
   }
 
@@ -430,6 +434,7 @@ class CudaStage final : public Stage, public CudaStageLink {
     }
   }
 
+  std::function<void(uint64_t)> uploaded_;
   const CpuModel& m_;
   const HyperParams& hp_;
   StageLayers layers_;
@@ -465,12 +470,13 @@ class CudaStage final : public Stage, public CudaStageLink {
 }  // namespace
 
 std::unique_ptr<Stage> make_cuda_stage(const CpuModel& model, StageLayers layers, const Device& device,
-                                       uint32_t n_ctx, uint32_t n_batch, KvType kv_type) {
+                                       uint32_t n_ctx, uint32_t n_batch, KvType kv_type,
+                                       const std::function<void(uint64_t)>& uploaded) {
   if (kv_type != KvType::f16) {
     throw Error(fmt::format("stage with layers {}-{} on {}: the GPU KV cache is f16 only so far", layers.first,
                             layers.last, device.name));
   }
-  return std::make_unique<CudaStage>(model, layers, device, n_ctx, n_batch);
+  return std::make_unique<CudaStage>(model, layers, device, n_ctx, n_batch, uploaded);
 }
 
 }  // namespace engine

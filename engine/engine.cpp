@@ -113,13 +113,24 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
   }
   check_stage_ranges(ranges, hp.n_layer);
   const uint32_t n_ubatch = options.n_ubatch == 0 ? n_batch_ : std::min(options.n_ubatch, n_batch_);
+  // What the GPU stages upload in all, for the load progress.
+  uint64_t upload_total = 0, uploaded = 0;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    if (stages[s].device.kind == DeviceKind::gpu && stages[s].device.cuda_index >= 0) {
+      upload_total += gpu_weight_bytes(model_->spec(), std::pair{ranges[s].first, ranges[s].last}, ranges[s].output);
+    }
+  }
+  std::function<void(uint64_t)> on_upload;
+  if (options.load_progress) {
+    on_upload = [&](uint64_t bytes) { options.load_progress(uploaded += bytes, upload_total); };
+  }
   std::vector<std::unique_ptr<Stage>> built;
   for (size_t s = 0; s < stages.size(); ++s) {
     const Device& d = stages[s].device;
     const int cuda = d.kind == DeviceKind::gpu ? d.cuda_index : -1;
     try {
       if (cuda >= 0) {
-        built.push_back(make_cuda_stage(*model_->cpu_, ranges[s], d, n_ctx_, n_ubatch, options.kv_type));
+        built.push_back(make_cuda_stage(*model_->cpu_, ranges[s], d, n_ctx_, n_ubatch, options.kv_type, on_upload));
       } else {
         built.push_back(std::make_unique<CpuStage>(*model_->cpu_, ranges[s], n_ctx_, n_ubatch, options.kv_type, share));
       }

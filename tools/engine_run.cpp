@@ -261,6 +261,15 @@ int main(int argc, char** argv) {
     copts.n_threads = f.threads;
     copts.kv_type = options.kv_type;
     copts.transport = f.transport;
+    // GPU stages upload their weights: one updating line on a terminal, a line per quarter in a log.
+    copts.load_progress = [tty = isatty(STDERR_FILENO) != 0, last = -1](uint64_t done, uint64_t total) mutable {
+      const int percent = total > 0 ? static_cast<int>(100 * done / total) : 100;
+      const int step = tty ? 1 : 25;
+      if (percent / step == last / step) return;
+      last = percent;
+      fmt::print(stderr, "{}uploading weights to the GPU: {:3d}% ({} of {}){}", tty ? "\r" : "", percent,
+                 engine::format_gib(done), engine::format_gib(total), tty && percent < 100 ? "" : "\n");
+    };
     return f.chat ? chat(f, model, copts) : complete(f, model, copts);
   } catch (const engine::Error& e) {
     fmt::print(stderr, "engine-run: {}\n", e.what());

@@ -82,8 +82,16 @@ TEST(CudaStage, AllocatesWhatTheMemoryModelCounts) {
   const auto model = test::random_model(WeightMix::q4_k_m, Arch::qwen2, 4);
   const uint64_t planned = planned_bytes(model->spec());
   const uint64_t before = cuda_device_info(0).free_bytes;  // this process's context already exists
-  Context gpu(model, on({{0, {0, 3}}}));
+  ContextOptions o = on({{0, {0, 3}}});
+  std::vector<std::pair<uint64_t, uint64_t>> progress;
+  o.load_progress = [&](uint64_t done, uint64_t total) { progress.emplace_back(done, total); };
+  Context gpu(model, o);
   const uint64_t taken = before - cuda_device_info(0).free_bytes;
+  // The load progress: one call per tensor, growing, ending at the weights the memory model counts.
+  const uint64_t weights = gpu_weight_bytes(model->spec(), std::pair{0u, 3u}, true);
+  ASSERT_GT(progress.size(), 4u * 7u);
+  for (size_t i = 1; i < progress.size(); ++i) EXPECT_GT(progress[i].first, progress[i - 1].first);
+  EXPECT_EQ(progress.back(), std::pair(weights, weights));
   // One allocation of the planned bytes: the driver maps it in 2 MiB pages, and the stream takes
   // a little; never less than planned.
   EXPECT_GE(taken, planned);

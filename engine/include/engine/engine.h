@@ -73,6 +73,10 @@ struct ContextOptions {
   // host buffers); "auto" is peer. A boundary with a CPU-run stage on either side always goes
   // through host memory.
   std::string transport = "auto";
+  // Called while GPU stages upload their weights (stage by stage, after each tensor): bytes
+  // uploaded so far and in all (every GPU stage's weights as the memory model counts them);
+  // the last call has done == total. Never called when no stage runs on a GPU.
+  std::function<void(uint64_t done, uint64_t total)> load_progress;
 };
 
 class Context {
