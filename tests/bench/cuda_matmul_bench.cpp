@@ -23,31 +23,9 @@
 #include "engine/ggml_type.h"
 #include "kernels/cuda/matmul.h"
 #include "scheduler/cuda_check.h"
+#include "qwq32_shapes.h"
 
 namespace {
-
-using engine::GgmlType;
-
-struct Shape {
-  const char* name;
-  GgmlType type;
-  int64_t K, N;
-  int per_prompt;  // how often a QwQ-32B Q4_K_M prompt batch multiplies this matrix (64 layers)
-};
-
-// QwQ-32B: n_embd 5120, 40 heads of 128, 8 KV heads, n_ff 27648. Q4_K_M: attn_v and ffn_down Q6_K
-// in 32 of the 64 layers, Q4_K in the others. The output head runs for the last token only.
-const Shape kShapes[] = {
-    {"attn_q/attn_output 5120x5120", GgmlType::Q4_K, 5120, 5120, 128},
-    {"attn_k 5120->1024", GgmlType::Q4_K, 5120, 1024, 64},
-    {"attn_v 5120->1024 (Q4_K)", GgmlType::Q4_K, 5120, 1024, 32},
-    {"attn_v 5120->1024 (Q6_K)", GgmlType::Q6_K, 5120, 1024, 32},
-    {"ffn_gate/up 5120->27648", GgmlType::Q4_K, 5120, 27648, 128},
-    {"ffn_down 27648->5120 (Q4_K)", GgmlType::Q4_K, 27648, 5120, 32},
-    {"ffn_down 27648->5120 (Q6_K)", GgmlType::Q6_K, 27648, 5120, 32},
-    {"5120x5120 Q8_0", GgmlType::Q8_0, 5120, 5120, 0},
-    {"5120x5120 F16", GgmlType::F16, 5120, 5120, 0},
-};
 
 constexpr int64_t kTokens = 512;
 
@@ -132,7 +110,8 @@ int main(int argc, char** argv) {
                  "ratio");
     }
     double prompt_us = 0, prompt_cublas_us = 0;
-    for (const Shape& s : kShapes) {
+    for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
+      if (s.output_head) continue;  // a prompt runs the head for its last token only
       const uint64_t w_bytes = engine::type_bytes(s.type, uint64_t(s.K)) * uint64_t(s.N);
       void *w = nullptr, *w16 = nullptr;
       uint16_t* x = nullptr;
@@ -148,8 +127,8 @@ int main(int argc, char** argv) {
       const double us = time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr); });
       std::optional<double> ref_us;
       if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
-      prompt_us += us * s.per_prompt;
-      if (ref_us) prompt_cublas_us += *ref_us * s.per_prompt;
+      prompt_us += us * s.per_token;
+      if (ref_us) prompt_cublas_us += *ref_us * s.per_token;
       nlohmann::json row = {{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K}, {"N", s.N},
                             {"us", us},       {"tflops", flops / us * 1e-6}};
       row["cublas_f16_us"] = ref_us ? nlohmann::json(*ref_us) : nlohmann::json();

@@ -27,32 +27,9 @@
 #include "kernels/cuda/matvec.h"
 #include "kernels/cuda/ops.h"
 #include "scheduler/cuda_check.h"
+#include "qwq32_shapes.h"
 
 namespace {
-
-using engine::GgmlType;
-
-struct Shape {
-  const char* name;
-  GgmlType type;
-  int64_t K, N;
-  int per_token;  // how often a QwQ-32B Q4_K_M decode step reads this matrix (64 layers)
-};
-
-// QwQ-32B: n_embd 5120, 40 heads of 128, 8 KV heads, n_ff 27648, vocab 152064. Q4_K_M gives
-// attn_v and ffn_down Q6_K in 32 of the 64 layers (use_more_bits) and Q4_K in the others.
-const Shape kShapes[] = {
-    {"attn_q/attn_output 5120x5120", GgmlType::Q4_K, 5120, 5120, 128},
-    {"attn_k 5120->1024", GgmlType::Q4_K, 5120, 1024, 64},
-    {"attn_v 5120->1024 (Q4_K)", GgmlType::Q4_K, 5120, 1024, 32},
-    {"attn_v 5120->1024 (Q6_K)", GgmlType::Q6_K, 5120, 1024, 32},
-    {"ffn_gate/up 5120->27648", GgmlType::Q4_K, 5120, 27648, 128},
-    {"ffn_down 27648->5120 (Q4_K)", GgmlType::Q4_K, 27648, 5120, 32},
-    {"ffn_down 27648->5120 (Q6_K)", GgmlType::Q6_K, 27648, 5120, 32},
-    {"output 5120->152064", GgmlType::Q6_K, 5120, 152064, 1},
-    {"5120x5120 Q8_0", GgmlType::Q8_0, 5120, 5120, 0},
-    {"5120x5120 F16", GgmlType::F16, 5120, 5120, 0},
-};
 
 double time_ms(cudaEvent_t a, cudaEvent_t b) {
   float ms = 0;
@@ -94,7 +71,7 @@ int main(int argc, char** argv) {
       fmt::print("{:32} {:>5} {:>9} {:>9} {:>7}\n", "matvec", "batch", "us", "GB/s", "% copy");
     }
     double token_us = 0, token_bytes = 0;
-    for (const Shape& s : kShapes) {
+    for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
       const uint64_t w_bytes = engine::type_bytes(s.type, uint64_t(s.K)) * uint64_t(s.N);
       void* w = nullptr;
       float *x = nullptr, *y = nullptr;

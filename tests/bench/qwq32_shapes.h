@@ -1,0 +1,35 @@
+// The matrices of QwQ-32B Q4_K_M, for the GPU kernel benchmarks: each shape and type, and how
+// often one token reads it.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/ggml_type.h"
+
+namespace engine::bench {
+
+struct MatrixShape {
+  const char* name;
+  GgmlType type;
+  int64_t K, N;
+  int per_token;     // how often a token's forward pass multiplies this matrix (64 layers)
+  bool output_head;  // the output head: a prompt batch runs it for its last token only
+};
+
+// QwQ-32B: n_embd 5120, 40 heads of 128, 8 KV heads, n_ff 27648, vocab 152064. Q4_K_M gives
+// attn_v and ffn_down Q6_K in 32 of the 64 layers (use_more_bits) and Q4_K in the others. The
+// last two rows are for comparison (other weight formats at the same shape), not in the model.
+inline constexpr MatrixShape kQwq32Shapes[] = {
+    {"attn_q/attn_output 5120x5120", GgmlType::Q4_K, 5120, 5120, 128, false},
+    {"attn_k 5120->1024", GgmlType::Q4_K, 5120, 1024, 64, false},
+    {"attn_v 5120->1024 (Q4_K)", GgmlType::Q4_K, 5120, 1024, 32, false},
+    {"attn_v 5120->1024 (Q6_K)", GgmlType::Q6_K, 5120, 1024, 32, false},
+    {"ffn_gate/up 5120->27648", GgmlType::Q4_K, 5120, 27648, 128, false},
+    {"ffn_down 27648->5120 (Q4_K)", GgmlType::Q4_K, 27648, 5120, 32, false},
+    {"ffn_down 27648->5120 (Q6_K)", GgmlType::Q6_K, 27648, 5120, 32, false},
+    {"output 5120->152064", GgmlType::Q6_K, 5120, 152064, 1, true},
+    {"5120x5120 Q8_0", GgmlType::Q8_0, 5120, 5120, 0, false},
+    {"5120x5120 F16", GgmlType::F16, 5120, 5120, 0, false},
+};
+
+}  // namespace engine::bench
