@@ -4,7 +4,7 @@
 // Layout: caches [position][n_head_kv][head_dim] f16; q, out [n_head][head_dim] f32.
 // Pass 1, grid (n_head, ceil(n_keys / kChunk)), kThreads threads: a block takes one head and
 //   kChunk consecutive keys. Each warp computes the scores of every kWarps-th key (lanes split
-//   head_dim, shuffle sum) into shared memory; the block takes their max m and sum l of
+//   head_dim, each a consecutive slice read in one load, shuffle sum) into shared memory; the block takes their max m and sum l of
 //   exp(score - m), then each thread accumulates dimensions d = tid, tid + kThreads, ... of
 //   sum_t exp(score_t - m) V[t][d] (consecutive threads read consecutive V halves). Writes m, l and
 //   that unnormalised vector to the workspace.
@@ -49,11 +49,53 @@ __device__ float block_reduce(float v, bool is_max, float* shared) {
   return r;
 }
 
-// n_keys is *pos + 1 when pos is given (graph replay; blocks past the keys return at once).
+// Eight, four or two halves from one aligned load, as floats.
+template <int P>
+__device__ __forceinline__ void load_halves(const uint16_t* p, float* out) {
+  static_assert(P == 2 || P == 4 || P == 8);
+  uint32_t w[P / 2];
+  if constexpr (P == 8) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else if constexpr (P == 4) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    w[0] = v.x, w[1] = v.y;
+  } else {
+    w[0] = *reinterpret_cast<const uint32_t*>(p);
+  }
+#pragma unroll
+  for (int i = 0; i < P / 2; ++i) {
+    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
 // scores[j] = scale * q . K[j] for the n keys from `keys` (row halves apart): warp w takes keys
-// w, w + kWarps, ..., its lanes split head_dim and sum by shuffles.
-__device__ void key_scores(const float* __restrict__ q, const uint16_t* __restrict__ keys, int64_t row, int n,
-                           int head_dim, float scale, float* scores) {
+// w, w + kWarps, ...; lane l holds q's dimensions P l .. P l + P - 1 in registers and reads the
+// same dimensions of each key in one load (P = head_dim / 32: a 128-dimension key is one 256-byte
+// warp load); the warp sums by shuffles.
+template <int P>
+__device__ void key_scores_lanes(const float* __restrict__ q, const uint16_t* __restrict__ keys, int64_t row,
+                                 int n, float scale, float* scores) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  float qv[P];
+#pragma unroll
+  for (int i = 0; i < P; ++i) qv[i] = q[P * lane + i];
+  for (int j = warp; j < n; j += kWarps) {
+    float kv[P];
+    load_halves<P>(keys + int64_t(j) * row + P * lane, kv);
+    float s = 0;
+#pragma unroll
+    for (int i = 0; i < P; ++i) s += qv[i] * kv[i];
+    for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0) scores[j] = s * scale;
+  }
+}
+
+// The same for any head_dim that is a multiple of 32: lanes take every 32nd dimension.
+__device__ void key_scores_strided(const float* __restrict__ q, const uint16_t* __restrict__ keys, int64_t row,
+                                   int n, int head_dim, float scale, float* scores) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int j = warp; j < n; j += kWarps) {
     const uint16_t* kr = keys + int64_t(j) * row;
@@ -64,6 +106,19 @@ __device__ void key_scores(const float* __restrict__ q, const uint16_t* __restri
   }
 }
 
+// Key rows start 64-byte aligned (a cache position is n_head_kv * head_dim halves, head_dim a
+// multiple of 32), so the P-wide loads are aligned.
+__device__ void key_scores(const float* __restrict__ q, const uint16_t* __restrict__ keys, int64_t row, int n,
+                           int head_dim, float scale, float* scores) {
+  switch (head_dim) {
+    case 64: key_scores_lanes<2>(q, keys, row, n, scale, scores); return;
+    case 128: key_scores_lanes<4>(q, keys, row, n, scale, scores); return;
+    case 256: key_scores_lanes<8>(q, keys, row, n, scale, scores); return;
+    default: key_scores_strided(q, keys, row, n, head_dim, scale, scores); return;
+  }
+}
+
+// n_keys is *pos + 1 when pos is given (graph replay; blocks past the keys return at once).
 __global__ void __launch_bounds__(kThreads)
     attention_chunks(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
                      const uint16_t* __restrict__ v_cache, int64_t n_keys, const int64_t* __restrict__ pos,
