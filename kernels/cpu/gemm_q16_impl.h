@@ -67,31 +67,6 @@ struct Q6KDecoder {
   }
 };
 
-// In place: v[r] holds 16 dwords of row r; afterwards v[p] holds dword p of every row.
-inline void transpose16x16_epi32(__m512i v[16]) {
-  __m512i u[16];
-  for (int g = 0; g < 4; ++g) {  // within each 128-bit lane, 4x4 blocks of rows 4g .. 4g + 3
-    const __m512i t0 = _mm512_unpacklo_epi32(v[4 * g], v[4 * g + 1]);
-    const __m512i t1 = _mm512_unpackhi_epi32(v[4 * g], v[4 * g + 1]);
-    const __m512i t2 = _mm512_unpacklo_epi32(v[4 * g + 2], v[4 * g + 3]);
-    const __m512i t3 = _mm512_unpackhi_epi32(v[4 * g + 2], v[4 * g + 3]);
-    u[4 * g] = _mm512_unpacklo_epi64(t0, t2);      // lane k: dword 4k of the four rows
-    u[4 * g + 1] = _mm512_unpackhi_epi64(t0, t2);  // dword 4k + 1
-    u[4 * g + 2] = _mm512_unpacklo_epi64(t1, t3);
-    u[4 * g + 3] = _mm512_unpackhi_epi64(t1, t3);
-  }
-  for (int j = 0; j < 4; ++j) {  // gather lane k of the four row groups: dword 4k + j of all rows
-    const __m512i a = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);       // u0.L0 u0.L2 u1.L0 u1.L2
-    const __m512i b = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xDD);       // u0.L1 u0.L3 u1.L1 u1.L3
-    const __m512i c = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);  // u2.L0 u2.L2 u3.L0 u3.L2
-    const __m512i d = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xDD);
-    v[j] = _mm512_shuffle_i32x4(a, c, 0x88);       // lane 0 of u0..u3
-    v[8 + j] = _mm512_shuffle_i32x4(a, c, 0xDD);   // lane 2
-    v[4 + j] = _mm512_shuffle_i32x4(b, d, 0x88);   // lane 1
-    v[12 + j] = _mm512_shuffle_i32x4(b, d, 0xDD);  // lane 3
-  }
-}
-
 // One super-block's panel: wt[p] = value pair p (values 2p, 2p + 1) of each of the 16 rows in its
 // dword lanes; d per row.
 struct Q16Panel {
@@ -173,12 +148,119 @@ void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const 
     }
   }
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+// ---- AVX2 ----
+// The same panels, 8 rows per 256-bit vector (a 16-row panel is two of them): vpmaddwd takes the
+// place of vpdpwssd (the int16 pair products summed to int32, then added: the same exact integer
+// sums), so results are bit for bit the AVX-512 panels'.
+
+// Row r of a super-block as int16 products (q - 32) * scale, value e at rows[e].
+inline void decode_q6k_int16(const BlockQ6_K& b, int16_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3), thirty_two = _mm256_set1_epi16(32);
+  for (int j = 0; j < 4; ++j) {  // values 64j .. 64j + 63: as Q6KDecoder::pair
+    const int h = j / 2, nib = 4 * (j % 2);
+    const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
+    const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+    const __m256i v[2] = {
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, nib), low4),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib), three), 4)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, nib), low4),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib + 2), three), 4))};
+    for (int half = 0; half < 2; ++half) {  // values 64j + 32 half + 16 g .. + 15 take scales[4j + 2 half + g]
+      const __m256i lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v[half]));
+      const __m256i hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v[half], 1));
+      const __m256i s_lo = _mm256_set1_epi16(b.scales[4 * j + 2 * half]);
+      const __m256i s_hi = _mm256_set1_epi16(b.scales[4 * j + 2 * half + 1]);
+      int16_t* o = out + 64 * j + 32 * half;
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o), _mm256_mullo_epi16(_mm256_sub_epi16(lo, thirty_two), s_lo));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 16),
+                         _mm256_mullo_epi16(_mm256_sub_epi16(hi, thirty_two), s_hi));
+    }
+  }
+}
+
+// One super-block of 8 rows: wt[p] = value pair p of each row in its dword lanes; d per row.
+struct Q16Panel8 {
+  __m256i wt[128];
+  __m256 d;
+};
+
+void decode_q16_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q16Panel8& p) {
+  alignas(32) int16_t rows[8][256];
+  alignas(32) float d[8];
+  for (int r = 0; r < 8; ++r) {
+    if (r >= n_rows) {
+      std::memset(rows[r], 0, sizeof(rows[r]));
+      d[r] = 0;
+      continue;
+    }
+    const BlockQ6_K& b = reinterpret_cast<const BlockQ6_K*>(w + r * row_bytes)[i];
+    decode_q6k_int16(b, rows[r]);
+    d[r] = h2f(b.d);
+  }
+  for (int v = 0; v < 16; ++v) {  // pairs 8v .. 8v + 7
+    __m256i t[8];
+    for (int r = 0; r < 8; ++r) t[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[r] + 16 * v));
+    transpose8x8_epi32(t);
+    for (int q = 0; q < 8; ++q) p.wt[8 * v + q] = t[q];
+  }
+  p.d = _mm256_load_ps(d);
+}
+
+template <int C>
+void q16_panel8_cols(const Q16Panel8& p, const BlockQ16x256* x, int64_t x_stride, int64_t i, bool first,
+                     int n_rows, float* y, int64_t ldy) {
+  __m256i iacc[C];
+  const BlockQ16x256* xb[C];
+  for (int c = 0; c < C; ++c) {
+    iacc[c] = _mm256_setzero_si256();
+    xb[c] = x + c * x_stride + i;
+  }
+  for (int q = 0; q < 128; ++q) {
+    const __m256i wv = p.wt[q];
+    for (int c = 0; c < C; ++c) {
+      int32_t pair;
+      std::memcpy(&pair, xb[c]->q + 2 * q, 4);
+      iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(wv, _mm256_set1_epi32(pair)));
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    alignas(32) float out[8];
+    for (int r = 0; r < 8; ++r) out[r] = first || r >= n_rows ? 0.0f : y[c * ldy + r];
+    const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c]), _mm256_mul_ps(p.d, _mm256_set1_ps(xb[c]->d)),
+                                     _mm256_load_ps(out));
+    _mm256_store_ps(out, f);
+    for (int r = 0; r < n_rows; ++r) y[c * ldy + r] = out[r];
+  }
+}
+
+void gemm_q16_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x, int64_t x_stride,
+                         int n_cols, int64_t k, float* y, int64_t ldy) {
+  static_assert(kQ16PanelRows == 16);
+  constexpr int kCols = 4;  // 4 accumulators, the weight vector and a broadcast in 16 registers
+  Q16Panel8 p;
+  for (int h = 0; h * 8 < n_rows; ++h) {  // two 8-row halves
+    const int rows = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;
+    const uint8_t* wh = static_cast<const uint8_t*>(w) + 8 * h * row_bytes;
+    for (int64_t i = 0; i < k / 256; ++i) {
+      decode_q16_panel8(wh, row_bytes, rows, i, p);
+      for (int c0 = 0; c0 < n_cols; c0 += kCols) {
+        const BlockQ16x256* xc = x + c0 * x_stride;
+        float* yc = y + c0 * ldy + 8 * h;
+        with_count<kCols>(n_cols - c0, [&]<int C>() { q16_panel8_cols<C>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
+      }
+    }
+  }
+}
 #endif
 
 void add_q16_panels(DotKernels& k) {
   k.quantize_q16 = quantize_q16;
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
   k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx512<Q6KDecoder>;
+#elif defined(__AVX2__) && defined(__FMA__)
+  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx2;
 #endif
 }
 

@@ -151,25 +151,6 @@ struct Q8Panel8 {
   __m256 dsc[8], dmn[8];
 };
 
-// In place: v[r] holds 8 dwords of row r; afterwards v[p] holds dword p of every row.
-inline void transpose8x8_epi32(__m256i v[8]) {
-  __m256i u[8];
-  for (int g = 0; g < 2; ++g) {  // within each 128-bit lane, 4x4 blocks of rows 4g .. 4g + 3
-    const __m256i t0 = _mm256_unpacklo_epi32(v[4 * g], v[4 * g + 1]);
-    const __m256i t1 = _mm256_unpackhi_epi32(v[4 * g], v[4 * g + 1]);
-    const __m256i t2 = _mm256_unpacklo_epi32(v[4 * g + 2], v[4 * g + 3]);
-    const __m256i t3 = _mm256_unpackhi_epi32(v[4 * g + 2], v[4 * g + 3]);
-    u[4 * g] = _mm256_unpacklo_epi64(t0, t2);      // lane k: dword 4k of the four rows
-    u[4 * g + 1] = _mm256_unpackhi_epi64(t0, t2);  // dword 4k + 1
-    u[4 * g + 2] = _mm256_unpacklo_epi64(t1, t3);
-    u[4 * g + 3] = _mm256_unpackhi_epi64(t1, t3);
-  }
-  for (int j = 0; j < 4; ++j) {
-    v[j] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x20);      // dword j of rows 0-3, 4-7
-    v[4 + j] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x31);  // dword 4 + j
-  }
-}
-
 template <typename Block>
 void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8Panel8& p) {
   alignas(32) uint8_t rows[8][256];

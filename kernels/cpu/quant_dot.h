@@ -84,7 +84,7 @@ struct DotKernels {
   // Q4_K, Q5_K, Q6_K: decode rows (batches below the panels' minimum, or any batch where no
   // panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[32];
-  GemmQ16 gemm_q16_panel[32];  // Q6_K: up to kQ16PanelRows x any; null where none exists
+  GemmQ16 gemm_q16_panel[32];  // Q6_K (AVX2, AVX-512): up to kQ16PanelRows x any; null where none exists
   GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K: up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0 and the decoded-to-float Q2_K and Q3_K
   // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).

@@ -389,5 +389,6 @@ DotKernels make_kernels(const char* isa) {
 
 #include "dot_q8x256_impl.h"
 #include "gemm_f32_impl.h"
+#include "transpose_impl.h"
 #include "gemm_q16_impl.h"
 #include "gemm_q8_impl.h"

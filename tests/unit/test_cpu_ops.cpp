@@ -245,6 +245,33 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   }
 }
 
+// The Q6_K panels are exact integer sums and the same float steps on every instruction set: the
+// AVX2 and AVX-512 panels give the same bits for the same activation blocks.
+TEST(CpuOps, Q6KPanelsAgreeAcrossInstructionSets) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int kRows = kQ16PanelRows, kCols = 5;
+  const int64_t K = 4 * 256;
+  const uint64_t row_bytes = type_bytes(GgmlType::Q6_K, K);
+  const auto w = test::random_blocks(GgmlType::Q6_K, K * kRows, rng);
+  std::vector<float> x(kCols * K);
+  for (auto& v : x) v = normal(rng);
+  std::vector<BlockQ16x256> xq(kCols * K / 256);
+  dot_kernels_generic().quantize_q16(x.data(), xq.data(), kCols * K);
+  std::vector<std::pair<const char*, std::vector<float>>> results;
+  for (const DotKernels* kern : every_kernel_set()) {
+    const GemmQ16 panel = kern->gemm_q16_panel[uint32_t(GgmlType::Q6_K)];
+    if (panel == nullptr) continue;
+    std::vector<float> y(kCols * kRows, std::nanf(""));
+    panel(w.data(), row_bytes, kRows, xq.data(), K / 256, kCols, K, y.data(), kRows);
+    results.emplace_back(kern->isa, y);
+  }
+  if (results.size() < 2) GTEST_SKIP() << "fewer than two instruction sets with Q6_K panels on this CPU";
+  for (size_t i = 1; i < results.size(); ++i) {
+    EXPECT_EQ(results[i].second, results[0].second) << results[i].first << " against " << results[0].first;
+  }
+}
+
 // Q4_K/Q5_K panels (8-bit activations) against the reference and against the portable row-by-row
 // dot_q8 on the same activation blocks: the same integer products, summed in another float order.
 TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
