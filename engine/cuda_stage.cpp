@@ -84,7 +84,8 @@ class CudaStage final : public Stage, public CudaStageLink {
  public:
   CudaStage(const CpuModel& model, StageLayers layers, const Device& device, uint32_t n_ctx, uint32_t n_batch,
             const std::function<void(uint64_t)>& uploaded)
-      : uploaded_(uploaded), m_(model), hp_(model.spec.hp), layers_(layers), device_(device.cuda_index), n_ctx_(n_ctx), n_batch_(n_batch),
+      : uploaded_(uploaded), m_(model), hp_(model.spec.hp), layers_(layers), device_(device.cuda_index),
+        n_ctx_(n_ctx), n_batch_(n_batch),
         arena_(fmt::format("{}, layers {}-{}", device.name, layers.first, layers.last),
                stage_bytes(model, layers, n_ctx, n_batch, device)) {
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));

@@ -2,12 +2,12 @@
 // RMSNorm's per-row reduction.
 //   rms_norm: one 256-thread block per row; sum of squares in double (as the CPU reference), a
 //             shared-memory tree, then one scaled write per element. Bound: memory (reads x once).
-//   rope:     one thread per (row, head, rotated pair), angles from rope_rotation (shared with the
-//             CPU). Bound: memory, plus one powf/cosf/sinf per pair.
 //   swiglu: one thread per element, grid-stride. Bound: memory.
 //   rms_norm and swiglu with 8-bit output: each warp's 32 values (threads of a 256-thread block
 //             step by 256, so a warp holds one whole 32-value block) quantized by shuffles.
-//   rope_store_kv: one thread per (row, q or k head, pair of dimensions) and one per v value.
+//   rope_store_kv: one thread per (row, q or k head, pair of dimensions), angles from
+//             rope_rotation (shared with the CPU), and one per v value. Bound: memory, plus one
+//             powf/cosf/sinf per pair.
 #include <cuda_fp16.h>
 
 #include "../cpu/rope_math.h"
@@ -48,27 +48,6 @@ __global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, flo
   }
 }
 
-__global__ void rope_kernel(float* __restrict__ x, int64_t rows, int64_t n_heads, int64_t head_dim,
-                            int64_t pos0, const int64_t* __restrict__ pos_dev, RopeParams p, float corr_low,
-                            float corr_high) {
-  if (pos_dev != nullptr) pos0 = *pos_dev;
-  const int half = p.n_rot / 2;
-  const int64_t total = rows * n_heads * half;
-  for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
-    const int i = static_cast<int>(t % half);
-    const int64_t head = t / half;  // row * n_heads + h
-    const int64_t row = head / n_heads;
-    float c, s;
-    rope_rotation(p, pos0 + row, i, corr_low, corr_high, &c, &s);
-    float* h = x + head * head_dim;
-    const int a = p.neox ? i : 2 * i;
-    const int b = p.neox ? i + half : 2 * i + 1;
-    const float x0 = h[a], x1 = h[b];
-    h[a] = x0 * c - x1 * s;
-    h[b] = x0 * s + x1 * c;
-  }
-}
-
 // out may be gate (the stage runs it in place): no __restrict__ on them.
 __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, float* out, int64_t n,
                               ActQ8Block* __restrict__ q8) {
@@ -81,7 +60,8 @@ __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, f
 }
 
 // Threads [0, rope_items): (row, head over q then k, pair j < head_dim / 2); pair j < n_rot / 2
-// rotates as cuda_rope, the rest are dimensions n_rot + 2 (j - n_rot / 2) and the next, copied.
+// rotates by rope_rotation (the CPU's angles), the rest are dimensions n_rot + 2 (j - n_rot / 2)
+// and the next, copied.
 // Threads past them: one v value each.
 __global__ void rope_store_kv_kernel(float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v,
                                      int64_t rows, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t pos0,
@@ -138,17 +118,6 @@ void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows
   if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_rms_norm (8-bit output)", "n", n);
   rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, weight, out, n,
                                                                                                  eps, q8);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
-}
-
-void cuda_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t pos0, const RopeParams& p,
-               void* stream, const int64_t* pos_dev) {
-  const int64_t total = rows * n_heads * (p.n_rot / 2);
-  if (total <= 0) return;
-  float corr_low, corr_high;
-  rope_yarn_corr(p, &corr_low, &corr_high);
-  rope_kernel<<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      x, rows, n_heads, head_dim, pos0, pos_dev, p, corr_low, corr_high);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,4 +1,4 @@
-// The forward pass's small GPU kernels: RMSNorm, RoPE (alone, or with the KV cache store), SwiGLU. No CUDA
+// The forward pass's small GPU kernels: RMSNorm, RoPE with the KV cache store, SwiGLU. No CUDA
 // types: pointers are device pointers, `stream` a cudaStream_t; every call is asynchronous and
 // checks its launch (engine::Error naming the call and device). Same formulas as kernels/cpu/ops.h.
 #pragma once
@@ -16,20 +16,15 @@ namespace engine {
 void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps,
                    void* stream, ActQ8Block* q8 = nullptr);
 
-// Rotary embedding in place of rows x n_heads heads of head_dim values; row r is at position
-// pos0 + r, or *pos_dev + r when pos_dev (device memory) is given, for launches captured in a CUDA
-// graph and replayed at every position. p.freq_factors, when set, must point to device memory
-// (n_rot / 2 floats).
-void cuda_rope(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, int64_t pos0, const RopeParams& p,
-               void* stream, const int64_t* pos_dev = nullptr);
-
 // out[i] = silu(gate[i]) * up[i]; out may be gate. With q8, also as 8-bit blocks (n % 32 == 0).
 void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream, ActQ8Block* q8 = nullptr);
 
-// A layer's attention inputs in one launch: RoPE in place on q (rows x n_head heads) and k
-// (rows x n_head_kv heads) as cuda_rope, then k and v (rows x kv_dim) as fp16 into the caches'
-// rows pos .. pos + rows - 1 (pos = *pos_dev when given, else pos0; cache row r at
-// k_cache + r * kv_dim). Dimensions past p.n_rot are stored unrotated.
+// A layer's attention inputs in one launch: rotary embedding in place on q (rows x n_head heads
+// of head_dim) and k (rows x n_head_kv heads), row r at position pos + r, then k and v (rows x
+// kv_dim) as fp16 into the caches' rows pos .. pos + rows - 1 (cache row r at k_cache +
+// r * kv_dim). pos = *pos_dev (device memory) when given, for launches captured in a CUDA graph
+// and replayed at every position; pos0 otherwise. Dimensions past p.n_rot are stored unrotated.
+// p.freq_factors, when set, must point to device memory (n_rot / 2 floats).
 void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_t n_head, int64_t n_head_kv,
                         int64_t head_dim, int64_t pos0, const RopeParams& p, uint16_t* k_cache, uint16_t* v_cache,
                         void* stream, const int64_t* pos_dev = nullptr);

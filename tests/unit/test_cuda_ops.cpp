@@ -124,14 +124,19 @@ TEST(CudaOps, RmsNormAndSwigluMatchTheCpu) {
 #endif
 }
 
+// RoPE of q and k in the fused kernel (its KV store is the next test's): normal, NeoX, and YaRN
+// with Llama 3.1-style frequency divisors, at positions up to 4096 (device and host
+// sinf/cosf/powf may differ by an ulp: 1e-5).
 TEST(CudaOps, RopeNormalNeoxAndYarnMatchTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
 #if ENGINE_HAVE_CUDA
   std::mt19937 rng(std::random_device{}());
-  const int64_t rows = 5, heads = 8, hd = 128, pos0 = 4091;
+  const int64_t rows = 5, heads = 8, kv_heads = 2, hd = 128, pos0 = 4091;
   std::vector<float> factors(hd / 2);
   for (auto& f : factors) f = 1.0f + float(rng() % 8);
   DeviceFloats dfactors(factors);
+  uint16_t* cache = nullptr;  // room for the stores this test does not look at
+  ASSERT_EQ(cudaMalloc(&cache, 2 * (pos0 + rows) * kv_heads * hd * sizeof(uint16_t)), cudaSuccess);
   for (int variant = 0; variant < 3; ++variant) {
     RopeParams p;
     p.n_rot = hd;
@@ -142,18 +147,23 @@ TEST(CudaOps, RopeNormalNeoxAndYarnMatchTheCpu) {
       p.ext_factor = 1.0f;
       p.n_ctx_orig = 32768;
     }
-    const auto x = random_floats(rows * heads * hd, rng);
-    std::vector<float> want = x;
+    const auto q = random_floats(rows * heads * hd, rng), k = random_floats(rows * kv_heads * hd, rng),
+               v = random_floats(rows * kv_heads * hd, rng);
+    std::vector<float> want_q = q, want_k = k;
     RopeParams host = p;
     if (variant == 2) host.freq_factors = factors.data();
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t h = 0; h < heads; ++h) rope(want.data() + (r * heads + h) * hd, pos0 + r, host);
+      for (int64_t h = 0; h < heads; ++h) rope(want_q.data() + (r * heads + h) * hd, pos0 + r, host);
+      for (int64_t h = 0; h < kv_heads; ++h) rope(want_k.data() + (r * kv_heads + h) * hd, pos0 + r, host);
     }
-    DeviceFloats dx(x);
+    DeviceFloats dq(q), dk(k), dv(v);
     if (variant == 2) p.freq_factors = dfactors.p;
-    cuda_rope(dx.p, rows, heads, hd, pos0, p, nullptr);
-    EXPECT_LE(rel(dx.get(), want), 1e-5) << "variant " << variant;
+    cuda_rope_store_kv(dq.p, dk.p, dv.p, rows, heads, kv_heads, hd, pos0, p, cache,
+                       cache + (pos0 + rows) * kv_heads * hd, nullptr);
+    EXPECT_LE(rel(dq.get(), want_q), 1e-5) << "variant " << variant;
+    EXPECT_LE(rel(dk.get(), want_k), 1e-5) << "variant " << variant;
   }
+  cudaFree(cache);
 #endif
 }
 
