@@ -136,6 +136,7 @@ void CpuStage::attention(int layer, int64_t n, int64_t pos) {
 }
 
 void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) {
+  check_batch(layers_, n, pos, n_batch_, n_ctx_);
   const int64_t E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff;
   const int64_t hd = hp_.head_dim;
   const float eps = hp_.norm_eps;

@@ -187,6 +187,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   void wait_before_next_forward(void* event) override { wait_for_ = static_cast<cudaEvent_t>(event); }
 
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override {
+    check_batch(layers_, n, pos, n_batch_, n_ctx_);
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
     if (wait_for_ != nullptr) {  // an incoming copy enqueued on another stream
       ENGINE_CUDA_CHECK(cudaStreamWaitEvent(stream_, wait_for_, 0));

@@ -35,7 +35,7 @@ PerplexityResult perplexity(Context& ctx, std::span<const int32_t> tokens, uint3
     // Score each token of the second half from the logits one position earlier.
     for (uint32_t j = n / 2; j + 1 < n; ++j) {
       const float* row = logits.data() + size_t(j) * n_vocab;
-      double mx = row[0];
+      double mx = double(row[0]);
       for (size_t v = 1; v < n_vocab; ++v) mx = std::max(mx, double(row[v]));
       double z = 0;
       for (size_t v = 0; v < n_vocab; ++v) z += std::exp(double(row[v]) - mx);

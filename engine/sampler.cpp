@@ -13,12 +13,12 @@ void validate(const SamplingParams& p) {
   auto bad = [](const char* name, double value, const char* range) {
     throw Error(fmt::format("sampling: {} = {} is invalid ({})", name, value, range));
   };
-  if (!std::isfinite(p.temperature) || p.temperature < 0) bad("temperature", p.temperature, "finite, >= 0");
+  if (!std::isfinite(p.temperature) || p.temperature < 0) bad("temperature", double(p.temperature), "finite, >= 0");
   if (p.top_k < 0) bad("top_k", p.top_k, ">= 0");
-  if (!(p.top_p > 0 && p.top_p <= 1)) bad("top_p", p.top_p, "in (0, 1]");
-  if (!(p.min_p >= 0 && p.min_p < 1)) bad("min_p", p.min_p, "in [0, 1)");
+  if (!(p.top_p > 0 && p.top_p <= 1)) bad("top_p", double(p.top_p), "in (0, 1]");
+  if (!(p.min_p >= 0 && p.min_p < 1)) bad("min_p", double(p.min_p), "in [0, 1)");
   if (!std::isfinite(p.repeat_penalty) || p.repeat_penalty <= 0) {
-    bad("repeat_penalty", p.repeat_penalty, "finite, > 0");
+    bad("repeat_penalty", double(p.repeat_penalty), "finite, > 0");
   }
   if (p.repeat_last_n < 0) bad("repeat_last_n", p.repeat_last_n, ">= 0");
 }

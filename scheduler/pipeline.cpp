@@ -104,4 +104,11 @@ void Pipeline::run_steps(const int32_t* tokens, int64_t n, int64_t pos, float* l
   }
 }
 
+void check_batch(const StageLayers& layers, int64_t n, int64_t pos, uint32_t n_batch, uint32_t n_ctx) {
+  if (n < 1 || n > n_batch || pos < 0 || pos + n > n_ctx) {
+    throw Error(fmt::format("stage with layers {}-{}: a batch of {} tokens at position {} is outside its {} rows "
+                            "and {} positions", layers.first, layers.last, n, pos, n_batch, n_ctx));
+  }
+}
+
 }  // namespace engine

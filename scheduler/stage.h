@@ -33,6 +33,10 @@ class CudaStageLink {
   virtual void wait_before_next_forward(void* event) = 0;
 };
 
+// A forward's bounds, which every stage checks before it touches a buffer: 1 <= n <= n_batch (its
+// buffers' rows) and pos + n <= n_ctx (its KV cache). Throws engine::Error naming the layers.
+void check_batch(const StageLayers& layers, int64_t n, int64_t pos, uint32_t n_batch, uint32_t n_ctx);
+
 class Stage {
  public:
   virtual ~Stage() = default;

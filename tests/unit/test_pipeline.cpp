@@ -15,6 +15,7 @@
 #include "engine/error.h"
 #include "engine/planner.h"
 #include "engine/synthetic_model.h"
+#include "scheduler/stage.h"
 #include "model_helpers.h"
 #include "test_support.h"
 
@@ -142,6 +143,16 @@ TEST_F(PipelineTest, TransportsPerBoundary) {
   ContextOptions bad = options({{0, 1}, {2, 3}}, 0);
   bad.transport = "infiniband";
   test::expect_error([&] { Context c(model, bad); }, {"transport 'infiniband' is not one of auto, host, peer, nccl"});
+}
+
+// Every stage checks a forward's bounds before it touches a buffer: more tokens than its rows, or
+// positions past its KV cache, are refused by name rather than written out of bounds.
+TEST(StageBounds, BatchesBeyondRowsOrContextAreRefused) {
+  const StageLayers layers{2, 5, false, true};
+  EXPECT_NO_THROW(check_batch(layers, 4, 12, 4, 16));
+  test::expect_error([&] { check_batch(layers, 5, 0, 4, 16); }, {"layers 2-5", "batch of 5 tokens", "4 rows"});
+  test::expect_error([&] { check_batch(layers, 4, 13, 4, 16); }, {"position 13", "16 positions"});
+  test::expect_error([&] { check_batch(layers, 0, 0, 4, 16); }, {"batch of 0 tokens"});
 }
 
 }  // namespace
