@@ -219,6 +219,13 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
           co.n_ubatch = o.n_ubatch;
           co.n_threads = o.n_threads;
           co.stages = stages;
+          co.load_progress = [&, last = -1](uint64_t done, uint64_t total) mutable {
+            const int quarter = total > 0 ? static_cast<int>(4 * done / total) : 4;
+            if (quarter == last) return;
+            last = quarter;
+            say(fmt::format("[{:.0f}s] {} split {}: uploading weights to the GPUs, {}%", seconds_since(bench_start),
+                            base.model, split, 25 * quarter));
+          };
           Context ctx(model, co);
           // A row names the transports that ran; one that was asked for by name must have run.
           const std::string used = ctx.transports();
