@@ -22,6 +22,7 @@
 #include <cmath>
 
 #include "attention.h"
+#include "block_loads.cuh"
 #include "engine/memory_model.h"
 #include "scheduler/cuda_check.h"
 
@@ -33,7 +34,6 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxHeadDim = 256;
 
-__device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
 __device__ float block_reduce(float v, bool is_max, float* shared) {
   for (int off = 16; off > 0; off /= 2) {

@@ -6,13 +6,13 @@
 #include <cuda_fp16.h>
 
 #include "../cpu/quant_blocks.h"
-#include "scheduler/cuda_check.h"
+#include "block_loads.cuh"
 #include "dequantize.h"
+#include "scheduler/cuda_check.h"
 
 namespace engine {
 namespace {
 
-__device__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
 template <typename Block>
 struct Dequant;

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "../cpu/quant_blocks.h"
+#include "block_loads.cuh"
 #include "matmul.h"
 #include "scheduler/cuda_check.h"
 
@@ -36,7 +37,6 @@ constexpr int kTileK = 32;        // values of K per step
 constexpr int kPitch = kTileK + 8;
 constexpr int kThreads = 256;
 
-__host__ __device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 __host__ __device__ __forceinline__ uint16_t f2h(float v) { return __half_as_ushort(__float2half_rn(v)); }
 
 __host__ __device__ __forceinline__ uint4 pack8(const float v[8]) {
@@ -51,12 +51,10 @@ __host__ __device__ __forceinline__ uint32_t byte8(const uint32_t q[2], int j) {
   return (q[j / 4] >> (8 * (j % 4))) & 255u;
 }
 
-__host__ __device__ __forceinline__ uint16_t ld16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
-
-// Eight bytes from a 2-byte aligned address (blocks of 18, 22, 34 or 210 bytes).
+// Eight bytes from a 2-byte aligned address.
 __host__ __device__ __forceinline__ void ld8_aligned2(const uint8_t* p, uint32_t q[2]) {
-  q[0] = uint32_t(ld16(p)) | (uint32_t(ld16(p + 2)) << 16);
-  q[1] = uint32_t(ld16(p + 4)) | (uint32_t(ld16(p + 6)) << 16);
+  q[0] = load4_aligned2(p);
+  q[1] = load4_aligned2(p + 4);
 }
 
 // Every loader: Raw holds the words a group of eight values (k .. k + 7, k % 8 == 0) needs;
@@ -64,7 +62,10 @@ __host__ __device__ __forceinline__ void ld8_aligned2(const uint8_t* p, uint32_t
 
 // Q4_K and Q5_K: value e = k % 256 of a super-block is in group g = e / 32 (6-bit scale and min,
 // packed as unpack_scale_min_k4 reads them), nibble g % 2 of qs byte 32 (g / 2) + e % 32; Q5_K
-// adds bit g of qh byte e % 32 as bit 4.
+// adds bit g of qh byte e % 32 as bit 4. The scales are unpacked in decode, from the three words
+// fetch loaded, with selects rather than unpack_scale_min_k4's branches and byte loads: fetch only
+// issues loads, which stay in flight during the step's products (calling it in fetch made the
+// Q4_K/Q5_K kernels spill, ptxas sm_90).
 template <typename Block, bool kFiveBit>
 struct Q45KTile {
   struct Raw {
@@ -183,7 +184,7 @@ struct LegacyTile {
     Raw r;
     ld8_aligned2(b.qs + k % 16, r.q);
     r.qh = 0;
-    if constexpr (kFiveBit) r.qh = uint32_t(ld16(b.qh)) | (uint32_t(ld16(b.qh + 2)) << 16);
+    if constexpr (kFiveBit) r.qh = load4_aligned2(b.qh);
     r.dm = b.d;
     if constexpr (kMin) r.dm |= uint32_t(b.m) << 16;
     return r;
@@ -451,17 +452,15 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
                  void* stream, ProductEpilogue ep) {
-  if (!cuda_matmul_supports(type, K)) {
-    if (with_loader(type, K, [&]<typename Loader>(uint64_t) {})) throw_bad_argument("cuda_matmul", "K", K);
-    throw_unsupported_type("cuda_matmul", type);
-  }
-  if (M <= 0 || N <= 0) return;
-  const dim3 grid(static_cast<unsigned>((N + kTileRows - 1) / kTileRows),
-                  static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
-  with_loader(type, K, [&]<typename Loader>(uint64_t row_bytes) {
+  const bool known = with_loader(type, K, [&]<typename Loader>(uint64_t row_bytes) {
+    if (!cuda_matmul_supports(type, K)) throw_bad_argument("cuda_matmul", "K", K);
+    if (M <= 0 || N <= 0) return;
+    const dim3 grid(static_cast<unsigned>((N + kTileRows - 1) / kTileRows),
+                    static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
     matmul_kernel<Loader><<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         static_cast<const uint8_t*>(w), row_bytes, K, N, x16, M, y, ep);
   });
+  if (!known) throw_unsupported_type("cuda_matmul", type);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

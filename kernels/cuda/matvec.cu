@@ -22,6 +22,7 @@
 
 #include "../cpu/quant_blocks.h"
 #include "../cpu/with_count.h"
+#include "block_loads.cuh"
 #include "matvec.h"
 #include "scheduler/cuda_check.h"
 
@@ -39,7 +40,6 @@ namespace {
 
 constexpr int kWarps = 4;
 
-__host__ __device__ __forceinline__ float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 
 // y = (y +) v (+ bias[n]), as ProductEpilogue says.
 __host__ __device__ __forceinline__ void apply_epilogue(const ProductEpilogue& ep, int64_t n, float v, float& y) {
@@ -71,11 +71,6 @@ __host__ __device__ __forceinline__ uint32_t sub_bytes(uint32_t a, uint32_t b) {
   for (int j = 0; j < 4; ++j) r |= (((a >> (8 * j)) - (b >> (8 * j))) & 255u) << (8 * j);
   return r;
 #endif
-}
-
-// Four bytes from a 2-byte aligned address (Q6_K's 210-byte blocks).
-__host__ __device__ __forceinline__ uint32_t load4_aligned2(const uint8_t* p) {
-  return uint32_t(*reinterpret_cast<const uint16_t*>(p)) | (uint32_t(*reinterpret_cast<const uint16_t*>(p + 2)) << 16);
 }
 
 // Q4_K and Q5_K on 8-bit activations: half a warp per super-block, two super-blocks per step.
