@@ -205,10 +205,13 @@ class CudaStage final : public Stage, public CudaStageLink {
     const bool head = layers_.output && logits != nullptr;
     if (n == 1 && use_graphs_) {
       // A decode step: one replay of the graph captured at the first one; the position reaches
-      // the kernels through pinned memory that the graph copies to the device.
+      // the kernels through pinned memory that the graph copies to the device. The input copy
+      // stays outside the graph: its event (input_copied) must be recorded as an ordinary event,
+      // which the host can wait for (an event recorded during a capture cannot be).
       ENGINE_CUDA_CHECK(cudaEventSynchronize(res_.done));  // the previous step has read the position
       *res_.pinned_pos = pos;
       if (res_.decode_graph == nullptr) capture_decode_step();
+      enqueue_input(1);
       ENGINE_CUDA_CHECK(cudaGraphLaunch(res_.decode_graph, stream_));
       if (head) {
         ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits, logits_, sizeof(float) * output_.rows, cudaMemcpyDeviceToHost,
@@ -346,13 +349,12 @@ class CudaStage final : public Stage, public CudaStageLink {
     }
   }
 
-  // A decode step's device work (input, position, layers, the head's one row) as one CUDA graph,
+  // A decode step's device work (position, layers, the head's one row) as one CUDA graph,
   // captured at the first step: a step is then one launch instead of ~15 per layer.
   void capture_decode_step() {
     cudaGraph_t graph = nullptr;
     ENGINE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
-      enqueue_input(1);
       ENGINE_CUDA_CHECK(cudaMemcpyAsync(pos_dev_, res_.pinned_pos, sizeof(int64_t), cudaMemcpyHostToDevice, stream_));
       enqueue_layers(1, 0, pos_dev_);
       if (layers_.output) enqueue_head(0, 1, nullptr);

@@ -12,6 +12,10 @@ namespace engine {
 void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line) {
   int device = -1;
   cudaGetDevice(&device);  // best effort: the error already happened
+  // A failed call also leaves its status as the thread's last error; clear it, or the next
+  // launch's cudaGetLastError check (in other, healthy work) would report this failure again.
+  // Sticky errors (a faulted context) stay: every later call reports them anyway.
+  cudaGetLastError();
   throw Error(fmt::format("cuda device {}: {} failed: {} ({}) at {}:{}", device, call,
                           cudaGetErrorString(status), static_cast<int>(status), file, line));
 }

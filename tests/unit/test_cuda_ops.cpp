@@ -1,7 +1,7 @@
 // The GPU's small kernels against the CPU ones (themselves checked against double-precision
 // references in test_cpu_ops.cpp) on fresh random data, outputs poisoned with NaN first: RMSNorm
-// within 1e-6 relative, RoPE (normal, NeoX, YaRN with frequency factors) within 1e-5 (device and
-// host sinf/cosf/powf may differ by an ulp, at positions up to 4096), SwiGLU within 1e-6; the
+// within 1e-6 relative, RoPE (normal, NeoX, YaRN with frequency factors) within 1e-4 at positions
+// near 4096 (device and host sinf/cosf/powf may differ by an ulp of the angle), SwiGLU within 1e-6; the
 // 8-bit blocks RMSNorm and SwiGLU also write are bit for bit the host quantizer's of their f32
 // output; the fused RoPE + KV store rotates as the CPU and stores fp16 of the rotated k and of v
 // at the position's cache rows, leaving the rows around them alone. Skips (visibly) where no CUDA
@@ -125,8 +125,8 @@ TEST(CudaOps, RmsNormAndSwigluMatchTheCpu) {
 }
 
 // RoPE of q and k in the fused kernel (its KV store is the next test's): normal, NeoX, and YaRN
-// with Llama 3.1-style frequency divisors, at positions up to 4096 (device and host
-// sinf/cosf/powf may differ by an ulp: 1e-5).
+// with Llama 3.1-style frequency divisors, at positions near 4096 (device and host
+// sinf/cosf/powf may differ by an ulp of the angle: 1e-4).
 TEST(CudaOps, RopeNormalNeoxAndYarnMatchTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
 #if ENGINE_HAVE_CUDA
@@ -160,8 +160,11 @@ TEST(CudaOps, RopeNormalNeoxAndYarnMatchTheCpu) {
     if (variant == 2) p.freq_factors = dfactors.p;
     cuda_rope_store_kv(dq.p, dk.p, dv.p, rows, heads, kv_heads, hd, pos0, p, cache,
                        cache + (pos0 + rows) * kv_heads * hd, nullptr);
-    EXPECT_LE(rel(dq.get(), want_q), 1e-5) << "variant " << variant;
-    EXPECT_LE(rel(dk.get(), want_k), 1e-5) << "variant " << variant;
+    // At position 4091 an angle in float has a step of 2.4e-4 rad, and the GPU's powf/sincosf
+    // may differ from the host's by an ulp: rows differ by ~3e-5 (H200). A wrong pair, sign or
+    // frequency is off by O(1).
+    EXPECT_LE(rel(dq.get(), want_q), 1e-4) << "variant " << variant;
+    EXPECT_LE(rel(dk.get(), want_k), 1e-4) << "variant " << variant;
   }
   cudaFree(cache);
 #endif
