@@ -1,6 +1,6 @@
 // The whole forward pass on a GPU stage against the CPU stage. Decode-sized batches (up to 8
 // tokens, the matvec kernels): on F16, BF16 and Q8_0 models, where both use f32 activations and
-// the same f16 KV rounding, logits within 1e-4. Prompt batches (the tensor-core matmul on fp16
+// the same f16 KV rounding, logits within 3e-4. Prompt batches (the tensor-core matmul on fp16
 // activations and weights): logits within 1e-2, and the same greedy tokens for 64 steps after a
 // prompt without near-ties. On Q4_0 and Q4_K_M, where the CPU quantizes activations to 8 bits
 // (and the GPU's K-quant kernels too, in other blocks), logits within 5e-2 relative. Also a CPU stage followed by a GPU stage. A GPU stage allocates exactly what the memory model (and so the
@@ -37,8 +37,10 @@ ContextOptions on(std::vector<std::pair<int, std::pair<uint32_t, uint32_t>>> sta
 
 TEST(CudaStage, WholeModelMatchesTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
-  for (const auto& [mix, tol] : {std::pair{WeightMix::f16, 1e-4}, std::pair{WeightMix::bf16, 1e-4},
-                                 std::pair{WeightMix::q8_0, 1e-4}, std::pair{WeightMix::q4_0, 5e-2},
+  // f32 sums in another order through four layers (and qwen3's q/k norms): 1.3e-4 measured on an
+  // H200 (bf16, qwen3), so 3e-4; a wrong product or position is off by more than 1e-2.
+  for (const auto& [mix, tol] : {std::pair{WeightMix::f16, 3e-4}, std::pair{WeightMix::bf16, 3e-4},
+                                 std::pair{WeightMix::q8_0, 3e-4}, std::pair{WeightMix::q4_0, 5e-2},
                                  std::pair{WeightMix::q4_k_m, 5e-2}}) {
     for (const Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3}) {
       const auto model = test::random_model(mix, arch, 4);
