@@ -73,48 +73,74 @@ __host__ __device__ __forceinline__ uint32_t sub_bytes(uint32_t a, uint32_t b) {
 #endif
 }
 
-// Q4_K and Q5_K on 8-bit activations: half a warp per super-block, two super-blocks per step.
-// Lane t (0..15) of a half reads bytes 8t .. 8t + 7 of qs: chunk c = t / 4 holds groups 2c (low
-// nibbles) and 2c + 1 (high) at values 64c + 8(t % 4) .. +7 and 64c + 32 + 8(t % 4) .. +7, the
-// same bytes of activation blocks 2c and 2c + 1 of the super-block. Four dp4a per lane and
-// super-block: d * scale * dx * sum(q * xq), minus dmin * min * the block's activation sum,
-// added by one lane of the four that share a group. Q5_K adds a fifth bit per value: bit g of
-// qh byte l is bit 4 of value l of group g, so its lanes also read qh bytes 8(t % 4) .. +7.
+// Byte idx (0..3, may vary by lane) of a word, without an indexed register array (which would
+// go to local memory).
+__host__ __device__ __forceinline__ uint32_t byte_of(uint32_t word, int idx) { return (word >> (8 * idx)) & 255u; }
+
+// Scale and min of group g (0..7) of a Q4_K/Q5_K super-block from its 12 scale bytes as three
+// words: groups 0-3 keep the low six bits of bytes g and g + 4; groups 4-7 take their low four
+// bits from byte g + 4 and the top two from the top bits of bytes g - 4 and g.
+__host__ __device__ __forceinline__ void scale_min_k4(uint32_t w0, uint32_t w1, uint32_t w2, int g, float* scale,
+                                                      float* min) {
+  const int idx = g & 3;
+  const uint32_t b0 = byte_of(w0, idx), b1 = byte_of(w1, idx), b2 = byte_of(w2, idx);
+  *scale = float(g < 4 ? b0 & 63u : (b2 & 15u) | ((b0 >> 6) << 4));
+  *min = float(g < 4 ? b1 & 63u : (b2 >> 4) | ((b1 >> 6) << 4));
+}
+
+// Q4_K and Q5_K on 8-bit activations: a quarter warp per super-block, four super-blocks per
+// step, every weight byte in 16-byte loads (the blocks, 144 and 176 bytes, keep rows 16-byte
+// aligned). Lane j (0..7) of a quarter takes qs bytes 16j .. 16j + 15: chunk c = j / 2 holds
+// groups 2c (low nibbles) and 2c + 1 (high), and the lane has values 16h .. 16h + 15 (h = j % 2)
+// of both, against the same bytes of activation blocks 2c and 2c + 1. The header (d, dmin, the
+// 12 scale bytes) is one 16-byte load, the same address for the whole quarter. Per lane and
+// super-block: eight dp4a, d * scale * dx * sum(q * xq), minus dmin * min * the block's
+// activation sum, added by the h = 0 lane of the pair. Q5_K adds a fifth bit: bit g of qh byte l
+// is bit 4 of value l of group g, so its lanes also load qh bytes 16h .. 16h + 15.
 template <typename Block, bool kFiveBit>
 struct Q45KRows {
   static constexpr bool kQ8 = true;
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const auto* blocks = reinterpret_cast<const Block*>(row);
-    const int half = lane / 16, t = lane % 16, c = t / 4, l8 = 8 * (t % 4);
-    const float first = l8 == 0 ? 1.0f : 0.0f;
+    const int j = lane % 8, c = j / 2, h16 = 16 * (j % 2);
+    const float first = j % 2 == 0 ? 1.0f : 0.0f;
     const int64_t row_blocks = K / 32;
 MATVEC_UNROLL2
-    for (int64_t i = half; i < K / 256; i += 2) {
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const Block& b = blocks[i];
-      const uint2 q = *reinterpret_cast<const uint2*>(b.qs + 32 * c + l8);
-      uint32_t lo0 = q.x & 0x0F0F0F0Fu, lo1 = q.y & 0x0F0F0F0Fu;
-      uint32_t hi0 = (q.x >> 4) & 0x0F0F0F0Fu, hi1 = (q.y >> 4) & 0x0F0F0F0Fu;
-      if constexpr (kFiveBit) {
-        const uint2 h = *reinterpret_cast<const uint2*>(b.qh + l8);
-        lo0 |= ((h.x >> (2 * c)) & 0x01010101u) << 4;
-        lo1 |= ((h.y >> (2 * c)) & 0x01010101u) << 4;
-        hi0 |= ((h.x >> (2 * c + 1)) & 0x01010101u) << 4;
-        hi1 |= ((h.y >> (2 * c + 1)) & 0x01010101u) << 4;
+      const uint4 head = *reinterpret_cast<const uint4*>(&b);  // d, dmin | scales 0-3, 4-7, 8-11
+      const uint4 q = *reinterpret_cast<const uint4*>(b.qs + 32 * c + h16);
+      const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+      uint32_t lo[4], hi[4];
+MATVEC_UNROLL
+      for (int k = 0; k < 4; ++k) {
+        lo[k] = words[k] & 0x0F0F0F0Fu;
+        hi[k] = (words[k] >> 4) & 0x0F0F0F0Fu;
       }
-      uint8_t sc0, m0, sc1, m1;
-      unpack_scale_min_k4(b.scales, 2 * c, &sc0, &m0);
-      unpack_scale_min_k4(b.scales, 2 * c + 1, &sc1, &m1);
-      const float d = h2f(b.d), dmin = h2f(b.dmin);
-      const float d0 = d * float(sc0), d1 = d * float(sc1);
-      const float n0 = first * dmin * float(m0), n1 = first * dmin * float(m1);
+      if constexpr (kFiveBit) {
+        const uint4 qh = *reinterpret_cast<const uint4*>(b.qh + h16);
+        const uint32_t hw[4] = {qh.x, qh.y, qh.z, qh.w};
+MATVEC_UNROLL
+        for (int k = 0; k < 4; ++k) {
+          lo[k] |= ((hw[k] >> (2 * c)) & 0x01010101u) << 4;
+          hi[k] |= ((hw[k] >> (2 * c + 1)) & 0x01010101u) << 4;
+        }
+      }
+      float sc0, m0, sc1, m1;
+      scale_min_k4(head.y, head.z, head.w, 2 * c, &sc0, &m0);
+      scale_min_k4(head.y, head.z, head.w, 2 * c + 1, &sc1, &m1);
+      const float d = h2f(uint16_t(head.x & 0xffffu)), dmin = h2f(uint16_t(head.x >> 16));
+      const float d0 = d * sc0, d1 = d * sc1;
+      const float n0 = first * dmin * m0, n1 = first * dmin * m1;
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         const ActQ8Block& a0 = in.xq[bb * row_blocks + i * 8 + 2 * c];
         const ActQ8Block& a1 = in.xq[bb * row_blocks + i * 8 + 2 * c + 1];
-        const int2 xa = *reinterpret_cast<const int2*>(a0.q + l8), xb = *reinterpret_cast<const int2*>(a1.q + l8);
-        const int s0 = dp4a(lo1, xa.y, dp4a(lo0, xa.x, 0));
-        const int s1 = dp4a(hi1, xb.y, dp4a(hi0, xb.x, 0));
+        const int2 xa0 = *reinterpret_cast<const int2*>(a0.q + h16), xa1 = *reinterpret_cast<const int2*>(a0.q + h16 + 8);
+        const int2 xb0 = *reinterpret_cast<const int2*>(a1.q + h16), xb1 = *reinterpret_cast<const int2*>(a1.q + h16 + 8);
+        const int s0 = dp4a(lo[3], xa1.y, dp4a(lo[2], xa1.x, dp4a(lo[1], xa0.y, dp4a(lo[0], xa0.x, 0))));
+        const int s1 = dp4a(hi[3], xb1.y, dp4a(hi[2], xb1.x, dp4a(hi[1], xb0.y, dp4a(hi[0], xb0.x, 0))));
         acc[bb] += d0 * a0.d * float(s0) - n0 * a0.sum + d1 * a1.d * float(s1) - n1 * a1.sum;
       }
     }

@@ -1,14 +1,19 @@
 // The forward pass's small kernels (see ops.h). All are memory-bound elementwise passes except
 // RMSNorm's per-row reduction.
-//   rms_norm: one 256-thread block per row; sum of squares in double (as the CPU reference), a
-//             shared-memory tree, then one scaled write per element. Bound: memory (reads x once).
+//   rms_norm: one block per row, about four values per thread (up to 1024 threads); sum of
+//             squares in double (as the CPU reference) by shuffles, then one scaled write per
+//             element. Bound: latency for one row (a 5120-wide row is 20 KB: the loads of each
+//             thread are unrolled so they are in flight together), memory for many.
 //   swiglu: one thread per element, grid-stride. Bound: memory.
-//   rms_norm and swiglu with 8-bit output: each warp's 32 values (threads of a 256-thread block
-//             step by 256, so a warp holds one whole 32-value block) quantized by shuffles.
+//   rms_norm and swiglu with 8-bit output: each warp's 32 values (threads step by the block's
+//             size, a multiple of 32, so a warp holds one whole 32-value block) quantized by
+//             shuffles.
 //   rope_store_kv: one thread per (row, q or k head, pair of dimensions), angles from
 //             rope_rotation (shared with the CPU), and one per v value. Bound: memory, plus one
 //             powf/cosf/sinf per pair.
 #include <cuda_fp16.h>
+
+#include <algorithm>
 
 #include "../cpu/rope_math.h"
 #include "activations.cuh"
@@ -25,23 +30,38 @@ unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(b < 65535 * 64 ? b : 65535 * 64);  // grid-stride loops cover the rest
 }
 
+// Threads per RMSNorm block: about four values per thread, whole warps, at most 1024 (a 5120-wide
+// row: 1024 threads, five values each; a 128-wide head: 32).
+unsigned rms_norm_threads(int64_t n) {
+  const int64_t warps = std::clamp<int64_t>((n / 4 + 31) / 32, 1, 32);
+  return static_cast<unsigned>(32 * warps);
+}
+
 // x and out may be the same rows (per-head q/k norms run in place): no __restrict__ on them.
-__global__ void rms_norm_kernel(const float* x, const float* __restrict__ w, float* out, int64_t n, float eps,
-                                ActQ8Block* __restrict__ q8) {
-  __shared__ double partial[kThreads];
+__global__ void __launch_bounds__(1024)
+    rms_norm_kernel(const float* x, const float* __restrict__ w, float* out, int64_t n, float eps,
+                    ActQ8Block* __restrict__ q8) {
+  __shared__ double warp_sums[32];
+  __shared__ float row_scale;
   const float* xr = x + int64_t(blockIdx.x) * n;
   float* yr = out + int64_t(blockIdx.x) * n;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, threads = blockDim.x;
   double ss = 0;
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) ss += double(xr[i]) * double(xr[i]);
-  partial[threadIdx.x] = ss;
+#pragma unroll 4
+  for (int64_t i = threadIdx.x; i < n; i += threads) ss += double(xr[i]) * double(xr[i]);
+  for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+  if (lane == 0) warp_sums[warp] = ss;
   __syncthreads();
-  for (int s = kThreads / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) partial[threadIdx.x] += partial[threadIdx.x + s];
-    __syncthreads();
+  if (warp == 0) {
+    ss = lane < threads / 32 ? warp_sums[lane] : 0.0;
+    for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if (lane == 0) row_scale = static_cast<float>(1.0 / sqrt(ss / double(n) + double(eps)));
   }
-  const float scale = static_cast<float>(1.0 / sqrt(partial[0] / double(n) + double(eps)));
+  __syncthreads();
+  const float scale = row_scale;
   ActQ8Block* qr = q8 != nullptr ? q8 + int64_t(blockIdx.x) * (n / 32) : nullptr;
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) {  // with q8, n % 32 == 0: whole warps iterate
+#pragma unroll 4
+  for (int64_t i = threadIdx.x; i < n; i += threads) {  // with q8, n % 32 == 0: whole warps iterate
     const float v = xr[i] * scale * w[i];
     yr[i] = v;
     if (qr != nullptr) warp_quantize_block(v, int(i % 32), qr[i / 32]);
@@ -116,8 +136,8 @@ void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows
   if (rows <= 0) return;
   if (rows > 0x7fffffff) throw_bad_argument("cuda_rms_norm", "rows", rows);
   if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_rms_norm (8-bit output)", "n", n);
-  rms_norm_kernel<<<static_cast<unsigned>(rows), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, weight, out, n,
-                                                                                                 eps, q8);
+  rms_norm_kernel<<<static_cast<unsigned>(rows), rms_norm_threads(n), 0, static_cast<cudaStream_t>(stream)>>>(
+      x, weight, out, n, eps, q8);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
