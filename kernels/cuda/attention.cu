@@ -2,12 +2,16 @@
 // causal prefill for a batch of queries.
 //
 // Layout: caches [position][n_head_kv][head_dim] f16; q, out [n_head][head_dim] f32.
-// Pass 1, grid (n_head, ceil(n_keys / kChunk)), kThreads threads: a block takes one head and
-//   kChunk consecutive keys. Each warp computes the scores of every kWarps-th key (lanes split
-//   head_dim, each a consecutive slice read in one load, shuffle sum) into shared memory; the block takes their max m and sum l of
-//   exp(score - m), then each thread accumulates dimensions d = tid, tid + kThreads, ... of
-//   sum_t exp(score_t - m) V[t][d] (consecutive threads read consecutive V halves). Writes m, l and
-//   that unnormalised vector to the workspace.
+// Pass 1, grid (n_head_kv, ceil(n_keys / kChunk), group / G), kThreads threads: a block takes one
+//   KV head, kChunk consecutive keys, and G of the query heads that share them (G, at most
+//   kMaxGroup, divides the group), so each key and value is read once for all of them. Warp w
+//   takes keys w, w + kWarps, ...; lane l holds dimensions P l .. P l + P - 1 (P = head_dim / 32)
+//   of the G queries in registers and reads the same dimensions of a key in one load (a
+//   128-dimension key is one 256-byte warp load); shuffles sum the G dot products. Each warp then
+//   takes whole heads for the softmax over the chunk (max m, sum l of exp(score - m)), and the
+//   values are read like the keys, each warp summing its keys' weighted values for all G heads;
+//   the kWarps partial vectors meet in shared memory. Writes m, l and the unnormalised vector per
+//   head to the workspace.
 // Pass 2, grid n_head, head_dim threads: rescales the chunks to their common max and divides.
 // Prefill (cuda_attention_prefill), grid (n_head, n_queries), kThreads threads: a block takes one
 //   query and walks its causal keys in tiles of kThreads with an online softmax (running max,
@@ -15,13 +19,15 @@
 //   d + kThreads. No workspace: a batch of queries already fills the GPU without splitting keys.
 // Graph replay (cuda_attention_decode_at): the key count comes from device memory, the grid covers
 // the largest count, and blocks past the keys return before touching anything.
-// Bound: memory (K and V of n_keys positions read once per query head; GQA heads re-read their
-// group's K/V from L2).
+// Bound: memory. Decode reads K and V of n_keys positions once per KV head (latency-bound at short
+// contexts: a 64-key chunk of one KV head is 16 KB at head_dim 128); prefill reads them once per
+// query head (GQA heads re-read their group's K/V from L2).
 #include <cuda_fp16.h>
 
 #include <cmath>
 
 #include "attention.h"
+#include "../cpu/with_count.h"
 #include "block_loads.cuh"
 #include "engine/memory_model.h"
 #include "scheduler/cuda_check.h"
@@ -33,6 +39,7 @@ constexpr int kChunk = kGpuAttentionChunk;  // the planner counts the workspace 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxHeadDim = 256;
+constexpr int kMaxGroup = 8;  // query heads per decode block
 
 
 __device__ float block_reduce(float v, bool is_max, float* shared) {
@@ -118,42 +125,105 @@ __device__ void key_scores(const float* __restrict__ q, const uint16_t* __restri
   }
 }
 
+// P halves (P <= 8) at p as floats: one aligned load where P is 2, 4 or 8, else one per half.
+template <int P>
+__device__ __forceinline__ void load_slice(const uint16_t* p, float* out) {
+  if constexpr (P == 2 || P == 4 || P == 8) {
+    load_halves<P>(p, out);
+  } else {
+#pragma unroll
+    for (int i = 0; i < P; ++i) out[i] = h2f(p[i]);
+  }
+}
+
 // n_keys is *pos + 1 when pos is given (graph replay; blocks past the keys return at once).
+template <int P, int G>
 __global__ void __launch_bounds__(kThreads)
     attention_chunks(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
                      const uint16_t* __restrict__ v_cache, int64_t n_keys, const int64_t* __restrict__ pos,
-                     int n_head_kv, int head_dim, int group, float scale, float* __restrict__ partial) {
-  __shared__ float scores[kChunk];
-  __shared__ float reduce[kWarps];
+                     int n_head_kv, int group, float scale, float* __restrict__ partial) {
+  constexpr int D = 32 * P;
+  __shared__ float probs[G][kChunk];
+  __shared__ float sums[kWarps][G][D];
   if (pos != nullptr) n_keys = *pos + 1;
-  const int h = blockIdx.x, kvh = h / group, chunk = blockIdx.y;
+  const int kvh = blockIdx.x, chunk = blockIdx.y, h0 = kvh * group + int(blockIdx.z) * G;
   const int64_t t0 = int64_t(chunk) * kChunk;
   if (t0 >= n_keys) return;  // the whole block: no __syncthreads has been reached
   const int n = static_cast<int>(n_keys - t0 < kChunk ? n_keys - t0 : kChunk);
-  const int64_t row = int64_t(n_head_kv) * head_dim;  // halves per cache position
-  const float* qh = q + int64_t(h) * head_dim;
-  key_scores(qh, k_cache + t0 * row + int64_t(kvh) * head_dim, row, n, head_dim, scale, scores);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row = int64_t(n_head_kv) * D;  // halves per cache position
+  const int64_t first = t0 * row + int64_t(kvh) * D + P * lane;
+  float qv[G][P];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int i = 0; i < P; ++i) qv[g][i] = q[int64_t(h0 + g) * D + P * lane + i] * scale;
+  }
+#pragma unroll 4
+  for (int j = warp; j < n; j += kWarps) {
+    float kv[P];
+    load_slice<P>(k_cache + first + int64_t(j) * row, kv);
+    float s[G];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      s[g] = 0;
+#pragma unroll
+      for (int i = 0; i < P; ++i) s[g] += qv[g][i] * kv[i];
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) {
+#pragma unroll
+      for (int g = 0; g < G; ++g) s[g] += __shfl_xor_sync(0xffffffffu, s[g], off);
+    }
+    if (lane == 0) {
+#pragma unroll
+      for (int g = 0; g < G; ++g) probs[g][j] = s[g];
+    }
+  }
   __syncthreads();
-  float m = -INFINITY;
-  for (int j = threadIdx.x; j < n; j += kThreads) m = fmaxf(m, scores[j]);
-  m = block_reduce(m, true, reduce);
-  float l = 0;
-  for (int j = threadIdx.x; j < n; j += kThreads) {
-    const float e = expf(scores[j] - m);
-    scores[j] = e;
-    l += e;
+  const int chunks = gridDim.y;
+  for (int g = warp; g < G; g += kWarps) {
+    float m = -INFINITY;
+    for (int j = lane; j < n; j += 32) m = fmaxf(m, probs[g][j]);
+    for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    float l = 0;
+    for (int j = lane; j < n; j += 32) {
+      const float e = expf(probs[g][j] - m);
+      probs[g][j] = e;
+      l += e;
+    }
+    for (int off = 16; off > 0; off /= 2) l += __shfl_xor_sync(0xffffffffu, l, off);
+    if (lane == 0) {
+      float* out = partial + (int64_t(h0 + g) * chunks + chunk) * (D + 2);
+      out[0] = m;
+      out[1] = l;
+    }
   }
-  l = block_reduce(l, false, reduce);  // its __syncthreads also publishes the exponentials
-  float* out = partial + (int64_t(h) * gridDim.y + chunk) * (head_dim + 2);  // chunk stride: the grid's
-  for (int d = threadIdx.x; d < head_dim; d += kThreads) {
-    float acc = 0;
-    const uint16_t* vr = v_cache + t0 * row + int64_t(kvh) * head_dim + d;
-    for (int j = 0; j < n; ++j) acc += scores[j] * h2f(vr[int64_t(j) * row]);
-    out[2 + d] = acc;
+  __syncthreads();
+  float acc[G][P] = {};
+#pragma unroll 4
+  for (int j = warp; j < n; j += kWarps) {
+    float vv[P];
+    load_slice<P>(v_cache + first + int64_t(j) * row, vv);
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      const float p = probs[g][j];
+#pragma unroll
+      for (int i = 0; i < P; ++i) acc[g][i] += p * vv[i];
+    }
   }
-  if (threadIdx.x == 0) {
-    out[0] = m;
-    out[1] = l;
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int i = 0; i < P; ++i) sums[warp][g][P * lane + i] = acc[g][i];
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < G * D; e += kThreads) {
+    const int g = e / D, d = e % D;
+    float v = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) v += sums[w][g][d];
+    partial[(int64_t(h0 + g) * chunks + chunk) * (D + 2) + 2 + d] = v;
   }
 }
 
@@ -232,14 +302,28 @@ void check_shape(int n_head, int n_head_kv, int head_dim) {
   if (n_head_kv <= 0 || n_head % n_head_kv != 0) throw_bad_argument("cuda_attention_decode", "n_head_kv", n_head_kv);
 }
 
+// The largest divisor of the group that is at most kMaxGroup: query heads per block.
+int heads_per_block(int group) {
+  for (int g = kMaxGroup; g > 1; --g) {
+    if (group % g == 0) return g;
+  }
+  return 1;
+}
+
 void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys, const int64_t* pos,
             int64_t grid_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
             void* stream_ptr) {
   check_shape(n_head, n_head_kv, head_dim);
   auto stream = static_cast<cudaStream_t>(stream_ptr);
+  const int group = n_head / n_head_kv, per_block = heads_per_block(group);
   const auto grid_chunks = static_cast<unsigned>((grid_keys + kChunk - 1) / kChunk);
-  attention_chunks<<<dim3(static_cast<unsigned>(n_head), grid_chunks), kThreads, 0, stream>>>(
-      q, k_cache, v_cache, n_keys, pos, n_head_kv, head_dim, n_head / n_head_kv, scale, workspace);
+  const dim3 grid(static_cast<unsigned>(n_head_kv), grid_chunks, static_cast<unsigned>(group / per_block));
+  with_count<kMaxHeadDim / 32>(head_dim / 32, [&]<int P>() {
+    with_count<kMaxGroup>(per_block, [&]<int G>() {
+      attention_chunks<P, G><<<grid, kThreads, 0, stream>>>(q, k_cache, v_cache, n_keys, pos, n_head_kv, group,
+                                                             scale, workspace);
+    });
+  });
   ENGINE_CUDA_CHECK(cudaGetLastError());
   attention_combine<<<static_cast<unsigned>(n_head), static_cast<unsigned>(head_dim), 0, stream>>>(
       workspace, static_cast<int>(grid_chunks), static_cast<int>(grid_chunks), pos, head_dim, out);

@@ -85,28 +85,34 @@ TEST(CudaAttention, DecodeMatchesDoubleReference) {
 #if ENGINE_HAVE_CUDA
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
-  const int n_head = 8, n_head_kv = 2, hd = 128;
-  const float scale = 1.0f / std::sqrt(float(hd));
-  for (const int64_t n_keys : {int64_t(1), int64_t(200), int64_t(256), int64_t(1000)}) {
-    std::vector<float> q(n_head * hd);
-    std::vector<uint16_t> k(n_keys * n_head_kv * hd), v(k.size());
-    for (auto& x : q) x = normal(rng);
-    for (auto& x : k) x = fp32_to_fp16(normal(rng));
-    for (auto& x : v) x = fp32_to_fp16(normal(rng));
-    const auto want = attention_reference(q, k, v, n_keys - 1, 1, n_head, n_head_kv, hd, scale);
-    float* dws = nullptr;
-    ASSERT_EQ(cudaMalloc(&dws, cuda_attention_decode_workspace(n_head, hd, n_keys) * 4), cudaSuccess);
-    const auto out = run_on_device(q, k, v, [&](float* dq, uint16_t* dk, uint16_t* dv, float* dout) {
-      cuda_attention_decode(dq, dk, dv, n_keys, n_head, n_head_kv, hd, scale, dout, dws, nullptr);
-    });
-    cudaFree(dws);
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < out.size(); ++i) {
-      ASSERT_TRUE(std::isfinite(out[i])) << "keys " << n_keys << " element " << i;
-      err += (out[i] - want[i]) * (out[i] - want[i]);
-      norm += want[i] * want[i];
+  // Groups of 4, 5 (QwQ-32B: 40 query heads on 8 KV heads), 1, 12 (two blocks of 6 per KV head)
+  // and 8; head sizes 128, 64, 96 (three halves per lane) and 256.
+  for (const auto& [n_head, n_head_kv, hd] :
+       {std::tuple{8, 2, 128}, std::tuple{40, 8, 128}, std::tuple{4, 4, 96}, std::tuple{12, 1, 64},
+        std::tuple{16, 2, 256}}) {
+    const float scale = 1.0f / std::sqrt(float(hd));
+    for (const int64_t n_keys : {int64_t(1), int64_t(63), int64_t(64), int64_t(200), int64_t(1000)}) {
+      std::vector<float> q(n_head * hd);
+      std::vector<uint16_t> k(n_keys * n_head_kv * hd), v(k.size());
+      for (auto& x : q) x = normal(rng);
+      for (auto& x : k) x = fp32_to_fp16(normal(rng));
+      for (auto& x : v) x = fp32_to_fp16(normal(rng));
+      const auto want = attention_reference(q, k, v, n_keys - 1, 1, n_head, n_head_kv, hd, scale);
+      float* dws = nullptr;
+      ASSERT_EQ(cudaMalloc(&dws, cuda_attention_decode_workspace(n_head, hd, n_keys) * 4), cudaSuccess);
+      const auto out = run_on_device(q, k, v, [&](float* dq, uint16_t* dk, uint16_t* dv, float* dout) {
+        cuda_attention_decode(dq, dk, dv, n_keys, n_head, n_head_kv, hd, scale, dout, dws, nullptr);
+      });
+      cudaFree(dws);
+      double err = 0, norm = 0;
+      for (size_t i = 0; i < out.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(out[i])) << "keys " << n_keys << " element " << i;
+        err += (out[i] - want[i]) * (out[i] - want[i]);
+        norm += want[i] * want[i];
+      }
+      EXPECT_LE(err / norm, 1e-10) << "normalised MSE, heads " << n_head << "/" << n_head_kv << ", head_dim " << hd
+                                   << ", keys " << n_keys;  // f32 sums: ~1e-12
     }
-    EXPECT_LE(err / norm, 1e-10) << "normalised MSE, keys " << n_keys;  // f32 sums: ~1e-12
   }
 #endif
 }

@@ -56,7 +56,7 @@ struct StageShape {
 
 // Tokens per chunk of the GPU's split-key decode attention (kernels/cuda/attention.cu); its
 // workspace holds, per head and chunk, a max, a sum and head_dim partial outputs.
-constexpr uint32_t kGpuAttentionChunk = 256;
+constexpr uint32_t kGpuAttentionChunk = 64;
 
 // Decode-sized batches on the GPU: at most this many rows per matrix-vector launch
 // (kernels/cuda/matvec.h), their activations quantized in blocks of 32 values of this many bytes
