@@ -16,6 +16,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
+#include <span>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -276,32 +278,34 @@ class CudaStage final : public Stage, public CudaStageLink {
     for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
       const DeviceLayer& w = dev_layers_[l - layers_.first];
       const int64_t layer_cache = int64_t(l - layers_.first) * n_ctx_ * KV;
-      // Launches per layer at decode: the norms write the 8-bit blocks the products read, the
-      // products add their bias and the residual, RoPE and the KV store are one kernel.
+      // Launches per layer at decode (10, 11 where v's type differs from q's and k's): the norms
+      // and the attention write the 8-bit blocks the products read, the products add their bias
+      // and the residual, q/k/v and gate/up are fused launches, RoPE and the KV store are one
+      // kernel.
       Activations normed = normalized(x_, w.attn_norm, n);
-      project(w.wq, normed, q_, {w.bq});
-      project(w.wk, normed, k_, {w.bk});
-      project(w.wv, normed, v_, {w.bv});
+      project_all({{w.wq, q_, {w.bq}}, {w.wk, k_, {w.bk}}, {w.wv, v_, {w.bv}}}, normed);
       if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
       if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
       uint16_t* kc = k_cache_ + layer_cache;
       uint16_t* vc = v_cache_ + layer_cache;
       cuda_rope_store_kv(q_, k_, v_, n, hp_.n_head, hp_.n_head_kv, hd, pos, rope_, kc, vc, stream_, pos_dev);
+      // One query: the decode attention also writes its output's 8-bit blocks for attn_output.
+      ActQ8Block* attn_q8 = n == 1 ? q8_output(n, hp_.n_head * hd) : nullptr;
       if (pos_dev != nullptr) {
         cuda_attention_decode_at(q_, kc, vc, pos_dev, n_ctx_, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale,
-                                 attn_, workspace_, stream_);
+                                 attn_, workspace_, stream_, attn_q8);
       } else if (n == 1) {  // one query: keys split across blocks
         cuda_attention_decode(q_, kc, vc, pos + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
-                              workspace_, stream_);
+                              workspace_, stream_, attn_q8);
       } else {  // causal: token b sees positions up to pos + b
         cuda_attention_prefill(q_, kc, vc, pos, n, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
                                stream_);
       }
       Activations attn{attn_, n};
+      attn.q8 = attn_q8 != nullptr;
       project(w.wo, attn, x_, {w.bo, true});
       Activations ffn_in = normalized(x_, w.ffn_norm, n);
-      project(w.w_gate, ffn_in, gate_);
-      project(w.w_up, ffn_in, up_);
+      project_all({{w.w_gate, gate_, {}}, {w.w_up, up_, {}}}, ffn_in);
       Activations ffn_hidden{gate_, n};
       ffn_hidden.q8 = q8_output(n, F) != nullptr;
       cuda_swiglu(gate_, up_, gate_, n * F, stream_, q8_output(n, F));
@@ -418,6 +422,47 @@ class CudaStage final : public Stage, public CudaStageLink {
 
   // y = W x (with the epilogue's bias and residual add): the tensor-core matmul for a prompt batch
   // where it takes the matrix, otherwise the matrix-vector kernels kCudaMatvecMaxBatch rows at a time.
+  // One matrix product of a layer: W, where its rows go, and how.
+  struct Product {
+    const DeviceMatrix& w;
+    float* y;
+    ProductEpilogue ep;
+  };
+
+  // Several products of the same input. Decode-sized batches multiply consecutive matrices of
+  // one type in one fused launch (q, k and v where their types agree; gate and up); prompt
+  // batches run them one by one.
+  void project_all(std::initializer_list<Product> products, Activations& in) {
+    if (in.n > kCudaMatvecMaxBatch) {
+      for (const Product& p : products) project(p.w, in, p.y, p.ep);
+      return;
+    }
+    const Product* it = products.begin();
+    while (it != products.end()) {
+      const DeviceMatrix& first = it->w;
+      MatvecOutput outs[kCudaMatvecMaxFused];
+      int count = 0;
+      for (; it != products.end() && count < kCudaMatvecMaxFused && it->w.type == first.type &&
+             it->w.cols == first.cols;
+           ++it) {
+        outs[count++] = MatvecOutput{it->w.data, it->w.rows, it->y, it->ep};
+      }
+      matvec(first.type, first.cols, in, std::span<const MatvecOutput>(outs, size_t(count)));
+    }
+  }
+
+  // Matrices of one type and width on a decode-sized batch (up to kCudaMatvecMaxBatch rows), in
+  // one launch; the 8-bit blocks of the input made first where the type wants them and they are
+  // not there yet.
+  void matvec(GgmlType type, int64_t K, Activations& in, std::span<const MatvecOutput> outs) {
+    const bool q8 = cuda_matvec_wants_q8(type);
+    if (q8 && !in.q8) {
+      cuda_quantize_activations(in.x, in.n * K, xq_, stream_);
+      in.q8 = true;
+    }
+    cuda_matvec_fused(type, K, MatvecInput{in.x, q8 ? xq_ : nullptr}, static_cast<int>(in.n), outs, stream_);
+  }
+
   void project(const DeviceMatrix& w, Activations& in, float* y, ProductEpilogue ep = {}) {
     const int64_t K = w.cols;
     if (in.n > kCudaMatvecMaxBatch && cuda_matmul_supports(w.type, K)) {
@@ -426,14 +471,16 @@ class CudaStage final : public Stage, public CudaStageLink {
       cuda_matmul(w.type, w.data, K, w.rows, x16_, in.n, y, stream_, ep);
       return;
     }
-    const bool q8 = cuda_matvec_wants_q8(w.type);
+    if (in.n <= kCudaMatvecMaxBatch) {
+      const MatvecOutput out{w.data, w.rows, y, ep};
+      matvec(w.type, K, in, std::span<const MatvecOutput>(&out, 1));
+      return;
+    }
+    const bool q8 = cuda_matvec_wants_q8(w.type);  // a prompt batch for a type the matmul lacks
     for (int64_t b = 0; b < in.n; b += kCudaMatvecMaxBatch) {
       const int nb = static_cast<int>(std::min<int64_t>(kCudaMatvecMaxBatch, in.n - b));
       const float* x = in.x + b * K;
-      if (q8 && !(in.q8 && in.n == nb)) {  // one chunk stays quantized for the next matrix
-        cuda_quantize_activations(x, nb * K, xq_, stream_);
-        in.q8 = in.n == nb;
-      }
+      if (q8) cuda_quantize_activations(x, nb * K, xq_, stream_);
       cuda_matvec(w.type, w.data, K, w.rows, MatvecInput{x, q8 ? xq_ : nullptr}, nb, y + b * w.rows, stream_, ep);
     }
   }

@@ -12,7 +12,8 @@
 //   values are read like the keys, each warp summing its keys' weighted values for all G heads;
 //   the kWarps partial vectors meet in shared memory. Writes m, l and the unnormalised vector per
 //   head to the workspace.
-// Pass 2, grid n_head, head_dim threads: rescales the chunks to their common max and divides.
+// Pass 2, grid n_head, head_dim threads: rescales the chunks to their common max and divides; it
+//   may also write the result as 8-bit blocks for the next matrix (the output projection).
 // Prefill (cuda_attention_prefill), grid (n_head, n_queries), kThreads threads: a block takes one
 //   query and walks its causal keys in tiles of kThreads with an online softmax (running max,
 //   sum and unnormalised output, rescaled per tile); thread d keeps output dimensions d and
@@ -28,6 +29,7 @@
 
 #include "attention.h"
 #include "../cpu/with_count.h"
+#include "activations.cuh"
 #include "block_loads.cuh"
 #include "engine/memory_model.h"
 #include "scheduler/cuda_check.h"
@@ -228,9 +230,11 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Chunks are laid out with stride grid_chunks (the pass-1 grid); n_chunks of them hold keys
-// (from *pos when given).
+// (from *pos when given). With q8, each warp (32 consecutive dimensions of a head: one block of
+// the flattened output) also writes its values as an 8-bit block.
 __global__ void attention_combine(const float* __restrict__ partial, int grid_chunks, int n_chunks,
-                                  const int64_t* __restrict__ pos, int head_dim, float* __restrict__ out) {
+                                  const int64_t* __restrict__ pos, int head_dim, float* __restrict__ out,
+                                  ActQ8Block* __restrict__ q8) {
   const int h = blockIdx.x, d = threadIdx.x;
   if (pos != nullptr) n_chunks = static_cast<int>((*pos + 1 + kChunk - 1) / kChunk);
   const float* p = partial + int64_t(h) * grid_chunks * (head_dim + 2);
@@ -243,7 +247,10 @@ __global__ void attention_combine(const float* __restrict__ partial, int grid_ch
     l += pc[1] * w;
     acc += pc[2 + d] * w;
   }
-  out[int64_t(h) * head_dim + d] = acc / l;
+  const int64_t i = int64_t(h) * head_dim + d;
+  const float v = acc / l;
+  out[i] = v;
+  if (q8 != nullptr) warp_quantize_block(v, d % 32, q8[i / 32]);  // head_dim % 32 == 0: whole warps
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -312,7 +319,7 @@ int heads_per_block(int group) {
 
 void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys, const int64_t* pos,
             int64_t grid_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
-            void* stream_ptr) {
+            void* stream_ptr, ActQ8Block* q8) {
   check_shape(n_head, n_head_kv, head_dim);
   auto stream = static_cast<cudaStream_t>(stream_ptr);
   const int group = n_head / n_head_kv, per_block = heads_per_block(group);
@@ -326,7 +333,7 @@ void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, in
   });
   ENGINE_CUDA_CHECK(cudaGetLastError());
   attention_combine<<<static_cast<unsigned>(n_head), static_cast<unsigned>(head_dim), 0, stream>>>(
-      workspace, static_cast<int>(grid_chunks), static_cast<int>(grid_chunks), pos, head_dim, out);
+      workspace, static_cast<int>(grid_chunks), static_cast<int>(grid_chunks), pos, head_dim, out, q8);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -334,16 +341,18 @@ void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, in
 
 void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys,
                            int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
-                           void* stream) {
+                           void* stream, ActQ8Block* q8) {
   if (n_keys <= 0) throw_bad_argument("cuda_attention_decode", "n_keys", n_keys);
-  launch(q, k_cache, v_cache, n_keys, nullptr, n_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream);
+  launch(q, k_cache, v_cache, n_keys, nullptr, n_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream,
+         q8);
 }
 
 void cuda_attention_decode_at(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, const int64_t* pos,
                               int64_t max_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out,
-                              float* workspace, void* stream) {
+                              float* workspace, void* stream, ActQ8Block* q8) {
   if (max_keys <= 0) throw_bad_argument("cuda_attention_decode_at", "max_keys", max_keys);
-  launch(q, k_cache, v_cache, max_keys, pos, max_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream);
+  launch(q, k_cache, v_cache, max_keys, pos, max_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream,
+         q8);
 }
 
 void cuda_attention_prefill(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t pos0,

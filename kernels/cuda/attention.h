@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/activations.h"
+
 namespace engine {
 
 // Floats of workspace cuda_attention_decode needs for a context of n_ctx positions.
@@ -13,18 +15,19 @@ size_t cuda_attention_decode_workspace(int n_head, int head_dim, int64_t n_ctx);
 // out[h] = softmax(scale * q[h] . K[t][h / group]) . V[t][h / group] over positions t < n_keys,
 // for every query head h (group = n_head / n_head_kv, grouped-query attention). q and out are
 // n_head x head_dim floats; the caches are [position][n_head_kv][head_dim] f16 (as the CPU cache).
-// head_dim <= 256 and a multiple of 32. Asynchronous on `stream`; throws engine::Error for bad
-// shapes or a failed launch.
+// head_dim <= 256 and a multiple of 32. With q8, out is also written as 8-bit blocks (the next
+// matrix's input, as cuda_quantize_activations would make them). Asynchronous on `stream`;
+// throws engine::Error for bad shapes or a failed launch.
 void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys,
                            int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
-                           void* stream);
+                           void* stream, ActQ8Block* q8 = nullptr);
 
 // The same with the key count read on the device, n_keys = *pos + 1 (a decode step at position
 // *pos), for launches captured once in a CUDA graph and replayed at every position: the grid
 // covers max_keys and the blocks past n_keys return at once.
 void cuda_attention_decode_at(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, const int64_t* pos,
                               int64_t max_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out,
-                              float* workspace, void* stream);
+                              float* workspace, void* stream, ActQ8Block* q8 = nullptr);
 
 // Causal attention for a prompt batch: query b (b < n_queries) at position pos0 + b attends the
 // keys at positions 0 .. pos0 + b. q and out are [n_queries][n_head][head_dim] floats; caches as

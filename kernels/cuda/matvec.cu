@@ -3,8 +3,9 @@
 // Layout: W is N rows of K values (ggml blocks, row n contiguous); x is n_batch rows of K floats,
 // or for Q4_K/Q5_K/Q6_K the same rows as 8-bit blocks (ActQ8Block, K / 32 per row); y is n_batch
 // rows of N floats. Launch: blocks of kWarps warps, one warp per output row (grid
-// ceil(N / kWarps)); each lane decodes its share of every super-block of the row in registers,
-// multiplies with the B activation rows and the warp sums by shuffles.
+// ceil(N / kWarps); a fused launch spreads the rows of up to three matrices of one type over one
+// grid); each lane decodes its share of every super-block of the row in registers, multiplies
+// with the B activation rows and the warp sums by shuffles.
 // Bound: memory (decode reads every weight byte once; the activations stay in L1/L2). Loads per
 // lane are 4-16 bytes and consecutive lanes read consecutive bytes of a block. The 4- to 6-bit
 // K-quants multiply their integer codes with 8-bit activations by dp4a (four products per
@@ -316,12 +317,36 @@ MATVEC_UNROLL
   }
 };
 
+// The matrices of one launch (cuda_matvec_fused): rows[s] rows of matrix s, global row r of the
+// grid is row r - (rows of the matrices before it) of the first matrix it falls in.
+struct Matrices {
+  const uint8_t* w[kCudaMatvecMaxFused];
+  float* y[kCudaMatvecMaxFused];
+  ProductEpilogue ep[kCudaMatvecMaxFused];
+  int64_t rows[kCudaMatvecMaxFused];
+  int count;
+};
+
 template <typename Rows, int B>
 __global__ void __launch_bounds__(32 * kWarps)
-    matvec_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in,
-                  float* __restrict__ y, ProductEpilogue ep) {
-  const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.y;
-  if (n >= N) return;  // whole warps leave together: threadIdx.y is the warp
+    matvec_kernel(Matrices m, uint64_t row_bytes, int64_t K, int64_t total_rows, MatvecInput in) {
+  int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.y;
+  if (n >= total_rows) return;  // whole warps leave together: threadIdx.y is the warp
+  // Which matrix: selected with constant indices, so the parameters stay out of local memory.
+  const uint8_t* w = m.w[0];
+  float* y = m.y[0];
+  ProductEpilogue ep = m.ep[0];
+  int64_t N = m.rows[0];
+MATVEC_UNROLL
+  for (int s = 1; s < kCudaMatvecMaxFused; ++s) {
+    if (s < m.count && n >= N) {
+      n -= N;
+      w = m.w[s];
+      y = m.y[s];
+      ep = m.ep[s];
+      N = m.rows[s];
+    }
+  }
   const int lane = threadIdx.x;
   float acc[B];
 MATVEC_UNROLL
@@ -337,13 +362,14 @@ MATVEC_UNROLL
 }
 
 template <typename Rows>
-void launch(const void* w, uint64_t row_bytes, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
-            cudaStream_t stream, ProductEpilogue ep) {
+void launch(const Matrices& m, uint64_t row_bytes, int64_t K, MatvecInput in, int n_batch, cudaStream_t stream) {
+  int64_t total = 0;
+  for (int s = 0; s < m.count; ++s) total += m.rows[s];
+  if (total <= 0) return;
   const dim3 block(32, kWarps);
-  const auto grid = static_cast<unsigned>((N + kWarps - 1) / kWarps);
-  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto grid = static_cast<unsigned>((total + kWarps - 1) / kWarps);
   with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() {
-    matvec_kernel<Rows, B><<<grid, block, 0, stream>>>(wb, row_bytes, K, N, in, y, ep);
+    matvec_kernel<Rows, B><<<grid, block, 0, stream>>>(m, row_bytes, K, total, in);
   });
 }
 
@@ -419,14 +445,32 @@ void cuda_matvec_lanes_on_host(GgmlType type, const void* w, int64_t K, int64_t 
   });
 }
 
-void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
-                 void* stream_ptr, ProductEpilogue ep) {
-  if (N <= 0) return;
+void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, std::span<const MatvecOutput> outs,
+                       void* stream_ptr) {
+  if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
+    throw_bad_argument("cuda_matvec_fused", "matrices", int64_t(outs.size()));
+  }
+  Matrices m{};
+  m.count = static_cast<int>(outs.size());
+  for (int s = 0; s < m.count; ++s) {
+    if (outs[size_t(s)].N < 0) throw_bad_argument("cuda_matvec_fused", "rows", outs[size_t(s)].N);
+    m.w[s] = static_cast<const uint8_t*>(outs[size_t(s)].w);
+    m.y[s] = outs[size_t(s)].y;
+    m.ep[s] = outs[size_t(s)].ep;
+    m.rows[s] = outs[size_t(s)].N;
+  }
   auto stream = static_cast<cudaStream_t>(stream_ptr);
   checked("cuda_matvec", type, K, in, n_batch, [&]<typename Rows>(uint64_t row_bytes) {
-    launch<Rows>(w, row_bytes, K, N, in, n_batch, y, stream, ep);
+    launch<Rows>(m, row_bytes, K, in, n_batch, stream);
   });
   ENGINE_CUDA_CHECK(cudaGetLastError());
+}
+
+void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
+                 void* stream, ProductEpilogue ep) {
+  if (N <= 0) return;
+  const MatvecOutput out{w, N, y, ep};
+  cuda_matvec_fused(type, K, in, n_batch, std::span(&out, 1), stream);
 }
 
 }  // namespace engine

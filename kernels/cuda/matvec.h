@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "engine/ggml_type.h"
 #include "kernels/cuda/activations.h"
@@ -40,6 +41,24 @@ bool cuda_matvec_wants_q8(GgmlType type);
 // activation blocks, or a failed launch.
 void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
                  void* stream, ProductEpilogue ep = {});
+
+// One matrix of a fused launch: N rows at w (GGUF blocks, as cuda_matvec's W), its results to y
+// as ep says.
+struct MatvecOutput {
+  const void* w = nullptr;
+  int64_t N = 0;
+  float* y = nullptr;
+  ProductEpilogue ep = {};
+};
+
+constexpr int kCudaMatvecMaxFused = 3;
+
+// cuda_matvec for up to kCudaMatvecMaxFused matrices of one type and width K that multiply the
+// same activations (a layer's q, k and v; its gate and up) in one launch: their rows share one
+// grid, so the small ones (k and v are a fifth of q in grouped-query models) no longer pay a
+// launch and a tail of their own. Each output is exactly what cuda_matvec would write.
+void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, std::span<const MatvecOutput> outs,
+                       void* stream);
 
 // The same arithmetic on the host: every lane's share of every row computed in turn by the code
 // the kernels run, summed per row. For tests without a GPU: it checks which bytes and activations

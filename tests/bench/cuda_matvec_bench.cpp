@@ -7,10 +7,12 @@
 // bytes per 32 values for the Q4_K/Q5_K/Q6_K kernels, which also cost a quantization launch per
 // input, listed with the small kernels). The copy bandwidth is a
 // 1 GiB device-to-device cudaMemcpy, counted as bytes read plus bytes written.
-// Then the share of a QwQ-32B Q4_K_M decode step per kernel: the matvecs above and the small
-// kernels and attention (at 512 and 8192 keys) as the GPU stage launches them (norms and SwiGLU
-// writing the 8-bit blocks, RoPE with the KV store; biases and residual adds are in the matvecs),
-// each timed alone at the model's shapes and multiplied by its launches per token. Launch gaps are not in it (a graph replay hides most).
+// Then a decode step's matrix products as the GPU stage launches them (q/k/v and gate/up fused),
+// and the share of a QwQ-32B Q4_K_M decode step per kernel: those products, the small kernels and
+// attention (at 512 and 8192 keys) as the stage launches them (norms, SwiGLU and attention writing
+// the 8-bit blocks, RoPE with the KV store; biases and residual adds are in the matvecs), each
+// timed alone at the model's shapes and multiplied by its launches per token. Launch gaps are
+// not in it (a graph replay hides most).
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -95,10 +97,6 @@ int main(int argc, char** argv) {
         const double us = time_ms(start, stop) * 1e3 / kReps;
         const double bytes = double(w_bytes) + (q8 ? 40.0 / 32.0 : 4.0) * s.K * batch;
         const double gbs = bytes / (us * 1e-6) / 1e9;
-        if (batch == 1) {
-          token_us += us * s.per_token;
-          token_bytes += bytes * s.per_token;
-        }
         out["kernels"].push_back({{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K},
                                   {"N", s.N}, {"batch", batch}, {"us", us}, {"gb_per_s", gbs},
                                   {"fraction_of_copy", gbs / copy_gbs}});
@@ -109,6 +107,68 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaFree(xq));
       ENGINE_CUDA_CHECK(cudaFree(y));
     }
+    // A decode step's matrix products as the GPU stage launches them: q, k and v in one launch
+    // where their types agree (Q4_K in 32 layers; in the other 32, v is Q6_K and alone), gate and
+    // up in one, the others alone.
+    struct Launch {
+      const char* name;
+      engine::GgmlType type;
+      int64_t K;
+      std::vector<int64_t> rows;
+      int per_token;
+    };
+    const std::vector<Launch> launches = {
+        {"q+k+v fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120, 1024, 1024}, 32},
+        {"q+k fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120, 1024}, 32},
+        {"v (Q6_K)", engine::GgmlType::Q6_K, 5120, {1024}, 32},
+        {"attn_output (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120}, 64},
+        {"gate+up fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {27648, 27648}, 64},
+        {"down (Q4_K)", engine::GgmlType::Q4_K, 27648, {5120}, 32},
+        {"down (Q6_K)", engine::GgmlType::Q6_K, 27648, {5120}, 32},
+        {"output (Q6_K)", engine::GgmlType::Q6_K, 5120, {152064}, 1},
+    };
+    out["decode_launches"] = nlohmann::json::array();
+    if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>9} {:>7}\n", "decode launch", "per token", "us", "GB/s", "% copy");
+    for (const Launch& l : launches) {
+      float* x = nullptr;
+      engine::ActQ8Block* xq = nullptr;
+      ENGINE_CUDA_CHECK(cudaMalloc(&x, sizeof(float) * l.K));
+      ENGINE_CUDA_CHECK(cudaMalloc(&xq, sizeof(engine::ActQ8Block) * (l.K / 32)));
+      ENGINE_CUDA_CHECK(cudaMemset(x, 0, sizeof(float) * l.K));
+      engine::cuda_quantize_activations(x, l.K, xq, nullptr);
+      std::vector<engine::MatvecOutput> outs;
+      double bytes = 40.0 / 32.0 * double(l.K);
+      for (const int64_t n : l.rows) {
+        const uint64_t w_bytes = engine::type_bytes(l.type, uint64_t(l.K)) * uint64_t(n);
+        void* w = nullptr;
+        float* y = nullptr;
+        ENGINE_CUDA_CHECK(cudaMalloc(&w, w_bytes));
+        ENGINE_CUDA_CHECK(cudaMalloc(&y, sizeof(float) * n));
+        ENGINE_CUDA_CHECK(cudaMemset(w, 0x3C, w_bytes));
+        outs.push_back({w, n, y, {}});
+        bytes += double(w_bytes);
+      }
+      const engine::MatvecInput in{x, xq};
+      engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr);
+      ENGINE_CUDA_CHECK(cudaEventRecord(start));
+      constexpr int kReps = 20;
+      for (int r = 0; r < kReps; ++r) engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr);
+      ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+      ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+      const double us = time_ms(start, stop) * 1e3 / kReps, gbs = bytes / (us * 1e-6) / 1e9;
+      token_us += us * l.per_token;
+      token_bytes += bytes * l.per_token;
+      out["decode_launches"].push_back({{"name", l.name}, {"per_token", l.per_token}, {"us", us},
+                                        {"gb_per_s", gbs}, {"fraction_of_copy", gbs / copy_gbs}});
+      if (!json) fmt::print("{:32} {:>9} {:>9.1f} {:>9.0f} {:>6.0f}%\n", l.name, l.per_token, us, gbs, 100 * gbs / copy_gbs);
+      for (const engine::MatvecOutput& o : outs) {
+        ENGINE_CUDA_CHECK(cudaFree(const_cast<void*>(o.w)));
+        ENGINE_CUDA_CHECK(cudaFree(o.y));
+      }
+      ENGINE_CUDA_CHECK(cudaFree(x));
+      ENGINE_CUDA_CHECK(cudaFree(xq));
+    }
+
     // The rest of a decode step at QwQ-32B's shapes (64 layers, qwen2: q/k/v biases).
     constexpr int64_t E = 5120, Q = 5120, KV = 1024, F = 27648, kHeads = 40, kKvHeads = 8, kHd = 128;
     float* buf = nullptr;
@@ -142,16 +202,13 @@ int main(int argc, char** argv) {
       double per_token, us;
     };
     std::vector<Part> parts = {
-        {"matvecs (table above)", 1, token_us},
+        {"matvecs (decode launches above)", 1, token_us},
         {"rms_norm 5120 (+ 8-bit blocks)", 2 * 64 + 1, time_us([&] {
            engine::cuda_rms_norm(u, v, o, 1, E, 1e-6f, nullptr, reinterpret_cast<engine::ActQ8Block*>(o + E));
          })},
         {"rope q + k, kv store (fp16)", 64, time_us([&] {
            engine::cuda_rope_store_kv(u, v, o, 1, kHeads, kKvHeads, kHd, 0, rope, cache, cache + kCtx * KV, nullptr,
                                       pos);
-         })},
-        {"quantize attention output 5120", 64, time_us([&] {
-           engine::cuda_quantize_activations(u, Q, reinterpret_cast<engine::ActQ8Block*>(o), nullptr);
          })},
         {"swiglu 27648 (+ 8-bit blocks)", 64, time_us([&] {
            engine::cuda_swiglu(u, v, u, F, nullptr, reinterpret_cast<engine::ActQ8Block*>(o));
@@ -160,7 +217,8 @@ int main(int argc, char** argv) {
     for (const int64_t keys : {int64_t(512), kCtx}) {
       parts.push_back({fmt::format("attention at {} keys", keys), 64, time_us([&] {
                          engine::cuda_attention_decode(u, cache, cache + kCtx * KV, keys, kHeads, kKvHeads, kHd,
-                                                       0.088f, o, ws, nullptr);
+                                                       0.088f, o, ws, nullptr,
+                                                       reinterpret_cast<engine::ActQ8Block*>(o + Q));
                        })});
     }
     ENGINE_CUDA_CHECK(cudaFree(buf));

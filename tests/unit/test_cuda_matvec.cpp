@@ -15,6 +15,7 @@
 
 #include "engine/error.h"
 #include "engine/quantize.h"
+#include "device_buffer.h"
 #include "random_blocks.h"
 #include "scheduler/cuda_runtime.h"
 #include "test_support.h"
@@ -111,6 +112,51 @@ TEST(CudaMatvec, EverySupportedTypeAndBatchAgainstDoubleReference) {
 #endif
 }
 
+// A fused launch of three matrices (a layer's q, k and v: 300, 64 and 64 rows, one with a bias,
+// one adding to what its output held) writes exactly what three separate launches write, for
+// float and 8-bit kernels and batches 1 and 3.
+TEST(CudaMatvec, FusedLaunchMatchesSeparateLaunches) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t K = 512, rows[3] = {300, 64, 64};
+  for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16}) {
+    for (const int B : {1, 3}) {
+      std::vector<float> x(B * K), bias(rows[0]), start(B * rows[2]);
+      for (auto* v : {&x, &bias, &start}) {
+        for (auto& f : *v) f = normal(rng);
+      }
+      const test::DeviceBuffer d_x(x), d_bias(bias);
+      const test::DeviceBuffer d_q(std::vector<ActQ8Block>(B * K / 32));
+      cuda_quantize_activations(d_x.as<float>(), B * K, d_q.as<ActQ8Block>(), nullptr);
+      const MatvecInput in{d_x.as<float>(), d_q.as<ActQ8Block>()};
+      std::vector<test::DeviceBuffer> w, fused_y, separate_y;
+      for (int s = 0; s < 3; ++s) {
+        w.emplace_back(test::random_blocks(type, K * rows[s], rng));
+        // NaN poison, except the accumulating output, which starts from `start` in both runs.
+        std::vector<float> init(B * rows[s], std::nanf(""));
+        if (s == 2) init = start;
+        fused_y.emplace_back(init);
+        separate_y.emplace_back(init);
+      }
+      const ProductEpilogue eps[3] = {{d_bias.as<float>(), false}, {}, {nullptr, true}};
+      std::vector<MatvecOutput> outs;
+      for (int s = 0; s < 3; ++s) {
+        outs.push_back({w[s].get(), rows[s], fused_y[s].as<float>(), eps[s]});
+        cuda_matvec(type, w[s].get(), K, rows[s], in, B, separate_y[s].as<float>(), nullptr, eps[s]);
+      }
+      cuda_matvec_fused(type, K, in, B, outs, nullptr);
+      for (int s = 0; s < 3; ++s) {
+        const auto fused = fused_y[s].to_host<float>(), separate = separate_y[s].to_host<float>();
+        for (const float v : fused) ASSERT_TRUE(std::isfinite(v)) << traits(type).name << " matrix " << s;
+        EXPECT_EQ(fused, separate) << traits(type).name << " batch " << B << " matrix " << s;
+      }
+    }
+  }
+#endif
+}
+
 // Argument checks happen before any CUDA call, so this runs wherever the backend is built.
 TEST(CudaMatvec, RefusesBadBatchAndUnsupportedType) {
 #if !ENGINE_HAVE_CUDA
@@ -124,6 +170,9 @@ TEST(CudaMatvec, RefusesBadBatchAndUnsupportedType) {
                      {"cuda_matvec", "Q4_K needs 8-bit"});
   test::expect_error([] { cuda_quantize_activations(nullptr, 40, nullptr, nullptr); },
                      {"cuda_quantize_activations", "n 40"});
+  const MatvecOutput four[4] = {};
+  test::expect_error([&] { cuda_matvec_fused(GgmlType::F16, 256, MatvecInput{&x, nullptr}, 1, four, nullptr); },
+                     {"cuda_matvec_fused", "matrices 4"});
 #endif
 }
 
