@@ -30,10 +30,10 @@
 // Loop unrolling for the device passes only: the lane code is also compiled for the host.
 #if defined(__CUDA_ARCH__)
 #define MATVEC_UNROLL _Pragma("unroll")
-#define MATVEC_UNROLL2 _Pragma("unroll 2")
+#define MATVEC_UNROLL4 _Pragma("unroll 4")
 #else
 #define MATVEC_UNROLL
-#define MATVEC_UNROLL2
+#define MATVEC_UNROLL4
 #endif
 
 namespace engine {
@@ -107,7 +107,7 @@ struct Q45KRows {
     const int j = lane % 8, c = j / 2, h16 = 16 * (j % 2);
     const float first = j % 2 == 0 ? 1.0f : 0.0f;
     const int64_t row_blocks = K / 32;
-MATVEC_UNROLL2
+MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const Block& b = blocks[i];
       const uint4 head = *reinterpret_cast<const uint4*>(&b);  // d, dmin | scales 0-3, 4-7, 8-11
@@ -148,32 +148,41 @@ MATVEC_UNROLL
   }
 };
 
-// Q6_K on 8-bit activations: a quarter warp per half super-block, two super-blocks per step.
-// Lane l: super-block parity l / 16, half h = (l / 8) % 2, l4 = 4 (l % 8); its values are
-// 128h + 32s + l4 + u (s < 4, u < 4): nibble s / 2 of ql bytes 64h + 32(s % 2) + l4 + u, bits 2s
-// of qh bytes 32h + l4 + u, minus 32 (a byte-wise subtraction: codes -32..31 as int8), times
-// d * scales[8h + 2s + l4 / 16], against bytes l4 .. l4 + 3 of activation block 4h + s.
+// Q6_K on 8-bit activations: a quarter warp per super-block, four super-blocks per step. Lane j
+// (0..7) of a quarter: half h = j / 4, t = j % 4; its values are 128h + 32s + 8t + u (s < 4,
+// u < 8): nibble s / 2 of ql bytes 64h + 32(s % 2) + 8t + u, bits 2s of qh bytes 32h + 8t + u,
+// minus 32 (a byte-wise subtraction: codes -32..31 as int8), times d * scales[8h + 2s + t / 2],
+// against bytes 8t .. 8t + 7 of activation block 4h + s. The blocks (210 bytes) are only 2-byte
+// aligned: ql and qh come in 8-byte runs from three aligned words each (load8_aligned2; the
+// words stay inside the block: ql and qh end 14 bytes before it does), the scales as 2-byte
+// pairs.
 struct Q6KRows {
   static constexpr bool kQ8 = true;
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const auto* blocks = reinterpret_cast<const BlockQ6_K*>(row);
-    const int h = (lane / 8) % 2, l4 = 4 * (lane % 8);
+    const int j = lane % 8, h = j / 4, t = j % 4, t8 = 8 * t, sc_shift = 8 * (t / 2);
     const int64_t row_blocks = K / 32;
-MATVEC_UNROLL2
-    for (int64_t i = lane / 16; i < K / 256; i += 2) {
+MATVEC_UNROLL4
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const BlockQ6_K& b = blocks[i];
-      const uint32_t ql[2] = {load4_aligned2(b.ql + 64 * h + l4), load4_aligned2(b.ql + 64 * h + 32 + l4)};
-      const uint32_t qh = load4_aligned2(b.qh + 32 * h + l4);
+      uint32_t ql[2][2], qh[2];
+      load8_aligned2(b.ql + 64 * h + t8, &ql[0][0], &ql[0][1]);       // groups 0 and 2
+      load8_aligned2(b.ql + 64 * h + 32 + t8, &ql[1][0], &ql[1][1]);  // groups 1 and 3
+      load8_aligned2(b.qh + 32 * h + t8, &qh[0], &qh[1]);
       const float d = h2f(b.d);
-      uint32_t w[4];
+      uint32_t w[4][2];
       float scale[4];
 MATVEC_UNROLL
       for (int s = 0; s < 4; ++s) {
-        const uint32_t low = (ql[s % 2] >> (4 * (s / 2))) & 0x0F0F0F0Fu;
-        const uint32_t high = ((qh >> (2 * s)) & 0x03030303u) << 4;
-        w[s] = sub_bytes(low | high, 0x20202020u);
-        scale[s] = d * float(b.scales[8 * h + 2 * s + l4 / 16]);
+MATVEC_UNROLL
+        for (int k = 0; k < 2; ++k) {
+          const uint32_t low = (ql[s % 2][k] >> (4 * (s / 2))) & 0x0F0F0F0Fu;
+          const uint32_t high = ((qh[k] >> (2 * s)) & 0x03030303u) << 4;
+          w[s][k] = sub_bytes(low | high, 0x20202020u);
+        }
+        const uint16_t pair = load2(reinterpret_cast<const uint8_t*>(b.scales) + 8 * h + 2 * s);
+        scale[s] = d * float(int8_t(uint8_t(pair >> sc_shift)));
       }
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
@@ -181,7 +190,8 @@ MATVEC_UNROLL
 MATVEC_UNROLL
         for (int s = 0; s < 4; ++s) {
           const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + 4 * h + s];
-          sum += scale[s] * a.d * float(dp4a(w[s], *reinterpret_cast<const int*>(a.q + l4), 0));
+          const int2 x = *reinterpret_cast<const int2*>(a.q + t8);
+          sum += scale[s] * a.d * float(dp4a(w[s][1], x.y, dp4a(w[s][0], x.x, 0)));
         }
         acc[bb] += sum;
       }
