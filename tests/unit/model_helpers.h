@@ -72,10 +72,15 @@ inline std::pair<std::vector<int32_t>, double> greedy(Context& ctx, std::span<co
 
 // Draws prompts of ids.size() random ids (vocabulary 512) until ctx's greedy path over `steps`
 // tokens has no decision closer than min_gap; leaves that prompt in ids and returns its tokens,
-// or nothing after 20 draws. Resets ctx before each draw.
-inline std::vector<int32_t> tie_free_greedy(Context& ctx, std::vector<int32_t>& ids, int steps, double min_gap) {
+// or nothing after `draws` draws. Resets ctx before each draw.
+// Random models have flat logits: over 64 steps a near-tie is common (an H200 run once drew 20
+// prompts in a row with one), so the search draws up to this many.
+constexpr int kTieFreeDraws = 200;
+
+inline std::vector<int32_t> tie_free_greedy(Context& ctx, std::vector<int32_t>& ids, int steps, double min_gap,
+                                            int draws = kTieFreeDraws) {
   std::mt19937 rng(std::random_device{}());
-  for (int draw = 0; draw < 20; ++draw) {
+  for (int draw = 0; draw < draws; ++draw) {
     for (auto& t : ids) t = static_cast<int32_t>(rng() % 512);
     ctx.reset();
     auto [tokens, gap] = greedy(ctx, ids, steps);

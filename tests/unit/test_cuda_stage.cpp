@@ -66,7 +66,11 @@ TEST(CudaStage, WholeModelMatchesTheCpu) {
       std::vector<int32_t> ids(24);
       if (mix == WeightMix::q4_k_m || mix == WeightMix::q4_0) continue;  // 8-bit activations on the CPU
       const std::vector<int32_t> tokens = test::tie_free_greedy(cpu, ids, 64, 1e-2);
-      ASSERT_FALSE(tokens.empty()) << "no prompt without a near-tie in 20 draws";
+      if (tokens.empty()) {  // a failure, but the other weight mixes and architectures still run
+        ADD_FAILURE() << "no prompt without a near-tie in " << test::kTieFreeDraws << " draws: "
+                      << weight_mix_name(mix) << " arch " << int(arch);
+        continue;
+      }
       gpu.reset();
       EXPECT_EQ(test::greedy(gpu, ids, 64).first, tokens) << weight_mix_name(mix) << " arch " << int(arch);
     }

@@ -49,7 +49,7 @@ TEST(CudaTransport, SlicesMatchOneStageThroughEveryTransport) {
   // round differently) must follow it too.
   std::vector<int32_t> ids(20);
   const std::vector<int32_t> want_tokens = test::tie_free_greedy(one, ids, 16, 1e-2);
-  ASSERT_FALSE(want_tokens.empty()) << "no prompt without a near-tie in 20 draws";
+  ASSERT_FALSE(want_tokens.empty()) << "no prompt without a near-tie in " << test::kTieFreeDraws << " draws";
   struct Case {
     std::vector<std::pair<int, std::pair<uint32_t, uint32_t>>> split;
     const char* transport;

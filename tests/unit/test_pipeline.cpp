@@ -69,7 +69,7 @@ TEST_F(PipelineTest, SplitRunsMatchTheSingleStage) {
       std::vector<int32_t> ids(16), want_tokens;
       if (mix == WeightMix::f32) {
         want_tokens = test::tie_free_greedy(single, ids, 12, 10 * tol);
-        ASSERT_FALSE(want_tokens.empty()) << "no prompt without a near-tie in 20 draws";
+        ASSERT_FALSE(want_tokens.empty()) << "no prompt without a near-tie in " << test::kTieFreeDraws << " draws";
       } else {
         ids = prompt(16);
       }
