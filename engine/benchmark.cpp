@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include <fmt/format.h>
@@ -96,17 +97,24 @@ std::map<std::string, uint64_t> decode_bytes(const ModelSpec& spec, const Plan& 
 }  // namespace
 
 double host_read_bandwidth(int threads) {
-  const size_t n = (size_t(256) << 20) / sizeof(uint64_t);
+  const size_t n = (size_t(1) << 30) / sizeof(uint64_t);  // 1 GiB: beyond any last-level cache
   const int t = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<uint64_t> buf(n, 1);
+  // Uninitialised, so that each thread's first pass places its own slice's pages (first touch):
+  // on a multi-socket host a buffer filled by one thread sits on one socket's memory, and the
+  // probe would measure that socket's channels while the model's pages are spread over all.
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[n]);
   std::vector<uint64_t> sums(static_cast<size_t>(t));
   double best = 0;
-  for (int pass = 0; pass < 4; ++pass) {  // the first warms up
+  for (int pass = 0; pass < 4; ++pass) {  // the first writes the buffer (and warms up)
     const auto t0 = Clock::now();
     std::vector<std::thread> pool;
     for (int i = 0; i < t; ++i) {
-      pool.emplace_back([&, i] {
+      pool.emplace_back([&, i, pass] {
         const size_t a = n * size_t(i) / size_t(t), b = n * size_t(i + 1) / size_t(t);
+        if (pass == 0) {
+          for (size_t k = a; k < b; ++k) buf[k] = 1;
+          return;
+        }
         uint64_t s[8] = {};
         for (size_t k = a; k + 8 <= b; k += 8) {
           for (int j = 0; j < 8; ++j) s[j] += buf[k + size_t(j)];

@@ -63,7 +63,8 @@ enum class BenchFormat { markdown, csv, json, jsonl };
 std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
 
 // Memory read bandwidth of this machine in bytes/s with `threads` threads (0: all cores): the best
-// of a few passes over a 256 MiB buffer. The roofline of CPU decoding.
+// of a few passes over a 1 GiB buffer, each thread placing its own slice (first touch). The
+// roofline of CPU decoding.
 double host_read_bandwidth(int threads);
 
 // Splits a comma-separated --split list; consecutive layer counts or ranges form one manual
