@@ -28,6 +28,7 @@
 #include "cuda_stage.h"
 #include "engine/byte_size.h"
 #include "engine/error.h"
+#include "engine/gpu_layout.h"
 #include "engine/memory_model.h"
 #include "engine/quantize.h"
 #include "kernels/cuda/attention.h"
@@ -413,9 +414,15 @@ class CudaStage final : public Stage, public CudaStageLink {
       throw Error(fmt::format("cuda{}: blk.{}.{} is {}, which has no CUDA kernel yet (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)",
                               device_, layer, name, traits(w.type).name));
     }
-    const uint64_t bytes = type_bytes(w.type, uint64_t(w.cols)) * uint64_t(w.rows);
+    const uint64_t bytes = gpu_row_bytes(w.type, w.cols) * uint64_t(w.rows);
     DeviceMatrix d{w.type, alloc<uint8_t>(static_cast<int64_t>(bytes), name), w.cols, w.rows};
-    ENGINE_CUDA_CHECK(cudaMemcpy(d.data, w.data, bytes, cudaMemcpyHostToDevice));
+    if (gpu_layout_differs(w.type)) {  // Q6_K: regrouped into aligned runs on the way (gpu_layout.h)
+      std::vector<uint8_t> regrouped(bytes);
+      to_gpu_layout(w.type, w.cols, w.rows, static_cast<const uint8_t*>(w.data), regrouped.data());
+      ENGINE_CUDA_CHECK(cudaMemcpy(d.data, regrouped.data(), bytes, cudaMemcpyHostToDevice));
+    } else {
+      ENGINE_CUDA_CHECK(cudaMemcpy(d.data, w.data, bytes, cudaMemcpyHostToDevice));
+    }
     if (uploaded_) uploaded_(align_device(bytes));
     return d;
   }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/gpu_layout.h"
+
 namespace engine {
 namespace {
 
@@ -41,7 +43,7 @@ uint64_t stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint
 }
 
 uint64_t gpu_tensor_bytes(const TensorInfo& t) {
-  return align_device(t.n_dims == 1 ? 4 * t.n_elements : t.n_bytes);
+  return align_device(t.n_dims == 1 ? 4 * t.n_elements : gpu_row_bytes(t.type, t.ne[0]) * uint64_t(t.rows()));
 }
 
 uint64_t gpu_layer_bytes(const ModelSpec& m, uint32_t layer) {

@@ -19,6 +19,7 @@
 
 #include "../cpu/quant_blocks.h"
 #include "block_loads.cuh"
+#include "engine/gpu_layout.h"
 #include "matmul.h"
 #include "scheduler/cuda_check.h"
 
@@ -58,7 +59,8 @@ __host__ __device__ __forceinline__ void ld8_aligned2(const uint8_t* p, uint32_t
 }
 
 // Every loader: Raw holds the words a group of eight values (k .. k + 7, k % 8 == 0) needs;
-// fetch(row, k) loads them, decode(raw, k) turns them into eight fp16 values (a uint4).
+// fetch(row, k, K) loads them (rows of K values, in the GPU layout: engine/gpu_layout.h),
+// decode(raw, k) turns them into eight fp16 values (a uint4).
 
 // Q4_K and Q5_K: value e = k % 256 of a super-block is in group g = e / 32 (6-bit scale and min,
 // packed as unpack_scale_min_k4 reads them), nibble g % 2 of qs byte 32 (g / 2) + e % 32; Q5_K
@@ -71,7 +73,7 @@ struct Q45KTile {
   struct Raw {
     uint32_t dm, s[3], q[2], h[2];
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k) {
+  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
     const Block& b = reinterpret_cast<const Block*>(row)[k / 256];
     const int e = int(k % 256), g = e / 32, l = e % 32;
     Raw r;
@@ -119,22 +121,25 @@ MATMUL_UNROLL
   }
 };
 
-// Q6_K: value e in half h = e / 128, quarter s = (e % 128) / 32, l = e % 32: nibble s / 2 of ql
-// byte 64 h + 32 (s % 2) + l, bits 2s of qh byte 32 h + l, minus 32, times d and scales[e / 16].
+// Q6_K, in the GPU layout (a row's 208-byte records ql, qh, scales, then its d values): value e in
+// half h = e / 128, quarter s = (e % 128) / 32, l = e % 32: nibble s / 2 of ql byte
+// 64 h + 32 (s % 2) + l, bits 2s of qh byte 32 h + l, minus 32, times d and scales[e / 16].
 struct Q6KTile {
   struct Raw {
     uint32_t ql[2], qh[2];
     int32_t scale;
     uint16_t d;
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k) {
-    const BlockQ6_K& b = reinterpret_cast<const BlockQ6_K*>(row)[k / 256];
+  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t K) {
+    const int64_t i = k / 256;
+    const uint8_t* rec = row + i * int64_t(kGpuQ6KRecordBytes);
     const int e = int(k % 256), h = e / 128, s = (e % 128) / 32, l = e % 32;
     Raw r;
-    ld8_aligned2(b.ql + 64 * h + 32 * (s % 2) + l, r.ql);
-    ld8_aligned2(b.qh + 32 * h + l, r.qh);
-    r.scale = b.scales[e / 16];
-    r.d = b.d;
+    const uint2 ql = *reinterpret_cast<const uint2*>(rec + 64 * h + 32 * (s % 2) + l);  // l % 8 == 0
+    const uint2 qh = *reinterpret_cast<const uint2*>(rec + 128 + 32 * h + l);
+    r.ql[0] = ql.x, r.ql[1] = ql.y, r.qh[0] = qh.x, r.qh[1] = qh.y;
+    r.scale = int8_t(rec[192 + e / 16]);
+    r.d = reinterpret_cast<const uint16_t*>(row + (K / 256) * int64_t(kGpuQ6KRecordBytes))[i];
     return r;
   }
   __host__ __device__ static uint4 decode(const Raw& r, int64_t k) {
@@ -156,7 +161,7 @@ struct Q8_0Tile {
     uint32_t q[2];
     uint16_t d;
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k) {
+  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
     const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(row)[k / 32];
     Raw r;
     ld8_aligned2(reinterpret_cast<const uint8_t*>(b.qs) + k % 32, r.q);
@@ -179,7 +184,7 @@ struct LegacyTile {
   struct Raw {
     uint32_t q[2], qh, dm;
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k) {
+  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
     const Block& b = reinterpret_cast<const Block*>(row)[k / 32];
     Raw r;
     ld8_aligned2(b.qs + k % 16, r.q);
@@ -211,7 +216,7 @@ MATMUL_UNROLL
 // infinity, as any fp16 conversion of such weights would).
 struct F16Tile {
   using Raw = uint4;
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k) {
+  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
     return *reinterpret_cast<const uint4*>(row + 2 * k);
   }
   __host__ __device__ static uint4 decode(const Raw& r, int64_t) { return r; }
@@ -219,7 +224,7 @@ struct F16Tile {
 
 struct BF16Tile {
   using Raw = uint4;
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k) {
+  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
     return *reinterpret_cast<const uint4*>(row + 2 * k);
   }
   __host__ __device__ static uint4 decode(const Raw& r, int64_t) {
@@ -239,7 +244,7 @@ struct F32Tile {
   struct Raw {
     float4 a, b;
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k) {
+  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
     const auto* p = reinterpret_cast<const float4*>(row + 4 * k);
     return Raw{p[0], p[1]};
   }
@@ -311,7 +316,7 @@ MATMUL_UNROLL
   auto fetch_w = [&](int64_t k0) {
 MATMUL_UNROLL
     for (int j = 0; j < 2; ++j) {
-      if (wvalid[j]) raw[j] = Loader::fetch(wrow[j], k0 + cols[j]);
+      if (wvalid[j]) raw[j] = Loader::fetch(wrow[j], k0 + cols[j], K);
     }
   };
   auto store_w = [&](int buf, int64_t k0) {
@@ -420,7 +425,7 @@ bool with_loader(GgmlType type, int64_t K, F&& f) {
     case GgmlType::Q5_1: f.template operator()<LegacyTile<BlockQ5_1, true, true>>(blocks(sizeof(BlockQ5_1), 32)); return true;
     case GgmlType::Q4_K: f.template operator()<Q45KTile<BlockQ4_K, false>>(blocks(sizeof(BlockQ4_K), 256)); return true;
     case GgmlType::Q5_K: f.template operator()<Q45KTile<BlockQ5_K, true>>(blocks(sizeof(BlockQ5_K), 256)); return true;
-    case GgmlType::Q6_K: f.template operator()<Q6KTile>(blocks(sizeof(BlockQ6_K), 256)); return true;
+    case GgmlType::Q6_K: f.template operator()<Q6KTile>(gpu_row_bytes(GgmlType::Q6_K, K)); return true;
     default: return false;
   }
 }
@@ -437,7 +442,7 @@ void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, u
   with_loader(type, K, [&]<typename Loader>(uint64_t) {
     const auto* bytes = static_cast<const uint8_t*>(row);
     for (int64_t k = 0; k < K; k += 8) {
-      const uint4 v = Loader::decode(Loader::fetch(bytes, k), k);
+      const uint4 v = Loader::decode(Loader::fetch(bytes, k, K), k);
       std::memcpy(out + k, &v, sizeof v);
     }
   });

@@ -18,15 +18,16 @@ bool cuda_matmul_supports(GgmlType type, int64_t K);
 void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* stream);
 
 // y[m * N + n] = sum_k W[n][k] * x16[m * K + k] for m < M (tokens), n < N (rows). W: N rows of K
-// values of `type` in GGUF block layout, row n at w + n * row bytes; x16 from
-// cuda_to_f16_saturated (16-byte aligned); y f32, written as `ep` says (bias, residual add).
+// values of `type` in the GPU layout (engine/gpu_layout.h), row n at w + n * gpu_row_bytes; x16
+// from cuda_to_f16_saturated (16-byte aligned); y f32, written as `ep` says (bias, residual add).
 // Asynchronous on `stream`; throws engine::Error for an unsupported type or K, or a failed launch.
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
                  void* stream, ProductEpilogue ep = {});
 
-// The weight tile loader on the host: row (K values of `type`) decoded by the kernel's code, eight
-// values at a time, to fp16 bits in out[0..K). For tests without a GPU: which bytes each group
-// reads and how it decodes them, which is all of the kernel but the shared memory and the mma.
+// The weight tile loader on the host: row (K values of `type`, GPU layout) decoded by the
+// kernel's code, eight values at a time, to fp16 bits in out[0..K). For tests without a GPU:
+// which bytes each group reads and how it decodes them, which is all of the kernel but the
+// shared memory and the mma.
 void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, uint16_t* out);
 
 }  // namespace engine

@@ -24,6 +24,7 @@
 #include "../cpu/quant_blocks.h"
 #include "../cpu/with_count.h"
 #include "block_loads.cuh"
+#include "engine/gpu_layout.h"
 #include "matvec.h"
 #include "scheduler/cuda_check.h"
 
@@ -148,50 +149,54 @@ MATVEC_UNROLL
   }
 };
 
-// Q6_K on 8-bit activations: a quarter warp per super-block, four super-blocks per step. Lane j
-// (0..7) of a quarter: half h = j / 4, t = j % 4; its values are 128h + 32s + 8t + u (s < 4,
-// u < 8): nibble s / 2 of ql bytes 64h + 32(s % 2) + 8t + u, bits 2s of qh bytes 32h + 8t + u,
-// minus 32 (a byte-wise subtraction: codes -32..31 as int8), times d * scales[8h + 2s + t / 2],
-// against bytes 8t .. 8t + 7 of activation block 4h + s. The blocks (210 bytes) are only 2-byte
-// aligned: ql and qh come in 8-byte runs from three aligned words each (load8_aligned2; the
-// words stay inside the block: ql and qh end 14 bytes before it does), the scales as 2-byte
-// pairs.
+// Q6_K on 8-bit activations, in the GPU layout (engine/gpu_layout.h: per row, the super-blocks'
+// 208-byte records ql, qh, scales, 16-byte aligned, then the row's fp16 d values): a quarter warp
+// per super-block, four super-blocks per step. Lane j (0..7) of a quarter: half h = j / 4,
+// u = (j / 2) % 2, p = j % 2; it takes values 16u .. 16u + 15 of groups s = p and p + 2 of half
+// h (value 128h + 32s + l: nibble s / 2 of ql byte 64h + 32(s % 2) + l, bits 2s of qh byte
+// 32h + l, minus 32 by a byte-wise subtraction, times d * scales[8h + 2s + l / 16]): ql bytes
+// 64h + 32p + 16u .. +15 and qh bytes 32h + 16u .. +15 (both nibbles of the first serve its two
+// groups), and the half's 8 scale bytes, each in one load; against bytes 16u .. 16u + 15 of
+// activation blocks 4h + s.
 struct Q6KRows {
   static constexpr bool kQ8 = true;
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
-    const auto* blocks = reinterpret_cast<const BlockQ6_K*>(row);
-    const int j = lane % 8, h = j / 4, t = j % 4, t8 = 8 * t, sc_shift = 8 * (t / 2);
+    const int64_t nb = K / 256;
+    const uint16_t* d_values = reinterpret_cast<const uint16_t*>(row + nb * kGpuQ6KRecordBytes);
+    const int j = lane % 8, h = j / 4, u = (j / 2) % 2, p = j % 2, u16 = 16 * u;
     const int64_t row_blocks = K / 32;
 MATVEC_UNROLL4
-    for (int64_t i = lane / 8; i < K / 256; i += 4) {
-      const BlockQ6_K& b = blocks[i];
-      uint32_t ql[2][2], qh[2];
-      load8_aligned2(b.ql + 64 * h + t8, &ql[0][0], &ql[0][1]);       // groups 0 and 2
-      load8_aligned2(b.ql + 64 * h + 32 + t8, &ql[1][0], &ql[1][1]);  // groups 1 and 3
-      load8_aligned2(b.qh + 32 * h + t8, &qh[0], &qh[1]);
-      const float d = h2f(b.d);
-      uint32_t w[4][2];
-      float scale[4];
+    for (int64_t i = lane / 8; i < nb; i += 4) {
+      const uint8_t* rec = row + i * kGpuQ6KRecordBytes;
+      const uint4 ql = *reinterpret_cast<const uint4*>(rec + 64 * h + 32 * p + u16);
+      const uint4 qh = *reinterpret_cast<const uint4*>(rec + 128 + 32 * h + u16);
+      const uint2 sc = *reinterpret_cast<const uint2*>(rec + 192 + 8 * h);
+      const float d = h2f(d_values[i]);
+      const uint32_t qlw[4] = {ql.x, ql.y, ql.z, ql.w}, qhw[4] = {qh.x, qh.y, qh.z, qh.w};
+      uint32_t w[2][4];
+      float scale[2];
 MATVEC_UNROLL
-      for (int s = 0; s < 4; ++s) {
+      for (int g = 0; g < 2; ++g) {
+        const int s = p + 2 * g;
 MATVEC_UNROLL
-        for (int k = 0; k < 2; ++k) {
-          const uint32_t low = (ql[s % 2][k] >> (4 * (s / 2))) & 0x0F0F0F0Fu;
-          const uint32_t high = ((qh[k] >> (2 * s)) & 0x03030303u) << 4;
-          w[s][k] = sub_bytes(low | high, 0x20202020u);
+        for (int k = 0; k < 4; ++k) {
+          const uint32_t low = (qlw[k] >> (4 * g)) & 0x0F0F0F0Fu;
+          const uint32_t high = ((qhw[k] >> (2 * s)) & 0x03030303u) << 4;
+          w[g][k] = sub_bytes(low | high, 0x20202020u);
         }
-        const uint16_t pair = load2(reinterpret_cast<const uint8_t*>(b.scales) + 8 * h + 2 * s);
-        scale[s] = d * float(int8_t(uint8_t(pair >> sc_shift)));
+        // scales[8h + 2s + u]: byte 2p + u of the half's first (g = 0) or second (g = 1) word
+        scale[g] = d * float(int8_t(uint8_t(byte_of(g == 0 ? sc.x : sc.y, 2 * p + u))));
       }
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         float sum = 0;
 MATVEC_UNROLL
-        for (int s = 0; s < 4; ++s) {
-          const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + 4 * h + s];
-          const int2 x = *reinterpret_cast<const int2*>(a.q + t8);
-          sum += scale[s] * a.d * float(dp4a(w[s][1], x.y, dp4a(w[s][0], x.x, 0)));
+        for (int g = 0; g < 2; ++g) {
+          const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + 4 * h + p + 2 * g];
+          const int2 x0 = *reinterpret_cast<const int2*>(a.q + u16), x1 = *reinterpret_cast<const int2*>(a.q + u16 + 8);
+          const int dot = dp4a(w[g][3], x1.y, dp4a(w[g][2], x1.x, dp4a(w[g][1], x0.y, dp4a(w[g][0], x0.x, 0))));
+          sum += scale[g] * a.d * float(dot);
         }
         acc[bb] += sum;
       }
@@ -420,7 +425,7 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::Q5_1: f.template operator()<LegacyRows<BlockQ5_1, true, true>>(blocks(sizeof(BlockQ5_1), 32)); return true;
     case GgmlType::Q4_K: f.template operator()<Q45KRows<BlockQ4_K, false>>(blocks(sizeof(BlockQ4_K), 256)); return true;
     case GgmlType::Q5_K: f.template operator()<Q45KRows<BlockQ5_K, true>>(blocks(sizeof(BlockQ5_K), 256)); return true;
-    case GgmlType::Q6_K: f.template operator()<Q6KRows>(blocks(sizeof(BlockQ6_K), 256)); return true;
+    case GgmlType::Q6_K: f.template operator()<Q6KRows>(gpu_row_bytes(GgmlType::Q6_K, K)); return true;
     default: return false;
   }
 }

@@ -34,7 +34,8 @@ bool cuda_matvec_supports(GgmlType type);
 bool cuda_matvec_wants_q8(GgmlType type);
 
 // y[b * N + n] = sum_k W[n][k] * x[b * K + k] for b < n_batch (1 .. kCudaMatvecMaxBatch), n < N.
-// W: N rows of K values of `type` in GGUF block layout, row n at w + n * row bytes (K a multiple
+// W: N rows of K values of `type` in the GPU layout (engine/gpu_layout.h: GGUF blocks, Q6_K rows
+// regrouped), row n at w + n * gpu_row_bytes (K a multiple
 // of 256 for the K-quants, of 32 for Q4_0..Q8_0, of 8 for F16/BF16/F32); in.x f32 rows, in.xq
 // their blocks where the type wants them (row b at in.xq + b * K / 32); y f32, written as `ep`
 // says. Asynchronous on `stream`; throws engine::Error for an unsupported type or batch, missing
@@ -42,7 +43,7 @@ bool cuda_matvec_wants_q8(GgmlType type);
 void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
                  void* stream, ProductEpilogue ep = {});
 
-// One matrix of a fused launch: N rows at w (GGUF blocks, as cuda_matvec's W), its results to y
+// One matrix of a fused launch: N rows at w (GPU layout, as cuda_matvec's W), its results to y
 // as ep says.
 struct MatvecOutput {
   const void* w = nullptr;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/ggml_type.h"
+#include "engine/gpu_layout.h"
 #include "engine/half.h"
 
 namespace engine::test {
@@ -55,6 +56,14 @@ inline std::vector<uint8_t> random_blocks(GgmlType type, int64_t n_elements, std
     }
   }
   return bytes;
+}
+
+// `rows` rows of K values in GGUF layout (as random_blocks makes them) in the layout GPU stages
+// upload (engine/gpu_layout.h), for tests that hand weights to the CUDA kernels directly.
+inline std::vector<uint8_t> in_gpu_layout(GgmlType type, int64_t K, int64_t rows, const std::vector<uint8_t>& gguf) {
+  std::vector<uint8_t> out(gpu_row_bytes(type, K) * uint64_t(rows));
+  to_gpu_layout(type, K, rows, gguf.data(), out.data());
+  return out;
 }
 
 }  // namespace engine::test

@@ -52,9 +52,10 @@ TEST(CudaMatmul, TileLoaderOnTheHostMatchesTheDequantizer) {
     const int64_t N = 4;
     const auto w = test::random_blocks(tr.type, kK * N, rng);
     const auto wf = dequantized(tr.type, w, kK, N);
+    const auto wg = test::in_gpu_layout(tr.type, kK, N, w);
     std::vector<uint16_t> got(kK);
     for (int64_t n = 0; n < N; ++n) {
-      cuda_matmul_decode_row_on_host(tr.type, w.data() + n * type_bytes(tr.type, kK), kK, got.data());
+      cuda_matmul_decode_row_on_host(tr.type, wg.data() + n * gpu_row_bytes(tr.type, kK), kK, got.data());
       for (int64_t k = 0; k < kK; ++k) {
         const float want = wf[n * kK + k], have = fp16_to_fp32(got[k]);
         if (std::fabs(want) > 65504.0f) {  // past fp16's range (BF16/F32 only): saturates
@@ -81,17 +82,18 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
     if (!cuda_matmul_supports(tr.type, kK)) continue;
     const auto w = test::random_blocks(tr.type, kK * N, rng);
     const auto wf = dequantized(tr.type, w, kK, N);
+    const auto wg = test::in_gpu_layout(tr.type, kK, N, w);
     for (const int64_t M : {9, 128, 300}) {  // below one tile of tokens, exactly one, a partial third
       std::vector<float> x(M * kK);
       for (auto& v : x) v = normal(rng);
       void* d_w = nullptr;
       float *d_x = nullptr, *d_y = nullptr;
       uint16_t* d_x16 = nullptr;
-      ASSERT_EQ(cudaMalloc(&d_w, w.size()), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_w, wg.size()), cudaSuccess);
       ASSERT_EQ(cudaMalloc(&d_x, x.size() * sizeof(float)), cudaSuccess);
       ASSERT_EQ(cudaMalloc(&d_x16, x.size() * sizeof(uint16_t)), cudaSuccess);
       ASSERT_EQ(cudaMalloc(&d_y, M * N * sizeof(float)), cudaSuccess);
-      ASSERT_EQ(cudaMemcpy(d_w, w.data(), w.size(), cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(d_w, wg.data(), wg.size(), cudaMemcpyHostToDevice), cudaSuccess);
       ASSERT_EQ(cudaMemcpy(d_x, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
       ASSERT_EQ(cudaMemset(d_y, 0xff, M * N * sizeof(float)), cudaSuccess);  // NaN poison
       cuda_to_f16_saturated(d_x, d_x16, M * kK, nullptr);

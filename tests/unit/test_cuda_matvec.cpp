@@ -70,6 +70,7 @@ TEST(CudaMatvec, EverySupportedTypeAndBatchAgainstDoubleReference) {
     const auto w = test::random_blocks(tr.type, K * N, rng);
     std::vector<float> wf(K * N);
     for (int64_t n = 0; n < N; ++n) dequantize_row(tr.type, w.data() + n * row_bytes, wf.data() + n * K, K);
+    const auto wg = test::in_gpu_layout(tr.type, K, N, w);
     for (const int B : {1, 3, 8}) {
       std::vector<float> x(B * K);
       for (auto& v : x) v = normal(rng);
@@ -79,11 +80,11 @@ TEST(CudaMatvec, EverySupportedTypeAndBatchAgainstDoubleReference) {
       void* d_w = nullptr;
       float *d_x = nullptr, *d_y = nullptr;
       ActQ8Block* d_q = nullptr;
-      ASSERT_EQ(cudaMalloc(&d_w, w.size()), cudaSuccess);
+      ASSERT_EQ(cudaMalloc(&d_w, wg.size()), cudaSuccess);
       ASSERT_EQ(cudaMalloc(&d_x, x.size() * sizeof(float)), cudaSuccess);
       ASSERT_EQ(cudaMalloc(&d_q, blocks.size() * sizeof(ActQ8Block)), cudaSuccess);
       ASSERT_EQ(cudaMalloc(&d_y, B * N * sizeof(float)), cudaSuccess);
-      ASSERT_EQ(cudaMemcpy(d_w, w.data(), w.size(), cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(d_w, wg.data(), wg.size(), cudaMemcpyHostToDevice), cudaSuccess);
       ASSERT_EQ(cudaMemcpy(d_x, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
       ASSERT_EQ(cudaMemset(d_q, 0xff, blocks.size() * sizeof(ActQ8Block)), cudaSuccess);
       ASSERT_EQ(cudaMemset(d_y, 0xff, B * N * sizeof(float)), cudaSuccess);  // NaN poison
@@ -133,7 +134,7 @@ TEST(CudaMatvec, FusedLaunchMatchesSeparateLaunches) {
       const MatvecInput in{d_x.as<float>(), d_q.as<ActQ8Block>()};
       std::vector<test::DeviceBuffer> w, fused_y, separate_y;
       for (int s = 0; s < 3; ++s) {
-        w.emplace_back(test::random_blocks(type, K * rows[s], rng));
+        w.emplace_back(test::in_gpu_layout(type, K, rows[s], test::random_blocks(type, K * rows[s], rng)));
         // NaN poison, except the accumulating output, which starts from `start` in both runs.
         std::vector<float> init(B * rows[s], std::nanf(""));
         if (s == 2) init = start;
@@ -192,12 +193,13 @@ TEST(CudaMatvec, LaneArithmeticOnTheHostAgainstDoubleReference) {
     const auto w = test::random_blocks(tr.type, K * N, rng);
     std::vector<float> wf(K * N);
     for (int64_t n = 0; n < N; ++n) dequantize_row(tr.type, w.data() + n * row_bytes, wf.data() + n * K, K);
+    const auto wg = test::in_gpu_layout(tr.type, K, N, w);
     for (const int B : {1, 3, 8}) {
       std::vector<float> x(B * K), y(B * N, std::nanf(""));
       for (auto& v : x) v = normal(rng);
       std::vector<ActQ8Block> blocks(x.size() / 32 + 1);
       if (cuda_matvec_wants_q8(tr.type)) quantize_activations_on_host(x.data(), int64_t(x.size()), blocks.data());
-      cuda_matvec_lanes_on_host(tr.type, w.data(), K, N, MatvecInput{x.data(), blocks.data()}, B, y.data());
+      cuda_matvec_lanes_on_host(tr.type, wg.data(), K, N, MatvecInput{x.data(), blocks.data()}, B, y.data());
       EXPECT_LE(rel_to_reference(wf, effective_activations(tr.type, x, blocks), y, B, N, K), 1e-5)
           << tr.name << " batch " << B;
     }

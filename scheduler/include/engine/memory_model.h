@@ -31,8 +31,9 @@ constexpr uint64_t align_device(uint64_t bytes) {
 // The KV cache of a stage with n_layers layers: one K and one V array for all of them.
 uint64_t stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint32_t n_layers);
 
-// What a GPU stage uploads for a tensor: a matrix as stored in the file, a vector (norm, bias,
-// RoPE factors) as f32, aligned.
+// What a GPU stage uploads for a tensor: a matrix in the GPU layout (engine/gpu_layout.h: as
+// stored in the file, Q6_K rows regrouped and padded to 16 bytes), a vector (norm, bias, RoPE
+// factors) as f32, aligned.
 uint64_t gpu_tensor_bytes(const TensorInfo& t);
 
 // The weights a GPU stage uploads: the tensors of `layers` (inclusive; none if empty) and the
