@@ -21,6 +21,7 @@
 
 #include "engine/error.h"
 #include "engine/ggml_type.h"
+#include "engine/gpu_layout.h"
 #include "kernels/cuda/matmul.h"
 #include "scheduler/cuda_check.h"
 #include "qwq32_shapes.h"
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
     double prompt_us = 0, prompt_cublas_us = 0;
     for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
       if (s.output_head) continue;  // a prompt runs the head for its last token only
-      const uint64_t w_bytes = engine::type_bytes(s.type, uint64_t(s.K)) * uint64_t(s.N);
+      const uint64_t w_bytes = engine::gpu_row_bytes(s.type, s.K) * uint64_t(s.N);  // as a GPU stage stores it
       void *w = nullptr, *w16 = nullptr;
       uint16_t* x = nullptr;
       float* y = nullptr;

@@ -25,6 +25,7 @@
 
 #include "engine/error.h"
 #include "engine/ggml_type.h"
+#include "engine/gpu_layout.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/matvec.h"
 #include "kernels/cuda/ops.h"
@@ -74,7 +75,7 @@ int main(int argc, char** argv) {
     }
     double token_us = 0, token_bytes = 0;
     for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
-      const uint64_t w_bytes = engine::type_bytes(s.type, uint64_t(s.K)) * uint64_t(s.N);
+      const uint64_t w_bytes = engine::gpu_row_bytes(s.type, s.K) * uint64_t(s.N);  // as a GPU stage stores it
       void* w = nullptr;
       float *x = nullptr, *y = nullptr;
       engine::ActQ8Block* xq = nullptr;
@@ -139,7 +140,7 @@ int main(int argc, char** argv) {
       std::vector<engine::MatvecOutput> outs;
       double bytes = 40.0 / 32.0 * double(l.K);
       for (const int64_t n : l.rows) {
-        const uint64_t w_bytes = engine::type_bytes(l.type, uint64_t(l.K)) * uint64_t(n);
+        const uint64_t w_bytes = engine::gpu_row_bytes(l.type, l.K) * uint64_t(n);
         void* w = nullptr;
         float* y = nullptr;
         ENGINE_CUDA_CHECK(cudaMalloc(&w, w_bytes));
