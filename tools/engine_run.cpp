@@ -222,16 +222,6 @@ int main(int argc, char** argv) {
       if (f.transport != "auto" && f.transport != "host" && f.transport != "peer" && f.transport != "nccl") {
         throw engine::Error(fmt::format("--transport: '{}' is not one of auto, peer, nccl, host", f.transport));
       }
-      // Without --devices the visible GPUs would be planned, but the GPU stages have not run on a
-      // GPU yet (issue 6): plan the CPU alone unless GPUs are asked for. Simulated devices
-      // (--devices sim:...) run their stages on the CPU.
-      if (f.devices.empty()) {
-        if (options.split.kind != engine::SplitKind::automatic && options.split.kind != engine::SplitKind::cpu) {
-          throw engine::Error("--split: without --devices only the CPU runs layers (name the GPUs, e.g. "
-                              "--devices 0,1, or simulated ones); use --plan to see a GPU placement");
-        }
-        options.split = engine::parse_split("cpu");
-      }
       f.sampling.seed = f.seed ? *f.seed
                                : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
       engine::validate(f.sampling);
