@@ -427,8 +427,6 @@ class CudaStage final : public Stage, public CudaStageLink {
     return d;
   }
 
-  // y = W x (with the epilogue's bias and residual add): the tensor-core matmul for a prompt batch
-  // where it takes the matrix, otherwise the matrix-vector kernels kCudaMatvecMaxBatch rows at a time.
   // One matrix product of a layer: W, where its rows go, and how.
   struct Product {
     const DeviceMatrix& w;
@@ -470,6 +468,8 @@ class CudaStage final : public Stage, public CudaStageLink {
     cuda_matvec_fused(type, K, MatvecInput{in.x, q8 ? xq_ : nullptr}, static_cast<int>(in.n), outs, stream_);
   }
 
+  // y = W x (with the epilogue's bias and residual add): the tensor-core matmul for a prompt batch
+  // where it takes the matrix, otherwise the matrix-vector kernels kCudaMatvecMaxBatch rows at a time.
   void project(const DeviceMatrix& w, Activations& in, float* y, ProductEpilogue ep = {}) {
     const int64_t K = w.cols;
     if (in.n > kCudaMatvecMaxBatch && cuda_matmul_supports(w.type, K)) {

@@ -1,6 +1,6 @@
 // Reads from GGUF blocks shared by the CUDA kernels, on the device and on the host (the lane and
 // tile-loader tests run the same code): fp16 fields, and words from blocks that are only 2-byte
-// aligned (Q4_0, Q5_0 and Q8_0's 18, 22 and 34 bytes, Q6_K's 210).
+// aligned (Q4_0, Q5_0 and Q8_0's 18, 22 and 34 bytes).
 #pragma once
 
 #include <cuda_fp16.h>

@@ -120,7 +120,7 @@ TEST(CudaStage, OverBudgetIsRefusedBeforeAllocating) {
 // Decode steps replay one CUDA graph captured at the first step (kernels reading the position on
 // the device); with ENGINE_CUDA_GRAPHS=0 they launch directly. Both must give the same logits bit
 // for bit at every step (the same kernels on the same data), across positions that cross the
-// attention's 256-key chunks.
+// attention's 64-key chunks.
 TEST(CudaStage, DecodeGraphsMatchDirectLaunches) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
   const auto model = test::random_model(WeightMix::q4_k_m, Arch::qwen3, 3);
