@@ -307,9 +307,10 @@ class CudaStage final : public Stage, public CudaStageLink {
       project(w.wo, attn, x_, {w.bo, true});
       Activations ffn_in = normalized(x_, w.ffn_norm, n);
       project_all({{w.w_gate, gate_, {}}, {w.w_up, up_, {}}}, ffn_in);
+      ActQ8Block* hidden_q8 = q8_output(n, F);
+      cuda_swiglu(gate_, up_, gate_, n * F, stream_, hidden_q8);
       Activations ffn_hidden{gate_, n};
-      ffn_hidden.q8 = q8_output(n, F) != nullptr;
-      cuda_swiglu(gate_, up_, gate_, n * F, stream_, q8_output(n, F));
+      ffn_hidden.q8 = hidden_q8 != nullptr;
       project(w.w_down, ffn_hidden, x_, {nullptr, true});
     }
   }

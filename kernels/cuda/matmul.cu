@@ -65,7 +65,8 @@ __host__ __device__ __forceinline__ void ld8_aligned2(const uint8_t* p, uint32_t
 // Q4_K and Q5_K: value e = k % 256 of a super-block is in group g = e / 32 (6-bit scale and min,
 // packed as unpack_scale_min_k4 reads them), nibble g % 2 of qs byte 32 (g / 2) + e % 32; Q5_K
 // adds bit g of qh byte e % 32 as bit 4. The scales are unpacked in decode, from the three words
-// fetch loaded, with selects rather than unpack_scale_min_k4's branches and byte loads: fetch only
+// fetch loaded, by scale_min_k4 (selects, as the matvec) rather than unpack_scale_min_k4's
+// branches and byte loads: fetch only
 // issues loads, which stay in flight during the step's products (calling it in fetch made the
 // Q4_K/Q5_K kernels spill, ptxas sm_90).
 template <typename Block, bool kFiveBit>
@@ -93,22 +94,12 @@ struct Q45KTile {
     }
     return r;
   }
-  __host__ __device__ static uint32_t scale_byte(const Raw& r, int i) {
-    const uint32_t w = i < 4 ? r.s[0] : (i < 8 ? r.s[1] : r.s[2]);
-    return (w >> (8 * (i % 4))) & 255u;
-  }
   __host__ __device__ static uint4 decode(const Raw& r, int64_t k) {
     const int g = int(k % 256) / 32;
-    uint32_t sc, mn;
-    if (g < 4) {
-      sc = scale_byte(r, g) & 63;
-      mn = scale_byte(r, g + 4) & 63;
-    } else {
-      sc = (scale_byte(r, g + 4) & 15) | ((scale_byte(r, g - 4) >> 6) << 4);
-      mn = (scale_byte(r, g + 4) >> 4) | ((scale_byte(r, g) >> 6) << 4);
-    }
-    const float scale = h2f(uint16_t(r.dm & 0xffff)) * float(sc);
-    const float offset = h2f(uint16_t(r.dm >> 16)) * float(mn);
+    float sc, mn;
+    scale_min_k4(r.s[0], r.s[1], r.s[2], g, &sc, &mn);
+    const float scale = h2f(uint16_t(r.dm & 0xffff)) * sc;
+    const float offset = h2f(uint16_t(r.dm >> 16)) * mn;
     const int shift = 4 * (g % 2);
     float v[8];
 MATMUL_UNROLL
