@@ -1,16 +1,20 @@
 // Tensor-core matmul for prompt batches: Y[M][N] = X[M][K] . W[N][K]^T, W in its GGUF blocks.
 //
-// Layout: W is N rows of K values (ggml blocks, row n contiguous); X is M rows of K fp16 values
-// (16-byte aligned rows: K % 32 == 0); Y is M rows of N floats.
+// Layout: W is N rows of K values (GPU layout, engine/gpu_layout.h: rows 16-byte aligned, K a
+// multiple of the loader's window); X is M rows of K fp16 values (16-byte aligned rows); Y is M
+// rows of N floats.
 // Launch: a block of 256 threads (8 warps) per tile of 128 weight rows x 128 tokens, grid
-// (ceil(N / 128), ceil(M / 128)). Per step of 32 values of K, each thread decodes two groups of 8
-// weights to fp16 (Loader::fetch before the step's products, Loader::decode after, so the loads
-// are in flight while the tensor cores work) and copies two 16-byte chunks of X with cp.async;
-// both tiles are double-buffered in shared memory, rows padded to 40 halves (80 bytes) so the 8
-// row addresses of an ldmatrix fall in distinct banks. Warp w computes 64 weight rows
-// (w % 2) x 32 tokens (w / 2) as 4 x 4 mma.m16n8k16 tiles (fp16 in, f32 accumulators).
-// Bound: compute (tensor cores) at prompt sizes: each weight byte is read ceil(M / 128) times and
-// each X value ceil(N / 128) times, both from L2 mostly.
+// (ceil(N / 128), ceil(M / 128)), dynamic shared memory shared_bytes<Loader, kAhead>() (64-108
+// KiB: two blocks per SM on sm_90). Every global read is a cp.async issued kAhead steps (of 32 values of K) before
+// its step: each step's X tile (128 tokens x 32), and, when a step opens one, every weight row's
+// next window (a super-block, eight legacy blocks, or 32 float values) as raw bytes. A step then
+// decodes its 128 x 32 weights from the raw window to an fp16 tile, and warp w computes 64
+// weight rows (w % 2) x 32 tokens (w / 2) as 4 x 4 mma.m16n8k16 tiles (fp16 in, f32
+// accumulators) from ldmatrix fragments. fp16 tiles are padded to 40 halves (80 bytes) a row, so
+// the 8 row addresses of an ldmatrix fall in distinct banks.
+// Bound: compute (tensor cores, and the shared memory the fragments come through) at prompt
+// sizes: each weight byte is read ceil(M / 128) times and each X value ceil(N / 128) times, both
+// from L2 mostly, with no load latency on the step's critical path.
 // Precision: weights rounded once to fp16 (relative 2^-11), activations as given (fp16), f32 sums.
 #include <cuda_fp16.h>
 
@@ -37,6 +41,11 @@ constexpr int kTileTokens = 128;  // tokens per block
 constexpr int kTileK = 32;        // values of K per step
 constexpr int kPitch = kTileK + 8;
 constexpr int kThreads = 256;
+// A kernel keeps the copies of kAhead steps in flight while it computes one: 2, or 1 where the
+// two-step footprint is more than a block may have on the device (Q8_0 on sm_86/sm_89, whose
+// blocks get at most 99 KiB).
+constexpr int kDeepAhead = 2;
+constexpr size_t kSmallestOptInSharedBytes = 99 * 1024;  // sm_86, sm_89 (sm_80: 163 KiB, sm_90: 227 KiB)
 
 __host__ __device__ __forceinline__ uint16_t f2h(float v) { return __half_as_ushort(__float2half_rn(v)); }
 
@@ -58,25 +67,37 @@ __host__ __device__ __forceinline__ void ld8_aligned2(const uint8_t* p, uint32_t
   q[1] = load4_aligned2(p + 4);
 }
 
-// Every loader: Raw holds the words a group of eight values (k .. k + 7, k % 8 == 0) needs;
-// fetch(row, k, K) loads them (rows of K values, in the GPU layout: engine/gpu_layout.h),
-// decode(raw, k) turns them into eight fp16 values (a uint4).
+// Every loader reads the weights through windows: window w of a row is the bytes its values
+// w * kWindowValues .. + kWindowValues - 1 need, kWindowBytes of them (a multiple of 16), which the
+// kernel copies to shared memory in 16-byte chunks; chunk(row, K, w, c) is the address of chunk c
+// (rows of K values in the GPU layout, engine/gpu_layout.h, 16-byte aligned). Raw holds the words
+// a group of eight values (e .. e + 7 of the window, e % 8 == 0) needs: fetch(window, e, w) reads
+// them from the copy, decode(raw, e) turns them into eight fp16 values (a uint4).
 
-// Q4_K and Q5_K: value e = k % 256 of a super-block is in group g = e / 32 (6-bit scale and min,
-// packed as unpack_scale_min_k4 reads them), nibble g % 2 of qs byte 32 (g / 2) + e % 32; Q5_K
-// adds bit g of qh byte e % 32 as bit 4. The scales are unpacked in decode, from the three words
-// fetch loaded, by scale_min_k4 (selects, as the matvec) rather than unpack_scale_min_k4's
-// branches and byte loads: fetch only
-// issues loads, which stay in flight during the step's products (calling it in fetch made the
-// Q4_K/Q5_K kernels spill, ptxas sm_90).
+// Windows that are a run of the row: whole blocks, kWindowBytes apart.
+template <int kValues, int kBytes>
+struct ContiguousWindows {
+  static constexpr int kWindowValues = kValues;
+  static constexpr int kWindowBytes = kBytes;
+  static_assert(kBytes % 16 == 0, "windows are copied in 16-byte chunks");
+  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t, int64_t w, int c) {
+    return row + w * kBytes + 16 * c;
+  }
+};
+
+// Q4_K and Q5_K (a window is one super-block): value e is in group g = e / 32 (6-bit scale and
+// min, packed as unpack_scale_min_k4 reads them), nibble g % 2 of qs byte 32 (g / 2) + e % 32;
+// Q5_K adds bit g of qh byte e % 32 as bit 4. The scales are unpacked in decode, from the three
+// words fetch read, by scale_min_k4 (selects, as the matvec) rather than unpack_scale_min_k4's
+// branches and byte loads.
 template <typename Block, bool kFiveBit>
-struct Q45KTile {
+struct Q45KTile : ContiguousWindows<256, sizeof(Block)> {
   struct Raw {
     uint32_t dm, s[3], q[2], h[2];
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
-    const Block& b = reinterpret_cast<const Block*>(row)[k / 256];
-    const int e = int(k % 256), g = e / 32, l = e % 32;
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
+    const Block& b = *reinterpret_cast<const Block*>(window);
+    const int g = e / 32, l = e % 32;
     Raw r;
     r.dm = uint32_t(b.d) | (uint32_t(b.dmin) << 16);
     const auto* s = reinterpret_cast<const uint32_t*>(b.scales);
@@ -94,8 +115,8 @@ struct Q45KTile {
     }
     return r;
   }
-  __host__ __device__ static uint4 decode(const Raw& r, int64_t k) {
-    const int g = int(k % 256) / 32;
+  __host__ __device__ static uint4 decode(const Raw& r, int e) {
+    const int g = e / 32;
     float sc, mn;
     scale_min_k4(r.s[0], r.s[1], r.s[2], g, &sc, &mn);
     const float scale = h2f(uint16_t(r.dm & 0xffff)) * sc;
@@ -112,29 +133,37 @@ MATMUL_UNROLL
   }
 };
 
-// Q6_K, in the GPU layout (a row's 208-byte records ql, qh, scales, then its d values): value e in
-// half h = e / 128, quarter s = (e % 128) / 32, l = e % 32: nibble s / 2 of ql byte
-// 64 h + 32 (s % 2) + l, bits 2s of qh byte 32 h + l, minus 32, times d and scales[e / 16].
+// Q6_K in the GPU layout (a row's 208-byte records ql, qh, scales, then its d values): window w is
+// record w (13 chunks) and the 16-byte chunk of d values holding d[w] (the row is padded to 16
+// bytes, so that chunk is inside it). Value e in half h = e / 128, quarter s = (e % 128) / 32,
+// l = e % 32: nibble s / 2 of ql byte 64 h + 32 (s % 2) + l, bits 2s of qh byte 32 h + l, minus
+// 32, times d and scales[e / 16].
 struct Q6KTile {
+  static constexpr int kWindowValues = 256;
+  static constexpr int kWindowBytes = kGpuQ6KRecordBytes + 16;
+  static_assert(kGpuQ6KRecordBytes % 16 == 0, "records are copied in 16-byte chunks");
+  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
+    constexpr int kRecordChunks = kGpuQ6KRecordBytes / 16;
+    if (c < kRecordChunks) return row + w * kGpuQ6KRecordBytes + 16 * c;
+    return row + (K / 256) * int64_t(kGpuQ6KRecordBytes) + 16 * (w / 8);
+  }
   struct Raw {
     uint32_t ql[2], qh[2];
     int32_t scale;
     uint16_t d;
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t K) {
-    const int64_t i = k / 256;
-    const uint8_t* rec = row + i * int64_t(kGpuQ6KRecordBytes);
-    const int e = int(k % 256), h = e / 128, s = (e % 128) / 32, l = e % 32;
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
+    const int h = e / 128, s = (e % 128) / 32, l = e % 32;
     Raw r;
-    const uint2 ql = *reinterpret_cast<const uint2*>(rec + 64 * h + 32 * (s % 2) + l);  // l % 8 == 0
-    const uint2 qh = *reinterpret_cast<const uint2*>(rec + 128 + 32 * h + l);
+    const uint2 ql = *reinterpret_cast<const uint2*>(window + 64 * h + 32 * (s % 2) + l);  // l % 8 == 0
+    const uint2 qh = *reinterpret_cast<const uint2*>(window + 128 + 32 * h + l);
     r.ql[0] = ql.x, r.ql[1] = ql.y, r.qh[0] = qh.x, r.qh[1] = qh.y;
-    r.scale = int8_t(rec[192 + e / 16]);
-    r.d = reinterpret_cast<const uint16_t*>(row + (K / 256) * int64_t(kGpuQ6KRecordBytes))[i];
+    r.scale = int8_t(window[192 + e / 16]);
+    r.d = reinterpret_cast<const uint16_t*>(window + kGpuQ6KRecordBytes)[w % 8];
     return r;
   }
-  __host__ __device__ static uint4 decode(const Raw& r, int64_t k) {
-    const int s = int(k % 128) / 32;
+  __host__ __device__ static uint4 decode(const Raw& r, int e) {
+    const int s = (e % 128) / 32;
     const float scale = h2f(r.d) * float(r.scale);
     float v[8];
 MATMUL_UNROLL
@@ -146,20 +175,20 @@ MATMUL_UNROLL
   }
 };
 
-// Q8_0: value e = k % 32 is qs[e] * d.
-struct Q8_0Tile {
+// Q8_0 (a window is eight blocks, 272 bytes): value e is qs[e % 32] * d of block e / 32.
+struct Q8_0Tile : ContiguousWindows<256, 8 * sizeof(BlockQ8_0)> {
   struct Raw {
     uint32_t q[2];
     uint16_t d;
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
-    const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(row)[k / 32];
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
+    const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(window)[e / 32];
     Raw r;
-    ld8_aligned2(reinterpret_cast<const uint8_t*>(b.qs) + k % 32, r.q);
+    ld8_aligned2(reinterpret_cast<const uint8_t*>(b.qs) + e % 32, r.q);
     r.d = b.d;
     return r;
   }
-  __host__ __device__ static uint4 decode(const Raw& r, int64_t) {
+  __host__ __device__ static uint4 decode(const Raw& r, int) {
     const float d = h2f(r.d);
     float v[8];
 MATMUL_UNROLL
@@ -168,25 +197,27 @@ MATMUL_UNROLL
   }
 };
 
-// Q4_0, Q4_1, Q5_0, Q5_1: value e = k % 32 is nibble e / 16 of qs[e % 16]; the 5-bit types add
-// bit e of qh as bit 4. value = (q - offset) d (Q4_0: 8, Q5_0: 16) or q d + m (Q4_1, Q5_1).
+// Q4_0, Q4_1, Q5_0, Q5_1 (a window is eight blocks, a multiple of 16 bytes): value e is in block
+// e / 32, nibble (e % 32) / 16 of qs[e % 16]; the 5-bit types add bit e % 32 of qh as bit 4.
+// value = (q - offset) d (Q4_0: 8, Q5_0: 16) or q d + m (Q4_1, Q5_1).
 template <typename Block, bool kFiveBit, bool kMin>
-struct LegacyTile {
+struct LegacyTile : ContiguousWindows<256, 8 * sizeof(Block)> {
   struct Raw {
     uint32_t q[2], qh, dm;
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
-    const Block& b = reinterpret_cast<const Block*>(row)[k / 32];
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
+    const Block& b = reinterpret_cast<const Block*>(window)[e / 32];
     Raw r;
-    ld8_aligned2(b.qs + k % 16, r.q);
+    ld8_aligned2(b.qs + e % 16, r.q);
     r.qh = 0;
     if constexpr (kFiveBit) r.qh = load4_aligned2(b.qh);
     r.dm = b.d;
     if constexpr (kMin) r.dm |= uint32_t(b.m) << 16;
     return r;
   }
-  __host__ __device__ static uint4 decode(const Raw& r, int64_t k) {
-    const int e = int(k % 32), shift = 4 * (e / 16);
+  __host__ __device__ static uint4 decode(const Raw& r, int e) {
+    e %= 32;
+    const int shift = 4 * (e / 16);
     const float d = h2f(uint16_t(r.dm & 0xffff)), m = h2f(uint16_t(r.dm >> 16));
     float v[8];
 MATMUL_UNROLL
@@ -204,21 +235,21 @@ MATMUL_UNROLL
 };
 
 // F16: eight values as they are; BF16 and F32: converted (values past fp16's range saturate to
-// infinity, as any fp16 conversion of such weights would).
-struct F16Tile {
+// infinity, as any fp16 conversion of such weights would). A window is one step of 32 values.
+struct F16Tile : ContiguousWindows<32, 64> {
   using Raw = uint4;
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
-    return *reinterpret_cast<const uint4*>(row + 2 * k);
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
+    return *reinterpret_cast<const uint4*>(window + 2 * e);
   }
-  __host__ __device__ static uint4 decode(const Raw& r, int64_t) { return r; }
+  __host__ __device__ static uint4 decode(const Raw& r, int) { return r; }
 };
 
-struct BF16Tile {
+struct BF16Tile : ContiguousWindows<32, 64> {
   using Raw = uint4;
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
-    return *reinterpret_cast<const uint4*>(row + 2 * k);
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
+    return *reinterpret_cast<const uint4*>(window + 2 * e);
   }
-  __host__ __device__ static uint4 decode(const Raw& r, int64_t) {
+  __host__ __device__ static uint4 decode(const Raw& r, int) {
     const uint32_t words[4] = {r.x, r.y, r.z, r.w};
     float v[8];
 MATMUL_UNROLL
@@ -231,15 +262,15 @@ MATMUL_UNROLL
   }
 };
 
-struct F32Tile {
+struct F32Tile : ContiguousWindows<32, 128> {
   struct Raw {
     float4 a, b;
   };
-  __host__ __device__ static Raw fetch(const uint8_t* row, int64_t k, int64_t) {
-    const auto* p = reinterpret_cast<const float4*>(row + 4 * k);
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
+    const auto* p = reinterpret_cast<const float4*>(window + 4 * e);
     return Raw{p[0], p[1]};
   }
-  __host__ __device__ static uint4 decode(const Raw& r, int64_t) {
+  __host__ __device__ static uint4 decode(const Raw& r, int) {
     const float v[8] = {r.a.x, r.a.y, r.a.z, r.a.w, r.b.x, r.b.y, r.b.z, r.b.w};
     return pack8(v);
   }
@@ -256,7 +287,12 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
 }
 
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// Waits until at most kPending of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
 
 __device__ __forceinline__ void ldmatrix_x4(const void* smem, uint32_t r[4]) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -273,49 +309,71 @@ __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-template <typename Loader>
+// Shared memory of one block: kAhead + 1 tiles of X, one fp16 tile of weights, and
+// raw_buffers<Loader, kAhead>() windows of every row of the tile.
+template <typename Loader, int kAhead>
+__host__ __device__ constexpr int raw_buffers() {
+  // Windows in use at once: the one decoded and those the kAhead steps in flight reach into.
+  constexpr int steps_per_window = Loader::kWindowValues / kTileK;
+  return (kAhead + steps_per_window - 1) / steps_per_window + 1;
+}
+
+template <typename Loader, int kAhead>
+__host__ __device__ constexpr size_t shared_bytes() {
+  return sizeof(uint16_t) * ((kAhead + 1) * kTileTokens + kTileRows) * kPitch +
+         size_t(raw_buffers<Loader, kAhead>()) * kTileRows * Loader::kWindowBytes;
+}
+
+template <typename Loader, int kAhead>
 __global__ void __launch_bounds__(kThreads, 2)
     matmul_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t K, int64_t N,
                   const uint16_t* __restrict__ x, int64_t M, float* __restrict__ y, ProductEpilogue ep) {
-  __shared__ __align__(16) uint16_t ws[2][kTileRows * kPitch];
-  __shared__ __align__(16) uint16_t xs[2][kTileTokens * kPitch];
+  constexpr int kStepsPerWindow = Loader::kWindowValues / kTileK;
+  constexpr int kXStages = kAhead + 1;
+  constexpr int kRawBuffers = raw_buffers<Loader, kAhead>();
+  constexpr int kChunks = Loader::kWindowBytes / 16;  // per row and window
+  extern __shared__ __align__(16) uint8_t smem[];
+  uint16_t* xs = reinterpret_cast<uint16_t*>(smem);       // [kXStages][kTileTokens][kPitch]
+  uint16_t* ws = xs + kXStages * kTileTokens * kPitch;    // [kTileRows][kPitch]
+  uint8_t* raw = reinterpret_cast<uint8_t*>(ws + kTileRows * kPitch);  // [kRawBuffers][kTileRows][kWindowBytes]
+
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t row0 = int64_t(blockIdx.x) * kTileRows, tok0 = int64_t(blockIdx.y) * kTileTokens;
 
   // This thread's two groups of 8 in each tile: group i = tid + 256 j is row (or token) i / 4,
   // values 8 (i % 4) .. + 7 of the step.
   int rows[2], cols[2];
-  const uint8_t* wrow[2];
   const uint16_t* xrow[2];
-  bool wvalid[2], xvalid[2];
+  bool xvalid[2];
 MATMUL_UNROLL
   for (int j = 0; j < 2; ++j) {
     const int i = tid + kThreads * j;
     rows[j] = i / 4;
     cols[j] = 8 * (i % 4);
-    wvalid[j] = row0 + rows[j] < N;
     xvalid[j] = tok0 + rows[j] < M;
-    wrow[j] = w + (wvalid[j] ? row0 + rows[j] : 0) * row_bytes;
     xrow[j] = x + (xvalid[j] ? tok0 + rows[j] : 0) * K;
   }
-  auto copy_x = [&](int buf, int64_t k0) {
+
+  // Step t's copies, one cp.async group (empty past the last step): its X tile, and the window of
+  // every weight row when t opens one. Rows past N copy nothing and are zero-filled.
+  const int64_t steps = K / kTileK;
+  auto issue = [&](int64_t t) {
+    if (t < steps) {
+      uint16_t* xt = xs + (t % kXStages) * kTileTokens * kPitch;
 MATMUL_UNROLL
-    for (int j = 0; j < 2; ++j) cp_async16(&xs[buf][rows[j] * kPitch + cols[j]], xrow[j] + k0 + cols[j], xvalid[j]);
+      for (int j = 0; j < 2; ++j) cp_async16(xt + rows[j] * kPitch + cols[j], xrow[j] + t * kTileK + cols[j], xvalid[j]);
+      if (t % kStepsPerWindow == 0) {
+        const int64_t window = t / kStepsPerWindow;
+        uint8_t* dst = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
+        for (int i = tid; i < kTileRows * kChunks; i += kThreads) {
+          const int r = i / kChunks, c = i % kChunks;
+          const bool valid = row0 + r < N;
+          const uint8_t* row = w + (valid ? row0 + r : 0) * row_bytes;
+          cp_async16(dst + r * Loader::kWindowBytes + 16 * c, Loader::chunk(row, K, window, c), valid);
+        }
+      }
+    }
     cp_async_commit();
-  };
-  typename Loader::Raw raw[2];
-  auto fetch_w = [&](int64_t k0) {
-MATMUL_UNROLL
-    for (int j = 0; j < 2; ++j) {
-      if (wvalid[j]) raw[j] = Loader::fetch(wrow[j], k0 + cols[j], K);
-    }
-  };
-  auto store_w = [&](int buf, int64_t k0) {
-MATMUL_UNROLL
-    for (int j = 0; j < 2; ++j) {
-      const uint4 v = wvalid[j] ? Loader::decode(raw[j], k0 + cols[j]) : make_uint4(0, 0, 0, 0);
-      *reinterpret_cast<uint4*>(&ws[buf][rows[j] * kPitch + cols[j]]) = v;
-    }
   };
 
   const int wr = warp % 2, wt = warp / 2;  // this warp's 64 weight rows and 32 tokens
@@ -329,19 +387,28 @@ MATMUL_UNROLL
     }
   }
 
-  const int64_t steps = K / kTileK;
-  copy_x(0, 0);
-  fetch_w(0);
-  store_w(0, 0);
-  cp_async_wait_all();
-  __syncthreads();
+MATMUL_UNROLL
+  for (int t = 0; t < kAhead; ++t) issue(t);
   for (int64_t t = 0; t < steps; ++t) {
-    const int cur = int(t % 2);
-    const bool more = t + 1 < steps;
-    if (more) {
-      copy_x(cur ^ 1, (t + 1) * kTileK);
-      fetch_w((t + 1) * kTileK);
+    // Step t's group has landed (kAhead - 1 younger ones may be in flight) for this thread; the
+    // barrier makes every thread's copies visible and frees the buffers step t - 1 read, which
+    // the copies for step t + kAhead reuse.
+    cp_async_wait<kAhead - 1>();
+    __syncthreads();
+    issue(t + kAhead);
+    {
+      const int64_t window = t / kStepsPerWindow;
+      const uint8_t* win = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
+      const int e0 = int(t % kStepsPerWindow) * kTileK;
+MATMUL_UNROLL
+      for (int j = 0; j < 2; ++j) {
+        const int e = e0 + cols[j];
+        const uint4 v = Loader::decode(Loader::fetch(win + rows[j] * Loader::kWindowBytes, e, window), e);
+        *reinterpret_cast<uint4*>(&ws[rows[j] * kPitch + cols[j]]) = v;
+      }
     }
+    __syncthreads();
+    const uint16_t* xt = xs + (t % kXStages) * kTileTokens * kPitch;
 MATMUL_UNROLL
     for (int ks = 0; ks < kTileK; ks += 16) {
       // A fragments (ldmatrix x4 of a 16 x 16 tile): lanes 0-15 address rows 0-15 at column ks,
@@ -349,7 +416,7 @@ MATMUL_UNROLL
       uint32_t a[4][4];
 MATMUL_UNROLL
       for (int i = 0; i < 4; ++i) {
-        ldmatrix_x4(&ws[cur][(wr * 64 + i * 16 + lane % 16) * kPitch + ks + (lane / 16) * 8], a[i]);
+        ldmatrix_x4(&ws[(wr * 64 + i * 16 + lane % 16) * kPitch + ks + (lane / 16) * 8], a[i]);
       }
       // B fragments for two 8-token tiles per ldmatrix x4: matrices (tokens 0-7, k 0-7),
       // (0-7, 8-15), (8-15, 0-7), (8-15, 8-15), addressed by lanes 0-7, 8-15, 16-23, 24-31.
@@ -357,7 +424,7 @@ MATMUL_UNROLL
 MATMUL_UNROLL
       for (int jj = 0; jj < 2; ++jj) {
         uint32_t r[4];
-        ldmatrix_x4(&xs[cur][(wt * 32 + jj * 16 + lane % 8 + (lane / 16) * 8) * kPitch + ks + ((lane / 8) % 2) * 8], r);
+        ldmatrix_x4(&xt[(wt * 32 + jj * 16 + lane % 8 + (lane / 16) * 8) * kPitch + ks + ((lane / 8) % 2) * 8], r);
         b[2 * jj][0] = r[0];
         b[2 * jj][1] = r[1];
         b[2 * jj + 1][0] = r[2];
@@ -369,9 +436,6 @@ MATMUL_UNROLL
         for (int j = 0; j < 4; ++j) mma_16816(acc[i][j], a[i], b[j][0], b[j][1]);
       }
     }
-    if (more) store_w(cur ^ 1, (t + 1) * kTileK);
-    cp_async_wait_all();
-    __syncthreads();
   }
 
   // Accumulator c of tile (i, j): rows g and g + 8, tokens 2 t4 and 2 t4 + 1 (g = lane / 4,
@@ -401,22 +465,21 @@ __global__ void to_f16_saturated_kernel(const float* __restrict__ x, uint16_t* _
   if (i < n) x16[i] = f2h(fminf(fmaxf(x[i], -65504.0f), 65504.0f));
 }
 
-// Calls f.template operator()<Loader>(row_bytes) with the type's tile loader; false if it has none.
+// Calls f.template operator()<Loader>() with the type's tile loader; false if it has none.
 template <typename F>
-bool with_loader(GgmlType type, int64_t K, F&& f) {
-  const auto blocks = [&](uint64_t block_bytes, int64_t per) { return uint64_t(K / per) * block_bytes; };
+bool with_loader(GgmlType type, F&& f) {
   switch (type) {
-    case GgmlType::F32: f.template operator()<F32Tile>(uint64_t(K) * 4); return true;
-    case GgmlType::F16: f.template operator()<F16Tile>(uint64_t(K) * 2); return true;
-    case GgmlType::BF16: f.template operator()<BF16Tile>(uint64_t(K) * 2); return true;
-    case GgmlType::Q8_0: f.template operator()<Q8_0Tile>(blocks(sizeof(BlockQ8_0), 32)); return true;
-    case GgmlType::Q4_0: f.template operator()<LegacyTile<BlockQ4_0, false, false>>(blocks(sizeof(BlockQ4_0), 32)); return true;
-    case GgmlType::Q4_1: f.template operator()<LegacyTile<BlockQ4_1, false, true>>(blocks(sizeof(BlockQ4_1), 32)); return true;
-    case GgmlType::Q5_0: f.template operator()<LegacyTile<BlockQ5_0, true, false>>(blocks(sizeof(BlockQ5_0), 32)); return true;
-    case GgmlType::Q5_1: f.template operator()<LegacyTile<BlockQ5_1, true, true>>(blocks(sizeof(BlockQ5_1), 32)); return true;
-    case GgmlType::Q4_K: f.template operator()<Q45KTile<BlockQ4_K, false>>(blocks(sizeof(BlockQ4_K), 256)); return true;
-    case GgmlType::Q5_K: f.template operator()<Q45KTile<BlockQ5_K, true>>(blocks(sizeof(BlockQ5_K), 256)); return true;
-    case GgmlType::Q6_K: f.template operator()<Q6KTile>(gpu_row_bytes(GgmlType::Q6_K, K)); return true;
+    case GgmlType::F32: f.template operator()<F32Tile>(); return true;
+    case GgmlType::F16: f.template operator()<F16Tile>(); return true;
+    case GgmlType::BF16: f.template operator()<BF16Tile>(); return true;
+    case GgmlType::Q8_0: f.template operator()<Q8_0Tile>(); return true;
+    case GgmlType::Q4_0: f.template operator()<LegacyTile<BlockQ4_0, false, false>>(); return true;
+    case GgmlType::Q4_1: f.template operator()<LegacyTile<BlockQ4_1, false, true>>(); return true;
+    case GgmlType::Q5_0: f.template operator()<LegacyTile<BlockQ5_0, true, false>>(); return true;
+    case GgmlType::Q5_1: f.template operator()<LegacyTile<BlockQ5_1, true, true>>(); return true;
+    case GgmlType::Q4_K: f.template operator()<Q45KTile<BlockQ4_K, false>>(); return true;
+    case GgmlType::Q5_K: f.template operator()<Q45KTile<BlockQ5_K, true>>(); return true;
+    case GgmlType::Q6_K: f.template operator()<Q6KTile>(); return true;
     default: return false;
   }
 }
@@ -424,17 +487,22 @@ bool with_loader(GgmlType type, int64_t K, F&& f) {
 }  // namespace
 
 bool cuda_matmul_supports(GgmlType type, int64_t K) {
-  const bool known = with_loader(type, K, [&]<typename Loader>(uint64_t) {});
-  return known && K > 0 && K % kTileK == 0 && K % int64_t(traits(type).block_size) == 0;
+  int64_t window = 0;
+  with_loader(type, [&]<typename Loader>() { window = Loader::kWindowValues; });
+  return window > 0 && K > 0 && K % window == 0;
 }
 
 void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, uint16_t* out) {
   if (!cuda_matmul_supports(type, K)) throw_unsupported_type("cuda_matmul_decode_row_on_host", type);
-  with_loader(type, K, [&]<typename Loader>(uint64_t) {
+  with_loader(type, [&]<typename Loader>() {
     const auto* bytes = static_cast<const uint8_t*>(row);
-    for (int64_t k = 0; k < K; k += 8) {
-      const uint4 v = Loader::decode(Loader::fetch(bytes, k, K), k);
-      std::memcpy(out + k, &v, sizeof v);
+    alignas(16) uint8_t window[Loader::kWindowBytes];
+    for (int64_t w = 0; w < K / Loader::kWindowValues; ++w) {
+      for (int c = 0; c < Loader::kWindowBytes / 16; ++c) std::memcpy(window + 16 * c, Loader::chunk(bytes, K, w, c), 16);
+      for (int e = 0; e < Loader::kWindowValues; e += 8) {
+        const uint4 v = Loader::decode(Loader::fetch(window, e, w), e);
+        std::memcpy(out + w * Loader::kWindowValues + e, &v, sizeof v);
+      }
     }
   });
 }
@@ -448,13 +516,35 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
                  void* stream, ProductEpilogue ep) {
-  const bool known = with_loader(type, K, [&]<typename Loader>(uint64_t row_bytes) {
+  const bool known = with_loader(type, [&]<typename Loader>() {
     if (!cuda_matmul_supports(type, K)) throw_bad_argument("cuda_matmul", "K", K);
+    if (reinterpret_cast<uintptr_t>(w) % 16 != 0) {
+      throw_bad_argument("cuda_matmul", "weight address % 16", int64_t(reinterpret_cast<uintptr_t>(w) % 16));
+    }
     if (M <= 0 || N <= 0) return;
     const dim3 grid(static_cast<unsigned>((N + kTileRows - 1) / kTileRows),
                     static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
-    matmul_kernel<Loader><<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<const uint8_t*>(w), row_bytes, K, N, x16, M, y, ep);
+    const auto launch = [&]<int kAhead>() {
+      constexpr size_t smem = shared_bytes<Loader, kAhead>();
+      // Past 48 KiB a kernel must opt in to its dynamic shared memory (per device: every launch).
+      ENGINE_CUDA_CHECK(cudaFuncSetAttribute(matmul_kernel<Loader, kAhead>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      matmul_kernel<Loader, kAhead><<<grid, kThreads, smem, static_cast<cudaStream_t>(stream)>>>(
+          static_cast<const uint8_t*>(w), gpu_row_bytes(type, K), K, N, x16, M, y, ep);
+    };
+    constexpr size_t kDeepBytes = shared_bytes<Loader, kDeepAhead>();
+    if constexpr (kDeepBytes <= kSmallestOptInSharedBytes) {
+      launch.template operator()<kDeepAhead>();
+    } else {
+      int device = 0, optin = 0;
+      ENGINE_CUDA_CHECK(cudaGetDevice(&device));
+      ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+      if (kDeepBytes <= size_t(optin)) {
+        launch.template operator()<kDeepAhead>();
+      } else {
+        launch.template operator()<1>();
+      }
+    }
   });
   if (!known) throw_unsupported_type("cuda_matmul", type);
   ENGINE_CUDA_CHECK(cudaGetLastError());

@@ -10,7 +10,8 @@
 
 namespace engine {
 
-// Whether cuda_matmul has a tile loader for the type and K (a multiple of 32 for every type).
+// Whether cuda_matmul has a tile loader for the type and K: K a multiple of 256 for the block
+// types (whole windows of a super-block or eight blocks), of 32 for F32, F16 and BF16.
 bool cuda_matmul_supports(GgmlType type, int64_t K);
 
 // x16[i] = fp16(x[i]) for i < n, clamped to the largest finite fp16 (65504) so that an outlier
@@ -18,16 +19,16 @@ bool cuda_matmul_supports(GgmlType type, int64_t K);
 void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* stream);
 
 // y[m * N + n] = sum_k W[n][k] * x16[m * K + k] for m < M (tokens), n < N (rows). W: N rows of K
-// values of `type` in the GPU layout (engine/gpu_layout.h), row n at w + n * gpu_row_bytes; x16
-// from cuda_to_f16_saturated (16-byte aligned); y f32, written as `ep` says (bias, residual add).
+// values of `type` in the GPU layout (engine/gpu_layout.h), row n at w + n * gpu_row_bytes, w
+// 16-byte aligned; x16 from cuda_to_f16_saturated (16-byte aligned); y f32, written as `ep` says (bias, residual add).
 // Asynchronous on `stream`; throws engine::Error for an unsupported type or K, or a failed launch.
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
                  void* stream, ProductEpilogue ep = {});
 
-// The weight tile loader on the host: row (K values of `type`, GPU layout) decoded by the
-// kernel's code, eight values at a time, to fp16 bits in out[0..K). For tests without a GPU:
-// which bytes each group reads and how it decodes them, which is all of the kernel but the
-// shared memory and the mma.
+// The weight tile loader on the host: row (K values of `type`, GPU layout) copied window by
+// window in the kernel's 16-byte chunks and decoded by the kernel's code, eight values at a time,
+// to fp16 bits in out[0..K). For tests without a GPU: which bytes each window holds and how each
+// group decodes them, which is all of the kernel but the copies' timing and the mma.
 void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, uint16_t* out);
 
 }  // namespace engine

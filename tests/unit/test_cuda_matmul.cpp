@@ -29,6 +29,8 @@ namespace {
 #if ENGINE_HAVE_CUDA
 // K for a type: three super-blocks (a multiple of every block size and of the 32-value step).
 constexpr int64_t kK = 3 * 256;
+// K for the host loader test: nine windows, so Q6_K's d values come from two 16-byte chunks.
+constexpr int64_t kLoaderK = 9 * 256;
 
 std::vector<float> dequantized(GgmlType type, const std::vector<uint8_t>& w, int64_t K, int64_t N) {
   std::vector<float> wf(K * N);
@@ -47,17 +49,17 @@ TEST(CudaMatmul, TileLoaderOnTheHostMatchesTheDequantizer) {
   std::mt19937 rng(std::random_device{}());
   int types = 0;
   for (const TypeTraits& tr : all_type_traits()) {
-    if (!cuda_matmul_supports(tr.type, kK)) continue;
+    if (!cuda_matmul_supports(tr.type, kLoaderK)) continue;
     ++types;
     const int64_t N = 4;
-    const auto w = test::random_blocks(tr.type, kK * N, rng);
-    const auto wf = dequantized(tr.type, w, kK, N);
-    const auto wg = test::in_gpu_layout(tr.type, kK, N, w);
-    std::vector<uint16_t> got(kK);
+    const auto w = test::random_blocks(tr.type, kLoaderK * N, rng);
+    const auto wf = dequantized(tr.type, w, kLoaderK, N);
+    const auto wg = test::in_gpu_layout(tr.type, kLoaderK, N, w);
+    std::vector<uint16_t> got(kLoaderK);
     for (int64_t n = 0; n < N; ++n) {
-      cuda_matmul_decode_row_on_host(tr.type, wg.data() + n * gpu_row_bytes(tr.type, kK), kK, got.data());
-      for (int64_t k = 0; k < kK; ++k) {
-        const float want = wf[n * kK + k], have = fp16_to_fp32(got[k]);
+      cuda_matmul_decode_row_on_host(tr.type, wg.data() + n * gpu_row_bytes(tr.type, kLoaderK), kLoaderK, got.data());
+      for (int64_t k = 0; k < kLoaderK; ++k) {
+        const float want = wf[n * kLoaderK + k], have = fp16_to_fp32(got[k]);
         if (std::fabs(want) > 65504.0f) {  // past fp16's range (BF16/F32 only): saturates
           EXPECT_TRUE(std::isinf(have)) << tr.name << " row " << n << " value " << k;
           continue;
@@ -175,11 +177,15 @@ TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
   EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q2_K, 256));
   EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q4_K, 288));  // not whole super-blocks
   EXPECT_FALSE(cuda_matmul_supports(GgmlType::F16, 72));    // not whole 32-value steps
-  EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q4_0, 96));
+  EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q4_0, 96));  // not whole windows of eight blocks
+  EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q4_0, 512));
+  EXPECT_TRUE(cuda_matmul_supports(GgmlType::F16, 96));
   test::expect_error([] { cuda_matmul(GgmlType::Q2_K, nullptr, 256, 4, nullptr, 16, nullptr, nullptr); },
                      {"cuda_matmul", "Q2_K"});
   test::expect_error([] { cuda_matmul(GgmlType::F16, nullptr, 72, 4, nullptr, 16, nullptr, nullptr); },
                      {"cuda_matmul", "K", "72"});
+  test::expect_error([] { cuda_matmul(GgmlType::F16, reinterpret_cast<void*>(8), 96, 4, nullptr, 16, nullptr, nullptr); },
+                     {"cuda_matmul", "weight address"});
 #endif
 }
 
