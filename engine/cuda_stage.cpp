@@ -435,25 +435,35 @@ class CudaStage final : public Stage, public CudaStageLink {
     ProductEpilogue ep;
   };
 
-  // Several products of the same input. Decode-sized batches multiply consecutive matrices of
-  // one type in one fused launch (q, k and v where their types agree; gate and up); prompt
-  // batches run them one by one.
+  // Several products of the same input: consecutive matrices of one type multiply in one fused
+  // launch (q, k and v where their types agree; gate and up), the matrix-vector kernels' for a
+  // decode-sized batch, the matmul's for a prompt batch. A prompt batch for a type the matmul
+  // lacks runs them one by one.
   void project_all(std::initializer_list<Product> products, Activations& in) {
-    if (in.n > kCudaMatvecMaxBatch) {
-      for (const Product& p : products) project(p.w, in, p.y, p.ep);
-      return;
-    }
     const Product* it = products.begin();
     while (it != products.end()) {
       const DeviceMatrix& first = it->w;
+      const int64_t K = first.cols;
+      const bool prompt = in.n > kCudaMatvecMaxBatch;
+      if (prompt && !cuda_matmul_supports(first.type, K)) {
+        matvec_in_batches(it->w, in, it->y, it->ep);
+        ++it;
+        continue;
+      }
       MatvecOutput outs[kCudaMatvecMaxFused];
       int count = 0;
-      for (; it != products.end() && count < kCudaMatvecMaxFused && it->w.type == first.type &&
-             it->w.cols == first.cols;
+      for (; it != products.end() && count < kCudaMatvecMaxFused && it->w.type == first.type && it->w.cols == K;
            ++it) {
         outs[count++] = MatvecOutput{it->w.data, it->w.rows, it->y, it->ep};
       }
-      matvec(first.type, first.cols, in, std::span<const MatvecOutput>(outs, size_t(count)));
+      const std::span<const MatvecOutput> fused(outs, size_t(count));
+      if (prompt) {
+        if (!in.f16) cuda_to_f16_saturated(in.x, x16_, in.n * K, stream_);
+        in.f16 = true;
+        cuda_matmul_fused(first.type, K, x16_, in.n, fused, stream_);
+      } else {
+        matvec(first.type, K, in, fused);
+      }
     }
   }
 
@@ -469,22 +479,16 @@ class CudaStage final : public Stage, public CudaStageLink {
     cuda_matvec_fused(type, K, MatvecInput{in.x, q8 ? xq_ : nullptr}, static_cast<int>(in.n), outs, stream_);
   }
 
-  // y = W x (with the epilogue's bias and residual add): the tensor-core matmul for a prompt batch
-  // where it takes the matrix, otherwise the matrix-vector kernels kCudaMatvecMaxBatch rows at a time.
+  // y = W x (with the epilogue's bias and residual add).
   void project(const DeviceMatrix& w, Activations& in, float* y, ProductEpilogue ep = {}) {
+    project_all({Product{w, y, ep}}, in);
+  }
+
+  // A prompt batch for a type the matmul lacks: the matrix-vector kernels, kCudaMatvecMaxBatch
+  // rows at a time.
+  void matvec_in_batches(const DeviceMatrix& w, Activations& in, float* y, ProductEpilogue ep) {
     const int64_t K = w.cols;
-    if (in.n > kCudaMatvecMaxBatch && cuda_matmul_supports(w.type, K)) {
-      if (!in.f16) cuda_to_f16_saturated(in.x, x16_, in.n * K, stream_);
-      in.f16 = true;
-      cuda_matmul(w.type, w.data, K, w.rows, x16_, in.n, y, stream_, ep);
-      return;
-    }
-    if (in.n <= kCudaMatvecMaxBatch) {
-      const MatvecOutput out{w.data, w.rows, y, ep};
-      matvec(w.type, K, in, std::span<const MatvecOutput>(&out, 1));
-      return;
-    }
-    const bool q8 = cuda_matvec_wants_q8(w.type);  // a prompt batch for a type the matmul lacks
+    const bool q8 = cuda_matvec_wants_q8(w.type);
     for (int64_t b = 0; b < in.n; b += kCudaMatvecMaxBatch) {
       const int nb = static_cast<int>(std::min<int64_t>(kCudaMatvecMaxBatch, in.n - b));
       const float* x = in.x + b * K;

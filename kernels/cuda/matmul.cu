@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "../cpu/quant_blocks.h"
 #include "block_loads.cuh"
@@ -324,10 +325,17 @@ __host__ __device__ constexpr size_t shared_bytes() {
          size_t(raw_buffers<Loader, kAhead>()) * kTileRows * Loader::kWindowBytes;
 }
 
+// Up to kCudaMatvecMaxFused matrices in one grid: output i takes the row tiles from
+// tile_end[i - 1] (0 for the first) to tile_end[i].
+struct MatmulOutputs {
+  MatvecOutput out[kCudaMatvecMaxFused];
+  int tile_end[kCudaMatvecMaxFused];
+  int count;
+};
+
 template <typename Loader, int kAhead>
 __global__ void __launch_bounds__(kThreads, 2)
-    matmul_kernel(const uint8_t* __restrict__ w, uint64_t row_bytes, int64_t K, int64_t N,
-                  const uint16_t* __restrict__ x, int64_t M, float* __restrict__ y, ProductEpilogue ep) {
+    matmul_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M) {
   constexpr int kStepsPerWindow = Loader::kWindowValues / kTileK;
   constexpr int kXStages = kAhead + 1;
   constexpr int kRawBuffers = raw_buffers<Loader, kAhead>();
@@ -337,8 +345,24 @@ __global__ void __launch_bounds__(kThreads, 2)
   uint16_t* ws = xs + kXStages * kTileTokens * kPitch;    // [kTileRows][kPitch]
   uint8_t* raw = reinterpret_cast<uint8_t*>(ws + kTileRows * kPitch);  // [kRawBuffers][kTileRows][kWindowBytes]
 
+  // This block's matrix (selects with constant indices: a dynamic index into the parameters
+  // would copy them to local memory).
+  MatvecOutput o = outs.out[0];
+  int tile_begin = 0;
+MATMUL_UNROLL
+  for (int i = 1; i < kCudaMatvecMaxFused; ++i) {
+    if (i < outs.count && int(blockIdx.x) >= outs.tile_end[i - 1]) {
+      o = outs.out[i];
+      tile_begin = outs.tile_end[i - 1];
+    }
+  }
+  const uint8_t* __restrict__ w = static_cast<const uint8_t*>(o.w);
+  const int64_t N = o.N;
+  float* __restrict__ y = o.y;
+  const ProductEpilogue ep = o.ep;
+
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int64_t row0 = int64_t(blockIdx.x) * kTileRows, tok0 = int64_t(blockIdx.y) * kTileTokens;
+  const int64_t row0 = int64_t(int(blockIdx.x) - tile_begin) * kTileRows, tok0 = int64_t(blockIdx.y) * kTileTokens;
 
   // This thread's two groups of 8 in each tile: group i = tid + 256 j is row (or token) i / 4,
   // values 8 (i % 4) .. + 7 of the step.
@@ -516,21 +540,37 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
                  void* stream, ProductEpilogue ep) {
+  const MatvecOutput out{w, N, y, ep};
+  cuda_matmul_fused(type, K, x16, M, std::span<const MatvecOutput>(&out, 1), stream);
+}
+
+void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
+                       void* stream) {
   const bool known = with_loader(type, [&]<typename Loader>() {
     if (!cuda_matmul_supports(type, K)) throw_bad_argument("cuda_matmul", "K", K);
-    if (reinterpret_cast<uintptr_t>(w) % 16 != 0) {
-      throw_bad_argument("cuda_matmul", "weight address % 16", int64_t(reinterpret_cast<uintptr_t>(w) % 16));
+    if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
+      throw_bad_argument("cuda_matmul", "matrices", int64_t(outs.size()));
     }
-    if (M <= 0 || N <= 0) return;
-    const dim3 grid(static_cast<unsigned>((N + kTileRows - 1) / kTileRows),
-                    static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
+    MatmulOutputs grid_outs{};
+    int tiles = 0;
+    for (size_t i = 0; i < outs.size(); ++i) {
+      const auto address = reinterpret_cast<uintptr_t>(outs[i].w);
+      if (address % 16 != 0) throw_bad_argument("cuda_matmul", "weight address % 16", int64_t(address % 16));
+      if (outs[i].N < 0) throw_bad_argument("cuda_matmul", "rows", outs[i].N);
+      grid_outs.out[i] = outs[i];
+      tiles += static_cast<int>((outs[i].N + kTileRows - 1) / kTileRows);
+      grid_outs.tile_end[i] = tiles;
+    }
+    grid_outs.count = static_cast<int>(outs.size());
+    if (M <= 0 || tiles == 0) return;
+    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
     const auto launch = [&]<int kAhead>() {
       constexpr size_t smem = shared_bytes<Loader, kAhead>();
       // Past 48 KiB a kernel must opt in to its dynamic shared memory (per device: every launch).
       ENGINE_CUDA_CHECK(cudaFuncSetAttribute(matmul_kernel<Loader, kAhead>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
       matmul_kernel<Loader, kAhead><<<grid, kThreads, smem, static_cast<cudaStream_t>(stream)>>>(
-          static_cast<const uint8_t*>(w), gpu_row_bytes(type, K), K, N, x16, M, y, ep);
+          grid_outs, gpu_row_bytes(type, K), K, x16, M);
     };
     constexpr size_t kDeepBytes = shared_bytes<Loader, kDeepAhead>();
     if constexpr (kDeepBytes <= kSmallestOptInSharedBytes) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "engine/ggml_type.h"
 #include "kernels/cuda/matvec.h"
@@ -24,6 +25,13 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 // Asynchronous on `stream`; throws engine::Error for an unsupported type or K, or a failed launch.
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
                  void* stream, ProductEpilogue ep = {});
+
+// cuda_matmul for up to kCudaMatvecMaxFused matrices of one type and width K that multiply the
+// same activations (a layer's q, k and v; its gate and up) in one launch: their row tiles share
+// one grid, so the narrow ones (k and v: 8 tiles of 128 rows in QwQ-32B, 32 blocks at 512 tokens
+// on a 132-SM card) fill the SMs with the wide one. Each output is exactly what cuda_matmul writes.
+void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
+                       void* stream);
 
 // The weight tile loader on the host: row (K values of `type`, GPU layout) copied window by
 // window in the kernel's 16-byte chunks and decoded by the kernel's code, eight values at a time,

@@ -1,7 +1,8 @@
 // The tensor-core prompt matmul on QwQ-32B's matrix shapes at 512 tokens, against cuBLAS's fp16
 // GEMM on the same shapes (the peer: what a dequantize-then-cuBLAS path would get at best, its
-// dequantization not counted), and what both imply for a pp512 of QwQ-32B Q4_K_M's matrix
-// products (run by tools/device-check). Prints a table, or one JSON object with --json.
+// dequantization not counted); then a pp512's products as the GPU stage launches them (q/k/v and
+// gate/up fused) and what they and cuBLAS imply for a pp512 of QwQ-32B Q4_K_M's matrix products
+// (run by tools/device-check). Prints a table, or one JSON object with --json.
 //
 // Weights are filled with a constant byte pattern (0x3C: valid fp16 scales), activations with
 // fp16 1.06; the mean of 10 launches after a warm-up, timed with CUDA events. TFLOPS counts
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -110,7 +112,7 @@ int main(int argc, char** argv) {
       fmt::print("{:32} {:>9} {:>8} {:>12} {:>12} {:>8}\n", "matmul", "us", "TFLOPS", "cuBLAS f16 us", "cuBLAS TFLOPS",
                  "ratio");
     }
-    double prompt_us = 0, prompt_cublas_us = 0;
+    double prompt_cublas_us = 0;
     for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
       if (s.output_head) continue;  // a prompt runs the head for its last token only
       const uint64_t w_bytes = engine::gpu_row_bytes(s.type, s.K) * uint64_t(s.N);  // as a GPU stage stores it
@@ -128,7 +130,6 @@ int main(int argc, char** argv) {
       const double us = time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr); });
       std::optional<double> ref_us;
       if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
-      prompt_us += us * s.per_token;
       if (ref_us) prompt_cublas_us += *ref_us * s.per_token;
       nlohmann::json row = {{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K}, {"N", s.N},
                             {"us", us},       {"tflops", flops / us * 1e-6}};
@@ -145,15 +146,62 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaFree(x));
       ENGINE_CUDA_CHECK(cudaFree(y));
     }
-    // A pp512's matrix products alone (no attention, norms or conversions).
-    out["qwq32_q4_k_m_pp512_matmul_us"] = prompt_us;
-    out["qwq32_q4_k_m_pp512_matmul_tokens_per_s"] = kTokens / (prompt_us * 1e-6);
+    // A pp512's matrix products as the GPU stage launches them (q/k/v where their types agree
+    // and gate/up fused, the others alone); no attention, norms or conversions.
+    struct Launch {
+      const char* name;
+      engine::GgmlType type;
+      int64_t K;
+      std::vector<int64_t> rows;
+      int per_token;
+    };
+    const std::vector<Launch> launches = {
+        {"q+k+v fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120, 1024, 1024}, 32},
+        {"q+k fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120, 1024}, 32},
+        {"v (Q6_K)", engine::GgmlType::Q6_K, 5120, {1024}, 32},
+        {"attn_output (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120}, 64},
+        {"gate+up fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {27648, 27648}, 64},
+        {"down (Q4_K)", engine::GgmlType::Q4_K, 27648, {5120}, 32},
+        {"down (Q6_K)", engine::GgmlType::Q6_K, 27648, {5120}, 32},
+    };
+    out["prompt_launches"] = nlohmann::json::array();
+    if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>8}\n", "prompt launch", "per token", "us", "TFLOPS");
+    double launches_us = 0;
+    for (const Launch& l : launches) {
+      uint16_t* x = nullptr;
+      ENGINE_CUDA_CHECK(cudaMalloc(&x, 2 * l.K * kTokens));
+      ENGINE_CUDA_CHECK(cudaMemset(x, 0x3C, 2 * l.K * kTokens));
+      std::vector<engine::MatvecOutput> outs;
+      double flops = 0;
+      for (const int64_t n : l.rows) {
+        const uint64_t w_bytes = engine::gpu_row_bytes(l.type, l.K) * uint64_t(n);
+        void* w = nullptr;
+        float* y = nullptr;
+        ENGINE_CUDA_CHECK(cudaMalloc(&w, w_bytes));
+        ENGINE_CUDA_CHECK(cudaMalloc(&y, sizeof(float) * n * kTokens));
+        ENGINE_CUDA_CHECK(cudaMemset(w, 0x3C, w_bytes));
+        outs.push_back({w, n, y, {}});
+        flops += 2.0 * double(kTokens) * double(n) * double(l.K);
+      }
+      const double us = time_us([&] { engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr); });
+      launches_us += us * l.per_token;
+      out["prompt_launches"].push_back(
+          {{"name", l.name}, {"per_token", l.per_token}, {"us", us}, {"tflops", flops / us * 1e-6}});
+      if (!json) fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f}\n", l.name, l.per_token, us, flops / us * 1e-6);
+      for (const engine::MatvecOutput& o : outs) {
+        ENGINE_CUDA_CHECK(cudaFree(const_cast<void*>(o.w)));
+        ENGINE_CUDA_CHECK(cudaFree(o.y));
+      }
+      ENGINE_CUDA_CHECK(cudaFree(x));
+    }
+    out["qwq32_q4_k_m_pp512_matmul_us"] = launches_us;
+    out["qwq32_q4_k_m_pp512_matmul_tokens_per_s"] = kTokens / (launches_us * 1e-6);
     if (cublas.available()) out["qwq32_pp512_cublas_f16_tokens_per_s"] = kTokens / (prompt_cublas_us * 1e-6);
     if (json) {
       std::puts(out.dump().c_str());
     } else {
-      fmt::print("QwQ-32B Q4_K_M pp512, matmuls only: {:.1f} ms = {:.0f} tokens/s", prompt_us * 1e-3,
-                 kTokens / (prompt_us * 1e-6));
+      fmt::print("QwQ-32B Q4_K_M pp512, matmuls only: {:.1f} ms = {:.0f} tokens/s", launches_us * 1e-3,
+                 kTokens / (launches_us * 1e-6));
       if (cublas.available()) {
         fmt::print(" (cuBLAS on f16 weights: {:.0f} tokens/s)", kTokens / (prompt_cublas_us * 1e-6));
       }
