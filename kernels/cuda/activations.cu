@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "activations.cuh"
+#include "launch.cuh"
 #include "scheduler/cuda_check.h"
 
 namespace engine {
@@ -12,6 +13,8 @@ namespace {
 
 __global__ void quantize_activations_kernel(const float* __restrict__ x, int64_t n, ActQ8Block* __restrict__ xq) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  wait_for_previous_kernel();
+  allow_next_kernel();
   if (i >= n) return;  // n is a multiple of 32: whole warps leave together
   warp_quantize_block(x[i], int(i % 32), xq[i / 32]);
 }
@@ -22,8 +25,7 @@ void cuda_quantize_activations(const float* x, int64_t n, ActQ8Block* xq, void* 
   if (n < 0 || n % 32 != 0) throw_bad_argument("cuda_quantize_activations", "n", n);
   if (n == 0) return;
   const auto blocks = static_cast<unsigned>((n + 255) / 256);
-  quantize_activations_kernel<<<blocks, 256, 0, static_cast<cudaStream_t>(stream)>>>(x, n, xq);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
+  launch_dependent(quantize_activations_kernel, blocks, 256, 0, static_cast<cudaStream_t>(stream), x, n, xq);
 }
 
 void quantize_activations_on_host(const float* x, int64_t n, ActQ8Block* xq) {

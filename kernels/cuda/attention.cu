@@ -31,6 +31,7 @@
 #include "../cpu/with_count.h"
 #include "activations.cuh"
 #include "block_loads.cuh"
+#include "launch.cuh"
 #include "engine/memory_model.h"
 #include "scheduler/cuda_check.h"
 
@@ -147,6 +148,8 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int D = 32 * P;
   __shared__ float probs[G][kChunk];
   __shared__ float sums[kWarps][G][D];
+  wait_for_previous_kernel();
+  allow_next_kernel();
   if (pos != nullptr) n_keys = *pos + 1;
   const int kvh = blockIdx.x, chunk = blockIdx.y, h0 = kvh * group + int(blockIdx.z) * G;
   const int64_t t0 = int64_t(chunk) * kChunk;
@@ -236,6 +239,8 @@ __global__ void attention_combine(const float* __restrict__ partial, int grid_ch
                                   const int64_t* __restrict__ pos, int head_dim, float* __restrict__ out,
                                   ActQ8Block* __restrict__ q8) {
   const int h = blockIdx.x, d = threadIdx.x;
+  wait_for_previous_kernel();
+  allow_next_kernel();
   if (pos != nullptr) n_chunks = static_cast<int>((*pos + 1 + kChunk - 1) / kChunk);
   const float* p = partial + int64_t(h) * grid_chunks * (head_dim + 2);
   float m = -INFINITY;
@@ -327,14 +332,12 @@ void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, in
   const dim3 grid(static_cast<unsigned>(n_head_kv), grid_chunks, static_cast<unsigned>(group / per_block));
   with_count<kMaxHeadDim / 32>(head_dim / 32, [&]<int P>() {
     with_count<kMaxGroup>(per_block, [&]<int G>() {
-      attention_chunks<P, G><<<grid, kThreads, 0, stream>>>(q, k_cache, v_cache, n_keys, pos, n_head_kv, group,
-                                                             scale, workspace);
+      launch_dependent(attention_chunks<P, G>, grid, kThreads, 0, stream, q, k_cache, v_cache, n_keys, pos, n_head_kv,
+                       group, scale, workspace);
     });
   });
-  ENGINE_CUDA_CHECK(cudaGetLastError());
-  attention_combine<<<static_cast<unsigned>(n_head), static_cast<unsigned>(head_dim), 0, stream>>>(
-      workspace, static_cast<int>(grid_chunks), static_cast<int>(grid_chunks), pos, head_dim, out, q8);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
+  launch_dependent(attention_combine, static_cast<unsigned>(n_head), static_cast<unsigned>(head_dim), 0, stream,
+                   workspace, static_cast<int>(grid_chunks), static_cast<int>(grid_chunks), pos, head_dim, out, q8);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "../cpu/quant_blocks.h"
 #include "../cpu/with_count.h"
 #include "block_loads.cuh"
+#include "launch.cuh"
 #include "engine/gpu_layout.h"
 #include "matvec.h"
 #include "scheduler/cuda_check.h"
@@ -348,10 +349,16 @@ MATVEC_UNROLL
     }
   }
   const int lane = threadIdx.x;
+  const uint8_t* row = w + n * row_bytes;
+  // The row's first 2 KiB towards L2 while the previous kernel finishes (weights: no kernel
+  // writes them); a prefix only, so that the lines of all resident rows fit in L2.
+  if (lane < 16 && 128 * uint64_t(lane) < row_bytes) prefetch_l2(row + 128 * lane);
+  wait_for_previous_kernel();
+  allow_next_kernel();
   float acc[B];
 MATVEC_UNROLL
   for (int bb = 0; bb < B; ++bb) acc[bb] = 0;
-  Rows::template accumulate<B>(w + n * row_bytes, K, in, lane, acc);
+  Rows::template accumulate<B>(row, K, in, lane, acc);
 MATVEC_UNROLL
   for (int bb = 0; bb < B; ++bb) {
     float v = acc[bb];
@@ -369,7 +376,7 @@ void launch(const Matrices& m, uint64_t row_bytes, int64_t K, MatvecInput in, in
   const dim3 block(32, kWarps);
   const auto grid = static_cast<unsigned>((total + kWarps - 1) / kWarps);
   with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() {
-    matvec_kernel<Rows, B><<<grid, block, 0, stream>>>(m, row_bytes, K, total, in);
+    launch_dependent(matvec_kernel<Rows, B>, grid, block, 0, stream, m, row_bytes, K, total, in);
   });
 }
 

@@ -17,6 +17,7 @@
 
 #include "../cpu/rope_math.h"
 #include "activations.cuh"
+#include "launch.cuh"
 #include "ops.h"
 #include "scheduler/cuda_check.h"
 
@@ -43,6 +44,8 @@ __global__ void __launch_bounds__(1024)
                     ActQ8Block* __restrict__ q8) {
   __shared__ double warp_sums[32];
   __shared__ float row_scale;
+  wait_for_previous_kernel();
+  allow_next_kernel();
   const float* xr = x + int64_t(blockIdx.x) * n;
   float* yr = out + int64_t(blockIdx.x) * n;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, threads = blockDim.x;
@@ -71,6 +74,8 @@ __global__ void __launch_bounds__(1024)
 // out may be gate (the stage runs it in place): no __restrict__ on them.
 __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, float* out, int64_t n,
                               ActQ8Block* __restrict__ q8) {
+  wait_for_previous_kernel();
+  allow_next_kernel();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float g = gate[i];
     const float v = g / (1.0f + expf(-g)) * up[i];
@@ -88,6 +93,8 @@ __global__ void rope_store_kv_kernel(float* __restrict__ q, float* __restrict__ 
                                      const int64_t* __restrict__ pos_dev, RopeParams p, float corr_low,
                                      float corr_high, uint16_t* __restrict__ k_cache,
                                      uint16_t* __restrict__ v_cache) {
+  wait_for_previous_kernel();
+  allow_next_kernel();
   if (pos_dev != nullptr) pos0 = *pos_dev;
   const int64_t kv_dim = n_head_kv * head_dim, pairs = head_dim / 2, half = p.n_rot / 2;
   const int64_t rope_items = rows * (n_head + n_head_kv) * pairs;
@@ -136,16 +143,14 @@ void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows
   if (rows <= 0) return;
   if (rows > 0x7fffffff) throw_bad_argument("cuda_rms_norm", "rows", rows);
   if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_rms_norm (8-bit output)", "n", n);
-  rms_norm_kernel<<<static_cast<unsigned>(rows), rms_norm_threads(n), 0, static_cast<cudaStream_t>(stream)>>>(
-      x, weight, out, n, eps, q8);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
+  launch_dependent(rms_norm_kernel, static_cast<unsigned>(rows), rms_norm_threads(n), 0,
+                   static_cast<cudaStream_t>(stream), x, weight, out, n, eps, q8);
 }
 
 void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream, ActQ8Block* q8) {
   if (n <= 0) return;
   if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_swiglu (8-bit output)", "n", n);
-  swiglu_kernel<<<blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(gate, up, out, n, q8);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
+  launch_dependent(swiglu_kernel, blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream), gate, up, out, n, q8);
 }
 
 void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_t n_head, int64_t n_head_kv,
@@ -158,9 +163,8 @@ void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_
   if (total <= 0) return;
   float corr_low, corr_high;
   rope_yarn_corr(p, &corr_low, &corr_high);
-  rope_store_kv_kernel<<<blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-      q, k, v, rows, n_head, n_head_kv, head_dim, pos0, pos_dev, p, corr_low, corr_high, k_cache, v_cache);
-  ENGINE_CUDA_CHECK(cudaGetLastError());
+  launch_dependent(rope_store_kv_kernel, blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream), q, k, v,
+                   rows, n_head, n_head_kv, head_dim, pos0, pos_dev, p, corr_low, corr_high, k_cache, v_cache);
 }
 
 }  // namespace engine

@@ -1,0 +1,85 @@
+// Programmatic dependent launch (sm_90 and later) for the decode step's kernels: a kernel launched
+// by launch_dependent may start while the kernel before it in the stream is still running (from
+// the moment every block of that one has called allow_next_kernel), so its launch, its blocks'
+// placement and whatever it does before wait_for_previous_kernel (address arithmetic, prefetching
+// weights that no kernel writes) overlap the previous kernel's tail instead of following it. On
+// older GPUs, and with ENGINE_CUDA_PDL=0 (to measure what it gains), launches are ordinary.
+//
+// The contract for a kernel launched this way: it calls wait_for_previous_kernel before it reads
+// or writes any memory another kernel of the stream writes or reads, and it waits even when it
+// has no such memory, since the kernel after it relies on this one having finished only once all
+// before it have. It calls allow_next_kernel after its wait (a no-op without a dependent launch).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "scheduler/cuda_check.h"
+
+namespace engine {
+
+// Blocks until the previous kernel in the stream has finished and its writes are visible.
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// Lets the next kernel in the stream launch once every block of this one has called it.
+__device__ __forceinline__ void allow_next_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
+
+// Asks L2 for the 128-byte line at p (no register, no wait): for weights a kernel reads later.
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
+
+// Whether launches on the current device may overlap (compute capability 9.0 or later, and
+// ENGINE_CUDA_PDL is not 0); asked once per device.
+inline bool dependent_launch_enabled() {
+  static const bool allowed = [] {
+    const char* v = std::getenv("ENGINE_CUDA_PDL");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (!allowed) return false;
+  constexpr int kDevices = 64;
+  static std::atomic<int> known[kDevices];  // 0: not asked yet, 1: yes, 2: no
+  int device = 0;
+  ENGINE_CUDA_CHECK(cudaGetDevice(&device));
+  if (device < 0 || device >= kDevices) return false;
+  int state = known[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    int major = 0;
+    ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    state = major >= 9 ? 1 : 2;
+    known[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 1;
+}
+
+// kernel<<<grid, block, shared_bytes, stream>>>(args...), overlapping the previous kernel where
+// dependent_launch_enabled(); the launch's status is checked.
+template <typename... Params, typename... Args>
+void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                      Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  cudaLaunchAttribute overlap = {};
+  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap.val.programmaticStreamSerializationAllowed = 1;
+  if (dependent_launch_enabled()) {
+    config.attrs = &overlap;
+    config.numAttrs = 1;
+  }
+  ENGINE_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
+
+}  // namespace engine
