@@ -14,10 +14,10 @@
 //   head to the workspace.
 // Pass 2, grid n_head, head_dim threads: rescales the chunks to their common max and divides; it
 //   may also write the result as 8-bit blocks for the next matrix (the output projection).
-// Prefill (cuda_attention_prefill), grid (n_head, n_queries), kThreads threads: a block takes one
-//   query and walks its causal keys in tiles of kThreads with an online softmax (running max,
-//   sum and unnormalised output, rescaled per tile); thread d keeps output dimensions d and
-//   d + kThreads. No workspace: a batch of queries already fills the GPU without splitting keys.
+// Prefill (cuda_attention_prefill): on tensor cores for head_dim 64 and 128 (flash_prefill.cu);
+//   for other sizes, grid (n_head, n_queries), kThreads threads: a block takes one query and
+//   walks its causal keys in tiles of kThreads with an online softmax (running max, sum and
+//   unnormalised output, rescaled per tile); thread d keeps output dimensions d and d + kThreads. No workspace: a batch of queries already fills the GPU without splitting keys.
 // Graph replay (cuda_attention_decode_at): the key count comes from device memory, the grid covers
 // the largest count, and blocks past the keys return before touching anything.
 // Bound: memory. Decode reads K and V of n_keys positions once per KV head (latency-bound at short
@@ -33,6 +33,7 @@
 #include "block_loads.cuh"
 #include "launch.cuh"
 #include "engine/memory_model.h"
+#include "flash_prefill.h"
 #include "scheduler/cuda_check.h"
 
 namespace engine {
@@ -365,6 +366,10 @@ void cuda_attention_prefill(const float* q, const uint16_t* k_cache, const uint1
   if (pos0 < 0) throw_bad_argument("cuda_attention_prefill", "pos0", pos0);
   if (n_queries <= 0) return;
   if (n_queries > 65535) throw_bad_argument("cuda_attention_prefill", "n_queries", n_queries);
+  if (flash_prefill_supports(head_dim)) {
+    cuda_flash_prefill(q, k_cache, v_cache, pos0, n_queries, n_head, n_head_kv, head_dim, scale, out, stream);
+    return;
+  }
   attention_prefill<<<dim3(static_cast<unsigned>(n_head), static_cast<unsigned>(n_queries)), kThreads, 0,
                       static_cast<cudaStream_t>(stream)>>>(q, k_cache, v_cache, pos0, n_head_kv, head_dim,
                                                            n_head / n_head_kv, scale, out);

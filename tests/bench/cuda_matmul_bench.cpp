@@ -24,6 +24,7 @@
 #include "engine/error.h"
 #include "engine/ggml_type.h"
 #include "engine/gpu_layout.h"
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/matmul.h"
 #include "scheduler/cuda_check.h"
 #include "qwq32_shapes.h"
@@ -147,7 +148,7 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaFree(y));
     }
     // A pp512's matrix products as the GPU stage launches them (q/k/v where their types agree
-    // and gate/up fused, the others alone); no attention, norms or conversions.
+    // and gate/up fused, the others alone), and its attention; no norms or conversions.
     struct Launch {
       const char* name;
       engine::GgmlType type;
@@ -194,16 +195,43 @@ int main(int argc, char** argv) {
       }
       ENGINE_CUDA_CHECK(cudaFree(x));
     }
-    out["qwq32_q4_k_m_pp512_matmul_us"] = launches_us;
-    out["qwq32_q4_k_m_pp512_matmul_tokens_per_s"] = kTokens / (launches_us * 1e-6);
-    if (cublas.available()) out["qwq32_pp512_cublas_f16_tokens_per_s"] = kTokens / (prompt_cublas_us * 1e-6);
+    // The prompt's causal attention at QwQ-32B's shapes (40 query heads of 128 over 8 KV heads),
+    // once per layer.
+    {
+      constexpr int kHeads = 40, kKvHeads = 8, kHd = 128, kLayers = 64;
+      float *q = nullptr, *o = nullptr;
+      uint16_t *k = nullptr, *v = nullptr;
+      ENGINE_CUDA_CHECK(cudaMalloc(&q, sizeof(float) * kTokens * kHeads * kHd));
+      ENGINE_CUDA_CHECK(cudaMalloc(&o, sizeof(float) * kTokens * kHeads * kHd));
+      ENGINE_CUDA_CHECK(cudaMalloc(&k, sizeof(uint16_t) * kTokens * kKvHeads * kHd));
+      ENGINE_CUDA_CHECK(cudaMalloc(&v, sizeof(uint16_t) * kTokens * kKvHeads * kHd));
+      ENGINE_CUDA_CHECK(cudaMemset(q, 0, sizeof(float) * kTokens * kHeads * kHd));
+      ENGINE_CUDA_CHECK(cudaMemset(k, 0x3C, sizeof(uint16_t) * kTokens * kKvHeads * kHd));
+      ENGINE_CUDA_CHECK(cudaMemset(v, 0x3C, sizeof(uint16_t) * kTokens * kKvHeads * kHd));
+      const double us = time_us([&] {
+        engine::cuda_attention_prefill(q, k, v, 0, kTokens, kHeads, kKvHeads, kHd, 0.088f, o, nullptr);
+      });
+      // Causal: 2 * 2 * head_dim flops per query-key pair, about half the pairs.
+      const double flops = 4.0 * kHd * kHeads * double(kTokens) * double(kTokens + 1) / 2;
+      launches_us += us * kLayers;
+      out["prompt_launches"].push_back(
+          {{"name", "prefill attention"}, {"per_token", kLayers}, {"us", us}, {"tflops", flops / us * 1e-6}});
+      if (!json) fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f}\n", "prefill attention (40/8 x 128)", kLayers, us, flops / us * 1e-6);
+      ENGINE_CUDA_CHECK(cudaFree(q));
+      ENGINE_CUDA_CHECK(cudaFree(o));
+      ENGINE_CUDA_CHECK(cudaFree(k));
+      ENGINE_CUDA_CHECK(cudaFree(v));
+    }
+    out["qwq32_q4_k_m_pp512_products_attention_us"] = launches_us;
+    out["qwq32_q4_k_m_pp512_products_attention_tokens_per_s"] = kTokens / (launches_us * 1e-6);
+    if (cublas.available()) out["qwq32_pp512_cublas_f16_products_tokens_per_s"] = kTokens / (prompt_cublas_us * 1e-6);
     if (json) {
       std::puts(out.dump().c_str());
     } else {
-      fmt::print("QwQ-32B Q4_K_M pp512, matmuls only: {:.1f} ms = {:.0f} tokens/s", launches_us * 1e-3,
+      fmt::print("QwQ-32B Q4_K_M pp512, matmuls and attention only: {:.1f} ms = {:.0f} tokens/s", launches_us * 1e-3,
                  kTokens / (launches_us * 1e-6));
       if (cublas.available()) {
-        fmt::print(" (cuBLAS on f16 weights: {:.0f} tokens/s)", kTokens / (prompt_cublas_us * 1e-6));
+        fmt::print(" (cuBLAS on f16 weights, products alone: {:.0f} tokens/s)", kTokens / (prompt_cublas_us * 1e-6));
       }
       fmt::print("\n");
     }

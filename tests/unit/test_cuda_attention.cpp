@@ -125,8 +125,10 @@ TEST(CudaAttention, PrefillMatchesDoubleReference) {
   const int n_head = 8, n_head_kv = 2;
   for (const int hd : {64, 128, 256}) {
     const float scale = 1.0f / std::sqrt(float(hd));
-    // A first batch, one ending just past a 128-key tile, and one deep in the context.
-    for (const auto& [pos0, n_queries] : {std::pair<int64_t, int64_t>{0, 7}, {120, 13}, {700, 5}}) {
+    // A first batch, one ending just past a 128-key tile, one deep in the context, and batches of
+    // several 64-query tiles (the last partial) starting at 0 and mid-tile.
+    for (const auto& [pos0, n_queries] :
+         {std::pair<int64_t, int64_t>{0, 7}, {120, 13}, {700, 5}, {0, 150}, {190, 70}}) {
       const int64_t n_keys = pos0 + n_queries;
       std::vector<float> q(n_queries * n_head * hd);
       std::vector<uint16_t> k(n_keys * n_head_kv * hd), v(k.size());
@@ -143,7 +145,11 @@ TEST(CudaAttention, PrefillMatchesDoubleReference) {
         err += (out[i] - want[i]) * (out[i] - want[i]);
         norm += want[i] * want[i];
       }
-      EXPECT_LE(err / norm, 1e-10) << "normalised MSE, head_dim " << hd << " pos0 " << pos0;  // f32 sums
+      // head_dim 64 and 128 run on tensor cores: queries and probabilities rounded to fp16
+      // (relative 2^-11 each, about 1e-7 in normalised MSE); 256: f32 throughout.
+      const double bound = hd == 256 ? 1e-10 : 1e-5;
+      EXPECT_LE(err / norm, bound) << "normalised MSE, head_dim " << hd << " pos0 " << pos0 << " queries "
+                                   << n_queries;
     }
   }
 #endif
