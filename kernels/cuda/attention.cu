@@ -129,15 +129,31 @@ __device__ void key_scores(const float* __restrict__ q, const uint16_t* __restri
   }
 }
 
-// P halves (P <= 8) at p as floats: one aligned load where P is 2, 4 or 8, else one per half.
+// A lane's P halves (P <= 8) of one key or value row, as (P + 1) / 2 words: one aligned load
+// where P is 2, 4 or 8, else one per half. The loads of a whole chunk are issued into registers
+// before any is used, and the halves become floats only where they are used.
 template <int P>
-__device__ __forceinline__ void load_slice(const uint16_t* p, float* out) {
-  if constexpr (P == 2 || P == 4 || P == 8) {
-    load_halves<P>(p, out);
+__device__ __forceinline__ void load_words(const uint16_t* p, uint32_t* w) {
+  if constexpr (P == 8) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else if constexpr (P == 4) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    w[0] = v.x, w[1] = v.y;
+  } else if constexpr (P == 2) {
+    w[0] = *reinterpret_cast<const uint32_t*>(p);
   } else {
 #pragma unroll
-    for (int i = 0; i < P; ++i) out[i] = h2f(p[i]);
+    for (int i = 0; i < (P + 1) / 2; ++i) w[i] = 0;
+#pragma unroll
+    for (int i = 0; i < P; ++i) w[i / 2] |= uint32_t(p[i]) << (16 * (i % 2));
   }
+}
+
+template <int P>
+__device__ __forceinline__ void words_to_floats(const uint32_t* w, float* out) {
+#pragma unroll
+  for (int i = 0; i < P; ++i) out[i] = h2f(uint16_t(w[i / 2] >> (16 * (i % 2))));
 }
 
 // n_keys is *pos + 1 when pos is given (graph replay; blocks past the keys return at once).
@@ -159,22 +175,36 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row = int64_t(n_head_kv) * D;  // halves per cache position
   const int64_t first = t0 * row + int64_t(kvh) * D + P * lane;
+  // Warp w takes keys w, w + kWarps, ...: all their key and value loads go out at once, so a
+  // block costs one memory round trip rather than one per few keys.
+  constexpr int kPerWarp = kChunk / kWarps, W = (P + 1) / 2;
+  uint32_t kw[kPerWarp][W], vw[kPerWarp][W];
+#pragma unroll
+  for (int i = 0; i < kPerWarp; ++i) {
+    const int j = warp + kWarps * i;
+    if (j < n) {
+      load_words<P>(k_cache + first + int64_t(j) * row, kw[i]);
+      load_words<P>(v_cache + first + int64_t(j) * row, vw[i]);
+    }
+  }
   float qv[G][P];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
 #pragma unroll
     for (int i = 0; i < P; ++i) qv[g][i] = q[int64_t(h0 + g) * D + P * lane + i] * scale;
   }
-#pragma unroll 4
-  for (int j = warp; j < n; j += kWarps) {
+#pragma unroll
+  for (int i = 0; i < kPerWarp; ++i) {
+    const int j = warp + kWarps * i;
+    if (j >= n) continue;  // the same for the whole warp
     float kv[P];
-    load_slice<P>(k_cache + first + int64_t(j) * row, kv);
+    words_to_floats<P>(kw[i], kv);
     float s[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       s[g] = 0;
 #pragma unroll
-      for (int i = 0; i < P; ++i) s[g] += qv[g][i] * kv[i];
+      for (int d = 0; d < P; ++d) s[g] += qv[g][d] * kv[d];
     }
 #pragma unroll
     for (int off = 16; off > 0; off /= 2) {
@@ -207,15 +237,17 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
   float acc[G][P] = {};
-#pragma unroll 4
-  for (int j = warp; j < n; j += kWarps) {
+#pragma unroll
+  for (int i = 0; i < kPerWarp; ++i) {
+    const int j = warp + kWarps * i;
+    if (j >= n) continue;
     float vv[P];
-    load_slice<P>(v_cache + first + int64_t(j) * row, vv);
+    words_to_floats<P>(vw[i], vv);
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       const float p = probs[g][j];
 #pragma unroll
-      for (int i = 0; i < P; ++i) acc[g][i] += p * vv[i];
+      for (int d = 0; d < P; ++d) acc[g][d] += p * vv[d];
     }
   }
 #pragma unroll
