@@ -2,8 +2,9 @@
 // RMSNorm's per-row reduction.
 //   rms_norm: one block per row, about four values per thread (up to 1024 threads); sum of
 //             squares in double (as the CPU reference) by shuffles, then one scaled write per
-//             element. Bound: latency for one row (a 5120-wide row is 20 KB: the loads of each
-//             thread are unrolled so they are in flight together), memory for many.
+//             element. Bound: latency for one row (a 5120-wide row is 20 KB: each thread's values
+//             of x and w load together into registers, the weights before the previous kernel
+//             ends), memory for many.
 //   swiglu: one thread per element, grid-stride. Bound: memory.
 //   rms_norm and swiglu with 8-bit output: each warp's 32 values (threads step by the block's
 //             size, a multiple of 32, so a warp holds one whole 32-value block) quantized by
@@ -38,20 +39,38 @@ unsigned rms_norm_threads(int64_t n) {
   return static_cast<unsigned>(32 * warps);
 }
 
-// x and out may be the same rows (per-head q/k norms run in place): no __restrict__ on them.
+// x and out may be the same rows (per-head q/k norms run in place): no __restrict__ on them; each
+// element is read and written by the same thread. A thread keeps its first kNormCached values of x
+// and w in registers; the weights load before the wait for the previous kernel (no kernel writes
+// them), so after it only x's loads are on the row's path.
+constexpr int kNormCached = 8;
+
 __global__ void __launch_bounds__(1024)
     rms_norm_kernel(const float* x, const float* __restrict__ w, float* out, int64_t n, float eps,
                     ActQ8Block* __restrict__ q8) {
   __shared__ double warp_sums[32];
   __shared__ float row_scale;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, threads = blockDim.x;
+  float wv[kNormCached], xv[kNormCached];
+#pragma unroll
+  for (int c = 0; c < kNormCached; ++c) {
+    const int64_t i = threadIdx.x + int64_t(c) * threads;
+    wv[c] = i < n ? w[i] : 0.0f;
+  }
   wait_for_previous_kernel();
   allow_next_kernel();
   const float* xr = x + int64_t(blockIdx.x) * n;
   float* yr = out + int64_t(blockIdx.x) * n;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, threads = blockDim.x;
   double ss = 0;
-#pragma unroll 4
-  for (int64_t i = threadIdx.x; i < n; i += threads) ss += double(xr[i]) * double(xr[i]);
+#pragma unroll
+  for (int c = 0; c < kNormCached; ++c) {
+    const int64_t i = threadIdx.x + int64_t(c) * threads;
+    xv[c] = i < n ? xr[i] : 0.0f;
+    ss += double(xv[c]) * double(xv[c]);
+  }
+  for (int64_t i = threadIdx.x + int64_t(kNormCached) * threads; i < n; i += threads) {  // rows past 8 a thread
+    ss += double(xr[i]) * double(xr[i]);
+  }
   for (int off = 16; off > 0; off /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, off);
   if (lane == 0) warp_sums[warp] = ss;
   __syncthreads();
@@ -63,15 +82,22 @@ __global__ void __launch_bounds__(1024)
   __syncthreads();
   const float scale = row_scale;
   ActQ8Block* qr = q8 != nullptr ? q8 + int64_t(blockIdx.x) * (n / 32) : nullptr;
-#pragma unroll 4
-  for (int64_t i = threadIdx.x; i < n; i += threads) {  // with q8, n % 32 == 0: whole warps iterate
+  // With q8, n % 32 == 0 and threads step by a multiple of 32: whole warps take each branch.
+#pragma unroll
+  for (int c = 0; c < kNormCached; ++c) {
+    const int64_t i = threadIdx.x + int64_t(c) * threads;
+    if (i >= n) break;
+    const float v = xv[c] * scale * wv[c];
+    yr[i] = v;
+    if (qr != nullptr) warp_quantize_block(v, int(i % 32), qr[i / 32]);
+  }
+  for (int64_t i = threadIdx.x + int64_t(kNormCached) * threads; i < n; i += threads) {
     const float v = xr[i] * scale * w[i];
     yr[i] = v;
     if (qr != nullptr) warp_quantize_block(v, int(i % 32), qr[i / 32]);
   }
 }
 
-// out may be gate (the stage runs it in place): no __restrict__ on them.
 __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, float* out, int64_t n,
                               ActQ8Block* __restrict__ q8) {
   wait_for_previous_kernel();

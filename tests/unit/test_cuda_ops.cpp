@@ -75,6 +75,35 @@ void expect_blocks_of(const std::vector<float>& out, const ActQ8Block* d_q8, con
 }
 #endif
 
+// Widths that take every path of the kernel: a head (one warp), fewer values than threads, a
+// hidden row (five a thread), and past the eight a thread keeps in registers; with 8-bit output
+// where the width is whole blocks.
+TEST(CudaOps, RmsNormAtEveryWidthMatchesTheCpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  for (const int64_t n : {int64_t(128), int64_t(100), int64_t(5120), int64_t(12000)}) {
+    const int64_t rows = 2;
+    const auto x = random_floats(rows * n, rng), w = random_floats(n, rng);
+    std::vector<float> want(rows * n);
+    for (int64_t r = 0; r < rows; ++r) rms_norm(x.data() + r * n, w.data(), want.data() + r * n, n, 1e-6f);
+    DeviceFloats dx(x), dw(w), dout(rows * n);
+    ActQ8Block* dq = nullptr;
+    if (n % 32 == 0) {
+      ASSERT_EQ(cudaMalloc(&dq, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
+      ASSERT_EQ(cudaMemset(dq, 0xff, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
+    }
+    cuda_rms_norm(dx.p, dw.p, dout.p, rows, n, 1e-6f, nullptr, dq);
+    const auto got = dout.get();
+    EXPECT_LE(rel(got, want), 1e-6) << "n " << n;
+    if (dq != nullptr) {
+      expect_blocks_of(got, dq, "rms_norm");
+      cudaFree(dq);
+    }
+  }
+#endif
+}
+
 TEST(CudaOps, RmsNormAndSwigluMatchTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
 #if ENGINE_HAVE_CUDA
