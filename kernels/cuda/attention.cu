@@ -60,26 +60,40 @@ __device__ float block_reduce(float v, bool is_max, float* shared) {
   return r;
 }
 
-// Eight, four or two halves from one aligned load, as floats.
+// A lane's P halves (P <= 8) of one key or value row, as (P + 1) / 2 words: one aligned load
+// where P is 2, 4 or 8, else one per half. The loads of a whole chunk are issued into registers
+// before any is used, and the halves become floats only where they are used.
 template <int P>
-__device__ __forceinline__ void load_halves(const uint16_t* p, float* out) {
-  static_assert(P == 2 || P == 4 || P == 8);
-  uint32_t w[P / 2];
+__device__ __forceinline__ void load_words(const uint16_t* p, uint32_t* w) {
   if constexpr (P == 8) {
     const uint4 v = *reinterpret_cast<const uint4*>(p);
     w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
   } else if constexpr (P == 4) {
     const uint2 v = *reinterpret_cast<const uint2*>(p);
     w[0] = v.x, w[1] = v.y;
-  } else {
+  } else if constexpr (P == 2) {
     w[0] = *reinterpret_cast<const uint32_t*>(p);
-  }
+  } else {
 #pragma unroll
-  for (int i = 0; i < P / 2; ++i) {
-    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
-    out[2 * i] = f.x;
-    out[2 * i + 1] = f.y;
+    for (int i = 0; i < (P + 1) / 2; ++i) w[i] = 0;
+#pragma unroll
+    for (int i = 0; i < P; ++i) w[i / 2] |= uint32_t(p[i]) << (16 * (i % 2));
   }
+}
+
+template <int P>
+__device__ __forceinline__ void words_to_floats(const uint32_t* w, float* out) {
+#pragma unroll
+  for (int i = 0; i < P; ++i) out[i] = h2f(uint16_t(w[i / 2] >> (16 * (i % 2))));
+}
+
+// Eight, four or two halves from one aligned load, as floats.
+template <int P>
+__device__ __forceinline__ void load_halves(const uint16_t* p, float* out) {
+  static_assert(P == 2 || P == 4 || P == 8);
+  uint32_t w[P / 2];
+  load_words<P>(p, w);
+  words_to_floats<P>(w, out);
 }
 
 // scores[j] = scale * q . K[j] for the n keys from `keys` (row halves apart): warp w takes keys
@@ -127,33 +141,6 @@ __device__ void key_scores(const float* __restrict__ q, const uint16_t* __restri
     case 256: key_scores_lanes<8>(q, keys, row, n, scale, scores); return;
     default: key_scores_strided(q, keys, row, n, head_dim, scale, scores); return;
   }
-}
-
-// A lane's P halves (P <= 8) of one key or value row, as (P + 1) / 2 words: one aligned load
-// where P is 2, 4 or 8, else one per half. The loads of a whole chunk are issued into registers
-// before any is used, and the halves become floats only where they are used.
-template <int P>
-__device__ __forceinline__ void load_words(const uint16_t* p, uint32_t* w) {
-  if constexpr (P == 8) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-  } else if constexpr (P == 4) {
-    const uint2 v = *reinterpret_cast<const uint2*>(p);
-    w[0] = v.x, w[1] = v.y;
-  } else if constexpr (P == 2) {
-    w[0] = *reinterpret_cast<const uint32_t*>(p);
-  } else {
-#pragma unroll
-    for (int i = 0; i < (P + 1) / 2; ++i) w[i] = 0;
-#pragma unroll
-    for (int i = 0; i < P; ++i) w[i / 2] |= uint32_t(p[i]) << (16 * (i % 2));
-  }
-}
-
-template <int P>
-__device__ __forceinline__ void words_to_floats(const uint32_t* w, float* out) {
-#pragma unroll
-  for (int i = 0; i < P; ++i) out[i] = h2f(uint16_t(w[i / 2] >> (16 * (i % 2))));
 }
 
 // n_keys is *pos + 1 when pos is given (graph replay; blocks past the keys return at once).

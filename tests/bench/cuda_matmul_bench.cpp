@@ -149,26 +149,11 @@ int main(int argc, char** argv) {
     }
     // A pp512's matrix products as the GPU stage launches them (q/k/v where their types agree
     // and gate/up fused, the others alone), and its attention; no norms or conversions.
-    struct Launch {
-      const char* name;
-      engine::GgmlType type;
-      int64_t K;
-      std::vector<int64_t> rows;
-      int per_token;
-    };
-    const std::vector<Launch> launches = {
-        {"q+k+v fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120, 1024, 1024}, 32},
-        {"q+k fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120, 1024}, 32},
-        {"v (Q6_K)", engine::GgmlType::Q6_K, 5120, {1024}, 32},
-        {"attn_output (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120}, 64},
-        {"gate+up fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {27648, 27648}, 64},
-        {"down (Q4_K)", engine::GgmlType::Q4_K, 27648, {5120}, 32},
-        {"down (Q6_K)", engine::GgmlType::Q6_K, 27648, {5120}, 32},
-    };
     out["prompt_launches"] = nlohmann::json::array();
     if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>8}\n", "prompt launch", "per token", "us", "TFLOPS");
     double launches_us = 0;
-    for (const Launch& l : launches) {
+    for (const engine::bench::StageLaunch& l : engine::bench::kQwq32Launches) {
+      if (l.output_head) continue;  // a prompt runs the head for its last token only
       uint16_t* x = nullptr;
       ENGINE_CUDA_CHECK(cudaMalloc(&x, 2 * l.K * kTokens));
       ENGINE_CUDA_CHECK(cudaMemset(x, 0x3C, 2 * l.K * kTokens));

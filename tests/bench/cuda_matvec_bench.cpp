@@ -108,29 +108,10 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaFree(xq));
       ENGINE_CUDA_CHECK(cudaFree(y));
     }
-    // A decode step's matrix products as the GPU stage launches them: q, k and v in one launch
-    // where their types agree (Q4_K in 32 layers; in the other 32, v is Q6_K and alone), gate and
-    // up in one, the others alone.
-    struct Launch {
-      const char* name;
-      engine::GgmlType type;
-      int64_t K;
-      std::vector<int64_t> rows;
-      int per_token;
-    };
-    const std::vector<Launch> launches = {
-        {"q+k+v fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120, 1024, 1024}, 32},
-        {"q+k fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120, 1024}, 32},
-        {"v (Q6_K)", engine::GgmlType::Q6_K, 5120, {1024}, 32},
-        {"attn_output (Q4_K)", engine::GgmlType::Q4_K, 5120, {5120}, 64},
-        {"gate+up fused (Q4_K)", engine::GgmlType::Q4_K, 5120, {27648, 27648}, 64},
-        {"down (Q4_K)", engine::GgmlType::Q4_K, 27648, {5120}, 32},
-        {"down (Q6_K)", engine::GgmlType::Q6_K, 27648, {5120}, 32},
-        {"output (Q6_K)", engine::GgmlType::Q6_K, 5120, {152064}, 1},
-    };
+    // A decode step's matrix products as the GPU stage launches them.
     out["decode_launches"] = nlohmann::json::array();
     if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>9} {:>7}\n", "decode launch", "per token", "us", "GB/s", "% copy");
-    for (const Launch& l : launches) {
+    for (const engine::bench::StageLaunch& l : engine::bench::kQwq32Launches) {
       float* x = nullptr;
       engine::ActQ8Block* xq = nullptr;
       ENGINE_CUDA_CHECK(cudaMalloc(&x, sizeof(float) * l.K));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "engine/ggml_type.h"
 
@@ -30,6 +31,29 @@ inline constexpr MatrixShape kQwq32Shapes[] = {
     {"output 5120->152064", GgmlType::Q6_K, 5120, 152064, 1, true},
     {"5120x5120 Q8_0", GgmlType::Q8_0, 5120, 5120, 0, false},
     {"5120x5120 F16", GgmlType::F16, 5120, 5120, 0, false},
+};
+
+// A forward pass's products as the GPU stage launches them: q, k and v in one launch where their
+// types agree (Q4_K in 32 layers; in the other 32, v is Q6_K and alone), gate and up in one, the
+// others alone.
+struct StageLaunch {
+  const char* name;
+  GgmlType type;
+  int64_t K;
+  std::initializer_list<int64_t> rows;  // of each matrix in the launch
+  int per_token;
+  bool output_head;
+};
+
+inline const StageLaunch kQwq32Launches[] = {
+    {"q+k+v fused (Q4_K)", GgmlType::Q4_K, 5120, {5120, 1024, 1024}, 32, false},
+    {"q+k fused (Q4_K)", GgmlType::Q4_K, 5120, {5120, 1024}, 32, false},
+    {"v (Q6_K)", GgmlType::Q6_K, 5120, {1024}, 32, false},
+    {"attn_output (Q4_K)", GgmlType::Q4_K, 5120, {5120}, 64, false},
+    {"gate+up fused (Q4_K)", GgmlType::Q4_K, 5120, {27648, 27648}, 64, false},
+    {"down (Q4_K)", GgmlType::Q4_K, 27648, {5120}, 32, false},
+    {"down (Q6_K)", GgmlType::Q6_K, 27648, {5120}, 32, false},
+    {"output (Q6_K)", GgmlType::Q6_K, 5120, {152064}, 1, true},
 };
 
 }  // namespace engine::bench

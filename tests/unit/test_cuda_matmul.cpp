@@ -14,6 +14,7 @@
 #include "engine/half.h"
 #include "engine/quantize.h"
 #include "device_buffer.h"
+#include "fused_products.h"
 #include "random_blocks.h"
 #include "scheduler/cuda_runtime.h"
 #include "test_support.h"
@@ -180,33 +181,17 @@ TEST(CudaMatmul, FusedLaunchMatchesSeparateLaunches) {
   std::normal_distribution<float> normal;
   const int64_t K = 512, M = 150, rows[3] = {200, 64, 300};
   for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16}) {
-    std::vector<float> x(M * K), bias(rows[0]), start(M * rows[2]);
-    for (auto* v : {&x, &bias, &start}) {
-      for (auto& f : *v) f = normal(rng);
-    }
-    const test::DeviceBuffer d_x(x), d_bias(bias), d_x16(std::vector<uint16_t>(M * K));
+    std::vector<float> x(M * K);
+    for (auto& v : x) v = normal(rng);
+    const test::DeviceBuffer d_x(x), d_x16(std::vector<uint16_t>(M * K));
     cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
-    std::vector<test::DeviceBuffer> w, fused_y, separate_y;
+    const test::FusedProducts f = test::make_fused_products(type, K, rows, M, rng);
     for (int s = 0; s < 3; ++s) {
-      w.emplace_back(test::in_gpu_layout(type, K, rows[s], test::random_blocks(type, K * rows[s], rng)));
-      // NaN poison, except the accumulating output, which starts from `start` in both runs.
-      std::vector<float> init(M * rows[s], std::nanf(""));
-      if (s == 2) init = start;
-      fused_y.emplace_back(init);
-      separate_y.emplace_back(init);
+      cuda_matmul(type, f.w[s].get(), K, rows[s], d_x16.as<uint16_t>(), M, f.separate_y[s].as<float>(), nullptr,
+                  f.eps[s]);
     }
-    const ProductEpilogue eps[3] = {{d_bias.as<float>(), false}, {}, {nullptr, true}};
-    std::vector<MatvecOutput> outs;
-    for (int s = 0; s < 3; ++s) {
-      outs.push_back({w[s].get(), rows[s], fused_y[s].as<float>(), eps[s]});
-      cuda_matmul(type, w[s].get(), K, rows[s], d_x16.as<uint16_t>(), M, separate_y[s].as<float>(), nullptr, eps[s]);
-    }
-    cuda_matmul_fused(type, K, d_x16.as<uint16_t>(), M, outs, nullptr);
-    for (int s = 0; s < 3; ++s) {
-      const auto fused = fused_y[s].to_host<float>(), separate = separate_y[s].to_host<float>();
-      for (const float v : fused) ASSERT_TRUE(std::isfinite(v)) << traits(type).name << " matrix " << s;
-      EXPECT_EQ(fused, separate) << traits(type).name << " matrix " << s;
-    }
+    cuda_matmul_fused(type, K, d_x16.as<uint16_t>(), M, f.fused, nullptr);
+    test::expect_fused_matches_separate(f, type, M);
   }
 #endif
 }

@@ -16,6 +16,7 @@
 #include "engine/error.h"
 #include "engine/quantize.h"
 #include "device_buffer.h"
+#include "fused_products.h"
 #include "random_blocks.h"
 #include "scheduler/cuda_runtime.h"
 #include "test_support.h"
@@ -124,35 +125,18 @@ TEST(CudaMatvec, FusedLaunchMatchesSeparateLaunches) {
   const int64_t K = 512, rows[3] = {300, 64, 64};
   for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16}) {
     for (const int B : {1, 3}) {
-      std::vector<float> x(B * K), bias(rows[0]), start(B * rows[2]);
-      for (auto* v : {&x, &bias, &start}) {
-        for (auto& f : *v) f = normal(rng);
-      }
-      const test::DeviceBuffer d_x(x), d_bias(bias);
+      std::vector<float> x(B * K);
+      for (auto& v : x) v = normal(rng);
+      const test::DeviceBuffer d_x(x);
       const test::DeviceBuffer d_q(std::vector<ActQ8Block>(B * K / 32));
       cuda_quantize_activations(d_x.as<float>(), B * K, d_q.as<ActQ8Block>(), nullptr);
       const MatvecInput in{d_x.as<float>(), d_q.as<ActQ8Block>()};
-      std::vector<test::DeviceBuffer> w, fused_y, separate_y;
+      const test::FusedProducts f = test::make_fused_products(type, K, rows, B, rng);
       for (int s = 0; s < 3; ++s) {
-        w.emplace_back(test::in_gpu_layout(type, K, rows[s], test::random_blocks(type, K * rows[s], rng)));
-        // NaN poison, except the accumulating output, which starts from `start` in both runs.
-        std::vector<float> init(B * rows[s], std::nanf(""));
-        if (s == 2) init = start;
-        fused_y.emplace_back(init);
-        separate_y.emplace_back(init);
+        cuda_matvec(type, f.w[s].get(), K, rows[s], in, B, f.separate_y[s].as<float>(), nullptr, f.eps[s]);
       }
-      const ProductEpilogue eps[3] = {{d_bias.as<float>(), false}, {}, {nullptr, true}};
-      std::vector<MatvecOutput> outs;
-      for (int s = 0; s < 3; ++s) {
-        outs.push_back({w[s].get(), rows[s], fused_y[s].as<float>(), eps[s]});
-        cuda_matvec(type, w[s].get(), K, rows[s], in, B, separate_y[s].as<float>(), nullptr, eps[s]);
-      }
-      cuda_matvec_fused(type, K, in, B, outs, nullptr);
-      for (int s = 0; s < 3; ++s) {
-        const auto fused = fused_y[s].to_host<float>(), separate = separate_y[s].to_host<float>();
-        for (const float v : fused) ASSERT_TRUE(std::isfinite(v)) << traits(type).name << " matrix " << s;
-        EXPECT_EQ(fused, separate) << traits(type).name << " batch " << B << " matrix " << s;
-      }
+      cuda_matvec_fused(type, K, in, B, f.fused, nullptr);
+      test::expect_fused_matches_separate(f, type, B);
     }
   }
 #endif
