@@ -17,7 +17,8 @@
 // Prefill (cuda_attention_prefill): on tensor cores for head_dim 64 and 128 (flash_prefill.cu);
 //   for other sizes, grid (n_head, n_queries), kThreads threads: a block takes one query and
 //   walks its causal keys in tiles of kThreads with an online softmax (running max, sum and
-//   unnormalised output, rescaled per tile); thread d keeps output dimensions d and d + kThreads. No workspace: a batch of queries already fills the GPU without splitting keys.
+//   unnormalised output, rescaled per tile); thread d keeps output dimensions d and d + kThreads.
+//   No workspace: a batch of queries already fills the GPU without splitting keys.
 // Graph replay (cuda_attention_decode_at): the key count comes from device memory, the grid covers
 // the largest count, and blocks past the keys return before touching anything.
 // Bound: memory. Decode reads K and V of n_keys positions once per KV head (latency-bound at short

@@ -1,15 +1,15 @@
 // Tensor-core matmul for prompt batches: Y[M][N] = X[M][K] . W[N][K]^T, W in its GGUF blocks.
 //
-// Layout: W is N rows of K values (GPU layout, engine/gpu_layout.h: rows 16-byte aligned, K a
+// Layout: W is N rows of K values (GPU layout, engine/gpu_layout.h: rows 8-byte aligned, K a
 // multiple of the loader's window); X is M rows of K fp16 values (16-byte aligned rows); Y is M
 // rows of N floats.
 // Launch: a block of 256 threads (8 warps) per tile of 128 weight rows x 128 tokens, grid
-// (ceil(N / 128), ceil(M / 128)), dynamic shared memory shared_bytes<Loader, kAhead>() (64-108
-// KiB: two blocks per SM on sm_90). Every global read is a cp.async issued kAhead steps (of 32 values of K) before
-// its step: each step's X tile (128 tokens x 32), and, when a step opens one, every weight row's
-// next window (a super-block, eight legacy blocks, or 32 float values) as raw bytes. A step then
-// decodes its 128 x 32 weights from the raw window to an fp16 tile, and warp w computes 64
-// weight rows (w % 2) x 32 tokens (w / 2) as 4 x 4 mma.m16n8k16 tiles (fp16 in, f32
+// (ceil(N / 128), ceil(M / 128)), dynamic shared memory shared_bytes<Loader>() (64-96 KiB: two
+// blocks per SM on sm_90). Every global read is a cp.async issued kAhead steps (of 32 values of
+// K) before its step: each step's X tile (128 tokens x 32), and, when a step opens one, every
+// weight row's next window (a super-block, four legacy blocks, or 32 float values) as raw bytes.
+// A step then decodes its 128 x 32 weights from the raw window to an fp16 tile, and warp w
+// computes 64 weight rows (w % 2) x 32 tokens (w / 2) as 4 x 4 mma.m16n8k16 tiles (fp16 in, f32
 // accumulators) from ldmatrix fragments. fp16 tiles are padded to 40 halves (80 bytes) a row, so
 // the 8 row addresses of an ldmatrix fall in distinct banks.
 // Bound: compute (tensor cores, and the shared memory the fragments come through) at prompt
@@ -43,11 +43,10 @@ constexpr int kTileTokens = 128;  // tokens per block
 constexpr int kTileK = 32;        // values of K per step
 constexpr int kPitch = kTileK + 8;
 constexpr int kThreads = 256;
-// A kernel keeps the copies of kAhead steps in flight while it computes one: 2, or 1 where the
-// two-step footprint is more than a block may have on the device (Q8_0 on sm_86/sm_89, whose
-// blocks get at most 99 KiB).
-constexpr int kDeepAhead = 2;
-constexpr size_t kSmallestOptInSharedBytes = 99 * 1024;  // sm_86, sm_89 (sm_80: 163 KiB, sm_90: 227 KiB)
+constexpr int kAhead = 2;  // steps whose copies are in flight while one is computed
+// The most shared memory a block may opt in to on every card we build for (sm_86 and sm_89; sm_80:
+// 163 KiB, sm_90: 227 KiB): every loader's footprint is checked against it.
+constexpr size_t kSmallestOptInSharedBytes = 99 * 1024;
 
 __host__ __device__ __forceinline__ uint16_t f2h(float v) { return __half_as_ushort(__float2half_rn(v)); }
 
@@ -70,20 +69,22 @@ __host__ __device__ __forceinline__ void ld8_aligned2(const uint8_t* p, uint32_t
 }
 
 // Every loader reads the weights through windows: window w of a row is the bytes its values
-// w * kWindowValues .. + kWindowValues - 1 need, kWindowBytes of them (a multiple of 16), which the
-// kernel copies to shared memory in 16-byte chunks; chunk(row, K, w, c) is the address of chunk c
-// (rows of K values in the GPU layout, engine/gpu_layout.h, 16-byte aligned). Raw holds the words
+// w * kWindowValues .. + kWindowValues - 1 need, kWindowBytes of them, which the kernel copies to
+// shared memory in chunks of kChunkBytes (16, or 8 for the legacy blocks, whose runs of four are
+// only 8-byte aligned); chunk(row, K, w, c) is the address of chunk c (rows of K values in the
+// GPU layout, engine/gpu_layout.h). Raw holds the words
 // a group of eight values (e .. e + 7 of the window, e % 8 == 0) needs: fetch(window, e, w) reads
 // them from the copy, decode(raw, e) turns them into eight fp16 values (a uint4).
 
 // Windows that are a run of the row: whole blocks, kWindowBytes apart.
-template <int kValues, int kBytes>
+template <int kValues, int kBytes, int kChunk = 16>
 struct ContiguousWindows {
   static constexpr int kWindowValues = kValues;
   static constexpr int kWindowBytes = kBytes;
-  static_assert(kBytes % 16 == 0, "windows are copied in 16-byte chunks");
+  static constexpr int kChunkBytes = kChunk;
+  static_assert(kBytes % kChunk == 0, "windows are whole chunks");
   __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t, int64_t w, int c) {
-    return row + w * kBytes + 16 * c;
+    return row + w * kBytes + kChunk * c;
   }
 };
 
@@ -143,6 +144,7 @@ MATMUL_UNROLL
 struct Q6KTile {
   static constexpr int kWindowValues = 256;
   static constexpr int kWindowBytes = kGpuQ6KRecordBytes + 16;
+  static constexpr int kChunkBytes = 16;
   static_assert(kGpuQ6KRecordBytes % 16 == 0, "records are copied in 16-byte chunks");
   __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
     constexpr int kRecordChunks = kGpuQ6KRecordBytes / 16;
@@ -177,8 +179,9 @@ MATMUL_UNROLL
   }
 };
 
-// Q8_0 (a window is eight blocks, 272 bytes): value e is qs[e % 32] * d of block e / 32.
-struct Q8_0Tile : ContiguousWindows<256, 8 * sizeof(BlockQ8_0)> {
+// Q8_0 (a window is four blocks, 136 bytes, in 8-byte chunks): value e is qs[e % 32] * d of
+// block e / 32.
+struct Q8_0Tile : ContiguousWindows<128, 4 * sizeof(BlockQ8_0), 8> {
   struct Raw {
     uint32_t q[2];
     uint16_t d;
@@ -199,11 +202,11 @@ MATMUL_UNROLL
   }
 };
 
-// Q4_0, Q4_1, Q5_0, Q5_1 (a window is eight blocks, a multiple of 16 bytes): value e is in block
+// Q4_0, Q4_1, Q5_0, Q5_1 (a window is four blocks, a multiple of 8 bytes): value e is in block
 // e / 32, nibble (e % 32) / 16 of qs[e % 16]; the 5-bit types add bit e % 32 of qh as bit 4.
 // value = (q - offset) d (Q4_0: 8, Q5_0: 16) or q d + m (Q4_1, Q5_1).
 template <typename Block, bool kFiveBit, bool kMin>
-struct LegacyTile : ContiguousWindows<256, 8 * sizeof(Block)> {
+struct LegacyTile : ContiguousWindows<128, 4 * sizeof(Block), 8> {
   struct Raw {
     uint32_t q[2], qh, dm;
   };
@@ -279,18 +282,18 @@ struct F32Tile : ContiguousWindows<32, 128> {
 };
 
 // Shared memory of one block: kAhead + 1 tiles of X, one fp16 tile of weights, and
-// raw_buffers<Loader, kAhead>() windows of every row of the tile.
-template <typename Loader, int kAhead>
+// raw_buffers<Loader>() windows of every row of the tile.
+template <typename Loader>
 __host__ __device__ constexpr int raw_buffers() {
   // Windows in use at once: the one decoded and those the kAhead steps in flight reach into.
   constexpr int steps_per_window = Loader::kWindowValues / kTileK;
   return (kAhead + steps_per_window - 1) / steps_per_window + 1;
 }
 
-template <typename Loader, int kAhead>
+template <typename Loader>
 __host__ __device__ constexpr size_t shared_bytes() {
   return sizeof(uint16_t) * ((kAhead + 1) * kTileTokens + kTileRows) * kPitch +
-         size_t(raw_buffers<Loader, kAhead>()) * kTileRows * Loader::kWindowBytes;
+         size_t(raw_buffers<Loader>()) * kTileRows * Loader::kWindowBytes;
 }
 
 // Up to kCudaMatvecMaxFused matrices in one grid: output i takes the row tiles from
@@ -301,33 +304,33 @@ struct MatmulOutputs {
   int count;
 };
 
-template <typename Loader, int kAhead>
+template <typename Loader>
 __global__ void __launch_bounds__(kThreads, 2)
     matmul_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M) {
   constexpr int kStepsPerWindow = Loader::kWindowValues / kTileK;
   constexpr int kXStages = kAhead + 1;
-  constexpr int kRawBuffers = raw_buffers<Loader, kAhead>();
-  constexpr int kChunks = Loader::kWindowBytes / 16;  // per row and window
+  constexpr int kRawBuffers = raw_buffers<Loader>();
+  constexpr int kChunks = Loader::kWindowBytes / Loader::kChunkBytes;  // per row and window
   extern __shared__ __align__(16) uint8_t smem[];
   uint16_t* xs = reinterpret_cast<uint16_t*>(smem);       // [kXStages][kTileTokens][kPitch]
   uint16_t* ws = xs + kXStages * kTileTokens * kPitch;    // [kTileRows][kPitch]
   uint8_t* raw = reinterpret_cast<uint8_t*>(ws + kTileRows * kPitch);  // [kRawBuffers][kTileRows][kWindowBytes]
 
-  // This block's matrix (selects with constant indices: a dynamic index into the parameters
-  // would copy them to local memory).
-  MatvecOutput o = outs.out[0];
-  int tile_begin = 0;
+  // This block's matrix. Its fields are read from the parameters where they are used (selects
+  // with constant indices: a dynamic index would copy the parameters to local memory), so that
+  // only the index stays in a register through the main loop.
+  int which = 0, tile_begin = 0;
 MATMUL_UNROLL
   for (int i = 1; i < kCudaMatvecMaxFused; ++i) {
     if (i < outs.count && int(blockIdx.x) >= outs.tile_end[i - 1]) {
-      o = outs.out[i];
+      which = i;
       tile_begin = outs.tile_end[i - 1];
     }
   }
-  const uint8_t* __restrict__ w = static_cast<const uint8_t*>(o.w);
-  const int64_t N = o.N;
-  float* __restrict__ y = o.y;
-  const ProductEpilogue ep = o.ep;
+  const auto mine = [&]() -> const MatvecOutput& {
+    return which == 0 ? outs.out[0] : which == 1 ? outs.out[1] : outs.out[2];
+  };
+  static_assert(kCudaMatvecMaxFused == 3, "mine() selects among three");
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t row0 = int64_t(int(blockIdx.x) - tile_begin) * kTileRows, tok0 = int64_t(blockIdx.y) * kTileTokens;
@@ -359,9 +362,10 @@ MATMUL_UNROLL
         uint8_t* dst = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
         for (int i = tid; i < kTileRows * kChunks; i += kThreads) {
           const int r = i / kChunks, c = i % kChunks;
-          const bool valid = row0 + r < N;
-          const uint8_t* row = w + (valid ? row0 + r : 0) * row_bytes;
-          cp_async16(dst + r * Loader::kWindowBytes + 16 * c, Loader::chunk(row, K, window, c), valid);
+          const bool valid = row0 + r < mine().N;
+          const uint8_t* row = static_cast<const uint8_t*>(mine().w) + (valid ? row0 + r : 0) * row_bytes;
+          cp_async<Loader::kChunkBytes>(dst + r * Loader::kWindowBytes + Loader::kChunkBytes * c,
+                                        Loader::chunk(row, K, window, c), valid);
         }
       }
     }
@@ -433,6 +437,9 @@ MATMUL_UNROLL
   // Accumulator c of tile (i, j): rows g and g + 8, tokens 2 t4 and 2 t4 + 1 (g = lane / 4,
   // t4 = lane % 4), as the mma's C fragment lays them out.
   const int g = lane / 4, t4 = lane % 4;
+  const int64_t N = mine().N;
+  float* __restrict__ y = mine().y;
+  const ProductEpilogue ep = mine().ep;
 MATMUL_UNROLL
   for (int i = 0; i < 4; ++i) {
 MATMUL_UNROLL
@@ -490,7 +497,9 @@ void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, u
     const auto* bytes = static_cast<const uint8_t*>(row);
     alignas(16) uint8_t window[Loader::kWindowBytes];
     for (int64_t w = 0; w < K / Loader::kWindowValues; ++w) {
-      for (int c = 0; c < Loader::kWindowBytes / 16; ++c) std::memcpy(window + 16 * c, Loader::chunk(bytes, K, w, c), 16);
+      for (int c = 0; c < Loader::kWindowBytes / Loader::kChunkBytes; ++c) {
+        std::memcpy(window + Loader::kChunkBytes * c, Loader::chunk(bytes, K, w, c), Loader::kChunkBytes);
+      }
       for (int e = 0; e < Loader::kWindowValues; e += 8) {
         const uint4 v = Loader::decode(Loader::fetch(window, e, w), e);
         std::memcpy(out + w * Loader::kWindowValues + e, &v, sizeof v);
@@ -532,27 +541,13 @@ void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M,
     grid_outs.count = static_cast<int>(outs.size());
     if (M <= 0 || tiles == 0) return;
     const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
-    const auto launch = [&]<int kAhead>() {
-      constexpr size_t smem = shared_bytes<Loader, kAhead>();
-      // Past 48 KiB a kernel must opt in to its dynamic shared memory (per device: every launch).
-      ENGINE_CUDA_CHECK(cudaFuncSetAttribute(matmul_kernel<Loader, kAhead>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-      matmul_kernel<Loader, kAhead><<<grid, kThreads, smem, static_cast<cudaStream_t>(stream)>>>(
-          grid_outs, gpu_row_bytes(type, K), K, x16, M);
-    };
-    constexpr size_t kDeepBytes = shared_bytes<Loader, kDeepAhead>();
-    if constexpr (kDeepBytes <= kSmallestOptInSharedBytes) {
-      launch.template operator()<kDeepAhead>();
-    } else {
-      int device = 0, optin = 0;
-      ENGINE_CUDA_CHECK(cudaGetDevice(&device));
-      ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-      if (kDeepBytes <= size_t(optin)) {
-        launch.template operator()<kDeepAhead>();
-      } else {
-        launch.template operator()<1>();
-      }
-    }
+    constexpr size_t smem = shared_bytes<Loader>();
+    static_assert(smem <= kSmallestOptInSharedBytes, "a block's shared memory must fit every card");
+    // Past 48 KiB a kernel must opt in to its dynamic shared memory (per device: every launch).
+    ENGINE_CUDA_CHECK(cudaFuncSetAttribute(matmul_kernel<Loader>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem)));
+    matmul_kernel<Loader><<<grid, kThreads, smem, static_cast<cudaStream_t>(stream)>>>(
+        grid_outs, gpu_row_bytes(type, K), K, x16, M);
   });
   if (!known) throw_unsupported_type("cuda_matmul", type);
   ENGINE_CUDA_CHECK(cudaGetLastError());

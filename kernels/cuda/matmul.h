@@ -11,8 +11,9 @@
 
 namespace engine {
 
-// Whether cuda_matmul has a tile loader for the type and K: K a multiple of 256 for the block
-// types (whole windows of a super-block or eight blocks), of 32 for F32, F16 and BF16.
+// Whether cuda_matmul has a tile loader for the type and K: K a multiple of 256 for the
+// K-quants, of 128 for Q8_0 and Q4_0..Q5_1 (whole windows of a super-block or four blocks), of 32
+// for F32, F16 and BF16.
 bool cuda_matmul_supports(GgmlType type, int64_t K);
 
 // x16[i] = fp16(x[i]) for i < n, clamped to the largest finite fp16 (65504) so that an outlier

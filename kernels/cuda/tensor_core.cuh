@@ -25,6 +25,23 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
                "r"(valid ? 16 : 0));
 }
 
+// 8 bytes, through L1 (cp.async.cg takes only 16): for rows of blocks that are 8-byte aligned.
+__device__ __forceinline__ void cp_async8(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_address(smem)), "l"(gmem),
+               "r"(valid ? 8 : 0));
+}
+
+// kBytes (16 or 8) global -> shared, zero-filled when !valid.
+template <int kBytes>
+__device__ __forceinline__ void cp_async(void* smem, const void* gmem, bool valid) {
+  static_assert(kBytes == 16 || kBytes == 8);
+  if constexpr (kBytes == 16) {
+    cp_async16(smem, gmem, valid);
+  } else {
+    cp_async8(smem, gmem, valid);
+  }
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 // Waits until at most kPending of this thread's committed groups are still in flight.

@@ -82,61 +82,65 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
   const int64_t N = 200;  // one full tile of weight rows and a partial one
-  for (const TypeTraits& tr : all_type_traits()) {
-    if (!cuda_matmul_supports(tr.type, kK)) continue;
-    const auto w = test::random_blocks(tr.type, kK * N, rng);
-    const auto wf = dequantized(tr.type, w, kK, N);
-    const auto wg = test::in_gpu_layout(tr.type, kK, N, w);
-    for (const int64_t M : {9, 128, 300}) {  // below one tile of tokens, exactly one, a partial third
-      std::vector<float> x(M * kK);
-      for (auto& v : x) v = normal(rng);
-      void* d_w = nullptr;
-      float *d_x = nullptr, *d_y = nullptr;
-      uint16_t* d_x16 = nullptr;
-      ASSERT_EQ(cudaMalloc(&d_w, wg.size()), cudaSuccess);
-      ASSERT_EQ(cudaMalloc(&d_x, x.size() * sizeof(float)), cudaSuccess);
-      ASSERT_EQ(cudaMalloc(&d_x16, x.size() * sizeof(uint16_t)), cudaSuccess);
-      ASSERT_EQ(cudaMalloc(&d_y, M * N * sizeof(float)), cudaSuccess);
-      ASSERT_EQ(cudaMemcpy(d_w, wg.data(), wg.size(), cudaMemcpyHostToDevice), cudaSuccess);
-      ASSERT_EQ(cudaMemcpy(d_x, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
-      ASSERT_EQ(cudaMemset(d_y, 0xff, M * N * sizeof(float)), cudaSuccess);  // NaN poison
-      cuda_to_f16_saturated(d_x, d_x16, M * kK, nullptr);
-      cuda_matmul(tr.type, d_w, kK, N, d_x16, M, d_y, nullptr);
-      if (M == 128) {  // the epilogue, as the stage's output products use it: y += W x + bias, twice
-        std::vector<float> bias(N);
-        for (auto& v : bias) v = normal(rng);
-        float* d_bias = nullptr;
-        ASSERT_EQ(cudaMalloc(&d_bias, N * sizeof(float)), cudaSuccess);
-        ASSERT_EQ(cudaMemcpy(d_bias, bias.data(), N * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
-        std::vector<float> once(M * N), twice(M * N);
-        ASSERT_EQ(cudaMemcpy(once.data(), d_y, once.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-        cuda_matmul(tr.type, d_w, kK, N, d_x16, M, d_y, nullptr, {d_bias, true});
-        ASSERT_EQ(cudaMemcpy(twice.data(), d_y, twice.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-        cudaFree(d_bias);
-        for (int64_t i = 0; i < M * N; ++i) {
-          ASSERT_NEAR(twice[i], 2 * once[i] + bias[i % N], 1e-4f * (std::fabs(once[i]) + 1)) << tr.name << " " << i;
+  // Three super-blocks; and five windows of four legacy blocks, whose Q8_0 rows (680 bytes) are
+  // only 8-byte aligned.
+  for (const int64_t K : {kK, int64_t(5 * 128)}) {
+    for (const TypeTraits& tr : all_type_traits()) {
+      if (!cuda_matmul_supports(tr.type, K)) continue;
+      const auto w = test::random_blocks(tr.type, K * N, rng);
+      const auto wf = dequantized(tr.type, w, K, N);
+      const auto wg = test::in_gpu_layout(tr.type, K, N, w);
+      for (const int64_t M : {9, 128, 300}) {  // below one tile of tokens, exactly one, a partial third
+        std::vector<float> x(M * K);
+        for (auto& v : x) v = normal(rng);
+        void* d_w = nullptr;
+        float *d_x = nullptr, *d_y = nullptr;
+        uint16_t* d_x16 = nullptr;
+        ASSERT_EQ(cudaMalloc(&d_w, wg.size()), cudaSuccess);
+        ASSERT_EQ(cudaMalloc(&d_x, x.size() * sizeof(float)), cudaSuccess);
+        ASSERT_EQ(cudaMalloc(&d_x16, x.size() * sizeof(uint16_t)), cudaSuccess);
+        ASSERT_EQ(cudaMalloc(&d_y, M * N * sizeof(float)), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(d_w, wg.data(), wg.size(), cudaMemcpyHostToDevice), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(d_x, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+        ASSERT_EQ(cudaMemset(d_y, 0xff, M * N * sizeof(float)), cudaSuccess);  // NaN poison
+        cuda_to_f16_saturated(d_x, d_x16, M * K, nullptr);
+        cuda_matmul(tr.type, d_w, K, N, d_x16, M, d_y, nullptr);
+        if (M == 128) {  // the epilogue, as the stage's output products use it: y += W x + bias, twice
+          std::vector<float> bias(N);
+          for (auto& v : bias) v = normal(rng);
+          float* d_bias = nullptr;
+          ASSERT_EQ(cudaMalloc(&d_bias, N * sizeof(float)), cudaSuccess);
+          ASSERT_EQ(cudaMemcpy(d_bias, bias.data(), N * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+          std::vector<float> once(M * N), twice(M * N);
+          ASSERT_EQ(cudaMemcpy(once.data(), d_y, once.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+          cuda_matmul(tr.type, d_w, K, N, d_x16, M, d_y, nullptr, {d_bias, true});
+          ASSERT_EQ(cudaMemcpy(twice.data(), d_y, twice.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+          cudaFree(d_bias);
+          for (int64_t i = 0; i < M * N; ++i) {
+            ASSERT_NEAR(twice[i], 2 * once[i] + bias[i % N], 1e-4f * (std::fabs(once[i]) + 1)) << tr.name << " " << i;
+          }
+          cuda_matmul(tr.type, d_w, K, N, d_x16, M, d_y, nullptr);  // back to the plain product
         }
-        cuda_matmul(tr.type, d_w, kK, N, d_x16, M, d_y, nullptr);  // back to the plain product
-      }
-      std::vector<float> y(M * N);
-      ASSERT_EQ(cudaMemcpy(y.data(), d_y, y.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-      cudaFree(d_w);
-      cudaFree(d_x);
-      cudaFree(d_x16);
-      cudaFree(d_y);
-      double err = 0, norm = 0;
-      for (int64_t m = 0; m < M; ++m) {
-        for (int64_t n = 0; n < N; ++n) {
-          ASSERT_TRUE(std::isfinite(y[m * N + n])) << tr.name << " M " << M << " token " << m << " row " << n;
-          double want = 0;
-          for (int64_t k = 0; k < kK; ++k) want += double(wf[n * kK + k]) * double(x[m * kK + k]);
-          err += (y[m * N + n] - want) * (y[m * N + n] - want);
-          norm += want * want;
+        std::vector<float> y(M * N);
+        ASSERT_EQ(cudaMemcpy(y.data(), d_y, y.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+        cudaFree(d_w);
+        cudaFree(d_x);
+        cudaFree(d_x16);
+        cudaFree(d_y);
+        double err = 0, norm = 0;
+        for (int64_t m = 0; m < M; ++m) {
+          for (int64_t n = 0; n < N; ++n) {
+            ASSERT_TRUE(std::isfinite(y[m * N + n])) << tr.name << " M " << M << " token " << m << " row " << n;
+            double want = 0;
+            for (int64_t k = 0; k < K; ++k) want += double(wf[n * K + k]) * double(x[m * K + k]);
+            err += (y[m * N + n] - want) * (y[m * N + n] - want);
+            norm += want * want;
+          }
         }
+        // Weights and activations each rounded once to fp16 (relative 2^-11 at most, about 3e-4
+        // in norm for sums of independent roundings); f32 sums. 2e-3 is a normalised MSE of 4e-6.
+        EXPECT_LE(std::sqrt(err / norm), 2e-3) << tr.name << " K " << K << " M " << M;
       }
-      // Weights and activations each rounded once to fp16 (relative 2^-11 at most, about 3e-4
-      // in norm for sums of independent roundings); f32 sums. 2e-3 is a normalised MSE of 4e-6.
-      EXPECT_LE(std::sqrt(err / norm), 2e-3) << tr.name << " M " << M;
     }
   }
 #endif
@@ -204,8 +208,9 @@ TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
   EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q2_K, 256));
   EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q4_K, 288));  // not whole super-blocks
   EXPECT_FALSE(cuda_matmul_supports(GgmlType::F16, 72));    // not whole 32-value steps
-  EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q4_0, 96));  // not whole windows of eight blocks
-  EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q4_0, 512));
+  EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q4_0, 96));  // not whole windows of four blocks
+  EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q4_0, 128));
+  EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q8_0, 896));  // Qwen2.5-0.5B's width
   EXPECT_TRUE(cuda_matmul_supports(GgmlType::F16, 96));
   test::expect_error([] { cuda_matmul(GgmlType::Q2_K, nullptr, 256, 4, nullptr, 16, nullptr, nullptr); },
                      {"cuda_matmul", "Q2_K"});
