@@ -4,8 +4,9 @@
 // multiple of the loader's window); X is M rows of K fp16 values (16-byte aligned rows); Y is M
 // rows of N floats.
 // Launch: a block of 256 threads (8 warps) per tile of 128 weight rows x 128 tokens, grid
-// (ceil(N / 128), ceil(M / 128)), dynamic shared memory shared_bytes<Loader>() (64-96 KiB: two
-// blocks per SM on sm_90). Every global read is a cp.async issued kAhead steps (of 32 values of
+// (ceil(N / 128), ceil(M / 128)), dynamic shared memory shared_bytes<Loader, 128>() (64-96 KiB:
+// two blocks per SM on sm_90); or, where that grid is under two blocks per SM, 128 threads per
+// 128 x 64 tile (twice the blocks, each with half the X tiles). Every global read is a cp.async issued kAhead steps (of 32 values of
 // K) before its step: each step's X tile (128 tokens x 32), and, when a step opens one, every
 // weight row's next window (a super-block, four legacy blocks, or 32 float values) as raw bytes.
 // A step then decodes its 128 x 32 weights from the raw window to an fp16 tile, and warp w
@@ -39,10 +40,9 @@ namespace engine {
 namespace {
 
 constexpr int kTileRows = 128;    // weight rows per block
-constexpr int kTileTokens = 128;  // tokens per block
+// Tokens per block: 128 (8 warps), or 64 (4 warps) where 128-token tiles would leave SMs idle.
 constexpr int kTileK = 32;        // values of K per step
 constexpr int kPitch = kTileK + 8;
-constexpr int kThreads = 256;
 constexpr int kAhead = 2;  // steps whose copies are in flight while one is computed
 // The most shared memory a block may opt in to on every card we build for (sm_86 and sm_89; sm_80:
 // 163 KiB, sm_90: 227 KiB): every loader's footprint is checked against it.
@@ -290,7 +290,7 @@ __host__ __device__ constexpr int raw_buffers() {
   return (kAhead + steps_per_window - 1) / steps_per_window + 1;
 }
 
-template <typename Loader>
+template <typename Loader, int kTileTokens>
 __host__ __device__ constexpr size_t shared_bytes() {
   return sizeof(uint16_t) * ((kAhead + 1) * kTileTokens + kTileRows) * kPitch +
          size_t(raw_buffers<Loader>()) * kTileRows * Loader::kWindowBytes;
@@ -304,12 +304,14 @@ struct MatmulOutputs {
   int count;
 };
 
-template <typename Loader>
-__global__ void __launch_bounds__(kThreads, 2)
+template <typename Loader, int kTileTokens>
+__global__ void __launch_bounds__(2 * kTileTokens, 512 / (2 * kTileTokens))
     matmul_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M) {
   constexpr int kStepsPerWindow = Loader::kWindowValues / kTileK;
   constexpr int kXStages = kAhead + 1;
   constexpr int kRawBuffers = raw_buffers<Loader>();
+  constexpr int kThreads = 2 * kTileTokens;                 // 2 warps of 64 weight rows per 32 tokens
+  constexpr int kWeightGroups = kTileRows * 4 / kThreads;  // groups of 8 weights a thread decodes per step
   constexpr int kChunks = Loader::kWindowBytes / Loader::kChunkBytes;  // per row and window
   extern __shared__ __align__(16) uint8_t smem[];
   uint16_t* xs = reinterpret_cast<uint16_t*>(smem);       // [kXStages][kTileTokens][kPitch]
@@ -335,16 +337,20 @@ MATMUL_UNROLL
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t row0 = int64_t(int(blockIdx.x) - tile_begin) * kTileRows, tok0 = int64_t(blockIdx.y) * kTileTokens;
 
-  // This thread's two groups of 8 in each tile: group i = tid + 256 j is row (or token) i / 4,
-  // values 8 (i % 4) .. + 7 of the step.
-  int rows[2], cols[2];
+  // This thread's groups of 8 values in each tile: group i = tid + kThreads j is row (or token)
+  // i / 4, values 8 (i % 4) .. + 7 of the step; kWeightGroups of the weight tile, the first two
+  // of the X tile (kTileTokens x 4 groups: two a thread at either size).
+  int rows[kWeightGroups], cols[kWeightGroups];
   const uint16_t* xrow[2];
   bool xvalid[2];
 MATMUL_UNROLL
-  for (int j = 0; j < 2; ++j) {
+  for (int j = 0; j < kWeightGroups; ++j) {
     const int i = tid + kThreads * j;
     rows[j] = i / 4;
     cols[j] = 8 * (i % 4);
+  }
+MATMUL_UNROLL
+  for (int j = 0; j < 2; ++j) {
     xvalid[j] = tok0 + rows[j] < M;
     xrow[j] = x + (xvalid[j] ? tok0 + rows[j] : 0) * K;
   }
@@ -397,7 +403,7 @@ MATMUL_UNROLL
       const uint8_t* win = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
       const int e0 = int(t % kStepsPerWindow) * kTileK;
 MATMUL_UNROLL
-      for (int j = 0; j < 2; ++j) {
+      for (int j = 0; j < kWeightGroups; ++j) {
         const int e = e0 + cols[j];
         const uint4 v = Loader::decode(Loader::fetch(win + rows[j] * Loader::kWindowBytes, e, window), e);
         *reinterpret_cast<uint4*>(&ws[rows[j] * kPitch + cols[j]]) = v;
@@ -516,13 +522,13 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 }
 
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
-                 void* stream, ProductEpilogue ep) {
+                 void* stream, ProductEpilogue ep, MatmulTokens tokens) {
   const MatvecOutput out{w, N, y, ep};
-  cuda_matmul_fused(type, K, x16, M, std::span<const MatvecOutput>(&out, 1), stream);
+  cuda_matmul_fused(type, K, x16, M, std::span<const MatvecOutput>(&out, 1), stream, tokens);
 }
 
 void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
-                       void* stream) {
+                       void* stream, MatmulTokens tokens) {
   const bool known = with_loader(type, [&]<typename Loader>() {
     if (!cuda_matmul_supports(type, K)) throw_bad_argument("cuda_matmul", "K", K);
     if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
@@ -540,14 +546,31 @@ void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M,
     }
     grid_outs.count = static_cast<int>(outs.size());
     if (M <= 0 || tiles == 0) return;
-    const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
-    constexpr size_t smem = shared_bytes<Loader>();
-    static_assert(smem <= kSmallestOptInSharedBytes, "a block's shared memory must fit every card");
-    // Past 48 KiB a kernel must opt in to its dynamic shared memory (per device: every launch).
-    ENGINE_CUDA_CHECK(cudaFuncSetAttribute(matmul_kernel<Loader>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(smem)));
-    matmul_kernel<Loader><<<grid, kThreads, smem, static_cast<cudaStream_t>(stream)>>>(
-        grid_outs, gpu_row_bytes(type, K), K, x16, M);
+    const auto launch = [&]<int kTileTokens>() {
+      const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
+      constexpr size_t smem = shared_bytes<Loader, kTileTokens>();
+      static_assert(smem <= kSmallestOptInSharedBytes, "a block's shared memory must fit every card");
+      // Past 48 KiB a kernel must opt in to its dynamic shared memory (per device: every launch).
+      ENGINE_CUDA_CHECK(cudaFuncSetAttribute(matmul_kernel<Loader, kTileTokens>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      matmul_kernel<Loader, kTileTokens><<<grid, 2 * kTileTokens, smem, static_cast<cudaStream_t>(stream)>>>(
+          grid_outs, gpu_row_bytes(type, K), K, x16, M);
+    };
+    if (tokens == MatmulTokens::automatic) {
+      // 128-token tiles unless they come to less than two blocks per SM (QwQ-32B's 5120-row
+      // products at 512 tokens: 160 blocks on 132 SMs), where twice as many half-size ones
+      // keep more of the SMs busy.
+      int device = 0, sms = 0;
+      ENGINE_CUDA_CHECK(cudaGetDevice(&device));
+      ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+      const int64_t blocks = int64_t(tiles) * ((M + 127) / 128);
+      tokens = blocks < 2 * int64_t(sms) ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
+    }
+    if (tokens == MatmulTokens::tiles_of_64) {
+      launch.template operator()<64>();
+    } else {
+      launch.template operator()<128>();
+    }
   });
   if (!known) throw_unsupported_type("cuda_matmul", type);
   ENGINE_CUDA_CHECK(cudaGetLastError());

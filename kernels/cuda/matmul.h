@@ -16,6 +16,9 @@ namespace engine {
 // for F32, F16 and BF16.
 bool cuda_matmul_supports(GgmlType type, int64_t K);
 
+// Tokens per block of the matmul: chosen by the grid's size, or as asked (tests run both).
+enum class MatmulTokens { automatic, tiles_of_128, tiles_of_64 };
+
 // x16[i] = fp16(x[i]) for i < n, clamped to the largest finite fp16 (65504) so that an outlier
 // activation is large, never infinite: the matmul's activation input.
 void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* stream);
@@ -25,14 +28,14 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 // 16-byte aligned; x16 from cuda_to_f16_saturated (16-byte aligned); y f32, written as `ep` says (bias, residual add).
 // Asynchronous on `stream`; throws engine::Error for an unsupported type or K, or a failed launch.
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
-                 void* stream, ProductEpilogue ep = {});
+                 void* stream, ProductEpilogue ep = {}, MatmulTokens tokens = MatmulTokens::automatic);
 
 // cuda_matmul for up to kCudaMatvecMaxFused matrices of one type and width K that multiply the
 // same activations (a layer's q, k and v; its gate and up) in one launch: their row tiles share
 // one grid, so the narrow ones (k and v: 8 tiles of 128 rows in QwQ-32B, 32 blocks at 512 tokens
 // on a 132-SM card) fill the SMs with the wide one. Each output is exactly what cuda_matmul writes.
 void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
-                       void* stream);
+                       void* stream, MatmulTokens tokens = MatmulTokens::automatic);
 
 // The weight tile loader on the host: row (K values of `type`, GPU layout) copied window by
 // window in the kernel's 16-byte chunks and decoded by the kernel's code, eight values at a time,

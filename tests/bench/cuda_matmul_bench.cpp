@@ -110,8 +110,8 @@ int main(int argc, char** argv) {
     if (!json) {
       fmt::print("device {}: prompt matmul at {} tokens{}\n", prop.name, kTokens,
                  cublas.available() ? "" : " (cuBLAS not found: no comparison)");
-      fmt::print("{:32} {:>9} {:>8} {:>12} {:>12} {:>8}\n", "matmul", "us", "TFLOPS", "cuBLAS f16 us", "cuBLAS TFLOPS",
-                 "ratio");
+      fmt::print("{:32} {:>9} {:>8} {:>10} {:>10} {:>12} {:>12} {:>8}\n", "matmul", "us", "TFLOPS", "128-tok us",
+                 "64-tok us", "cuBLAS f16 us", "cuBLAS TFLOPS", "ratio");
     }
     double prompt_cublas_us = 0;
     for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
@@ -128,17 +128,23 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaMemset(w16, 0x3C, 2 * s.K * s.N));
       ENGINE_CUDA_CHECK(cudaMemset(x, 0x3C, 2 * s.K * kTokens));
       const double flops = 2.0 * double(kTokens) * double(s.N) * double(s.K);
-      const double us = time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr); });
+      const auto timed = [&](engine::MatmulTokens tiles) {
+        return time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr, {}, tiles); });
+      };
+      const double us = timed(engine::MatmulTokens::automatic);  // what the stage gets
+      const double us128 = timed(engine::MatmulTokens::tiles_of_128), us64 = timed(engine::MatmulTokens::tiles_of_64);
       std::optional<double> ref_us;
       if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
       if (ref_us) prompt_cublas_us += *ref_us * s.per_token;
       nlohmann::json row = {{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K}, {"N", s.N},
-                            {"us", us},       {"tflops", flops / us * 1e-6}};
+                            {"us", us},       {"tflops", flops / us * 1e-6}, {"us_tiles_128", us128},
+                            {"us_tiles_64", us64}};
       row["cublas_f16_us"] = ref_us ? nlohmann::json(*ref_us) : nlohmann::json();
       row["ratio_to_cublas"] = ref_us ? nlohmann::json(*ref_us / us) : nlohmann::json();
       out["kernels"].push_back(row);
       if (!json) {
-        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>12} {:>12} {:>8}\n", s.name, us, flops / us * 1e-6,
+        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>10.1f} {:>10.1f} {:>12} {:>12} {:>8}\n", s.name, us, flops / us * 1e-6,
+                   us128, us64,
                    ref_us ? fmt::format("{:.1f}", *ref_us) : "", ref_us ? fmt::format("{:.1f}", flops / *ref_us * 1e-6) : "",
                    ref_us ? fmt::format("{:.2f}x", *ref_us / us) : "");
       }

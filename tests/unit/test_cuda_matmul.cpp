@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/error.h"
@@ -89,57 +90,45 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
       if (!cuda_matmul_supports(tr.type, K)) continue;
       const auto w = test::random_blocks(tr.type, K * N, rng);
       const auto wf = dequantized(tr.type, w, K, N);
-      const auto wg = test::in_gpu_layout(tr.type, K, N, w);
+      const test::DeviceBuffer d_w(test::in_gpu_layout(tr.type, K, N, w));
       for (const int64_t M : {9, 128, 300}) {  // below one tile of tokens, exactly one, a partial third
-        std::vector<float> x(M * K);
-        for (auto& v : x) v = normal(rng);
-        void* d_w = nullptr;
-        float *d_x = nullptr, *d_y = nullptr;
-        uint16_t* d_x16 = nullptr;
-        ASSERT_EQ(cudaMalloc(&d_w, wg.size()), cudaSuccess);
-        ASSERT_EQ(cudaMalloc(&d_x, x.size() * sizeof(float)), cudaSuccess);
-        ASSERT_EQ(cudaMalloc(&d_x16, x.size() * sizeof(uint16_t)), cudaSuccess);
-        ASSERT_EQ(cudaMalloc(&d_y, M * N * sizeof(float)), cudaSuccess);
-        ASSERT_EQ(cudaMemcpy(d_w, wg.data(), wg.size(), cudaMemcpyHostToDevice), cudaSuccess);
-        ASSERT_EQ(cudaMemcpy(d_x, x.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
-        ASSERT_EQ(cudaMemset(d_y, 0xff, M * N * sizeof(float)), cudaSuccess);  // NaN poison
-        cuda_to_f16_saturated(d_x, d_x16, M * K, nullptr);
-        cuda_matmul(tr.type, d_w, K, N, d_x16, M, d_y, nullptr);
-        if (M == 128) {  // the epilogue, as the stage's output products use it: y += W x + bias, twice
-          std::vector<float> bias(N);
-          for (auto& v : bias) v = normal(rng);
-          float* d_bias = nullptr;
-          ASSERT_EQ(cudaMalloc(&d_bias, N * sizeof(float)), cudaSuccess);
-          ASSERT_EQ(cudaMemcpy(d_bias, bias.data(), N * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
-          std::vector<float> once(M * N), twice(M * N);
-          ASSERT_EQ(cudaMemcpy(once.data(), d_y, once.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-          cuda_matmul(tr.type, d_w, K, N, d_x16, M, d_y, nullptr, {d_bias, true});
-          ASSERT_EQ(cudaMemcpy(twice.data(), d_y, twice.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-          cudaFree(d_bias);
-          for (int64_t i = 0; i < M * N; ++i) {
-            ASSERT_NEAR(twice[i], 2 * once[i] + bias[i % N], 1e-4f * (std::fabs(once[i]) + 1)) << tr.name << " " << i;
-          }
-          cuda_matmul(tr.type, d_w, K, N, d_x16, M, d_y, nullptr);  // back to the plain product
+        std::vector<float> x(M * K), bias(N);
+        for (auto* v : {&x, &bias}) {
+          for (auto& f : *v) f = normal(rng);
         }
-        std::vector<float> y(M * N);
-        ASSERT_EQ(cudaMemcpy(y.data(), d_y, y.size() * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
-        cudaFree(d_w);
-        cudaFree(d_x);
-        cudaFree(d_x16);
-        cudaFree(d_y);
-        double err = 0, norm = 0;
+        std::vector<double> want(M * N);
         for (int64_t m = 0; m < M; ++m) {
           for (int64_t n = 0; n < N; ++n) {
-            ASSERT_TRUE(std::isfinite(y[m * N + n])) << tr.name << " M " << M << " token " << m << " row " << n;
-            double want = 0;
-            for (int64_t k = 0; k < K; ++k) want += double(wf[n * K + k]) * double(x[m * K + k]);
-            err += (y[m * N + n] - want) * (y[m * N + n] - want);
-            norm += want * want;
+            for (int64_t k = 0; k < K; ++k) want[m * N + n] += double(wf[n * K + k]) * double(x[m * K + k]);
           }
         }
-        // Weights and activations each rounded once to fp16 (relative 2^-11 at most, about 3e-4
-        // in norm for sums of independent roundings); f32 sums. 2e-3 is a normalised MSE of 4e-6.
-        EXPECT_LE(std::sqrt(err / norm), 2e-3) << tr.name << " K " << K << " M " << M;
+        const test::DeviceBuffer d_x(x), d_bias(bias), d_x16(std::vector<uint16_t>(M * K));
+        cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
+        for (const MatmulTokens tiles : {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64}) {
+          const std::string what = std::string(tr.name) + " K " + std::to_string(K) + " M " + std::to_string(M) +
+                                   (tiles == MatmulTokens::tiles_of_64 ? " (64-token tiles)" : " (128-token tiles)");
+          const test::DeviceBuffer d_y(std::vector<float>(M * N, std::nanf("")));  // NaN poison
+          float* y_dev = d_y.as<float>();
+          cuda_matmul(tr.type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, y_dev, nullptr, {}, tiles);
+          const auto y = d_y.to_host<float>();
+          if (M == 128) {  // the epilogue, as the stage's output products use it: y += W x + bias
+            cuda_matmul(tr.type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, y_dev, nullptr, {d_bias.as<float>(), true},
+                        tiles);
+            const auto twice = d_y.to_host<float>();
+            for (int64_t i = 0; i < M * N; ++i) {
+              ASSERT_NEAR(twice[i], 2 * y[i] + bias[i % N], 1e-4f * (std::fabs(y[i]) + 1)) << what << " " << i;
+            }
+          }
+          double err = 0, norm = 0;
+          for (int64_t i = 0; i < M * N; ++i) {
+            ASSERT_TRUE(std::isfinite(y[i])) << what << " token " << i / N << " row " << i % N;
+            err += (y[i] - want[i]) * (y[i] - want[i]);
+            norm += want[i] * want[i];
+          }
+          // Weights and activations each rounded once to fp16 (relative 2^-11 at most, about 3e-4
+          // in norm for sums of independent roundings); f32 sums. 2e-3 is a normalised MSE of 4e-6.
+          EXPECT_LE(std::sqrt(err / norm), 2e-3) << what;
+        }
       }
     }
   }
@@ -185,17 +174,19 @@ TEST(CudaMatmul, FusedLaunchMatchesSeparateLaunches) {
   std::normal_distribution<float> normal;
   const int64_t K = 512, M = 150, rows[3] = {200, 64, 300};
   for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16}) {
-    std::vector<float> x(M * K);
-    for (auto& v : x) v = normal(rng);
-    const test::DeviceBuffer d_x(x), d_x16(std::vector<uint16_t>(M * K));
-    cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
-    const test::FusedProducts f = test::make_fused_products(type, K, rows, M, rng);
-    for (int s = 0; s < 3; ++s) {
-      cuda_matmul(type, f.w[s].get(), K, rows[s], d_x16.as<uint16_t>(), M, f.separate_y[s].as<float>(), nullptr,
-                  f.eps[s]);
+    for (const MatmulTokens tiles : {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64}) {
+      std::vector<float> x(M * K);
+      for (auto& v : x) v = normal(rng);
+      const test::DeviceBuffer d_x(x), d_x16(std::vector<uint16_t>(M * K));
+      cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
+      const test::FusedProducts f = test::make_fused_products(type, K, rows, M, rng);
+      for (int s = 0; s < 3; ++s) {
+        cuda_matmul(type, f.w[s].get(), K, rows[s], d_x16.as<uint16_t>(), M, f.separate_y[s].as<float>(), nullptr,
+                    f.eps[s], tiles);
+      }
+      cuda_matmul_fused(type, K, d_x16.as<uint16_t>(), M, f.fused, nullptr, tiles);
+      test::expect_fused_matches_separate(f, type, M);
     }
-    cuda_matmul_fused(type, K, d_x16.as<uint16_t>(), M, f.fused, nullptr);
-    test::expect_fused_matches_separate(f, type, M);
   }
 #endif
 }
