@@ -153,24 +153,40 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int D = 32 * P;
   __shared__ float probs[G][kChunk];
   __shared__ float sums[kWarps][G][D];
-  wait_for_previous_kernel();
-  allow_next_kernel();
+  // The position comes from a copy made before the step's kernels (not from one of them).
   if (pos != nullptr) n_keys = *pos + 1;
   const int kvh = blockIdx.x, chunk = blockIdx.y, h0 = kvh * group + int(blockIdx.z) * G;
   const int64_t t0 = int64_t(chunk) * kChunk;
-  if (t0 >= n_keys) return;  // the whole block: no __syncthreads has been reached
+  if (t0 >= n_keys) {  // the whole block: no __syncthreads has been reached
+    wait_for_previous_kernel();
+    return;
+  }
   const int n = static_cast<int>(n_keys - t0 < kChunk ? n_keys - t0 : kChunk);
+  const int newest = static_cast<int>(n_keys - 1 - t0);  // this step's key, if in the chunk
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t row = int64_t(n_head_kv) * D;  // halves per cache position
   const int64_t first = t0 * row + int64_t(kvh) * D + P * lane;
   // Warp w takes keys w, w + kWarps, ...: all their key and value loads go out at once, so a
-  // block costs one memory round trip rather than one per few keys.
+  // block costs one memory round trip rather than one per few keys. The keys before this step's
+  // were stored by earlier steps (complete before the previous kernel could let this one start),
+  // so they load before the wait for that kernel (the RoPE that stores this step's key and value),
+  // overlapping it; this step's key and value, q, and every write come after.
   constexpr int kPerWarp = kChunk / kWarps, W = (P + 1) / 2;
   uint32_t kw[kPerWarp][W], vw[kPerWarp][W];
 #pragma unroll
   for (int i = 0; i < kPerWarp; ++i) {
     const int j = warp + kWarps * i;
-    if (j < n) {
+    if (j < n && j != newest) {
+      load_words<P>(k_cache + first + int64_t(j) * row, kw[i]);
+      load_words<P>(v_cache + first + int64_t(j) * row, vw[i]);
+    }
+  }
+  wait_for_previous_kernel();
+  allow_next_kernel();
+#pragma unroll
+  for (int i = 0; i < kPerWarp; ++i) {
+    const int j = warp + kWarps * i;
+    if (j == newest) {
       load_words<P>(k_cache + first + int64_t(j) * row, kw[i]);
       load_words<P>(v_cache + first + int64_t(j) * row, vw[i]);
     }

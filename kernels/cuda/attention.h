@@ -17,14 +17,18 @@ size_t cuda_attention_decode_workspace(int n_head, int head_dim, int64_t n_ctx);
 // n_head x head_dim floats; the caches are [position][n_head_kv][head_dim] f16 (as the CPU cache).
 // head_dim <= 256 and a multiple of 32. With q8, out is also written as 8-bit blocks (the next
 // matrix's input, as cuda_quantize_activations would make them). Asynchronous on `stream`;
-// throws engine::Error for bad shapes or a failed launch.
+// throws engine::Error for bad shapes or a failed launch. Where launches overlap
+// (kernels/cuda/launch.cuh), the keys and values before the newest (positions < n_keys - 1) are
+// read before the previous kernel in the stream has finished: that kernel may write the newest
+// position (as the stage's RoPE does), not the older ones.
 void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys,
                            int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
                            void* stream, ActQ8Block* q8 = nullptr);
 
 // The same with the key count read on the device, n_keys = *pos + 1 (a decode step at position
 // *pos), for launches captured once in a CUDA graph and replayed at every position: the grid
-// covers max_keys and the blocks past n_keys return at once.
+// covers max_keys and the blocks past n_keys return at once. *pos, too, is read before the
+// previous kernel has finished: it must come from a copy, not from that kernel.
 void cuda_attention_decode_at(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, const int64_t* pos,
                               int64_t max_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out,
                               float* workspace, void* stream, ActQ8Block* q8 = nullptr);
