@@ -7,6 +7,7 @@
 
 #include "engine/error.h"
 #include "engine/quantize.h"
+#include "engine/sampling.h"
 #include "kernels/cpu/quant_dot.h"
 
 namespace engine {
@@ -97,6 +98,14 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
   tmp_.resize(b * hp_.n_embd);
   gate_.resize(b * hp_.n_ff);
   up_.resize(b * hp_.n_ff);
+  if (layers_.output) logits_.resize(hp_.n_vocab);  // forward_greedy's row
+}
+
+int32_t CpuStage::forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) {
+  if (!layers_.output) throw Error(fmt::format("stage: forward_greedy on layers {}-{}, which lack the head",
+                                               layers_.first, layers_.last));
+  forward(tokens, n, pos, logits_.data(), false);
+  return argmax_token(logits_);
 }
 
 uint8_t* CpuStage::kv_row(std::vector<uint8_t>& cache, int layer, int64_t pos) {

@@ -46,6 +46,7 @@ class CpuStage final : public Stage {
            KvType kv_type, int n_threads);
 
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override;
+  int32_t forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) override;
   float* hidden() override { return x_.data(); }
 
  private:

@@ -65,12 +65,14 @@ struct DeviceResources {
   void* arena = nullptr;
   float* pinned = nullptr;
   int64_t* pinned_pos = nullptr;
+  int32_t* pinned_token = nullptr;
   ~DeviceResources() {
     if (device < 0) return;
     cudaSetDevice(device);
     if (stream != nullptr) cudaStreamSynchronize(stream);  // nothing may still use what is freed
     if (decode_graph != nullptr) cudaGraphExecDestroy(decode_graph);
     if (pinned_pos != nullptr) cudaFreeHost(pinned_pos);
+    if (pinned_token != nullptr) cudaFreeHost(pinned_token);
     if (done != nullptr) cudaEventDestroy(done);
     if (input_copied != nullptr) cudaEventDestroy(input_copied);
     if (arena != nullptr) cudaFree(arena);
@@ -162,12 +164,14 @@ class CudaStage final : public Stage, public CudaStageLink {
       if (b.name == "ffn_up") up_ = p;
       if (b.name == "logits") logits_ = p;
       if (b.name == "position") pos_dev_ = reinterpret_cast<int64_t*>(p);
+      if (b.name == "greedy_token") token_dev_ = reinterpret_cast<int32_t*>(p);
       if (b.name == "act_f16") x16_ = reinterpret_cast<uint16_t*>(p);
       if (b.name == "act_q8") xq_ = reinterpret_cast<ActQ8Block*>(p);
     }
     arena_.expect_full();
     ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned, sizeof(float) * n_batch_ * E));
     ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned_pos, sizeof(int64_t)));
+    ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned_token, sizeof(int32_t)));
     host_hidden_ = res_.pinned;
     const char* graphs = std::getenv("ENGINE_CUDA_GRAPHS");
     use_graphs_ = graphs == nullptr || std::string_view(graphs) != "0";
@@ -190,6 +194,19 @@ class CudaStage final : public Stage, public CudaStageLink {
   void wait_before_next_forward(void* event) override { wait_for_ = static_cast<cudaEvent_t>(event); }
 
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override {
+    run(tokens, n, pos, logits, all_logits, false);
+  }
+
+  int32_t forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) override {
+    if (!layers_.output) throw Error(fmt::format("cuda{}: forward_greedy on a stage without the head", device_));
+    run(tokens, n, pos, nullptr, false, true);
+    return *res_.pinned_token;
+  }
+
+ private:
+  // forward's work; with greedy, the head's last row is reduced to its argmax on the device and
+  // only that token is copied back (to res_.pinned_token), not the logits.
+  void run(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits, bool greedy) {
     check_batch(layers_, n, pos, n_batch_, n_ctx_);
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
     if (wait_for_ != nullptr) {  // an incoming copy enqueued on another stream
@@ -205,7 +222,7 @@ class CudaStage final : public Stage, public CudaStageLink {
                        host + b * E, E);
       }
     }
-    const bool head = layers_.output && logits != nullptr;
+    const bool head = layers_.output && (logits != nullptr || greedy);
     if (n == 1 && use_graphs_) {
       // A decode step: one replay of the graph captured at the first one; the position reaches
       // the kernels through pinned memory that the graph copies to the device. The input copy
@@ -216,7 +233,7 @@ class CudaStage final : public Stage, public CudaStageLink {
       if (res_.decode_graph == nullptr) capture_decode_step();
       enqueue_input(1);
       ENGINE_CUDA_CHECK(cudaGraphLaunch(res_.decode_graph, stream_));
-      if (head) {
+      if (head && !greedy) {
         ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits, logits_, sizeof(float) * output_.rows, cudaMemcpyDeviceToHost,
                                           stream_));
       }
@@ -224,9 +241,14 @@ class CudaStage final : public Stage, public CudaStageLink {
       enqueue_input(n);
       enqueue_layers(n, pos, nullptr);
       if (head) {
-        const int64_t first = all_logits ? 0 : n - 1;
-        enqueue_head(first, n - first, logits);
+        const int64_t first = all_logits && !greedy ? 0 : n - 1;
+        enqueue_head(first, n - first, greedy ? nullptr : logits);
       }
+    }
+    if (greedy) {
+      cuda_argmax(logits_, output_.rows, token_dev_, stream_);
+      ENGINE_CUDA_CHECK(
+          cudaMemcpyAsync(res_.pinned_token, token_dev_, sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
     }
     if (!head && !device_out_) {
       ENGINE_CUDA_CHECK(cudaMemcpyAsync(host_hidden_, x_, sizeof(float) * n * E, cudaMemcpyDeviceToHost, stream_));
@@ -235,7 +257,6 @@ class CudaStage final : public Stage, public CudaStageLink {
     if (!device_out_) wait_for_stream();  // the host reads the logits or the hidden state next
   }
 
- private:
   // cudaStreamSynchronize with a deadline: a stream that waits for a transfer from a failed peer
   // would otherwise block forever.
   void wait_for_stream() {
@@ -514,6 +535,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
   int64_t* pos_dev_ = nullptr;
+  int32_t* token_dev_ = nullptr;  // greedy decoding's token (output stages)
   uint16_t* x16_ = nullptr;    // a prompt batch's activations in fp16
   ActQ8Block* xq_ = nullptr;  // up to kCudaMatvecMaxBatch rows of activations in 8-bit blocks
   bool any_q8_ = false;       // some matrix of the stage multiplies 8-bit activations

@@ -158,6 +158,34 @@ std::span<const float> Context::eval(std::span<const int32_t> tokens) { return r
 std::span<const float> Context::eval_all(std::span<const int32_t> tokens) { return run(tokens, true); }
 
 std::span<const float> Context::run(std::span<const int32_t> tokens, bool all_logits) {
+  check_appendable(tokens);
+  const size_t n_vocab = static_cast<size_t>(model_->n_vocab());
+  logits_.resize(n_vocab * (all_logits ? tokens.size() : 1));
+  for (size_t i = 0; i < tokens.size(); i += n_batch_) {
+    const size_t n = std::min<size_t>(n_batch_, tokens.size() - i);
+    float* out = all_logits ? logits_.data() + i * n_vocab : logits_.data();
+    pipeline_->forward(tokens.data() + i, static_cast<int64_t>(n), n_past_, out, all_logits);
+    n_past_ += static_cast<uint32_t>(n);
+  }
+  return logits_;
+}
+
+int32_t Context::eval_greedy(std::span<const int32_t> tokens) {
+  check_appendable(tokens);
+  int32_t token = -1;
+  for (size_t i = 0; i < tokens.size(); i += n_batch_) {
+    const size_t n = std::min<size_t>(n_batch_, tokens.size() - i);
+    if (i + n < tokens.size()) {  // an earlier batch: no head
+      pipeline_->forward(tokens.data() + i, static_cast<int64_t>(n), n_past_, nullptr, false);
+    } else {
+      token = pipeline_->forward_greedy(tokens.data() + i, static_cast<int64_t>(n), n_past_);
+    }
+    n_past_ += static_cast<uint32_t>(n);
+  }
+  return token;
+}
+
+void Context::check_appendable(std::span<const int32_t> tokens) const {
   if (tokens.empty()) throw Error("eval: no tokens");
   if (n_past_ + tokens.size() > n_ctx_) {
     throw Error(fmt::format("eval: {} tokens after {} already in the context exceed its size {}",
@@ -168,15 +196,6 @@ std::span<const float> Context::run(std::span<const int32_t> tokens, bool all_lo
       throw Error(fmt::format("eval: token id {} outside the vocabulary (0..{})", t, model_->n_vocab() - 1));
     }
   }
-  const size_t n_vocab = static_cast<size_t>(model_->n_vocab());
-  logits_.resize(n_vocab * (all_logits ? tokens.size() : 1));
-  for (size_t i = 0; i < tokens.size(); i += n_batch_) {
-    const size_t n = std::min<size_t>(n_batch_, tokens.size() - i);
-    float* out = all_logits ? logits_.data() + i * n_vocab : logits_.data();
-    pipeline_->forward(tokens.data() + i, static_cast<int64_t>(n), n_past_, out, all_logits);
-    n_past_ += static_cast<uint32_t>(n);
-  }
-  return logits_;
 }
 
 std::vector<int32_t> Context::generate(std::span<const int32_t> prompt, int n_predict,
@@ -189,14 +208,25 @@ std::vector<int32_t> Context::generate(std::span<const int32_t> prompt, int n_pr
   }
   std::vector<int32_t> history(prompt.begin(), prompt.end());
   std::vector<int32_t> generated;
-  std::span<const float> logits = eval(prompt);
+  // Plain greedy sampling needs only the argmax, which the head's device computes.
+  const bool on_device = is_plain_greedy(sampling);
+  std::span<const float> logits;
+  int32_t greedy = -1;
+  auto append = [&](std::span<const int32_t> tokens) {
+    if (on_device) {
+      greedy = eval_greedy(tokens);
+    } else {
+      logits = eval(tokens);
+    }
+  };
+  append(prompt);
   for (int i = 0; i < n_predict && n_past_ < n_ctx_; ++i) {
-    const int32_t token = sampler.sample(logits, history);
+    const int32_t token = on_device ? greedy : sampler.sample(logits, history);
     generated.push_back(token);
     history.push_back(token);
     if (on_token && !on_token(token)) break;
     if (model_->is_end_of_generation(token)) break;
-    if (i + 1 < n_predict && n_past_ < n_ctx_) logits = eval(std::span<const int32_t>(&token, 1));
+    if (i + 1 < n_predict && n_past_ < n_ctx_) append(std::span<const int32_t>(&token, 1));
   }
   return generated;
 }

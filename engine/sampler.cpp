@@ -23,6 +23,23 @@ void validate(const SamplingParams& p) {
   if (p.repeat_last_n < 0) bad("repeat_last_n", p.repeat_last_n, ">= 0");
 }
 
+bool is_plain_greedy(const SamplingParams& p) {
+  return (p.greedy || p.temperature == 0.0f) && (p.repeat_penalty == 1.0f || p.repeat_last_n == 0);
+}
+
+int32_t argmax_token(std::span<const float> logits) {
+  float best = -INFINITY;
+  size_t at = logits.size();
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float v = std::isnan(logits[i]) ? -INFINITY : logits[i];
+    if (v > best || (v == best && i < at)) {
+      best = v;
+      at = i;
+    }
+  }
+  return static_cast<int32_t>(at);
+}
+
 Sampler::Sampler(const SamplingParams& params, int32_t n_vocab)
     : p_(params), n_vocab_(n_vocab), rng_(params.seed) {
   validate(params);

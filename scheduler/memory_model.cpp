@@ -113,6 +113,8 @@ std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s
   }
   if (s.has_output_head) {
     buffers.push_back({"logits", f32(uint64_t(s.n_outputs) * hp.n_vocab)});
+    // Greedy decoding's token, reduced from the logits on the device (only it is copied back).
+    if (s.gpu) buffers.push_back({"greedy_token", 4});
   }
   return buffers;
 }

@@ -48,20 +48,35 @@ Pipeline::Pipeline(std::vector<std::unique_ptr<Stage>> stages, std::vector<std::
 }
 
 void Pipeline::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) {
+  aborting_on_failure([&] { run_steps(tokens, n, pos, logits, all_logits, nullptr); });
+}
+
+int32_t Pipeline::forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) {
+  int32_t token = -1;
+  aborting_on_failure([&] { run_steps(tokens, n, pos, nullptr, false, &token); });
+  return token;
+}
+
+void Pipeline::aborting_on_failure(const std::function<void()>& work) {
   try {
-    run_steps(tokens, n, pos, logits, all_logits);
+    work();
   } catch (...) {
     for (auto& t : transports_) t->abort();
     throw;
   }
 }
 
-void Pipeline::run_steps(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) {
+void Pipeline::run_steps(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits,
+                         int32_t* greedy) {
   const int64_t ub = n_ubatch_, n_micro = (n + ub - 1) / ub;
   const int64_t n_stages = static_cast<int64_t>(stages_.size());
   const int64_t E = n_embd_, n_vocab = n_vocab_;
   auto length = [&](int64_t j) { return std::min(ub, n - j * ub); };
   auto run = [&](int64_t s, int64_t j) {
+    if (greedy != nullptr && s + 1 == n_stages && j + 1 == n_micro) {
+      *greedy = stages_[s]->forward_greedy(tokens + j * ub, length(j), pos + j * ub);
+      return;
+    }
     float* out = nullptr;  // the head runs for every micro-batch or only for the last one
     if (s + 1 == n_stages && (all_logits || j + 1 == n_micro)) out = all_logits ? logits + j * ub * n_vocab : logits;
     stages_[s]->forward(tokens + j * ub, length(j), pos + j * ub, out, all_logits);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,10 @@ class Pipeline {
   // On failure every transport is aborted before the error propagates.
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits);
 
+  // As forward with the last token's logits wanted, returning only their greedy token, which the
+  // output stage reduces where its head runs (Stage::forward_greedy).
+  int32_t forward_greedy(const int32_t* tokens, int64_t n, int64_t pos);
+
   size_t n_stages() const { return stages_.size(); }
   const Transport* transport(size_t s) const { return transports_.at(s).get(); }
 
@@ -69,7 +74,11 @@ class Pipeline {
   std::vector<std::unique_ptr<Stage>> stages_;
   std::vector<std::unique_ptr<Transport>> transports_;  // transports_[s]: stage s -> s + 1
 
-  void run_steps(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits);
+  // Runs work; if it throws, aborts every transport first (no stage is left waiting for a copy).
+  void aborting_on_failure(const std::function<void()>& work);
+
+  // greedy: the output stage's last micro-batch returns its greedy token there instead of logits.
+  void run_steps(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits, int32_t* greedy);
 };
 
 }  // namespace engine

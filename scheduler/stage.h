@@ -48,6 +48,11 @@ class Stage {
   // in hidden().
   virtual void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) = 0;
 
+  // As forward for the output stage with the last token's logits wanted, but returns only their
+  // greedy token (argmax_token, engine/sampling.h), reduced where the head ran: a GPU stage copies
+  // one int to the host instead of a row of logits.
+  virtual int32_t forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) = 0;
+
   virtual float* hidden() = 0;  // [n_batch][n_embd] host floats
 
   // Non-null for stages that run on a CUDA device.

@@ -1,4 +1,5 @@
-// The forward pass's small GPU kernels: RMSNorm, RoPE with the KV cache store, SwiGLU. No CUDA
+// The forward pass's small GPU kernels: RMSNorm, RoPE with the KV cache store, SwiGLU, and the
+// greedy token of a row of logits. No CUDA
 // types: pointers are device pointers, `stream` a cudaStream_t; every call is asynchronous and
 // checks its launch (engine::Error naming the call and device). Same formulas as kernels/cpu/ops.h.
 #pragma once
@@ -28,5 +29,10 @@ void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void
 void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_t n_head, int64_t n_head_kv,
                         int64_t head_dim, int64_t pos0, const RopeParams& p, uint16_t* k_cache, uint16_t* v_cache,
                         void* stream, const int64_t* pos_dev = nullptr);
+
+// *token = argmax_token of x[0..n) (engine/sampling.h: the highest value, the lowest index among
+// equal ones, NaN as -infinity), so that greedy decoding copies one int to the host, not a row
+// of logits. n >= 1.
+void cuda_argmax(const float* x, int64_t n, int32_t* token, void* stream);
 
 }  // namespace engine

@@ -4,16 +4,18 @@
 // near 4096 (device and host sinf/cosf/powf may differ by an ulp of the angle), SwiGLU within 1e-6; the
 // 8-bit blocks RMSNorm and SwiGLU also write are bit for bit the host quantizer's of their f32
 // output; the fused RoPE + KV store rotates as the CPU and stores fp16 of the rotated k and of v
-// at the position's cache rows, leaving the rows around them alone. Skips (visibly) where no CUDA
-// device exists.
+// at the position's cache rows, leaving the rows around them alone; the greedy argmax is exactly
+// argmax_token's. Skips (visibly) where no CUDA device exists.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "engine/half.h"
+#include "engine/sampling.h"
 
 #include "kernels/cpu/ops.h"
 #include "scheduler/cuda_runtime.h"
@@ -101,6 +103,34 @@ TEST(CudaOps, RmsNormAtEveryWidthMatchesTheCpu) {
       cudaFree(dq);
     }
   }
+#endif
+}
+
+// Rows of one value, of fewer values than threads, and of a vocabulary; coarse values (many ties),
+// NaNs, all -infinity: the token is exactly argmax_token's (the host reference against
+// std::max_element in test_greedy.cpp).
+TEST(CudaOps, ArgmaxIsTheHostsGreedyToken) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  int32_t* d_token = nullptr;
+  ASSERT_EQ(cudaMalloc(&d_token, sizeof(int32_t)), cudaSuccess);
+  for (const int64_t n : {int64_t(1), int64_t(700), int64_t(152064)}) {
+    for (int trial = 0; trial < 6; ++trial) {
+      std::vector<float> x(n);
+      for (auto& v : x) v = float(int(rng() % 61) - 30) * 0.25f;
+      if (trial == 1) x[rng() % n] = std::nanf("");
+      if (trial == 2) std::fill(x.begin(), x.end(), -INFINITY);
+      if (trial == 3) x[n - 1] = 100.0f;  // the maximum at the very end
+      DeviceFloats dx(x);
+      ASSERT_EQ(cudaMemset(d_token, 0xff, sizeof(int32_t)), cudaSuccess);
+      cuda_argmax(dx.p, n, d_token, nullptr);
+      int32_t token = -2;
+      ASSERT_EQ(cudaMemcpy(&token, d_token, sizeof(int32_t), cudaMemcpyDeviceToHost), cudaSuccess);
+      EXPECT_EQ(token, argmax_token(x)) << "n " << n << " trial " << trial;
+    }
+  }
+  cudaFree(d_token);
 #endif
 }
 

@@ -17,6 +17,7 @@
 
 #include "engine/engine.h"
 #include "engine/memory_model.h"
+#include "engine/sampling.h"
 #include "model_helpers.h"
 #include "scheduler/cuda_runtime.h"
 #include "test_support.h"
@@ -73,6 +74,27 @@ TEST(CudaStage, WholeModelMatchesTheCpu) {
       }
       gpu.reset();
       EXPECT_EQ(test::greedy(gpu, ids, 64).first, tokens) << weight_mix_name(mix) << " arch " << int(arch);
+    }
+  }
+}
+
+// Greedy decoding's token from the GPU head's argmax (one int copied back) is the argmax of the
+// logits the same stage returns, for a prompt and through decode-graph steps; and through a
+// CPU + GPU split, whose GPU stage holds the head.
+TEST(CudaStage, GreedyTokenIsTheArgmaxOfTheLogits) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+  const auto model = test::random_model(WeightMix::q4_k_m, Arch::qwen2, 4);
+  for (const auto& stages : {std::vector<std::pair<int, std::pair<uint32_t, uint32_t>>>{{0, {0, 3}}},
+                             std::vector<std::pair<int, std::pair<uint32_t, uint32_t>>>{{-1, {0, 1}}, {0, {2, 3}}}}) {
+    Context with_logits(model, on(stages));
+    Context greedy(model, on(stages));
+    std::mt19937 rng(std::random_device{}());
+    std::vector<int32_t> ids(20);  // a prompt batch (the matmul), then decode steps
+    for (auto& t : ids) t = static_cast<int32_t>(rng() % 512);
+    for (int step = 0; step < 6; ++step) {
+      const int32_t want = argmax_token(with_logits.eval(ids));
+      ASSERT_EQ(greedy.eval_greedy(ids), want) << stages.size() << " stages, step " << step;
+      ids = {want};
     }
   }
 }

@@ -99,6 +99,11 @@ class Context {
   // As eval, but returns the logits after every token: tokens.size() rows of n_vocab.
   std::span<const float> eval_all(std::span<const int32_t> tokens);
 
+  // As eval, but returns only the greedy token of the last logits (argmax_token in
+  // engine/sampling.h), reduced where the output head runs: a GPU head copies one int to the
+  // host, not a row of logits. generate() takes it for plain greedy sampling.
+  int32_t eval_greedy(std::span<const int32_t> tokens);
+
   // Evaluates the prompt, then samples up to n_predict tokens, calling on_token after each; it
   // stops early when on_token returns false or an end-of-generation token is sampled. Returns the
   // generated tokens.
@@ -114,6 +119,8 @@ class Context {
   uint32_t n_past_ = 0;
   std::vector<float> logits_;
   std::span<const float> run(std::span<const int32_t> tokens, bool all_logits);
+  // Throws unless tokens is non-empty, fits the context and holds vocabulary ids.
+  void check_appendable(std::span<const int32_t> tokens) const;
 };
 
 }  // namespace engine

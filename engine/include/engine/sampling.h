@@ -24,6 +24,15 @@ struct SamplingParams {
 // Throws engine::Error naming the first invalid parameter (NaN, out of range).
 void validate(const SamplingParams& params);
 
+// Whether `params` make Sampler::sample the argmax of the logits as they come (greedy, and no
+// repetition penalty to apply first): then the argmax may be taken where the logits are made.
+bool is_plain_greedy(const SamplingParams& params);
+
+// The greedy token of one row of logits: the highest logit, the lowest index among equal ones; a
+// NaN counts as -infinity. What Sampler::sample returns for plain greedy parameters (for logits
+// without NaN), and what the GPU head's argmax computes.
+int32_t argmax_token(std::span<const float> logits);
+
 class Sampler {
  public:
   Sampler(const SamplingParams& params, int32_t n_vocab);  // validates
