@@ -329,9 +329,11 @@ class CudaStage final : public Stage, public CudaStageLink {
       Activations ffn_in = normalized(x_, w.ffn_norm, n);
       project_all({{w.w_gate, gate_, {}}, {w.w_up, up_, {}}}, ffn_in);
       ActQ8Block* hidden_q8 = q8_output(n, F);
-      cuda_swiglu(gate_, up_, gate_, n * F, stream_, hidden_q8);
+      uint16_t* hidden_f16 = f16_output(n);
+      cuda_swiglu(gate_, up_, gate_, n * F, stream_, hidden_q8, hidden_f16);
       Activations ffn_hidden{gate_, n};
       ffn_hidden.q8 = hidden_q8 != nullptr;
+      ffn_hidden.f16 = hidden_f16 != nullptr;
       project(w.w_down, ffn_hidden, x_, {nullptr, true});
     }
   }
@@ -343,13 +345,20 @@ class CudaStage final : public Stage, public CudaStageLink {
     return any_q8_ && n <= kCudaMatvecMaxBatch && K % 32 == 0 ? xq_ : nullptr;
   }
 
-  // xb_ = RMSNorm(x) of n rows of n_embd, with its 8-bit blocks where q8_output says.
+  // Where a kernel producing a prompt batch's rows also writes them in fp16 for the matmul (so no
+  // conversion pass follows): the stage's fp16 buffer; null for decode-sized batches.
+  uint16_t* f16_output(int64_t n) const { return n > kCudaMatvecMaxBatch ? x16_ : nullptr; }
+
+  // xb_ = RMSNorm(x) of n rows of n_embd, with its 8-bit blocks where q8_output says and its fp16
+  // rows where f16_output does.
   Activations normalized(const float* x, const float* weight, int64_t n) {
     const int64_t E = hp_.n_embd;
     ActQ8Block* q8 = q8_output(n, E);
-    cuda_rms_norm(x, weight, xb_, n, E, hp_.norm_eps, stream_, q8);
+    uint16_t* f16 = f16_output(n);
+    cuda_rms_norm(x, weight, xb_, n, E, hp_.norm_eps, stream_, q8, f16);
     Activations a{xb_, n};
     a.q8 = q8 != nullptr;
+    a.f16 = f16 != nullptr;
     return a;
   }
 

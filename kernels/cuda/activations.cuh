@@ -1,7 +1,9 @@
-// Device side of the 8-bit activation blocks (activations.h), shared by every kernel that writes
-// them: the quantizer, and RMSNorm and SwiGLU when they also write their output quantized.
+// Device side of the forms a matrix product reads its activations in, shared by every kernel that
+// writes them: the 8-bit blocks (activations.h) of the quantizer and of RMSNorm and SwiGLU when
+// they also write their output quantized, and the saturated fp16 of the prompt matmul's input.
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -30,6 +32,12 @@ __device__ __forceinline__ void warp_quantize_block(float v, int lane, ActQ8Bloc
     b.d = amax / 127.0f;
     b.sum = b.d * float(sum);
   }
+}
+
+// fp16 bits of x, clamped to the largest finite fp16 (65504) so that an outlier activation is
+// large, never infinite (NaN becomes -65504).
+__device__ __forceinline__ uint16_t saturated_f16(float x) {
+  return __half_as_ushort(__float2half_rn(fminf(fmaxf(x, -65504.0f), 65504.0f)));
 }
 
 }  // namespace engine

@@ -24,6 +24,7 @@
 #include <span>
 
 #include "../cpu/quant_blocks.h"
+#include "activations.cuh"
 #include "block_loads.cuh"
 #include "tensor_core.cuh"
 #include "engine/gpu_layout.h"
@@ -467,7 +468,7 @@ MATMUL_UNROLL
 
 __global__ void to_f16_saturated_kernel(const float* __restrict__ x, uint16_t* __restrict__ x16, int64_t n) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) x16[i] = f2h(fminf(fmaxf(x[i], -65504.0f), 65504.0f));
+  if (i < n) x16[i] = saturated_f16(x[i]);
 }
 
 // Calls f.template operator()<Loader>() with the type's tile loader; false if it has none.

@@ -6,6 +6,7 @@
 //             of x and w load together into registers, the weights before the previous kernel
 //             ends), memory for many.
 //   swiglu: one thread per element, grid-stride. Bound: memory.
+//   rms_norm and swiglu may also write their output as saturated fp16 (the prompt matmul's input).
 //   rms_norm and swiglu with 8-bit output: each warp's 32 values (threads step by the block's
 //             size, a multiple of 32, so a warp holds one whole 32-value block) quantized by
 //             shuffles.
@@ -50,7 +51,7 @@ constexpr int kNormCached = 8;
 
 __global__ void __launch_bounds__(1024)
     rms_norm_kernel(const float* x, const float* __restrict__ w, float* out, int64_t n, float eps,
-                    ActQ8Block* __restrict__ q8) {
+                    ActQ8Block* __restrict__ q8, uint16_t* __restrict__ f16) {
   __shared__ double warp_sums[32];
   __shared__ float row_scale;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, threads = blockDim.x;
@@ -85,6 +86,7 @@ __global__ void __launch_bounds__(1024)
   __syncthreads();
   const float scale = row_scale;
   ActQ8Block* qr = q8 != nullptr ? q8 + int64_t(blockIdx.x) * (n / 32) : nullptr;
+  uint16_t* hr = f16 != nullptr ? f16 + int64_t(blockIdx.x) * n : nullptr;
   // With q8, n % 32 == 0 and threads step by a multiple of 32: whole warps take each branch.
 #pragma unroll
   for (int c = 0; c < kNormCached; ++c) {
@@ -93,16 +95,18 @@ __global__ void __launch_bounds__(1024)
     const float v = xv[c] * scale * wv[c];
     yr[i] = v;
     if (qr != nullptr) warp_quantize_block(v, int(i % 32), qr[i / 32]);
+    if (hr != nullptr) hr[i] = saturated_f16(v);
   }
   for (int64_t i = threadIdx.x + int64_t(kNormCached) * threads; i < n; i += threads) {
     const float v = xr[i] * scale * w[i];
     yr[i] = v;
     if (qr != nullptr) warp_quantize_block(v, int(i % 32), qr[i / 32]);
+    if (hr != nullptr) hr[i] = saturated_f16(v);
   }
 }
 
 __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, float* out, int64_t n,
-                              ActQ8Block* __restrict__ q8) {
+                              ActQ8Block* __restrict__ q8, uint16_t* __restrict__ f16) {
   wait_for_previous_kernel();
   allow_next_kernel();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -110,6 +114,7 @@ __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, f
     const float v = g / (1.0f + expf(-g)) * up[i];
     out[i] = v;
     if (q8 != nullptr) warp_quantize_block(v, int(i % 32), q8[i / 32]);  // n % 32 == 0: whole warps
+    if (f16 != nullptr) f16[i] = saturated_f16(v);
   }
 }
 
@@ -205,18 +210,20 @@ __global__ void __launch_bounds__(1024) argmax_kernel(const float* __restrict__ 
 }  // namespace
 
 void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps,
-                   void* stream, ActQ8Block* q8) {
+                   void* stream, ActQ8Block* q8, uint16_t* f16) {
   if (rows <= 0) return;
   if (rows > 0x7fffffff) throw_bad_argument("cuda_rms_norm", "rows", rows);
   if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_rms_norm (8-bit output)", "n", n);
   launch_dependent(rms_norm_kernel, static_cast<unsigned>(rows), rms_norm_threads(n), 0,
-                   static_cast<cudaStream_t>(stream), x, weight, out, n, eps, q8);
+                   static_cast<cudaStream_t>(stream), x, weight, out, n, eps, q8, f16);
 }
 
-void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream, ActQ8Block* q8) {
+void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream, ActQ8Block* q8,
+                 uint16_t* f16) {
   if (n <= 0) return;
   if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_swiglu (8-bit output)", "n", n);
-  launch_dependent(swiglu_kernel, blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream), gate, up, out, n, q8);
+  launch_dependent(swiglu_kernel, blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream), gate, up, out, n, q8,
+                   f16);
 }
 
 void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_t n_head, int64_t n_head_kv,

@@ -69,6 +69,16 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng) {
 
 // The blocks a fused kernel wrote (n values' worth at d_q8) against the host quantizer's of the
 // kernel's own f32 output: bit for bit.
+// The fp16 copy a kernel wrote (d_f16) is bit for bit the host's rounding of its f32 output,
+// clamped to the largest finite fp16 as cuda_to_f16_saturated clamps.
+void expect_saturated_f16_of(const std::vector<float>& out, const uint16_t* d_f16, const char* what) {
+  std::vector<uint16_t> got(out.size());
+  ASSERT_EQ(cudaMemcpy(got.data(), d_f16, got.size() * sizeof(uint16_t), cudaMemcpyDeviceToHost), cudaSuccess);
+  for (size_t i = 0; i < out.size(); ++i) {
+    ASSERT_EQ(got[i], fp32_to_fp16(std::clamp(out[i], -65504.0f, 65504.0f))) << what << " value " << i;
+  }
+}
+
 void expect_blocks_of(const std::vector<float>& out, const ActQ8Block* d_q8, const char* what) {
   std::vector<ActQ8Block> want(out.size() / 32), got(out.size() / 32);
   quantize_activations_on_host(out.data(), int64_t(out.size()), want.data());
@@ -95,9 +105,14 @@ TEST(CudaOps, RmsNormAtEveryWidthMatchesTheCpu) {
       ASSERT_EQ(cudaMalloc(&dq, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
       ASSERT_EQ(cudaMemset(dq, 0xff, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
     }
-    cuda_rms_norm(dx.p, dw.p, dout.p, rows, n, 1e-6f, nullptr, dq);
+    uint16_t* dh = nullptr;  // and the fp16 copy a prompt batch's matmul reads
+    ASSERT_EQ(cudaMalloc(&dh, rows * n * sizeof(uint16_t)), cudaSuccess);
+    ASSERT_EQ(cudaMemset(dh, 0xff, rows * n * sizeof(uint16_t)), cudaSuccess);
+    cuda_rms_norm(dx.p, dw.p, dout.p, rows, n, 1e-6f, nullptr, dq, dh);
     const auto got = dout.get();
     EXPECT_LE(rel(got, want), 1e-6) << "n " << n;
+    expect_saturated_f16_of(got, dh, "rms_norm");
+    cudaFree(dh);
     if (dq != nullptr) {
       expect_blocks_of(got, dq, "rms_norm");
       cudaFree(dq);
@@ -173,11 +188,16 @@ TEST(CudaOps, RmsNormAndSwigluMatchTheCpu) {
   ASSERT_EQ(cudaMemset(dq, 0xff, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
   {
     DeviceFloats gate(x);
-    cuda_swiglu(gate.p, dup.p, gate.p, rows * n, nullptr, dq);
+    uint16_t* dh = nullptr;
+    ASSERT_EQ(cudaMalloc(&dh, rows * n * sizeof(uint16_t)), cudaSuccess);
+    ASSERT_EQ(cudaMemset(dh, 0xff, rows * n * sizeof(uint16_t)), cudaSuccess);
+    cuda_swiglu(gate.p, dup.p, gate.p, rows * n, nullptr, dq, dh);
     const auto act = gate.get();
     swiglu(x.data(), up.data(), want.data(), rows * n);
     EXPECT_LE(rel(act, want), 1e-6);
     expect_blocks_of(act, dq, "swiglu");
+    expect_saturated_f16_of(act, dh, "swiglu");
+    cudaFree(dh);
   }
   cudaFree(dq);
 #endif
