@@ -157,10 +157,9 @@ __global__ void __launch_bounds__(kThreads)
   if (pos != nullptr) n_keys = *pos + 1;
   const int kvh = blockIdx.x, chunk = blockIdx.y, h0 = kvh * group + int(blockIdx.z) * G;
   const int64_t t0 = int64_t(chunk) * kChunk;
-  if (t0 >= n_keys) {  // the whole block: no __syncthreads has been reached
-    wait_for_previous_kernel();
-    return;
-  }
+  // Blocks past the keys (the graph's grid covers the whole context) leave at once, without
+  // waiting: they touch nothing, and the grid still finishes only after the blocks that wait.
+  if (t0 >= n_keys) return;  // the whole block: no __syncthreads has been reached
   const int n = static_cast<int>(n_keys - t0 < kChunk ? n_keys - t0 : kChunk);
   const int newest = static_cast<int>(n_keys - 1 - t0);  // this step's key, if in the chunk
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
