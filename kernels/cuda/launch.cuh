@@ -8,7 +8,9 @@
 // The contract for a kernel launched this way: it calls wait_for_previous_kernel before it reads
 // or writes any memory another kernel of the stream writes or reads, and it waits even when it
 // has no such memory, since the kernel after it relies on this one having finished only once all
-// before it have. It calls allow_next_kernel after its wait (a no-op without a dependent launch).
+// before it have (a block that touches nothing may leave without waiting: the grid finishes only
+// after its blocks that wait). It calls allow_next_kernel after its wait (a no-op without a
+// dependent launch).
 #pragma once
 
 #include <cuda_runtime.h>
