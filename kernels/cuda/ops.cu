@@ -105,6 +105,7 @@ __global__ void __launch_bounds__(1024)
   }
 }
 
+// out may be gate (the stage runs it in place): no __restrict__ on them.
 __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, float* out, int64_t n,
                               ActQ8Block* __restrict__ q8, uint16_t* __restrict__ f16) {
   wait_for_previous_kernel();
