@@ -241,8 +241,8 @@ class CudaStage final : public Stage, public CudaStageLink {
       enqueue_input(n);
       enqueue_layers(n, pos, nullptr);
       if (head) {
-        const int64_t first = all_logits && !greedy ? 0 : n - 1;
-        enqueue_head(first, n - first, greedy ? nullptr : logits);
+        const int64_t first = all_logits ? 0 : n - 1;
+        enqueue_head(first, n - first, logits);  // null for greedy: the logits stay on the device
       }
     }
     if (greedy) {
@@ -470,11 +470,11 @@ class CudaStage final : public Stage, public CudaStageLink {
   // decode-sized batch, the matmul's for a prompt batch. A prompt batch for a type the matmul
   // lacks runs them one by one.
   void project_all(std::initializer_list<Product> products, Activations& in) {
+    const bool prompt = in.n > kCudaMatvecMaxBatch;
     const Product* it = products.begin();
     while (it != products.end()) {
       const DeviceMatrix& first = it->w;
       const int64_t K = first.cols;
-      const bool prompt = in.n > kCudaMatvecMaxBatch;
       if (prompt && !cuda_matmul_supports(first.type, K)) {
         matvec_in_batches(it->w, in, it->y, it->ep);
         ++it;

@@ -18,8 +18,10 @@
 
 #include <cuda_fp16.h>
 
+#include <atomic>
 #include <cmath>
 
+#include "launch.cuh"
 #include "scheduler/cuda_check.h"
 #include "tensor_core.cuh"
 
@@ -195,8 +197,8 @@ template <int D>
 void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t pos0, int64_t n_queries,
             int n_head, int n_head_kv, float scale, float* out, cudaStream_t stream) {
   constexpr size_t smem = shared_bytes<D>();
-  ENGINE_CUDA_CHECK(cudaFuncSetAttribute(flash_prefill<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem)));
+  static std::atomic<uint64_t> opted_in;  // devices where this kernel may take smem bytes
+  opt_in_shared_bytes(flash_prefill<D>, smem, opted_in);
   const dim3 grid(static_cast<unsigned>(n_head), static_cast<unsigned>((n_queries + kQueries - 1) / kQueries));
   constexpr float kLog2e = 1.4426950408889634f;
   flash_prefill<D><<<grid, 32 * kWarps, smem, stream>>>(q, k_cache, v_cache, pos0, static_cast<int>(n_queries),

@@ -1,4 +1,6 @@
-// Programmatic dependent launch (sm_90 and later) for the decode step's kernels: a kernel launched
+// Launch helpers: per-device caches of what a launch asks the runtime (attributes, the shared
+// memory opt-in), and programmatic dependent launch (sm_90 and later) for the decode step's
+// kernels: a kernel launched
 // by launch_dependent may start while the kernel before it in the stream is still running (from
 // the moment every block of that one has called allow_next_kernel), so its launch, its blocks'
 // placement and whatever it does before wait_for_previous_kernel (address arithmetic, prefetching
@@ -41,27 +43,47 @@ __device__ __forceinline__ void allow_next_kernel() {
 // Asks L2 for the 128-byte line at p (no register, no wait): for weights a kernel reads later.
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
+// Devices the per-device caches below remember (others are asked every time).
+constexpr int kCachedDevices = 64;
+
+// kAttribute of the current device, asked once per device: launches call this on every prompt
+// product and decode kernel.
+template <cudaDeviceAttr kAttribute>
+int device_attribute() {
+  static std::atomic<int> known[kCachedDevices];  // value + 1; 0: not asked yet
+  int device = 0, value = 0;
+  ENGINE_CUDA_CHECK(cudaGetDevice(&device));
+  const bool cached = device >= 0 && device < kCachedDevices;
+  if (cached) {
+    const int v = known[device].load(std::memory_order_relaxed);
+    if (v != 0) return v - 1;
+  }
+  ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&value, kAttribute, device));
+  if (cached) known[device].store(value + 1, std::memory_order_relaxed);
+  return value;
+}
+
+// Lets `kernel` take `bytes` of dynamic shared memory on the current device (past 48 KiB a
+// kernel must opt in, per device), once per device: `opted_in` is the caller's static mask of
+// devices done for this kernel.
+template <typename... Params>
+void opt_in_shared_bytes(void (*kernel)(Params...), size_t bytes, std::atomic<uint64_t>& opted_in) {
+  int device = 0;
+  ENGINE_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = device >= 0 && device < kCachedDevices ? uint64_t(1) << device : 0;
+  if (bit != 0 && (opted_in.load(std::memory_order_relaxed) & bit) != 0) return;
+  ENGINE_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+  opted_in.fetch_or(bit, std::memory_order_relaxed);
+}
+
 // Whether launches on the current device may overlap (compute capability 9.0 or later, and
-// ENGINE_CUDA_PDL is not 0); asked once per device.
+// ENGINE_CUDA_PDL is not 0).
 inline bool dependent_launch_enabled() {
   static const bool allowed = [] {
     const char* v = std::getenv("ENGINE_CUDA_PDL");
     return v == nullptr || std::strcmp(v, "0") != 0;
   }();
-  if (!allowed) return false;
-  constexpr int kDevices = 64;
-  static std::atomic<int> known[kDevices];  // 0: not asked yet, 1: yes, 2: no
-  int device = 0;
-  ENGINE_CUDA_CHECK(cudaGetDevice(&device));
-  if (device < 0 || device >= kDevices) return false;
-  int state = known[device].load(std::memory_order_relaxed);
-  if (state == 0) {
-    int major = 0;
-    ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    state = major >= 9 ? 1 : 2;
-    known[device].store(state, std::memory_order_relaxed);
-  }
-  return state == 1;
+  return allowed && device_attribute<cudaDevAttrComputeCapabilityMajor>() >= 9;
 }
 
 // kernel<<<grid, block, shared_bytes, stream>>>(args...), overlapping the previous kernel where

@@ -20,12 +20,14 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <span>
 
 #include "../cpu/quant_blocks.h"
 #include "activations.cuh"
 #include "block_loads.cuh"
+#include "launch.cuh"
 #include "tensor_core.cuh"
 #include "engine/gpu_layout.h"
 #include "matmul.h"
@@ -551,9 +553,8 @@ void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M,
       const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
       constexpr size_t smem = shared_bytes<Loader, kTileTokens>();
       static_assert(smem <= kSmallestOptInSharedBytes, "a block's shared memory must fit every card");
-      // Past 48 KiB a kernel must opt in to its dynamic shared memory (per device: every launch).
-      ENGINE_CUDA_CHECK(cudaFuncSetAttribute(matmul_kernel<Loader, kTileTokens>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      static std::atomic<uint64_t> opted_in;  // devices where this kernel may take smem bytes
+      opt_in_shared_bytes(matmul_kernel<Loader, kTileTokens>, smem, opted_in);
       matmul_kernel<Loader, kTileTokens><<<grid, 2 * kTileTokens, smem, static_cast<cudaStream_t>(stream)>>>(
           grid_outs, gpu_row_bytes(type, K), K, x16, M);
     };
@@ -561,9 +562,7 @@ void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M,
       // 128-token tiles unless they come to less than two blocks per SM (QwQ-32B's 5120-row
       // products at 512 tokens: 160 blocks on 132 SMs), where twice as many half-size ones
       // keep more of the SMs busy.
-      int device = 0, sms = 0;
-      ENGINE_CUDA_CHECK(cudaGetDevice(&device));
-      ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+      const int sms = device_attribute<cudaDevAttrMultiProcessorCount>();
       const int64_t blocks = int64_t(tiles) * ((M + 127) / 128);
       tokens = blocks < 2 * int64_t(sms) ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
     }

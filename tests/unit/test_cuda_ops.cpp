@@ -23,6 +23,7 @@
 #if ENGINE_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "device_buffer.h"
 #include "kernels/cuda/ops.h"
 #endif
 
@@ -71,9 +72,9 @@ std::vector<float> random_floats(size_t n, std::mt19937& rng) {
 // kernel's own f32 output: bit for bit.
 // The fp16 copy a kernel wrote (d_f16) is bit for bit the host's rounding of its f32 output,
 // clamped to the largest finite fp16 as cuda_to_f16_saturated clamps.
-void expect_saturated_f16_of(const std::vector<float>& out, const uint16_t* d_f16, const char* what) {
-  std::vector<uint16_t> got(out.size());
-  ASSERT_EQ(cudaMemcpy(got.data(), d_f16, got.size() * sizeof(uint16_t), cudaMemcpyDeviceToHost), cudaSuccess);
+void expect_saturated_f16_of(const std::vector<float>& out, const test::DeviceBuffer& d_f16, const char* what) {
+  const auto got = d_f16.to_host<uint16_t>();
+  ASSERT_EQ(got.size(), out.size()) << what;
   for (size_t i = 0; i < out.size(); ++i) {
     ASSERT_EQ(got[i], fp32_to_fp16(std::clamp(out[i], -65504.0f, 65504.0f))) << what << " value " << i;
   }
@@ -105,14 +106,11 @@ TEST(CudaOps, RmsNormAtEveryWidthMatchesTheCpu) {
       ASSERT_EQ(cudaMalloc(&dq, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
       ASSERT_EQ(cudaMemset(dq, 0xff, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
     }
-    uint16_t* dh = nullptr;  // and the fp16 copy a prompt batch's matmul reads
-    ASSERT_EQ(cudaMalloc(&dh, rows * n * sizeof(uint16_t)), cudaSuccess);
-    ASSERT_EQ(cudaMemset(dh, 0xff, rows * n * sizeof(uint16_t)), cudaSuccess);
-    cuda_rms_norm(dx.p, dw.p, dout.p, rows, n, 1e-6f, nullptr, dq, dh);
+    const test::DeviceBuffer dh(std::vector<uint16_t>(rows * n, 0xffff));  // and the matmul's fp16 copy
+    cuda_rms_norm(dx.p, dw.p, dout.p, rows, n, 1e-6f, nullptr, dq, dh.as<uint16_t>());
     const auto got = dout.get();
     EXPECT_LE(rel(got, want), 1e-6) << "n " << n;
     expect_saturated_f16_of(got, dh, "rms_norm");
-    cudaFree(dh);
     if (dq != nullptr) {
       expect_blocks_of(got, dq, "rms_norm");
       cudaFree(dq);
@@ -128,8 +126,6 @@ TEST(CudaOps, ArgmaxIsTheHostsGreedyToken) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
 #if ENGINE_HAVE_CUDA
   std::mt19937 rng(std::random_device{}());
-  int32_t* d_token = nullptr;
-  ASSERT_EQ(cudaMalloc(&d_token, sizeof(int32_t)), cudaSuccess);
   for (const int64_t n : {int64_t(1), int64_t(700), int64_t(152064)}) {
     for (int trial = 0; trial < 6; ++trial) {
       std::vector<float> x(n);
@@ -138,14 +134,11 @@ TEST(CudaOps, ArgmaxIsTheHostsGreedyToken) {
       if (trial == 2) std::fill(x.begin(), x.end(), -INFINITY);
       if (trial == 3) x[n - 1] = 100.0f;  // the maximum at the very end
       DeviceFloats dx(x);
-      ASSERT_EQ(cudaMemset(d_token, 0xff, sizeof(int32_t)), cudaSuccess);
-      cuda_argmax(dx.p, n, d_token, nullptr);
-      int32_t token = -2;
-      ASSERT_EQ(cudaMemcpy(&token, d_token, sizeof(int32_t), cudaMemcpyDeviceToHost), cudaSuccess);
-      EXPECT_EQ(token, argmax_token(x)) << "n " << n << " trial " << trial;
+      const test::DeviceBuffer d_token(std::vector<int32_t>{-2});
+      cuda_argmax(dx.p, n, d_token.as<int32_t>(), nullptr);
+      EXPECT_EQ(d_token.to_host<int32_t>()[0], argmax_token(x)) << "n " << n << " trial " << trial;
     }
   }
-  cudaFree(d_token);
 #endif
 }
 
@@ -188,16 +181,13 @@ TEST(CudaOps, RmsNormAndSwigluMatchTheCpu) {
   ASSERT_EQ(cudaMemset(dq, 0xff, rows * n / 32 * sizeof(ActQ8Block)), cudaSuccess);
   {
     DeviceFloats gate(x);
-    uint16_t* dh = nullptr;
-    ASSERT_EQ(cudaMalloc(&dh, rows * n * sizeof(uint16_t)), cudaSuccess);
-    ASSERT_EQ(cudaMemset(dh, 0xff, rows * n * sizeof(uint16_t)), cudaSuccess);
-    cuda_swiglu(gate.p, dup.p, gate.p, rows * n, nullptr, dq, dh);
+    const test::DeviceBuffer dh(std::vector<uint16_t>(rows * n, 0xffff));
+    cuda_swiglu(gate.p, dup.p, gate.p, rows * n, nullptr, dq, dh.as<uint16_t>());
     const auto act = gate.get();
     swiglu(x.data(), up.data(), want.data(), rows * n);
     EXPECT_LE(rel(act, want), 1e-6);
     expect_blocks_of(act, dq, "swiglu");
     expect_saturated_f16_of(act, dh, "swiglu");
-    cudaFree(dh);
   }
   cudaFree(dq);
 #endif
