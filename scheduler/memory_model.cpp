@@ -93,6 +93,9 @@ std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s
       buffers.push_back({"attention_partials", f32(uint64_t(hp.n_head) * chunks * (hp.head_dim + 2))});
       // The decode position in device memory, read by the kernels of a replayed CUDA graph.
       buffers.push_back({"position", 8});
+      // A q8_0 cache's keys and values of one layer as fp16, which the prompt attention reads
+      // (kernels/cuda/kv_cache.h): K and V for the whole context.
+      if (s.kv_type == KvType::q8_0) buffers.push_back({"kv_f16", 2 * 2 * uint64_t(s.n_ctx) * hp.kv_dim()});
     } else {
       // One row of scores per head and query in flight: n_head rows of n_ctx.
       buffers.push_back({"scores", f32(uint64_t(hp.n_head) * s.n_ctx)});

@@ -238,7 +238,7 @@ class Planner {
     }
     d.kv_bytes = stage_kv_bytes(m_.hp, opt_.kv_type, ctx, layers);
     if (layers > 0 || d.output || d.device.kind == DeviceKind::cpu) {
-      StageShape shape{opt_.n_batch, ctx, opt_.n_outputs, layers > 0, d.output, gpu};
+      StageShape shape{opt_.n_batch, ctx, opt_.n_outputs, layers > 0, d.output, gpu, opt_.kv_type};
       d.compute_bytes = stage_buffer_bytes(m_.hp, shape);
     }
   }

@@ -2,6 +2,10 @@
 // checked against hand computations from the tensor table.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -156,6 +160,40 @@ TEST_F(PlannerTest, OneGpuOf24GiBTakesExactlyWhatFitsTheCpuTheRest) {
   EXPECT_EQ(p.devices[0].weight_bytes, used - k * kv_by_hand(ctx) + output);
 }
 
+// A q8_0 cache on one 24 GiB GPU at 32768 tokens: by hand as above, with KV of 34/32 bytes a
+// value and the GPU's compute buffers including the prompt attention's fp16 copy of one layer's
+// keys and values. With it the whole model fits the one card (with f16, 7 layers do not).
+TEST_F(PlannerTest, Q8CacheOnTheGpuCountsItsPlanesAndItsFp16Copy) {
+  const uint32_t ctx = 32768;
+  PlanOptions o;
+  o.split = parse_split("auto");
+  o.n_ctx = ctx;
+  o.kv_type = KvType::q8_0;
+  const Plan q8 = make_plan(*spec_, sims({24}), o);
+  const Plan f16 = plan(sims({24}), "auto", ctx);
+  expect_partition(q8);
+  uint64_t output = 0;
+  for (const char* name : {"output.weight", "output_norm.weight"}) {
+    output += gpu_bytes_by_hand(*spec_->file.find_tensor(name));
+  }
+  const uint64_t fp16_copy = 2ull * 2 * ctx * 8 * 128;
+  EXPECT_EQ(q8.devices[0].compute_bytes, stage_buffer_bytes(spec_->hp, {512, ctx, 1, true, true, true}) + fp16_copy);
+  const uint64_t kv_layer = 2ull * ctx * 8 * 128 / 32 * 34;
+  const uint64_t budget = 24 * GiB - (512ull << 20) - q8.devices[0].compute_bytes - output;
+  uint32_t k = 0;
+  uint64_t used = 0;
+  while (k < 64 && used + layer_bytes_by_hand(63 - k) + kv_layer <= budget) {
+    used += layer_bytes_by_hand(63 - k) + kv_layer;
+    ++k;
+  }
+  ASSERT_TRUE(q8.devices[0].layers.has_value());
+  EXPECT_EQ(count_layers(q8.devices[0]), k);
+  EXPECT_EQ(q8.devices[0].kv_bytes, k * kv_layer);  // 256-byte multiples already
+  EXPECT_EQ(k, 64u);
+  EXPECT_EQ(q8.n_layer_cpu, 0u);
+  EXPECT_LT(count_layers(f16.devices[0]), 64u);
+}
+
 TEST_F(PlannerTest, ProportionalFollowsFreeMemory) {
   const Plan p = plan(sims({24, 12, 8}), "proportional", 4096);
   expect_partition(p);
@@ -308,6 +346,42 @@ TEST(MemoryModel, StageKvBytesAlignKAndV) {
   EXPECT_EQ(stage_kv_bytes(hp, KvType::f16, 3, 2), 2u * 512);
   EXPECT_EQ(stage_kv_bytes(hp, KvType::f16, 3, 0), 0u);
   EXPECT_EQ(stage_kv_bytes(hp, KvType::f32, 4096, 4), 2ull * 4 * 4096 * 36 * 4);  // already aligned
+}
+
+// A GPU stage with a q8_0 cache adds one buffer, the prompt attention's fp16 keys and values of a
+// layer over the whole context; an f16 cache, or a CPU stage, none.
+TEST(MemoryModel, GpuQ8CacheAddsAnFp16CopyOfOneLayer) {
+  HyperParams hp;
+  hp.n_embd = 512;
+  hp.n_head = 8;
+  hp.n_head_kv = 2;
+  hp.head_dim = 64;
+  hp.n_ff = 1024;
+  hp.n_vocab = 1000;
+  auto names = [&](const StageShape& shape) {
+    std::vector<std::string> out;
+    for (const BufferSpec& b : stage_buffers(hp, shape)) out.emplace_back(b.name);
+    return out;
+  };
+  const StageShape gpu_f16{64, 1000, 1, true, true, true, KvType::f16};
+  StageShape gpu_q8 = gpu_f16, cpu_q8 = gpu_f16;
+  gpu_q8.kv_type = KvType::q8_0;
+  cpu_q8.gpu = false;
+  cpu_q8.kv_type = KvType::q8_0;
+  std::vector<std::string> want = names(gpu_f16);
+  const auto after = std::find(want.begin(), want.end(), "position");
+  ASSERT_NE(after, want.end());
+  want.insert(after + 1, "kv_f16");
+  EXPECT_EQ(names(gpu_q8), want);
+  for (const BufferSpec& b : stage_buffers(hp, gpu_q8)) {
+    if (b.name == "kv_f16") {
+      EXPECT_EQ(b.bytes, 2u * 2 * 1000 * 128);
+    }
+  }
+  EXPECT_EQ(stage_buffer_bytes(hp, gpu_q8), stage_buffer_bytes(hp, gpu_f16) + align_device(2 * 2 * 1000 * 128));
+  StageShape cpu_f16 = cpu_q8;
+  cpu_f16.kv_type = KvType::f16;
+  EXPECT_EQ(names(cpu_q8), names(cpu_f16));
 }
 
 // A model whose tensors are not multiples of 256 bytes (72 wide, f16): a GPU stage's weights are

@@ -53,6 +53,7 @@ struct StageShape {
   bool has_layers = true;
   bool has_output_head = false;
   bool gpu = false;  // a CUDA stage: its attention workspace, no CPU activation blocks
+  KvType kv_type = KvType::f16;  // a CUDA stage's q8_0 cache adds the prompt attention's fp16 copy
 };
 
 // Tokens per chunk of the GPU's split-key decode attention (kernels/cuda/attention.cu); its
