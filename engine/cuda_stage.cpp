@@ -32,6 +32,7 @@
 #include "engine/memory_model.h"
 #include "engine/quantize.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/kv_cache.h"
 #include "kernels/cuda/matmul.h"
 #include "kernels/cuda/matvec.h"
 #include "kernels/cuda/ops.h"
@@ -88,11 +89,11 @@ constexpr std::chrono::seconds kStageDeadline{300};
 class CudaStage final : public Stage, public CudaStageLink {
  public:
   CudaStage(const CpuModel& model, StageLayers layers, const Device& device, uint32_t n_ctx, uint32_t n_batch,
-            const std::function<void(uint64_t)>& uploaded)
+            KvType kv_type, const std::function<void(uint64_t)>& uploaded)
       : uploaded_(uploaded), m_(model), hp_(model.spec.hp), layers_(layers), device_(device.cuda_index),
-        n_ctx_(n_ctx), n_batch_(n_batch),
+        n_ctx_(n_ctx), n_batch_(n_batch), kv_type_(kv_type),
         arena_(fmt::format("{}, layers {}-{}", device.name, layers.first, layers.last),
-               stage_bytes(model, layers, n_ctx, n_batch, device)) {
+               stage_bytes(model, layers, n_ctx, n_batch, kv_type, device)) {
     ENGINE_CUDA_CHECK(cudaSetDevice(device_));
     res_.device = device_;
     ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&res_.stream, cudaStreamNonBlocking));
@@ -141,11 +142,13 @@ class CudaStage final : public Stage, public CudaStageLink {
       }
     }
     any_q8_ = any_q8_ || (layers_.output && cuda_matvec_wants_q8(output_.type));
-    const int64_t cache = int64_t(layers_.last - layers_.first + 1) * n_ctx_ * KV;
-    k_cache_ = alloc<uint16_t>(cache, "K cache");
-    v_cache_ = alloc<uint16_t>(cache, "V cache");
+    // One K and one V array for all layers, as the memory model counts them (kv_layer says where
+    // each layer's lie).
+    const uint64_t kv_array = kv_bytes_per_layer(hp_, kv_type_, n_ctx_) / 2 * n_stage_layers();
+    k_cache_ = alloc<uint8_t>(static_cast<int64_t>(kv_array), "K cache");
+    v_cache_ = alloc<uint8_t>(static_cast<int64_t>(kv_array), "V cache");
     // Scratch buffers: exactly the memory model's list, which the planner counted.
-    for (const BufferSpec& b : stage_buffers(hp_, shape(layers_, n_ctx_, n_batch_))) {
+    for (const BufferSpec& b : stage_buffers(hp_, shape(layers_, n_ctx_, n_batch_, kv_type_))) {
       float* p = alloc<float>(static_cast<int64_t>((b.bytes + 3) / 4), b.name);
       if (b.name == "hidden") x_ = p;
       if (b.name == "normed") xb_ = p;
@@ -167,6 +170,10 @@ class CudaStage final : public Stage, public CudaStageLink {
       if (b.name == "greedy_token") token_dev_ = reinterpret_cast<int32_t*>(p);
       if (b.name == "act_f16") x16_ = reinterpret_cast<uint16_t*>(p);
       if (b.name == "act_q8") xq_ = reinterpret_cast<ActQ8Block*>(p);
+      if (b.name == "kv_f16") {
+        k16_ = reinterpret_cast<uint16_t*>(p);
+        v16_ = k16_ + int64_t(n_ctx_) * KV;
+      }
     }
     arena_.expect_full();
     ENGINE_CUDA_CHECK(cudaMallocHost(&res_.pinned, sizeof(float) * n_batch_ * E));
@@ -299,7 +306,7 @@ class CudaStage final : public Stage, public CudaStageLink {
     const float scale = 1.0f / std::sqrt(float(hd));
     for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
       const DeviceLayer& w = dev_layers_[l - layers_.first];
-      const int64_t layer_cache = int64_t(l - layers_.first) * n_ctx_ * KV;
+      const KvLayer kv = kv_layer(kv_type_, k_cache_, v_cache_, n_stage_layers(), n_ctx_, KV, l - layers_.first);
       // Launches per layer at decode (10, 11 where v's type differs from q's and k's): the norms
       // and the attention write the 8-bit blocks the products read, the products add their bias
       // and the residual, q/k/v and gate/up are fused launches, RoPE and the KV store are one
@@ -308,20 +315,18 @@ class CudaStage final : public Stage, public CudaStageLink {
       project_all({{w.wq, q_, {w.bq}}, {w.wk, k_, {w.bk}}, {w.wv, v_, {w.bv}}}, normed);
       if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
       if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
-      uint16_t* kc = k_cache_ + layer_cache;
-      uint16_t* vc = v_cache_ + layer_cache;
-      cuda_rope_store_kv(q_, k_, v_, n, hp_.n_head, hp_.n_head_kv, hd, pos, rope_, kc, vc, stream_, pos_dev);
+      cuda_rope_store_kv(q_, k_, v_, n, hp_.n_head, hp_.n_head_kv, hd, pos, rope_, kv, stream_, pos_dev);
       // One query: the decode attention also writes its output's 8-bit blocks for attn_output.
       ActQ8Block* attn_q8 = n == 1 ? q8_output(n, hp_.n_head * hd) : nullptr;
       if (pos_dev != nullptr) {
-        cuda_attention_decode_at(q_, kc, vc, pos_dev, n_ctx_, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale,
+        cuda_attention_decode_at(q_, kv, pos_dev, n_ctx_, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale,
                                  attn_, workspace_, stream_, attn_q8);
       } else if (n == 1) {  // one query: keys split across blocks
-        cuda_attention_decode(q_, kc, vc, pos + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
+        cuda_attention_decode(q_, kv, pos + 1, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
                               workspace_, stream_, attn_q8);
       } else {  // causal: token b sees positions up to pos + b
-        cuda_attention_prefill(q_, kc, vc, pos, n, int(hp_.n_head), int(hp_.n_head_kv), int(hd), scale, attn_,
-                               stream_);
+        cuda_attention_prefill(q_, prompt_view(kv, pos + n), pos, n, int(hp_.n_head), int(hp_.n_head_kv), int(hd),
+                               scale, attn_, stream_);
       }
       Activations attn{attn_, n};
       attn.q8 = attn_q8 != nullptr;
@@ -336,6 +341,20 @@ class CudaStage final : public Stage, public CudaStageLink {
       ffn_hidden.f16 = hidden_f16 != nullptr;
       project(w.w_down, ffn_hidden, x_, {nullptr, true});
     }
+  }
+
+  // Layers in the stage.
+  int64_t n_stage_layers() const { return int64_t(layers_.last - layers_.first + 1); }
+
+  // The cache a prompt batch's attention reads, which takes f16: the layer's own, or for q8_0 its
+  // positions 0 .. n_positions - 1 converted into the stage's fp16 copy.
+  KvLayer prompt_view(const KvLayer& kv, int64_t n_positions) {
+    if (kv.type == KvType::f16) return kv;
+    cuda_kv_to_f16(kv, n_positions, hp_.kv_dim(), k16_, v16_, stream_);
+    KvLayer f16;
+    f16.k = k16_;
+    f16.v = v16_;
+    return f16;
   }
 
   // Where a kernel producing n rows of K values also writes them as 8-bit blocks: the stage's
@@ -405,18 +424,18 @@ class CudaStage final : public Stage, public CudaStageLink {
     ENGINE_CUDA_CHECK(status);
   }
 
-  static StageShape shape(StageLayers layers, uint32_t n_ctx, uint32_t n_batch) {
-    return StageShape{n_batch, n_ctx, 1, true, layers.output, true};
+  static StageShape shape(StageLayers layers, uint32_t n_ctx, uint32_t n_batch, KvType kv_type) {
+    return StageShape{n_batch, n_ctx, 1, true, layers.output, true, kv_type};
   }
 
   // What the memory model counts for this stage (the planner's count for its device), refused if
   // it exceeds the device's budget: a slice's, or the free memory the plan was made for.
   static uint64_t stage_bytes(const CpuModel& m, StageLayers layers, uint32_t n_ctx, uint32_t n_batch,
-                              const Device& device) {
+                              KvType kv_type, const Device& device) {
     const HyperParams& hp = m.spec.hp;
     const uint64_t weights = gpu_weight_bytes(m.spec, std::pair{layers.first, layers.last}, layers.output);
-    const uint64_t kv = stage_kv_bytes(hp, KvType::f16, n_ctx, layers.last - layers.first + 1);
-    const uint64_t scratch = stage_buffer_bytes(hp, shape(layers, n_ctx, n_batch));
+    const uint64_t kv = stage_kv_bytes(hp, kv_type, n_ctx, layers.last - layers.first + 1);
+    const uint64_t scratch = stage_buffer_bytes(hp, shape(layers, n_ctx, n_batch, kv_type));
     const uint64_t total = weights + kv + scratch;
     if (device.free_bytes > 0 && total > device.free_bytes) {
       throw Error(fmt::format("{} needs {} for layers {}-{} (weights {}, KV {}, scratch {}), more than its budget {}",
@@ -533,6 +552,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   StageLayers layers_;
   int device_;
   uint32_t n_ctx_, n_batch_;
+  KvType kv_type_;
   DeviceArena arena_;
   DeviceResources res_;
   cudaStream_t stream_ = nullptr;
@@ -540,7 +560,8 @@ class CudaStage final : public Stage, public CudaStageLink {
   float* output_norm_ = nullptr;
   DeviceMatrix output_;
   RopeParams rope_;
-  uint16_t *k_cache_ = nullptr, *v_cache_ = nullptr;
+  uint8_t *k_cache_ = nullptr, *v_cache_ = nullptr;  // the K and V arrays (kv_layer carves the layers)
+  uint16_t *k16_ = nullptr, *v16_ = nullptr;         // q8_0: the prompt attention's fp16 copy of a layer
   float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr;
   float *gate_ = nullptr, *up_ = nullptr, *logits_ = nullptr, *workspace_ = nullptr;
   int64_t* pos_dev_ = nullptr;
@@ -566,11 +587,12 @@ class CudaStage final : public Stage, public CudaStageLink {
 std::unique_ptr<Stage> make_cuda_stage(const CpuModel& model, StageLayers layers, const Device& device,
                                        uint32_t n_ctx, uint32_t n_batch, KvType kv_type,
                                        const std::function<void(uint64_t)>& uploaded) {
-  if (kv_type != KvType::f16) {
-    throw Error(fmt::format("stage with layers {}-{} on {}: the GPU KV cache is f16 only so far", layers.first,
-                            layers.last, device.name));
+  if (!gpu_kv_supported(kv_type, model.spec.hp.head_dim)) {
+    throw Error(fmt::format("stage with layers {}-{} on {}: --kv-type {}: a GPU keeps its KV cache in f16, or in "
+                            "q8_0 where head_dim ({}) is a multiple of 32", layers.first, layers.last, device.name,
+                            kv_type_name(kv_type), model.spec.hp.head_dim));
   }
-  return std::make_unique<CudaStage>(model, layers, device, n_ctx, n_batch, uploaded);
+  return std::make_unique<CudaStage>(model, layers, device, n_ctx, n_batch, kv_type, uploaded);
 }
 
 }  // namespace engine

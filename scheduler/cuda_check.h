@@ -19,6 +19,9 @@ namespace engine {
 // "op: TYPE needs which activations, none were given".
 [[noreturn]] void throw_missing_activations(const char* op, GgmlType type, const char* which);
 
+// "op: what is not supported".
+[[noreturn]] void throw_unsupported(const char* op, const char* what);
+
 // "op: what value is out of range".
 [[noreturn]] void throw_bad_argument(const char* op, const char* what, int64_t value);
 

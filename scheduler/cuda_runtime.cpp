@@ -28,6 +28,10 @@ void throw_missing_activations(const char* op, GgmlType type, const char* which)
   throw Error(fmt::format("{}: {} needs {} activations, none were given", op, traits(type).name, which));
 }
 
+void throw_unsupported(const char* op, const char* what) {
+  throw Error(fmt::format("{}: {} is not supported", op, what));
+}
+
 void throw_bad_argument(const char* op, const char* what, int64_t value) {
   throw Error(fmt::format("{}: {} {} is out of range", op, what, value));
 }

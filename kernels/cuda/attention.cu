@@ -1,17 +1,18 @@
-// Attention over an f16 KV cache: decode split over the key sequence (flash-decoding), and
-// causal prefill for a batch of queries.
+// Attention over the KV cache: decode split over the key sequence (flash-decoding), and causal
+// prefill for a batch of queries.
 //
-// Layout: caches [position][n_head_kv][head_dim] f16; q, out [n_head][head_dim] f32.
+// Layout: caches [position][n_head_kv][head_dim], f16 or (decode only) q8_0 codes with a plane
+// of scales (kv_cache.h), read through KvLane (kv_cache.cuh); q, out [n_head][head_dim] f32.
 // Pass 1, grid (n_head_kv, ceil(n_keys / kChunk), group / G), kThreads threads: a block takes one
 //   KV head, kChunk consecutive keys, and G of the query heads that share them (G, at most
 //   kMaxGroup, divides the group), so each key and value is read once for all of them. Warp w
 //   takes keys w, w + kWarps, ...; lane l holds dimensions P l .. P l + P - 1 (P = head_dim / 32)
 //   of the G queries in registers and reads the same dimensions of a key in one load (a
-//   128-dimension key is one 256-byte warp load); shuffles sum the G dot products. Each warp then
-//   takes whole heads for the softmax over the chunk (max m, sum l of exp(score - m)), and the
-//   values are read like the keys, each warp summing its keys' weighted values for all G heads;
-//   the kWarps partial vectors meet in shared memory. Writes m, l and the unnormalised vector per
-//   head to the workspace.
+//   128-dimension key is one 256-byte warp load in f16, 128 bytes of codes and the lanes' scales
+//   in q8_0); shuffles sum the G dot products. Each warp then takes whole heads for the softmax
+//   over the chunk (max m, sum l of exp(score - m)), and the values are read like the keys, each
+//   warp summing its keys' weighted values for all G heads; the kWarps partial vectors meet in
+//   shared memory. Writes m, l and the unnormalised vector per head to the workspace.
 // Pass 2, grid n_head, head_dim threads: rescales the chunks to their common max and divides; it
 //   may also write the result as 8-bit blocks for the next matrix (the output projection).
 // Prefill (cuda_attention_prefill): on tensor cores for head_dim 64 and 128 (flash_prefill.cu);
@@ -22,11 +23,12 @@
 // Graph replay (cuda_attention_decode_at): the key count comes from device memory, the grid covers
 // the largest count, and blocks past the keys return before touching anything.
 // Bound: memory. Decode reads K and V of n_keys positions once per KV head (latency-bound at short
-// contexts: a 64-key chunk of one KV head is 16 KB at head_dim 128); prefill reads them once per
+// contexts: a 64-key chunk of one KV head is 16 KB at head_dim 128, 8.5 KB in q8_0); prefill reads them once per
 // query head (GQA heads re-read their group's K/V from L2).
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <string>
 
 #include "attention.h"
 #include "../cpu/with_count.h"
@@ -35,6 +37,7 @@
 #include "launch.cuh"
 #include "engine/memory_model.h"
 #include "flash_prefill.h"
+#include "kv_cache.cuh"
 #include "scheduler/cuda_check.h"
 
 namespace engine {
@@ -61,40 +64,13 @@ __device__ float block_reduce(float v, bool is_max, float* shared) {
   return r;
 }
 
-// A lane's P halves (P <= 8) of one key or value row, as (P + 1) / 2 words: one aligned load
-// where P is 2, 4 or 8, else one per half. The loads of a whole chunk are issued into registers
-// before any is used, and the halves become floats only where they are used.
-template <int P>
-__device__ __forceinline__ void load_words(const uint16_t* p, uint32_t* w) {
-  if constexpr (P == 8) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-  } else if constexpr (P == 4) {
-    const uint2 v = *reinterpret_cast<const uint2*>(p);
-    w[0] = v.x, w[1] = v.y;
-  } else if constexpr (P == 2) {
-    w[0] = *reinterpret_cast<const uint32_t*>(p);
-  } else {
-#pragma unroll
-    for (int i = 0; i < (P + 1) / 2; ++i) w[i] = 0;
-#pragma unroll
-    for (int i = 0; i < P; ++i) w[i / 2] |= uint32_t(p[i]) << (16 * (i % 2));
-  }
-}
-
-template <int P>
-__device__ __forceinline__ void words_to_floats(const uint32_t* w, float* out) {
-#pragma unroll
-  for (int i = 0; i < P; ++i) out[i] = h2f(uint16_t(w[i / 2] >> (16 * (i % 2))));
-}
-
 // Eight, four or two halves from one aligned load, as floats.
 template <int P>
 __device__ __forceinline__ void load_halves(const uint16_t* p, float* out) {
   static_assert(P == 2 || P == 4 || P == 8);
-  uint32_t w[P / 2];
-  load_words<P>(p, w);
-  words_to_floats<P>(w, out);
+  KvLane<KvType::f16, P> lane;
+  lane.load(p, nullptr, 0);
+  lane.to_floats(0, out);
 }
 
 // scores[j] = scale * q . K[j] for the n keys from `keys` (row halves apart): warp w takes keys
@@ -145,10 +121,9 @@ __device__ void key_scores(const float* __restrict__ q, const uint16_t* __restri
 }
 
 // n_keys is *pos + 1 when pos is given (graph replay; blocks past the keys return at once).
-template <int P, int G>
+template <KvType kType, int P, int G>
 __global__ void __launch_bounds__(kThreads)
-    attention_chunks(const float* __restrict__ q, const uint16_t* __restrict__ k_cache,
-                     const uint16_t* __restrict__ v_cache, int64_t n_keys, const int64_t* __restrict__ pos,
+    attention_chunks(const float* __restrict__ q, KvLayer cache, int64_t n_keys, const int64_t* __restrict__ pos,
                      int n_head_kv, int group, float scale, float* __restrict__ partial) {
   constexpr int D = 32 * P;
   __shared__ float probs[G][kChunk];
@@ -163,21 +138,21 @@ __global__ void __launch_bounds__(kThreads)
   const int n = static_cast<int>(n_keys - t0 < kChunk ? n_keys - t0 : kChunk);
   const int newest = static_cast<int>(n_keys - 1 - t0);  // this step's key, if in the chunk
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = int64_t(n_head_kv) * D;  // halves per cache position
-  const int64_t first = t0 * row + int64_t(kvh) * D + P * lane;
+  const int64_t row = int64_t(n_head_kv) * D;  // values per cache position
+  const int64_t first = t0 * row + int64_t(kvh) * D + P * lane;  // the lane's first value of the chunk
   // Warp w takes keys w, w + kWarps, ...: all their key and value loads go out at once, so a
   // block costs one memory round trip rather than one per few keys. The keys before this step's
   // were stored by earlier steps (complete before the previous kernel could let this one start),
   // so they load before the wait for that kernel (the RoPE that stores this step's key and value),
   // overlapping it; this step's key and value, q, and every write come after.
-  constexpr int kPerWarp = kChunk / kWarps, W = (P + 1) / 2;
-  uint32_t kw[kPerWarp][W], vw[kPerWarp][W];
+  constexpr int kPerWarp = kChunk / kWarps;
+  KvLane<kType, P> keys[kPerWarp], values[kPerWarp];
 #pragma unroll
   for (int i = 0; i < kPerWarp; ++i) {
     const int j = warp + kWarps * i;
     if (j < n && j != newest) {
-      load_words<P>(k_cache + first + int64_t(j) * row, kw[i]);
-      load_words<P>(v_cache + first + int64_t(j) * row, vw[i]);
+      keys[i].load(cache.k, cache.k_scale, first + int64_t(j) * row);
+      values[i].load(cache.v, cache.v_scale, first + int64_t(j) * row);
     }
   }
   wait_for_previous_kernel();
@@ -186,8 +161,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < kPerWarp; ++i) {
     const int j = warp + kWarps * i;
     if (j == newest) {
-      load_words<P>(k_cache + first + int64_t(j) * row, kw[i]);
-      load_words<P>(v_cache + first + int64_t(j) * row, vw[i]);
+      keys[i].load(cache.k, cache.k_scale, first + int64_t(j) * row);
+      values[i].load(cache.v, cache.v_scale, first + int64_t(j) * row);
     }
   }
   float qv[G][P];
@@ -201,7 +176,7 @@ __global__ void __launch_bounds__(kThreads)
     const int j = warp + kWarps * i;
     if (j >= n) continue;  // the same for the whole warp
     float kv[P];
-    words_to_floats<P>(kw[i], kv);
+    keys[i].to_floats(first, kv);
     float s[G];
 #pragma unroll
     for (int g = 0; g < G; ++g) {
@@ -245,7 +220,7 @@ __global__ void __launch_bounds__(kThreads)
     const int j = warp + kWarps * i;
     if (j >= n) continue;
     float vv[P];
-    words_to_floats<P>(vw[i], vv);
+    values[i].to_floats(first, vv);
 #pragma unroll
     for (int g = 0; g < G; ++g) {
       const float p = probs[g][j];
@@ -358,7 +333,20 @@ int heads_per_block(int group) {
   return 1;
 }
 
-void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys, const int64_t* pos,
+// The cache's format as the kernel's template argument: f16 or q8_0 (anything else refused).
+template <typename F>
+void with_kv_type(const char* op, const KvLayer& cache, int head_dim, F&& f) {
+  if (!gpu_kv_supported(cache.type, head_dim)) {
+    throw_unsupported(op, (std::string("a ") + std::string(kv_type_name(cache.type)) + " KV cache").c_str());
+  }
+  if (cache.type == KvType::q8_0) {
+    f.template operator()<KvType::q8_0>();
+  } else {
+    f.template operator()<KvType::f16>();
+  }
+}
+
+void launch(const char* op, const float* q, const KvLayer& cache, int64_t n_keys, const int64_t* pos,
             int64_t grid_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
             void* stream_ptr, ActQ8Block* q8) {
   check_shape(n_head, n_head_kv, head_dim);
@@ -366,10 +354,12 @@ void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, in
   const int group = n_head / n_head_kv, per_block = heads_per_block(group);
   const auto grid_chunks = static_cast<unsigned>((grid_keys + kChunk - 1) / kChunk);
   const dim3 grid(static_cast<unsigned>(n_head_kv), grid_chunks, static_cast<unsigned>(group / per_block));
-  with_count<kMaxHeadDim / 32>(head_dim / 32, [&]<int P>() {
-    with_count<kMaxGroup>(per_block, [&]<int G>() {
-      launch_dependent(attention_chunks<P, G>, grid, kThreads, 0, stream, q, k_cache, v_cache, n_keys, pos, n_head_kv,
-                       group, scale, workspace);
+  with_kv_type(op, cache, head_dim, [&]<KvType kType>() {
+    with_count<kMaxHeadDim / 32>(head_dim / 32, [&]<int P>() {
+      with_count<kMaxGroup>(per_block, [&]<int G>() {
+        launch_dependent(attention_chunks<kType, P, G>, grid, kThreads, 0, stream, q, cache, n_keys, pos, n_head_kv,
+                         group, scale, workspace);
+      });
     });
   });
   launch_dependent(attention_combine, static_cast<unsigned>(n_head), static_cast<unsigned>(head_dim), 0, stream,
@@ -378,36 +368,39 @@ void launch(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, in
 
 }  // namespace
 
-void cuda_attention_decode(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_keys,
-                           int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
-                           void* stream, ActQ8Block* q8) {
+void cuda_attention_decode(const float* q, const KvLayer& cache, int64_t n_keys, int n_head, int n_head_kv,
+                           int head_dim, float scale, float* out, float* workspace, void* stream, ActQ8Block* q8) {
   if (n_keys <= 0) throw_bad_argument("cuda_attention_decode", "n_keys", n_keys);
-  launch(q, k_cache, v_cache, n_keys, nullptr, n_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream,
-         q8);
+  launch("cuda_attention_decode", q, cache, n_keys, nullptr, n_keys, n_head, n_head_kv, head_dim, scale, out,
+         workspace, stream, q8);
 }
 
-void cuda_attention_decode_at(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, const int64_t* pos,
-                              int64_t max_keys, int n_head, int n_head_kv, int head_dim, float scale, float* out,
-                              float* workspace, void* stream, ActQ8Block* q8) {
+void cuda_attention_decode_at(const float* q, const KvLayer& cache, const int64_t* pos, int64_t max_keys,
+                              int n_head, int n_head_kv, int head_dim, float scale, float* out, float* workspace,
+                              void* stream, ActQ8Block* q8) {
   if (max_keys <= 0) throw_bad_argument("cuda_attention_decode_at", "max_keys", max_keys);
-  launch(q, k_cache, v_cache, max_keys, pos, max_keys, n_head, n_head_kv, head_dim, scale, out, workspace, stream,
-         q8);
+  launch("cuda_attention_decode_at", q, cache, max_keys, pos, max_keys, n_head, n_head_kv, head_dim, scale, out,
+         workspace, stream, q8);
 }
 
-void cuda_attention_prefill(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t pos0,
-                            int64_t n_queries, int n_head, int n_head_kv, int head_dim, float scale, float* out,
-                            void* stream) {
+void cuda_attention_prefill(const float* q, const KvLayer& cache, int64_t pos0, int64_t n_queries, int n_head,
+                            int n_head_kv, int head_dim, float scale, float* out, void* stream) {
   check_shape(n_head, n_head_kv, head_dim);
+  if (cache.type != KvType::f16) {
+    throw_unsupported("cuda_attention_prefill", "a KV cache other than f16 (cuda_kv_to_f16 converts q8_0)");
+  }
   if (pos0 < 0) throw_bad_argument("cuda_attention_prefill", "pos0", pos0);
   if (n_queries <= 0) return;
   if (n_queries > 65535) throw_bad_argument("cuda_attention_prefill", "n_queries", n_queries);
+  const auto* k = static_cast<const uint16_t*>(cache.k);
+  const auto* v = static_cast<const uint16_t*>(cache.v);
   if (flash_prefill_supports(head_dim)) {
-    cuda_flash_prefill(q, k_cache, v_cache, pos0, n_queries, n_head, n_head_kv, head_dim, scale, out, stream);
+    cuda_flash_prefill(q, k, v, pos0, n_queries, n_head, n_head_kv, head_dim, scale, out, stream);
     return;
   }
   attention_prefill<<<dim3(static_cast<unsigned>(n_head), static_cast<unsigned>(n_queries)), kThreads, 0,
-                      static_cast<cudaStream_t>(stream)>>>(q, k_cache, v_cache, pos0, n_head_kv, head_dim,
-                                                           n_head / n_head_kv, scale, out);
+                      static_cast<cudaStream_t>(stream)>>>(q, k, v, pos0, n_head_kv, head_dim, n_head / n_head_kv,
+                                                           scale, out);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -13,15 +13,17 @@
 //   argmax: one block of 1024 threads, each scanning every 1024th value in order, then a
 //             (value, index) reduction by shuffles and shared memory. Bound: latency (a
 //             152064-entry vocabulary is 600 KB, 149 independent loads a thread).
-//   rope_store_kv: one thread per (row, q or k head, pair of dimensions), angles from
-//             rope_rotation (shared with the CPU), and one per v value. Bound: memory, plus one
-//             powf/cosf/sinf per pair.
+//   rope_store_kv: one warp per (row, q, k or v head), a lane per pair of dimensions, angles from
+//             rope_rotation (shared with the CPU); k and v heads stored as fp16 or as q8_0 blocks
+//             (a block's amax by shuffles). Bound: memory, plus one powf/cosf/sinf per pair.
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <string>
 
 #include "../cpu/rope_math.h"
 #include "activations.cuh"
+#include "kv_cache.cuh"
 #include "launch.cuh"
 #include "ops.h"
 #include "scheduler/cuda_check.h"
@@ -30,6 +32,8 @@ namespace engine {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kRopeWarps = 4;           // per block of rope_store_kv: one (row, head) each
+constexpr int kMaxRopeHeadDim = 1024;   // the warps' shared slots: 16 KiB at most
 
 unsigned blocks_for(int64_t n) {
   const int64_t b = (n + kThreads - 1) / kThreads;
@@ -119,54 +123,66 @@ __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, f
   }
 }
 
-// Threads [0, rope_items): (row, head over q then k, pair j < head_dim / 2); pair j < n_rot / 2
-// rotates by rope_rotation (the CPU's angles), the rest are dimensions n_rot + 2 (j - n_rot / 2)
-// and the next, copied.
-// Threads past them: one v value each.
-__global__ void rope_store_kv_kernel(float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v,
-                                     int64_t rows, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t pos0,
-                                     const int64_t* __restrict__ pos_dev, RopeParams p, float corr_low,
-                                     float corr_high, uint16_t* __restrict__ k_cache,
-                                     uint16_t* __restrict__ v_cache) {
+// One warp per (row, head), over q's heads, then k's, then v's. A q or k head rotates in place:
+// lane l takes pairs j = l, l + 32, ... < head_dim / 2; pair j < n_rot / 2 rotates by
+// rope_rotation (the CPU's angles), the rest are dimensions n_rot + 2 (j - n_rot / 2) and the next,
+// copied. A k or v head then goes to the cache row of its position: through the warp's slot of
+// shared memory, so that lane l stores dimensions l, l + 32, ...; in q8_0 each 32-value block is
+// then one value per lane, quantized by shuffles (store_q8_0_block).
+template <KvType kType>
+__global__ void __launch_bounds__(kRopeWarps * 32)
+    rope_store_kv_kernel(float* __restrict__ q, float* __restrict__ k, const float* __restrict__ v, int64_t rows,
+                         int n_head, int n_head_kv, int head_dim, int64_t pos0, const int64_t* __restrict__ pos_dev,
+                         RopeParams p, float corr_low, float corr_high, KvLayer cache) {
+  extern __shared__ float head_values[];  // [warp][head_dim]
   wait_for_previous_kernel();
   allow_next_kernel();
   if (pos_dev != nullptr) pos0 = *pos_dev;
-  const int64_t kv_dim = n_head_kv * head_dim, pairs = head_dim / 2, half = p.n_rot / 2;
-  const int64_t rope_items = rows * (n_head + n_head_kv) * pairs;
-  const int64_t total = rope_items + rows * kv_dim;
-  k_cache += pos0 * kv_dim;
-  v_cache += pos0 * kv_dim;
-  for (int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
-    if (t >= rope_items) {
-      const int64_t e = t - rope_items;  // row * kv_dim + i
-      v_cache[e] = __half_as_ushort(__float2half_rn(v[e]));
-      continue;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int heads = n_head + 2 * n_head_kv;
+  const int64_t item = int64_t(blockIdx.x) * kRopeWarps + warp;
+  if (item >= rows * heads) return;  // the whole warp; no block-wide barrier follows
+  const int64_t row = item / heads;
+  const int head = static_cast<int>(item % heads);
+  const bool is_q = head < n_head, is_v = head >= n_head + n_head_kv;
+  const int kv_head = is_q ? 0 : is_v ? head - n_head - n_head_kv : head - n_head;
+  float* slot = head_values + warp * head_dim;
+  if (is_v) {
+    const float* h = v + (row * n_head_kv + kv_head) * head_dim;
+    for (int d = lane; d < head_dim; d += 32) slot[d] = h[d];
+  } else {
+    float* h = is_q ? q + (row * n_head + head) * head_dim : k + (row * n_head_kv + kv_head) * head_dim;
+    const int half = p.n_rot / 2;
+    for (int j = lane; j < head_dim / 2; j += 32) {
+      int a, b;
+      if (j < half) {
+        a = p.neox ? j : 2 * j;
+        b = p.neox ? j + half : 2 * j + 1;
+        float c, s;
+        rope_rotation(p, pos0 + row, j, corr_low, corr_high, &c, &s);
+        const float r0 = h[a], r1 = h[b];
+        h[a] = r0 * c - r1 * s;
+        h[b] = r0 * s + r1 * c;
+      } else {
+        a = p.n_rot + 2 * (j - half);
+        b = a + 1;
+      }
+      if (!is_q) slot[a] = h[a], slot[b] = h[b];
     }
-    const int64_t j = t % pairs, head = (t / pairs) % (n_head + n_head_kv), row = t / (pairs * (n_head + n_head_kv));
-    const bool is_k = head >= n_head;
-    float* h = is_k ? k + (row * n_head_kv + head - n_head) * head_dim : q + (row * n_head + head) * head_dim;
-    int64_t a, b;
-    float x0, x1;
-    if (j < half) {
-      a = p.neox ? j : 2 * j;
-      b = p.neox ? j + half : 2 * j + 1;
-      float c, s;
-      rope_rotation(p, pos0 + row, static_cast<int>(j), corr_low, corr_high, &c, &s);
-      const float r0 = h[a], r1 = h[b];
-      x0 = r0 * c - r1 * s;
-      x1 = r0 * s + r1 * c;
-      h[a] = x0;
-      h[b] = x1;
-    } else {
-      a = p.n_rot + 2 * (j - half);
-      b = a + 1;
-      x0 = h[a];
-      x1 = h[b];
+    if (is_q) return;
+  }
+  __syncwarp();
+  const int64_t kv_dim = int64_t(n_head_kv) * head_dim;
+  const int64_t at = (pos0 + row) * kv_dim + int64_t(kv_head) * head_dim;  // the head's first value in the cache
+  void* values = is_v ? cache.v : cache.k;
+  if constexpr (kType == KvType::q8_0) {
+    uint16_t* scales = is_v ? cache.v_scale : cache.k_scale;
+    for (int d0 = 0; d0 < head_dim; d0 += 32) {  // head_dim % 32 == 0
+      store_q8_0_block(slot[d0 + lane], lane, static_cast<int8_t*>(values) + at + d0, scales + (at + d0) / 32);
     }
-    if (is_k) {
-      uint16_t* dst = k_cache + row * kv_dim + (head - n_head) * head_dim;
-      dst[a] = __half_as_ushort(__float2half_rn(x0));
-      dst[b] = __half_as_ushort(__float2half_rn(x1));
+  } else {
+    for (int d = lane; d < head_dim; d += 32) {
+      static_cast<uint16_t*>(values)[at + d] = __half_as_ushort(__float2half_rn(slot[d]));
     }
   }
 }
@@ -228,17 +244,33 @@ void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void
 }
 
 void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_t n_head, int64_t n_head_kv,
-                        int64_t head_dim, int64_t pos0, const RopeParams& p, uint16_t* k_cache, uint16_t* v_cache,
-                        void* stream, const int64_t* pos_dev) {
-  if (head_dim % 2 != 0 || p.n_rot > head_dim || p.n_rot % 2 != 0) {
+                        int64_t head_dim, int64_t pos0, const RopeParams& p, const KvLayer& cache, void* stream,
+                        const int64_t* pos_dev) {
+  if (head_dim % 2 != 0 || head_dim > kMaxRopeHeadDim || p.n_rot > head_dim || p.n_rot % 2 != 0) {
     throw_bad_argument("cuda_rope_store_kv", "head_dim", head_dim);
   }
-  const int64_t total = rows * ((n_head + n_head_kv) * (head_dim / 2) + n_head_kv * head_dim);
-  if (total <= 0) return;
+  if (!gpu_kv_supported(cache.type, head_dim)) {
+    throw_unsupported("cuda_rope_store_kv", (std::string("a ") + std::string(kv_type_name(cache.type)) +
+                                             " KV cache at head_dim " + std::to_string(head_dim)).c_str());
+  }
+  if (n_head <= 0 || n_head_kv <= 0 || n_head + 2 * n_head_kv > 0x7fffffff) {
+    throw_bad_argument("cuda_rope_store_kv", "heads", n_head + 2 * n_head_kv);
+  }
+  const int64_t items = rows * (n_head + 2 * n_head_kv);
+  if (items <= 0) return;
   float corr_low, corr_high;
   rope_yarn_corr(p, &corr_low, &corr_high);
-  launch_dependent(rope_store_kv_kernel, blocks_for(total), kThreads, 0, static_cast<cudaStream_t>(stream), q, k, v,
-                   rows, n_head, n_head_kv, head_dim, pos0, pos_dev, p, corr_low, corr_high, k_cache, v_cache);
+  const auto blocks = static_cast<unsigned>((items + kRopeWarps - 1) / kRopeWarps);
+  const size_t shared = sizeof(float) * kRopeWarps * size_t(head_dim);
+  const auto launch = [&](auto kernel) {
+    launch_dependent(kernel, blocks, kRopeWarps * 32, shared, static_cast<cudaStream_t>(stream), q, k, v, rows,
+                     int(n_head), int(n_head_kv), int(head_dim), pos0, pos_dev, p, corr_low, corr_high, cache);
+  };
+  if (cache.type == KvType::q8_0) {
+    launch(rope_store_kv_kernel<KvType::q8_0>);
+  } else {
+    launch(rope_store_kv_kernel<KvType::f16>);
+  }
 }
 
 void cuda_argmax(const float* x, int64_t n, int32_t* token, void* stream) {

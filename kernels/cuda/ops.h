@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/ops.h"
 #include "kernels/cuda/activations.h"
+#include "kernels/cuda/kv_cache.h"
 
 namespace engine {
 
@@ -25,13 +26,14 @@ void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void
 
 // A layer's attention inputs in one launch: rotary embedding in place on q (rows x n_head heads
 // of head_dim) and k (rows x n_head_kv heads), row r at position pos + r, then k and v (rows x
-// kv_dim) as fp16 into the caches' rows pos .. pos + rows - 1 (cache row r at k_cache +
-// r * kv_dim). pos = *pos_dev (device memory) when given, for launches captured in a CUDA graph
-// and replayed at every position; pos0 otherwise. Dimensions past p.n_rot are stored unrotated.
-// p.freq_factors, when set, must point to device memory (n_rot / 2 floats).
+// kv_dim) into the cache's rows pos .. pos + rows - 1, as fp16 or as q8_0 blocks (kv_cache.h; the
+// CPU's quantization of the same values). pos = *pos_dev (device memory) when given, for launches
+// captured in a CUDA graph and replayed at every position; pos0 otherwise. Dimensions past p.n_rot
+// are stored unrotated. p.freq_factors, when set, must point to device memory (n_rot / 2 floats).
+// head_dim <= 1024, and a multiple of 32 for q8_0.
 void cuda_rope_store_kv(float* q, float* k, const float* v, int64_t rows, int64_t n_head, int64_t n_head_kv,
-                        int64_t head_dim, int64_t pos0, const RopeParams& p, uint16_t* k_cache, uint16_t* v_cache,
-                        void* stream, const int64_t* pos_dev = nullptr);
+                        int64_t head_dim, int64_t pos0, const RopeParams& p, const KvLayer& cache, void* stream,
+                        const int64_t* pos_dev = nullptr);
 
 // *token = argmax_token of x[0..n) (engine/sampling.h: the highest value, the lowest index among
 // equal ones, NaN as -infinity), so that greedy decoding copies one int to the host, not a row

@@ -25,6 +25,7 @@
 #include "engine/ggml_type.h"
 #include "engine/gpu_layout.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/kv_cache.h"
 #include "kernels/cuda/matmul.h"
 #include "scheduler/cuda_check.h"
 #include "qwq32_shapes.h"
@@ -200,7 +201,10 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaMemset(k, 0x3C, sizeof(uint16_t) * kTokens * kKvHeads * kHd));
       ENGINE_CUDA_CHECK(cudaMemset(v, 0x3C, sizeof(uint16_t) * kTokens * kKvHeads * kHd));
       const double us = time_us([&] {
-        engine::cuda_attention_prefill(q, k, v, 0, kTokens, kHeads, kKvHeads, kHd, 0.088f, o, nullptr);
+        engine::KvLayer cache;  // f16
+        cache.k = k;
+        cache.v = v;
+        engine::cuda_attention_prefill(q, cache, 0, kTokens, kHeads, kKvHeads, kHd, 0.088f, o, nullptr);
       });
       // Causal: 2 * 2 * head_dim flops per query-key pair, about half the pairs.
       const double flops = 4.0 * kHd * kHeads * double(kTokens) * double(kTokens + 1) / 2;
@@ -212,6 +216,33 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaFree(o));
       ENGINE_CUDA_CHECK(cudaFree(k));
       ENGINE_CUDA_CHECK(cudaFree(v));
+    }
+    // A q8_0 cache's conversion to the fp16 rows the prefill reads (once per layer and prompt
+    // batch, over the positions it attends): at this batch alone and after 8192 cached tokens.
+    {
+      constexpr int64_t KV = 8 * 128, kMaxPositions = 8192 + kTokens;
+      uint8_t* planes = nullptr;  // K then V: codes and scales
+      uint16_t* f16 = nullptr;
+      const int64_t array = kMaxPositions * KV * 34 / 32;
+      ENGINE_CUDA_CHECK(cudaMalloc(&planes, 2 * array));
+      ENGINE_CUDA_CHECK(cudaMalloc(&f16, sizeof(uint16_t) * 2 * kMaxPositions * KV));
+      ENGINE_CUDA_CHECK(cudaMemset(planes, 0x11, 2 * array));
+      const engine::KvLayer cache = engine::kv_layer(engine::KvType::q8_0, planes, planes + array, 1, kMaxPositions,
+                                                     KV, 0);
+      out["q8_cache_to_f16"] = nlohmann::json::array();
+      for (const int64_t positions : {int64_t(kTokens), kMaxPositions}) {
+        const double us = time_us([&] {
+          engine::cuda_kv_to_f16(cache, positions, KV, f16, f16 + kMaxPositions * KV, nullptr);
+        });
+        const double gbs = double(positions * KV * 2) * (34.0 / 32 + 2) / (us * 1e-6) / 1e9;
+        out["q8_cache_to_f16"].push_back({{"positions", positions}, {"us", us}, {"gb_per_s", gbs}});
+        if (!json) {
+          fmt::print("{:32} {:>9} {:>9.1f} {:>8} ({:.0f} GB/s)\n", fmt::format("q8_0 cache to fp16, {} pos", positions),
+                     "", us, "", gbs);
+        }
+      }
+      ENGINE_CUDA_CHECK(cudaFree(planes));
+      ENGINE_CUDA_CHECK(cudaFree(f16));
     }
     out["qwq32_q4_k_m_pp512_products_attention_us"] = launches_us;
     out["qwq32_q4_k_m_pp512_products_attention_tokens_per_s"] = kTokens / (launches_us * 1e-6);

@@ -9,7 +9,7 @@
 // 1 GiB device-to-device cudaMemcpy, counted as bytes read plus bytes written.
 // Then a decode step's matrix products as the GPU stage launches them (q/k/v and gate/up fused),
 // and the share of a QwQ-32B Q4_K_M decode step per kernel: those products, the small kernels and
-// attention (at 512 and 8192 keys) as the stage launches them (norms, SwiGLU and attention writing
+// attention (at 512 and 8192 keys, over f16 and q8_0 caches) as the stage launches them (norms, SwiGLU and attention writing
 // the 8-bit blocks, RoPE with the KV store; biases and residual adds are in the matvecs), each
 // timed alone at the model's shapes and multiplied by its launches per token. Launch gaps are
 // not in it (a graph replay hides most).
@@ -27,6 +27,7 @@
 #include "engine/ggml_type.h"
 #include "engine/gpu_layout.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/kv_cache.h"
 #include "kernels/cuda/matvec.h"
 #include "kernels/cuda/ops.h"
 #include "scheduler/cuda_check.h"
@@ -154,12 +155,17 @@ int main(int argc, char** argv) {
     // The rest of a decode step at QwQ-32B's shapes (64 layers, qwen2: q/k/v biases).
     constexpr int64_t E = 5120, Q = 5120, KV = 1024, F = 27648, kHeads = 40, kKvHeads = 8, kHd = 128;
     float* buf = nullptr;
-    uint16_t* cache = nullptr;
+    uint8_t* cache = nullptr;  // one layer's K and V, room for f16 (q8_0 takes 34/64 of it)
     const int64_t kCtx = 8192;
+    const int64_t cache_bytes = 2 * 2 * kCtx * KV;
     ENGINE_CUDA_CHECK(cudaMalloc(&buf, sizeof(float) * (4 * F + 4 * E)));
-    ENGINE_CUDA_CHECK(cudaMalloc(&cache, sizeof(uint16_t) * 2 * kCtx * KV));
+    ENGINE_CUDA_CHECK(cudaMalloc(&cache, cache_bytes));
     ENGINE_CUDA_CHECK(cudaMemset(buf, 0, sizeof(float) * (4 * F + 4 * E)));
-    ENGINE_CUDA_CHECK(cudaMemset(cache, 0, sizeof(uint16_t) * 2 * kCtx * KV));
+    ENGINE_CUDA_CHECK(cudaMemset(cache, 0x11, cache_bytes));  // small finite fp16 values and codes
+    const engine::KvLayer f16_cache = engine::kv_layer(engine::KvType::f16, cache, cache + cache_bytes / 2, 1, kCtx,
+                                                       KV, 0);
+    const engine::KvLayer q8_cache = engine::kv_layer(engine::KvType::q8_0, cache, cache + kCtx * KV * 34 / 32, 1,
+                                                      kCtx, KV, 0);
     int64_t* pos = nullptr;  // a decode step's position in device memory, as the graph reads it
     ENGINE_CUDA_CHECK(cudaMalloc(&pos, sizeof(int64_t)));
     const int64_t at = 100;
@@ -182,41 +188,45 @@ int main(int argc, char** argv) {
     struct Part {
       std::string name;
       double per_token, us;
+      bool in_step = true;  // part of the step at 512 keys with an f16 cache (the sum below)
     };
     std::vector<Part> parts = {
         {"matvecs (decode launches above)", 1, token_us},
         {"rms_norm 5120 (+ 8-bit blocks)", 2 * 64 + 1, time_us([&] {
            engine::cuda_rms_norm(u, v, o, 1, E, 1e-6f, nullptr, reinterpret_cast<engine::ActQ8Block*>(o + E));
          })},
-        {"rope q + k, kv store (fp16)", 64, time_us([&] {
-           engine::cuda_rope_store_kv(u, v, o, 1, kHeads, kKvHeads, kHd, 0, rope, cache, cache + kCtx * KV, nullptr,
-                                      pos);
-         })},
         {"swiglu 27648 (+ 8-bit blocks)", 64, time_us([&] {
            engine::cuda_swiglu(u, v, u, F, nullptr, reinterpret_cast<engine::ActQ8Block*>(o));
          })},
     };
-    for (const int64_t keys : {int64_t(512), kCtx}) {
-      parts.push_back({fmt::format("attention at {} keys", keys), 64, time_us([&] {
-                         engine::cuda_attention_decode(u, cache, cache + kCtx * KV, keys, kHeads, kKvHeads, kHd,
-                                                       0.088f, o, ws, nullptr,
-                                                       reinterpret_cast<engine::ActQ8Block*>(o + Q));
-                       })});
+    for (const auto& [cache_view, name] : {std::pair{f16_cache, "f16"}, std::pair{q8_cache, "q8_0"}}) {
+      const bool f16 = cache_view.type == engine::KvType::f16;
+      parts.push_back({fmt::format("rope q + k, kv store ({})", name), 64, time_us([&] {
+                         engine::cuda_rope_store_kv(u, v, o, 1, kHeads, kKvHeads, kHd, 0, rope, cache_view, nullptr,
+                                                    pos);
+                       }), f16});
+      for (const int64_t keys : {int64_t(512), kCtx}) {
+        parts.push_back({fmt::format("attention at {} keys ({})", keys, name), 64, time_us([&] {
+                           engine::cuda_attention_decode(u, cache_view, keys, kHeads, kKvHeads, kHd, 0.088f, o, ws,
+                                                         nullptr, reinterpret_cast<engine::ActQ8Block*>(o + Q));
+                         }), f16 && keys == 512});
+      }
     }
     ENGINE_CUDA_CHECK(cudaFree(buf));
     ENGINE_CUDA_CHECK(cudaFree(cache));
     ENGINE_CUDA_CHECK(cudaFree(pos));
     ENGINE_CUDA_CHECK(cudaFree(ws));
-    double step_512 = 0;  // a step at 512 keys: everything but the 8192-key attention
+    double step_512 = 0;  // a step at 512 keys with an f16 cache: the parts marked in_step
     for (const Part& p : parts) {
-      if (p.name.find("8192") == std::string::npos) step_512 += p.per_token * p.us;
+      if (p.in_step) step_512 += p.per_token * p.us;
     }
     out["decode_step_parts"] = nlohmann::json::array();
     if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>12} {:>8}\n", "decode step part", "per token", "us each", "us per token", "share");
     for (const Part& p : parts) {
       const double total = p.per_token * p.us;
       out["decode_step_parts"].push_back({{"name", p.name}, {"per_token", p.per_token}, {"us", p.us},
-                                          {"us_per_token", total}, {"share_at_512_keys", total / step_512}});
+                                          {"us_per_token", total}, {"in_step_at_512_keys", p.in_step},
+                                          {"share_at_512_keys", total / step_512}});
       if (!json) {
         fmt::print("{:32} {:>9.0f} {:>9.2f} {:>12.0f} {:>7.1f}%\n", p.name, p.per_token, p.us, total,
                    100 * total / step_512);

@@ -1,7 +1,8 @@
 // GPU decode and prefill attention against a double-precision reference (softmax of scaled dot
-// products, weighted sum of values) on fresh random queries and f16 caches, grouped-query heads,
-// key counts below, at and across the kernels' chunk and tile sizes, prefill queries each over its
-// own causal keys; outputs poisoned with NaN first. Skips (visibly) where no CUDA device exists.
+// products, weighted sum of values) on fresh random queries and caches (f16, and for decode q8_0
+// made by the CPU's quantizer), grouped-query heads, key counts below, at and across the kernels'
+// chunk and tile sizes, prefill queries each over its own causal keys; outputs poisoned with NaN
+// first. Skips (visibly) where no CUDA device exists.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,21 +14,26 @@
 #include "engine/error.h"
 #include "engine/half.h"
 #include "engine/memory_model.h"
+#include "kernels/cuda/kv_cache.h"
 #include "scheduler/cuda_runtime.h"
+#include "test_support.h"
 
 #if ENGINE_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "device_buffer.h"
 #include "kernels/cuda/attention.h"
+#include "kv_q8_cache.h"
 #endif
 
 namespace engine {
 namespace {
 
 #if ENGINE_HAVE_CUDA
-// out[b][h] for query b over keys 0 .. pos0 + b, in double: the reference for both kernels.
-std::vector<double> attention_reference(const std::vector<float>& q, const std::vector<uint16_t>& k,
-                                        const std::vector<uint16_t>& v, int64_t pos0, int64_t n_queries, int n_head,
+// out[b][h] for query b over keys 0 .. pos0 + b, in double, from the values the cache holds: the
+// reference for every kernel.
+std::vector<double> attention_reference(const std::vector<float>& q, const std::vector<float>& k,
+                                        const std::vector<float>& v, int64_t pos0, int64_t n_queries, int n_head,
                                         int n_head_kv, int hd, float scale) {
   const int group = n_head / n_head_kv;
   std::vector<double> want(n_queries * n_head * hd, 0.0);
@@ -40,7 +46,7 @@ std::vector<double> attention_reference(const std::vector<float>& q, const std::
       double m = -INFINITY, l = 0;
       for (int64_t t = 0; t < n_keys; ++t) {
         double dot = 0;
-        for (int d = 0; d < hd; ++d) dot += double(qh[d]) * fp16_to_fp32(k[(t * n_head_kv + kvh) * hd + d]);
+        for (int d = 0; d < hd; ++d) dot += double(qh[d]) * k[(t * n_head_kv + kvh) * hd + d];
         s[t] = dot * scale;
         m = std::max(m, s[t]);
       }
@@ -48,35 +54,78 @@ std::vector<double> attention_reference(const std::vector<float>& q, const std::
       double* o = want.data() + (b * n_head + h) * hd;
       for (int64_t t = 0; t < n_keys; ++t) {
         const double p = std::exp(s[t] - m) / l;
-        for (int d = 0; d < hd; ++d) o[d] += p * fp16_to_fp32(v[(t * n_head_kv + kvh) * hd + d]);
+        for (int d = 0; d < hd; ++d) o[d] += p * v[(t * n_head_kv + kvh) * hd + d];
       }
     }
   }
   return want;
 }
 
-// Copies q and the caches to the device, poisons the output with NaN, runs `kernel(dq, dk, dv,
-// dout)` and returns the output.
-template <typename Kernel>
-std::vector<float> run_on_device(const std::vector<float>& q, const std::vector<uint16_t>& k,
-                                 const std::vector<uint16_t>& v, Kernel kernel) {
-  float *dq = nullptr, *dout = nullptr;
-  uint16_t *dk = nullptr, *dv = nullptr;
-  std::vector<float> out(q.size());
-  EXPECT_EQ(cudaMalloc(&dq, q.size() * 4), cudaSuccess);
-  EXPECT_EQ(cudaMalloc(&dout, q.size() * 4), cudaSuccess);
-  EXPECT_EQ(cudaMalloc(&dk, k.size() * 2), cudaSuccess);
-  EXPECT_EQ(cudaMalloc(&dv, v.size() * 2), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(dq, q.data(), q.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(dk, k.data(), k.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(dv, v.data(), v.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-  EXPECT_EQ(cudaMemset(dout, 0xff, q.size() * 4), cudaSuccess);
-  kernel(dq, dk, dv, dout);
-  EXPECT_EQ(cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-  for (void* p : {static_cast<void*>(dq), static_cast<void*>(dout), static_cast<void*>(dk), static_cast<void*>(dv)}) {
-    cudaFree(p);
+// A cache of `rows` positions of fresh random keys and values on the device, in `type`, and the
+// values it holds (fp16-rounded, or the CPU's dequantization of its Q8_0 blocks).
+struct TestCache {
+  std::vector<float> k, v;
+  std::vector<test::DeviceBuffer> buffers;
+  KvLayer layer;
+};
+
+TestCache random_cache(KvType type, int64_t rows, int64_t kv_dim, std::mt19937& rng) {
+  std::normal_distribution<float> normal;
+  std::vector<float> k(rows * kv_dim), v(k.size());
+  for (auto& x : k) x = normal(rng);
+  for (auto& x : v) x = normal(rng);
+  TestCache c;
+  c.layer.type = type;
+  if (type == KvType::q8_0) {
+    const test::HostQ8Cache hk = test::host_q8_cache(k, kv_dim), hv = test::host_q8_cache(v, kv_dim);
+    for (const auto* planes : {&hk, &hv}) {
+      c.buffers.emplace_back(planes->codes);
+      c.buffers.emplace_back(planes->scales);
+    }
+    c.layer.k = c.buffers[0].get();
+    c.layer.k_scale = c.buffers[1].as<uint16_t>();
+    c.layer.v = c.buffers[2].get();
+    c.layer.v_scale = c.buffers[3].as<uint16_t>();
+    c.k = hk.values;
+    c.v = hv.values;
+    return c;
   }
-  return out;
+  auto upload_f16 = [&](const std::vector<float>& x, std::vector<float>& held) {
+    std::vector<uint16_t> halves(x.size());
+    held.resize(x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      halves[i] = fp32_to_fp16(x[i]);
+      held[i] = fp16_to_fp32(halves[i]);
+    }
+    c.buffers.emplace_back(halves);
+  };
+  upload_f16(k, c.k);
+  upload_f16(v, c.v);
+  c.layer.k = c.buffers[0].get();
+  c.layer.v = c.buffers[1].get();
+  return c;
+}
+
+// Copies q to the device, poisons the output with NaN, runs `kernel(dq, dout)` and returns the
+// output.
+template <typename Kernel>
+std::vector<float> run_on_device(const std::vector<float>& q, Kernel kernel) {
+  const test::DeviceBuffer dq(q), dout(std::vector<float>(q.size(), NAN));
+  kernel(dq.as<float>(), dout.as<float>());
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return dout.to_host<float>();
+}
+
+// Normalised MSE of out against want; fails the test on a non-finite element.
+double normalised_mse(const std::vector<float>& out, const std::vector<double>& want) {
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    EXPECT_TRUE(std::isfinite(out[i])) << "element " << i;
+    if (!std::isfinite(out[i])) return INFINITY;
+    err += (out[i] - want[i]) * (out[i] - want[i]);
+    norm += want[i] * want[i];
+  }
+  return err / norm;
 }
 #endif
 
@@ -86,32 +135,27 @@ TEST(CudaAttention, DecodeMatchesDoubleReference) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
   // Groups of 4, 5 (QwQ-32B: 40 query heads on 8 KV heads), 1, 12 (two blocks of 6 per KV head)
-  // and 8; head sizes 128, 64, 96 (three halves per lane) and 256.
-  for (const auto& [n_head, n_head_kv, hd] :
-       {std::tuple{8, 2, 128}, std::tuple{40, 8, 128}, std::tuple{4, 4, 96}, std::tuple{12, 1, 64},
-        std::tuple{16, 2, 256}}) {
-    const float scale = 1.0f / std::sqrt(float(hd));
-    for (const int64_t n_keys : {int64_t(1), int64_t(63), int64_t(64), int64_t(200), int64_t(1000)}) {
-      std::vector<float> q(n_head * hd);
-      std::vector<uint16_t> k(n_keys * n_head_kv * hd), v(k.size());
-      for (auto& x : q) x = normal(rng);
-      for (auto& x : k) x = fp32_to_fp16(normal(rng));
-      for (auto& x : v) x = fp32_to_fp16(normal(rng));
-      const auto want = attention_reference(q, k, v, n_keys - 1, 1, n_head, n_head_kv, hd, scale);
-      float* dws = nullptr;
-      ASSERT_EQ(cudaMalloc(&dws, cuda_attention_decode_workspace(n_head, hd, n_keys) * 4), cudaSuccess);
-      const auto out = run_on_device(q, k, v, [&](float* dq, uint16_t* dk, uint16_t* dv, float* dout) {
-        cuda_attention_decode(dq, dk, dv, n_keys, n_head, n_head_kv, hd, scale, dout, dws, nullptr);
-      });
-      cudaFree(dws);
-      double err = 0, norm = 0;
-      for (size_t i = 0; i < out.size(); ++i) {
-        ASSERT_TRUE(std::isfinite(out[i])) << "keys " << n_keys << " element " << i;
-        err += (out[i] - want[i]) * (out[i] - want[i]);
-        norm += want[i] * want[i];
+  // and 8; head sizes 128, 64, 96 (three values per lane: in q8_0, some lanes' values span two
+  // blocks) and 256; f16 and q8_0 caches.
+  for (const KvType type : {KvType::f16, KvType::q8_0}) {
+    for (const auto& [n_head, n_head_kv, hd] :
+         {std::tuple{8, 2, 128}, std::tuple{40, 8, 128}, std::tuple{4, 4, 96}, std::tuple{12, 1, 64},
+          std::tuple{16, 2, 256}}) {
+      const float scale = 1.0f / std::sqrt(float(hd));
+      for (const int64_t n_keys : {int64_t(1), int64_t(63), int64_t(64), int64_t(200), int64_t(1000)}) {
+        std::vector<float> q(n_head * hd);
+        for (auto& x : q) x = normal(rng);
+        const TestCache cache = random_cache(type, n_keys, int64_t(n_head_kv) * hd, rng);
+        const auto want = attention_reference(q, cache.k, cache.v, n_keys - 1, 1, n_head, n_head_kv, hd, scale);
+        const test::DeviceBuffer ws(std::vector<float>(cuda_attention_decode_workspace(n_head, hd, n_keys)));
+        const auto out = run_on_device(q, [&](float* dq, float* dout) {
+          cuda_attention_decode(dq, cache.layer, n_keys, n_head, n_head_kv, hd, scale, dout, ws.as<float>(), nullptr);
+        });
+        // f32 sums of the cached values (exact in f32 for q8_0 too: an 8-bit code times an fp16
+        // scale): ~1e-12.
+        EXPECT_LE(normalised_mse(out, want), 1e-10) << "KV " << kv_type_name(type) << ", heads " << n_head << "/"
+                                                    << n_head_kv << ", head_dim " << hd << ", keys " << n_keys;
       }
-      EXPECT_LE(err / norm, 1e-10) << "normalised MSE, heads " << n_head << "/" << n_head_kv << ", head_dim " << hd
-                                   << ", keys " << n_keys;  // f32 sums: ~1e-12
     }
   }
 #endif
@@ -131,27 +175,61 @@ TEST(CudaAttention, PrefillMatchesDoubleReference) {
          {std::pair<int64_t, int64_t>{0, 7}, {120, 13}, {700, 5}, {0, 150}, {190, 70}}) {
       const int64_t n_keys = pos0 + n_queries;
       std::vector<float> q(n_queries * n_head * hd);
-      std::vector<uint16_t> k(n_keys * n_head_kv * hd), v(k.size());
       for (auto& x : q) x = normal(rng);
-      for (auto& x : k) x = fp32_to_fp16(normal(rng));
-      for (auto& x : v) x = fp32_to_fp16(normal(rng));
-      const auto want = attention_reference(q, k, v, pos0, n_queries, n_head, n_head_kv, hd, scale);
-      const auto out = run_on_device(q, k, v, [&](float* dq, uint16_t* dk, uint16_t* dv, float* dout) {
-        cuda_attention_prefill(dq, dk, dv, pos0, n_queries, n_head, n_head_kv, hd, scale, dout, nullptr);
+      const TestCache cache = random_cache(KvType::f16, n_keys, int64_t(n_head_kv) * hd, rng);
+      const auto want = attention_reference(q, cache.k, cache.v, pos0, n_queries, n_head, n_head_kv, hd, scale);
+      const auto out = run_on_device(q, [&](float* dq, float* dout) {
+        cuda_attention_prefill(dq, cache.layer, pos0, n_queries, n_head, n_head_kv, hd, scale, dout, nullptr);
       });
-      double err = 0, norm = 0;
-      for (size_t i = 0; i < out.size(); ++i) {
-        ASSERT_TRUE(std::isfinite(out[i])) << "head_dim " << hd << " pos0 " << pos0 << " element " << i;
-        err += (out[i] - want[i]) * (out[i] - want[i]);
-        norm += want[i] * want[i];
-      }
       // head_dim 64 and 128 run on tensor cores: queries and probabilities rounded to fp16
       // (relative 2^-11 each, about 1e-7 in normalised MSE); 256: f32 throughout.
       const double bound = hd == 256 ? 1e-10 : 1e-5;
-      EXPECT_LE(err / norm, bound) << "normalised MSE, head_dim " << hd << " pos0 " << pos0 << " queries "
-                                   << n_queries;
+      EXPECT_LE(normalised_mse(out, want), bound) << "head_dim " << hd << " pos0 " << pos0 << " queries "
+                                                  << n_queries;
     }
   }
+#endif
+}
+
+// A q8_0 cache's positions 0 .. n - 1 as fp16 (what a GPU stage's prompt attention reads): every
+// value is fp16 of the CPU's dequantization of its Q8_0 block, and nothing past n is written.
+// Then a prompt batch's attention over the converted cache, as the stage runs it.
+TEST(CudaAttention, Q8CacheConvertsToFp16ForPrompts) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int n_head = 8, n_head_kv = 2, hd = 128;
+  const int64_t kv_dim = n_head_kv * hd, rows = 300, pos0 = 190, n_queries = 70;
+  const TestCache cache = random_cache(KvType::q8_0, rows, kv_dim, rng);
+  const int64_t n = pos0 + n_queries;
+  const std::vector<uint16_t> poison(rows * kv_dim, 0x7e7e);  // fp16 NaN
+  const test::DeviceBuffer k16(poison), v16(poison);
+  cuda_kv_to_f16(cache.layer, n, kv_dim, k16.as<uint16_t>(), v16.as<uint16_t>(), nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto kh = k16.to_host<uint16_t>(), vh = v16.to_host<uint16_t>();
+  for (int64_t i = 0; i < rows * kv_dim; ++i) {
+    const bool converted = i < n * kv_dim;
+    ASSERT_EQ(kh[i], converted ? fp32_to_fp16(cache.k[i]) : uint16_t(0x7e7e)) << "K value " << i;
+    ASSERT_EQ(vh[i], converted ? fp32_to_fp16(cache.v[i]) : uint16_t(0x7e7e)) << "V value " << i;
+  }
+  std::vector<float> q(n_queries * n_head * hd);
+  for (auto& x : q) x = normal(rng);
+  auto rounded = [&](const std::vector<float>& x) {
+    std::vector<float> r(x.begin(), x.begin() + n * kv_dim);
+    for (auto& e : r) e = fp16_to_fp32(fp32_to_fp16(e));
+    return r;
+  };
+  const std::vector<float> k_rounded = rounded(cache.k), v_rounded = rounded(cache.v);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const auto want = attention_reference(q, k_rounded, v_rounded, pos0, n_queries, n_head, n_head_kv, hd, scale);
+  KvLayer f16;
+  f16.k = k16.get();
+  f16.v = v16.get();
+  const auto out = run_on_device(q, [&](float* dq, float* dout) {
+    cuda_attention_prefill(dq, f16, pos0, n_queries, n_head, n_head_kv, hd, scale, dout, nullptr);
+  });
+  EXPECT_LE(normalised_mse(out, want), 1e-5);  // the tensor-core prefill's bound, as above
 #endif
 }
 
@@ -160,12 +238,23 @@ TEST(CudaAttention, RefusesBadShapes) {
   GTEST_SKIP() << "built without the CUDA backend";
 #else
   // Checked before any CUDA call, so this runs wherever the backend is built.
-  EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 4, 8, 2, 100, 1.0f, nullptr, nullptr, nullptr), Error);
-  EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 4, 8, 3, 128, 1.0f, nullptr, nullptr, nullptr), Error);
-  EXPECT_THROW(cuda_attention_decode(nullptr, nullptr, nullptr, 0, 8, 2, 128, 1.0f, nullptr, nullptr, nullptr), Error);
-  EXPECT_THROW(cuda_attention_prefill(nullptr, nullptr, nullptr, 0, 4, 8, 2, 100, 1.0f, nullptr, nullptr), Error);
-  EXPECT_THROW(cuda_attention_prefill(nullptr, nullptr, nullptr, -1, 4, 8, 2, 128, 1.0f, nullptr, nullptr), Error);
-  EXPECT_THROW(cuda_attention_prefill(nullptr, nullptr, nullptr, 0, 70000, 8, 2, 128, 1.0f, nullptr, nullptr), Error);
+  const KvLayer f16;
+  KvLayer q8 = f16, f32 = f16;
+  q8.type = KvType::q8_0;
+  f32.type = KvType::f32;
+  EXPECT_THROW(cuda_attention_decode(nullptr, f16, 4, 8, 2, 100, 1.0f, nullptr, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_attention_decode(nullptr, f16, 4, 8, 3, 128, 1.0f, nullptr, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_attention_decode(nullptr, f16, 0, 8, 2, 128, 1.0f, nullptr, nullptr, nullptr), Error);
+  test::expect_error([&] { cuda_attention_decode(nullptr, f32, 4, 8, 2, 128, 1.0f, nullptr, nullptr, nullptr); },
+                     {"cuda_attention_decode", "f32 KV cache is not supported"});
+  EXPECT_THROW(cuda_attention_prefill(nullptr, f16, 0, 4, 8, 2, 100, 1.0f, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_attention_prefill(nullptr, f16, -1, 4, 8, 2, 128, 1.0f, nullptr, nullptr), Error);
+  EXPECT_THROW(cuda_attention_prefill(nullptr, f16, 0, 70000, 8, 2, 128, 1.0f, nullptr, nullptr), Error);
+  test::expect_error([&] { cuda_attention_prefill(nullptr, q8, 0, 4, 8, 2, 128, 1.0f, nullptr, nullptr); },
+                     {"cuda_attention_prefill", "cuda_kv_to_f16 converts q8_0"});
+  test::expect_error([&] { cuda_kv_to_f16(f16, 4, 256, nullptr, nullptr, nullptr); },
+                     {"cuda_kv_to_f16", "a cache other than q8_0 is not supported"});
+  EXPECT_THROW(cuda_kv_to_f16(q8, 4, 100, nullptr, nullptr, nullptr), Error);
 #endif
 }
 

@@ -3,8 +3,9 @@
 // within 1e-6 relative, RoPE (normal, NeoX, YaRN with frequency factors) within 1e-4 at positions
 // near 4096 (device and host sinf/cosf/powf may differ by an ulp of the angle), SwiGLU within 1e-6; the
 // 8-bit blocks RMSNorm and SwiGLU also write are bit for bit the host quantizer's of their f32
-// output; the fused RoPE + KV store rotates as the CPU and stores fp16 of the rotated k and of v
-// at the position's cache rows, leaving the rows around them alone; the greedy argmax is exactly
+// output; the fused RoPE + KV store rotates as the CPU and stores fp16 of the rotated k and of v,
+// or their Q8_0 blocks bit for bit the CPU quantizer's, at the position's cache rows, leaving the
+// rows around them alone; the greedy argmax is exactly
 // argmax_token's. Skips (visibly) where no CUDA device exists.
 #include <gtest/gtest.h>
 
@@ -12,11 +13,13 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/half.h"
 #include "engine/sampling.h"
 
+#include "engine/memory_model.h"
 #include "kernels/cpu/ops.h"
 #include "scheduler/cuda_runtime.h"
 
@@ -25,6 +28,7 @@
 
 #include "device_buffer.h"
 #include "kernels/cuda/ops.h"
+#include "kv_q8_cache.h"
 #endif
 
 namespace engine {
@@ -227,8 +231,10 @@ TEST(CudaOps, RopeNormalNeoxAndYarnMatchTheCpu) {
     }
     DeviceFloats dq(q), dk(k), dv(v);
     if (variant == 2) p.freq_factors = dfactors.p;
-    cuda_rope_store_kv(dq.p, dk.p, dv.p, rows, heads, kv_heads, hd, pos0, p, cache,
-                       cache + (pos0 + rows) * kv_heads * hd, nullptr);
+    KvLayer kv;  // f16
+    kv.k = cache;
+    kv.v = cache + (pos0 + rows) * kv_heads * hd;
+    cuda_rope_store_kv(dq.p, dk.p, dv.p, rows, heads, kv_heads, hd, pos0, p, kv, nullptr);
     // At position 4091 an angle in float has a step of 2.4e-4 rad, and the GPU's powf/sincosf
     // may differ from the host's by an ulp: rows differ by ~3e-5 (H200). A wrong pair, sign or
     // frequency is off by O(1).
@@ -240,56 +246,82 @@ TEST(CudaOps, RopeNormalNeoxAndYarnMatchTheCpu) {
 }
 
 // The fused RoPE + KV store of a layer: q (4 heads) and k (2 heads) rotated as the CPU rotates
-// them (normal and NeoX, the latter with only half of each head rotated), fp16 of the rotated k
-// and of v in the cache rows of positions pos .. pos + rows - 1 (read from device memory, as a
-// replayed decode graph gives it), every other cache row untouched.
+// them (normal and NeoX, the latter with only half of each head rotated), then the rotated k and
+// v in the cache rows of positions pos .. pos + rows - 1 (read from device memory, as a replayed
+// decode graph gives it): as fp16 of each value, or as the CPU's Q8_0 blocks of each row (codes
+// and scales bit for bit those of quantize_row on the GPU's rotated k and on v); every other
+// cache row untouched.
 TEST(CudaOps, RopeAndKvStoreMatchTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
 #if ENGINE_HAVE_CUDA
   std::mt19937 rng(std::random_device{}());
   const int64_t rows = 3, heads = 4, kv_heads = 2, hd = 64, kv_dim = kv_heads * hd, pos = 37, ctx = 64;
-  for (const bool neox : {false, true}) {
-    RopeParams p;
-    p.n_rot = neox ? hd / 2 : hd;
-    p.neox = neox;
-    p.freq_base = 1e4f;
-    const auto q = random_floats(rows * heads * hd, rng), k = random_floats(rows * kv_dim, rng),
-               v = random_floats(rows * kv_dim, rng);
-    std::vector<float> want_q = q, want_k = k;
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t h = 0; h < heads; ++h) rope(want_q.data() + (r * heads + h) * hd, pos + r, p);
-      for (int64_t h = 0; h < kv_heads; ++h) rope(want_k.data() + (r * kv_heads + h) * hd, pos + r, p);
-    }
-    DeviceFloats dq(q), dk(k), dv(v);
-    uint16_t *kc = nullptr, *vc = nullptr;
-    int64_t* dpos = nullptr;
-    ASSERT_EQ(cudaMalloc(&kc, ctx * kv_dim * 2), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&vc, ctx * kv_dim * 2), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&dpos, sizeof(int64_t)), cudaSuccess);
-    ASSERT_EQ(cudaMemset(kc, 0x7e, ctx * kv_dim * 2), cudaSuccess);  // fp16 NaN poison
-    ASSERT_EQ(cudaMemset(vc, 0x7e, ctx * kv_dim * 2), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(dpos, &pos, sizeof pos, cudaMemcpyHostToDevice), cudaSuccess);
-    cuda_rope_store_kv(dq.p, dk.p, dv.p, rows, heads, kv_heads, hd, 0, p, kc, vc, nullptr, dpos);
-    std::vector<uint16_t> kh(ctx * kv_dim), vh(ctx * kv_dim);
-    ASSERT_EQ(cudaMemcpy(kh.data(), kc, kh.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(vh.data(), vc, vh.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
-    cudaFree(kc);
-    cudaFree(vc);
-    cudaFree(dpos);
-    EXPECT_LE(rel(dq.get(), want_q), 1e-5) << "neox " << neox;
-    EXPECT_LE(rel(dk.get(), want_k), 1e-5) << "neox " << neox;
-    std::vector<float> cached_k(rows * kv_dim), want_cached_k(rows * kv_dim);
-    for (int64_t i = 0; i < rows * kv_dim; ++i) {
-      cached_k[i] = fp16_to_fp32(kh[pos * kv_dim + i]);
-      want_cached_k[i] = fp16_to_fp32(fp32_to_fp16(want_k[i]));
-      EXPECT_EQ(vh[pos * kv_dim + i], fp32_to_fp16(v[i])) << "v value " << i;
-    }
-    EXPECT_LE(rel(cached_k, want_cached_k), 1e-3) << "neox " << neox;  // fp16 of values within 1e-5
-    for (int64_t row = 0; row < ctx; ++row) {
-      if (row >= pos && row < pos + rows) continue;
-      for (int64_t i = 0; i < kv_dim; ++i) {
-        ASSERT_EQ(kh[row * kv_dim + i], 0x7e7e) << "k cache row " << row << " written";
-        ASSERT_EQ(vh[row * kv_dim + i], 0x7e7e) << "v cache row " << row << " written";
+  for (const KvType type : {KvType::f16, KvType::q8_0}) {
+    for (const bool neox : {false, true}) {
+      const std::string what = std::string(kv_type_name(type)) + (neox ? " neox" : " normal");
+      RopeParams p;
+      p.n_rot = neox ? hd / 2 : hd;
+      p.neox = neox;
+      p.freq_base = 1e4f;
+      const auto q = random_floats(rows * heads * hd, rng), k = random_floats(rows * kv_dim, rng),
+                 v = random_floats(rows * kv_dim, rng);
+      std::vector<float> want_q = q, want_k = k;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t h = 0; h < heads; ++h) rope(want_q.data() + (r * heads + h) * hd, pos + r, p);
+        for (int64_t h = 0; h < kv_heads; ++h) rope(want_k.data() + (r * kv_heads + h) * hd, pos + r, p);
+      }
+      DeviceFloats dq(q), dk(k), dv(v);
+      // Poisoned caches: fp16 NaN halves, or codes of 0x7e and NaN scales.
+      const test::DeviceBuffer kc(std::vector<uint16_t>(ctx * kv_dim, 0x7e7e)),
+          vc(std::vector<uint16_t>(ctx * kv_dim, 0x7e7e)), ks(std::vector<uint16_t>(ctx * kv_dim / 32, 0x7e7e)),
+          vs(std::vector<uint16_t>(ctx * kv_dim / 32, 0x7e7e)), dpos(std::vector<int64_t>{pos});
+      KvLayer kv;
+      kv.type = type;
+      kv.k = kc.get();
+      kv.v = vc.get();
+      if (type == KvType::q8_0) {
+        kv.k_scale = ks.as<uint16_t>();
+        kv.v_scale = vs.as<uint16_t>();
+      }
+      cuda_rope_store_kv(dq.p, dk.p, dv.p, rows, heads, kv_heads, hd, 0, p, kv, nullptr, dpos.as<int64_t>());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<float> got_k = dk.get();
+      EXPECT_LE(rel(dq.get(), want_q), 1e-5) << what;
+      EXPECT_LE(rel(got_k, want_k), 1e-5) << what;
+      const auto kh = kc.to_host<uint16_t>(), vh = vc.to_host<uint16_t>();
+      const auto ksh = ks.to_host<uint16_t>(), vsh = vs.to_host<uint16_t>();
+      const int64_t first = pos * kv_dim, last = (pos + rows) * kv_dim;  // the rows written, in values
+      if (type == KvType::f16) {
+        for (int64_t i = 0; i < rows * kv_dim; ++i) {
+          ASSERT_EQ(kh[first + i], fp32_to_fp16(got_k[i])) << what << ": k value " << i;
+          ASSERT_EQ(vh[first + i], fp32_to_fp16(v[i])) << what << ": v value " << i;
+        }
+      } else {
+        const auto* kb = reinterpret_cast<const int8_t*>(kh.data());
+        const auto* vb = reinterpret_cast<const int8_t*>(vh.data());
+        const test::HostQ8Cache want_kq = test::host_q8_cache(got_k, kv_dim), want_vq = test::host_q8_cache(v, kv_dim);
+        for (int64_t i = 0; i < rows * kv_dim; ++i) {
+          ASSERT_EQ(kb[first + i], want_kq.codes[i]) << what << ": k code " << i;
+          ASSERT_EQ(vb[first + i], want_vq.codes[i]) << what << ": v code " << i;
+        }
+        for (int64_t b = 0; b < rows * kv_dim / 32; ++b) {
+          ASSERT_EQ(ksh[first / 32 + b], want_kq.scales[b]) << what << ": k scale " << b;
+          ASSERT_EQ(vsh[first / 32 + b], want_vq.scales[b]) << what << ": v scale " << b;
+        }
+        for (int64_t b = 0; b < ctx * kv_dim / 32; ++b) {
+          if (b >= first / 32 && b < last / 32) continue;
+          ASSERT_EQ(ksh[b], 0x7e7e) << what << ": k scale " << b << " written";
+          ASSERT_EQ(vsh[b], 0x7e7e) << what << ": v scale " << b << " written";
+        }
+      }
+      // Bytes of the code or half planes outside the rows written are still the poison.
+      const int64_t elem = type == KvType::f16 ? 2 : 1;
+      const auto* kbytes = reinterpret_cast<const uint8_t*>(kh.data());
+      const auto* vbytes = reinterpret_cast<const uint8_t*>(vh.data());
+      for (int64_t i = 0; i < 2 * ctx * kv_dim; ++i) {
+        if (i >= first * elem && i < last * elem) continue;
+        ASSERT_EQ(kbytes[i], 0x7e) << what << ": k cache byte " << i << " written";
+        ASSERT_EQ(vbytes[i], 0x7e) << what << ": v cache byte " << i << " written";
       }
     }
   }

@@ -3,10 +3,12 @@
 // the same f16 KV rounding, logits within 3e-4. Prompt batches (the tensor-core matmul on fp16
 // activations and weights): logits within 1e-2, and the same greedy tokens for 64 steps after a
 // prompt without near-ties. On Q4_0 and Q4_K_M, where the CPU quantizes activations to 8 bits
-// (and the GPU's K-quant kernels too, in other blocks), logits within 5e-2 relative. Also a CPU stage followed by a GPU stage. A GPU stage allocates exactly what the memory model (and so the
-// planner) counts for it, and one over its device's budget is refused before it allocates
-// anything. Decode graphs match direct launches bit for bit. Skips (visibly) where no CUDA device
-// exists; the budget refusal runs in every CUDA build, since it precedes every CUDA call.
+// (and the GPU's K-quant kernels too, in other blocks), logits within 5e-2 relative. Also a CPU
+// stage followed by a GPU stage, and q8_0 caches on both sides. A GPU stage allocates exactly
+// what the memory model (and so the planner) counts for it (with an f16 or a q8_0 cache), and one
+// over its device's budget is refused before it allocates anything. Decode graphs match direct
+// launches bit for bit. Skips (visibly) where no CUDA device exists; the budget refusal runs in
+// every CUDA build, since it precedes every CUDA call.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,10 +27,11 @@
 namespace engine {
 namespace {
 
-ContextOptions on(std::vector<std::pair<int, std::pair<uint32_t, uint32_t>>> stages) {
+ContextOptions on(std::vector<std::pair<int, std::pair<uint32_t, uint32_t>>> stages, KvType kv = KvType::f16) {
   ContextOptions o;
   o.n_ctx = 256;
   o.n_threads = 2;
+  o.kv_type = kv;
   for (const auto& [cuda, range] : stages) {
     Device d = cuda >= 0 ? Device{"cuda" + std::to_string(cuda), DeviceKind::gpu, cuda} : Device{"cpu", DeviceKind::cpu};
     o.stages.push_back({d, range.first, range.second});
@@ -78,6 +81,47 @@ TEST(CudaStage, WholeModelMatchesTheCpu) {
   }
 }
 
+// A q8_0 KV cache on the GPU (the decode attention reading its codes and scales, prompts through
+// its fp16 copy) against the CPU stage's q8_0 cache: both quantize the same rotated keys with the
+// same arithmetic, so the caches differ only where the two RoPEs' ulps move a value across a
+// rounding boundary (one code step of a 32-value block). Logits within 2e-3 on an F16 model
+// (3e-4 with f16 caches above), 5e-2 on Q4_K_M; the same 64 greedy tokens on the F16 model
+// (decode steps through the graph's q8_0 attention); a CPU + GPU split too.
+TEST(CudaStage, Q8CacheMatchesTheCpusQ8Cache) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+  for (const auto& [mix, tol] : {std::pair{WeightMix::f16, 2e-3}, std::pair{WeightMix::q4_k_m, 5e-2}}) {
+    for (const Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3}) {
+      const auto model = test::random_model(mix, arch, 4);
+      Context cpu(model, on({{-1, {0, 3}}}, KvType::q8_0));
+      Context gpu(model, on({{0, {0, 3}}}, KvType::q8_0));
+      Context split(model, on({{-1, {0, 0}}, {0, {1, 3}}}, KvType::q8_0));
+      std::mt19937 rng(std::random_device{}());
+      for (const auto& [n_ids, bound] : {std::pair{8, tol}, std::pair{24, std::max(tol, 1e-2)}}) {
+        std::vector<int32_t> ids(n_ids);
+        for (auto& t : ids) t = static_cast<int32_t>(rng() % 512);
+        cpu.reset();
+        const auto want = cpu.eval_all(ids);
+        const std::vector<float> ref(want.begin(), want.end());
+        gpu.reset();
+        split.reset();
+        EXPECT_LE(test::rel(gpu.eval_all(ids), ref), bound) << weight_mix_name(mix) << " arch " << int(arch)
+                                                            << " " << n_ids << " tokens";
+        EXPECT_LE(test::rel(split.eval_all(ids), ref), bound) << weight_mix_name(mix) << " arch " << int(arch)
+                                                              << " " << n_ids << " tokens";
+      }
+      if (mix != WeightMix::f16) continue;  // 8-bit activations on the CPU: no exact greedy path
+      std::vector<int32_t> ids(24);
+      const std::vector<int32_t> tokens = test::tie_free_greedy(cpu, ids, 64, 3e-2);
+      if (tokens.empty()) {
+        ADD_FAILURE() << "no prompt without a near-tie in " << test::kTieFreeDraws << " draws: arch " << int(arch);
+        continue;
+      }
+      gpu.reset();
+      EXPECT_EQ(test::greedy(gpu, ids, 64).first, tokens) << "arch " << int(arch);
+    }
+  }
+}
+
 // Greedy decoding's token from the GPU head's argmax (one int copied back) is the argmax of the
 // logits the same stage returns, for a prompt and through decode-graph steps; and through a
 // CPU + GPU split, whose GPU stage holds the head.
@@ -99,10 +143,10 @@ TEST(CudaStage, GreedyTokenIsTheArgmaxOfTheLogits) {
   }
 }
 
-// What the stage of on({{0, {0, 3}}}) counts: n_ctx 256, batch min(512, 256), the output head.
-uint64_t planned_bytes(const ModelSpec& spec) {
-  return gpu_weight_bytes(spec, std::pair{0u, 3u}, true) + stage_kv_bytes(spec.hp, KvType::f16, 256, 4) +
-         stage_buffer_bytes(spec.hp, {256, 256, 1, true, true, true});
+// What the stage of on({{0, {0, 3}}}, kv) counts: n_ctx 256, batch min(512, 256), the output head.
+uint64_t planned_bytes(const ModelSpec& spec, KvType kv = KvType::f16) {
+  return gpu_weight_bytes(spec, std::pair{0u, 3u}, true) + stage_kv_bytes(spec.hp, kv, 256, 4) +
+         stage_buffer_bytes(spec.hp, {256, 256, 1, true, true, true, kv});
 }
 
 TEST(CudaStage, AllocatesWhatTheMemoryModelCounts) {
@@ -113,17 +157,26 @@ TEST(CudaStage, AllocatesWhatTheMemoryModelCounts) {
   ContextOptions o = on({{0, {0, 3}}});
   std::vector<std::pair<uint64_t, uint64_t>> progress;
   o.load_progress = [&](uint64_t done, uint64_t total) { progress.emplace_back(done, total); };
-  Context gpu(model, o);
-  const uint64_t taken = before - cuda_device_info(0).free_bytes;
-  // The load progress: one call per tensor, growing, ending at the weights the memory model counts.
-  const uint64_t weights = gpu_weight_bytes(model->spec(), std::pair{0u, 3u}, true);
-  ASSERT_GT(progress.size(), 4u * 7u);
-  for (size_t i = 1; i < progress.size(); ++i) EXPECT_GT(progress[i].first, progress[i - 1].first);
-  EXPECT_EQ(progress.back(), std::pair(weights, weights));
-  // One allocation of the planned bytes: the driver maps it in 2 MiB pages, and the stream takes
-  // a little; never less than planned.
-  EXPECT_GE(taken, planned);
-  EXPECT_LE(taken, planned + (4ull << 20)) << "planned " << planned;
+  {
+    Context gpu(model, o);
+    const uint64_t taken = before - cuda_device_info(0).free_bytes;
+    // The load progress: one call per tensor, growing, ending at the weights the memory model counts.
+    const uint64_t weights = gpu_weight_bytes(model->spec(), std::pair{0u, 3u}, true);
+    ASSERT_GT(progress.size(), 4u * 7u);
+    for (size_t i = 1; i < progress.size(); ++i) EXPECT_GT(progress[i].first, progress[i - 1].first);
+    EXPECT_EQ(progress.back(), std::pair(weights, weights));
+    // One allocation of the planned bytes: the driver maps it in 2 MiB pages, and the stream takes
+    // a little; never less than planned.
+    EXPECT_GE(taken, planned);
+    EXPECT_LE(taken, planned + (4ull << 20)) << "planned " << planned;
+  }
+  // The same with a q8_0 cache (its code and scale planes, and the prompt attention's fp16 copy).
+  const uint64_t planned_q8 = planned_bytes(model->spec(), KvType::q8_0);
+  const uint64_t before_q8 = cuda_device_info(0).free_bytes;
+  Context gpu(model, on({{0, {0, 3}}}, KvType::q8_0));
+  const uint64_t taken = before_q8 - cuda_device_info(0).free_bytes;
+  EXPECT_GE(taken, planned_q8);
+  EXPECT_LE(taken, planned_q8 + (4ull << 20)) << "planned " << planned_q8;
 }
 
 TEST(CudaStage, OverBudgetIsRefusedBeforeAllocating) {
@@ -139,6 +192,18 @@ TEST(CudaStage, OverBudgetIsRefusedBeforeAllocating) {
 #endif
 }
 
+// A GPU keeps its cache in f16 or q8_0: an f32 cache is refused by name before anything is
+// allocated (so this runs in every CUDA build).
+TEST(CudaStage, RefusesAnF32Cache) {
+#if !defined(ENGINE_HAVE_CUDA)
+  GTEST_SKIP() << "built without CUDA: GPU stages are refused as such (PipelineTest)";
+#else
+  const auto model = test::random_model(WeightMix::q4_k_m, Arch::qwen2, 4);
+  test::expect_error([&] { Context c(model, on({{0, {0, 3}}}, KvType::f32)); },
+                     {"layers 0-3 on cuda0", "--kv-type f32", "f16, or in q8_0"});
+#endif
+}
+
 // Decode steps replay one CUDA graph captured at the first step (kernels reading the position on
 // the device); with ENGINE_CUDA_GRAPHS=0 they launch directly. Both must give the same logits bit
 // for bit at every step (the same kernels on the same data), across positions that cross the
@@ -146,25 +211,28 @@ TEST(CudaStage, OverBudgetIsRefusedBeforeAllocating) {
 TEST(CudaStage, DecodeGraphsMatchDirectLaunches) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
   const auto model = test::random_model(WeightMix::q4_k_m, Arch::qwen3, 3);
-  ContextOptions o;
-  o.n_ctx = 512;
-  o.stages.push_back({Device{"cuda0", DeviceKind::gpu, 0}, 0, 2});
-  Context graphs(model, o);
-  setenv("ENGINE_CUDA_GRAPHS", "0", 1);
-  Context direct(model, o);
-  unsetenv("ENGINE_CUDA_GRAPHS");
-  std::vector<int32_t> prompt(250);
-  std::mt19937 rng(std::random_device{}());
-  for (auto& t : prompt) t = static_cast<int32_t>(rng() % 512);
-  const auto a = graphs.eval(prompt);
-  const auto b = direct.eval(prompt);
-  ASSERT_EQ(std::vector<float>(a.begin(), a.end()), std::vector<float>(b.begin(), b.end()));
-  for (int step = 0; step < 12; ++step) {  // positions 250..261: past the first chunk
-    const int32_t t = static_cast<int32_t>(rng() % 512);
-    const auto ga = graphs.eval(std::span<const int32_t>(&t, 1));
-    const std::vector<float> got(ga.begin(), ga.end());
-    const auto da = direct.eval(std::span<const int32_t>(&t, 1));
-    EXPECT_EQ(got, std::vector<float>(da.begin(), da.end())) << "step " << step;
+  for (const KvType kv : {KvType::f16, KvType::q8_0}) {
+    ContextOptions o;
+    o.n_ctx = 512;
+    o.kv_type = kv;
+    o.stages.push_back({Device{"cuda0", DeviceKind::gpu, 0}, 0, 2});
+    Context graphs(model, o);
+    setenv("ENGINE_CUDA_GRAPHS", "0", 1);
+    Context direct(model, o);
+    unsetenv("ENGINE_CUDA_GRAPHS");
+    std::vector<int32_t> prompt(250);
+    std::mt19937 rng(std::random_device{}());
+    for (auto& t : prompt) t = static_cast<int32_t>(rng() % 512);
+    const auto a = graphs.eval(prompt);
+    const auto b = direct.eval(prompt);
+    ASSERT_EQ(std::vector<float>(a.begin(), a.end()), std::vector<float>(b.begin(), b.end())) << kv_type_name(kv);
+    for (int step = 0; step < 12; ++step) {  // positions 250..261: past the first chunk
+      const int32_t t = static_cast<int32_t>(rng() % 512);
+      const auto ga = graphs.eval(std::span<const int32_t>(&t, 1));
+      const std::vector<float> got(ga.begin(), ga.end());
+      const auto da = direct.eval(std::span<const int32_t>(&t, 1));
+      EXPECT_EQ(got, std::vector<float>(da.begin(), da.end())) << kv_type_name(kv) << " step " << step;
+    }
   }
 }
 
