@@ -69,10 +69,10 @@ void mean_stddev(const std::vector<double>& v, double* mean, double* sd) {
 // Bytes one decode step reads on each device of the plan, keyed "cuda<i>" for a real GPU and
 // "cpu" for the CPU and simulated devices (which run there): the weights of its layers (as stored),
 // the output head where it is, the token's embedding row on the CPU, and the KV cache of its
-// layers over `positions` positions.
+// layers over `positions` positions, in the plan's KV type.
 std::map<std::string, uint64_t> decode_bytes(const ModelSpec& spec, const Plan& plan, double positions) {
   std::map<std::string, uint64_t> bytes;
-  const uint64_t kv_per_position = kv_bytes_per_layer(spec.hp, KvType::f16, 1);
+  const uint64_t kv_per_position = kv_bytes_per_layer(spec.hp, plan.kv_type, 1);
   for (const DevicePlan& d : plan.devices) {
     const std::string key = d.device.kind == DeviceKind::gpu && d.device.cuda_index >= 0
                                 ? fmt::format("cuda{}", d.device.cuda_index) : "cpu";
@@ -163,130 +163,145 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
   std::vector<BenchResult> results;
   std::vector<std::map<std::string, uint64_t>> row_bytes;  // per result: decode bytes per device
   const auto bench_start = Clock::now();
+  // One load per combination of model, split, transport and KV type; its tests share it.
+  struct Setup {
+    std::string path, split, transport, kv_name;
+  };
+  std::vector<Setup> setups;
   for (const std::string& path : o.models) {
     for (const std::string& split : o.splits) {
       for (const std::string& transport : o.transports) {
-        // One load per (model, split, transport); the tests below share it.
-        BenchResult base;
-        base.model = std::filesystem::path(path).filename().string();
-        base.split = split;
-        base.transport = transport;
-        base.devices = o.devices.empty() ? "cpu" : o.devices;
-        std::vector<BenchResult> rows;
-        std::vector<std::map<std::string, uint64_t>> bytes;
-        for (const auto& [kind, sizes] : {std::pair{"pp", &o.n_prompt}, std::pair{"tg", &o.n_gen}}) {
-          for (uint32_t n : *sizes) {
-            for (uint32_t d : o.depths) {
-              BenchResult r = base;
-              r.test = fmt::format("{}{}", kind, n);
-              r.depth = d;
-              rows.push_back(r);
-              bytes.emplace_back();
-            }
-          }
-        }
-        try {
-          const auto t0 = Clock::now();
-          const auto model = Model::load(path);
-          const double load_s = seconds_since(t0);
-          for (BenchResult& r : rows) {
-            r.model_bytes = model->spec().file.total_bytes();
-            r.types = tensor_type_mix(model->spec().file);
-          }
-          PlanOptions po;
-          po.split = parse_split(split);
-          po.n_batch = o.n_batch;
-          uint32_t max_tokens = 0;
-          for (uint32_t d : o.depths) {
-            for (uint32_t np : o.n_prompt) max_tokens = std::max(max_tokens, d + np);
-            for (uint32_t ng : o.n_gen) max_tokens = std::max(max_tokens, d + ng);
-          }
-          po.n_ctx = max_tokens + 1;
-          const auto inv = resolve_devices(o.devices.empty() ? std::vector<DeviceSpec>{}
-                                                             : parse_device_list(o.devices));
-          const Plan plan = make_plan(model->spec(), inv, po);
-          // Stages on the CPU and simulated devices run on the CPU, stages on real GPUs there.
-          const std::vector<StageOptions> stages = stages_from_plan(plan);
-          if (transport != "auto" && transport != "none" && transport != "host" && transport != "nccl" &&
-              transport != "peer") {
-            throw Error(fmt::format("transport '{}' is not one of auto, none, host, nccl, peer", transport));
-          }
-          if (transport != "auto" && (transport == "none") != (stages.size() == 1)) {
-            throw Error(fmt::format("transport {} with {} stage(s)", transport, stages.size()));
-          }
-          std::map<int, uint64_t> free_before;  // per CUDA device used
-          for (const StageOptions& st : stages) {
-            if (st.device.kind == DeviceKind::gpu && st.device.cuda_index >= 0 && !free_before.count(st.device.cuda_index)) {
-              free_before[st.device.cuda_index] = cuda_device_info(st.device.cuda_index).free_bytes;
-            }
-          }
-          ContextOptions co;
-          co.transport = transport == "none" ? "auto" : transport;
-          co.n_ctx = po.n_ctx;
-          co.n_batch = o.n_batch;
-          co.n_ubatch = o.n_ubatch;
-          co.n_threads = o.n_threads;
-          co.stages = stages;
-          co.load_progress = [&, last = -1](uint64_t done, uint64_t total) mutable {
-            const int quarter = total > 0 ? static_cast<int>(4 * done / total) : 4;
-            if (quarter == last) return;
-            last = quarter;
-            say(fmt::format("[{:.0f}s] {} split {}: uploading weights to the GPUs, {}%", seconds_since(bench_start),
-                            base.model, split, 25 * quarter));
-          };
-          Context ctx(model, co);
-          // A row names the transports that ran; one that was asked for by name must have run.
-          const std::string used = ctx.transports();
-          if ((transport == "nccl" || transport == "peer") && used.find(transport) == std::string::npos) {
-            throw Error(fmt::format("transport {}: no boundary between two GPU stages here (they connect through "
-                                    "host memory: {})", transport, used));
-          }
-          for (BenchResult& r : rows) r.transport = used;
-          ctx.eval(token_ids(8, model->n_vocab(), 1));  // warm-up: pages, threads, caches
-          for (size_t row = 0; row < rows.size(); ++row) {
-            BenchResult& r = rows[row];
-            r.layers = layer_map(plan);
-            r.load_s = load_s;
-            const bool pp = r.test[0] == 'p';
-            const uint32_t n = static_cast<uint32_t>(std::stoul(r.test.substr(2)));
-            std::vector<double> tps;
-            for (int rep = 0; rep < o.repetitions; ++rep) {
-              say(fmt::format("[{:.0f}s] {} split {} {} depth {} rep {}/{}", seconds_since(bench_start),
-                              r.model, split, r.test, r.depth, rep + 1, o.repetitions));
-              ctx.reset();
-              if (r.depth > 0) ctx.eval(token_ids(r.depth, model->n_vocab(), 2));
-              const auto ids = token_ids(n, model->n_vocab(), 3 + rep);
-              const auto t = Clock::now();
-              if (pp) {
-                ctx.eval(ids);
-              } else {
-                for (uint32_t i = 0; i < n; ++i) ctx.eval(std::span<const int32_t>(&ids[i], 1));
-              }
-              tps.push_back(double(n) / seconds_since(t));
-            }
-            r.repetitions = o.repetitions;
-            mean_stddev(tps, &r.tokens_per_s, &r.stddev);
-            r.peak_bytes = peak_rss_bytes();
-            std::vector<std::string> taken;
-            for (const auto& [index, before] : free_before) {
-              const uint64_t after = cuda_device_info(index).free_bytes;
-              taken.push_back(fmt::format("cuda{} {}", index, format_gib(before > after ? before - after : 0)));
-            }
-            r.gpu_memory = fmt::format("{}", fmt::join(taken, "|"));
-            if (!pp) {  // token i of the test attends depth + i + 1 positions
-              bytes[row] = decode_bytes(model->spec(), plan, double(r.depth) + double(n + 1) / 2);
-              for (const auto& [key, b] : bytes[row]) r.bytes_per_token += b;
-              r.gb_per_s = double(r.bytes_per_token) * r.tokens_per_s / 1e9;
-            }
-          }
-        } catch (const Error& e) {
-          for (BenchResult& r : rows) r.error = e.what();
-          say(fmt::format("{} split {} transport {}: {}", base.model, split, transport, e.what()));
-        }
-        results.insert(results.end(), rows.begin(), rows.end());
-        row_bytes.insert(row_bytes.end(), bytes.begin(), bytes.end());
+        for (const std::string& kv_name : o.kv_types) setups.push_back({path, split, transport, kv_name});
       }
     }
+  }
+  for (const Setup& setup : setups) {
+    // Plain references, not structured bindings: lambdas below capture them (clang 14 cannot).
+    const std::string &path = setup.path, &split = setup.split, &transport = setup.transport,
+                      &kv_name = setup.kv_name;
+    BenchResult base;
+    base.model = std::filesystem::path(path).filename().string();
+    base.split = split;
+    base.transport = transport;
+    base.kv_type = kv_name;
+    base.devices = o.devices.empty() ? "cpu" : o.devices;
+    std::vector<BenchResult> rows;
+    std::vector<std::map<std::string, uint64_t>> bytes;
+    for (const auto& [kind, sizes] : {std::pair{"pp", &o.n_prompt}, std::pair{"tg", &o.n_gen}}) {
+      for (uint32_t n : *sizes) {
+        for (uint32_t d : o.depths) {
+          BenchResult r = base;
+          r.test = fmt::format("{}{}", kind, n);
+          r.depth = d;
+          rows.push_back(r);
+          bytes.emplace_back();
+        }
+      }
+    }
+    try {
+      const auto t0 = Clock::now();
+      const auto model = Model::load(path);
+      const double load_s = seconds_since(t0);
+      for (BenchResult& r : rows) {
+        r.model_bytes = model->spec().file.total_bytes();
+        r.types = tensor_type_mix(model->spec().file);
+      }
+      const std::optional<KvType> kv_type = parse_kv_type(kv_name);
+      if (!kv_type) throw Error(fmt::format("KV type '{}' is not one of f16, q8_0, f32", kv_name));
+      PlanOptions po;
+      po.split = parse_split(split);
+      po.n_batch = o.n_batch;
+      po.kv_type = *kv_type;
+      uint32_t max_tokens = 0;
+      for (uint32_t d : o.depths) {
+        for (uint32_t np : o.n_prompt) max_tokens = std::max(max_tokens, d + np);
+        for (uint32_t ng : o.n_gen) max_tokens = std::max(max_tokens, d + ng);
+      }
+      po.n_ctx = max_tokens + 1;
+      const auto inv = resolve_devices(o.devices.empty() ? std::vector<DeviceSpec>{}
+                                                         : parse_device_list(o.devices));
+      const Plan plan = make_plan(model->spec(), inv, po);
+      // Stages on the CPU and simulated devices run on the CPU, stages on real GPUs there.
+      const std::vector<StageOptions> stages = stages_from_plan(plan);
+      if (transport != "auto" && transport != "none" && transport != "host" && transport != "nccl" &&
+          transport != "peer") {
+        throw Error(fmt::format("transport '{}' is not one of auto, none, host, nccl, peer", transport));
+      }
+      if (transport != "auto" && (transport == "none") != (stages.size() == 1)) {
+        throw Error(fmt::format("transport {} with {} stage(s)", transport, stages.size()));
+      }
+      std::map<int, uint64_t> free_before;  // per CUDA device used
+      for (const StageOptions& st : stages) {
+        if (st.device.kind == DeviceKind::gpu && st.device.cuda_index >= 0 && !free_before.count(st.device.cuda_index)) {
+          free_before[st.device.cuda_index] = cuda_device_info(st.device.cuda_index).free_bytes;
+        }
+      }
+      ContextOptions co;
+      co.transport = transport == "none" ? "auto" : transport;
+      co.n_ctx = po.n_ctx;
+      co.n_batch = o.n_batch;
+      co.n_ubatch = o.n_ubatch;
+      co.n_threads = o.n_threads;
+      co.kv_type = *kv_type;
+      co.stages = stages;
+      co.load_progress = [&, last = -1](uint64_t done, uint64_t total) mutable {
+        const int quarter = total > 0 ? static_cast<int>(4 * done / total) : 4;
+        if (quarter == last) return;
+        last = quarter;
+        say(fmt::format("[{:.0f}s] {} split {}: uploading weights to the GPUs, {}%", seconds_since(bench_start),
+                        base.model, split, 25 * quarter));
+      };
+      Context ctx(model, co);
+      // A row names the transports that ran; one that was asked for by name must have run.
+      const std::string used = ctx.transports();
+      if ((transport == "nccl" || transport == "peer") && used.find(transport) == std::string::npos) {
+        throw Error(fmt::format("transport {}: no boundary between two GPU stages here (they connect through "
+                                "host memory: {})", transport, used));
+      }
+      for (BenchResult& r : rows) r.transport = used;
+      ctx.eval(token_ids(8, model->n_vocab(), 1));  // warm-up: pages, threads, caches
+      for (size_t row = 0; row < rows.size(); ++row) {
+        BenchResult& r = rows[row];
+        r.layers = layer_map(plan);
+        r.load_s = load_s;
+        const bool pp = r.test[0] == 'p';
+        const uint32_t n = static_cast<uint32_t>(std::stoul(r.test.substr(2)));
+        std::vector<double> tps;
+        for (int rep = 0; rep < o.repetitions; ++rep) {
+          say(fmt::format("[{:.0f}s] {} split {} {} depth {} rep {}/{}", seconds_since(bench_start),
+                          r.model, split, r.test, r.depth, rep + 1, o.repetitions));
+          ctx.reset();
+          if (r.depth > 0) ctx.eval(token_ids(r.depth, model->n_vocab(), 2));
+          const auto ids = token_ids(n, model->n_vocab(), 3 + rep);
+          const auto t = Clock::now();
+          if (pp) {
+            ctx.eval(ids);
+          } else {
+            for (uint32_t i = 0; i < n; ++i) ctx.eval(std::span<const int32_t>(&ids[i], 1));
+          }
+          tps.push_back(double(n) / seconds_since(t));
+        }
+        r.repetitions = o.repetitions;
+        mean_stddev(tps, &r.tokens_per_s, &r.stddev);
+        r.peak_bytes = peak_rss_bytes();
+        std::vector<std::string> taken;
+        for (const auto& [index, before] : free_before) {
+          const uint64_t after = cuda_device_info(index).free_bytes;
+          taken.push_back(fmt::format("cuda{} {}", index, format_gib(before > after ? before - after : 0)));
+        }
+        r.gpu_memory = fmt::format("{}", fmt::join(taken, "|"));
+        if (!pp) {  // token i of the test attends depth + i + 1 positions
+          bytes[row] = decode_bytes(model->spec(), plan, double(r.depth) + double(n + 1) / 2);
+          for (const auto& [key, b] : bytes[row]) r.bytes_per_token += b;
+          r.gb_per_s = double(r.bytes_per_token) * r.tokens_per_s / 1e9;
+        }
+      }
+    } catch (const Error& e) {
+      for (BenchResult& r : rows) r.error = e.what();
+      say(fmt::format("{} split {} transport {} KV {}: {}", base.model, split, transport, kv_name, e.what()));
+    }
+    results.insert(results.end(), rows.begin(), rows.end());
+    row_bytes.insert(row_bytes.end(), bytes.begin(), bytes.end());
   }
   // Rooflines last, so their buffers do not count in the rows' peak memory.
   std::map<std::string, double> bandwidth;
@@ -323,6 +338,7 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
     j["split"] = r.split;
     j["devices"] = r.devices;
     j["transport"] = r.transport;
+    j["kv_type"] = r.kv_type;
     j["layers"] = r.layers;
     j["test"] = r.test;
     j["depth"] = r.depth;
@@ -354,27 +370,28 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
         for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
         return q + "\"";
       };
-      out = "model,model_bytes,types,split,devices,transport,layers,test,depth,repetitions,"
+      out = "model,model_bytes,types,split,devices,transport,kv_type,layers,test,depth,repetitions,"
             "tokens_per_s,stddev,load_s,peak_bytes,gpu_memory,bytes_per_token,gb_per_s,roofline_fraction,error\n";
       for (const auto& r : results) {
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{},{:.3f},{:.4f},{}\n",
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{},{:.3f},{:.4f},{}\n",
                            quote(r.model), r.model_bytes, quote(r.types), quote(r.split), quote(r.devices),
-                           quote(r.transport), quote(r.layers), r.test, r.depth, r.repetitions,
+                           quote(r.transport), r.kv_type, quote(r.layers), r.test, r.depth, r.repetitions,
                            r.tokens_per_s, r.stddev, r.load_s, r.peak_bytes, quote(r.gpu_memory), r.bytes_per_token, r.gb_per_s,
                            r.roofline_fraction, quote(r.error));
       }
       return out;
     }
     case BenchFormat::markdown:
-      out = "| model | size | split | devices | transport | layers | test | depth | t/s | GB/s | roofline | load s | "
-            "peak GiB | GPU memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      out = "| model | size | split | devices | transport | KV | layers | test | depth | t/s | GB/s | roofline | load s | "
+            "peak GiB | GPU memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
       for (const auto& r : results) {
         const std::string tps = r.error.empty() ? fmt::format("{:.2f} ± {:.2f}", r.tokens_per_s, r.stddev)
                                                 : "cannot run: " + r.error;
         const std::string gbs = r.gb_per_s > 0 ? fmt::format("{:.2f}", r.gb_per_s) : "";
         const std::string roof = r.roofline_fraction > 0 ? fmt::format("{:.0f}%", 100 * r.roofline_fraction) : "";
-        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {} |\n",
-                           r.model, double(r.model_bytes) / (1ull << 30), r.split, r.devices, r.transport, r.layers,
+        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {} |\n",
+                           r.model, double(r.model_bytes) / (1ull << 30), r.split, r.devices, r.transport, r.kv_type,
+                           r.layers,
                            r.test, r.depth, tps, gbs, roof, r.load_s, double(r.peak_bytes) / (1ull << 30),
                            r.gpu_memory);
       }

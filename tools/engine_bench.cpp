@@ -8,6 +8,7 @@
 
 #include "engine/benchmark.h"
 #include "engine/error.h"
+#include "engine/memory_model.h"
 
 namespace {
 
@@ -42,13 +43,14 @@ std::vector<uint32_t> numbers(const std::string& flag, const std::string& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Benchmark prompt and generation speed across placements"};
-  std::string models, splits = "auto", transports = "auto", devices, prompts = "512", gens = "128",
-              depths = "0", output = "md";
+  std::string models, splits = "auto", transports = "auto", kv_types = "f16", devices, prompts = "512",
+              gens = "128", depths = "0", output = "md";
   engine::BenchOptions o;
   app.add_option("--model,-m", models, "GGUF file(s), comma-separated")->required();
   app.add_option("--split", splits, "split strategies, comma-separated (auto,even,none,cpu,30/34,0-29/30-63)");
   app.add_option("--transport", transports,
                  "transports, comma-separated (auto,none,host,nccl,peer; auto: none for one stage, host between CPU-run stages)");
+  app.add_option("--kv-type", kv_types, "KV cache types, comma-separated (f16,q8_0,f32)");
   app.add_option("--devices", o.devices, "as engine-run --devices");
   app.add_option("-p,--n-prompt", prompts, "prompt sizes (0: skip)");
   app.add_option("-n,--n-gen", gens, "generation lengths (0: skip)");
@@ -64,6 +66,10 @@ int main(int argc, char** argv) {
     o.models = split_commas(models);
     o.splits = engine::parse_split_list(splits);
     o.transports = split_commas(transports);
+    o.kv_types = split_commas(kv_types);
+    for (const std::string& t : o.kv_types) {
+      if (!engine::parse_kv_type(t)) throw engine::Error(fmt::format("--kv-type: '{}' is not one of f16, q8_0, f32", t));
+    }
     o.n_prompt.clear();
     for (uint32_t n : numbers("-p", prompts)) {
       if (n > 0) o.n_prompt.push_back(n);

@@ -15,14 +15,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import mkmodel, run, tempdir  # noqa: E402
 
 BENCH = os.environ.get("ENGINE_BENCH", "engine-bench")
-COLUMNS = ["model", "model_bytes", "types", "split", "devices", "transport", "layers", "test",
+COLUMNS = ["model", "model_bytes", "types", "split", "devices", "transport", "kv_type", "layers", "test",
            "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "gpu_memory", "bytes_per_token",
            "gb_per_s", "roofline_fraction", "error"]
 
 
-def decode_bytes(path, depth, n_gen):
+def decode_bytes(path, depth, n_gen, kv_bytes_per_value=2):
     """Bytes one generated token reads on average: every tensor but the embedding table, one
-    embedding row, and K and V (f16) of every layer up to the token's position."""
+    embedding row, and K and V (f16: 2 bytes a value; q8_0: 34 bytes per 32) of every layer up to
+    the token's position."""
     r = gguf.GGUFReader(path)
     arch = r.fields["general.architecture"].contents()
     n_layer = r.fields[f"{arch}.block_count"].contents()
@@ -37,7 +38,7 @@ def decode_bytes(path, depth, n_gen):
     embd = next(t for t in r.tensors if t.name == "token_embd.weight")
     row = int(embd.n_bytes) // int(embd.shape[1])
     positions = depth + (n_gen + 1) / 2
-    return weights + row + int(n_layer * positions * 2 * n_head_kv * head_dim * 2)
+    return weights + row + int(n_layer * positions * 2 * n_head_kv * head_dim * kv_bytes_per_value)
 
 
 class BenchOnCpu(unittest.TestCase):
@@ -78,6 +79,23 @@ class BenchOnCpu(unittest.TestCase):
             md = run(*args).stdout
             self.assertIn("cannot run:", md)
             self.assertEqual(md.count("\n"), 2 + len(rows))
+
+    def test_kv_types_are_an_axis(self):
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "tiny.gguf"), "--arch", "llama")
+            rows = json.loads(run(BENCH, "-m", model, "--split", "cpu", "--kv-type", "f16,q8_0", "-p", "8",
+                                  "-n", "4", "-d", "40", "-r", "1", "-o", "json").stdout)
+            self.assertEqual([(r["kv_type"], r["test"]) for r in rows],
+                             [("f16", "pp8"), ("f16", "tg4"), ("q8_0", "pp8"), ("q8_0", "tg4")])
+            for r in rows:
+                self.assertEqual(r["error"], "")
+                self.assertGreater(r["tokens_per_s"], 0)
+            tg = {r["kv_type"]: r["bytes_per_token"] for r in rows if r["test"] == "tg4"}
+            self.assertEqual(tg["f16"], decode_bytes(model, 40, 4))
+            self.assertEqual(tg["q8_0"], decode_bytes(model, 40, 4, 34 / 32))
+            bad = run(BENCH, "-m", model, "--kv-type", "q4", "-p", "8", "-n", "0", check=False)
+            self.assertNotEqual(bad.returncode, 0)
+            self.assertIn("--kv-type: 'q4'", bad.stderr)
 
     def test_simulated_devices_run_as_stages(self):
         with tempdir() as d:

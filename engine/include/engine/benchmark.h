@@ -1,5 +1,5 @@
 // Benchmarks in the manner of llama-bench, with placement as an axis: every combination of
-// model x split x transport x prompt size x context depth, prompt (ppN) and generation (tgN)
+// model x split x transport x KV cache type x prompt size x context depth, prompt (ppN) and generation (tgN)
 // tokens/s as mean and standard deviation over repetitions after a warm-up.
 #pragma once
 
@@ -16,6 +16,7 @@ struct BenchOptions {
   // As ContextOptions::transport, plus none (one stage); nccl and peer must connect at least one
   // pair of GPU stages. A row shows the transports that ran, per boundary.
   std::vector<std::string> transports = {"auto"};
+  std::vector<std::string> kv_types = {"f16"};  // KV cache types (f16, q8_0, f32), as --kv-type
   std::string devices;                // as --devices; empty: every GPU
   std::vector<uint32_t> n_prompt = {512};
   std::vector<uint32_t> n_gen = {128};
@@ -31,6 +32,7 @@ struct BenchResult {
   uint64_t model_bytes = 0;
   std::string types;       // "385 Q4_K, 321 F32, 65 Q6_K"
   std::string split, devices, transport;
+  std::string kv_type;     // "f16", "q8_0", "f32"
   std::string layers;      // "cpu:0-21" or "0-31|32-63|cpu:-"
   std::string test;        // "pp512", "tg128"
   uint32_t depth = 0;
@@ -57,7 +59,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& options,
                                         const std::function<void(const std::string&)>& progress = {});
 
 enum class BenchFormat { markdown, csv, json, jsonl };
-// Stable column names: model, model_bytes, types, split, devices, transport, layers, test, depth,
+// Stable column names: model, model_bytes, types, split, devices, transport, kv_type, layers, test, depth,
 // repetitions, tokens_per_s, stddev, load_s, peak_bytes, gpu_memory, bytes_per_token, gb_per_s,
 // roofline_fraction, error.
 std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
