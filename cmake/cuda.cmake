@@ -6,7 +6,7 @@
 #   86 - RTX 30xx / A10 / A40 (Ampere consumer): the most common card among home users.
 # 86 and 89 get SASS only; 90 also gets PTX, which newer GPUs (Blackwell) JIT-compile at load.
 # Every architecture adds its full compile time to CI: see docs/build.md for the measured cost.
-# Override with -DCMAKE_CUDA_ARCHITECTURES=90 (tools/device-check does) for a faster build.
+# Override with -DCMAKE_CUDA_ARCHITECTURES=90-real (tools/device-check does) for a faster build.
 set(ENGINE_CUDA_ARCHITECTURES_DEFAULT "86-real;89-real;90")
 
 set(ENGINE_CUDA "AUTO" CACHE STRING "Build the CUDA backend: AUTO (if nvcc is found), ON, OFF")

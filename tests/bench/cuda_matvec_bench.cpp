@@ -17,6 +17,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,11 @@ double time_ms(cudaEvent_t a, cudaEvent_t b) {
 
 int main(int argc, char** argv) {
   const bool json = argc > 1 && std::strcmp(argv[1], "--json") == 0;
+  // --profile: each decode kernel once (after no warm-up, untimed) and nothing else, for a
+  // profiler such as ncu to look inside (tools/device-check runs it so).
+  const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
+  const int reps = profile ? 0 : 20;
+  const bool quiet = json || profile;  // no table
   try {
     cudaDeviceProp prop{};
     ENGINE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -70,12 +76,13 @@ int main(int argc, char** argv) {
     out["device"] = prop.name;
     out["copy_gb_per_s"] = copy_gbs;
     out["kernels"] = nlohmann::json::array();
-    if (!json) {
+    if (!quiet) {
       fmt::print("device {}: copy bandwidth {:.0f} GB/s (read + write)\n", prop.name, copy_gbs);
       fmt::print("{:32} {:>5} {:>9} {:>9} {:>7}\n", "matvec", "batch", "us", "GB/s", "% copy");
     }
     double token_us = 0, token_bytes = 0;
-    for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
+    for (const engine::bench::MatrixShape& s : profile ? std::span<const engine::bench::MatrixShape>()
+                                                        : std::span(engine::bench::kQwq32Shapes)) {
       const uint64_t w_bytes = engine::gpu_row_bytes(s.type, s.K) * uint64_t(s.N);  // as a GPU stage stores it
       void* w = nullptr;
       float *x = nullptr, *y = nullptr;
@@ -92,17 +99,16 @@ int main(int argc, char** argv) {
       for (const int batch : {1, 4}) {
         engine::cuda_matvec(s.type, w, s.K, s.N, in, batch, y, nullptr);
         ENGINE_CUDA_CHECK(cudaEventRecord(start));
-        constexpr int kReps = 20;
-        for (int r = 0; r < kReps; ++r) engine::cuda_matvec(s.type, w, s.K, s.N, in, batch, y, nullptr);
+        for (int r = 0; r < reps; ++r) engine::cuda_matvec(s.type, w, s.K, s.N, in, batch, y, nullptr);
         ENGINE_CUDA_CHECK(cudaEventRecord(stop));
         ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
-        const double us = time_ms(start, stop) * 1e3 / kReps;
+        const double us = time_ms(start, stop) * 1e3 / reps;
         const double bytes = double(w_bytes) + (q8 ? 40.0 / 32.0 : 4.0) * s.K * batch;
         const double gbs = bytes / (us * 1e-6) / 1e9;
         out["kernels"].push_back({{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K},
                                   {"N", s.N}, {"batch", batch}, {"us", us}, {"gb_per_s", gbs},
                                   {"fraction_of_copy", gbs / copy_gbs}});
-        if (!json) fmt::print("{:32} {:>5} {:>9.1f} {:>9.0f} {:>6.0f}%\n", s.name, batch, us, gbs, 100 * gbs / copy_gbs);
+        if (!quiet) fmt::print("{:32} {:>5} {:>9.1f} {:>9.0f} {:>6.0f}%\n", s.name, batch, us, gbs, 100 * gbs / copy_gbs);
       }
       ENGINE_CUDA_CHECK(cudaFree(w));
       ENGINE_CUDA_CHECK(cudaFree(x));
@@ -111,7 +117,7 @@ int main(int argc, char** argv) {
     }
     // A decode step's matrix products as the GPU stage launches them.
     out["decode_launches"] = nlohmann::json::array();
-    if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>9} {:>7}\n", "decode launch", "per token", "us", "GB/s", "% copy");
+    if (!quiet) fmt::print("\n{:32} {:>9} {:>9} {:>9} {:>7}\n", "decode launch", "per token", "us", "GB/s", "% copy");
     for (const engine::bench::StageLaunch& l : engine::bench::kQwq32Launches) {
       float* x = nullptr;
       engine::ActQ8Block* xq = nullptr;
@@ -134,16 +140,15 @@ int main(int argc, char** argv) {
       const engine::MatvecInput in{x, xq};
       engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr);
       ENGINE_CUDA_CHECK(cudaEventRecord(start));
-      constexpr int kReps = 20;
-      for (int r = 0; r < kReps; ++r) engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr);
+      for (int r = 0; r < reps; ++r) engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr);
       ENGINE_CUDA_CHECK(cudaEventRecord(stop));
       ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
-      const double us = time_ms(start, stop) * 1e3 / kReps, gbs = bytes / (us * 1e-6) / 1e9;
+      const double us = profile ? 0 : time_ms(start, stop) * 1e3 / reps, gbs = bytes / (us * 1e-6) / 1e9;
       token_us += us * l.per_token;
       token_bytes += bytes * l.per_token;
       out["decode_launches"].push_back({{"name", l.name}, {"per_token", l.per_token}, {"us", us},
                                         {"gb_per_s", gbs}, {"fraction_of_copy", gbs / copy_gbs}});
-      if (!json) fmt::print("{:32} {:>9} {:>9.1f} {:>9.0f} {:>6.0f}%\n", l.name, l.per_token, us, gbs, 100 * gbs / copy_gbs);
+      if (!quiet) fmt::print("{:32} {:>9} {:>9.1f} {:>9.0f} {:>6.0f}%\n", l.name, l.per_token, us, gbs, 100 * gbs / copy_gbs);
       for (const engine::MatvecOutput& o : outs) {
         ENGINE_CUDA_CHECK(cudaFree(const_cast<void*>(o.w)));
         ENGINE_CUDA_CHECK(cudaFree(o.y));
@@ -179,6 +184,7 @@ int main(int argc, char** argv) {
     auto time_us = [&](auto&& launch) {
       launch();
       ENGINE_CUDA_CHECK(cudaEventRecord(start));
+      if (profile) return 0.0;
       for (int r = 0; r < 50; ++r) launch();
       ENGINE_CUDA_CHECK(cudaEventRecord(stop));
       ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
@@ -221,26 +227,28 @@ int main(int argc, char** argv) {
       if (p.in_step) step_512 += p.per_token * p.us;
     }
     out["decode_step_parts"] = nlohmann::json::array();
-    if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>12} {:>8}\n", "decode step part", "per token", "us each", "us per token", "share");
+    if (!quiet) fmt::print("\n{:32} {:>9} {:>9} {:>12} {:>8}\n", "decode step part", "per token", "us each", "us per token", "share");
     for (const Part& p : parts) {
       const double total = p.per_token * p.us;
       out["decode_step_parts"].push_back({{"name", p.name}, {"per_token", p.per_token}, {"us", p.us},
                                           {"us_per_token", total}, {"in_step_at_512_keys", p.in_step},
                                           {"share_at_512_keys", total / step_512}});
-      if (!json) {
+      if (!quiet) {
         fmt::print("{:32} {:>9.0f} {:>9.2f} {:>12.0f} {:>7.1f}%\n", p.name, p.per_token, p.us, total,
                    100 * total / step_512);
       }
     }
     out["qwq32_q4_k_m_step_us_at_512_keys"] = step_512;
-    if (!json) fmt::print("decode step at 512 keys (kernels back to back, no gaps): {:.0f} us = {:.1f} tokens/s\n",
+    if (!quiet) fmt::print("decode step at 512 keys (kernels back to back, no gaps): {:.0f} us = {:.1f} tokens/s\n",
                           step_512, 1e6 / step_512);
 
     // A decode step's matrix-vector products alone (no attention, norms or launches between).
     out["qwq32_q4_k_m_matvec_us_per_token"] = token_us;
     out["qwq32_q4_k_m_matvec_tokens_per_s"] = 1e6 / token_us;
     out["qwq32_q4_k_m_matvec_gb_per_s"] = token_bytes / (token_us * 1e-6) / 1e9;
-    if (json) {
+    if (profile) {
+      std::puts("cuda-matvec-bench --profile: each decode kernel launched once");
+    } else if (json) {
       std::puts(out.dump().c_str());
     } else {
       fmt::print("QwQ-32B Q4_K_M decode, matvecs only: {:.0f} us/token = {:.1f} tokens/s, {:.0f} GB/s ({:.0f}% of copy)\n",
