@@ -25,6 +25,27 @@ __device__ __forceinline__ void store_q8_0_block(float x, int lane, int8_t* code
   if (lane == 0) *scale = __half_as_ushort(__float2half_rn(d));
 }
 
+// N bytes (2, 4, 8 or 16) from an N-byte aligned address, as (N + 3) / 4 little-endian words.
+template <int N>
+__device__ __forceinline__ void load_aligned(const void* p, uint32_t* w) {
+  if constexpr (N == 16) {
+    const uint4 v = *static_cast<const uint4*>(p);
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else if constexpr (N == 8) {
+    const uint2 v = *static_cast<const uint2*>(p);
+    w[0] = v.x, w[1] = v.y;
+  } else if constexpr (N == 4) {
+    w[0] = *static_cast<const uint32_t*>(p);
+  } else {
+    static_assert(N == 2);
+    w[0] = *static_cast<const uint16_t*>(p);
+  }
+}
+
+// Whether a lane's P values load as one aligned run (P = 2, 4 or 8: head_dim 64, 128, 256).
+template <int P>
+constexpr bool kAlignedRun = P == 2 || P == 4 || P == 8;
+
 // A lane's P consecutive values of one cached key or value row (P <= 8), loaded into registers by
 // load() and turned into floats only where they are used (to_floats), so that the loads of a whole
 // chunk of keys can go out before any is used. `at` is the index of the lane's first value in the
@@ -39,14 +60,8 @@ struct KvLane<KvType::f16, P> {
 
   __device__ __forceinline__ void load(const void* values, const uint16_t* /*scales*/, int64_t at) {
     const uint16_t* p = static_cast<const uint16_t*>(values) + at;
-    if constexpr (P == 8) {
-      const uint4 v = *reinterpret_cast<const uint4*>(p);
-      w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-    } else if constexpr (P == 4) {
-      const uint2 v = *reinterpret_cast<const uint2*>(p);
-      w[0] = v.x, w[1] = v.y;
-    } else if constexpr (P == 2) {
-      w[0] = *reinterpret_cast<const uint32_t*>(p);
+    if constexpr (kAlignedRun<P>) {
+      load_aligned<2 * P>(p, w);
     } else {
 #pragma unroll
       for (int i = 0; i < (P + 1) / 2; ++i) w[i] = 0;
@@ -72,13 +87,8 @@ struct KvLane<KvType::q8_0, P> {
 
   __device__ __forceinline__ void load(const void* values, const uint16_t* scale_plane, int64_t at) {
     const uint8_t* p = static_cast<const uint8_t*>(values) + at;
-    if constexpr (P == 8) {
-      const uint2 v = *reinterpret_cast<const uint2*>(p);
-      w[0] = v.x, w[1] = v.y;
-    } else if constexpr (P == 4) {
-      w[0] = *reinterpret_cast<const uint32_t*>(p);
-    } else if constexpr (P == 2) {
-      w[0] = *reinterpret_cast<const uint16_t*>(p);
+    if constexpr (kAlignedRun<P>) {
+      load_aligned<P>(p, w);
     } else {
 #pragma unroll
       for (int i = 0; i < (P + 3) / 4; ++i) w[i] = 0;
