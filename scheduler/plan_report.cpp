@@ -47,6 +47,11 @@ std::string plan_report_text(const Plan& plan) {
          : plan.max_ctx_full_offload > 0
              ? fmt::format("max ctx {} with every layer on the GPUs\n", plan.max_ctx_full_offload)
              : std::string("the model does not fit on the GPUs at any context\n");
+  // Layers left to the CPU that a q8_0 cache would bring onto the GPUs at this context.
+  if (plan.split == "auto" && on_gpu < with_output && plan.max_ctx_full_offload_q8_0 >= plan.n_ctx) {
+    out += fmt::format("with --kv-type q8_0 every layer fits on the GPUs at ctx {} (max ctx {})\n", plan.n_ctx,
+                       plan.max_ctx_full_offload_q8_0);
+  }
   return out;
 }
 
@@ -81,6 +86,7 @@ std::string plan_report_json(const Plan& plan) {
   j["n_layer_cpu"] = plan.n_layer_cpu;
   j["output_on_gpu"] = plan.output_on_gpu();
   j["max_ctx_full_offload"] = plan.max_ctx_full_offload;
+  j["max_ctx_full_offload_q8_0"] = plan.max_ctx_full_offload_q8_0;
   return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 

@@ -273,6 +273,31 @@ TEST_F(PlannerTest, PlanStatesMaxContextForFullOffload) {
             std::string::npos);
 }
 
+// A plan that leaves layers on the CPU with an f16 cache says whether a q8_0 cache would bring them
+// onto the GPUs at its context, and up to which context; a q8_0 plan, a manual split or a plan with
+// every layer on the GPUs says nothing of it.
+TEST_F(PlannerTest, PlanSuggestsAQ8CacheWhereItBringsEveryLayerOntoTheGpus) {
+  const Plan f16 = plan(sims({24}), "auto", 32768);
+  ASSERT_GT(f16.n_layer_cpu, 0u);
+  PlanOptions o;
+  o.split = parse_split("auto");
+  o.n_ctx = 32768;
+  o.kv_type = KvType::q8_0;
+  const Plan q8 = make_plan(*spec_, sims({24}), o);
+  EXPECT_EQ(q8.n_layer_cpu, 0u);
+  EXPECT_EQ(q8.max_ctx_full_offload_q8_0, 0u);  // its own cache is q8_0 already
+  EXPECT_EQ(f16.max_ctx_full_offload_q8_0, q8.max_ctx_full_offload);
+  EXPECT_GE(f16.max_ctx_full_offload_q8_0, 32768u);
+  const std::string hint = fmt::format("with --kv-type q8_0 every layer fits on the GPUs at ctx 32768 (max ctx {})",
+                                       q8.max_ctx_full_offload);
+  EXPECT_NE(plan_report_text(f16).find(hint), std::string::npos) << plan_report_text(f16);
+  EXPECT_EQ(nlohmann::json::parse(plan_report_json(f16))["max_ctx_full_offload_q8_0"], q8.max_ctx_full_offload);
+  for (const Plan& quiet : {q8, plan(sims({24}), "40", 32768), plan(sims({24}), "auto", 4096),
+                            plan(sims({24}), "auto", q8.max_ctx_full_offload + 1)}) {
+    EXPECT_EQ(plan_report_text(quiet).find("--kv-type q8_0"), std::string::npos) << plan_report_text(quiet);
+  }
+}
+
 TEST_F(PlannerTest, JsonReport) {
   const Plan p = plan(sims({24, 24}), "auto", 32768);
   const auto j = nlohmann::json::parse(plan_report_json(p));

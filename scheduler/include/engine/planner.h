@@ -97,6 +97,9 @@ struct Plan {
   uint32_t n_batch = 0;
   KvType kv_type = KvType::f16;
   uint32_t max_ctx_full_offload = 0;  // 0 when the model never fits on the GPUs entirely
+  // The same with a q8_0 KV cache, when the plan's is another type and the heads allow Q8_0 blocks
+  // (head_dim % 32 == 0); else 0.
+  uint32_t max_ctx_full_offload_q8_0 = 0;
 
   bool output_on_gpu() const;
 };
@@ -108,7 +111,8 @@ Plan make_plan(const ModelSpec& model, const Inventory& inventory, const PlanOpt
 std::string plan_report_text(const Plan& plan);
 // Keys: devices [{name, kind, free_bytes, reserve_bytes, first_layer, last_layer, output,
 // weight_bytes, kv_bytes, compute_bytes, needed_bytes, free_after_bytes}], n_layer, n_layer_gpu,
-// n_layer_cpu, output_on_gpu, n_ctx, n_batch, kv_type, split, max_ctx_full_offload.
+// n_layer_cpu, output_on_gpu, n_ctx, n_batch, kv_type, split, max_ctx_full_offload,
+// max_ctx_full_offload_q8_0.
 std::string plan_report_json(const Plan& plan);
 
 }  // namespace engine
