@@ -155,19 +155,24 @@ __global__ void __launch_bounds__(kRopeWarps * 32)
     const int half = p.n_rot / 2;
     for (int j = lane; j < head_dim / 2; j += 32) {
       int a, b;
+      float x0, x1;
       if (j < half) {
         a = p.neox ? j : 2 * j;
         b = p.neox ? j + half : 2 * j + 1;
         float c, s;
         rope_rotation(p, pos0 + row, j, corr_low, corr_high, &c, &s);
         const float r0 = h[a], r1 = h[b];
-        h[a] = r0 * c - r1 * s;
-        h[b] = r0 * s + r1 * c;
+        x0 = r0 * c - r1 * s;
+        x1 = r0 * s + r1 * c;
+        h[a] = x0;
+        h[b] = x1;
       } else {
         a = p.n_rot + 2 * (j - half);
         b = a + 1;
+        x0 = h[a];
+        x1 = h[b];
       }
-      if (!is_q) slot[a] = h[a], slot[b] = h[b];
+      if (!is_q) slot[a] = x0, slot[b] = x1;
     }
     if (is_q) return;
   }
