@@ -68,7 +68,9 @@ int main(int argc, char** argv) {
     o.transports = split_commas(transports);
     o.kv_types = split_commas(kv_types);
     for (const std::string& t : o.kv_types) {
-      if (!engine::parse_kv_type(t)) throw engine::Error(fmt::format("--kv-type: '{}' is not one of f16, q8_0, f32", t));
+      if (!engine::parse_kv_type(t)) {
+        throw engine::Error(fmt::format("--kv-type: '{}' is not one of f16, q8_0, f32", t));
+      }
     }
     o.n_prompt.clear();
     for (uint32_t n : numbers("-p", prompts)) {

@@ -23,8 +23,8 @@
 // Graph replay (cuda_attention_decode_at): the key count comes from device memory, the grid covers
 // the largest count, and blocks past the keys return before touching anything.
 // Bound: memory. Decode reads K and V of n_keys positions once per KV head (latency-bound at short
-// contexts: a 64-key chunk of one KV head is 16 KB at head_dim 128, 8.5 KB in q8_0); prefill reads them once per
-// query head (GQA heads re-read their group's K/V from L2).
+// contexts: a 64-key chunk of one KV head is 16 KB at head_dim 128, 8.5 KB in q8_0); prefill
+// reads them once per query head (GQA heads re-read their group's K/V from L2).
 #include <cuda_fp16.h>
 
 #include <cmath>

@@ -9,10 +9,10 @@
 // 1 GiB device-to-device cudaMemcpy, counted as bytes read plus bytes written.
 // Then a decode step's matrix products as the GPU stage launches them (q/k/v and gate/up fused),
 // and the share of a QwQ-32B Q4_K_M decode step per kernel: those products, the small kernels and
-// attention (at 512 and 8192 keys, over f16 and q8_0 caches) as the stage launches them (norms, SwiGLU and attention writing
-// the 8-bit blocks, RoPE with the KV store; biases and residual adds are in the matvecs), each
-// timed alone at the model's shapes and multiplied by its launches per token. Launch gaps are
-// not in it (a graph replay hides most).
+// attention (at 512 and 8192 keys, over f16 and q8_0 caches) as the stage launches them (norms,
+// SwiGLU and attention writing the 8-bit blocks, RoPE with the KV store; biases and residual adds
+// are in the matvecs), each timed alone at the model's shapes and multiplied by its launches per
+// token. Launch gaps are not in it (a graph replay hides most).
 #include <cuda_runtime.h>
 
 #include <cstdio>

@@ -35,7 +35,8 @@ TEST(KvLayout, LayersTileTheArraysTheMemoryModelCounts) {
         const KvLayer layer = kv_layer(type, k, v, n_layers, n_ctx, kv_dim, l);
         ASSERT_EQ(layer.type, type);
         const uint64_t elem = type == KvType::f16 ? 2 : 1;
-        const uint64_t kb = uint64_t(static_cast<uint8_t*>(layer.k) - k), vb = uint64_t(static_cast<uint8_t*>(layer.v) - v);
+        const uint64_t kb = uint64_t(static_cast<uint8_t*>(layer.k) - k);
+        const uint64_t vb = uint64_t(static_cast<uint8_t*>(layer.v) - v);
         EXPECT_EQ(kb, vb) << "K and V lie alike";
         k_spans.push_back({kb, kb + values * elem});
         v_spans.push_back({vb, vb + values * elem});
