@@ -81,7 +81,7 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
                             hp_.n_layer - 1));
   }
   kv_type_ = kv_type == KvType::f16 ? GgmlType::F16 : kv_type == KvType::f32 ? GgmlType::F32 : GgmlType::Q8_0;
-  if (kv_type_ == GgmlType::Q8_0 && hp_.head_dim % 32 != 0) {
+  if (!kv_type_fits(kv_type, hp_.head_dim)) {
     throw Error(fmt::format("--kv-type q8_0: head dim {} is not a multiple of 32", hp_.head_dim));
   }
   kv_row_bytes_ = type_bytes(kv_type_, hp_.kv_dim());

@@ -28,6 +28,8 @@ std::string_view kv_type_name(KvType type) {
   return "?";
 }
 
+bool kv_type_fits(KvType type, int64_t head_dim) { return type != KvType::q8_0 || head_dim % 32 == 0; }
+
 uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint32_t n_ctx) {
   const uint64_t values = uint64_t(n_ctx) * hp.kv_dim();  // per K or V
   switch (type) {

@@ -334,7 +334,7 @@ Plan make_plan(const ModelSpec& model, const Inventory& inv, const PlanOptions& 
     (d.device.kind == DeviceKind::gpu ? plan.n_layer_gpu : plan.n_layer_cpu) += count(d.layers);
   }
   plan.max_ctx_full_offload = planner.max_ctx_full_offload(n_train);
-  if (opt.kv_type != KvType::q8_0 && model.hp.head_dim % 32 == 0 && n_gpus > 0) {
+  if (opt.kv_type != KvType::q8_0 && kv_type_fits(KvType::q8_0, model.hp.head_dim) && n_gpus > 0) {
     // The same GPUs with a q8_0 cache (34 bytes per 32 values): what the plan can suggest.
     PlanOptions q8 = opt;
     q8.kv_type = KvType::q8_0;

@@ -19,11 +19,17 @@ __host__ __device__ __forceinline__ int activation_code(float x, float amax) {
   return int(rintf(x * scale));
 }
 
+// The largest |v| over the 32 lanes of a warp (all of them call it), by shuffles.
+__device__ __forceinline__ float warp_amax(float v) {
+  float amax = fabsf(v);
+  for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  return amax;
+}
+
 // Called by all 32 lanes of a warp, lane j holding value j of block b: amax and the code sum by
 // shuffles, then the codes, the scale and the sum written to b.
 __device__ __forceinline__ void warp_quantize_block(float v, int lane, ActQ8Block& b) {
-  float amax = fabsf(v);
-  for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  const float amax = warp_amax(v);
   const int q = activation_code(v, amax);
   int sum = q;
   for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "activations.cuh"
 #include "block_loads.cuh"
 #include "kv_cache.h"
 
@@ -17,9 +18,7 @@ namespace engine {
 // x * (1 / d), the scale stored as fp16 of d), so that a GPU cache holds the codes a CPU cache
 // would for the same values. codes[j] and *scale (lane 0) are written.
 __device__ __forceinline__ void store_q8_0_block(float x, int lane, int8_t* codes, uint16_t* scale) {
-  float amax = fabsf(x);
-  for (int off = 16; off > 0; off /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  const float d = amax / 127.0f;
+  const float d = warp_amax(x) / 127.0f;
   const float inverse = d != 0.0f ? 1.0f / d : 0.0f;
   codes[lane] = static_cast<int8_t>(__float2int_rn(x * inverse));
   if (lane == 0) *scale = __half_as_ushort(__float2half_rn(d));

@@ -24,9 +24,9 @@ struct KvLayer {
   uint16_t* v_scale = nullptr;
 };
 
-// Whether a GPU stage keeps a cache of this type (f16 and q8_0; q8_0 needs head_dim % 32 == 0).
+// Whether a GPU stage keeps a cache of this type: f16, and q8_0 where it fits the heads.
 inline bool gpu_kv_supported(KvType type, int64_t head_dim) {
-  return type == KvType::f16 || (type == KvType::q8_0 && head_dim % 32 == 0);
+  return type != KvType::f32 && kv_type_fits(type, head_dim);
 }
 
 // Layer `layer` of a stage's cache of n_layers layers: k_array and v_array are the stage's K and V

@@ -18,6 +18,10 @@ enum class KvType { f16, q8_0, f32 };
 std::optional<KvType> parse_kv_type(std::string_view name);
 std::string_view kv_type_name(KvType type);
 
+// Whether a cache of this type holds heads of head_dim values: q8_0 needs whole 32-value blocks
+// in every head (its blocks never straddle two heads).
+bool kv_type_fits(KvType type, int64_t head_dim);
+
 // K and V of one layer for n_ctx positions.
 uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint32_t n_ctx);
 
