@@ -24,25 +24,18 @@
 #include <cstring>
 #include <span>
 
-#include "../cpu/quant_blocks.h"
 #include "activations.cuh"
-#include "block_loads.cuh"
 #include "launch.cuh"
-#include "tensor_core.cuh"
-#include "engine/gpu_layout.h"
 #include "matmul.h"
+#include "matmul_tiles.cuh"
 #include "scheduler/cuda_check.h"
-
-#if defined(__CUDA_ARCH__)
-#define MATMUL_UNROLL _Pragma("unroll")
-#else
-#define MATMUL_UNROLL
-#endif
+#include "tensor_core.cuh"
 
 namespace engine {
 namespace {
 
-constexpr int kTileRows = 128;    // weight rows per block
+using namespace matmul_tiles;
+
 // Tokens per block: 128 (8 warps), or 64 (4 warps) where 128-token tiles would leave SMs idle.
 constexpr int kTileK = 32;        // values of K per step
 constexpr int kPitch = kTileK + 8;
@@ -51,268 +44,20 @@ constexpr int kAhead = 2;  // steps whose copies are in flight while one is comp
 // 163 KiB, sm_90: 227 KiB): every loader's footprint is checked against it.
 constexpr size_t kSmallestOptInSharedBytes = 99 * 1024;
 
-__host__ __device__ __forceinline__ uint16_t f2h(float v) { return __half_as_ushort(__float2half_rn(v)); }
-
-__host__ __device__ __forceinline__ uint4 pack8(const float v[8]) {
-  uint32_t w[4];
-MATMUL_UNROLL
-  for (int j = 0; j < 4; ++j) w[j] = uint32_t(f2h(v[2 * j])) | (uint32_t(f2h(v[2 * j + 1])) << 16);
-  return make_uint4(w[0], w[1], w[2], w[3]);
-}
-
-// Byte j (0..7) of two little-endian words.
-__host__ __device__ __forceinline__ uint32_t byte8(const uint32_t q[2], int j) {
-  return (q[j / 4] >> (8 * (j % 4))) & 255u;
-}
-
-// Eight bytes from a 2-byte aligned address.
-__host__ __device__ __forceinline__ void ld8_aligned2(const uint8_t* p, uint32_t q[2]) {
-  q[0] = load4_aligned2(p);
-  q[1] = load4_aligned2(p + 4);
-}
-
-// Every loader reads the weights through windows: window w of a row is the bytes its values
-// w * kWindowValues .. + kWindowValues - 1 need, kWindowBytes of them, which the kernel copies to
-// shared memory in chunks of kChunkBytes (16, or 8 for the legacy blocks, whose runs of four are
-// only 8-byte aligned); chunk(row, K, w, c) is the address of chunk c (rows of K values in the
-// GPU layout, engine/gpu_layout.h). Raw holds the words
-// a group of eight values (e .. e + 7 of the window, e % 8 == 0) needs: fetch(window, e, w) reads
-// them from the copy, decode(raw, e) turns them into eight fp16 values (a uint4).
-
-// Windows that are a run of the row: whole blocks, kWindowBytes apart.
-template <int kValues, int kBytes, int kChunk = 16>
-struct ContiguousWindows {
-  static constexpr int kWindowValues = kValues;
-  static constexpr int kWindowBytes = kBytes;
-  static constexpr int kChunkBytes = kChunk;
-  static_assert(kBytes % kChunk == 0, "windows are whole chunks");
-  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t, int64_t w, int c) {
-    return row + w * kBytes + kChunk * c;
-  }
-};
-
-// Q4_K and Q5_K (a window is one super-block): value e is in group g = e / 32 (6-bit scale and
-// min, packed as unpack_scale_min_k4 reads them), nibble g % 2 of qs byte 32 (g / 2) + e % 32;
-// Q5_K adds bit g of qh byte e % 32 as bit 4. The scales are unpacked in decode, from the three
-// words fetch read, by scale_min_k4 (selects, as the matvec) rather than unpack_scale_min_k4's
-// branches and byte loads.
-template <typename Block, bool kFiveBit>
-struct Q45KTile : ContiguousWindows<256, sizeof(Block)> {
-  struct Raw {
-    uint32_t dm, s[3], q[2], h[2];
-  };
-  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
-    const Block& b = *reinterpret_cast<const Block*>(window);
-    const int g = e / 32, l = e % 32;
-    Raw r;
-    r.dm = uint32_t(b.d) | (uint32_t(b.dmin) << 16);
-    const auto* s = reinterpret_cast<const uint32_t*>(b.scales);
-    r.s[0] = s[0];
-    r.s[1] = s[1];
-    r.s[2] = s[2];
-    const uint2 q = *reinterpret_cast<const uint2*>(b.qs + 32 * (g / 2) + l);
-    r.q[0] = q.x;
-    r.q[1] = q.y;
-    r.h[0] = r.h[1] = 0;
-    if constexpr (kFiveBit) {
-      const uint2 h = *reinterpret_cast<const uint2*>(b.qh + l);
-      r.h[0] = h.x;
-      r.h[1] = h.y;
-    }
-    return r;
-  }
-  __host__ __device__ static uint4 decode(const Raw& r, int e) {
-    const int g = e / 32;
-    float sc, mn;
-    scale_min_k4(r.s[0], r.s[1], r.s[2], g, &sc, &mn);
-    const float scale = h2f(uint16_t(r.dm & 0xffff)) * sc;
-    const float offset = h2f(uint16_t(r.dm >> 16)) * mn;
-    const int shift = 4 * (g % 2);
-    float v[8];
-MATMUL_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      uint32_t q = (byte8(r.q, j) >> shift) & 15;
-      if constexpr (kFiveBit) q |= ((byte8(r.h, j) >> g) & 1) << 4;
-      v[j] = scale * float(q) - offset;
-    }
-    return pack8(v);
-  }
-};
-
-// Q6_K in the GPU layout (a row's 208-byte records ql, qh, scales, then its d values): window w is
-// record w (13 chunks) and the 16-byte chunk of d values holding d[w] (the row is padded to 16
-// bytes, so that chunk is inside it). Value e in half h = e / 128, quarter s = (e % 128) / 32,
-// l = e % 32: nibble s / 2 of ql byte 64 h + 32 (s % 2) + l, bits 2s of qh byte 32 h + l, minus
-// 32, times d and scales[e / 16].
-struct Q6KTile {
-  static constexpr int kWindowValues = 256;
-  static constexpr int kWindowBytes = kGpuQ6KRecordBytes + 16;
-  static constexpr int kChunkBytes = 16;
-  static_assert(kGpuQ6KRecordBytes % 16 == 0, "records are copied in 16-byte chunks");
-  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
-    constexpr int kRecordChunks = kGpuQ6KRecordBytes / 16;
-    if (c < kRecordChunks) return row + w * kGpuQ6KRecordBytes + 16 * c;
-    return row + (K / 256) * int64_t(kGpuQ6KRecordBytes) + 16 * (w / 8);
-  }
-  struct Raw {
-    uint32_t ql[2], qh[2];
-    int32_t scale;
-    uint16_t d;
-  };
-  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
-    const int h = e / 128, s = (e % 128) / 32, l = e % 32;
-    Raw r;
-    const uint2 ql = *reinterpret_cast<const uint2*>(window + 64 * h + 32 * (s % 2) + l);  // l % 8 == 0
-    const uint2 qh = *reinterpret_cast<const uint2*>(window + 128 + 32 * h + l);
-    r.ql[0] = ql.x, r.ql[1] = ql.y, r.qh[0] = qh.x, r.qh[1] = qh.y;
-    r.scale = int8_t(window[192 + e / 16]);
-    r.d = reinterpret_cast<const uint16_t*>(window + kGpuQ6KRecordBytes)[w % 8];
-    return r;
-  }
-  __host__ __device__ static uint4 decode(const Raw& r, int e) {
-    const int s = (e % 128) / 32;
-    const float scale = h2f(r.d) * float(r.scale);
-    float v[8];
-MATMUL_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      const int q = int((byte8(r.ql, j) >> (4 * (s / 2))) & 15) | int(((byte8(r.qh, j) >> (2 * s)) & 3) << 4);
-      v[j] = scale * float(q - 32);
-    }
-    return pack8(v);
-  }
-};
-
-// Q8_0 (a window is four blocks, 136 bytes, in 8-byte chunks): value e is qs[e % 32] * d of
-// block e / 32.
-struct Q8_0Tile : ContiguousWindows<128, 4 * sizeof(BlockQ8_0), 8> {
-  struct Raw {
-    uint32_t q[2];
-    uint16_t d;
-  };
-  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
-    const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(window)[e / 32];
-    Raw r;
-    ld8_aligned2(reinterpret_cast<const uint8_t*>(b.qs) + e % 32, r.q);
-    r.d = b.d;
-    return r;
-  }
-  __host__ __device__ static uint4 decode(const Raw& r, int) {
-    const float d = h2f(r.d);
-    float v[8];
-MATMUL_UNROLL
-    for (int j = 0; j < 8; ++j) v[j] = d * float(int8_t(byte8(r.q, j)));
-    return pack8(v);
-  }
-};
-
-// Q4_0, Q4_1, Q5_0, Q5_1 (a window is four blocks, a multiple of 8 bytes): value e is in block
-// e / 32, nibble (e % 32) / 16 of qs[e % 16]; the 5-bit types add bit e % 32 of qh as bit 4.
-// value = (q - offset) d (Q4_0: 8, Q5_0: 16) or q d + m (Q4_1, Q5_1).
-template <typename Block, bool kFiveBit, bool kMin>
-struct LegacyTile : ContiguousWindows<128, 4 * sizeof(Block), 8> {
-  struct Raw {
-    uint32_t q[2], qh, dm;
-  };
-  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
-    const Block& b = reinterpret_cast<const Block*>(window)[e / 32];
-    Raw r;
-    ld8_aligned2(b.qs + e % 16, r.q);
-    r.qh = 0;
-    if constexpr (kFiveBit) r.qh = load4_aligned2(b.qh);
-    r.dm = b.d;
-    if constexpr (kMin) r.dm |= uint32_t(b.m) << 16;
-    return r;
-  }
-  __host__ __device__ static uint4 decode(const Raw& r, int e) {
-    e %= 32;
-    const int shift = 4 * (e / 16);
-    const float d = h2f(uint16_t(r.dm & 0xffff)), m = h2f(uint16_t(r.dm >> 16));
-    float v[8];
-MATMUL_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      int q = int((byte8(r.q, j) >> shift) & 15);
-      if constexpr (kFiveBit) q |= int((r.qh >> (e + j)) & 1) << 4;
-      if constexpr (kMin) {
-        v[j] = float(q) * d + m;
-      } else {
-        v[j] = float(q - (kFiveBit ? 16 : 8)) * d;
-      }
-    }
-    return pack8(v);
-  }
-};
-
-// F16: eight values as they are; BF16 and F32: converted (values past fp16's range saturate to
-// infinity, as any fp16 conversion of such weights would). A window is one step of 32 values.
-struct F16Tile : ContiguousWindows<32, 64> {
-  using Raw = uint4;
-  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
-    return *reinterpret_cast<const uint4*>(window + 2 * e);
-  }
-  __host__ __device__ static uint4 decode(const Raw& r, int) { return r; }
-};
-
-struct BF16Tile : ContiguousWindows<32, 64> {
-  using Raw = uint4;
-  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
-    return *reinterpret_cast<const uint4*>(window + 2 * e);
-  }
-  __host__ __device__ static uint4 decode(const Raw& r, int) {
-    const uint32_t words[4] = {r.x, r.y, r.z, r.w};
-    float v[8];
-MATMUL_UNROLL
-    for (int j = 0; j < 4; ++j) {
-      const uint32_t lo = words[j] << 16, hi = words[j] & 0xffff0000u;
-      memcpy(&v[2 * j], &lo, 4);
-      memcpy(&v[2 * j + 1], &hi, 4);
-    }
-    return pack8(v);
-  }
-};
-
-struct F32Tile : ContiguousWindows<32, 128> {
-  struct Raw {
-    float4 a, b;
-  };
-  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
-    const auto* p = reinterpret_cast<const float4*>(window + 4 * e);
-    return Raw{p[0], p[1]};
-  }
-  __host__ __device__ static uint4 decode(const Raw& r, int) {
-    const float v[8] = {r.a.x, r.a.y, r.a.z, r.a.w, r.b.x, r.b.y, r.b.z, r.b.w};
-    return pack8(v);
-  }
-};
-
 // Shared memory of one block: kAhead + 1 tiles of X, one fp16 tile of weights, and
-// raw_buffers<Loader>() windows of every row of the tile.
-template <typename Loader>
-__host__ __device__ constexpr int raw_buffers() {
-  // Windows in use at once: the one decoded and those the kAhead steps in flight reach into.
-  constexpr int steps_per_window = Loader::kWindowValues / kTileK;
-  return (kAhead + steps_per_window - 1) / steps_per_window + 1;
-}
-
+// raw_buffers() windows of every row of the tile.
 template <typename Loader, int kTileTokens>
 __host__ __device__ constexpr size_t shared_bytes() {
   return sizeof(uint16_t) * ((kAhead + 1) * kTileTokens + kTileRows) * kPitch +
-         size_t(raw_buffers<Loader>()) * kTileRows * Loader::kWindowBytes;
+         size_t(raw_buffers<Loader, kTileK, kAhead>()) * kTileRows * Loader::kWindowBytes;
 }
-
-// Up to kCudaMatvecMaxFused matrices in one grid: output i takes the row tiles from
-// tile_end[i - 1] (0 for the first) to tile_end[i].
-struct MatmulOutputs {
-  MatvecOutput out[kCudaMatvecMaxFused];
-  int tile_end[kCudaMatvecMaxFused];
-  int count;
-};
 
 template <typename Loader, int kTileTokens>
 __global__ void __launch_bounds__(2 * kTileTokens, 512 / (2 * kTileTokens))
     matmul_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M) {
   constexpr int kStepsPerWindow = Loader::kWindowValues / kTileK;
   constexpr int kXStages = kAhead + 1;
-  constexpr int kRawBuffers = raw_buffers<Loader>();
+  constexpr int kRawBuffers = raw_buffers<Loader, kTileK, kAhead>();
   constexpr int kThreads = 2 * kTileTokens;                 // 2 warps of 64 weight rows per 32 tokens
   constexpr int kWeightGroups = kTileRows * 4 / kThreads;  // groups of 8 weights a thread decodes per step
   constexpr int kChunks = Loader::kWindowBytes / Loader::kChunkBytes;  // per row and window
@@ -321,21 +66,10 @@ __global__ void __launch_bounds__(2 * kTileTokens, 512 / (2 * kTileTokens))
   uint16_t* ws = xs + kXStages * kTileTokens * kPitch;    // [kTileRows][kPitch]
   uint8_t* raw = reinterpret_cast<uint8_t*>(ws + kTileRows * kPitch);  // [kRawBuffers][kTileRows][kWindowBytes]
 
-  // This block's matrix. Its fields are read from the parameters where they are used (selects
-  // with constant indices: a dynamic index would copy the parameters to local memory), so that
-  // only the index stays in a register through the main loop.
-  int which = 0, tile_begin = 0;
-MATMUL_UNROLL
-  for (int i = 1; i < kCudaMatvecMaxFused; ++i) {
-    if (i < outs.count && int(blockIdx.x) >= outs.tile_end[i - 1]) {
-      which = i;
-      tile_begin = outs.tile_end[i - 1];
-    }
-  }
-  const auto mine = [&]() -> const MatvecOutput& {
-    return which == 0 ? outs.out[0] : which == 1 ? outs.out[1] : outs.out[2];
-  };
-  static_assert(kCudaMatvecMaxFused == 3, "mine() selects among three");
+  // This block's matrix (its fields read where used: matmul_tiles::output).
+  const TileMatrix tm = tile_matrix(outs, int(blockIdx.x));
+  const int which = tm.which, tile_begin = tm.tile_begin;
+  const auto mine = [&]() -> const MatvecOutput& { return output(outs, which); };
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t row0 = int64_t(int(blockIdx.x) - tile_begin) * kTileRows, tok0 = int64_t(blockIdx.y) * kTileTokens;
@@ -473,36 +207,17 @@ __global__ void to_f16_saturated_kernel(const float* __restrict__ x, uint16_t* _
   if (i < n) x16[i] = saturated_f16(x[i]);
 }
 
-// Calls f.template operator()<Loader>() with the type's tile loader; false if it has none.
-template <typename F>
-bool with_loader(GgmlType type, F&& f) {
-  switch (type) {
-    case GgmlType::F32: f.template operator()<F32Tile>(); return true;
-    case GgmlType::F16: f.template operator()<F16Tile>(); return true;
-    case GgmlType::BF16: f.template operator()<BF16Tile>(); return true;
-    case GgmlType::Q8_0: f.template operator()<Q8_0Tile>(); return true;
-    case GgmlType::Q4_0: f.template operator()<LegacyTile<BlockQ4_0, false, false>>(); return true;
-    case GgmlType::Q4_1: f.template operator()<LegacyTile<BlockQ4_1, false, true>>(); return true;
-    case GgmlType::Q5_0: f.template operator()<LegacyTile<BlockQ5_0, true, false>>(); return true;
-    case GgmlType::Q5_1: f.template operator()<LegacyTile<BlockQ5_1, true, true>>(); return true;
-    case GgmlType::Q4_K: f.template operator()<Q45KTile<BlockQ4_K, false>>(); return true;
-    case GgmlType::Q5_K: f.template operator()<Q45KTile<BlockQ5_K, true>>(); return true;
-    case GgmlType::Q6_K: f.template operator()<Q6KTile>(); return true;
-    default: return false;
-  }
-}
-
 }  // namespace
 
 bool cuda_matmul_supports(GgmlType type, int64_t K) {
   int64_t window = 0;
-  with_loader(type, [&]<typename Loader>() { window = Loader::kWindowValues; });
+  with_loader<kTileK>(type, [&]<typename Loader>() { window = Loader::kWindowValues; });
   return window > 0 && K > 0 && K % window == 0;
 }
 
 void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, uint16_t* out) {
   if (!cuda_matmul_supports(type, K)) throw_unsupported_type("cuda_matmul_decode_row_on_host", type);
-  with_loader(type, [&]<typename Loader>() {
+  with_loader<kTileK>(type, [&]<typename Loader>() {
     const auto* bytes = static_cast<const uint8_t*>(row);
     alignas(16) uint8_t window[Loader::kWindowBytes];
     for (int64_t w = 0; w < K / Loader::kWindowValues; ++w) {
@@ -532,7 +247,7 @@ void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint1
 
 void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
                        void* stream, MatmulTokens tokens) {
-  const bool known = with_loader(type, [&]<typename Loader>() {
+  const bool known = with_loader<kTileK>(type, [&]<typename Loader>() {
     if (!cuda_matmul_supports(type, K)) throw_bad_argument("cuda_matmul", "K", K);
     if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
       throw_bad_argument("cuda_matmul", "matrices", int64_t(outs.size()));
