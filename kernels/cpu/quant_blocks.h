@@ -4,11 +4,7 @@
 #include <cstdint>
 
 // Helpers below are shared by the CPU reference and the CUDA kernels.
-#if defined(__CUDACC__)
-#define ENGINE_HOST_DEVICE __host__ __device__
-#else
-#define ENGINE_HOST_DEVICE
-#endif
+#include "../host_device.h"
 
 namespace engine {
 

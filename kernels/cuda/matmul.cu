@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <span>
 
@@ -28,6 +29,7 @@
 #include "launch.cuh"
 #include "matmul.h"
 #include "matmul_tiles.cuh"
+#include "matmul_wgmma.h"
 #include "scheduler/cuda_check.h"
 #include "tensor_core.cuh"
 
@@ -239,31 +241,64 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
+bool cuda_matmul_has_wgmma() {
+  return device_attribute<cudaDevAttrComputeCapabilityMajor>() == 9 &&
+         device_attribute<cudaDevAttrComputeCapabilityMinor>() == 0 && matmul_wgmma_loadable();
+}
+
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
-                 void* stream, ProductEpilogue ep, MatmulTokens tokens) {
+                 void* stream, ProductEpilogue ep, MatmulTokens tokens, MatmulKernel kernel) {
   const MatvecOutput out{w, N, y, ep};
-  cuda_matmul_fused(type, K, x16, M, std::span<const MatvecOutput>(&out, 1), stream, tokens);
+  cuda_matmul_fused(type, K, x16, M, std::span<const MatvecOutput>(&out, 1), stream, tokens, kernel);
 }
 
 void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
-                       void* stream, MatmulTokens tokens) {
-  const bool known = with_loader<kTileK>(type, [&]<typename Loader>() {
-    if (!cuda_matmul_supports(type, K)) throw_bad_argument("cuda_matmul", "K", K);
-    if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
-      throw_bad_argument("cuda_matmul", "matrices", int64_t(outs.size()));
-    }
-    MatmulOutputs grid_outs{};
-    int tiles = 0;
-    for (size_t i = 0; i < outs.size(); ++i) {
-      const auto address = reinterpret_cast<uintptr_t>(outs[i].w);
-      if (address % 16 != 0) throw_bad_argument("cuda_matmul", "weight address % 16", int64_t(address % 16));
-      if (outs[i].N < 0) throw_bad_argument("cuda_matmul", "rows", outs[i].N);
-      grid_outs.out[i] = outs[i];
-      tiles += static_cast<int>((outs[i].N + kTileRows - 1) / kTileRows);
-      grid_outs.tile_end[i] = tiles;
-    }
-    grid_outs.count = static_cast<int>(outs.size());
-    if (M <= 0 || tiles == 0) return;
+                       void* stream, MatmulTokens tokens, MatmulKernel kernel) {
+  if (!with_loader<kTileK>(type, [&]<typename Loader>() {})) throw_unsupported_type("cuda_matmul", type);
+  if (!cuda_matmul_supports(type, K)) throw_bad_argument("cuda_matmul", "K", K);
+  if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
+    throw_bad_argument("cuda_matmul", "matrices", int64_t(outs.size()));
+  }
+  MatmulOutputs grid_outs{};
+  int tiles = 0;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const auto address = reinterpret_cast<uintptr_t>(outs[i].w);
+    if (address % 16 != 0) throw_bad_argument("cuda_matmul", "weight address % 16", int64_t(address % 16));
+    if (outs[i].N < 0) throw_bad_argument("cuda_matmul", "rows", outs[i].N);
+    grid_outs.out[i] = outs[i];
+    tiles += static_cast<int>((outs[i].N + kTileRows - 1) / kTileRows);
+    grid_outs.tile_end[i] = tiles;
+  }
+  grid_outs.count = static_cast<int>(outs.size());
+  if (kernel == MatmulKernel::wgmma && !matmul_wgmma_supports(type, K)) {
+    throw_bad_argument("cuda_matmul (wgmma)", "K", K);
+  }
+  if (M <= 0 || tiles == 0) return;
+
+  if (kernel == MatmulKernel::automatic) {
+    static const bool wgmma_allowed = [] {
+      const char* v = std::getenv("ENGINE_CUDA_WGMMA");
+      return v == nullptr || std::strcmp(v, "0") != 0;
+    }();
+    kernel = wgmma_allowed && cuda_matmul_has_wgmma() && matmul_wgmma_supports(type, K) ? MatmulKernel::wgmma
+                                                                                         : MatmulKernel::mma_sync;
+  }
+  if (kernel == MatmulKernel::wgmma && !cuda_matmul_has_wgmma()) {
+    throw_unsupported("cuda_matmul", "wgmma on a device other than compute capability 9.0");
+  }
+  if (tokens == MatmulTokens::automatic) {
+    // 128-token tiles unless they come to less than two blocks per SM (QwQ-32B's 5120-row
+    // products at 512 tokens: 160 blocks on 132 SMs), where twice as many half-size ones keep
+    // more of the SMs busy.
+    const int sms = device_attribute<cudaDevAttrMultiProcessorCount>();
+    const int64_t blocks = int64_t(tiles) * ((M + 127) / 128);
+    tokens = blocks < 2 * int64_t(sms) ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
+  }
+  if (kernel == MatmulKernel::wgmma) {
+    launch_matmul_wgmma(type, grid_outs, tiles, K, x16, M, tokens == MatmulTokens::tiles_of_64, stream);
+    return;
+  }
+  with_loader<kTileK>(type, [&]<typename Loader>() {
     const auto launch = [&]<int kTileTokens>() {
       const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
       constexpr size_t smem = shared_bytes<Loader, kTileTokens>();
@@ -273,21 +308,12 @@ void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M,
       matmul_kernel<Loader, kTileTokens><<<grid, 2 * kTileTokens, smem, static_cast<cudaStream_t>(stream)>>>(
           grid_outs, gpu_row_bytes(type, K), K, x16, M);
     };
-    if (tokens == MatmulTokens::automatic) {
-      // 128-token tiles unless they come to less than two blocks per SM (QwQ-32B's 5120-row
-      // products at 512 tokens: 160 blocks on 132 SMs), where twice as many half-size ones
-      // keep more of the SMs busy.
-      const int sms = device_attribute<cudaDevAttrMultiProcessorCount>();
-      const int64_t blocks = int64_t(tiles) * ((M + 127) / 128);
-      tokens = blocks < 2 * int64_t(sms) ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
-    }
     if (tokens == MatmulTokens::tiles_of_64) {
       launch.template operator()<64>();
     } else {
       launch.template operator()<128>();
     }
   });
-  if (!known) throw_unsupported_type("cuda_matmul", type);
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,6 +1,6 @@
 // Tensor-core matrix products for prompt batches: weights dequantized tile by tile to fp16 in
-// shared memory, activations in fp16, products summed in f32 by mma.sync. No CUDA types: pointers
-// are device pointers, `stream` a cudaStream_t.
+// shared memory, activations in fp16, products summed in f32 by mma.sync, or on Hopper by wgmma.
+// No CUDA types: pointers are device pointers, `stream` a cudaStream_t.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +19,16 @@ bool cuda_matmul_supports(GgmlType type, int64_t K);
 // Tokens per block of the matmul: chosen by the grid's size, or as asked (tests run both).
 enum class MatmulTokens { automatic, tiles_of_128, tiles_of_64 };
 
+// The kernel: automatic takes wgmma where the device has it (cuda_matmul_has_wgmma) and the type
+// and K fit its 64-value steps (the K-quants, Q8_0..Q5_1, and float types with K % 64 == 0),
+// unless ENGINE_CUDA_WGMMA=0; else mma.sync (every GPU we build for). Tests and the bench ask for
+// each.
+enum class MatmulKernel { automatic, mma_sync, wgmma };
+
+// Whether the current device runs the wgmma kernel (built for sm_90a: compute capability 9.0,
+// H100 and H200).
+bool cuda_matmul_has_wgmma();
+
 // x16[i] = fp16(x[i]) for i < n, clamped to the largest finite fp16 (65504) so that an outlier
 // activation is large, never infinite: the matmul's activation input.
 void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* stream);
@@ -26,16 +36,19 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 // y[m * N + n] = sum_k W[n][k] * x16[m * K + k] for m < M (tokens), n < N (rows). W: N rows of K
 // values of `type` in the GPU layout (engine/gpu_layout.h), row n at w + n * gpu_row_bytes, w
 // 16-byte aligned; x16 from cuda_to_f16_saturated (16-byte aligned); y f32, written as `ep` says (bias, residual add).
-// Asynchronous on `stream`; throws engine::Error for an unsupported type or K, or a failed launch.
+// Asynchronous on `stream`; throws engine::Error for an unsupported type or K, a kernel the device
+// lacks, or a failed launch.
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
-                 void* stream, ProductEpilogue ep = {}, MatmulTokens tokens = MatmulTokens::automatic);
+                 void* stream, ProductEpilogue ep = {}, MatmulTokens tokens = MatmulTokens::automatic,
+                 MatmulKernel kernel = MatmulKernel::automatic);
 
 // cuda_matmul for up to kCudaMatvecMaxFused matrices of one type and width K that multiply the
 // same activations (a layer's q, k and v; its gate and up) in one launch: their row tiles share
 // one grid, so the narrow ones (k and v: 8 tiles of 128 rows in QwQ-32B, 32 blocks at 512 tokens
 // on a 132-SM card) fill the SMs with the wide one. Each output is exactly what cuda_matmul writes.
 void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
-                       void* stream, MatmulTokens tokens = MatmulTokens::automatic);
+                       void* stream, MatmulTokens tokens = MatmulTokens::automatic,
+                       MatmulKernel kernel = MatmulKernel::automatic);
 
 // The weight tile loader on the host: row (K values of `type`, GPU layout) copied window by
 // window in the kernel's 16-byte chunks and decoded by the kernel's code, eight values at a time,

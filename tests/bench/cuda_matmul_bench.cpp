@@ -2,7 +2,8 @@
 // GEMM on the same shapes (the peer: what a dequantize-then-cuBLAS path would get at best, its
 // dequantization not counted); then a pp512's products as the GPU stage launches them (q/k/v and
 // gate/up fused) and what they and cuBLAS imply for a pp512 of QwQ-32B Q4_K_M's matrix products
-// (run by tools/device-check). Prints a table, or one JSON object with --json.
+// (run by tools/device-check). The stage's kernel (wgmma on Hopper) is timed against the mma.sync
+// kernel every GPU runs. Prints a table, or one JSON object with --json.
 //
 // Weights are filled with a constant byte pattern (0x3C: valid fp16 scales), activations with
 // fp16 1.06; the mean of 10 launches after a warm-up, timed with CUDA events. TFLOPS counts
@@ -107,12 +108,14 @@ int main(int argc, char** argv) {
     out["device"] = prop.name;
     out["tokens"] = kTokens;
     out["cublas"] = cublas.available();
+    out["kernel"] = engine::cuda_matmul_has_wgmma() ? "wgmma" : "mma.sync";
     out["kernels"] = nlohmann::json::array();
     if (!json) {
-      fmt::print("device {}: prompt matmul at {} tokens{}\n", prop.name, kTokens,
+      fmt::print("device {}: prompt matmul at {} tokens, {} kernel{}\n", prop.name, kTokens,
+                 engine::cuda_matmul_has_wgmma() ? "wgmma" : "mma.sync",
                  cublas.available() ? "" : " (cuBLAS not found: no comparison)");
-      fmt::print("{:32} {:>9} {:>8} {:>10} {:>10} {:>12} {:>12} {:>8}\n", "matmul", "us", "TFLOPS", "128-tok us",
-                 "64-tok us", "cuBLAS f16 us", "cuBLAS TFLOPS", "ratio");
+      fmt::print("{:32} {:>9} {:>8} {:>10} {:>10} {:>11} {:>12} {:>12} {:>8}\n", "matmul", "us", "TFLOPS",
+                 "128-tok us", "64-tok us", "mma.sync us", "cuBLAS f16 us", "cuBLAS TFLOPS", "ratio");
     }
     double prompt_cublas_us = 0;
     for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
@@ -129,23 +132,26 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaMemset(w16, 0x3C, 2 * s.K * s.N));
       ENGINE_CUDA_CHECK(cudaMemset(x, 0x3C, 2 * s.K * kTokens));
       const double flops = 2.0 * double(kTokens) * double(s.N) * double(s.K);
-      const auto timed = [&](engine::MatmulTokens tiles) {
-        return time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr, {}, tiles); });
+      const auto timed = [&](engine::MatmulTokens tiles, engine::MatmulKernel kernel) {
+        return time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr, {}, tiles, kernel); });
       };
-      const double us = timed(engine::MatmulTokens::automatic);  // what the stage gets
-      const double us128 = timed(engine::MatmulTokens::tiles_of_128), us64 = timed(engine::MatmulTokens::tiles_of_64);
+      using engine::MatmulKernel, engine::MatmulTokens;
+      const double us = timed(MatmulTokens::automatic, MatmulKernel::automatic);  // what the stage gets
+      const double us128 = timed(MatmulTokens::tiles_of_128, MatmulKernel::automatic);
+      const double us64 = timed(MatmulTokens::tiles_of_64, MatmulKernel::automatic);
+      const double us_mma = timed(MatmulTokens::automatic, MatmulKernel::mma_sync);  // every GPU's kernel
       std::optional<double> ref_us;
       if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
       if (ref_us) prompt_cublas_us += *ref_us * s.per_token;
       nlohmann::json row = {{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K}, {"N", s.N},
                             {"us", us},       {"tflops", flops / us * 1e-6}, {"us_tiles_128", us128},
-                            {"us_tiles_64", us64}};
+                            {"us_tiles_64", us64}, {"us_mma_sync", us_mma}};
       row["cublas_f16_us"] = ref_us ? nlohmann::json(*ref_us) : nlohmann::json();
       row["ratio_to_cublas"] = ref_us ? nlohmann::json(*ref_us / us) : nlohmann::json();
       out["kernels"].push_back(row);
       if (!json) {
-        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>10.1f} {:>10.1f} {:>12} {:>12} {:>8}\n", s.name, us, flops / us * 1e-6,
-                   us128, us64,
+        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>10.1f} {:>10.1f} {:>11.1f} {:>12} {:>12} {:>8}\n", s.name, us,
+                   flops / us * 1e-6, us128, us64, us_mma,
                    ref_us ? fmt::format("{:.1f}", *ref_us) : "", ref_us ? fmt::format("{:.1f}", flops / *ref_us * 1e-6) : "",
                    ref_us ? fmt::format("{:.2f}x", *ref_us / us) : "");
       }
@@ -157,8 +163,8 @@ int main(int argc, char** argv) {
     // A pp512's matrix products as the GPU stage launches them (q/k/v where their types agree
     // and gate/up fused, the others alone), and its attention; no norms or conversions.
     out["prompt_launches"] = nlohmann::json::array();
-    if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>8}\n", "prompt launch", "per token", "us", "TFLOPS");
-    double launches_us = 0;
+    if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>8} {:>11}\n", "prompt launch", "per token", "us", "TFLOPS", "mma.sync us");
+    double launches_us = 0, launches_mma_us = 0;  // the products: the stage's kernel, and mma.sync's
     for (const engine::bench::StageLaunch& l : engine::bench::kQwq32Launches) {
       if (l.output_head) continue;  // a prompt runs the head for its last token only
       uint16_t* x = nullptr;
@@ -177,10 +183,17 @@ int main(int argc, char** argv) {
         flops += 2.0 * double(kTokens) * double(n) * double(l.K);
       }
       const double us = time_us([&] { engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr); });
+      const double us_mma = time_us([&] {
+        engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr, engine::MatmulTokens::automatic,
+                                  engine::MatmulKernel::mma_sync);
+      });
       launches_us += us * l.per_token;
-      out["prompt_launches"].push_back(
-          {{"name", l.name}, {"per_token", l.per_token}, {"us", us}, {"tflops", flops / us * 1e-6}});
-      if (!json) fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f}\n", l.name, l.per_token, us, flops / us * 1e-6);
+      launches_mma_us += us_mma * l.per_token;
+      out["prompt_launches"].push_back({{"name", l.name}, {"per_token", l.per_token}, {"us", us},
+                                        {"tflops", flops / us * 1e-6}, {"us_mma_sync", us_mma}});
+      if (!json) {
+        fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f} {:>11.1f}\n", l.name, l.per_token, us, flops / us * 1e-6, us_mma);
+      }
       for (const engine::MatvecOutput& o : outs) {
         ENGINE_CUDA_CHECK(cudaFree(const_cast<void*>(o.w)));
         ENGINE_CUDA_CHECK(cudaFree(o.y));
@@ -209,6 +222,7 @@ int main(int argc, char** argv) {
       // Causal: 2 * 2 * head_dim flops per query-key pair, about half the pairs.
       const double flops = 4.0 * kHd * kHeads * double(kTokens) * double(kTokens + 1) / 2;
       launches_us += us * kLayers;
+      launches_mma_us += us * kLayers;
       out["prompt_launches"].push_back(
           {{"name", "prefill attention"}, {"per_token", kLayers}, {"us", us}, {"tflops", flops / us * 1e-6}});
       if (!json) fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f}\n", "prefill attention (40/8 x 128)", kLayers, us, flops / us * 1e-6);
@@ -246,12 +260,13 @@ int main(int argc, char** argv) {
     }
     out["qwq32_q4_k_m_pp512_products_attention_us"] = launches_us;
     out["qwq32_q4_k_m_pp512_products_attention_tokens_per_s"] = kTokens / (launches_us * 1e-6);
+    out["qwq32_q4_k_m_pp512_mma_sync_products_attention_tokens_per_s"] = kTokens / (launches_mma_us * 1e-6);
     if (cublas.available()) out["qwq32_pp512_cublas_f16_products_tokens_per_s"] = kTokens / (prompt_cublas_us * 1e-6);
     if (json) {
       std::puts(out.dump().c_str());
     } else {
-      fmt::print("QwQ-32B Q4_K_M pp512, matmuls and attention only: {:.1f} ms = {:.0f} tokens/s", launches_us * 1e-3,
-                 kTokens / (launches_us * 1e-6));
+      fmt::print("QwQ-32B Q4_K_M pp512, matmuls and attention only: {:.1f} ms = {:.0f} tokens/s (mma.sync: {:.0f})",
+                 launches_us * 1e-3, kTokens / (launches_us * 1e-6), kTokens / (launches_mma_us * 1e-6));
       if (cublas.available()) {
         fmt::print(" (cuBLAS on f16 weights, products alone: {:.0f} tokens/s)", kTokens / (prompt_cublas_us * 1e-6));
       }

@@ -24,6 +24,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/matmul.h"
+#include "kernels/cuda/swizzle.h"
 #endif
 
 namespace engine {
@@ -34,6 +35,15 @@ namespace {
 constexpr int64_t kK = 3 * 256;
 // K for the host loader test: nine windows, so Q6_K's d values come from two 16-byte chunks.
 constexpr int64_t kLoaderK = 9 * 256;
+
+// The kernels the current device runs: mma.sync everywhere, wgmma on Hopper.
+std::vector<MatmulKernel> device_kernels() {
+  std::vector<MatmulKernel> kernels = {MatmulKernel::mma_sync};
+  if (cuda_matmul_has_wgmma()) kernels.push_back(MatmulKernel::wgmma);
+  return kernels;
+}
+
+const char* kernel_name(MatmulKernel kernel) { return kernel == MatmulKernel::wgmma ? "wgmma" : "mma.sync"; }
 
 std::vector<float> dequantized(GgmlType type, const std::vector<uint8_t>& w, int64_t K, int64_t N) {
   std::vector<float> wf(K * N);
@@ -104,16 +114,18 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
         }
         const test::DeviceBuffer d_x(x), d_bias(bias), d_x16(std::vector<uint16_t>(M * K));
         cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
+        for (const MatmulKernel kernel : device_kernels()) {
         for (const MatmulTokens tiles : {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64}) {
           const std::string what = std::string(tr.name) + " K " + std::to_string(K) + " M " + std::to_string(M) +
+                                   " " + kernel_name(kernel) +
                                    (tiles == MatmulTokens::tiles_of_64 ? " (64-token tiles)" : " (128-token tiles)");
           const test::DeviceBuffer d_y(std::vector<float>(M * N, std::nanf("")));  // NaN poison
           float* y_dev = d_y.as<float>();
-          cuda_matmul(tr.type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, y_dev, nullptr, {}, tiles);
+          cuda_matmul(tr.type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, y_dev, nullptr, {}, tiles, kernel);
           const auto y = d_y.to_host<float>();
           if (M == 128) {  // the epilogue, as the stage's output products use it: y += W x + bias
             cuda_matmul(tr.type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, y_dev, nullptr, {d_bias.as<float>(), true},
-                        tiles);
+                        tiles, kernel);
             const auto twice = d_y.to_host<float>();
             for (int64_t i = 0; i < M * N; ++i) {
               ASSERT_NEAR(twice[i], 2 * y[i] + bias[i % N], 1e-4f * (std::fabs(y[i]) + 1)) << what << " " << i;
@@ -128,6 +140,7 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
           // Weights and activations each rounded once to fp16 (relative 2^-11 at most, about 3e-4
           // in norm for sums of independent roundings); f32 sums. 2e-3 is a normalised MSE of 4e-6.
           EXPECT_LE(std::sqrt(err / norm), 2e-3) << what;
+        }
         }
       }
     }
@@ -174,7 +187,9 @@ TEST(CudaMatmul, FusedLaunchMatchesSeparateLaunches) {
   std::normal_distribution<float> normal;
   const int64_t K = 512, M = 150, rows[3] = {200, 64, 300};
   for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16}) {
+    for (const MatmulKernel kernel : device_kernels()) {
     for (const MatmulTokens tiles : {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64}) {
+      SCOPED_TRACE(kernel_name(kernel));
       std::vector<float> x(M * K);
       for (auto& v : x) v = normal(rng);
       const test::DeviceBuffer d_x(x), d_x16(std::vector<uint16_t>(M * K));
@@ -182,12 +197,56 @@ TEST(CudaMatmul, FusedLaunchMatchesSeparateLaunches) {
       const test::FusedProducts f = test::make_fused_products(type, K, rows, M, rng);
       for (int s = 0; s < 3; ++s) {
         cuda_matmul(type, f.w[s].get(), K, rows[s], d_x16.as<uint16_t>(), M, f.separate_y[s].as<float>(), nullptr,
-                    f.eps[s], tiles);
+                    f.eps[s], tiles, kernel);
       }
-      cuda_matmul_fused(type, K, d_x16.as<uint16_t>(), M, f.fused, nullptr, tiles);
+      cuda_matmul_fused(type, K, d_x16.as<uint16_t>(), M, f.fused, nullptr, tiles, kernel);
       test::expect_fused_matches_separate(f, type, M);
     }
+    }
   }
+#endif
+}
+
+// A compute capability 9.0 device runs the wgmma kernel (its sm_90a code is in the build and
+// loads), so the cases above test it there; other devices report that they do not.
+TEST(CudaMatmul, HopperRunsTheWgmmaKernel) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  int device = 0, major = 0, minor = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), cudaSuccess);
+  EXPECT_EQ(cuda_matmul_has_wgmma(), major == 9 && minor == 0) << "compute capability " << major << "." << minor;
+  if (!cuda_matmul_has_wgmma()) {
+    test::expect_error(
+        [] {
+          cuda_matmul(GgmlType::F16, nullptr, 128, 4, nullptr, 16, nullptr, nullptr, {}, MatmulTokens::automatic,
+                      MatmulKernel::wgmma);
+        },
+        {"cuda_matmul", "wgmma"});
+  }
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // asking left no error behind
+#endif
+}
+
+// The wgmma kernel's shared-memory tiles: the offset of value k of row r is the 128-byte swizzle
+// the descriptor names, as PTX defines it on the plain row-major offset (address bits 4-6 XOR
+// bits 7-9), and a 64-row tile fills its 8 KiB exactly once.
+TEST(CudaMatmul, WgmmaTileOffsetsAreThe128ByteSwizzle) {
+#if !ENGINE_HAVE_CUDA
+  GTEST_SKIP() << "built without the CUDA backend";
+#else
+  std::vector<int> used(64 * 128 / 2, 0);
+  for (int r = 0; r < 64; ++r) {
+    for (int k = 0; k < 64; ++k) {
+      const uint32_t plain = uint32_t(r) * 128 + uint32_t(k) * 2;
+      const uint32_t swizzled = plain ^ (((plain >> 7) & 7u) << 4);
+      ASSERT_EQ(swizzled_offset(r, k), swizzled) << "row " << r << " value " << k;
+      ASSERT_EQ(swizzled_offset(r, k) / 1024, uint32_t(r / 8)) << "row " << r << " leaves its 8-row atom";
+      ++used[swizzled_offset(r, k) / 2];
+    }
+  }
+  for (size_t i = 0; i < used.size(); ++i) ASSERT_EQ(used[i], 1) << "half " << i;
 #endif
 }
 
@@ -209,6 +268,13 @@ TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
                      {"cuda_matmul", "K", "72"});
   test::expect_error([] { cuda_matmul(GgmlType::F16, reinterpret_cast<void*>(8), 96, 4, nullptr, 16, nullptr, nullptr); },
                      {"cuda_matmul", "weight address"});
+  // wgmma's float windows are 64 values: K = 96 is the mma.sync kernel's only.
+  test::expect_error(
+      [] {
+        cuda_matmul(GgmlType::F16, nullptr, 96, 4, nullptr, 16, nullptr, nullptr, {}, MatmulTokens::automatic,
+                    MatmulKernel::wgmma);
+      },
+      {"cuda_matmul (wgmma)", "K", "96"});
   const MatvecOutput four[4] = {};
   test::expect_error([&] { cuda_matmul_fused(GgmlType::F16, 256, nullptr, 16, four, nullptr); },
                      {"cuda_matmul", "matrices 4"});
