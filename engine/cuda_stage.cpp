@@ -509,7 +509,13 @@ class CudaStage final : public Stage, public CudaStageLink {
       if (prompt) {
         if (!in.f16) cuda_to_f16_saturated(in.x, x16_, in.n * K, stream_);
         in.f16 = true;
-        cuda_matmul_fused(first.type, K, x16_, in.n, fused, stream_);
+        // A single product may split K, its partial sums in ffn_up's buffer: no product but up's
+        // writes it, and SwiGLU has read it before down and the next layer's products run.
+        MatmulOptions options;
+        if (count == 1 && outs[0].y != gate_ && outs[0].y != up_) {
+          options.workspace = {up_, int64_t(n_batch_) * hp_.n_ff};
+        }
+        cuda_matmul_fused(first.type, K, x16_, in.n, fused, stream_, options);
       } else {
         matvec(first.type, K, in, fused);
       }

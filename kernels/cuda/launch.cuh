@@ -76,6 +76,24 @@ void opt_in_shared_bytes(void (*kernel)(Params...), size_t bytes, std::atomic<ui
   opted_in.fetch_or(bit, std::memory_order_relaxed);
 }
 
+// Blocks of `kernel` (`threads` threads, `smem` bytes of dynamic shared memory, opted in first)
+// that one SM of the current device holds at once, asked once per device: `known` is the
+// caller's static cache (value + 1; 0: not asked yet).
+template <typename... Params>
+int resident_blocks_per_sm(void (*kernel)(Params...), int threads, size_t smem,
+                           std::atomic<int> (&known)[kCachedDevices]) {
+  int device = 0, blocks = 0;
+  ENGINE_CUDA_CHECK(cudaGetDevice(&device));
+  const bool cached = device >= 0 && device < kCachedDevices;
+  if (cached) {
+    const int v = known[device].load(std::memory_order_relaxed);
+    if (v != 0) return v - 1;
+  }
+  ENGINE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem));
+  if (cached) known[device].store(blocks + 1, std::memory_order_relaxed);
+  return blocks;
+}
+
 // Whether launches on the current device may overlap (compute capability 9.0 or later, and
 // ENGINE_CUDA_PDL is not 0).
 inline bool dependent_launch_enabled() {

@@ -28,6 +28,7 @@
 #include "activations.cuh"
 #include "launch.cuh"
 #include "matmul.h"
+#include "matmul_splits.h"
 #include "matmul_tiles.cuh"
 #include "matmul_wgmma.h"
 #include "scheduler/cuda_check.h"
@@ -56,7 +57,8 @@ __host__ __device__ constexpr size_t shared_bytes() {
 
 template <typename Loader, int kTileTokens>
 __global__ void __launch_bounds__(2 * kTileTokens, 512 / (2 * kTileTokens))
-    matmul_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M) {
+    matmul_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M,
+                  int64_t split_steps, float* __restrict__ partials) {
   constexpr int kStepsPerWindow = Loader::kWindowValues / kTileK;
   constexpr int kXStages = kAhead + 1;
   constexpr int kRawBuffers = raw_buffers<Loader, kTileK, kAhead>();
@@ -94,11 +96,13 @@ MATMUL_UNROLL
     xrow[j] = x + (xvalid[j] ? tok0 + rows[j] : 0) * K;
   }
 
-  // Step t's copies, one cp.async group (empty past the last step): its X tile, and the window of
-  // every weight row when t opens one. Rows past N copy nothing and are zero-filled.
-  const int64_t steps = K / kTileK;
+  // This block's steps: split blockIdx.z of K (whole windows; all of K without a split).
+  const int64_t first = int64_t(blockIdx.z) * split_steps, end = first + split_steps;
+
+  // Step t's copies, one cp.async group (empty past the split's last step): its X tile, and the
+  // window of every weight row when t opens one. Rows past N copy nothing and are zero-filled.
   auto issue = [&](int64_t t) {
-    if (t < steps) {
+    if (t < end) {
       uint16_t* xt = xs + (t % kXStages) * kTileTokens * kPitch;
 MATMUL_UNROLL
       for (int j = 0; j < 2; ++j) cp_async16(xt + rows[j] * kPitch + cols[j], xrow[j] + t * kTileK + cols[j], xvalid[j]);
@@ -129,8 +133,8 @@ MATMUL_UNROLL
   }
 
 MATMUL_UNROLL
-  for (int t = 0; t < kAhead; ++t) issue(t);
-  for (int64_t t = 0; t < steps; ++t) {
+  for (int t = 0; t < kAhead; ++t) issue(first + t);
+  for (int64_t t = first; t < end; ++t) {
     // Step t's group has landed (kAhead - 1 younger ones may be in flight) for this thread; the
     // barrier makes every thread's copies visible and frees the buffers step t - 1 read, which
     // the copies for step t + kAhead reuse.
@@ -182,9 +186,7 @@ MATMUL_UNROLL
   // Accumulator c of tile (i, j): rows g and g + 8, tokens 2 t4 and 2 t4 + 1 (g = lane / 4,
   // t4 = lane % 4), as the mma's C fragment lays them out.
   const int g = lane / 4, t4 = lane % 4;
-  const int64_t N = mine().N;
-  float* __restrict__ y = mine().y;
-  const ProductEpilogue ep = mine().ep;
+  const MatvecOutput& o = mine();
 MATMUL_UNROLL
   for (int i = 0; i < 4; ++i) {
 MATMUL_UNROLL
@@ -194,14 +196,22 @@ MATMUL_UNROLL
 MATMUL_UNROLL
       for (int r = 0; r < 4; ++r) {
         const int64_t nn = n + (r / 2) * 8, mm = m + r % 2;
-        if (nn < N && mm < M) {
-          const float v = acc[i][j][r] + (ep.bias != nullptr ? ep.bias[nn] : 0.0f);
-          float& out = y[mm * N + nn];
-          out = ep.accumulate ? out + v : v;
-        }
+        if (nn < o.N && mm < M) store_product(o, partials, int(blockIdx.z), M, nn, mm, acc[i][j][r]);
       }
     }
   }
+}
+
+// y[i] = (y[i] if the epilogue accumulates) + (sum of the splits' partials[s][i], in split order)
+// + bias[i % N], for i < M N: a split product's result, the same from run to run.
+// Launch: a thread per value. Bound: memory, (splits + 2) x 4 bytes a value.
+__global__ void add_splits_kernel(const float* __restrict__ partials, int splits, int64_t count, MatvecOutput o) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  float sum = partials[i];
+  for (int s = 1; s < splits; ++s) sum += partials[int64_t(s) * count + i];
+  const float v = sum + (o.ep.bias != nullptr ? o.ep.bias[i % o.N] : 0.0f);
+  o.y[i] = o.ep.accumulate ? o.y[i] + v : v;
 }
 
 __global__ void to_f16_saturated_kernel(const float* __restrict__ x, uint16_t* __restrict__ x16, int64_t n) {
@@ -246,21 +256,18 @@ bool cuda_matmul_has_wgmma() {
          device_attribute<cudaDevAttrComputeCapabilityMinor>() == 0 && matmul_wgmma_loadable();
 }
 
-void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
-                 void* stream, ProductEpilogue ep, MatmulTokens tokens, MatmulKernel kernel) {
-  const MatvecOutput out{w, N, y, ep};
-  cuda_matmul_fused(type, K, x16, M, std::span<const MatvecOutput>(&out, 1), stream, tokens, kernel);
-}
+namespace {
 
-void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
-                       void* stream, MatmulTokens tokens, MatmulKernel kernel) {
+// The matrices as the kernels take them, and their row tiles; the checks every launch makes, all
+// before any CUDA call.
+MatmulOutputs grid_outputs(GgmlType type, int64_t K, std::span<const MatvecOutput> outs, int& tiles) {
   if (!with_loader<kTileK>(type, [&]<typename Loader>() {})) throw_unsupported_type("cuda_matmul", type);
   if (!cuda_matmul_supports(type, K)) throw_bad_argument("cuda_matmul", "K", K);
   if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
     throw_bad_argument("cuda_matmul", "matrices", int64_t(outs.size()));
   }
   MatmulOutputs grid_outs{};
-  int tiles = 0;
+  tiles = 0;
   for (size_t i = 0; i < outs.size(); ++i) {
     const auto address = reinterpret_cast<uintptr_t>(outs[i].w);
     if (address % 16 != 0) throw_bad_argument("cuda_matmul", "weight address % 16", int64_t(address % 16));
@@ -270,51 +277,158 @@ void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M,
     grid_outs.tile_end[i] = tiles;
   }
   grid_outs.count = static_cast<int>(outs.size());
-  if (kernel == MatmulKernel::wgmma && !matmul_wgmma_supports(type, K)) {
-    throw_bad_argument("cuda_matmul (wgmma)", "K", K);
-  }
-  if (M <= 0 || tiles == 0) return;
+  return grid_outs;
+}
 
-  if (kernel == MatmulKernel::automatic) {
-    static const bool wgmma_allowed = [] {
-      const char* v = std::getenv("ENGINE_CUDA_WGMMA");
-      return v == nullptr || std::strcmp(v, "0") != 0;
-    }();
-    kernel = wgmma_allowed && cuda_matmul_has_wgmma() && matmul_wgmma_supports(type, K) ? MatmulKernel::wgmma
-                                                                                         : MatmulKernel::mma_sync;
-  }
-  if (kernel == MatmulKernel::wgmma && !cuda_matmul_has_wgmma()) {
-    throw_unsupported("cuda_matmul", "wgmma on a device other than compute capability 9.0");
-  }
-  if (tokens == MatmulTokens::automatic) {
-    // 128-token tiles unless they come to less than two blocks per SM (QwQ-32B's 5120-row
-    // products at 512 tokens: 160 blocks on 132 SMs), where twice as many half-size ones keep
-    // more of the SMs busy.
-    const int sms = device_attribute<cudaDevAttrMultiProcessorCount>();
-    const int64_t blocks = int64_t(tiles) * ((M + 127) / 128);
-    tokens = blocks < 2 * int64_t(sms) ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
-  }
+// Values in a window of the kernel's loader for the type (the float types' windows are a step of
+// the kernel: 32 values for mma.sync, 64 for wgmma).
+int64_t window_values(GgmlType type, MatmulKernel kernel) {
+  int64_t values = 0;
+  const auto get = [&]<typename Loader>() { values = Loader::kWindowValues; };
   if (kernel == MatmulKernel::wgmma) {
-    launch_matmul_wgmma(type, grid_outs, tiles, K, x16, M, tokens == MatmulTokens::tiles_of_64, stream);
-    return;
+    with_loader<64>(type, get);
+  } else {
+    with_loader<kTileK>(type, get);
   }
+  return values;
+}
+
+// Calls f.template operator()<Loader, kTileTokens>() for the mma.sync kernel of the type and tile,
+// after opting it in to its shared memory on the current device.
+template <typename F>
+void with_mma_kernel(GgmlType type, MatmulTokens tokens, F&& f) {
   with_loader<kTileK>(type, [&]<typename Loader>() {
-    const auto launch = [&]<int kTileTokens>() {
-      const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens));
+    const auto opted = [&]<int kTileTokens>() {
       constexpr size_t smem = shared_bytes<Loader, kTileTokens>();
       static_assert(smem <= kSmallestOptInSharedBytes, "a block's shared memory must fit every card");
       static std::atomic<uint64_t> opted_in;  // devices where this kernel may take smem bytes
       opt_in_shared_bytes(matmul_kernel<Loader, kTileTokens>, smem, opted_in);
-      matmul_kernel<Loader, kTileTokens><<<grid, 2 * kTileTokens, smem, static_cast<cudaStream_t>(stream)>>>(
-          grid_outs, gpu_row_bytes(type, K), K, x16, M);
+      f.template operator()<Loader, kTileTokens>();
     };
     if (tokens == MatmulTokens::tiles_of_64) {
-      launch.template operator()<64>();
+      opted.template operator()<64>();
     } else {
-      launch.template operator()<128>();
+      opted.template operator()<128>();
     }
   });
-  ENGINE_CUDA_CHECK(cudaGetLastError());
+}
+
+// Whether the workspace is there and apart from the output's M x N floats.
+bool workspace_is_free(const MatmulWorkspace& ws, const MatvecOutput& out, int64_t M) {
+  if (ws.partials == nullptr || ws.floats <= 0) return false;
+  const auto begin = reinterpret_cast<uintptr_t>(ws.partials), end = begin + sizeof(float) * uint64_t(ws.floats);
+  const auto y_begin = reinterpret_cast<uintptr_t>(out.y), y_end = y_begin + sizeof(float) * uint64_t(M * out.N);
+  return end <= y_begin || y_end <= begin;
+}
+
+int blocks_per_sm(GgmlType type, MatmulKernel kernel, MatmulTokens tokens) {
+  if (kernel == MatmulKernel::wgmma) return matmul_wgmma_blocks_per_sm(type, tokens == MatmulTokens::tiles_of_64);
+  int blocks = 0;
+  with_mma_kernel(type, tokens, [&]<typename Loader, int kTileTokens>() {
+    static std::atomic<int> known[kCachedDevices];
+    blocks = resident_blocks_per_sm(matmul_kernel<Loader, kTileTokens>, 2 * kTileTokens,
+                                    shared_bytes<Loader, kTileTokens>(), known);
+  });
+  return blocks;
+}
+
+}  // namespace
+
+MatmulLaunch cuda_matmul_launch(GgmlType type, int64_t K, int64_t M, std::span<const MatvecOutput> outs,
+                                const MatmulOptions& options) {
+  int tiles = 0;
+  grid_outputs(type, K, outs, tiles);
+  MatmulLaunch l{options.kernel, options.tokens, options.splits};
+  if (l.kernel == MatmulKernel::wgmma && !matmul_wgmma_supports(type, K)) {
+    throw_bad_argument("cuda_matmul (wgmma)", "K", K);
+  }
+  // Asked-for splits: checked on the host first, with the windows every kernel shares (only the
+  // float types' differ, checked again below).
+  if (l.splits < 0 || l.splits > kMatmulMaxSplits) throw_bad_argument("cuda_matmul", "splits", l.splits);
+  if (l.splits > 1) {
+    if (outs.size() != 1) throw_bad_argument("cuda_matmul", "splits of a fused launch", l.splits);
+    if (l.splits * M * outs[0].N > options.workspace.floats || !workspace_is_free(options.workspace, outs[0], M)) {
+      throw_bad_argument("cuda_matmul", "splits for the workspace", l.splits);
+    }
+    if ((K / window_values(type, MatmulKernel::mma_sync)) % l.splits != 0) {
+      throw_bad_argument("cuda_matmul", "splits of K's windows", l.splits);
+    }
+  }
+  if (M <= 0 || tiles == 0) {  // nothing to launch
+    if (l.kernel == MatmulKernel::automatic) l.kernel = MatmulKernel::mma_sync;
+    if (l.tokens == MatmulTokens::automatic) l.tokens = MatmulTokens::tiles_of_128;
+    l.splits = std::max(l.splits, 1);
+    return l;
+  }
+
+  if (l.kernel == MatmulKernel::automatic) {
+    static const bool wgmma_allowed = [] {
+      const char* v = std::getenv("ENGINE_CUDA_WGMMA");
+      return v == nullptr || std::strcmp(v, "0") != 0;
+    }();
+    l.kernel = wgmma_allowed && cuda_matmul_has_wgmma() && matmul_wgmma_supports(type, K) ? MatmulKernel::wgmma
+                                                                                           : MatmulKernel::mma_sync;
+  }
+  if (l.kernel == MatmulKernel::wgmma && !cuda_matmul_has_wgmma()) {
+    throw_unsupported("cuda_matmul", "wgmma on a device other than compute capability 9.0");
+  }
+  const int64_t values = window_values(type, l.kernel);
+  if (l.splits > 1 && (K / values) % l.splits != 0) throw_bad_argument("cuda_matmul", "splits of K's windows", l.splits);
+  const int sms = device_attribute<cudaDevAttrMultiProcessorCount>();
+  if (l.tokens == MatmulTokens::automatic) {
+    // 128-token tiles unless they come to less than two blocks per SM (QwQ-32B's 5120-row
+    // products at 512 tokens: 160 blocks on 132 SMs), where twice as many half-size ones keep
+    // more of the SMs busy.
+    const int64_t blocks = int64_t(tiles) * ((M + 127) / 128);
+    l.tokens = blocks < 2 * int64_t(sms) ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
+  }
+  if (l.splits == 0) {
+    // Split where the grid would leave SMs idle and the workspace holds the partial sums.
+    const int64_t held = outs.size() == 1 && outs[0].N > 0 && workspace_is_free(options.workspace, outs[0], M)
+                             ? options.workspace.floats / (M * outs[0].N)
+                             : 1;
+    l.splits = 1;
+    if (held >= 2) {
+      const int64_t tile_tokens = l.tokens == MatmulTokens::tiles_of_64 ? 64 : 128;
+      const int64_t blocks = int64_t(tiles) * ((M + tile_tokens - 1) / tile_tokens);
+      const int64_t slots = int64_t(sms) * std::max(1, blocks_per_sm(type, l.kernel, l.tokens));
+      l.splits = choose_matmul_splits(blocks, slots, K / values, values, int(std::min<int64_t>(held, kMatmulMaxSplits)));
+    }
+  }
+  return l;
+}
+
+void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
+                 void* stream, ProductEpilogue ep, const MatmulOptions& options) {
+  const MatvecOutput out{w, N, y, ep};
+  cuda_matmul_fused(type, K, x16, M, std::span<const MatvecOutput>(&out, 1), stream, options);
+}
+
+void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
+                       void* stream, const MatmulOptions& options) {
+  const MatmulLaunch l = cuda_matmul_launch(type, K, M, outs, options);
+  int tiles = 0;
+  const MatmulOutputs grid_outs = grid_outputs(type, K, outs, tiles);
+  if (M <= 0 || tiles == 0) return;
+  auto* s = static_cast<cudaStream_t>(stream);
+  float* partials = l.splits > 1 ? options.workspace.partials : nullptr;
+  if (l.kernel == MatmulKernel::wgmma) {
+    launch_matmul_wgmma(type, grid_outs, tiles, K, x16, M, l.tokens == MatmulTokens::tiles_of_64, l.splits, partials,
+                        stream);
+  } else {
+    with_mma_kernel(type, l.tokens, [&]<typename Loader, int kTileTokens>() {
+      const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>((M + kTileTokens - 1) / kTileTokens),
+                      static_cast<unsigned>(l.splits));
+      matmul_kernel<Loader, kTileTokens><<<grid, 2 * kTileTokens, shared_bytes<Loader, kTileTokens>(), s>>>(
+          grid_outs, gpu_row_bytes(type, K), K, x16, M, K / kTileK / l.splits, partials);
+    });
+    ENGINE_CUDA_CHECK(cudaGetLastError());
+  }
+  if (l.splits > 1) {
+    const int64_t count = M * outs[0].N;
+    add_splits_kernel<<<static_cast<unsigned>((count + 255) / 256), 256, 0, s>>>(partials, l.splits, count, outs[0]);
+    ENGINE_CUDA_CHECK(cudaGetLastError());
+  }
 }
 
 }  // namespace engine

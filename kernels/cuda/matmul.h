@@ -29,6 +29,33 @@ enum class MatmulKernel { automatic, mma_sync, wgmma };
 // H100 and H200).
 bool cuda_matmul_has_wgmma();
 
+// A device buffer of `floats` floats where a product may keep the partial sums of a split K
+// (splits x M x N of them); it must not overlap y or x16. Without one, K is never split.
+struct MatmulWorkspace {
+  float* partials = nullptr;
+  int64_t floats = 0;
+};
+
+// How cuda_matmul runs, each part chosen unless a test or the bench asks.
+struct MatmulOptions {
+  MatmulTokens tokens = MatmulTokens::automatic;
+  MatmulKernel kernel = MatmulKernel::automatic;
+  // Ways to split K: 0 chooses (more than one only for a single matrix whose grid would leave
+  // SMs idle, where the workspace holds the partial sums: matmul_splits.h); else exactly that
+  // many, which must divide K into whole windows of the type's loader, fit the workspace, and
+  // (above 1) be for a single matrix. The splits' partial sums are added in order by a second
+  // kernel, so a split product is deterministic.
+  int splits = 0;
+  MatmulWorkspace workspace = {};
+};
+
+// What cuda_matmul_fused launches for these matrices and options on the current device.
+struct MatmulLaunch {
+  MatmulKernel kernel;
+  MatmulTokens tokens;
+  int splits;
+};
+
 // x16[i] = fp16(x[i]) for i < n, clamped to the largest finite fp16 (65504) so that an outlier
 // activation is large, never infinite: the matmul's activation input.
 void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* stream);
@@ -37,18 +64,20 @@ void cuda_to_f16_saturated(const float* x, uint16_t* x16, int64_t n, void* strea
 // values of `type` in the GPU layout (engine/gpu_layout.h), row n at w + n * gpu_row_bytes, w
 // 16-byte aligned; x16 from cuda_to_f16_saturated (16-byte aligned); y f32, written as `ep` says (bias, residual add).
 // Asynchronous on `stream`; throws engine::Error for an unsupported type or K, a kernel the device
-// lacks, or a failed launch.
+// lacks, splits that do not fit, or a failed launch.
 void cuda_matmul(GgmlType type, const void* w, int64_t K, int64_t N, const uint16_t* x16, int64_t M, float* y,
-                 void* stream, ProductEpilogue ep = {}, MatmulTokens tokens = MatmulTokens::automatic,
-                 MatmulKernel kernel = MatmulKernel::automatic);
+                 void* stream, ProductEpilogue ep = {}, const MatmulOptions& options = {});
 
 // cuda_matmul for up to kCudaMatvecMaxFused matrices of one type and width K that multiply the
 // same activations (a layer's q, k and v; its gate and up) in one launch: their row tiles share
 // one grid, so the narrow ones (k and v: 8 tiles of 128 rows in QwQ-32B, 32 blocks at 512 tokens
 // on a 132-SM card) fill the SMs with the wide one. Each output is exactly what cuda_matmul writes.
 void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M, std::span<const MatvecOutput> outs,
-                       void* stream, MatmulTokens tokens = MatmulTokens::automatic,
-                       MatmulKernel kernel = MatmulKernel::automatic);
+                       void* stream, const MatmulOptions& options = {});
+
+// The kernel, tile and splits cuda_matmul_fused would take (the same checks, no launch).
+MatmulLaunch cuda_matmul_launch(GgmlType type, int64_t K, int64_t M, std::span<const MatvecOutput> outs,
+                                const MatmulOptions& options = {});
 
 // The weight tile loader on the host: row (K values of `type`, GPU layout) copied window by
 // window in the kernel's 16-byte chunks and decoded by the kernel's code, eight values at a time,

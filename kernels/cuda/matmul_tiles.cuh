@@ -323,4 +323,17 @@ __host__ __device__ __forceinline__ const MatvecOutput& output(const MatmulOutpu
   return which == 0 ? outs.out[0] : which == 1 ? outs.out[1] : outs.out[2];
 }
 
+// One sum of a block's tile, row n (< N) and token m (< M) of matrix o: without a split, y as
+// the epilogue says; with one (partials not null), the split's partial sum, for add_splits.
+__device__ __forceinline__ void store_product(const MatvecOutput& o, float* __restrict__ partials, int split,
+                                              int64_t M, int64_t n, int64_t m, float sum) {
+  if (partials != nullptr) {
+    partials[(int64_t(split) * M + m) * o.N + n] = sum;
+    return;
+  }
+  const float v = sum + (o.ep.bias != nullptr ? o.ep.bias[n] : 0.0f);
+  float& out = o.y[m * o.N + n];
+  out = o.ep.accumulate ? out + v : v;
+}
+
 }  // namespace engine::matmul_tiles

@@ -62,7 +62,8 @@ __device__ __forceinline__ void wgmma_slice(float (&d)[kTokens / 2], uint64_t a,
 
 template <typename Loader, int kTokens>
 __global__ void __launch_bounds__(2 * kTokens, 1)
-    matmul_wgmma_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M) {
+    matmul_wgmma_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M,
+                        int64_t split_steps, float* __restrict__ partials) {
   constexpr int kThreads = 2 * kTokens;
   constexpr int kGroupRows = kTileRows / (kThreads / 128);  // weight rows per warpgroup: 64 or 128
   constexpr int kMmas = kGroupRows / 64;                    // 64-row products per k16 slice
@@ -86,13 +87,14 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
   const auto mine = [&]() -> const MatvecOutput& { return output(outs, tm.which); };
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, group = tid / 128;
   const int64_t row0 = int64_t(int(blockIdx.y) - tm.tile_begin) * kTileRows, tok0 = int64_t(blockIdx.x) * kTokens;
-  const int64_t steps = K / kStep;
+  // This block's steps: split blockIdx.z of K (whole windows; all of K without a split).
+  const int64_t first = int64_t(blockIdx.z) * split_steps, end = first + split_steps;
 
-  // Step t's copies, one cp.async group (empty past the last step): its X tile (chunk i = tid +
-  // kThreads j is token i / 8, values 8 (i % 8) .. + 7), and the window of every weight row when
-  // t opens one. Tokens past M and rows past N copy nothing and are zero-filled.
+  // Step t's copies, one cp.async group (empty past the split's last step): its X tile (chunk i =
+  // tid + kThreads j is token i / 8, values 8 (i % 8) .. + 7), and the window of every weight row
+  // when t opens one. Tokens past M and rows past N copy nothing and are zero-filled.
   auto issue = [&](int64_t t) {
-    if (t < steps) {
+    if (t < end) {
       uint8_t* xt = xs + (t % kXStages) * kTokens * kRowBytes;
 #pragma unroll
       for (int j = 0; j < kXGroups; ++j) {
@@ -132,17 +134,17 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
     }
   };
 
-  float acc[kMmas][kAcc];  // set by step 0's first slice (K > 0: there is one)
+  float acc[kMmas][kAcc];  // set by the first step's first slice (a split has at least one step)
 
 #pragma unroll
-  for (int t = 0; t < kAhead; ++t) issue(t);
+  for (int t = 0; t < kAhead; ++t) issue(first + t);
   cp_async_wait<kAhead - 1>();
   fence_proxy_async();
   __syncthreads();
-  decode(0);
+  decode(first);
   fence_proxy_async();
   __syncthreads();
-  for (int64_t t = 0; t < steps; ++t) {
+  for (int64_t t = first; t < end; ++t) {
     // Step t: its X tile and weight tile are in place and visible to the async proxy.
     const uint32_t a_tile = smem_address(ws + (t % 2) * kTileRows * kRowBytes) + group * kGroupRows * kRowBytes;
     const uint32_t b_tile = smem_address(xs + (t % kXStages) * kTokens * kRowBytes);
@@ -157,7 +159,7 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
 #pragma unroll
       for (int m = 0; m < kMmas; ++m) {
         wgmma_slice<kTokens>(acc[m], wgmma_descriptor(a_tile + m * 64 * kRowBytes + 32 * s),
-                             wgmma_descriptor(b_tile + 32 * s), t > 0 || s > 0);
+                             wgmma_descriptor(b_tile + 32 * s), t > first || s > 0);
       }
     }
     wgmma_commit();
@@ -173,7 +175,7 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
     fence_proxy_async();
     __syncthreads();
     issue(t + kAhead);
-    if (t + 1 < steps) decode(t + 1);
+    if (t + 1 < end) decode(t + 1);
     fence_proxy_async();
     __syncthreads();
   }
@@ -187,9 +189,7 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
   // Accumulator 4j + r of product m: weight row 16 (warp % 4) + g + 8 (r / 2) of the product's 64,
   // token 8j + 2 t4 + r % 2 (g = lane / 4, t4 = lane % 4; wgmma.cuh).
   const int g = lane / 4, t4 = lane % 4;
-  const int64_t N = mine().N;
-  float* __restrict__ y = mine().y;
-  const ProductEpilogue ep = mine().ep;
+  const MatvecOutput& o = mine();
 #pragma unroll
   for (int m = 0; m < kMmas; ++m) {
     const int64_t n = row0 + group * kGroupRows + m * 64 + 16 * (warp % 4) + g;
@@ -199,11 +199,7 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int64_t nn = n + (r / 2) * 8, mm = tok + r % 2;
-        if (nn < N && mm < M) {
-          const float v = acc[m][4 * j + r] + (ep.bias != nullptr ? ep.bias[nn] : 0.0f);
-          float& out = y[mm * N + nn];
-          out = ep.accumulate ? out + v : v;
-        }
+        if (nn < o.N && mm < M) store_product(o, partials, int(blockIdx.z), M, nn, mm, acc[m][4 * j + r]);
       }
     }
   }
@@ -228,25 +224,46 @@ bool matmul_wgmma_loadable() {
   return loadable;
 }
 
-void launch_matmul_wgmma(GgmlType type, const MatmulOutputs& outs, int row_tiles, int64_t K, const uint16_t* x16,
-                         int64_t M, bool tiles_of_64, void* stream) {
+// Calls f.template operator()<Loader, kTokens>() for the type and tile, after opting the kernel in
+// to its shared memory on the current device.
+template <typename F>
+void with_kernel(GgmlType type, bool tiles_of_64, F&& f) {
   const bool known = with_loader<kStep>(type, [&]<typename Loader>() {
-    const auto launch = [&]<int kTokens>() {
+    const auto opted = [&]<int kTokens>() {
       constexpr size_t smem = wgmma_shared_bytes<Loader, kTokens>();
       static_assert(smem <= kHopperOptInSharedBytes, "a block's shared memory must fit an H100");
       static std::atomic<uint64_t> opted_in;  // devices where this kernel may take smem bytes
       opt_in_shared_bytes(matmul_wgmma_kernel<Loader, kTokens>, smem, opted_in);
-      const dim3 grid(static_cast<unsigned>((M + kTokens - 1) / kTokens), static_cast<unsigned>(row_tiles));
-      matmul_wgmma_kernel<Loader, kTokens><<<grid, 2 * kTokens, smem, static_cast<cudaStream_t>(stream)>>>(
-          outs, gpu_row_bytes(type, K), K, x16, M);
+      f.template operator()<Loader, kTokens>();
     };
     if (tiles_of_64) {
-      launch.template operator()<64>();
+      opted.template operator()<64>();
     } else {
-      launch.template operator()<128>();
+      opted.template operator()<128>();
     }
   });
   if (!known) throw_unsupported_type("cuda_matmul (wgmma)", type);
+}
+
+int matmul_wgmma_blocks_per_sm(GgmlType type, bool tiles_of_64) {
+  int blocks = 0;
+  with_kernel(type, tiles_of_64, [&]<typename Loader, int kTokens>() {
+    static std::atomic<int> known[kCachedDevices];
+    blocks = resident_blocks_per_sm(matmul_wgmma_kernel<Loader, kTokens>, 2 * kTokens,
+                                    wgmma_shared_bytes<Loader, kTokens>(), known);
+  });
+  return blocks;
+}
+
+void launch_matmul_wgmma(GgmlType type, const MatmulOutputs& outs, int row_tiles, int64_t K, const uint16_t* x16,
+                         int64_t M, bool tiles_of_64, int splits, float* partials, void* stream) {
+  with_kernel(type, tiles_of_64, [&]<typename Loader, int kTokens>() {
+    const dim3 grid(static_cast<unsigned>((M + kTokens - 1) / kTokens), static_cast<unsigned>(row_tiles),
+                    static_cast<unsigned>(splits));
+    matmul_wgmma_kernel<Loader, kTokens><<<grid, 2 * kTokens, wgmma_shared_bytes<Loader, kTokens>(),
+                                           static_cast<cudaStream_t>(stream)>>>(
+        outs, gpu_row_bytes(type, K), K, x16, M, K / kStep / splits, splits > 1 ? partials : nullptr);
+  });
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -2,7 +2,8 @@
 // GEMM on the same shapes (the peer: what a dequantize-then-cuBLAS path would get at best, its
 // dequantization not counted); then a pp512's products as the GPU stage launches them (q/k/v and
 // gate/up fused) and what they and cuBLAS imply for a pp512 of QwQ-32B Q4_K_M's matrix products
-// (run by tools/device-check). The stage's kernel (wgmma on Hopper) is timed against the mma.sync
+// (run by tools/device-check). The stage's choice (wgmma on Hopper, K split where the grid would
+// leave SMs idle) is timed against each part left out: no split, either tile size, the mma.sync
 // kernel every GPU runs. Prints a table, or one JSON object with --json.
 //
 // Weights are filled with a constant byte pattern (0x3C: valid fp16 scales), activations with
@@ -28,6 +29,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/kv_cache.h"
 #include "kernels/cuda/matmul.h"
+#include "kernels/cuda/matmul_splits.h"
 #include "scheduler/cuda_check.h"
 #include "qwq32_shapes.h"
 
@@ -114,8 +116,9 @@ int main(int argc, char** argv) {
       fmt::print("device {}: prompt matmul at {} tokens, {} kernel{}\n", prop.name, kTokens,
                  engine::cuda_matmul_has_wgmma() ? "wgmma" : "mma.sync",
                  cublas.available() ? "" : " (cuBLAS not found: no comparison)");
-      fmt::print("{:32} {:>9} {:>8} {:>10} {:>10} {:>11} {:>12} {:>12} {:>8}\n", "matmul", "us", "TFLOPS",
-                 "128-tok us", "64-tok us", "mma.sync us", "cuBLAS f16 us", "cuBLAS TFLOPS", "ratio");
+      fmt::print("{:32} {:>9} {:>8} {:>6} {:>10} {:>10} {:>10} {:>11} {:>12} {:>12} {:>8}\n", "matmul", "us",
+                 "TFLOPS", "splits", "unsplit us", "128-tok us", "64-tok us", "mma.sync us", "cuBLAS f16 us",
+                 "cuBLAS TFLOPS", "ratio");
     }
     double prompt_cublas_us = 0;
     for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
@@ -132,29 +135,39 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaMemset(w16, 0x3C, 2 * s.K * s.N));
       ENGINE_CUDA_CHECK(cudaMemset(x, 0x3C, 2 * s.K * kTokens));
       const double flops = 2.0 * double(kTokens) * double(s.N) * double(s.K);
-      const auto timed = [&](engine::MatmulTokens tiles, engine::MatmulKernel kernel) {
-        return time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr, {}, tiles, kernel); });
+      // Room for the most splits, as the stage's ffn_up buffer gives its single products.
+      float* partials = nullptr;
+      const int64_t partial_floats = int64_t(engine::kMatmulMaxSplits) * kTokens * s.N;
+      ENGINE_CUDA_CHECK(cudaMalloc(&partials, sizeof(float) * partial_floats));
+      using engine::MatmulKernel, engine::MatmulOptions, engine::MatmulTokens;
+      const engine::MatmulWorkspace room{partials, partial_floats};
+      const auto timed = [&](const MatmulOptions& options) {
+        return time_us([&] { engine::cuda_matmul(s.type, w, s.K, s.N, x, kTokens, y, nullptr, {}, options); });
       };
-      using engine::MatmulKernel, engine::MatmulTokens;
-      const double us = timed(MatmulTokens::automatic, MatmulKernel::automatic);  // what the stage gets
-      const double us128 = timed(MatmulTokens::tiles_of_128, MatmulKernel::automatic);
-      const double us64 = timed(MatmulTokens::tiles_of_64, MatmulKernel::automatic);
-      const double us_mma = timed(MatmulTokens::automatic, MatmulKernel::mma_sync);  // every GPU's kernel
+      const double us = timed({.workspace = room});  // what the stage gets
+      const engine::MatvecOutput shape{w, s.N, y, {}};
+      const int splits = engine::cuda_matmul_launch(s.type, s.K, kTokens, {&shape, 1}, {.workspace = room}).splits;
+      const double us_unsplit = timed({});
+      const double us128 = timed({.tokens = MatmulTokens::tiles_of_128});
+      const double us64 = timed({.tokens = MatmulTokens::tiles_of_64});
+      const double us_mma = timed({.kernel = MatmulKernel::mma_sync, .workspace = room});  // every GPU's kernel
       std::optional<double> ref_us;
       if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
       if (ref_us) prompt_cublas_us += *ref_us * s.per_token;
       nlohmann::json row = {{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K}, {"N", s.N},
                             {"us", us},       {"tflops", flops / us * 1e-6}, {"us_tiles_128", us128},
-                            {"us_tiles_64", us64}, {"us_mma_sync", us_mma}};
+                            {"us_tiles_64", us64}, {"us_mma_sync", us_mma}, {"splits", splits},
+                            {"us_unsplit", us_unsplit}};
       row["cublas_f16_us"] = ref_us ? nlohmann::json(*ref_us) : nlohmann::json();
       row["ratio_to_cublas"] = ref_us ? nlohmann::json(*ref_us / us) : nlohmann::json();
       out["kernels"].push_back(row);
       if (!json) {
-        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>10.1f} {:>10.1f} {:>11.1f} {:>12} {:>12} {:>8}\n", s.name, us,
-                   flops / us * 1e-6, us128, us64, us_mma,
+        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>6} {:>10.1f} {:>10.1f} {:>10.1f} {:>11.1f} {:>12} {:>12} {:>8}\n",
+                   s.name, us, flops / us * 1e-6, splits, us_unsplit, us128, us64, us_mma,
                    ref_us ? fmt::format("{:.1f}", *ref_us) : "", ref_us ? fmt::format("{:.1f}", flops / *ref_us * 1e-6) : "",
                    ref_us ? fmt::format("{:.2f}x", *ref_us / us) : "");
       }
+      ENGINE_CUDA_CHECK(cudaFree(partials));
       ENGINE_CUDA_CHECK(cudaFree(w));
       ENGINE_CUDA_CHECK(cudaFree(w16));
       ENGINE_CUDA_CHECK(cudaFree(x));
@@ -182,11 +195,20 @@ int main(int argc, char** argv) {
         outs.push_back({w, n, y, {}});
         flops += 2.0 * double(kTokens) * double(n) * double(l.K);
       }
-      const double us = time_us([&] { engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr); });
-      const double us_mma = time_us([&] {
-        engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr, engine::MatmulTokens::automatic,
-                                  engine::MatmulKernel::mma_sync);
+      // A single product gets room for its splits, as in the stage; fused ones never split.
+      float* partials = nullptr;
+      const int64_t partial_floats = int64_t(engine::kMatmulMaxSplits) * kTokens * *l.rows.begin();
+      ENGINE_CUDA_CHECK(cudaMalloc(&partials, sizeof(float) * partial_floats));
+      const engine::MatmulWorkspace room =
+          outs.size() == 1 ? engine::MatmulWorkspace{partials, partial_floats} : engine::MatmulWorkspace{};
+      const double us = time_us([&] {
+        engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr, {.workspace = room});
       });
+      const double us_mma = time_us([&] {
+        engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr,
+                                  {.kernel = engine::MatmulKernel::mma_sync, .workspace = room});
+      });
+      ENGINE_CUDA_CHECK(cudaFree(partials));
       launches_us += us * l.per_token;
       launches_mma_us += us_mma * l.per_token;
       out["prompt_launches"].push_back({{"name", l.name}, {"per_token", l.per_token}, {"us", us},

@@ -37,6 +37,7 @@ class DeviceBuffer {
   }
 
   void* get() const { return p_; }
+  size_t bytes() const { return bytes_; }
   template <typename T>
   T* as() const {
     return static_cast<T*>(p_);

@@ -19,12 +19,13 @@
 
 namespace engine::test {
 
-// A small synthetic model (256 wide, vocabulary 512) with fresh random weights; the file is
-// removed at once, the mapping stays valid.
-inline std::shared_ptr<const Model> random_model(WeightMix mix, Arch arch, uint32_t n_layer) {
+// A small synthetic model (256 wide, vocabulary 512, feed-forward n_ff wide) with fresh random
+// weights; the file is removed at once, the mapping stays valid.
+inline std::shared_ptr<const Model> random_model(WeightMix mix, Arch arch, uint32_t n_layer, uint32_t n_ff = 512) {
   SyntheticModelOptions o;
   o.arch = arch;
   o.n_layer = n_layer;
+  o.n_ff = n_ff;
   o.mix = mix;
   o.seed = std::random_device{}();
   const std::string path = (std::filesystem::temp_directory_path() /

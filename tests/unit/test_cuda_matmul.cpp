@@ -24,6 +24,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/matmul.h"
+#include "kernels/cuda/matmul_splits.h"
 #include "kernels/cuda/swizzle.h"
 #endif
 
@@ -121,11 +122,12 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
                                    (tiles == MatmulTokens::tiles_of_64 ? " (64-token tiles)" : " (128-token tiles)");
           const test::DeviceBuffer d_y(std::vector<float>(M * N, std::nanf("")));  // NaN poison
           float* y_dev = d_y.as<float>();
-          cuda_matmul(tr.type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, y_dev, nullptr, {}, tiles, kernel);
+          cuda_matmul(tr.type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, y_dev, nullptr, {},
+                      {.tokens = tiles, .kernel = kernel});
           const auto y = d_y.to_host<float>();
           if (M == 128) {  // the epilogue, as the stage's output products use it: y += W x + bias
             cuda_matmul(tr.type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, y_dev, nullptr, {d_bias.as<float>(), true},
-                        tiles, kernel);
+                        {.tokens = tiles, .kernel = kernel});
             const auto twice = d_y.to_host<float>();
             for (int64_t i = 0; i < M * N; ++i) {
               ASSERT_NEAR(twice[i], 2 * y[i] + bias[i % N], 1e-4f * (std::fabs(y[i]) + 1)) << what << " " << i;
@@ -197,13 +199,108 @@ TEST(CudaMatmul, FusedLaunchMatchesSeparateLaunches) {
       const test::FusedProducts f = test::make_fused_products(type, K, rows, M, rng);
       for (int s = 0; s < 3; ++s) {
         cuda_matmul(type, f.w[s].get(), K, rows[s], d_x16.as<uint16_t>(), M, f.separate_y[s].as<float>(), nullptr,
-                    f.eps[s], tiles, kernel);
+                    f.eps[s], {.tokens = tiles, .kernel = kernel});
       }
-      cuda_matmul_fused(type, K, d_x16.as<uint16_t>(), M, f.fused, nullptr, tiles, kernel);
+      cuda_matmul_fused(type, K, d_x16.as<uint16_t>(), M, f.fused, nullptr, {.tokens = tiles, .kernel = kernel});
       test::expect_fused_matches_separate(f, type, M);
     }
     }
   }
+#endif
+}
+
+// K in 2, 3 and 4 splits on each kernel: the result against the double reference (with the
+// stage's epilogue, y += W x + bias), bit for bit the same when run again (the partial sums are
+// added in split order), and within f32 rounding of the unsplit product. The workspace starts
+// as NaN, so a partial sum left unwritten shows.
+TEST(CudaMatmul, SplitKMatchesTheReferenceAndRepeatsExactly) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t K = 12 * 256, N = 200, M = 150;  // 12 super-blocks: 2, 3 and 4 splits of whole windows
+  for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16}) {
+    const auto w = test::random_blocks(type, K * N, rng);
+    const auto wf = dequantized(type, w, K, N);
+    std::vector<float> x(M * K), bias(N), residual(M * N);
+    for (auto* v : {&x, &bias, &residual}) {
+      for (auto& f : *v) f = normal(rng);
+    }
+    std::vector<double> want(M * N);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        double sum = double(residual[m * N + n]) + double(bias[n]);
+        for (int64_t k = 0; k < K; ++k) sum += double(wf[n * K + k]) * double(x[m * K + k]);
+        want[m * N + n] = sum;
+      }
+    }
+    const test::DeviceBuffer d_w(test::in_gpu_layout(type, K, N, w)), d_x(x), d_bias(bias),
+        d_x16(std::vector<uint16_t>(M * K));
+    cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
+    const ProductEpilogue ep{d_bias.as<float>(), true};
+    for (const MatmulKernel kernel : device_kernels()) {
+      const auto product = [&](int splits, const test::DeviceBuffer& ws) {
+        const test::DeviceBuffer d_y(residual);
+        cuda_matmul(type, d_w.get(), K, N, d_x16.as<uint16_t>(), M, d_y.as<float>(), nullptr, ep,
+                    {.kernel = kernel, .splits = splits, .workspace = {ws.as<float>(), int64_t(ws.bytes() / 4)}});
+        return d_y.to_host<float>();
+      };
+      const test::DeviceBuffer no_room(std::vector<float>(1));
+      const std::vector<float> whole = product(1, no_room);
+      for (const int splits : {2, 3, 4}) {
+        const std::string what = std::string(traits(type).name) + " " + kernel_name(kernel) + ", " +
+                                 std::to_string(splits) + " splits";
+        const test::DeviceBuffer ws(std::vector<float>(splits * M * N, std::nanf("")));
+        const std::vector<float> y = product(splits, ws), again = product(splits, ws);
+        double err = 0, norm = 0, gap = 0, whole_norm = 0;
+        for (int64_t i = 0; i < M * N; ++i) {
+          ASSERT_TRUE(std::isfinite(y[i])) << what << ": token " << i / N << " row " << i % N;
+          ASSERT_EQ(y[i], again[i]) << what << ": not repeated exactly at " << i;
+          err += (y[i] - want[i]) * (y[i] - want[i]);
+          norm += want[i] * want[i];
+          gap += double(y[i] - whole[i]) * double(y[i] - whole[i]);
+          whole_norm += double(whole[i]) * double(whole[i]);
+        }
+        EXPECT_LE(std::sqrt(err / norm), 2e-3) << what;  // as the unsplit products above
+        // The same fp16 products summed in f32 in another order: a few ulps of the sum.
+        EXPECT_LE(std::sqrt(gap / whole_norm), 1e-5) << what << " against one split";
+      }
+    }
+  }
+#endif
+}
+
+// What the stage's products launch on this device: QwQ-32B's ffn_down at 512 tokens in 128-token
+// tiles (160 blocks: a wave and a fifth of a 132-SM card at one block per SM, under one wave at
+// two) splits K when a workspace holds the partial sums, in whole super-blocks, and never without
+// one or in a fused launch.
+TEST(CudaMatmul, SplitsOnlyWhereTheGridLeavesSmsIdle) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  const int64_t M = 512;
+  float* const far_away = reinterpret_cast<float*>(uintptr_t(1) << 40);  // the launch plan reads no memory
+  const MatmulWorkspace room{far_away, int64_t(kMatmulMaxSplits) * M * 27648};
+  const MatvecOutput down{nullptr, 5120, nullptr, {}};
+  const MatvecOutput gate{nullptr, 27648, nullptr, {}}, up{nullptr, 27648, nullptr, {}};
+  const MatvecOutput gate_up[2] = {gate, up};
+  int sms = 0, device = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), cudaSuccess);
+  for (const MatmulKernel kernel : device_kernels()) {
+    SCOPED_TRACE(kernel_name(kernel));
+    const MatmulOptions tiles_128{.tokens = MatmulTokens::tiles_of_128, .kernel = kernel, .workspace = room};
+    const MatmulLaunch split = cuda_matmul_launch(GgmlType::Q4_K, 27648, M, {&down, 1}, tiles_128);
+    EXPECT_EQ(split.kernel, kernel);
+    if (sms >= 100 && sms < 160) {
+      EXPECT_GT(split.splits, 1) << sms << " SMs";
+    }
+    EXPECT_EQ(27648 / 256 % split.splits, 0);
+    EXPECT_EQ(cuda_matmul_launch(GgmlType::Q4_K, 27648, M, {&down, 1}, {.kernel = kernel}).splits, 1);
+    EXPECT_EQ(cuda_matmul_launch(GgmlType::Q4_K, 5120, M, gate_up, tiles_128).splits, 1);
+    const MatmulLaunch chosen = cuda_matmul_launch(GgmlType::Q4_K, 5120, M, {&gate, 1}, {.kernel = kernel, .workspace = room});
+    EXPECT_EQ(5120 / 256 % chosen.splits, 0);
+  }
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
 #endif
 }
 
@@ -220,8 +317,8 @@ TEST(CudaMatmul, HopperRunsTheWgmmaKernel) {
   if (!cuda_matmul_has_wgmma()) {
     test::expect_error(
         [] {
-          cuda_matmul(GgmlType::F16, nullptr, 128, 4, nullptr, 16, nullptr, nullptr, {}, MatmulTokens::automatic,
-                      MatmulKernel::wgmma);
+          cuda_matmul(GgmlType::F16, nullptr, 128, 4, nullptr, 16, nullptr, nullptr, {},
+                      {.kernel = MatmulKernel::wgmma});
         },
         {"cuda_matmul", "wgmma"});
   }
@@ -250,6 +347,31 @@ TEST(CudaMatmul, WgmmaTileOffsetsAreThe128ByteSwizzle) {
 #endif
 }
 
+// The split count: more than one only where the last wave would leave slots idle, and only in
+// whole windows of at least kMatmulMinSplitValues values; never more than asked.
+TEST(CudaMatmul, SplitCountFillsTheLastWave) {
+#if !ENGINE_HAVE_CUDA
+  GTEST_SKIP() << "built without the CUDA backend";
+#else
+  const auto idle = [](int64_t blocks, int64_t slots, int s) {  // fraction of slot time left idle
+    const int64_t waves = (blocks * s + slots - 1) / slots;
+    return 1.0 - double(blocks * s) / double(waves * slots);
+  };
+  // QwQ-32B's ffn_down at 512 tokens on a 132-SM card, one block per SM: 108 super-blocks of K.
+  const int s = choose_matmul_splits(160, 132, 108, 256, kMatmulMaxSplits);
+  EXPECT_GT(s, 1);
+  EXPECT_EQ(108 % s, 0);
+  EXPECT_LT(idle(160, 132, s), idle(160, 132, 1));
+  EXPECT_EQ(choose_matmul_splits(160, 132, 108, 256, 1), 1);      // no room for partial sums
+  EXPECT_EQ(choose_matmul_splits(132 * 8, 132, 108, 256, 4), 1);  // whole waves already
+  EXPECT_EQ(choose_matmul_splits(1728, 132, 20, 256, 4), 1);      // 13.1 waves: the tail is small
+  EXPECT_EQ(choose_matmul_splits(160, 132, 4, 256, 4), 1);        // K = 1024: no split keeps 1024 values
+  EXPECT_EQ(choose_matmul_splits(32, 132, 7, 256, 4), 1);         // 7 windows: no split of 2, 3 or 4
+  const int few = choose_matmul_splits(32, 132, 20, 256, 4);      // v alone: 32 blocks on 132 slots
+  EXPECT_EQ(few, 4);
+#endif
+}
+
 // Argument checks happen before any CUDA call, so this runs wherever the backend is built.
 TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
 #if !ENGINE_HAVE_CUDA
@@ -271,10 +393,21 @@ TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
   // wgmma's float windows are 64 values: K = 96 is the mma.sync kernel's only.
   test::expect_error(
       [] {
-        cuda_matmul(GgmlType::F16, nullptr, 96, 4, nullptr, 16, nullptr, nullptr, {}, MatmulTokens::automatic,
-                    MatmulKernel::wgmma);
+        cuda_matmul(GgmlType::F16, nullptr, 96, 4, nullptr, 16, nullptr, nullptr, {}, {.kernel = MatmulKernel::wgmma});
       },
       {"cuda_matmul (wgmma)", "K", "96"});
+  // Splits: at most kMatmulMaxSplits, one matrix, a workspace that holds them, whole windows.
+  float* const far_away = reinterpret_cast<float*>(uintptr_t(1) << 40);  // never dereferenced
+  const MatmulWorkspace room{far_away, int64_t(1) << 30};
+  test::expect_error([&] { cuda_matmul(GgmlType::Q4_K, nullptr, 1024, 4, nullptr, 16, nullptr, nullptr, {}, {.splits = 5, .workspace = room}); },
+                     {"cuda_matmul", "splits 5"});
+  test::expect_error([] { cuda_matmul(GgmlType::Q4_K, nullptr, 1024, 4, nullptr, 16, nullptr, nullptr, {}, {.splits = 2}); },
+                     {"cuda_matmul", "splits for the workspace", "2"});
+  test::expect_error([&] { cuda_matmul(GgmlType::Q4_K, nullptr, 1024, 4, nullptr, 16, nullptr, nullptr, {}, {.splits = 3, .workspace = room}); },
+                     {"cuda_matmul", "splits of K's windows", "3"});
+  const MatvecOutput two[2] = {};
+  test::expect_error([&] { cuda_matmul_fused(GgmlType::Q4_K, 1024, nullptr, 16, two, nullptr, {.splits = 2, .workspace = room}); },
+                     {"cuda_matmul", "splits of a fused launch", "2"});
   const MatvecOutput four[4] = {};
   test::expect_error([&] { cuda_matmul_fused(GgmlType::F16, 256, nullptr, 16, four, nullptr); },
                      {"cuda_matmul", "matrices 4"});

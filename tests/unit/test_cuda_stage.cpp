@@ -25,6 +25,10 @@
 #include "scheduler/cuda_runtime.h"
 #include "test_support.h"
 
+#if ENGINE_HAVE_CUDA
+#include "kernels/cuda/matmul.h"
+#endif
+
 namespace engine {
 namespace {
 
@@ -91,6 +95,26 @@ TEST(CudaStage, WholeModelMatchesTheCpu) {
       expect_gpu_matches_cpu(test::random_model(mix, arch, 4), KvType::f16, tol, greedy, 1e-2,
                              describe(mix, arch, KvType::f16));
     }
+  }
+}
+
+// A 4096-wide feed-forward: a prompt's ffn_down (K = 4096, 2 row tiles, so far under a wave)
+// splits K four ways, its partial sums in the stage's ffn_up buffer (cuda_matmul's workspace),
+// and the result still matches the CPU stage as the unsplit products do.
+TEST(CudaStage, SplitPromptProductsMatchTheCpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+  for (const auto& [mix, tol] : {std::pair{WeightMix::f16, 3e-4}, std::pair{WeightMix::q4_k_m, 5e-2}}) {
+#if ENGINE_HAVE_CUDA
+    // That the 24-token prompt's ffn_down does split: what cuda_matmul plans for its shape with
+    // the stage's workspace (ffn_up: the batch's rows of 4096).
+    float* const far_away = reinterpret_cast<float*>(uintptr_t(1) << 40);  // the plan reads no memory
+    const MatvecOutput down{nullptr, 256, nullptr, {}};
+    const GgmlType type = tensor_type_for(mix, "ffn_down.weight", 0, 4, false);
+    EXPECT_GT(cuda_matmul_launch(type, 4096, 24, {&down, 1}, {.workspace = {far_away, 512 * 4096}}).splits, 1)
+        << traits(type).name;
+#endif
+    expect_gpu_matches_cpu(test::random_model(mix, Arch::qwen2, 4, 4096), KvType::f16, tol, mix == WeightMix::f16,
+                           1e-2, describe(mix, Arch::qwen2, KvType::f16) + ", n_ff 4096");
   }
 }
 
