@@ -64,7 +64,6 @@ __global__ void __launch_bounds__(2 * kTileTokens, 512 / (2 * kTileTokens))
   constexpr int kRawBuffers = raw_buffers<Loader, kTileK, kAhead>();
   constexpr int kThreads = 2 * kTileTokens;                 // 2 warps of 64 weight rows per 32 tokens
   constexpr int kWeightGroups = kTileRows * 4 / kThreads;  // groups of 8 weights a thread decodes per step
-  constexpr int kChunks = Loader::kWindowBytes / Loader::kChunkBytes;  // per row and window
   extern __shared__ __align__(16) uint8_t smem[];
   uint16_t* xs = reinterpret_cast<uint16_t*>(smem);       // [kXStages][kTileTokens][kPitch]
   uint16_t* ws = xs + kXStages * kTileTokens * kPitch;    // [kTileRows][kPitch]
@@ -108,14 +107,8 @@ MATMUL_UNROLL
       for (int j = 0; j < 2; ++j) cp_async16(xt + rows[j] * kPitch + cols[j], xrow[j] + t * kTileK + cols[j], xvalid[j]);
       if (t % kStepsPerWindow == 0) {
         const int64_t window = t / kStepsPerWindow;
-        uint8_t* dst = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
-        for (int i = tid; i < kTileRows * kChunks; i += kThreads) {
-          const int r = i / kChunks, c = i % kChunks;
-          const bool valid = row0 + r < mine().N;
-          const uint8_t* row = static_cast<const uint8_t*>(mine().w) + (valid ? row0 + r : 0) * row_bytes;
-          cp_async<Loader::kChunkBytes>(dst + r * Loader::kWindowBytes + Loader::kChunkBytes * c,
-                                        Loader::chunk(row, K, window, c), valid);
-        }
+        copy_window<Loader, kThreads>(raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes, mine(), row0,
+                                      row_bytes, K, window, tid);
       }
     }
     cp_async_commit();

@@ -14,6 +14,7 @@
 #include "engine/ggml_type.h"
 #include "engine/gpu_layout.h"
 #include "matvec.h"
+#include "tensor_core.cuh"
 
 #if defined(__CUDA_ARCH__)
 #define MATMUL_UNROLL _Pragma("unroll")
@@ -321,6 +322,22 @@ MATMUL_UNROLL
 __host__ __device__ __forceinline__ const MatvecOutput& output(const MatmulOutputs& outs, int which) {
   static_assert(kCudaMatvecMaxFused == 3, "output() selects among three");
   return which == 0 ? outs.out[0] : which == 1 ? outs.out[1] : outs.out[2];
+}
+
+// Window `window` of the block's weight rows row0 .. row0 + kTileRows - 1 of matrix o (rows of
+// row_bytes, K values) to dst ([kTileRows][kWindowBytes]) by cp.async from kThreads threads; rows
+// past N copy nothing and are zero-filled.
+template <typename Loader, int kThreads>
+__device__ __forceinline__ void copy_window(uint8_t* dst, const MatvecOutput& o, int64_t row0, uint64_t row_bytes,
+                                            int64_t K, int64_t window, int tid) {
+  constexpr int kChunks = Loader::kWindowBytes / Loader::kChunkBytes;  // per row and window
+  for (int i = tid; i < kTileRows * kChunks; i += kThreads) {
+    const int r = i / kChunks, c = i % kChunks;
+    const bool valid = row0 + r < o.N;
+    const uint8_t* row = static_cast<const uint8_t*>(o.w) + (valid ? row0 + r : 0) * row_bytes;
+    cp_async<Loader::kChunkBytes>(dst + r * Loader::kWindowBytes + Loader::kChunkBytes * c,
+                                  Loader::chunk(row, K, window, c), valid);
+  }
 }
 
 // One sum of a block's tile, row n (< N) and token m (< M) of matrix o: without a split, y as

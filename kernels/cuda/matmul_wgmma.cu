@@ -49,6 +49,16 @@ constexpr size_t wgmma_shared_bytes() {
          size_t(raw_buffers<Loader, kStep, kAhead>()) * kTileRows * Loader::kWindowBytes;
 }
 
+// fence_operand on every accumulator of a block's products.
+template <int kMmas, int kAcc>
+__device__ __forceinline__ void fence_accumulators(float (&acc)[kMmas][kAcc]) {
+#pragma unroll
+  for (int m = 0; m < kMmas; ++m) {
+#pragma unroll
+    for (int i = 0; i < kAcc; ++i) fence_operand(acc[m][i]);
+  }
+}
+
 // d (+)= A . B for one k16 slice: 64 weight rows by kTokens tokens.
 template <int kTokens>
 __device__ __forceinline__ void wgmma_slice(float (&d)[kTokens / 2], uint64_t a, uint64_t b, bool accumulate) {
@@ -70,7 +80,6 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
   constexpr int kAcc = kTokens / 2;                         // accumulators per product and thread
   constexpr int kStepsPerWindow = Loader::kWindowValues / kStep;
   constexpr int kRawBuffers = raw_buffers<Loader, kStep, kAhead>();
-  constexpr int kChunks = Loader::kWindowBytes / Loader::kChunkBytes;  // per row and window
   constexpr int kWeightGroups = kTileRows * (kStep / 8) / kThreads;   // groups of 8 weights per thread and step
   constexpr int kXGroups = kTokens * (kStep / 8) / kThreads;          // 16-byte X chunks per thread and step
   static_assert(Loader::kWindowValues % kStep == 0, "a step lies in one window");
@@ -105,14 +114,8 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
       }
       if (t % kStepsPerWindow == 0) {
         const int64_t window = t / kStepsPerWindow;
-        uint8_t* dst = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
-        for (int i = tid; i < kTileRows * kChunks; i += kThreads) {
-          const int r = i / kChunks, c = i % kChunks;
-          const bool valid = row0 + r < mine().N;
-          const uint8_t* row = static_cast<const uint8_t*>(mine().w) + (valid ? row0 + r : 0) * row_bytes;
-          cp_async<Loader::kChunkBytes>(dst + r * Loader::kWindowBytes + Loader::kChunkBytes * c,
-                                        Loader::chunk(row, K, window, c), valid);
-        }
+        copy_window<Loader, kThreads>(raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes, mine(), row0,
+                                      row_bytes, K, window, tid);
       }
     }
     cp_async_commit();
@@ -148,11 +151,7 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
     // Step t: its X tile and weight tile are in place and visible to the async proxy.
     const uint32_t a_tile = smem_address(ws + (t % 2) * kTileRows * kRowBytes) + group * kGroupRows * kRowBytes;
     const uint32_t b_tile = smem_address(xs + (t % kXStages) * kTokens * kRowBytes);
-#pragma unroll
-    for (int m = 0; m < kMmas; ++m) {
-#pragma unroll
-      for (int i = 0; i < kAcc; ++i) fence_operand(acc[m][i]);
-    }
+    fence_accumulators(acc);
     wgmma_fence();
 #pragma unroll
     for (int s = 0; s < kStep / 16; ++s) {
@@ -166,11 +165,7 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
     // Step t - 1's products are done in this warpgroup, and step t + 1's copies have landed for
     // this thread; after the barrier, for the block: the tiles step t - 1 read may be refilled.
     wgmma_wait<1>();
-#pragma unroll
-    for (int m = 0; m < kMmas; ++m) {
-#pragma unroll
-      for (int i = 0; i < kAcc; ++i) fence_operand(acc[m][i]);
-    }
+    fence_accumulators(acc);
     cp_async_wait<kAhead - 2>();
     fence_proxy_async();
     __syncthreads();
@@ -180,11 +175,7 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
     __syncthreads();
   }
   wgmma_wait<0>();
-#pragma unroll
-  for (int m = 0; m < kMmas; ++m) {
-#pragma unroll
-    for (int i = 0; i < kAcc; ++i) fence_operand(acc[m][i]);
-  }
+  fence_accumulators(acc);
 
   // Accumulator 4j + r of product m: weight row 16 (warp % 4) + g + 8 (r / 2) of the product's 64,
   // token 8j + 2 t4 + r % 2 (g = lane / 4, t4 = lane % 4; wgmma.cuh).
