@@ -116,8 +116,10 @@ int main(int argc, char** argv) {
       fmt::print("device {}: prompt matmul at {} tokens, {} kernel{}\n", prop.name, kTokens,
                  engine::cuda_matmul_has_wgmma() ? "wgmma" : "mma.sync",
                  cublas.available() ? "" : " (cuBLAS not found: no comparison)");
-      fmt::print("{:32} {:>9} {:>8} {:>6} {:>10} {:>10} {:>10} {:>11} {:>12} {:>12} {:>8}\n", "matmul", "us",
-                 "TFLOPS", "splits", "unsplit us", "128-tok us", "64-tok us", "mma.sync us", "cuBLAS f16 us",
+      // us: the stage's choice (tile tokens x splits); unsplit: no workspace; 128/64-tok: that tile,
+      // splits chosen; mma.sync: the portable kernel, the stage's choice otherwise.
+      fmt::print("{:32} {:>9} {:>8} {:>7} {:>10} {:>10} {:>10} {:>11} {:>12} {:>12} {:>8}\n", "matmul", "us",
+                 "TFLOPS", "tile", "unsplit us", "128-tok us", "64-tok us", "mma.sync us", "cuBLAS f16 us",
                  "cuBLAS TFLOPS", "ratio");
     }
     double prompt_cublas_us = 0;
@@ -146,24 +148,26 @@ int main(int argc, char** argv) {
       };
       const double us = timed({.workspace = room});  // what the stage gets
       const engine::MatvecOutput shape{w, s.N, y, {}};
-      const int splits = engine::cuda_matmul_launch(s.type, s.K, kTokens, {&shape, 1}, {.workspace = room}).splits;
+      const engine::MatmulLaunch chosen = engine::cuda_matmul_launch(s.type, s.K, kTokens, {&shape, 1}, {.workspace = room});
+      const std::string tile = fmt::format("{}x{}", chosen.tokens == MatmulTokens::tiles_of_64 ? 64 : 128, chosen.splits);
       const double us_unsplit = timed({});
-      const double us128 = timed({.tokens = MatmulTokens::tiles_of_128});
-      const double us64 = timed({.tokens = MatmulTokens::tiles_of_64});
+      const double us128 = timed({.tokens = MatmulTokens::tiles_of_128, .workspace = room});  // splits chosen
+      const double us64 = timed({.tokens = MatmulTokens::tiles_of_64, .workspace = room});
       const double us_mma = timed({.kernel = MatmulKernel::mma_sync, .workspace = room});  // every GPU's kernel
       std::optional<double> ref_us;
       if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
       if (ref_us) prompt_cublas_us += *ref_us * s.per_token;
       nlohmann::json row = {{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K}, {"N", s.N},
                             {"us", us},       {"tflops", flops / us * 1e-6}, {"us_tiles_128", us128},
-                            {"us_tiles_64", us64}, {"us_mma_sync", us_mma}, {"splits", splits},
+                            {"us_tiles_64", us64}, {"us_mma_sync", us_mma}, {"splits", chosen.splits},
+                            {"tile_tokens", chosen.tokens == MatmulTokens::tiles_of_64 ? 64 : 128},
                             {"us_unsplit", us_unsplit}};
       row["cublas_f16_us"] = ref_us ? nlohmann::json(*ref_us) : nlohmann::json();
       row["ratio_to_cublas"] = ref_us ? nlohmann::json(*ref_us / us) : nlohmann::json();
       out["kernels"].push_back(row);
       if (!json) {
-        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>6} {:>10.1f} {:>10.1f} {:>10.1f} {:>11.1f} {:>12} {:>12} {:>8}\n",
-                   s.name, us, flops / us * 1e-6, splits, us_unsplit, us128, us64, us_mma,
+        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>7} {:>10.1f} {:>10.1f} {:>10.1f} {:>11.1f} {:>12} {:>12} {:>8}\n",
+                   s.name, us, flops / us * 1e-6, tile, us_unsplit, us128, us64, us_mma,
                    ref_us ? fmt::format("{:.1f}", *ref_us) : "", ref_us ? fmt::format("{:.1f}", flops / *ref_us * 1e-6) : "",
                    ref_us ? fmt::format("{:.2f}x", *ref_us / us) : "");
       }

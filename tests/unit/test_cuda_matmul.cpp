@@ -209,6 +209,53 @@ TEST(CudaMatmul, FusedLaunchMatchesSeparateLaunches) {
 #endif
 }
 
+// Exact one-hot products that say where a value went when it goes astray (a fragment or swizzle
+// mistake shows as a pattern, not just a large error): weight row n is 1 at k = n (F16, exact),
+// so y[m][n] = x[m][n]; with x[m][k] = k, a wrong y names the k that row n's 1 met; with x[m][k]
+// = m + 1, the token whose activations it met. 300 rows, 200 tokens and K = 1024 take partial tiles
+// and several steps; each kernel, tile size and one or two splits.
+TEST(CudaMatmul, OneHotProductsLandWhereTheyShould) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  const int64_t K = 1024, N = 300, M = 200;
+  std::vector<uint16_t> w(N * K, fp32_to_fp16(0.0f));
+  for (int64_t n = 0; n < N; ++n) w[n * K + n] = fp32_to_fp16(1.0f);
+  const test::DeviceBuffer d_w(w);
+  for (const bool by_k : {true, false}) {
+    std::vector<uint16_t> x(M * K);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t k = 0; k < K; ++k) x[m * K + k] = fp32_to_fp16(float(by_k ? k : m + 1));
+    }
+    const test::DeviceBuffer d_x(x), ws(std::vector<float>(2 * M * N, std::nanf("")));
+    for (const MatmulKernel kernel : device_kernels()) {
+      for (const MatmulTokens tiles : {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64}) {
+        for (const int splits : {1, 2}) {
+          const test::DeviceBuffer d_y(std::vector<float>(M * N, std::nanf("")));
+          cuda_matmul(GgmlType::F16, d_w.get(), K, N, d_x.as<uint16_t>(), M, d_y.as<float>(), nullptr, {},
+                      {.tokens = tiles, .kernel = kernel, .splits = splits,
+                       .workspace = {ws.as<float>(), int64_t(ws.bytes() / 4)}});
+          const auto y = d_y.to_host<float>();
+          int wrong = 0;
+          for (int64_t m = 0; m < M && wrong < 8; ++m) {
+            for (int64_t n = 0; n < N && wrong < 8; ++n) {
+              const float want = float(by_k ? n : m + 1), got = y[m * N + n];
+              if (got == want) continue;
+              ++wrong;
+              ADD_FAILURE() << kernel_name(kernel) << (tiles == MatmulTokens::tiles_of_64 ? ", 64" : ", 128")
+                            << "-token tiles, " << splits << " split(s): y[token " << m << "][row " << n << "] = "
+                            << got << ": row " << n << "'s one met "
+                            << (by_k ? "value k " + std::to_string(int64_t(got)) + " (want k " + std::to_string(n) + ")"
+                                     : "token " + std::to_string(int64_t(got) - 1) + "'s activations (want " +
+                                           std::to_string(m) + ")");
+            }
+          }
+        }
+      }
+    }
+  }
+#endif
+}
+
 // K in 2, 3 and 4 splits on each kernel: the result against the double reference (with the
 // stage's epilogue, y += W x + bias), bit for bit the same when run again (the partial sums are
 // added in split order), and within f32 rounding of the unsplit product. The workspace starts
