@@ -4,10 +4,11 @@
 // multiple of the loader's window); X is M rows of K fp16 values (16-byte aligned rows); Y is M
 // rows of N floats.
 // Launch: a block of 256 threads (8 warps) per tile of 128 weight rows x 128 tokens, grid
-// (ceil(N / 128), ceil(M / 128)), dynamic shared memory shared_bytes<Loader, 128>() (64-96 KiB:
-// two blocks per SM on sm_90); or, where that grid is under two blocks per SM, 128 threads per
-// 128 x 64 tile (twice the blocks, each with half the X tiles). Every global read is a cp.async issued kAhead steps (of 32 values of
-// K) before its step: each step's X tile (128 tokens x 32), and, when a step opens one, every
+// (ceil(N / 128), ceil(M / 128), splits of K), dynamic shared memory shared_bytes<Loader, 128>()
+// (64-96 KiB: two blocks per SM on sm_90); or, where that grid is under two blocks per SM, 128
+// threads per 128 x 64 tile (twice the blocks, each with half the X tiles). Split z of K (whole
+// windows; matmul_splits.h) writes its partial sums, which add_splits_kernel adds in split order.
+// Every global read is a cp.async issued kAhead steps (of 32 values of K) before its step: each step's X tile (128 tokens x 32), and, when a step opens one, every
 // weight row's next window (a super-block, four legacy blocks, or 32 float values) as raw bytes.
 // A step then decodes its 128 x 32 weights from the raw window to an fp16 tile, and warp w
 // computes 64 weight rows (w % 2) x 32 tokens (w / 2) as 4 x 4 mma.m16n8k16 tiles (fp16 in, f32

@@ -5,9 +5,10 @@
 // rows of K fp16 values, 16-byte aligned rows; Y: M rows of N floats).
 // Launch: 128 weight rows x 128 tokens per block of 256 threads (two warpgroups of 64 rows), or
 // x 64 tokens per block of 128 threads (one warpgroup, both 64-row halves); grid (ceil(M /
-// tokens), row tiles); dynamic shared memory wgmma_shared_bytes (100-225 KiB: one or two blocks per
-// SM). K goes in steps of 64 values. Every global read is a cp.async issued kAhead steps ahead:
-// the step's X tile, stored straight into its swizzled place (wgmma.cuh), and, when a step opens
+// tokens), row tiles, splits of K: as matmul.cu's); dynamic shared memory wgmma_shared_bytes
+// (100-225 KiB: one or two blocks per SM). K goes in steps of 64 values. Every global read is a
+// cp.async issued kAhead steps ahead: the step's X tile, stored straight into its swizzled place
+// (swizzle.h), and, when a step opens
 // one, every weight row's next window of raw blocks (matmul_tiles.cuh). A step's weights are
 // decoded from the raw window into one of two swizzled fp16 tiles while the wgmma of the step
 // before runs on the other: the tensor cores wait on neither the loads nor the decoding, only
