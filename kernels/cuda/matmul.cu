@@ -369,18 +369,22 @@ MatmulLaunch cuda_matmul_launch(GgmlType type, int64_t K, int64_t M, std::span<c
   const int64_t values = window_values(type, l.kernel);
   if (l.splits > 1 && (K / values) % l.splits != 0) throw_bad_argument("cuda_matmul", "splits of K's windows", l.splits);
   const int sms = device_attribute<cudaDevAttrMultiProcessorCount>();
+  // Splits the workspace holds (1: none), where the launch may choose them.
+  const int64_t held = l.splits == 0 && outs.size() == 1 && outs[0].N > 0 &&
+                               workspace_is_free(options.workspace, outs[0], M)
+                           ? options.workspace.floats / (M * outs[0].N)
+                           : 1;
   if (l.tokens == MatmulTokens::automatic) {
-    // 128-token tiles unless they come to less than two blocks per SM (QwQ-32B's 5120-row
-    // products at 512 tokens: 160 blocks on 132 SMs), where twice as many half-size ones keep
-    // more of the SMs busy.
+    // 128-token tiles, which decode each weight once per 128 tokens rather than 64 (half the
+    // decoding a flop), except for prompts of 64 tokens or fewer, and where the grid would come to
+    // less than two blocks per SM (QwQ-32B's 5120-row products at 512 tokens: 160 blocks on 132
+    // SMs) with no split of K to fill the SMs: there twice as many half-size tiles do.
     const int64_t blocks = int64_t(tiles) * ((M + 127) / 128);
-    l.tokens = blocks < 2 * int64_t(sms) ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
+    const bool half = M <= 64 || (held < 2 && blocks < 2 * int64_t(sms));
+    l.tokens = half ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
   }
   if (l.splits == 0) {
     // Split where the grid would leave SMs idle and the workspace holds the partial sums.
-    const int64_t held = outs.size() == 1 && outs[0].N > 0 && workspace_is_free(options.workspace, outs[0], M)
-                             ? options.workspace.floats / (M * outs[0].N)
-                             : 1;
     l.splits = 1;
     if (held >= 2) {
       const int64_t tile_tokens = l.tokens == MatmulTokens::tiles_of_64 ? 64 : 128;
