@@ -46,21 +46,32 @@ __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefe
 // Devices the per-device caches below remember (others are asked every time).
 constexpr int kCachedDevices = 64;
 
-// kAttribute of the current device, asked once per device: launches call this on every prompt
-// product and decode kernel.
-template <cudaDeviceAttr kAttribute>
-int device_attribute() {
-  static std::atomic<int> known[kCachedDevices];  // value + 1; 0: not asked yet
-  int device = 0, value = 0;
+// A non-negative value of the current device, ask(device) the first time per device: `known` is
+// the caller's static cache (value + 1; 0: not asked yet).
+template <typename Ask>
+int per_device(std::atomic<int> (&known)[kCachedDevices], Ask&& ask) {
+  int device = 0;
   ENGINE_CUDA_CHECK(cudaGetDevice(&device));
   const bool cached = device >= 0 && device < kCachedDevices;
   if (cached) {
     const int v = known[device].load(std::memory_order_relaxed);
     if (v != 0) return v - 1;
   }
-  ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&value, kAttribute, device));
+  const int value = ask(device);
   if (cached) known[device].store(value + 1, std::memory_order_relaxed);
   return value;
+}
+
+// kAttribute of the current device, asked once per device: launches call this on every prompt
+// product and decode kernel.
+template <cudaDeviceAttr kAttribute>
+int device_attribute() {
+  static std::atomic<int> known[kCachedDevices];
+  return per_device(known, [](int device) {
+    int value = 0;
+    ENGINE_CUDA_CHECK(cudaDeviceGetAttribute(&value, kAttribute, device));
+    return value;
+  });
 }
 
 // Lets `kernel` take `bytes` of dynamic shared memory on the current device (past 48 KiB a
@@ -77,21 +88,15 @@ void opt_in_shared_bytes(void (*kernel)(Params...), size_t bytes, std::atomic<ui
 }
 
 // Blocks of `kernel` (`threads` threads, `smem` bytes of dynamic shared memory, opted in first)
-// that one SM of the current device holds at once, asked once per device: `known` is the
-// caller's static cache (value + 1; 0: not asked yet).
+// that one SM of the current device holds at once, asked once per device (`known`: as per_device).
 template <typename... Params>
 int resident_blocks_per_sm(void (*kernel)(Params...), int threads, size_t smem,
                            std::atomic<int> (&known)[kCachedDevices]) {
-  int device = 0, blocks = 0;
-  ENGINE_CUDA_CHECK(cudaGetDevice(&device));
-  const bool cached = device >= 0 && device < kCachedDevices;
-  if (cached) {
-    const int v = known[device].load(std::memory_order_relaxed);
-    if (v != 0) return v - 1;
-  }
-  ENGINE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem));
-  if (cached) known[device].store(blocks + 1, std::memory_order_relaxed);
-  return blocks;
+  return per_device(known, [&](int) {
+    int blocks = 0;
+    ENGINE_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem));
+    return blocks;
+  });
 }
 
 // Whether launches on the current device may overlap (compute capability 9.0 or later, and
