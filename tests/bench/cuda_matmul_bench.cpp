@@ -87,6 +87,11 @@ class Cublas {
 
 int main(int argc, char** argv) {
   const bool json = argc > 1 && std::strcmp(argv[1], "--json") == 0;
+  // --profile: each of the stage's prompt launches once with either kernel, the prefill attention
+  // and the cache conversion once, untimed and without the per-matrix table: for a profiler such
+  // as ncu to look inside (tools/device-check runs it so).
+  const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
+  const bool quiet = json || profile;  // no table
   try {
     cudaDeviceProp prop{};
     ENGINE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -95,6 +100,10 @@ int main(int argc, char** argv) {
     ENGINE_CUDA_CHECK(cudaEventCreate(&stop));
     auto time_us = [&](auto&& launch) {
       launch();
+      if (profile) {
+        ENGINE_CUDA_CHECK(cudaDeviceSynchronize());
+        return 0.0;
+      }
       constexpr int kReps = 10;
       ENGINE_CUDA_CHECK(cudaEventRecord(start));
       for (int r = 0; r < kReps; ++r) launch();
@@ -112,7 +121,7 @@ int main(int argc, char** argv) {
     out["cublas"] = cublas.available();
     out["kernel"] = engine::cuda_matmul_has_wgmma() ? "wgmma" : "mma.sync";
     out["kernels"] = nlohmann::json::array();
-    if (!json) {
+    if (!quiet) {
       fmt::print("device {}: prompt matmul at {} tokens, {} kernel{}\n", prop.name, kTokens,
                  engine::cuda_matmul_has_wgmma() ? "wgmma" : "mma.sync",
                  cublas.available() ? "" : " (cuBLAS not found: no comparison)");
@@ -124,7 +133,7 @@ int main(int argc, char** argv) {
     }
     double prompt_cublas_us = 0;
     for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
-      if (s.output_head) continue;  // a prompt runs the head for its last token only
+      if (s.output_head || profile) continue;  // a prompt runs the head for its last token only
       const uint64_t w_bytes = engine::gpu_row_bytes(s.type, s.K) * uint64_t(s.N);  // as a GPU stage stores it
       void *w = nullptr, *w16 = nullptr;
       uint16_t* x = nullptr;
@@ -180,7 +189,7 @@ int main(int argc, char** argv) {
     // A pp512's matrix products as the GPU stage launches them (q/k/v where their types agree
     // and gate/up fused, the others alone), and its attention; no norms or conversions.
     out["prompt_launches"] = nlohmann::json::array();
-    if (!json) fmt::print("\n{:32} {:>9} {:>9} {:>8} {:>11}\n", "prompt launch", "per token", "us", "TFLOPS", "mma.sync us");
+    if (!quiet) fmt::print("\n{:32} {:>9} {:>9} {:>8} {:>11}\n", "prompt launch", "per token", "us", "TFLOPS", "mma.sync us");
     double launches_us = 0, launches_mma_us = 0;  // the products: the stage's kernel, and mma.sync's
     for (const engine::bench::StageLaunch& l : engine::bench::kQwq32Launches) {
       if (l.output_head) continue;  // a prompt runs the head for its last token only
@@ -217,7 +226,7 @@ int main(int argc, char** argv) {
       launches_mma_us += us_mma * l.per_token;
       out["prompt_launches"].push_back({{"name", l.name}, {"per_token", l.per_token}, {"us", us},
                                         {"tflops", flops / us * 1e-6}, {"us_mma_sync", us_mma}});
-      if (!json) {
+      if (!quiet) {
         fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f} {:>11.1f}\n", l.name, l.per_token, us, flops / us * 1e-6, us_mma);
       }
       for (const engine::MatvecOutput& o : outs) {
@@ -251,7 +260,7 @@ int main(int argc, char** argv) {
       launches_mma_us += us * kLayers;
       out["prompt_launches"].push_back(
           {{"name", "prefill attention"}, {"per_token", kLayers}, {"us", us}, {"tflops", flops / us * 1e-6}});
-      if (!json) fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f}\n", "prefill attention (40/8 x 128)", kLayers, us, flops / us * 1e-6);
+      if (!quiet) fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f}\n", "prefill attention (40/8 x 128)", kLayers, us, flops / us * 1e-6);
       ENGINE_CUDA_CHECK(cudaFree(q));
       ENGINE_CUDA_CHECK(cudaFree(o));
       ENGINE_CUDA_CHECK(cudaFree(k));
@@ -276,7 +285,7 @@ int main(int argc, char** argv) {
         });
         const double gbs = double(positions * KV * 2) * (34.0 / 32 + 2) / (us * 1e-6) / 1e9;
         out["q8_cache_to_f16"].push_back({{"positions", positions}, {"us", us}, {"gb_per_s", gbs}});
-        if (!json) {
+        if (!quiet) {
           fmt::print("{:32} {:>9} {:>9.1f} {:>8} ({:.0f} GB/s)\n", fmt::format("q8_0 cache to fp16, {} pos", positions),
                      "", us, "", gbs);
         }
@@ -288,7 +297,9 @@ int main(int argc, char** argv) {
     out["qwq32_q4_k_m_pp512_products_attention_tokens_per_s"] = kTokens / (launches_us * 1e-6);
     out["qwq32_q4_k_m_pp512_mma_sync_products_attention_tokens_per_s"] = kTokens / (launches_mma_us * 1e-6);
     if (cublas.available()) out["qwq32_pp512_cublas_f16_products_tokens_per_s"] = kTokens / (prompt_cublas_us * 1e-6);
-    if (json) {
+    if (profile) {
+      std::puts("cuda-matmul-bench --profile: each prompt launch once with either kernel");
+    } else if (json) {
       std::puts(out.dump().c_str());
     } else {
       fmt::print("QwQ-32B Q4_K_M pp512, matmuls and attention only: {:.1f} ms = {:.0f} tokens/s (mma.sync: {:.0f})",
