@@ -46,6 +46,18 @@ std::vector<MatmulKernel> device_kernels() {
 
 const char* kernel_name(MatmulKernel kernel) { return kernel == MatmulKernel::wgmma ? "wgmma" : "mma.sync"; }
 
+// want[m * N + n] = sum_k wf[n * K + k] * x[m * K + k], in double: the products' reference.
+std::vector<double> double_product(const std::vector<float>& wf, const std::vector<float>& x, int64_t K, int64_t N,
+                                   int64_t M) {
+  std::vector<double> want(M * N);
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t k = 0; k < K; ++k) want[m * N + n] += double(wf[n * K + k]) * double(x[m * K + k]);
+    }
+  }
+  return want;
+}
+
 std::vector<float> dequantized(GgmlType type, const std::vector<uint8_t>& w, int64_t K, int64_t N) {
   std::vector<float> wf(K * N);
   const uint64_t row_bytes = type_bytes(type, K);
@@ -107,12 +119,7 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
         for (auto* v : {&x, &bias}) {
           for (auto& f : *v) f = normal(rng);
         }
-        std::vector<double> want(M * N);
-        for (int64_t m = 0; m < M; ++m) {
-          for (int64_t n = 0; n < N; ++n) {
-            for (int64_t k = 0; k < K; ++k) want[m * N + n] += double(wf[n * K + k]) * double(x[m * K + k]);
-          }
-        }
+        const std::vector<double> want = double_product(wf, x, K, N, M);
         const test::DeviceBuffer d_x(x), d_bias(bias), d_x16(std::vector<uint16_t>(M * K));
         cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
         for (const MatmulKernel kernel : device_kernels()) {
@@ -273,14 +280,8 @@ TEST(CudaMatmul, SplitKMatchesTheReferenceAndRepeatsExactly) {
     for (auto* v : {&x, &bias, &residual}) {
       for (auto& f : *v) f = normal(rng);
     }
-    std::vector<double> want(M * N);
-    for (int64_t m = 0; m < M; ++m) {
-      for (int64_t n = 0; n < N; ++n) {
-        double sum = double(residual[m * N + n]) + double(bias[n]);
-        for (int64_t k = 0; k < K; ++k) sum += double(wf[n * K + k]) * double(x[m * K + k]);
-        want[m * N + n] = sum;
-      }
-    }
+    std::vector<double> want = double_product(wf, x, K, N, M);  // + the residual and the bias
+    for (int64_t i = 0; i < M * N; ++i) want[i] += double(residual[i]) + double(bias[i % N]);
     const test::DeviceBuffer d_w(test::in_gpu_layout(type, K, N, w)), d_x(x), d_bias(bias),
         d_x16(std::vector<uint16_t>(M * K));
     cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
