@@ -15,6 +15,43 @@ __host__ __device__ __forceinline__ uint16_t load2(const uint8_t* p) {
   return *reinterpret_cast<const uint16_t*>(p);
 }
 
+// Weight bytes, which a decode kernel reads once: on the device through the read-only path
+// without a place in L1 (.nc.L1::no_allocate), so the activations every warp of an SM reads stay
+// in L1 instead of being pushed out by the weight stream, and with L2 fetching 256-byte runs
+// (each warp reads its row front to back). On the host (the lane tests), plain loads. p is
+// aligned to the size read.
+__host__ __device__ __forceinline__ uint4 stream16(const void* p) {
+#if defined(__CUDA_ARCH__)
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+#else
+  return *static_cast<const uint4*>(p);
+#endif
+}
+
+__host__ __device__ __forceinline__ uint2 stream8(const void* p) {
+#if defined(__CUDA_ARCH__)
+  uint2 v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  return v;
+#else
+  return *static_cast<const uint2*>(p);
+#endif
+}
+
+__host__ __device__ __forceinline__ uint16_t stream2(const void* p) {
+#if defined(__CUDA_ARCH__)
+  uint16_t v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.u16 %0, [%1];\n" : "=h"(v) : "l"(p));
+  return v;
+#else
+  return *static_cast<const uint16_t*>(p);
+#endif
+}
+
 // Four bytes from a 2-byte aligned address, little-endian.
 __host__ __device__ __forceinline__ uint32_t load4_aligned2(const uint8_t* p) {
   return uint32_t(load2(p)) | (uint32_t(load2(p + 2)) << 16);

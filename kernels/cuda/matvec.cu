@@ -97,8 +97,8 @@ struct Q45KRows {
 MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const Block& b = blocks[i];
-      const uint4 head = *reinterpret_cast<const uint4*>(&b);  // d, dmin | scales 0-3, 4-7, 8-11
-      const uint4 q = *reinterpret_cast<const uint4*>(b.qs + 32 * c + h16);
+      const uint4 head = stream16(&b);  // d, dmin | scales 0-3, 4-7, 8-11
+      const uint4 q = stream16(b.qs + 32 * c + h16);
       const uint32_t words[4] = {q.x, q.y, q.z, q.w};
       uint32_t lo[4], hi[4];
 MATVEC_UNROLL
@@ -107,7 +107,7 @@ MATVEC_UNROLL
         hi[k] = (words[k] >> 4) & 0x0F0F0F0Fu;
       }
       if constexpr (kFiveBit) {
-        const uint4 qh = *reinterpret_cast<const uint4*>(b.qh + h16);
+        const uint4 qh = stream16(b.qh + h16);
         const uint32_t hw[4] = {qh.x, qh.y, qh.z, qh.w};
 MATVEC_UNROLL
         for (int k = 0; k < 4; ++k) {
@@ -155,10 +155,10 @@ struct Q6KRows {
 MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < nb; i += 4) {
       const uint8_t* rec = row + i * kGpuQ6KRecordBytes;
-      const uint4 ql = *reinterpret_cast<const uint4*>(rec + 64 * h + 32 * p + u16);
-      const uint4 qh = *reinterpret_cast<const uint4*>(rec + 128 + 32 * h + u16);
-      const uint2 sc = *reinterpret_cast<const uint2*>(rec + 192 + 8 * h);
-      const float d = h2f(d_values[i]);
+      const uint4 ql = stream16(rec + 64 * h + 32 * p + u16);
+      const uint4 qh = stream16(rec + 128 + 32 * h + u16);
+      const uint2 sc = stream8(rec + 192 + 8 * h);
+      const float d = h2f(stream2(d_values + i));
       const uint32_t qlw[4] = {ql.x, ql.y, ql.z, ql.w}, qhw[4] = {qh.x, qh.y, qh.z, qh.w};
       uint32_t w[2][4];
       float scale[2];
@@ -201,9 +201,9 @@ struct Q8_0Rows {
     const int sub = lane / 8, l8 = lane % 8;
     for (int64_t i = sub; i < K / 32; i += 4) {
       const BlockQ8_0& b = blocks[i];
-      const uint16_t v01 = *reinterpret_cast<const uint16_t*>(b.qs + 4 * l8);
-      const uint16_t v23 = *reinterpret_cast<const uint16_t*>(b.qs + 4 * l8 + 2);
-      const float d = h2f(b.d);
+      const uint16_t v01 = stream2(b.qs + 4 * l8);
+      const uint16_t v23 = stream2(b.qs + 4 * l8 + 2);
+      const float d = h2f(stream2(&b.d));
       const float w0 = float(int8_t(v01 & 255)), w1 = float(int8_t(v01 >> 8));
       const float w2 = float(int8_t(v23 & 255)), w3 = float(int8_t(v23 >> 8));
 MATVEC_UNROLL
@@ -229,18 +229,17 @@ struct LegacyRows {
     const int sub = lane / 8, l8 = lane % 8;
     for (int64_t i = sub; i < K / 32; i += 4) {
       const Block& b = blocks[i];
-      const uint16_t qq = *reinterpret_cast<const uint16_t*>(b.qs + 2 * l8);
+      const uint16_t qq = stream2(b.qs + 2 * l8);
       int v[4] = {qq & 15, (qq >> 8) & 15, (qq >> 4) & 15, qq >> 12};  // values 2l8, 2l8+1, 16+2l8, 17+2l8
       if constexpr (kFiveBit) {
-        const uint32_t qh = uint32_t(*reinterpret_cast<const uint16_t*>(b.qh)) |
-                            (uint32_t(*reinterpret_cast<const uint16_t*>(b.qh + 2)) << 16);
+        const uint32_t qh = uint32_t(stream2(b.qh)) | (uint32_t(stream2(b.qh + 2)) << 16);
         const int e[4] = {2 * l8, 2 * l8 + 1, 16 + 2 * l8, 17 + 2 * l8};
 MATVEC_UNROLL
         for (int j = 0; j < 4; ++j) v[j] |= int((qh >> e[j]) & 1) << 4;
       }
-      const float d = h2f(b.d);
+      const float d = h2f(stream2(&b.d));
       float w[4], m = 0;
-      if constexpr (kMin) m = h2f(b.m);
+      if constexpr (kMin) m = h2f(stream2(&b.m));
 MATVEC_UNROLL
       for (int j = 0; j < 4; ++j) w[j] = kMin ? d * float(v[j]) + m : d * float(v[j] - (kFiveBit ? 16 : 8));
 MATVEC_UNROLL
@@ -273,7 +272,7 @@ struct Half16Rows {
     const auto* w = reinterpret_cast<const uint16_t*>(row);
     const int64_t body = K / 256 * 256;
     for (int64_t k = 8 * lane; k < body; k += 256) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(w + k);
+      const uint4 raw = stream16(w + k);
       const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
       float wf[8];
 MATVEC_UNROLL
@@ -305,7 +304,9 @@ struct F32Rows {
     const auto* w = reinterpret_cast<const float*>(row);
     const int64_t body = K / 128 * 128;
     for (int64_t k = 4 * lane; k < body; k += 128) {
-      const float4 wv = *reinterpret_cast<const float4*>(w + k);
+      const uint4 raw = stream16(w + k);
+      float4 wv;
+      memcpy(&wv, &raw, sizeof(wv));
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         acc[bb] += dot4(*reinterpret_cast<const float4*>(x + bb * K + k), wv.x, wv.y, wv.z, wv.w);
