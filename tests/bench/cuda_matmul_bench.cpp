@@ -1,8 +1,9 @@
 // The tensor-core prompt matmul on QwQ-32B's matrix shapes at 512 tokens, against cuBLAS's fp16
 // GEMM on the same shapes (the peer: what a dequantize-then-cuBLAS path would get at best, its
 // dequantization not counted); then a pp512's products as the GPU stage launches them (q/k/v and
-// gate/up fused) and what they and cuBLAS imply for a pp512 of QwQ-32B Q4_K_M's matrix products
-// (run by tools/device-check). The stage's choice (wgmma on Hopper, K split where the grid would
+// gate/up fused), the prefill attention and the layer's small kernels (norms, RoPE and the cache
+// store, SwiGLU, conversions), and what they and cuBLAS imply for a pp512 of QwQ-32B Q4_K_M (run
+// by tools/device-check). The stage's choice (wgmma on Hopper, K split where the grid would
 // leave SMs idle) is timed against each part left out: no split, either tile size, the mma.sync
 // kernel every GPU runs. Prints a table, or one JSON object with --json.
 //
@@ -30,6 +31,7 @@
 #include "kernels/cuda/kv_cache.h"
 #include "kernels/cuda/matmul.h"
 #include "kernels/cuda/matmul_splits.h"
+#include "kernels/cuda/ops.h"
 #include "scheduler/cuda_check.h"
 #include "qwq32_shapes.h"
 
@@ -293,6 +295,58 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaFree(planes));
       ENGINE_CUDA_CHECK(cudaFree(f16));
     }
+    // The rest of a prompt layer at 512 tokens (f16 cache): the two RMSNorms and SwiGLU (which also
+    // write the matmul's fp16 input), RoPE with the cache store, and the attention output's
+    // conversion to fp16; with the launches above, a pp512's whole device step but the head's one row.
+    double small_us = 0;
+    out["prompt_small_kernels"] = nlohmann::json::array();
+    {
+      constexpr int64_t E = 5120, F = 27648, kHeads = 40, kKvHeads = 8, kHd = 128, kLayers = 64;
+      float *a = nullptr, *b = nullptr;
+      uint16_t *x16 = nullptr, *cache = nullptr;
+      ENGINE_CUDA_CHECK(cudaMalloc(&a, sizeof(float) * kTokens * F));
+      ENGINE_CUDA_CHECK(cudaMalloc(&b, sizeof(float) * kTokens * F));
+      ENGINE_CUDA_CHECK(cudaMalloc(&x16, sizeof(uint16_t) * kTokens * F));
+      ENGINE_CUDA_CHECK(cudaMalloc(&cache, sizeof(uint16_t) * 2 * kTokens * kKvHeads * kHd));
+      ENGINE_CUDA_CHECK(cudaMemset(a, 0, sizeof(float) * kTokens * F));
+      ENGINE_CUDA_CHECK(cudaMemset(b, 0, sizeof(float) * kTokens * F));
+      const engine::KvLayer f16_cache = engine::kv_layer(engine::KvType::f16, cache, cache + kTokens * kKvHeads * kHd,
+                                                         1, kTokens, kKvHeads * kHd, 0);
+      engine::RopeParams rope;
+      rope.n_rot = kHd;
+      rope.neox = true;
+      rope.freq_base = 1e6f;
+      float* q = a;
+      float* k = a + kTokens * kHeads * kHd;
+      float* v = k + kTokens * kKvHeads * kHd;
+      struct Small {
+        const char* name;
+        int per_layer;
+        double us;
+      };
+      const Small parts[] = {
+          {"rms_norm 512x5120 (+ fp16)", 2,
+           time_us([&] { engine::cuda_rms_norm(a, b, b, kTokens, E, 1e-6f, nullptr, nullptr, x16); })},
+          {"rope q + k, kv store (512)", 1, time_us([&] {
+             engine::cuda_rope_store_kv(q, k, v, kTokens, kHeads, kKvHeads, kHd, 0, rope, f16_cache, nullptr);
+           })},
+          {"attention output to fp16", 1, time_us([&] { engine::cuda_to_f16_saturated(a, x16, kTokens * E, nullptr); })},
+          {"swiglu 512x27648 (+ fp16)", 1,
+           time_us([&] { engine::cuda_swiglu(a, b, a, kTokens * F, nullptr, nullptr, x16); })},
+      };
+      for (const Small& part : parts) {
+        small_us += part.us * part.per_layer * kLayers;
+        out["prompt_small_kernels"].push_back(
+            {{"name", part.name}, {"per_token", part.per_layer * kLayers}, {"us", part.us}});
+        if (!quiet) fmt::print("{:32} {:>9} {:>9.1f}\n", part.name, part.per_layer * kLayers, part.us);
+      }
+      ENGINE_CUDA_CHECK(cudaFree(a));
+      ENGINE_CUDA_CHECK(cudaFree(b));
+      ENGINE_CUDA_CHECK(cudaFree(x16));
+      ENGINE_CUDA_CHECK(cudaFree(cache));
+    }
+    out["qwq32_q4_k_m_pp512_small_kernels_us"] = small_us;
+    out["qwq32_q4_k_m_pp512_step_tokens_per_s"] = kTokens / ((launches_us + small_us) * 1e-6);
     out["qwq32_q4_k_m_pp512_products_attention_us"] = launches_us;
     out["qwq32_q4_k_m_pp512_products_attention_tokens_per_s"] = kTokens / (launches_us * 1e-6);
     out["qwq32_q4_k_m_pp512_mma_sync_products_attention_tokens_per_s"] = kTokens / (launches_mma_us * 1e-6);
@@ -304,6 +358,8 @@ int main(int argc, char** argv) {
     } else {
       fmt::print("QwQ-32B Q4_K_M pp512, matmuls and attention only: {:.1f} ms = {:.0f} tokens/s (mma.sync: {:.0f})",
                  launches_us * 1e-3, kTokens / (launches_us * 1e-6), kTokens / (launches_mma_us * 1e-6));
+      fmt::print("; with the small kernels ({:.1f} ms): {:.0f} tokens/s", small_us * 1e-3,
+                 kTokens / ((launches_us + small_us) * 1e-6));
       if (cublas.available()) {
         fmt::print(" (cuBLAS on f16 weights, products alone: {:.0f} tokens/s)", kTokens / (prompt_cublas_us * 1e-6));
       }
