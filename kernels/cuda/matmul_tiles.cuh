@@ -27,12 +27,14 @@ namespace engine::matmul_tiles {
 // Weight rows per block, in both kernels: the fused launch's row tiles (MatmulOutputs).
 constexpr int kTileRows = 128;
 
-__host__ __device__ __forceinline__ uint16_t f2h(float v) { return __half_as_ushort(__float2half_rn(v)); }
-
+// Eight values rounded to fp16, two per conversion (cvt.rn.f16x2.f32), as a tile's 16 bytes.
 __host__ __device__ __forceinline__ uint4 pack8(const float v[8]) {
   uint32_t w[4];
 MATMUL_UNROLL
-  for (int j = 0; j < 4; ++j) w[j] = uint32_t(f2h(v[2 * j])) | (uint32_t(f2h(v[2 * j + 1])) << 16);
+  for (int j = 0; j < 4; ++j) {
+    const __half2 h = __floats2half2_rn(v[2 * j], v[2 * j + 1]);  // v[2j] in the low half
+    memcpy(&w[j], &h, sizeof w[j]);
+  }
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
@@ -104,13 +106,15 @@ struct Q45KTile : ContiguousWindows<256, sizeof(Block)> {
     const float scale = h2f(uint16_t(r.dm & 0xffff)) * sc;
     const float offset = h2f(uint16_t(r.dm >> 16)) * mn;
     const int shift = 4 * (g % 2);
+    uint32_t q[2];  // the eight codes, a byte each
+MATMUL_UNROLL
+    for (int k = 0; k < 2; ++k) {
+      q[k] = (r.q[k] >> shift) & 0x0F0F0F0Fu;
+      if constexpr (kFiveBit) q[k] |= ((r.h[k] >> g) & 0x01010101u) << 4;
+    }
     float v[8];
 MATMUL_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      uint32_t q = (byte8(r.q, j) >> shift) & 15;
-      if constexpr (kFiveBit) q |= ((byte8(r.h, j) >> g) & 1) << 4;
-      v[j] = scale * float(q) - offset;
-    }
+    for (int j = 0; j < 8; ++j) v[j] = fmaf(byte_plus_2p23(q[j / 4], j % 4) - kTwo23, scale, -offset);
     return pack8(v);
   }
 };
@@ -148,12 +152,14 @@ struct Q6KTile {
   __host__ __device__ static uint4 decode(const Raw& r, int e) {
     const int s = (e % 128) / 32;
     const float scale = h2f(r.d) * float(r.scale);
+    uint32_t q[2];  // the eight 6-bit codes, a byte each
+MATMUL_UNROLL
+    for (int k = 0; k < 2; ++k) {
+      q[k] = ((r.ql[k] >> (4 * (s / 2))) & 0x0F0F0F0Fu) | (((r.qh[k] >> (2 * s)) & 0x03030303u) << 4);
+    }
     float v[8];
 MATMUL_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      const int q = int((byte8(r.ql, j) >> (4 * (s / 2))) & 15) | int(((byte8(r.qh, j) >> (2 * s)) & 3) << 4);
-      v[j] = scale * float(q - 32);
-    }
+    for (int j = 0; j < 8; ++j) v[j] = scale * (byte_plus_2p23(q[j / 4], j % 4) - (kTwo23 + 32.0f));
     return pack8(v);
   }
 };
@@ -176,7 +182,10 @@ struct Q8_0Tile : ContiguousWindows<128, 4 * sizeof(BlockQ8_0), 8> {
     const float d = h2f(r.d);
     float v[8];
 MATMUL_UNROLL
-    for (int j = 0; j < 8; ++j) v[j] = d * float(int8_t(byte8(r.q, j)));
+    for (int j = 0; j < 8; ++j) {
+      // b ^ 0x80 is int8(b) + 128, 0..255
+      v[j] = d * (byte_plus_2p23(r.q[j / 4] ^ 0x80808080u, j % 4) - (kTwo23 + 128.0f));
+    }
     return pack8(v);
   }
 };
@@ -206,12 +215,12 @@ struct LegacyTile : ContiguousWindows<128, 4 * sizeof(Block), 8> {
     float v[8];
 MATMUL_UNROLL
     for (int j = 0; j < 8; ++j) {
-      int q = int((byte8(r.q, j) >> shift) & 15);
-      if constexpr (kFiveBit) q |= int((r.qh >> (e + j)) & 1) << 4;
+      uint32_t q = (byte8(r.q, j) >> shift) & 15;
+      if constexpr (kFiveBit) q |= ((r.qh >> (e + j)) & 1) << 4;
       if constexpr (kMin) {
-        v[j] = float(q) * d + m;
+        v[j] = u23_to_float(q) * d + m;
       } else {
-        v[j] = float(q - (kFiveBit ? 16 : 8)) * d;
+        v[j] = (u23_to_float(q) - (kFiveBit ? 16.0f : 8.0f)) * d;
       }
     }
     return pack8(v);

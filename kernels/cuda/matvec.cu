@@ -204,8 +204,9 @@ struct Q8_0Rows {
       const uint16_t v01 = stream2(b.qs + 4 * l8);
       const uint16_t v23 = stream2(b.qs + 4 * l8 + 2);
       const float d = h2f(stream2(&b.d));
-      const float w0 = float(int8_t(v01 & 255)), w1 = float(int8_t(v01 >> 8));
-      const float w2 = float(int8_t(v23 & 255)), w3 = float(int8_t(v23 >> 8));
+      const uint32_t biased = (uint32_t(v01) | (uint32_t(v23) << 16)) ^ 0x80808080u;  // int8 + 128 a byte
+      const float w0 = byte_plus_2p23(biased, 0) - (kTwo23 + 128.0f), w1 = byte_plus_2p23(biased, 1) - (kTwo23 + 128.0f);
+      const float w2 = byte_plus_2p23(biased, 2) - (kTwo23 + 128.0f), w3 = byte_plus_2p23(biased, 3) - (kTwo23 + 128.0f);
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         const float4 a = *reinterpret_cast<const float4*>(x + bb * K + i * 32 + 4 * l8);
@@ -230,18 +231,21 @@ struct LegacyRows {
     for (int64_t i = sub; i < K / 32; i += 4) {
       const Block& b = blocks[i];
       const uint16_t qq = stream2(b.qs + 2 * l8);
-      int v[4] = {qq & 15, (qq >> 8) & 15, (qq >> 4) & 15, qq >> 12};  // values 2l8, 2l8+1, 16+2l8, 17+2l8
+      uint32_t v[4] = {qq & 15u, (qq >> 8) & 15u, (qq >> 4) & 15u, uint32_t(qq) >> 12};  // values 2l8, 2l8+1, 16+2l8, 17+2l8
       if constexpr (kFiveBit) {
         const uint32_t qh = uint32_t(stream2(b.qh)) | (uint32_t(stream2(b.qh + 2)) << 16);
         const int e[4] = {2 * l8, 2 * l8 + 1, 16 + 2 * l8, 17 + 2 * l8};
 MATVEC_UNROLL
-        for (int j = 0; j < 4; ++j) v[j] |= int((qh >> e[j]) & 1) << 4;
+        for (int j = 0; j < 4; ++j) v[j] |= ((qh >> e[j]) & 1) << 4;
       }
       const float d = h2f(stream2(&b.d));
       float w[4], m = 0;
       if constexpr (kMin) m = h2f(stream2(&b.m));
 MATVEC_UNROLL
-      for (int j = 0; j < 4; ++j) w[j] = kMin ? d * float(v[j]) + m : d * float(v[j] - (kFiveBit ? 16 : 8));
+      for (int j = 0; j < 4; ++j) {
+        const float q = u23_to_float(v[j]);
+        w[j] = kMin ? d * q + m : d * (q - (kFiveBit ? 16.0f : 8.0f));
+      }
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         const float* xv = x + bb * K + i * 32 + 2 * l8;
