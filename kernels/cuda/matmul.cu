@@ -221,7 +221,7 @@ bool cuda_matmul_supports(GgmlType type, int64_t K) {
   return window > 0 && K > 0 && K % window == 0;
 }
 
-void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, uint16_t* out) {
+void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, uint16_t* out, bool runs) {
   if (!cuda_matmul_supports(type, K)) throw_unsupported_type("cuda_matmul_decode_row_on_host", type);
   with_loader<kTileK>(type, [&]<typename Loader>() {
     const auto* bytes = static_cast<const uint8_t*>(row);
@@ -230,9 +230,15 @@ void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, u
       for (int c = 0; c < Loader::kWindowBytes / Loader::kChunkBytes; ++c) {
         std::memcpy(window + Loader::kChunkBytes * c, Loader::chunk(bytes, K, w, c), Loader::kChunkBytes);
       }
-      for (int e = 0; e < Loader::kWindowValues; e += 8) {
-        const uint4 v = Loader::decode(Loader::fetch(window, e, w), e);
-        std::memcpy(out + w * Loader::kWindowValues + e, &v, sizeof v);
+      const int step = runs ? run_values<Loader>() : 8;
+      for (int e = 0; e < Loader::kWindowValues; e += step) {
+        uint4 v[run_values<Loader>() / 8];
+        if (runs) {
+          decode_run<Loader>(window, e, w, v);
+        } else {
+          v[0] = Loader::decode(Loader::fetch(window, e, w), e);
+        }
+        std::memcpy(out + w * Loader::kWindowValues + e, v, sizeof(uint16_t) * step);
       }
     }
   });

@@ -80,9 +80,10 @@ MatmulLaunch cuda_matmul_launch(GgmlType type, int64_t K, int64_t M, std::span<c
                                 const MatmulOptions& options = {});
 
 // The weight tile loader on the host: row (K values of `type`, GPU layout) copied window by
-// window in the kernel's 16-byte chunks and decoded by the kernel's code, eight values at a time,
-// to fp16 bits in out[0..K). For tests without a GPU: which bytes each window holds and how each
-// group decodes them, which is all of the kernel but the copies' timing and the mma.
-void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, uint16_t* out);
+// window in the kernel's 16-byte chunks and decoded by the kernel's code to fp16 bits in
+// out[0..K): eight values at a time as the mma.sync kernel decodes, or with `runs` as the wgmma
+// kernel does (a K-quant group at a time). For tests without a GPU: which bytes each window holds
+// and how each group decodes them, which is all of the kernels but the copies' timing and the mma.
+void cuda_matmul_decode_row_on_host(GgmlType type, const void* row, int64_t K, uint16_t* out, bool runs = false);
 
 }  // namespace engine

@@ -117,6 +117,40 @@ MATMUL_UNROLL
     for (int j = 0; j < 8; ++j) v[j] = fmaf(byte_plus_2p23(q[j / 4], j % 4) - kTwo23, scale, -offset);
     return pack8(v);
   }
+
+  // Values e .. e + 31 (e % 32 == 0: one group, one scale and min) to out[0..3], the same bits as
+  // four decode() calls, from one read of the header and of the group's 32 code bytes (16-byte
+  // aligned in the window, as the window is in shared memory).
+  static constexpr int kRunValues = 32;
+  __host__ __device__ static void decode_run(const uint8_t* window, int e, int64_t, uint4 (&out)[4]) {
+    const Block& b = *reinterpret_cast<const Block*>(window);
+    const uint4 head = *reinterpret_cast<const uint4*>(window);  // d, dmin | scales 0-3, 4-7, 8-11
+    const int g = e / 32;
+    float sc, mn;
+    scale_min_k4(head.y, head.z, head.w, g, &sc, &mn);
+    const float scale = h2f(uint16_t(head.x & 0xffff)) * sc;
+    const float offset = h2f(uint16_t(head.x >> 16)) * mn;
+    const uint4 lo = *reinterpret_cast<const uint4*>(b.qs + 32 * (g / 2));
+    const uint4 hi = *reinterpret_cast<const uint4*>(b.qs + 32 * (g / 2) + 16);
+    uint32_t q[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    uint32_t h[8] = {};
+    if constexpr (kFiveBit) {
+      const uint4 h0 = *reinterpret_cast<const uint4*>(b.qh), h1 = *reinterpret_cast<const uint4*>(b.qh + 16);
+      const uint32_t hw[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+MATMUL_UNROLL
+      for (int k = 0; k < 8; ++k) h[k] = ((hw[k] >> g) & 0x01010101u) << 4;
+    }
+    const int shift = 4 * (g % 2);
+MATMUL_UNROLL
+    for (int k = 0; k < 8; ++k) q[k] = ((q[k] >> shift) & 0x0F0F0F0Fu) | h[k];
+MATMUL_UNROLL
+    for (int c = 0; c < 4; ++c) {
+      float v[8];
+MATMUL_UNROLL
+      for (int j = 0; j < 8; ++j) v[j] = fmaf(byte_plus_2p23(q[2 * c + j / 4], j % 4) - kTwo23, scale, -offset);
+      out[c] = pack8(v);
+    }
+  }
 };
 
 // Q6_K in the GPU layout (a row's 208-byte records ql, qh, scales, then its d values): window w is
@@ -161,6 +195,34 @@ MATMUL_UNROLL
 MATMUL_UNROLL
     for (int j = 0; j < 8; ++j) v[j] = scale * (byte_plus_2p23(q[j / 4], j % 4) - (kTwo23 + 32.0f));
     return pack8(v);
+  }
+
+  // Values e .. e + 31 (e % 32 == 0: one quarter s of one half h, two scales) to out[0..3], the
+  // same bits as four decode() calls, from one read of their 32 ql and 32 qh bytes.
+  static constexpr int kRunValues = 32;
+  __host__ __device__ static void decode_run(const uint8_t* window, int e, int64_t w, uint4 (&out)[4]) {
+    const int h = e / 128, s = (e % 128) / 32;
+    const uint4 l0 = *reinterpret_cast<const uint4*>(window + 64 * h + 32 * (s % 2));
+    const uint4 l1 = *reinterpret_cast<const uint4*>(window + 64 * h + 32 * (s % 2) + 16);
+    const uint4 h0 = *reinterpret_cast<const uint4*>(window + 128 + 32 * h);
+    const uint4 h1 = *reinterpret_cast<const uint4*>(window + 128 + 32 * h + 16);
+    const uint32_t ql[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+    const uint32_t qh[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+    const float d = h2f(reinterpret_cast<const uint16_t*>(window + kGpuQ6KRecordBytes)[w % 8]);
+    const float scales[2] = {d * float(int8_t(window[192 + e / 16])), d * float(int8_t(window[192 + e / 16 + 1]))};
+MATMUL_UNROLL
+    for (int c = 0; c < 4; ++c) {
+      uint32_t q[2];
+MATMUL_UNROLL
+      for (int k = 0; k < 2; ++k) {
+        const int word = 2 * c + k;
+        q[k] = ((ql[word] >> (4 * (s / 2))) & 0x0F0F0F0Fu) | (((qh[word] >> (2 * s)) & 0x03030303u) << 4);
+      }
+      float v[8];
+MATMUL_UNROLL
+      for (int j = 0; j < 8; ++j) v[j] = scales[c / 2] * (byte_plus_2p23(q[j / 4], j % 4) - (kTwo23 + 32.0f));
+      out[c] = pack8(v);
+    }
   }
 };
 
@@ -290,6 +352,29 @@ bool with_loader(GgmlType type, F&& f) {
     case GgmlType::Q5_K: f.template operator()<Q45KTile<BlockQ5_K, true>>(); return true;
     case GgmlType::Q6_K: f.template operator()<Q6KTile>(); return true;
     default: return false;
+  }
+}
+
+// The values a thread decodes at once: a loader's kRunValues where it has decode_run (the
+// K-quants: a group that shares its header and scales), else eight.
+template <typename Loader>
+__host__ __device__ constexpr int run_values() {
+  if constexpr (requires { Loader::kRunValues; }) {
+    return Loader::kRunValues;
+  } else {
+    return 8;
+  }
+}
+
+// Values e .. e + run_values<Loader>() - 1 of window w (its copy at `window`) as fp16, eight
+// values an element of out.
+template <typename Loader>
+__host__ __device__ __forceinline__ void decode_run(const uint8_t* window, int e, int64_t w,
+                                                    uint4 (&out)[run_values<Loader>() / 8]) {
+  if constexpr (requires { Loader::kRunValues; }) {
+    Loader::decode_run(window, e, w, out);
+  } else {
+    out[0] = Loader::decode(Loader::fetch(window, e, w), e);
   }
 }
 

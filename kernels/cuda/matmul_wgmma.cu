@@ -81,9 +81,11 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
   constexpr int kAcc = kTokens / 2;                         // accumulators per product and thread
   constexpr int kStepsPerWindow = Loader::kWindowValues / kStep;
   constexpr int kRawBuffers = raw_buffers<Loader, kStep, kAhead>();
-  constexpr int kWeightGroups = kTileRows * (kStep / 8) / kThreads;   // groups of 8 weights per thread and step
+  constexpr int kRun = run_values<Loader>(), kRunsPerRow = kStep / kRun;
+  constexpr int kRuns = kTileRows * kRunsPerRow / kThreads;            // runs of weights per thread and step
   constexpr int kXGroups = kTokens * (kStep / 8) / kThreads;          // 16-byte X chunks per thread and step
   static_assert(Loader::kWindowValues % kStep == 0, "a step lies in one window");
+  static_assert(kStep % kRun == 0 && kTileRows * kRunsPerRow % kThreads == 0, "a step's runs fill the threads");
 
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_raw + (1024 - smem_address(smem_raw) % 1024) % 1024;
@@ -122,19 +124,22 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
     cp_async_commit();
   };
 
-  // Step t's weights from the raw window to weight tile t % 2: group i = tid + kThreads j is row
-  // i / 8, values 8 (i % 8) .. + 7 of the step, one 16-byte chunk of the swizzled tile.
+  // Step t's weights from the raw window to weight tile t % 2, in runs of kRun values (a K-quant
+  // group, decoded from one read of its header and codes, or eight): run i = tid + kThreads j is
+  // row i / kRunsPerRow, values kRun (i % kRunsPerRow) .. + kRun - 1 of the step, kRun / 8 16-byte
+  // chunks of the swizzled tile (a quarter warp's stores fall in distinct banks either way).
   auto decode = [&](int64_t t) {
     const int64_t window = t / kStepsPerWindow;
     const uint8_t* win = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
     uint8_t* wt = ws + (t % 2) * kTileRows * kRowBytes;
     const int e0 = int(t % kStepsPerWindow) * kStep;
 #pragma unroll
-    for (int j = 0; j < kWeightGroups; ++j) {
-      const int i = tid + kThreads * j, r = i / 8, c = i % 8;
-      const int e = e0 + 8 * c;
-      const uint4 v = Loader::decode(Loader::fetch(win + r * Loader::kWindowBytes, e, window), e);
-      *reinterpret_cast<uint4*>(wt + swizzled_offset(r, 8 * c)) = v;
+    for (int j = 0; j < kRuns; ++j) {
+      const int i = tid + kThreads * j, r = i / kRunsPerRow, u = i % kRunsPerRow;
+      uint4 v[kRun / 8];
+      decode_run<Loader>(win + r * Loader::kWindowBytes, e0 + kRun * u, window, v);
+#pragma unroll
+      for (int c = 0; c < kRun / 8; ++c) *reinterpret_cast<uint4*>(wt + swizzled_offset(r, kRun * u + 8 * c)) = v[c];
     }
   };
 

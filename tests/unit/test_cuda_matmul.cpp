@@ -66,8 +66,9 @@ std::vector<float> dequantized(GgmlType type, const std::vector<uint8_t>& w, int
 }
 #endif
 
-// Every group of eight values the kernel decodes, on the host: the fp16 nearest to the CPU
-// dequantizer's value (a tie or FMA contraction may land one fp16 step away, never more).
+// Every group of eight values the kernels decode, on the host: the fp16 nearest to the CPU
+// dequantizer's value (a tie or FMA contraction may land one fp16 step away, never more); and
+// the wgmma kernel's runs of a K-quant group, the same bits.
 TEST(CudaMatmul, TileLoaderOnTheHostMatchesTheDequantizer) {
 #if !ENGINE_HAVE_CUDA
   GTEST_SKIP() << "built without the CUDA backend";
@@ -81,9 +82,13 @@ TEST(CudaMatmul, TileLoaderOnTheHostMatchesTheDequantizer) {
     const auto w = test::random_blocks(tr.type, kLoaderK * N, rng);
     const auto wf = dequantized(tr.type, w, kLoaderK, N);
     const auto wg = test::in_gpu_layout(tr.type, kLoaderK, N, w);
-    std::vector<uint16_t> got(kLoaderK);
+    std::vector<uint16_t> got(kLoaderK), in_runs(kLoaderK, 0xFFFF);
     for (int64_t n = 0; n < N; ++n) {
-      cuda_matmul_decode_row_on_host(tr.type, wg.data() + n * gpu_row_bytes(tr.type, kLoaderK), kLoaderK, got.data());
+      const uint8_t* row = wg.data() + n * gpu_row_bytes(tr.type, kLoaderK);
+      cuda_matmul_decode_row_on_host(tr.type, row, kLoaderK, got.data());
+      // The wgmma kernel's runs (a K-quant group from one read) decode to the same bits.
+      cuda_matmul_decode_row_on_host(tr.type, row, kLoaderK, in_runs.data(), true);
+      ASSERT_EQ(in_runs, got) << tr.name << " row " << n << ": runs and groups of eight differ";
       for (int64_t k = 0; k < kLoaderK; ++k) {
         const float want = wf[n * kLoaderK + k], have = fp16_to_fp32(got[k]);
         if (std::fabs(want) > 65504.0f) {  // past fp16's range (BF16/F32 only): saturates
