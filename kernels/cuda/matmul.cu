@@ -280,12 +280,16 @@ MatmulOutputs grid_outputs(GgmlType type, int64_t K, std::span<const MatvecOutpu
   return grid_outs;
 }
 
+bool is_wgmma(MatmulKernel kernel) {
+  return kernel == MatmulKernel::wgmma || kernel == MatmulKernel::wgmma_specialized;
+}
+
 // Values in a window of the kernel's loader for the type (the float types' windows are a step of
 // the kernel: 32 values for mma.sync, 64 for wgmma).
 int64_t window_values(GgmlType type, MatmulKernel kernel) {
   int64_t values = 0;
   const auto get = [&]<typename Loader>() { values = Loader::kWindowValues; };
-  if (kernel == MatmulKernel::wgmma) {
+  if (is_wgmma(kernel)) {
     with_loader<64>(type, get);
   } else {
     with_loader<kTileK>(type, get);
@@ -321,8 +325,13 @@ bool workspace_is_free(const MatmulWorkspace& ws, const MatvecOutput& out, int64
   return end <= y_begin || y_end <= begin;
 }
 
+WgmmaShape wgmma_shape(MatmulKernel kernel, MatmulTokens tokens) {
+  if (kernel == MatmulKernel::wgmma_specialized) return WgmmaShape::specialized;
+  return tokens == MatmulTokens::tiles_of_64 ? WgmmaShape::tiles_of_64 : WgmmaShape::tiles_of_128;
+}
+
 int blocks_per_sm(GgmlType type, MatmulKernel kernel, MatmulTokens tokens) {
-  if (kernel == MatmulKernel::wgmma) return matmul_wgmma_blocks_per_sm(type, tokens == MatmulTokens::tiles_of_64);
+  if (is_wgmma(kernel)) return matmul_wgmma_blocks_per_sm(type, wgmma_shape(kernel, tokens));
   int blocks = 0;
   with_mma_kernel(type, tokens, [&]<typename Loader, int kTileTokens>() {
     static std::atomic<int> known[kCachedDevices];
@@ -339,8 +348,9 @@ MatmulLaunch cuda_matmul_launch(GgmlType type, int64_t K, int64_t M, std::span<c
   int tiles = 0;
   grid_outputs(type, K, outs, tiles);
   MatmulLaunch l{options.kernel, options.tokens, options.splits};
-  if (l.kernel == MatmulKernel::wgmma && !matmul_wgmma_supports(type, K)) {
-    throw_bad_argument("cuda_matmul (wgmma)", "K", K);
+  if (is_wgmma(l.kernel) && !matmul_wgmma_supports(type, K)) throw_bad_argument("cuda_matmul (wgmma)", "K", K);
+  if (l.kernel == MatmulKernel::wgmma_specialized && l.tokens == MatmulTokens::tiles_of_64) {
+    throw_unsupported("cuda_matmul", "64-token tiles in the warp-specialized wgmma kernel");
   }
   // Asked-for splits: checked on the host first, with the windows every kernel shares (only the
   // float types' differ, checked again below).
@@ -361,15 +371,20 @@ MatmulLaunch cuda_matmul_launch(GgmlType type, int64_t K, int64_t M, std::span<c
     return l;
   }
 
-  if (l.kernel == MatmulKernel::automatic) {
-    static const bool wgmma_allowed = [] {
-      const char* v = std::getenv("ENGINE_CUDA_WGMMA");
-      return v == nullptr || std::strcmp(v, "0") != 0;
-    }();
+  // ENGINE_CUDA_WGMMA: 0 keeps the mma.sync kernel, "specialized" takes the warp-specialized one
+  // where the tiles are 128 tokens (decided below).
+  static const char* const wgmma_env = std::getenv("ENGINE_CUDA_WGMMA");
+  const bool chosen_kernel = l.kernel == MatmulKernel::automatic;
+  if (chosen_kernel) {
+    const bool wgmma_allowed = wgmma_env == nullptr || std::strcmp(wgmma_env, "0") != 0;
     l.kernel = wgmma_allowed && cuda_matmul_has_wgmma() && matmul_wgmma_supports(type, K) ? MatmulKernel::wgmma
                                                                                            : MatmulKernel::mma_sync;
+    if (l.kernel == MatmulKernel::wgmma && wgmma_env != nullptr && std::strcmp(wgmma_env, "specialized") == 0 &&
+        l.tokens != MatmulTokens::tiles_of_64) {
+      l.kernel = MatmulKernel::wgmma_specialized;
+    }
   }
-  if (l.kernel == MatmulKernel::wgmma && !cuda_matmul_has_wgmma()) {
+  if (is_wgmma(l.kernel) && !cuda_matmul_has_wgmma()) {
     throw_unsupported("cuda_matmul", "wgmma on a device other than compute capability 9.0");
   }
   const int64_t values = window_values(type, l.kernel);
@@ -388,6 +403,15 @@ MatmulLaunch cuda_matmul_launch(GgmlType type, int64_t K, int64_t M, std::span<c
     const int64_t blocks = int64_t(tiles) * ((M + 127) / 128);
     const bool half = M <= 64 || (held < 2 && blocks < 2 * int64_t(sms));
     l.tokens = half ? MatmulTokens::tiles_of_64 : MatmulTokens::tiles_of_128;
+    // The warp-specialized kernel has 128-token tiles only: asked for, it keeps them; chosen, it
+    // gives way to the other wgmma kernel where the rule wants 64.
+    if (l.kernel == MatmulKernel::wgmma_specialized) {
+      if (chosen_kernel && half) {
+        l.kernel = MatmulKernel::wgmma;
+      } else {
+        l.tokens = MatmulTokens::tiles_of_128;
+      }
+    }
   }
   if (l.splits == 0) {
     // Split where the grid would leave SMs idle and the workspace holds the partial sums.
@@ -416,8 +440,8 @@ void cuda_matmul_fused(GgmlType type, int64_t K, const uint16_t* x16, int64_t M,
   if (M <= 0 || tiles == 0) return;
   auto* s = static_cast<cudaStream_t>(stream);
   float* partials = l.splits > 1 ? options.workspace.partials : nullptr;
-  if (l.kernel == MatmulKernel::wgmma) {
-    launch_matmul_wgmma(type, grid_outs, tiles, K, x16, M, l.tokens == MatmulTokens::tiles_of_64, l.splits, partials,
+  if (is_wgmma(l.kernel)) {
+    launch_matmul_wgmma(type, grid_outs, tiles, K, x16, M, wgmma_shape(l.kernel, l.tokens), l.splits, partials,
                         stream);
   } else {
     with_mma_kernel(type, l.tokens, [&]<typename Loader, int kTileTokens>() {

@@ -21,9 +21,11 @@ enum class MatmulTokens { automatic, tiles_of_128, tiles_of_64 };
 
 // The kernel: automatic takes wgmma where the device has it (cuda_matmul_has_wgmma) and the type
 // and K fit its 64-value steps (the K-quants, Q8_0..Q5_1, and float types with K % 64 == 0),
-// unless ENGINE_CUDA_WGMMA=0; else mma.sync (every GPU we build for). Tests and the bench ask for
-// each.
-enum class MatmulKernel { automatic, mma_sync, wgmma };
+// unless ENGINE_CUDA_WGMMA=0; else mma.sync (every GPU we build for). wgmma_specialized is the
+// warp-specialized wgmma kernel (producer warps copy and decode, consumer warpgroups multiply;
+// 128-token tiles only), which automatic takes for 128-token tiles with
+// ENGINE_CUDA_WGMMA=specialized. Tests and the bench ask for each.
+enum class MatmulKernel { automatic, mma_sync, wgmma, wgmma_specialized };
 
 // Whether the current device runs the wgmma kernel (built for sm_90a: compute capability 9.0,
 // H100 and H200).

@@ -202,6 +202,162 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
   }
 }
 
+// The warp-specialized variant, 128 weight rows x 128 tokens per block of 512 threads: warps
+// 0-7 produce (the copies and the decoding, as the kernel above does with its 256 threads) and
+// warps 8-15, two warpgroups of 64 rows, only multiply. Stages of one X tile and one weight tile
+// (kSpecStages of them) pass between the two through shared-memory barriers: full[s] when the
+// 256 producer threads have put a step in stage s, empty[s] when the 8 consumer warps' products
+// of it are done. So the consumers wait on no copy, no decoding and no block barrier, only on
+// the step they need; the producers wait for a stage only kSpecStages - kSpecAhead steps behind.
+// Copies are issued kSpecAhead steps ahead of the decoding. kSpecStages >= kSpecAhead + 2: the
+// producers refill a stage for step t + kSpecAhead once the consumers have released step
+// t + kSpecAhead - kSpecStages <= t - 2, which they do while running step t - 1, before they
+// need step t.
+constexpr int kSpecStages = 4;
+constexpr int kSpecAhead = 2;
+constexpr int kProducers = 256;  // threads: warps 0-7
+constexpr int kConsumerWarps = 8;
+static_assert(kSpecStages >= kSpecAhead + 2, "no wait on a step the producers have not made");
+
+template <typename Loader>
+constexpr size_t specialized_shared_bytes() {
+  return 1024 + size_t(kSpecStages) * 2 * kTileRows * kRowBytes +
+         size_t(raw_buffers<Loader, kStep, kSpecAhead>()) * kTileRows * Loader::kWindowBytes +
+         2 * kSpecStages * sizeof(uint64_t);
+}
+
+template <typename Loader>
+__global__ void __launch_bounds__(kProducers + 32 * kConsumerWarps, 1)
+    matmul_wgmma_specialized_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x,
+                                    int64_t M, int64_t split_steps, float* __restrict__ partials) {
+  constexpr int kTokens = 128;
+  constexpr int kTileBytes = kTileRows * kRowBytes;  // an X tile (128 tokens) and a weight tile alike
+  constexpr int kStepsPerWindow = Loader::kWindowValues / kStep;
+  constexpr int kRawBuffers = raw_buffers<Loader, kStep, kSpecAhead>();
+  constexpr int kRun = run_values<Loader>(), kRunsPerRow = kStep / kRun;
+  constexpr int kRuns = kTileRows * kRunsPerRow / kProducers;
+  constexpr int kXGroups = kTokens * (kStep / 8) / kProducers;
+  static_assert(Loader::kWindowValues % kStep == 0, "a step lies in one window");
+  static_assert(kStep % kRun == 0 && kTileRows * kRunsPerRow % kProducers == 0, "a step's runs fill the producers");
+  static_assert(kRawBuffers * kTileRows * Loader::kWindowBytes % 8 == 0, "the barriers are 8-byte aligned");
+
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* smem = smem_raw + (1024 - smem_address(smem_raw) % 1024) % 1024;
+  uint8_t* stages = smem;                                  // [kSpecStages][X, weights][128][128 bytes], swizzled
+  uint8_t* raw = stages + kSpecStages * 2 * kTileBytes;    // [kRawBuffers][kTileRows][kWindowBytes]
+  const uint32_t full = smem_address(raw + kRawBuffers * kTileRows * Loader::kWindowBytes);  // [kSpecStages]
+  const uint32_t empty = full + 8 * kSpecStages;                                             // [kSpecStages]
+
+  const TileMatrix tm = tile_matrix(outs, int(blockIdx.y));
+  const auto mine = [&]() -> const MatvecOutput& { return output(outs, tm.which); };
+  const int tid = threadIdx.x;
+  const int64_t row0 = int64_t(int(blockIdx.y) - tm.tile_begin) * kTileRows, tok0 = int64_t(blockIdx.x) * kTokens;
+  const int64_t first = int64_t(blockIdx.z) * split_steps, end = first + split_steps;
+  // Step t (of this split) sits in stage (t - first) % kSpecStages, the (t - first) / kSpecStages-th
+  // use of that stage's barriers.
+  const auto stage = [&](int64_t t) { return int((t - first) % kSpecStages); };
+  const auto use = [&](int64_t t) { return uint32_t((t - first) / kSpecStages); };
+  const auto x_tile = [&](int64_t t) { return stages + stage(t) * 2 * kTileBytes; };
+  const auto w_tile = [&](int64_t t) { return stages + stage(t) * 2 * kTileBytes + kTileBytes; };
+
+  if (tid == 0) {
+    for (int st = 0; st < kSpecStages; ++st) {
+      mbarrier_init(full + 8 * st, kProducers);
+      mbarrier_init(empty + 8 * st, kConsumerWarps);
+    }
+  }
+  __syncthreads();  // the barriers are initialized before anyone arrives or waits; the last block-wide barrier
+
+  if (tid < kProducers) {
+    // Step t's copies, one cp.async group (empty past the split's last step), into its stage once
+    // the consumers have released the step that used it before: as the kernel above's issue.
+    auto issue = [&](int64_t t) {
+      if (t < end) {
+        if (t - first >= kSpecStages) mbarrier_wait(empty + 8 * stage(t), (use(t) - 1) & 1);
+        uint8_t* xt = x_tile(t);
+#pragma unroll
+        for (int j = 0; j < kXGroups; ++j) {
+          const int i = tid + kProducers * j, r = i / 8, c = i % 8;
+          const bool valid = tok0 + r < M;
+          const uint16_t* src = x + (valid ? tok0 + r : 0) * K + t * kStep + 8 * c;
+          cp_async16(xt + swizzled_offset(r, 8 * c), src, valid);
+        }
+        if (t % kStepsPerWindow == 0) {
+          const int64_t window = t / kStepsPerWindow;
+          copy_window<Loader, kProducers>(raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes, mine(),
+                                          row0, row_bytes, K, window, tid);
+        }
+      }
+      cp_async_commit();
+    };
+    // Step t's weights into its stage's weight tile: as the kernel above's decode.
+    auto decode = [&](int64_t t) {
+      const int64_t window = t / kStepsPerWindow;
+      const uint8_t* win = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
+      uint8_t* wt = w_tile(t);
+      const int e0 = int(t % kStepsPerWindow) * kStep;
+#pragma unroll
+      for (int j = 0; j < kRuns; ++j) {
+        const int i = tid + kProducers * j, r = i / kRunsPerRow, u = i % kRunsPerRow;
+        uint4 v[kRun / 8];
+        decode_run<Loader>(win + r * Loader::kWindowBytes, e0 + kRun * u, window, v);
+#pragma unroll
+        for (int c = 0; c < kRun / 8; ++c) *reinterpret_cast<uint4*>(wt + swizzled_offset(r, kRun * u + 8 * c)) = v[c];
+      }
+    };
+#pragma unroll
+    for (int t = 0; t < kSpecAhead; ++t) issue(first + t);
+    for (int64_t t = first; t < end; ++t) {
+      cp_async_wait<kSpecAhead - 1>();               // this thread's copies of step t have landed
+      named_barrier<1, kProducers>();                // every producer's; and all are done decoding step t - 1
+      issue(t + kSpecAhead);                         // so the raw windows step t - 1 read may be refilled
+      decode(t);
+      fence_proxy_async();                           // this thread's weights and X chunks, to wgmma
+      mbarrier_arrive(full + 8 * stage(t));
+    }
+    return;
+  }
+
+  // Consumers: warpgroup cg multiplies weight rows 64 cg .. + 63 of each step with its 128 tokens.
+  const int ctid = tid - kProducers, cg = ctid / 128, warp = ctid / 32, lane = ctid % 32;
+  float acc[kTokens / 2];  // set by the first step's first slice
+  for (int64_t t = first; t < end; ++t) {
+    mbarrier_wait(full + 8 * stage(t), use(t) & 1);
+    const uint32_t a_tile = smem_address(w_tile(t)) + cg * 64 * kRowBytes;
+    const uint32_t b_tile = smem_address(x_tile(t));
+#pragma unroll
+    for (int i = 0; i < kTokens / 2; ++i) fence_operand(acc[i]);
+    wgmma_fence();
+#pragma unroll
+    for (int sl = 0; sl < kStep / 16; ++sl) {
+      wgmma_m64n128k16(acc, wgmma_descriptor(a_tile + 32 * sl), wgmma_descriptor(b_tile + 32 * sl), t > first || sl > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<1>();  // this warp's products of step t - 1 are done: its stage may be refilled
+#pragma unroll
+    for (int i = 0; i < kTokens / 2; ++i) fence_operand(acc[i]);
+    if (t > first && lane == 0) mbarrier_arrive(empty + 8 * stage(t - 1));
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int i = 0; i < kTokens / 2; ++i) fence_operand(acc[i]);
+
+  // As the kernel above: accumulator 4j + r is weight row 16 (warp % 4) + g + 8 (r / 2) of the
+  // warpgroup's 64, token 8j + 2 t4 + r % 2.
+  const int g = lane / 4, t4 = lane % 4;
+  const MatvecOutput& o = mine();
+  const int64_t n = row0 + cg * 64 + 16 * (warp % 4) + g;
+#pragma unroll
+  for (int j = 0; j < kTokens / 8; ++j) {
+    const int64_t tok = tok0 + 8 * j + 2 * t4;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t nn = n + (r / 2) * 8, mm = tok + r % 2;
+      if (nn < o.N && mm < M) store_product(o, partials, int(blockIdx.z), M, nn, mm, acc[4 * j + r]);
+    }
+  }
+}
+
 }  // namespace
 
 bool matmul_wgmma_supports(GgmlType type, int64_t K) {
@@ -221,44 +377,58 @@ bool matmul_wgmma_loadable() {
   return loadable;
 }
 
-// Calls f.template operator()<Loader, kTokens>() for the type and tile, after opting the kernel in
-// to its shared memory on the current device.
+// Per device, for one kernel: whether it is opted in to its shared memory, and its resident
+// blocks per SM (launch.cuh's caches).
+struct KernelCache {
+  std::atomic<uint64_t> opted_in{0};
+  std::atomic<int> blocks_per_sm[kCachedDevices] = {};
+};
+
+// Calls f(kernel, threads, shared bytes, its cache) for the kernel of the type and shape
+// (specialized: the warp-specialized kernel, 128 tokens; else the first kernel with 64 or 128
+// tokens), after opting it in to its shared memory on the current device.
 template <typename F>
-void with_kernel(GgmlType type, bool tiles_of_64, F&& f) {
+void with_kernel(GgmlType type, WgmmaShape shape, F&& f) {
   const bool known = with_loader<kStep>(type, [&]<typename Loader>() {
-    const auto opted = [&]<int kTokens>() {
-      constexpr size_t smem = wgmma_shared_bytes<Loader, kTokens>();
-      static_assert(smem <= kHopperOptInSharedBytes, "a block's shared memory must fit an H100");
-      static std::atomic<uint64_t> opted_in;  // devices where this kernel may take smem bytes
-      opt_in_shared_bytes(matmul_wgmma_kernel<Loader, kTokens>, smem, opted_in);
-      f.template operator()<Loader, kTokens>();
+    const auto opted = [&](auto kernel, int threads, size_t smem, KernelCache& cache) {
+      opt_in_shared_bytes(kernel, smem, cache.opted_in);
+      f(kernel, threads, smem, cache);
     };
-    if (tiles_of_64) {
-      opted.template operator()<64>();
+    if (shape == WgmmaShape::specialized) {
+      constexpr size_t smem = specialized_shared_bytes<Loader>();
+      static_assert(smem <= kHopperOptInSharedBytes, "a block's shared memory must fit an H100");
+      static KernelCache cache;
+      opted(matmul_wgmma_specialized_kernel<Loader>, kProducers + 32 * kConsumerWarps, smem, cache);
+    } else if (shape == WgmmaShape::tiles_of_64) {
+      constexpr size_t smem = wgmma_shared_bytes<Loader, 64>();
+      static_assert(smem <= kHopperOptInSharedBytes, "a block's shared memory must fit an H100");
+      static KernelCache cache;
+      opted(matmul_wgmma_kernel<Loader, 64>, 128, smem, cache);
     } else {
-      opted.template operator()<128>();
+      constexpr size_t smem = wgmma_shared_bytes<Loader, 128>();
+      static_assert(smem <= kHopperOptInSharedBytes, "a block's shared memory must fit an H100");
+      static KernelCache cache;
+      opted(matmul_wgmma_kernel<Loader, 128>, 256, smem, cache);
     }
   });
   if (!known) throw_unsupported_type("cuda_matmul (wgmma)", type);
 }
 
-int matmul_wgmma_blocks_per_sm(GgmlType type, bool tiles_of_64) {
+int matmul_wgmma_blocks_per_sm(GgmlType type, WgmmaShape shape) {
   int blocks = 0;
-  with_kernel(type, tiles_of_64, [&]<typename Loader, int kTokens>() {
-    static std::atomic<int> known[kCachedDevices];
-    blocks = resident_blocks_per_sm(matmul_wgmma_kernel<Loader, kTokens>, 2 * kTokens,
-                                    wgmma_shared_bytes<Loader, kTokens>(), known);
+  with_kernel(type, shape, [&](auto kernel, int threads, size_t smem, KernelCache& cache) {
+    blocks = resident_blocks_per_sm(kernel, threads, smem, cache.blocks_per_sm);
   });
   return blocks;
 }
 
 void launch_matmul_wgmma(GgmlType type, const MatmulOutputs& outs, int row_tiles, int64_t K, const uint16_t* x16,
-                         int64_t M, bool tiles_of_64, int splits, float* partials, void* stream) {
-  with_kernel(type, tiles_of_64, [&]<typename Loader, int kTokens>() {
-    const dim3 grid(static_cast<unsigned>((M + kTokens - 1) / kTokens), static_cast<unsigned>(row_tiles),
+                         int64_t M, WgmmaShape shape, int splits, float* partials, void* stream) {
+  const int64_t tokens = shape == WgmmaShape::tiles_of_64 ? 64 : 128;
+  with_kernel(type, shape, [&](auto kernel, int threads, size_t smem, KernelCache&) {
+    const dim3 grid(static_cast<unsigned>((M + tokens - 1) / tokens), static_cast<unsigned>(row_tiles),
                     static_cast<unsigned>(splits));
-    matmul_wgmma_kernel<Loader, kTokens><<<grid, 2 * kTokens, wgmma_shared_bytes<Loader, kTokens>(),
-                                           static_cast<cudaStream_t>(stream)>>>(
+    kernel<<<grid, threads, smem, static_cast<cudaStream_t>(stream)>>>(
         outs, gpu_row_bytes(type, K), K, x16, M, K / kStep / splits, splits > 1 ? partials : nullptr);
   });
   ENGINE_CUDA_CHECK(cudaGetLastError());

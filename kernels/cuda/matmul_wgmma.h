@@ -18,15 +18,20 @@ bool matmul_wgmma_supports(GgmlType type, int64_t K);
 // on a compute capability 9.0 device (cuda_matmul_has_wgmma asks nothing else).
 bool matmul_wgmma_loadable();
 
-// Blocks of the kernel for the type and tile that one SM of the current device holds at once.
-int matmul_wgmma_blocks_per_sm(GgmlType type, bool tiles_of_64);
+// Which of the file's kernels: 128 weight rows by 128 or 64 tokens, every warp copying, decoding
+// and multiplying; or by 128 tokens, warp-specialized (producer warps copy and decode, consumer
+// warpgroups only multiply).
+enum class WgmmaShape { tiles_of_128, tiles_of_64, specialized };
 
-// The products of `outs` (its tile_end in row tiles of 128) on x16's M tokens, 128 or 64 tokens
-// per block, K in `splits` parts (whole windows), asynchronously on `stream` (a cudaStream_t):
+// Blocks of the kernel for the type and shape that one SM of the current device holds at once.
+int matmul_wgmma_blocks_per_sm(GgmlType type, WgmmaShape shape);
+
+// The products of `outs` (its tile_end in row tiles of 128) on x16's M tokens, by the kernel of
+// `shape`, K in `splits` parts (whole windows), asynchronously on `stream` (a cudaStream_t):
 // with one part, y as each output's epilogue says; with more, each part's partial sums in
 // partials[split][m][n] (one output), which the caller adds. The caller has checked the type,
 // K, the splits, the addresses and that the device is compute capability 9.0.
 void launch_matmul_wgmma(GgmlType type, const matmul_tiles::MatmulOutputs& outs, int row_tiles, int64_t K,
-                         const uint16_t* x16, int64_t M, bool tiles_of_64, int splits, float* partials, void* stream);
+                         const uint16_t* x16, int64_t M, WgmmaShape shape, int splits, float* partials, void* stream);
 
 }  // namespace engine

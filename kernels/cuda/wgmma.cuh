@@ -42,6 +42,42 @@ __device__ __forceinline__ void wgmma_wait() {
 // async proxy that wgmma reads through; a barrier after it extends that to the block.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
+// Shared-memory barriers (mbarrier) for warp-specialized kernels: a barrier at shared address
+// `bar` (8 bytes, 8-byte aligned) completes a phase when `count` arrivals have come, then starts
+// the next; a waiter names the phase by its parity (0 for a barrier's first phase, 1 for its
+// second, ...). Arrival releases and the completed wait acquires the arriving threads' memory
+// operations, at the block's scope.
+__device__ __forceinline__ void mbarrier_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
+  asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+
+// Waits until the phase of parity `parity` has completed. A wait past about ten seconds traps
+// (the launch fails with an error) instead of hanging: it can only mean a missing arrival.
+__device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
+  const long long start = clock64();
+  for (;;) {
+    uint32_t done = 0;
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+    if (done != 0) return;
+    if (clock64() - start > 20'000'000'000LL) __trap();
+  }
+}
+
+// A barrier among the first `threads` threads of the block (whole warps), id 1..15 (0 is
+// __syncthreads'): the producer warps of a warp-specialized kernel, without the consumers.
+template <int kId, int kThreads>
+__device__ __forceinline__ void named_barrier() {
+  asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kThreads) : "memory");
+}
+
 // Keeps the compiler from moving reads or writes of v across this point (accumulators while a
 // wgmma that writes them may be running).
 __device__ __forceinline__ void fence_operand(float& v) { asm volatile("" : "+f"(v)::"memory"); }

@@ -5,7 +5,8 @@
 // store, SwiGLU, conversions), and what they and cuBLAS imply for a pp512 of QwQ-32B Q4_K_M (run
 // by tools/device-check). The stage's choice (wgmma on Hopper, K split where the grid would
 // leave SMs idle) is timed against each part left out: no split, either tile size, the mma.sync
-// kernel every GPU runs. Prints a table, or one JSON object with --json.
+// kernel every GPU runs; and on Hopper against the warp-specialized wgmma kernel, which the stage
+// takes only with ENGINE_CUDA_WGMMA=specialized. Prints a table, or one JSON object with --json.
 //
 // Weights are filled with a constant byte pattern (0x3C: valid fp16 scales), activations with
 // fp16 1.06; the mean of 10 launches after a warm-up, timed with CUDA events. TFLOPS counts
@@ -89,7 +90,7 @@ class Cublas {
 
 int main(int argc, char** argv) {
   const bool json = argc > 1 && std::strcmp(argv[1], "--json") == 0;
-  // --profile: each of the stage's prompt launches once with either kernel, the prefill attention
+  // --profile: each of the stage's prompt launches once with each kernel, the prefill attention
   // and the cache conversion once, untimed and without the per-matrix table: for a profiler such
   // as ncu to look inside (tools/device-check runs it so).
   const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
@@ -128,10 +129,11 @@ int main(int argc, char** argv) {
                  engine::cuda_matmul_has_wgmma() ? "wgmma" : "mma.sync",
                  cublas.available() ? "" : " (cuBLAS not found: no comparison)");
       // us: the stage's choice (tile tokens x splits); unsplit: no workspace; 128/64-tok: that tile,
-      // splits chosen; mma.sync: the portable kernel, the stage's choice otherwise.
-      fmt::print("{:32} {:>9} {:>8} {:>7} {:>10} {:>10} {:>10} {:>11} {:>12} {:>12} {:>8}\n", "matmul", "us",
-                 "TFLOPS", "tile", "unsplit us", "128-tok us", "64-tok us", "mma.sync us", "cuBLAS f16 us",
-                 "cuBLAS TFLOPS", "ratio");
+      // splits chosen; mma.sync: the portable kernel, the stage's choice otherwise; specialized: the
+      // warp-specialized wgmma kernel (Hopper), splits chosen.
+      fmt::print("{:32} {:>9} {:>8} {:>7} {:>10} {:>10} {:>10} {:>11} {:>14} {:>12} {:>12} {:>8}\n", "matmul", "us",
+                 "TFLOPS", "tile", "unsplit us", "128-tok us", "64-tok us", "mma.sync us", "specialized us",
+                 "cuBLAS f16 us", "cuBLAS TFLOPS", "ratio");
     }
     double prompt_cublas_us = 0;
     for (const engine::bench::MatrixShape& s : engine::bench::kQwq32Shapes) {
@@ -165,6 +167,8 @@ int main(int argc, char** argv) {
       const double us128 = timed({.tokens = MatmulTokens::tiles_of_128, .workspace = room});  // splits chosen
       const double us64 = timed({.tokens = MatmulTokens::tiles_of_64, .workspace = room});
       const double us_mma = timed({.kernel = MatmulKernel::mma_sync, .workspace = room});  // every GPU's kernel
+      std::optional<double> us_spec;  // Hopper's warp-specialized kernel
+      if (engine::cuda_matmul_has_wgmma()) us_spec = timed({.kernel = MatmulKernel::wgmma_specialized, .workspace = room});
       std::optional<double> ref_us;
       if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
       if (ref_us) prompt_cublas_us += *ref_us * s.per_token;
@@ -173,12 +177,14 @@ int main(int argc, char** argv) {
                             {"us_tiles_64", us64}, {"us_mma_sync", us_mma}, {"splits", chosen.splits},
                             {"tile_tokens", chosen.tokens == MatmulTokens::tiles_of_64 ? 64 : 128},
                             {"us_unsplit", us_unsplit}};
+      row["us_wgmma_specialized"] = us_spec ? nlohmann::json(*us_spec) : nlohmann::json();
       row["cublas_f16_us"] = ref_us ? nlohmann::json(*ref_us) : nlohmann::json();
       row["ratio_to_cublas"] = ref_us ? nlohmann::json(*ref_us / us) : nlohmann::json();
       out["kernels"].push_back(row);
       if (!json) {
-        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>7} {:>10.1f} {:>10.1f} {:>10.1f} {:>11.1f} {:>12} {:>12} {:>8}\n",
+        fmt::print("{:32} {:>9.1f} {:>8.1f} {:>7} {:>10.1f} {:>10.1f} {:>10.1f} {:>11.1f} {:>14} {:>12} {:>12} {:>8}\n",
                    s.name, us, flops / us * 1e-6, tile, us_unsplit, us128, us64, us_mma,
+                   us_spec ? fmt::format("{:.1f}", *us_spec) : "",
                    ref_us ? fmt::format("{:.1f}", *ref_us) : "", ref_us ? fmt::format("{:.1f}", flops / *ref_us * 1e-6) : "",
                    ref_us ? fmt::format("{:.2f}x", *ref_us / us) : "");
       }
@@ -191,8 +197,12 @@ int main(int argc, char** argv) {
     // A pp512's matrix products as the GPU stage launches them (q/k/v where their types agree
     // and gate/up fused, the others alone), and its attention; no norms or conversions.
     out["prompt_launches"] = nlohmann::json::array();
-    if (!quiet) fmt::print("\n{:32} {:>9} {:>9} {:>8} {:>11}\n", "prompt launch", "per token", "us", "TFLOPS", "mma.sync us");
-    double launches_us = 0, launches_mma_us = 0;  // the products: the stage's kernel, and mma.sync's
+    if (!quiet) {
+      fmt::print("\n{:32} {:>9} {:>9} {:>8} {:>11} {:>14}\n", "prompt launch", "per token", "us", "TFLOPS",
+                 "mma.sync us", "specialized us");
+    }
+    // The products by the stage's kernel, by mma.sync's, and by the warp-specialized one (Hopper).
+    double launches_us = 0, launches_mma_us = 0, launches_spec_us = 0;
     for (const engine::bench::StageLaunch& l : engine::bench::kQwq32Launches) {
       if (l.output_head) continue;  // a prompt runs the head for its last token only
       uint16_t* x = nullptr;
@@ -223,13 +233,23 @@ int main(int argc, char** argv) {
         engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr,
                                   {.kernel = engine::MatmulKernel::mma_sync, .workspace = room});
       });
+      std::optional<double> us_spec;
+      if (engine::cuda_matmul_has_wgmma()) {
+        us_spec = time_us([&] {
+          engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr,
+                                    {.kernel = engine::MatmulKernel::wgmma_specialized, .workspace = room});
+        });
+      }
       ENGINE_CUDA_CHECK(cudaFree(partials));
       launches_us += us * l.per_token;
       launches_mma_us += us_mma * l.per_token;
+      launches_spec_us += us_spec.value_or(0) * l.per_token;
       out["prompt_launches"].push_back({{"name", l.name}, {"per_token", l.per_token}, {"us", us},
-                                        {"tflops", flops / us * 1e-6}, {"us_mma_sync", us_mma}});
+                                        {"tflops", flops / us * 1e-6}, {"us_mma_sync", us_mma},
+                                        {"us_wgmma_specialized", us_spec ? nlohmann::json(*us_spec) : nlohmann::json()}});
       if (!quiet) {
-        fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f} {:>11.1f}\n", l.name, l.per_token, us, flops / us * 1e-6, us_mma);
+        fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f} {:>11.1f} {:>14}\n", l.name, l.per_token, us, flops / us * 1e-6, us_mma,
+                   us_spec ? fmt::format("{:.1f}", *us_spec) : "");
       }
       for (const engine::MatvecOutput& o : outs) {
         ENGINE_CUDA_CHECK(cudaFree(const_cast<void*>(o.w)));
@@ -260,6 +280,7 @@ int main(int argc, char** argv) {
       const double flops = 4.0 * kHd * kHeads * double(kTokens) * double(kTokens + 1) / 2;
       launches_us += us * kLayers;
       launches_mma_us += us * kLayers;
+      launches_spec_us += us * kLayers;
       out["prompt_launches"].push_back(
           {{"name", "prefill attention"}, {"per_token", kLayers}, {"us", us}, {"tflops", flops / us * 1e-6}});
       if (!quiet) fmt::print("{:32} {:>9} {:>9.1f} {:>8.1f}\n", "prefill attention (40/8 x 128)", kLayers, us, flops / us * 1e-6);
@@ -350,14 +371,18 @@ int main(int argc, char** argv) {
     out["qwq32_q4_k_m_pp512_products_attention_us"] = launches_us;
     out["qwq32_q4_k_m_pp512_products_attention_tokens_per_s"] = kTokens / (launches_us * 1e-6);
     out["qwq32_q4_k_m_pp512_mma_sync_products_attention_tokens_per_s"] = kTokens / (launches_mma_us * 1e-6);
+    if (engine::cuda_matmul_has_wgmma()) {
+      out["qwq32_q4_k_m_pp512_specialized_products_attention_tokens_per_s"] = kTokens / (launches_spec_us * 1e-6);
+    }
     if (cublas.available()) out["qwq32_pp512_cublas_f16_products_tokens_per_s"] = kTokens / (prompt_cublas_us * 1e-6);
     if (profile) {
-      std::puts("cuda-matmul-bench --profile: each prompt launch once with either kernel");
+      std::puts("cuda-matmul-bench --profile: each prompt launch once with each kernel");
     } else if (json) {
       std::puts(out.dump().c_str());
     } else {
       fmt::print("QwQ-32B Q4_K_M pp512, matmuls and attention only: {:.1f} ms = {:.0f} tokens/s (mma.sync: {:.0f})",
                  launches_us * 1e-3, kTokens / (launches_us * 1e-6), kTokens / (launches_mma_us * 1e-6));
+      if (engine::cuda_matmul_has_wgmma()) fmt::print(" (warp-specialized: {:.0f})", kTokens / (launches_spec_us * 1e-6));
       fmt::print("; with the small kernels ({:.1f} ms): {:.0f} tokens/s", small_us * 1e-3,
                  kTokens / ((launches_us + small_us) * 1e-6));
       if (cublas.available()) {

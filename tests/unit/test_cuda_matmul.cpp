@@ -37,14 +37,29 @@ constexpr int64_t kK = 3 * 256;
 // K for the host loader test: nine windows, so Q6_K's d values come from two 16-byte chunks.
 constexpr int64_t kLoaderK = 9 * 256;
 
-// The kernels the current device runs: mma.sync everywhere, wgmma on Hopper.
+// The kernels the current device runs: mma.sync everywhere, both wgmma kernels on Hopper.
 std::vector<MatmulKernel> device_kernels() {
   std::vector<MatmulKernel> kernels = {MatmulKernel::mma_sync};
-  if (cuda_matmul_has_wgmma()) kernels.push_back(MatmulKernel::wgmma);
+  if (cuda_matmul_has_wgmma()) {
+    kernels.push_back(MatmulKernel::wgmma);
+    kernels.push_back(MatmulKernel::wgmma_specialized);
+  }
   return kernels;
 }
 
-const char* kernel_name(MatmulKernel kernel) { return kernel == MatmulKernel::wgmma ? "wgmma" : "mma.sync"; }
+const char* kernel_name(MatmulKernel kernel) {
+  switch (kernel) {
+    case MatmulKernel::wgmma: return "wgmma";
+    case MatmulKernel::wgmma_specialized: return "wgmma (warp-specialized)";
+    default: return "mma.sync";
+  }
+}
+
+// The tile sizes a kernel has: the warp-specialized one only 128 tokens.
+std::vector<MatmulTokens> kernel_tiles(MatmulKernel kernel) {
+  if (kernel == MatmulKernel::wgmma_specialized) return {MatmulTokens::tiles_of_128};
+  return {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64};
+}
 
 // want[m * N + n] = sum_k wf[n * K + k] * x[m * K + k], in double: the products' reference.
 std::vector<double> double_product(const std::vector<float>& wf, const std::vector<float>& x, int64_t K, int64_t N,
@@ -128,7 +143,7 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
         const test::DeviceBuffer d_x(x), d_bias(bias), d_x16(std::vector<uint16_t>(M * K));
         cuda_to_f16_saturated(d_x.as<float>(), d_x16.as<uint16_t>(), M * K, nullptr);
         for (const MatmulKernel kernel : device_kernels()) {
-        for (const MatmulTokens tiles : {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64}) {
+        for (const MatmulTokens tiles : kernel_tiles(kernel)) {
           const std::string what = std::string(tr.name) + " K " + std::to_string(K) + " M " + std::to_string(M) +
                                    " " + kernel_name(kernel) +
                                    (tiles == MatmulTokens::tiles_of_64 ? " (64-token tiles)" : " (128-token tiles)");
@@ -202,7 +217,7 @@ TEST(CudaMatmul, FusedLaunchMatchesSeparateLaunches) {
   const int64_t K = 512, M = 150, rows[3] = {200, 64, 300};
   for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16}) {
     for (const MatmulKernel kernel : device_kernels()) {
-    for (const MatmulTokens tiles : {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64}) {
+    for (const MatmulTokens tiles : kernel_tiles(kernel)) {
       SCOPED_TRACE(kernel_name(kernel));
       std::vector<float> x(M * K);
       for (auto& v : x) v = normal(rng);
@@ -240,7 +255,7 @@ TEST(CudaMatmul, OneHotProductsLandWhereTheyShould) {
     }
     const test::DeviceBuffer d_x(x), ws(std::vector<float>(2 * M * N, std::nanf("")));
     for (const MatmulKernel kernel : device_kernels()) {
-      for (const MatmulTokens tiles : {MatmulTokens::tiles_of_128, MatmulTokens::tiles_of_64}) {
+      for (const MatmulTokens tiles : kernel_tiles(kernel)) {
         for (const int splits : {1, 2}) {
           const test::DeviceBuffer d_y(std::vector<float>(M * N, std::nanf("")));
           cuda_matmul(GgmlType::F16, d_w.get(), K, N, d_x.as<uint16_t>(), M, d_y.as<float>(), nullptr, {},
@@ -443,6 +458,13 @@ TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
                      {"cuda_matmul", "K", "72"});
   test::expect_error([] { cuda_matmul(GgmlType::F16, reinterpret_cast<void*>(8), 96, 4, nullptr, 16, nullptr, nullptr); },
                      {"cuda_matmul", "weight address"});
+  // The warp-specialized kernel has 128-token tiles only.
+  test::expect_error(
+      [] {
+        cuda_matmul(GgmlType::F16, nullptr, 128, 4, nullptr, 16, nullptr, nullptr, {},
+                    {.tokens = MatmulTokens::tiles_of_64, .kernel = MatmulKernel::wgmma_specialized});
+      },
+      {"cuda_matmul", "64-token tiles", "warp-specialized"});
   // wgmma's float windows are 64 values: K = 96 is the mma.sync kernel's only.
   test::expect_error(
       [] {
