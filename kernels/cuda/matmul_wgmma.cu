@@ -71,6 +71,61 @@ __device__ __forceinline__ void wgmma_slice(float (&d)[kTokens / 2], uint64_t a,
   }
 }
 
+// Step t's X tile (kTokens tokens x kStep values) into xt by cp.async from kThreads threads:
+// chunk i = tid + kThreads j is token i / 8, values 8 (i % 8) .. + 7, stored straight into its
+// swizzled place; tokens past M copy nothing and are zero-filled.
+template <int kTokens, int kThreads>
+__device__ __forceinline__ void copy_x_step(uint8_t* xt, const uint16_t* __restrict__ x, int64_t K, int64_t M,
+                                            int64_t tok0, int64_t t, int tid) {
+#pragma unroll
+  for (int j = 0; j < kTokens * (kStep / 8) / kThreads; ++j) {
+    const int i = tid + kThreads * j, r = i / 8, c = i % 8;
+    const bool valid = tok0 + r < M;
+    const uint16_t* src = x + (valid ? tok0 + r : 0) * K + t * kStep + 8 * c;
+    cp_async16(xt + swizzled_offset(r, 8 * c), src, valid);
+  }
+}
+
+// A step's weights (values e0 .. e0 + kStep - 1 of window `window`, its rows' copies at win) into
+// the swizzled tile wt from kThreads threads, in runs of kRun values (a K-quant group, decoded
+// from one read of its header and codes, or eight): run i = tid + kThreads j is row
+// i / kRunsPerRow, values kRun (i % kRunsPerRow) .. + kRun - 1 of the step, kRun / 8 16-byte
+// chunks of the tile (a quarter warp's stores fall in distinct banks either way).
+template <typename Loader, int kThreads>
+__device__ __forceinline__ void decode_step(uint8_t* wt, const uint8_t* win, int64_t window, int e0, int tid) {
+  constexpr int kRun = run_values<Loader>(), kRunsPerRow = kStep / kRun;
+  static_assert(kStep % kRun == 0 && kTileRows * kRunsPerRow % kThreads == 0, "a step's runs fill the threads");
+#pragma unroll
+  for (int j = 0; j < kTileRows * kRunsPerRow / kThreads; ++j) {
+    const int i = tid + kThreads * j, r = i / kRunsPerRow, u = i % kRunsPerRow;
+    uint4 v[kRun / 8];
+    decode_run<Loader>(win + r * Loader::kWindowBytes, e0 + kRun * u, window, v);
+#pragma unroll
+    for (int c = 0; c < kRun / 8; ++c) *reinterpret_cast<uint4*>(wt + swizzled_offset(r, kRun * u + 8 * c)) = v[c];
+  }
+}
+
+// One 64-row product's sums from a warp of its warpgroup (warp_in_group 0..3) to matrix o: weight
+// rows n0 + 16 warp_in_group .. + 15, tokens tok0 .. tok0 + kTokens - 1. Accumulator 4j + r is
+// row 16 warp_in_group + g + 8 (r / 2), token 8j + 2 t4 + r % 2 (g = lane / 4, t4 = lane % 4;
+// wgmma.cuh); rows past N and tokens past M are left alone.
+template <int kTokens>
+__device__ __forceinline__ void store_product_tile(const float (&acc)[kTokens / 2], const MatvecOutput& o,
+                                                   float* __restrict__ partials, int split, int64_t M, int64_t n0,
+                                                   int64_t tok0, int warp_in_group, int lane) {
+  const int g = lane / 4, t4 = lane % 4;
+  const int64_t n = n0 + 16 * warp_in_group + g;
+#pragma unroll
+  for (int j = 0; j < kTokens / 8; ++j) {
+    const int64_t tok = tok0 + 8 * j + 2 * t4;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t nn = n + (r / 2) * 8, mm = tok + r % 2;
+      if (nn < o.N && mm < M) store_product(o, partials, split, M, nn, mm, acc[4 * j + r]);
+    }
+  }
+}
+
 template <typename Loader, int kTokens>
 __global__ void __launch_bounds__(2 * kTokens, 1)
     matmul_wgmma_kernel(MatmulOutputs outs, uint64_t row_bytes, int64_t K, const uint16_t* __restrict__ x, int64_t M,
@@ -81,11 +136,7 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
   constexpr int kAcc = kTokens / 2;                         // accumulators per product and thread
   constexpr int kStepsPerWindow = Loader::kWindowValues / kStep;
   constexpr int kRawBuffers = raw_buffers<Loader, kStep, kAhead>();
-  constexpr int kRun = run_values<Loader>(), kRunsPerRow = kStep / kRun;
-  constexpr int kRuns = kTileRows * kRunsPerRow / kThreads;            // runs of weights per thread and step
-  constexpr int kXGroups = kTokens * (kStep / 8) / kThreads;          // 16-byte X chunks per thread and step
   static_assert(Loader::kWindowValues % kStep == 0, "a step lies in one window");
-  static_assert(kStep % kRun == 0 && kTileRows * kRunsPerRow % kThreads == 0, "a step's runs fill the threads");
 
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = smem_raw + (1024 - smem_address(smem_raw) % 1024) % 1024;
@@ -102,19 +153,11 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
   // This block's steps: split blockIdx.z of K (whole windows; all of K without a split).
   const int64_t first = int64_t(blockIdx.z) * split_steps, end = first + split_steps;
 
-  // Step t's copies, one cp.async group (empty past the split's last step): its X tile (chunk i =
-  // tid + kThreads j is token i / 8, values 8 (i % 8) .. + 7), and the window of every weight row
-  // when t opens one. Tokens past M and rows past N copy nothing and are zero-filled.
+  // Step t's copies, one cp.async group (empty past the split's last step): its X tile, and the
+  // window of every weight row when t opens one (rows past N copy nothing and are zero-filled).
   auto issue = [&](int64_t t) {
     if (t < end) {
-      uint8_t* xt = xs + (t % kXStages) * kTokens * kRowBytes;
-#pragma unroll
-      for (int j = 0; j < kXGroups; ++j) {
-        const int i = tid + kThreads * j, r = i / 8, c = i % 8;
-        const bool valid = tok0 + r < M;
-        const uint16_t* src = x + (valid ? tok0 + r : 0) * K + t * kStep + 8 * c;
-        cp_async16(xt + swizzled_offset(r, 8 * c), src, valid);
-      }
+      copy_x_step<kTokens, kThreads>(xs + (t % kXStages) * kTokens * kRowBytes, x, K, M, tok0, t, tid);
       if (t % kStepsPerWindow == 0) {
         const int64_t window = t / kStepsPerWindow;
         copy_window<Loader, kThreads>(raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes, mine(), row0,
@@ -124,23 +167,12 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
     cp_async_commit();
   };
 
-  // Step t's weights from the raw window to weight tile t % 2, in runs of kRun values (a K-quant
-  // group, decoded from one read of its header and codes, or eight): run i = tid + kThreads j is
-  // row i / kRunsPerRow, values kRun (i % kRunsPerRow) .. + kRun - 1 of the step, kRun / 8 16-byte
-  // chunks of the swizzled tile (a quarter warp's stores fall in distinct banks either way).
+  // Step t's weights from the raw window to weight tile t % 2.
   auto decode = [&](int64_t t) {
     const int64_t window = t / kStepsPerWindow;
-    const uint8_t* win = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
-    uint8_t* wt = ws + (t % 2) * kTileRows * kRowBytes;
-    const int e0 = int(t % kStepsPerWindow) * kStep;
-#pragma unroll
-    for (int j = 0; j < kRuns; ++j) {
-      const int i = tid + kThreads * j, r = i / kRunsPerRow, u = i % kRunsPerRow;
-      uint4 v[kRun / 8];
-      decode_run<Loader>(win + r * Loader::kWindowBytes, e0 + kRun * u, window, v);
-#pragma unroll
-      for (int c = 0; c < kRun / 8; ++c) *reinterpret_cast<uint4*>(wt + swizzled_offset(r, kRun * u + 8 * c)) = v[c];
-    }
+    decode_step<Loader, kThreads>(ws + (t % 2) * kTileRows * kRowBytes,
+                                  raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes, window,
+                                  int(t % kStepsPerWindow) * kStep, tid);
   };
 
   float acc[kMmas][kAcc];  // set by the first step's first slice (a split has at least one step)
@@ -183,22 +215,10 @@ __global__ void __launch_bounds__(2 * kTokens, 1)
   wgmma_wait<0>();
   fence_accumulators(acc);
 
-  // Accumulator 4j + r of product m: weight row 16 (warp % 4) + g + 8 (r / 2) of the product's 64,
-  // token 8j + 2 t4 + r % 2 (g = lane / 4, t4 = lane % 4; wgmma.cuh).
-  const int g = lane / 4, t4 = lane % 4;
-  const MatvecOutput& o = mine();
 #pragma unroll
   for (int m = 0; m < kMmas; ++m) {
-    const int64_t n = row0 + group * kGroupRows + m * 64 + 16 * (warp % 4) + g;
-#pragma unroll
-    for (int j = 0; j < kTokens / 8; ++j) {
-      const int64_t tok = tok0 + 8 * j + 2 * t4;
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int64_t nn = n + (r / 2) * 8, mm = tok + r % 2;
-        if (nn < o.N && mm < M) store_product(o, partials, int(blockIdx.z), M, nn, mm, acc[m][4 * j + r]);
-      }
-    }
+    store_product_tile<kTokens>(acc[m], mine(), partials, int(blockIdx.z), M, row0 + group * kGroupRows + m * 64,
+                                tok0, warp % 4, lane);
   }
 }
 
@@ -234,11 +254,7 @@ __global__ void __launch_bounds__(kProducers + 32 * kConsumerWarps, 1)
   constexpr int kTileBytes = kTileRows * kRowBytes;  // an X tile (128 tokens) and a weight tile alike
   constexpr int kStepsPerWindow = Loader::kWindowValues / kStep;
   constexpr int kRawBuffers = raw_buffers<Loader, kStep, kSpecAhead>();
-  constexpr int kRun = run_values<Loader>(), kRunsPerRow = kStep / kRun;
-  constexpr int kRuns = kTileRows * kRunsPerRow / kProducers;
-  constexpr int kXGroups = kTokens * (kStep / 8) / kProducers;
   static_assert(Loader::kWindowValues % kStep == 0, "a step lies in one window");
-  static_assert(kStep % kRun == 0 && kTileRows * kRunsPerRow % kProducers == 0, "a step's runs fill the producers");
   static_assert(kRawBuffers * kTileRows * Loader::kWindowBytes % 8 == 0, "the barriers are 8-byte aligned");
 
   extern __shared__ uint8_t smem_raw[];
@@ -274,14 +290,7 @@ __global__ void __launch_bounds__(kProducers + 32 * kConsumerWarps, 1)
     auto issue = [&](int64_t t) {
       if (t < end) {
         if (t - first >= kSpecStages) mbarrier_wait(empty + 8 * stage(t), (use(t) - 1) & 1);
-        uint8_t* xt = x_tile(t);
-#pragma unroll
-        for (int j = 0; j < kXGroups; ++j) {
-          const int i = tid + kProducers * j, r = i / 8, c = i % 8;
-          const bool valid = tok0 + r < M;
-          const uint16_t* src = x + (valid ? tok0 + r : 0) * K + t * kStep + 8 * c;
-          cp_async16(xt + swizzled_offset(r, 8 * c), src, valid);
-        }
+        copy_x_step<kTokens, kProducers>(x_tile(t), x, K, M, tok0, t, tid);
         if (t % kStepsPerWindow == 0) {
           const int64_t window = t / kStepsPerWindow;
           copy_window<Loader, kProducers>(raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes, mine(),
@@ -290,20 +299,11 @@ __global__ void __launch_bounds__(kProducers + 32 * kConsumerWarps, 1)
       }
       cp_async_commit();
     };
-    // Step t's weights into its stage's weight tile: as the kernel above's decode.
+    // Step t's weights into its stage's weight tile.
     auto decode = [&](int64_t t) {
       const int64_t window = t / kStepsPerWindow;
-      const uint8_t* win = raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes;
-      uint8_t* wt = w_tile(t);
-      const int e0 = int(t % kStepsPerWindow) * kStep;
-#pragma unroll
-      for (int j = 0; j < kRuns; ++j) {
-        const int i = tid + kProducers * j, r = i / kRunsPerRow, u = i % kRunsPerRow;
-        uint4 v[kRun / 8];
-        decode_run<Loader>(win + r * Loader::kWindowBytes, e0 + kRun * u, window, v);
-#pragma unroll
-        for (int c = 0; c < kRun / 8; ++c) *reinterpret_cast<uint4*>(wt + swizzled_offset(r, kRun * u + 8 * c)) = v[c];
-      }
+      decode_step<Loader, kProducers>(w_tile(t), raw + (window % kRawBuffers) * kTileRows * Loader::kWindowBytes,
+                                      window, int(t % kStepsPerWindow) * kStep, tid);
     };
 #pragma unroll
     for (int t = 0; t < kSpecAhead; ++t) issue(first + t);
@@ -320,42 +320,27 @@ __global__ void __launch_bounds__(kProducers + 32 * kConsumerWarps, 1)
 
   // Consumers: warpgroup cg multiplies weight rows 64 cg .. + 63 of each step with its 128 tokens.
   const int ctid = tid - kProducers, cg = ctid / 128, warp = ctid / 32, lane = ctid % 32;
-  float acc[kTokens / 2];  // set by the first step's first slice
+  float acc[1][kTokens / 2];  // one 64-row product; set by the first step's first slice
   for (int64_t t = first; t < end; ++t) {
     mbarrier_wait(full + 8 * stage(t), use(t) & 1);
     const uint32_t a_tile = smem_address(w_tile(t)) + cg * 64 * kRowBytes;
     const uint32_t b_tile = smem_address(x_tile(t));
-#pragma unroll
-    for (int i = 0; i < kTokens / 2; ++i) fence_operand(acc[i]);
+    fence_accumulators(acc);
     wgmma_fence();
 #pragma unroll
     for (int sl = 0; sl < kStep / 16; ++sl) {
-      wgmma_m64n128k16(acc, wgmma_descriptor(a_tile + 32 * sl), wgmma_descriptor(b_tile + 32 * sl), t > first || sl > 0);
+      wgmma_m64n128k16(acc[0], wgmma_descriptor(a_tile + 32 * sl), wgmma_descriptor(b_tile + 32 * sl),
+                       t > first || sl > 0);
     }
     wgmma_commit();
     wgmma_wait<1>();  // this warp's products of step t - 1 are done: its stage may be refilled
-#pragma unroll
-    for (int i = 0; i < kTokens / 2; ++i) fence_operand(acc[i]);
+    fence_accumulators(acc);
     if (t > first && lane == 0) mbarrier_arrive(empty + 8 * stage(t - 1));
   }
   wgmma_wait<0>();
-#pragma unroll
-  for (int i = 0; i < kTokens / 2; ++i) fence_operand(acc[i]);
+  fence_accumulators(acc);
 
-  // As the kernel above: accumulator 4j + r is weight row 16 (warp % 4) + g + 8 (r / 2) of the
-  // warpgroup's 64, token 8j + 2 t4 + r % 2.
-  const int g = lane / 4, t4 = lane % 4;
-  const MatvecOutput& o = mine();
-  const int64_t n = row0 + cg * 64 + 16 * (warp % 4) + g;
-#pragma unroll
-  for (int j = 0; j < kTokens / 8; ++j) {
-    const int64_t tok = tok0 + 8 * j + 2 * t4;
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int64_t nn = n + (r / 2) * 8, mm = tok + r % 2;
-      if (nn < o.N && mm < M) store_product(o, partials, int(blockIdx.z), M, nn, mm, acc[4 * j + r]);
-    }
-  }
+  store_product_tile<kTokens>(acc[0], mine(), partials, int(blockIdx.z), M, row0 + cg * 64, tok0, warp % 4, lane);
 }
 
 }  // namespace
