@@ -5,8 +5,9 @@
 // store, SwiGLU, conversions), and what they and cuBLAS imply for a pp512 of QwQ-32B Q4_K_M (run
 // by tools/device-check). The stage's choice (wgmma on Hopper, K split where the grid would
 // leave SMs idle) is timed against each part left out: no split, either tile size, the mma.sync
-// kernel every GPU runs; and on Hopper against the warp-specialized wgmma kernel, which the stage
-// takes only with ENGINE_CUDA_WGMMA=specialized. Prints a table, or one JSON object with --json.
+// kernel every GPU runs; and, with ENGINE_CUDA_WGMMA=specialized on Hopper, against the
+// warp-specialized wgmma kernel (which the stage then takes too). Prints a table, or one JSON
+// object with --json.
 //
 // Weights are filled with a constant byte pattern (0x3C: valid fp16 scales), activations with
 // fp16 1.06; the mean of 10 launches after a warm-up, timed with CUDA events. TFLOPS counts
@@ -17,6 +18,7 @@
 #include <dlfcn.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -117,6 +119,12 @@ int main(int argc, char** argv) {
       return double(ms) * 1e3 / kReps;
     };
     const Cublas cublas;
+    // The warp-specialized wgmma kernel's columns: only with ENGINE_CUDA_WGMMA=specialized (which
+    // also makes it the stage's choice for 128-token tiles), so that tools/device-check times it
+    // in a run of its own, where a fault in it cannot take the other columns with it.
+    const char* wgmma_env = std::getenv("ENGINE_CUDA_WGMMA");
+    const bool specialized =
+        engine::cuda_matmul_has_wgmma() && wgmma_env != nullptr && std::strcmp(wgmma_env, "specialized") == 0;
 
     nlohmann::json out;
     out["device"] = prop.name;
@@ -168,7 +176,7 @@ int main(int argc, char** argv) {
       const double us64 = timed({.tokens = MatmulTokens::tiles_of_64, .workspace = room});
       const double us_mma = timed({.kernel = MatmulKernel::mma_sync, .workspace = room});  // every GPU's kernel
       std::optional<double> us_spec;  // Hopper's warp-specialized kernel
-      if (engine::cuda_matmul_has_wgmma()) us_spec = timed({.kernel = MatmulKernel::wgmma_specialized, .workspace = room});
+      if (specialized) us_spec = timed({.kernel = MatmulKernel::wgmma_specialized, .workspace = room});
       std::optional<double> ref_us;
       if (cublas.available()) ref_us = time_us([&] { cublas.gemm(w16, s.K, s.N, x, kTokens, y); });
       if (ref_us) prompt_cublas_us += *ref_us * s.per_token;
@@ -234,7 +242,7 @@ int main(int argc, char** argv) {
                                   {.kernel = engine::MatmulKernel::mma_sync, .workspace = room});
       });
       std::optional<double> us_spec;
-      if (engine::cuda_matmul_has_wgmma()) {
+      if (specialized) {
         us_spec = time_us([&] {
           engine::cuda_matmul_fused(l.type, l.K, x, kTokens, outs, nullptr,
                                     {.kernel = engine::MatmulKernel::wgmma_specialized, .workspace = room});
@@ -371,7 +379,7 @@ int main(int argc, char** argv) {
     out["qwq32_q4_k_m_pp512_products_attention_us"] = launches_us;
     out["qwq32_q4_k_m_pp512_products_attention_tokens_per_s"] = kTokens / (launches_us * 1e-6);
     out["qwq32_q4_k_m_pp512_mma_sync_products_attention_tokens_per_s"] = kTokens / (launches_mma_us * 1e-6);
-    if (engine::cuda_matmul_has_wgmma()) {
+    if (specialized) {
       out["qwq32_q4_k_m_pp512_specialized_products_attention_tokens_per_s"] = kTokens / (launches_spec_us * 1e-6);
     }
     if (cublas.available()) out["qwq32_pp512_cublas_f16_products_tokens_per_s"] = kTokens / (prompt_cublas_us * 1e-6);
@@ -382,7 +390,7 @@ int main(int argc, char** argv) {
     } else {
       fmt::print("QwQ-32B Q4_K_M pp512, matmuls and attention only: {:.1f} ms = {:.0f} tokens/s (mma.sync: {:.0f})",
                  launches_us * 1e-3, kTokens / (launches_us * 1e-6), kTokens / (launches_mma_us * 1e-6));
-      if (engine::cuda_matmul_has_wgmma()) fmt::print(" (warp-specialized: {:.0f})", kTokens / (launches_spec_us * 1e-6));
+      if (specialized) fmt::print(" (warp-specialized: {:.0f})", kTokens / (launches_spec_us * 1e-6));
       fmt::print("; with the small kernels ({:.1f} ms): {:.0f} tokens/s", small_us * 1e-3,
                  kTokens / ((launches_us + small_us) * 1e-6));
       if (cublas.available()) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -37,13 +38,21 @@ constexpr int64_t kK = 3 * 256;
 // K for the host loader test: nine windows, so Q6_K's d values come from two 16-byte chunks.
 constexpr int64_t kLoaderK = 9 * 256;
 
-// The kernels the current device runs: mma.sync everywhere, both wgmma kernels on Hopper.
+// Whether the tests also run the warp-specialized wgmma kernel: with ENGINE_CUDA_WGMMA=specialized
+// (on Hopper), the setting that has the stage take it. tools/device-check runs the matmul and
+// stage tests a second time so, in a process of their own: a fault in that kernel (a barrier wait
+// that traps) would leave the process's CUDA context unusable for every test after it.
+bool test_specialized_kernel() {
+  const char* v = std::getenv("ENGINE_CUDA_WGMMA");
+  return v != nullptr && std::string(v) == "specialized" && cuda_matmul_has_wgmma();
+}
+
+// The kernels the current device runs: mma.sync everywhere, wgmma on Hopper (and its
+// warp-specialized variant, as test_specialized_kernel says).
 std::vector<MatmulKernel> device_kernels() {
   std::vector<MatmulKernel> kernels = {MatmulKernel::mma_sync};
-  if (cuda_matmul_has_wgmma()) {
-    kernels.push_back(MatmulKernel::wgmma);
-    kernels.push_back(MatmulKernel::wgmma_specialized);
-  }
+  if (cuda_matmul_has_wgmma()) kernels.push_back(MatmulKernel::wgmma);
+  if (test_specialized_kernel()) kernels.push_back(MatmulKernel::wgmma_specialized);
   return kernels;
 }
 
