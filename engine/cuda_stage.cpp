@@ -311,7 +311,7 @@ class CudaStage final : public Stage, public CudaStageLink {
       // and the attention write the 8-bit blocks the products read, the products add their bias
       // and the residual, q/k/v and gate/up are fused launches, RoPE and the KV store are one
       // kernel.
-      Activations normed = normalized(x_, w.attn_norm, n);
+      Activations normed = normalized(x_, w.attn_norm, n, {&w.wq, &w.wk, &w.wv});
       project_all({{w.wq, q_, {w.bq}}, {w.wk, k_, {w.bk}}, {w.wv, v_, {w.bv}}}, normed);
       if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
       if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
@@ -331,12 +331,13 @@ class CudaStage final : public Stage, public CudaStageLink {
       Activations attn{attn_, n};
       attn.q8 = attn_q8 != nullptr;
       project(w.wo, attn, x_, {w.bo, true});
-      Activations ffn_in = normalized(x_, w.ffn_norm, n);
+      Activations ffn_in = normalized(x_, w.ffn_norm, n, {&w.w_gate, &w.w_up});
       project_all({{w.w_gate, gate_, {}}, {w.w_up, up_, {}}}, ffn_in);
       ActQ8Block* hidden_q8 = q8_output(n, F);
       uint16_t* hidden_f16 = f16_output(n);
-      cuda_swiglu(gate_, up_, gate_, n * F, stream_, hidden_q8, hidden_f16);
-      Activations ffn_hidden{gate_, n};
+      float* hidden = only_fp16_read(n, {&w.w_down}) ? nullptr : gate_;  // in place, where it is read
+      cuda_swiglu(gate_, up_, hidden, n * F, stream_, hidden_q8, hidden_f16);
+      Activations ffn_hidden{hidden, n};
       ffn_hidden.q8 = hidden_q8 != nullptr;
       ffn_hidden.f16 = hidden_f16 != nullptr;
       project(w.w_down, ffn_hidden, x_, {nullptr, true});
@@ -368,14 +369,26 @@ class CudaStage final : public Stage, public CudaStageLink {
   // conversion pass follows): the stage's fp16 buffer; null for decode-sized batches.
   uint16_t* f16_output(int64_t n) const { return n > kCudaMatvecMaxBatch ? x16_ : nullptr; }
 
+  // Whether the products of a batch's input read only its fp16 rows (a prompt batch whose matrices
+  // the matmul takes), so that the kernel making the input need not write its f32 rows.
+  bool only_fp16_read(int64_t n, std::initializer_list<const DeviceMatrix*> readers) const {
+    if (f16_output(n) == nullptr) return false;
+    for (const DeviceMatrix* w : readers) {
+      if (!cuda_matmul_supports(w->type, w->cols)) return false;
+    }
+    return true;
+  }
+
   // xb_ = RMSNorm(x) of n rows of n_embd, with its 8-bit blocks where q8_output says and its fp16
-  // rows where f16_output does.
-  Activations normalized(const float* x, const float* weight, int64_t n) {
+  // rows where f16_output does; without the f32 rows where the readers read only the fp16 ones.
+  Activations normalized(const float* x, const float* weight, int64_t n,
+                         std::initializer_list<const DeviceMatrix*> readers) {
     const int64_t E = hp_.n_embd;
     ActQ8Block* q8 = q8_output(n, E);
     uint16_t* f16 = f16_output(n);
-    cuda_rms_norm(x, weight, xb_, n, E, hp_.norm_eps, stream_, q8, f16);
-    Activations a{xb_, n};
+    float* out = only_fp16_read(n, readers) ? nullptr : xb_;
+    cuda_rms_norm(x, weight, out, n, E, hp_.norm_eps, stream_, q8, f16);
+    Activations a{out, n};
     a.q8 = q8 != nullptr;
     a.f16 = f16 != nullptr;
     return a;
@@ -386,7 +399,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   void enqueue_head(int64_t first, int64_t rows, float* logits) {
     const int64_t E = hp_.n_embd, vocab = output_.rows;
     if (rows == 1) {  // a decode step's head: the norm also writes the row's 8-bit blocks
-      Activations row = normalized(x_ + first * E, output_norm_, 1);
+      Activations row = normalized(x_ + first * E, output_norm_, 1, {&output_});
       project(output_, row, logits_);
       if (logits != nullptr) {
         ENGINE_CUDA_CHECK(cudaMemcpyAsync(logits, logits_, sizeof(float) * vocab, cudaMemcpyDeviceToHost, stream_));
@@ -494,6 +507,9 @@ class CudaStage final : public Stage, public CudaStageLink {
     while (it != products.end()) {
       const DeviceMatrix& first = it->w;
       const int64_t K = first.cols;
+      if (in.x == nullptr && (!prompt || !cuda_matmul_supports(first.type, K))) {
+        throw Error(fmt::format("cuda{}: a product reads the f32 rows of an input written only in fp16", device_));
+      }
       if (prompt && !cuda_matmul_supports(first.type, K)) {
         matvec_in_batches(it->w, in, it->y, it->ep);
         ++it;

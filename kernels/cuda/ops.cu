@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(1024)
   wait_for_previous_kernel();
   allow_next_kernel();
   const float* xr = x + int64_t(blockIdx.x) * n;
-  float* yr = out + int64_t(blockIdx.x) * n;
+  float* yr = out != nullptr ? out + int64_t(blockIdx.x) * n : nullptr;
   double ss = 0;
 #pragma unroll
   for (int c = 0; c < kNormCached; ++c) {
@@ -97,13 +97,13 @@ __global__ void __launch_bounds__(1024)
     const int64_t i = threadIdx.x + int64_t(c) * threads;
     if (i >= n) break;
     const float v = xv[c] * scale * wv[c];
-    yr[i] = v;
+    if (yr != nullptr) yr[i] = v;
     if (qr != nullptr) warp_quantize_block(v, int(i % 32), qr[i / 32]);
     if (hr != nullptr) hr[i] = saturated_f16(v);
   }
   for (int64_t i = threadIdx.x + int64_t(kNormCached) * threads; i < n; i += threads) {
     const float v = xr[i] * scale * w[i];
-    yr[i] = v;
+    if (yr != nullptr) yr[i] = v;
     if (qr != nullptr) warp_quantize_block(v, int(i % 32), qr[i / 32]);
     if (hr != nullptr) hr[i] = saturated_f16(v);
   }
@@ -117,7 +117,7 @@ __global__ void swiglu_kernel(const float* gate, const float* __restrict__ up, f
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float g = gate[i];
     const float v = g / (1.0f + expf(-g)) * up[i];
-    out[i] = v;
+    if (out != nullptr) out[i] = v;
     if (q8 != nullptr) warp_quantize_block(v, int(i % 32), q8[i / 32]);  // n % 32 == 0: whole warps
     if (f16 != nullptr) f16[i] = saturated_f16(v);
   }
@@ -236,6 +236,7 @@ void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows
   if (rows <= 0) return;
   if (rows > 0x7fffffff) throw_bad_argument("cuda_rms_norm", "rows", rows);
   if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_rms_norm (8-bit output)", "n", n);
+  if (out == nullptr && q8 == nullptr && f16 == nullptr) throw_bad_argument("cuda_rms_norm", "outputs", 0);
   launch_dependent(rms_norm_kernel, static_cast<unsigned>(rows), rms_norm_threads(n), 0,
                    static_cast<cudaStream_t>(stream), x, weight, out, n, eps, q8, f16);
 }
@@ -244,6 +245,7 @@ void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void
                  uint16_t* f16) {
   if (n <= 0) return;
   if (q8 != nullptr && n % 32 != 0) throw_bad_argument("cuda_swiglu (8-bit output)", "n", n);
+  if (out == nullptr && q8 == nullptr && f16 == nullptr) throw_bad_argument("cuda_swiglu", "outputs", 0);
   launch_dependent(swiglu_kernel, blocks_for(n), kThreads, 0, static_cast<cudaStream_t>(stream), gate, up, out, n, q8,
                    f16);
 }

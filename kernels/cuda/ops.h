@@ -15,12 +15,14 @@ namespace engine {
 // out[r][i] = x[r][i] / sqrt(mean(x[r]^2) + eps) * weight[i] for r < rows, i < n; out may be x.
 // With q8, the output is also written as 8-bit blocks (n % 32 == 0; row r at q8 + r * n / 32),
 // bit for bit what cuda_quantize_activations would make of it, saving that launch; with f16, as
-// cuda_to_f16_saturated would make it (kernels/cuda/matmul.h), saving that pass.
+// cuda_to_f16_saturated would make it (kernels/cuda/matmul.h), saving that pass. out may be null
+// where q8 or f16 is given (a prompt batch whose products all read fp16): then only they are
+// written.
 void cuda_rms_norm(const float* x, const float* weight, float* out, int64_t rows, int64_t n, float eps,
                    void* stream, ActQ8Block* q8 = nullptr, uint16_t* f16 = nullptr);
 
 // out[i] = silu(gate[i]) * up[i]; out may be gate. With q8, also as 8-bit blocks (n % 32 == 0);
-// with f16, also as saturated fp16.
+// with f16, also as saturated fp16; out may be null where q8 or f16 is given.
 void cuda_swiglu(const float* gate, const float* up, float* out, int64_t n, void* stream, ActQ8Block* q8 = nullptr,
                  uint16_t* f16 = nullptr);
 

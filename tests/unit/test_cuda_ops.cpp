@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <random>
 #include <string>
@@ -29,6 +30,7 @@
 #include "device_buffer.h"
 #include "kernels/cuda/ops.h"
 #include "kv_q8_cache.h"
+#include "test_support.h"
 #endif
 
 namespace engine {
@@ -194,6 +196,32 @@ TEST(CudaOps, RmsNormAndSwigluMatchTheCpu) {
     expect_saturated_f16_of(act, dh, "swiglu");
   }
   cudaFree(dq);
+
+  // Without the f32 rows (a prompt batch whose products all read fp16): the same fp16 rows, and
+  // the f32 buffer untouched.
+  {
+    const test::DeviceBuffer with(std::vector<uint16_t>(rows * n, 0xffff)), without(std::vector<uint16_t>(rows * n, 0xffff));
+    cuda_rms_norm(dx.p, dw.p, dout.p, rows, n, 1e-6f, nullptr, nullptr, with.as<uint16_t>());
+    cuda_rms_norm(dx.p, dw.p, nullptr, rows, n, 1e-6f, nullptr, nullptr, without.as<uint16_t>());
+    EXPECT_EQ(without.to_host<uint16_t>(), with.to_host<uint16_t>()) << "rms_norm";
+    DeviceFloats gate(x);
+    cuda_swiglu(gate.p, dup.p, dout.p, rows * n, nullptr, nullptr, with.as<uint16_t>());
+    cuda_swiglu(gate.p, dup.p, nullptr, rows * n, nullptr, nullptr, without.as<uint16_t>());
+    EXPECT_EQ(without.to_host<uint16_t>(), with.to_host<uint16_t>()) << "swiglu";
+    EXPECT_EQ(gate.get(), x) << "swiglu without an f32 output wrote its gate";
+  }
+#endif
+}
+
+// A norm or SwiGLU with no output at all is refused before anything runs.
+TEST(CudaOps, RefusesAKernelWithNoOutput) {
+#if !ENGINE_HAVE_CUDA
+  GTEST_SKIP() << "built without the CUDA backend";
+#else
+  const float* const far_away = reinterpret_cast<const float*>(uintptr_t(1) << 40);  // never dereferenced
+  test::expect_error([&] { cuda_rms_norm(far_away, far_away, nullptr, 2, 128, 1e-6f, nullptr); },
+                     {"cuda_rms_norm", "outputs"});
+  test::expect_error([&] { cuda_swiglu(far_away, far_away, nullptr, 256, nullptr); }, {"cuda_swiglu", "outputs"});
 #endif
 }
 
