@@ -19,7 +19,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "../cpu/quant_blocks.h"
 #include "../cpu/with_count.h"
@@ -28,6 +30,7 @@
 #include "engine/gpu_layout.h"
 #include "matvec.h"
 #include "scheduler/cuda_check.h"
+#include "tensor_core.cuh"
 
 // Loop unrolling for the device passes only: the lane code is also compiled for the host.
 #if defined(__CUDA_ARCH__)
@@ -76,6 +79,17 @@ __host__ __device__ __forceinline__ uint32_t sub_bytes(uint32_t a, uint32_t b) {
 #endif
 }
 
+// Where a lane's weight loads come from: global memory by the streaming path (the direct
+// kernel, and the host), or the shared-memory copy the staged kernel made of the row.
+struct GlobalWeights {
+  __host__ __device__ static uint4 load16(const void* p) { return stream16(p); }
+  __host__ __device__ static uint2 load8(const void* p) { return stream8(p); }
+};
+struct SharedWeights {
+  __host__ __device__ static uint4 load16(const void* p) { return *static_cast<const uint4*>(p); }
+  __host__ __device__ static uint2 load8(const void* p) { return *static_cast<const uint2*>(p); }
+};
+
 // Q4_K and Q5_K on 8-bit activations: a quarter warp per super-block, four super-blocks per
 // step, every weight byte in 16-byte loads (the blocks, 144 and 176 bytes, keep rows 16-byte
 // aligned). Lane j (0..7) of a quarter takes qs bytes 16j .. 16j + 15: chunk c = j / 2 holds
@@ -88,17 +102,20 @@ __host__ __device__ __forceinline__ uint32_t sub_bytes(uint32_t a, uint32_t b) {
 template <typename Block, bool kFiveBit>
 struct Q45KRows {
   static constexpr bool kQ8 = true;
-  template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
-    const auto* blocks = reinterpret_cast<const Block*>(row);
+  static constexpr int kBlockBytes = sizeof(Block);  // a super-block, in the row as in the staged copy
+
+  // The lane's share of super-block i (its bytes at `block`, read through Loads) added to acc;
+  // `row` is the row in global memory (Q6_K reads its d values there).
+  template <int B, typename Loads>
+  __host__ __device__ static void accumulate_block(const uint8_t* block, const uint8_t* /*row*/, int64_t i,
+                                                   int64_t K, MatvecInput in, int lane, float* acc) {
     const int j = lane % 8, c = j / 2, h16 = 16 * (j % 2);
     const float first = j % 2 == 0 ? 1.0f : 0.0f;
     const int64_t row_blocks = K / 32;
-MATVEC_UNROLL4
-    for (int64_t i = lane / 8; i < K / 256; i += 4) {
-      const Block& b = blocks[i];
-      const uint4 head = stream16(&b);  // d, dmin | scales 0-3, 4-7, 8-11
-      const uint4 q = stream16(b.qs + 32 * c + h16);
+    {
+      const Block& b = *reinterpret_cast<const Block*>(block);
+      const uint4 head = Loads::load16(&b);  // d, dmin | scales 0-3, 4-7, 8-11
+      const uint4 q = Loads::load16(b.qs + 32 * c + h16);
       const uint32_t words[4] = {q.x, q.y, q.z, q.w};
       uint32_t lo[4], hi[4];
 MATVEC_UNROLL
@@ -107,7 +124,7 @@ MATVEC_UNROLL
         hi[k] = (words[k] >> 4) & 0x0F0F0F0Fu;
       }
       if constexpr (kFiveBit) {
-        const uint4 qh = stream16(b.qh + h16);
+        const uint4 qh = Loads::load16(b.qh + h16);
         const uint32_t hw[4] = {qh.x, qh.y, qh.z, qh.w};
 MATVEC_UNROLL
         for (int k = 0; k < 4; ++k) {
@@ -133,6 +150,14 @@ MATVEC_UNROLL
       }
     }
   }
+
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+MATVEC_UNROLL4
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
+      accumulate_block<B, GlobalWeights>(row + i * kBlockBytes, row, i, K, in, lane, acc);
+    }
+  }
 };
 
 // Q6_K on 8-bit activations, in the GPU layout (engine/gpu_layout.h: per row, the super-blocks'
@@ -146,18 +171,20 @@ MATVEC_UNROLL
 // activation blocks 4h + s.
 struct Q6KRows {
   static constexpr bool kQ8 = true;
-  template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+  static constexpr int kBlockBytes = kGpuQ6KRecordBytes;  // a super-block's record (its d is at the row's end)
+
+  // As Q45KRows::accumulate_block: record i at `rec`, its d from the row's d values in global memory.
+  template <int B, typename Loads>
+  __host__ __device__ static void accumulate_block(const uint8_t* rec, const uint8_t* row, int64_t i, int64_t K,
+                                                   MatvecInput in, int lane, float* acc) {
     const int64_t nb = K / 256;
     const uint16_t* d_values = reinterpret_cast<const uint16_t*>(row + nb * kGpuQ6KRecordBytes);
     const int j = lane % 8, h = j / 4, u = (j / 2) % 2, p = j % 2, u16 = 16 * u;
     const int64_t row_blocks = K / 32;
-MATVEC_UNROLL4
-    for (int64_t i = lane / 8; i < nb; i += 4) {
-      const uint8_t* rec = row + i * kGpuQ6KRecordBytes;
-      const uint4 ql = stream16(rec + 64 * h + 32 * p + u16);
-      const uint4 qh = stream16(rec + 128 + 32 * h + u16);
-      const uint2 sc = stream8(rec + 192 + 8 * h);
+    {
+      const uint4 ql = Loads::load16(rec + 64 * h + 32 * p + u16);
+      const uint4 qh = Loads::load16(rec + 128 + 32 * h + u16);
+      const uint2 sc = Loads::load8(rec + 192 + 8 * h);
       const float d = h2f(stream2(d_values + i));
       const uint32_t qlw[4] = {ql.x, ql.y, ql.z, ql.w}, qhw[4] = {qh.x, qh.y, qh.z, qh.w};
       uint32_t w[2][4];
@@ -186,6 +213,14 @@ MATVEC_UNROLL
         }
         acc[bb] += sum;
       }
+    }
+  }
+
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+MATVEC_UNROLL4
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
+      accumulate_block<B, GlobalWeights>(row + i * kGpuQ6KRecordBytes, row, i, K, in, lane, acc);
     }
   }
 };
@@ -333,28 +368,50 @@ struct Matrices {
   int count;
 };
 
+// Row n of the launch's grid (global over its matrices): the matrix it falls in, selected with
+// constant indices so that the parameters stay out of local memory, and n within it.
+struct GridRow {
+  const uint8_t* w;
+  float* y;
+  ProductEpilogue ep;
+  int64_t n, N;
+};
+
+__device__ __forceinline__ GridRow grid_row(const Matrices& m, int64_t n) {
+  GridRow r{m.w[0], m.y[0], m.ep[0], n, m.rows[0]};
+MATVEC_UNROLL
+  for (int s = 1; s < kCudaMatvecMaxFused; ++s) {
+    if (s < m.count && r.n >= r.N) {
+      r.n -= r.N;
+      r.w = m.w[s];
+      r.y = m.y[s];
+      r.ep = m.ep[s];
+      r.N = m.rows[s];
+    }
+  }
+  return r;
+}
+
+// The warp's sums for its row (every lane's share in acc) by shuffles, and lane 0's epilogue.
+template <int B>
+__device__ __forceinline__ void finish_row(const float (&acc)[B], const GridRow& r, int lane) {
+MATVEC_UNROLL
+  for (int bb = 0; bb < B; ++bb) {
+    float v = acc[bb];
+MATVEC_UNROLL
+    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0) apply_epilogue(r.ep, r.n, v, r.y[bb * r.N + r.n]);
+  }
+}
+
 template <typename Rows, int B>
 __global__ void __launch_bounds__(32 * kWarps)
     matvec_kernel(Matrices m, uint64_t row_bytes, int64_t K, int64_t total_rows, MatvecInput in) {
-  int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.y;
-  if (n >= total_rows) return;  // whole warps leave together: threadIdx.y is the warp
-  // Which matrix: selected with constant indices, so the parameters stay out of local memory.
-  const uint8_t* w = m.w[0];
-  float* y = m.y[0];
-  ProductEpilogue ep = m.ep[0];
-  int64_t N = m.rows[0];
-MATVEC_UNROLL
-  for (int s = 1; s < kCudaMatvecMaxFused; ++s) {
-    if (s < m.count && n >= N) {
-      n -= N;
-      w = m.w[s];
-      y = m.y[s];
-      ep = m.ep[s];
-      N = m.rows[s];
-    }
-  }
+  const int64_t global_row = int64_t(blockIdx.x) * kWarps + threadIdx.y;
+  if (global_row >= total_rows) return;  // whole warps leave together: threadIdx.y is the warp
+  const GridRow r = grid_row(m, global_row);
   const int lane = threadIdx.x;
-  const uint8_t* row = w + n * row_bytes;
+  const uint8_t* row = r.w + r.n * row_bytes;
   // The row's first 2 KiB towards L2 while the previous kernel finishes (weights: no kernel
   // writes them); a prefix only, so that the lines of all resident rows fit in L2.
   if (lane < 16 && 128 * uint64_t(lane) < row_bytes) prefetch_l2(row + 128 * lane);
@@ -364,22 +421,79 @@ MATVEC_UNROLL
 MATVEC_UNROLL
   for (int bb = 0; bb < B; ++bb) acc[bb] = 0;
   Rows::template accumulate<B>(row, K, in, lane, acc);
-MATVEC_UNROLL
-  for (int bb = 0; bb < B; ++bb) {
-    float v = acc[bb];
-MATVEC_UNROLL
-    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-    if (lane == 0) apply_epilogue(ep, n, v, y[bb * N + n]);
-  }
+  finish_row<B>(acc, r, lane);
 }
 
+// The staged kernel (Q4_K, Q5_K, Q6_K at batch 1): the same lanes and arithmetic as matvec_kernel,
+// the weights read from a copy in shared memory that cp.async makes kStagedRing - 1 steps (of four
+// super-blocks, a step of the warp's loop) ahead, so that the loads in flight are bounded by
+// shared memory rather than by the registers that hold them (the direct kernel keeps four steps
+// in flight, 2.3 KB a warp for Q4_K). The first steps' copies go out before the wait for the
+// previous kernel (no kernel writes weights). Ring: [kWarps][kStagedRing][4 super-blocks], 18 KiB
+// a block for Q4_K, 22 for Q5_K, 26 for Q6_K: with 48-56 registers a thread, 8-10 blocks an SM,
+// up to 160-190 KB in flight an SM where the direct kernel keeps some 80.
+constexpr int kStagedRing = 8;
+
 template <typename Rows>
-void launch(const Matrices& m, uint64_t row_bytes, int64_t K, MatvecInput in, int n_batch, cudaStream_t stream) {
+__global__ void __launch_bounds__(32 * kWarps)
+    matvec_staged_kernel(Matrices m, uint64_t row_bytes, int64_t K, int64_t total_rows, MatvecInput in) {
+  constexpr int kStepBytes = 4 * Rows::kBlockBytes;
+  static_assert(kStepBytes % 16 == 0, "a step's super-blocks are whole 16-byte chunks");
+  __shared__ __align__(16) uint8_t ring[kWarps][kStagedRing][kStepBytes];
+  const int64_t global_row = int64_t(blockIdx.x) * kWarps + threadIdx.y;
+  if (global_row >= total_rows) return;  // whole warps leave together; no barrier below spans warps
+  const GridRow r = grid_row(m, global_row);
+  const int lane = threadIdx.x, warp = threadIdx.y;
+  const uint8_t* row = r.w + r.n * row_bytes;
+  const int64_t blocks = K / 256, steps = (blocks + 3) / 4;
+  // Step t's super-blocks 4t .. 4t + 3 (fewer in a last partial step) into slot t % kStagedRing,
+  // one cp.async group (empty past the last step).
+  auto copy = [&](int64_t t) {
+    if (t < steps) {
+      const int64_t chunks = (blocks - 4 * t < 4 ? blocks - 4 * t : 4) * Rows::kBlockBytes / 16;
+      const uint8_t* src = row + 4 * t * Rows::kBlockBytes;
+      uint8_t* dst = ring[warp][t % kStagedRing];
+      for (int c = lane; c < chunks; c += 32) cp_async16(dst + 16 * c, src + 16 * c, true);
+    }
+    cp_async_commit();
+  };
+#pragma unroll
+  for (int t = 0; t < kStagedRing - 1; ++t) copy(t);
+  wait_for_previous_kernel();
+  allow_next_kernel();
+  float acc[1] = {0};
+  for (int64_t t = 0; t < steps; ++t) {
+    copy(t + kStagedRing - 1);      // into the slot step t - 1 read, which every lane has left
+    cp_async_wait<kStagedRing - 1>();  // this lane's copies of step t have landed
+    __syncwarp();                      // and every lane's
+    const int64_t i = 4 * t + lane / 8;
+    if (i < blocks) {
+      Rows::template accumulate_block<1, SharedWeights>(ring[warp][t % kStagedRing] + (lane / 8) * Rows::kBlockBytes,
+                                                        row, i, K, in, lane, acc);
+    }
+    __syncwarp();  // every lane is done with slot t % kStagedRing before it is refilled
+  }
+  finish_row<1>(acc, r, lane);
+}
+
+// Whether Rows has a staged kernel (accumulate_block and its super-block size).
+template <typename Rows>
+constexpr bool kHasStaged = requires { Rows::kBlockBytes; };
+
+template <typename Rows>
+void launch(const Matrices& m, uint64_t row_bytes, int64_t K, MatvecInput in, int n_batch, bool staged,
+            cudaStream_t stream) {
   int64_t total = 0;
   for (int s = 0; s < m.count; ++s) total += m.rows[s];
   if (total <= 0) return;
   const dim3 block(32, kWarps);
   const auto grid = static_cast<unsigned>((total + kWarps - 1) / kWarps);
+  if constexpr (kHasStaged<Rows>) {
+    if (staged) {
+      launch_dependent(matvec_staged_kernel<Rows>, grid, block, 0, stream, m, row_bytes, K, total, in);
+      return;
+    }
+  }
   with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() {
     launch_dependent(matvec_kernel<Rows, B>, grid, block, 0, stream, m, row_bytes, K, total, in);
   });
@@ -457,8 +571,14 @@ void cuda_matvec_lanes_on_host(GgmlType type, const void* w, int64_t K, int64_t 
   });
 }
 
+bool cuda_matvec_has_staged(GgmlType type, int n_batch) {
+  bool has = false;
+  with_rows(type, 256, [&]<typename Rows>(uint64_t) { has = kHasStaged<Rows>; });
+  return has && n_batch == 1;
+}
+
 void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, std::span<const MatvecOutput> outs,
-                       void* stream_ptr) {
+                       void* stream_ptr, MatvecKernel kernel) {
   if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
     throw_bad_argument("cuda_matvec_fused", "matrices", int64_t(outs.size()));
   }
@@ -472,17 +592,30 @@ void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, st
     m.rows[s] = outs[size_t(s)].N;
   }
   auto stream = static_cast<cudaStream_t>(stream_ptr);
+  // ENGINE_CUDA_MATVEC=staged: the staged kernel wherever it runs (until a device's measurements
+  // make it the default or drop it).
+  static const bool staged_chosen = [] {
+    const char* v = std::getenv("ENGINE_CUDA_MATVEC");
+    return v != nullptr && std::strcmp(v, "staged") == 0;
+  }();
+  const bool has_staged = cuda_matvec_has_staged(type, n_batch);
+  if (kernel == MatvecKernel::staged && !has_staged) {
+    const std::string what =
+        "the staged kernel for " + std::string(traits(type).name) + " at batch " + std::to_string(n_batch);
+    throw_unsupported("cuda_matvec", what.c_str());
+  }
+  const bool staged = kernel == MatvecKernel::staged || (kernel == MatvecKernel::automatic && staged_chosen && has_staged);
   checked("cuda_matvec", type, K, in, n_batch, [&]<typename Rows>(uint64_t row_bytes) {
-    launch<Rows>(m, row_bytes, K, in, n_batch, stream);
+    launch<Rows>(m, row_bytes, K, in, n_batch, staged, stream);
   });
   ENGINE_CUDA_CHECK(cudaGetLastError());
 }
 
 void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
-                 void* stream, ProductEpilogue ep) {
+                 void* stream, ProductEpilogue ep, MatvecKernel kernel) {
   if (N <= 0) return;
   const MatvecOutput out{w, N, y, ep};
-  cuda_matvec_fused(type, K, in, n_batch, std::span(&out, 1), stream);
+  cuda_matvec_fused(type, K, in, n_batch, std::span(&out, 1), stream, kernel);
 }
 
 }  // namespace engine

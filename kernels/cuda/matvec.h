@@ -33,6 +33,15 @@ bool cuda_matvec_supports(GgmlType type);
 // integer codes, as llama.cpp's and our CPU kernels do) rather than f32 ones (the rest).
 bool cuda_matvec_wants_q8(GgmlType type);
 
+// Which kernel: direct (weights loaded into registers, every type and batch), or staged (Q4_K,
+// Q5_K and Q6_K at batch 1: the same arithmetic and bits, the weights copied ahead into shared
+// memory by cp.async so that more of them are in flight than registers hold). automatic takes
+// direct, or staged where it runs with ENGINE_CUDA_MATVEC=staged. Tests and the bench ask for each.
+enum class MatvecKernel { automatic, direct, staged };
+
+// Whether the staged kernel runs the type at this batch.
+bool cuda_matvec_has_staged(GgmlType type, int n_batch);
+
 // y[b * N + n] = sum_k W[n][k] * x[b * K + k] for b < n_batch (1 .. kCudaMatvecMaxBatch), n < N.
 // W: N rows of K values of `type` in the GPU layout (engine/gpu_layout.h: GGUF blocks, Q6_K rows
 // regrouped), row n at w + n * gpu_row_bytes (K a multiple
@@ -41,7 +50,7 @@ bool cuda_matvec_wants_q8(GgmlType type);
 // says. Asynchronous on `stream`; throws engine::Error for an unsupported type or batch, missing
 // activation blocks, or a failed launch.
 void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,
-                 void* stream, ProductEpilogue ep = {});
+                 void* stream, ProductEpilogue ep = {}, MatvecKernel kernel = MatvecKernel::automatic);
 
 // One matrix of a fused launch: N rows at w (GPU layout, as cuda_matvec's W), its results to y
 // as ep says.
@@ -59,7 +68,7 @@ constexpr int kCudaMatvecMaxFused = 3;
 // grid, so the small ones (k and v are a fifth of q in grouped-query models) no longer pay a
 // launch and a tail of their own. Each output is exactly what cuda_matvec would write.
 void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, std::span<const MatvecOutput> outs,
-                       void* stream);
+                       void* stream, MatvecKernel kernel = MatvecKernel::automatic);
 
 // The same arithmetic on the host: every lane's share of every row computed in turn by the code
 // the kernels run, summed per row. For tests without a GPU: it checks which bytes and activations

@@ -7,7 +7,8 @@
 // bytes per 32 values for the Q4_K/Q5_K/Q6_K kernels, which also cost a quantization launch per
 // input, listed with the small kernels). The copy bandwidth is a
 // 1 GiB device-to-device cudaMemcpy, counted as bytes read plus bytes written.
-// Then a decode step's matrix products as the GPU stage launches them (q/k/v and gate/up fused),
+// Then a decode step's matrix products as the GPU stage launches them (q/k/v and gate/up fused;
+// each also by the staged kernel, which ENGINE_CUDA_MATVEC=staged gives the stage),
 // and the share of a QwQ-32B Q4_K_M decode step per kernel: those products, the small kernels and
 // attention (at 512 and 8192 keys, over f16 and q8_0 caches) as the stage launches them (norms,
 // SwiGLU and attention writing the 8-bit blocks, RoPE with the KV store; biases and residual adds
@@ -117,7 +118,12 @@ int main(int argc, char** argv) {
     }
     // A decode step's matrix products as the GPU stage launches them.
     out["decode_launches"] = nlohmann::json::array();
-    if (!quiet) fmt::print("\n{:32} {:>9} {:>9} {:>9} {:>7}\n", "decode launch", "per token", "us", "GB/s", "% copy");
+    // staged: the same launch by the staged kernel (weights copied ahead into shared memory).
+    if (!quiet) {
+      fmt::print("\n{:32} {:>9} {:>9} {:>9} {:>7} {:>10} {:>9}\n", "decode launch", "per token", "us", "GB/s", "% copy",
+                 "staged us", "% copy");
+    }
+    double staged_token_us = 0;
     for (const engine::bench::StageLaunch& l : engine::bench::kQwq32Launches) {
       float* x = nullptr;
       engine::ActQ8Block* xq = nullptr;
@@ -144,11 +150,32 @@ int main(int argc, char** argv) {
       ENGINE_CUDA_CHECK(cudaEventRecord(stop));
       ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
       const double us = profile ? 0 : time_ms(start, stop) * 1e3 / reps, gbs = bytes / (us * 1e-6) / 1e9;
+      // The staged kernel, where it runs the type (the K-quants; every launch of QwQ-32B Q4_K_M).
+      double staged_us = us;
+      const bool staged = engine::cuda_matvec_has_staged(l.type, 1);
+      if (staged) {
+        const auto launch = [&] { engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr, engine::MatvecKernel::staged); };
+        launch();
+        ENGINE_CUDA_CHECK(cudaEventRecord(start));
+        for (int r = 0; r < reps; ++r) launch();
+        ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+        ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+        staged_us = profile ? 0 : time_ms(start, stop) * 1e3 / reps;
+      }
+      const double staged_gbs = bytes / (staged_us * 1e-6) / 1e9;
       token_us += us * l.per_token;
+      staged_token_us += staged_us * l.per_token;
       token_bytes += bytes * l.per_token;
       out["decode_launches"].push_back({{"name", l.name}, {"per_token", l.per_token}, {"us", us},
-                                        {"gb_per_s", gbs}, {"fraction_of_copy", gbs / copy_gbs}});
-      if (!quiet) fmt::print("{:32} {:>9} {:>9.1f} {:>9.0f} {:>6.0f}%\n", l.name, l.per_token, us, gbs, 100 * gbs / copy_gbs);
+                                        {"gb_per_s", gbs}, {"fraction_of_copy", gbs / copy_gbs},
+                                        {"staged_us", staged ? nlohmann::json(staged_us) : nlohmann::json()},
+                                        {"staged_fraction_of_copy",
+                                         staged ? nlohmann::json(staged_gbs / copy_gbs) : nlohmann::json()}});
+      if (!quiet) {
+        fmt::print("{:32} {:>9} {:>9.1f} {:>9.0f} {:>6.0f}% {:>10} {:>9}\n", l.name, l.per_token, us, gbs,
+                   100 * gbs / copy_gbs, staged ? fmt::format("{:.1f}", staged_us) : "",
+                   staged ? fmt::format("{:.0f}%", 100 * staged_gbs / copy_gbs) : "");
+      }
       for (const engine::MatvecOutput& o : outs) {
         ENGINE_CUDA_CHECK(cudaFree(const_cast<void*>(o.w)));
         ENGINE_CUDA_CHECK(cudaFree(o.y));
@@ -246,6 +273,8 @@ int main(int argc, char** argv) {
     out["qwq32_q4_k_m_matvec_us_per_token"] = token_us;
     out["qwq32_q4_k_m_matvec_tokens_per_s"] = 1e6 / token_us;
     out["qwq32_q4_k_m_matvec_gb_per_s"] = token_bytes / (token_us * 1e-6) / 1e9;
+    out["qwq32_q4_k_m_staged_matvec_us_per_token"] = staged_token_us;
+    out["qwq32_q4_k_m_staged_matvec_gb_per_s"] = token_bytes / (staged_token_us * 1e-6) / 1e9;
     if (profile) {
       std::puts("cuda-matvec-bench --profile: each decode kernel launched once");
     } else if (json) {
@@ -254,6 +283,8 @@ int main(int argc, char** argv) {
       fmt::print("QwQ-32B Q4_K_M decode, matvecs only: {:.0f} us/token = {:.1f} tokens/s, {:.0f} GB/s ({:.0f}% of copy)\n",
                  token_us, 1e6 / token_us, token_bytes / (token_us * 1e-6) / 1e9,
                  100 * token_bytes / (token_us * 1e-6) / 1e9 / copy_gbs);
+      fmt::print("  by the staged kernel: {:.0f} us/token, {:.0f}% of copy\n", staged_token_us,
+                 100 * token_bytes / (staged_token_us * 1e-6) / 1e9 / copy_gbs);
     }
   } catch (const engine::Error& e) {
     std::fprintf(stderr, "cuda-matvec-bench: %s\n", e.what());

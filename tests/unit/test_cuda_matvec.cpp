@@ -143,6 +143,37 @@ TEST(CudaMatvec, FusedLaunchMatchesSeparateLaunches) {
 }
 
 // Argument checks happen before any CUDA call, so this runs wherever the backend is built.
+// The staged kernel (weights copied ahead into shared memory) writes the direct kernel's bits: the
+// same lanes sum the same products in the same order. K of one super-block (a partial step), of
+// five (one full step and a partial one), and of 42 (eleven steps: the ring of eight slots wraps),
+// three matrices in one launch with the stage's epilogues.
+TEST(CudaMatvec, StagedKernelGivesTheDirectKernelsBits) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t rows[3] = {300, 64, 70};
+  for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
+    ASSERT_TRUE(cuda_matvec_has_staged(type, 1)) << traits(type).name;
+    for (const int64_t K : {int64_t(256), int64_t(5 * 256), int64_t(42 * 256)}) {
+      std::vector<float> x(K);
+      for (auto& v : x) v = normal(rng);
+      const test::DeviceBuffer d_x(x);
+      const test::DeviceBuffer d_q(std::vector<ActQ8Block>(K / 32));
+      cuda_quantize_activations(d_x.as<float>(), K, d_q.as<ActQ8Block>(), nullptr);
+      const MatvecInput in{d_x.as<float>(), d_q.as<ActQ8Block>()};
+      test::FusedProducts f = test::make_fused_products(type, K, rows, 1, rng);
+      std::vector<MatvecOutput> direct = f.fused;
+      for (int s = 0; s < 3; ++s) direct[size_t(s)].y = f.separate_y[s].as<float>();
+      cuda_matvec_fused(type, K, in, 1, direct, nullptr, MatvecKernel::direct);
+      cuda_matvec_fused(type, K, in, 1, f.fused, nullptr, MatvecKernel::staged);
+      SCOPED_TRACE("K " + std::to_string(K));
+      test::expect_fused_matches_separate(f, type, 1);
+    }
+  }
+#endif
+}
+
 TEST(CudaMatvec, RefusesBadBatchAndUnsupportedType) {
 #if !ENGINE_HAVE_CUDA
   GTEST_SKIP() << "built without the CUDA backend";
@@ -158,6 +189,19 @@ TEST(CudaMatvec, RefusesBadBatchAndUnsupportedType) {
   const MatvecOutput four[4] = {};
   test::expect_error([&] { cuda_matvec_fused(GgmlType::F16, 256, MatvecInput{&x, nullptr}, 1, four, nullptr); },
                      {"cuda_matvec_fused", "matrices 4"});
+  // The staged kernel: the K-quants at batch 1 only.
+  EXPECT_TRUE(cuda_matvec_has_staged(GgmlType::Q6_K, 1));
+  EXPECT_FALSE(cuda_matvec_has_staged(GgmlType::Q4_K, 2));
+  EXPECT_FALSE(cuda_matvec_has_staged(GgmlType::Q8_0, 1));
+  test::expect_error(
+      [&] {
+        cuda_matvec(GgmlType::Q8_0, nullptr, 256, 4, MatvecInput{&x, nullptr}, 1, nullptr, nullptr, {},
+                    MatvecKernel::staged);
+      },
+      {"cuda_matvec", "staged kernel for Q8_0 at batch 1"});
+  test::expect_error(
+      [&] { cuda_matvec(GgmlType::Q4_K, nullptr, 256, 4, {}, 2, nullptr, nullptr, {}, MatvecKernel::staged); },
+      {"cuda_matvec", "staged kernel for Q4_K at batch 2"});
 #endif
 }
 
