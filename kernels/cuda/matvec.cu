@@ -429,12 +429,14 @@ MATVEC_UNROLL
 // super-blocks, a step of the warp's loop) ahead, so that the loads in flight are bounded by
 // shared memory rather than by the registers that hold them (the direct kernel keeps four steps
 // in flight, 2.3 KB a warp for Q4_K). The first steps' copies go out before the wait for the
-// previous kernel (no kernel writes weights). Ring: [kWarps][kStagedRing][4 super-blocks], 18 KiB
-// a block for Q4_K, 22 for Q5_K, 26 for Q6_K: with 48-56 registers a thread, 8-10 blocks an SM,
-// up to 160-190 KB in flight an SM where the direct kernel keeps some 80.
-constexpr int kStagedRing = 8;
+// previous kernel (no kernel writes weights). Ring: [kWarps][kStagedRing][4 super-blocks]: for
+// long rows (ffn_down's 27 steps) eight slots, 18 KiB a block for Q4_K, 22 for Q5_K, 26 for Q6_K:
+// with 48-64 registers a thread, 8-10 blocks an SM, up to 160-190 KB in flight an SM where the
+// direct kernel keeps some 80; for rows of at most five steps (K <= 5120) five slots, the whole
+// row in flight from the start, in less shared memory (more of the grid resident at once).
+constexpr int kStagedShortSteps = 5;
 
-template <typename Rows>
+template <typename Rows, int kStagedRing>
 __global__ void __launch_bounds__(32 * kWarps)
     matvec_staged_kernel(Matrices m, uint64_t row_bytes, int64_t K, int64_t total_rows, MatvecInput in) {
   constexpr int kStepBytes = 4 * Rows::kBlockBytes;
@@ -490,7 +492,12 @@ void launch(const Matrices& m, uint64_t row_bytes, int64_t K, MatvecInput in, in
   const auto grid = static_cast<unsigned>((total + kWarps - 1) / kWarps);
   if constexpr (kHasStaged<Rows>) {
     if (staged) {
-      launch_dependent(matvec_staged_kernel<Rows>, grid, block, 0, stream, m, row_bytes, K, total, in);
+      if ((K / 256 + 3) / 4 <= kStagedShortSteps) {
+        launch_dependent(matvec_staged_kernel<Rows, kStagedShortSteps>, grid, block, 0, stream, m, row_bytes, K, total,
+                         in);
+      } else {
+        launch_dependent(matvec_staged_kernel<Rows, 8>, grid, block, 0, stream, m, row_bytes, K, total, in);
+      }
       return;
     }
   }

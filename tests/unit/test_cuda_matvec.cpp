@@ -145,8 +145,9 @@ TEST(CudaMatvec, FusedLaunchMatchesSeparateLaunches) {
 // Argument checks happen before any CUDA call, so this runs wherever the backend is built.
 // The staged kernel (weights copied ahead into shared memory) writes the direct kernel's bits: the
 // same lanes sum the same products in the same order. K of one super-block (a partial step), of
-// five (one full step and a partial one), and of 42 (eleven steps: the ring of eight slots wraps),
-// three matrices in one launch with the stage's epilogues.
+// five (one full step and a partial one), of twenty (five steps: the short rows' ring, whole),
+// and of 42 (eleven steps: the long rows' ring of eight slots wraps), three matrices in one
+// launch with the stage's epilogues.
 TEST(CudaMatvec, StagedKernelGivesTheDirectKernelsBits) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
 #if ENGINE_HAVE_CUDA
@@ -155,7 +156,7 @@ TEST(CudaMatvec, StagedKernelGivesTheDirectKernelsBits) {
   const int64_t rows[3] = {300, 64, 70};
   for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     ASSERT_TRUE(cuda_matvec_has_staged(type, 1)) << traits(type).name;
-    for (const int64_t K : {int64_t(256), int64_t(5 * 256), int64_t(42 * 256)}) {
+    for (const int64_t K : {int64_t(256), int64_t(5 * 256), int64_t(20 * 256), int64_t(42 * 256)}) {
       std::vector<float> x(K);
       for (auto& v : x) v = normal(rng);
       const test::DeviceBuffer d_x(x);
