@@ -312,10 +312,14 @@ class CudaStage final : public Stage, public CudaStageLink {
       // and the residual, q/k/v and gate/up are fused launches, RoPE and the KV store are one
       // kernel.
       Activations normed = normalized(x_, w.attn_norm, n, {&w.wq, &w.wk, &w.wv});
-      project_all({{w.wq, q_, {w.bq}}, {w.wk, k_, {w.bk}}, {w.wv, v_, {w.bv}}}, normed);
-      if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
-      if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
-      cuda_rope_store_kv(q_, k_, v_, n, hp_.n_head, hp_.n_head_kv, hd, pos, rope_, kv, stream_, pos_dev);
+      if (rope_in_products(w, n)) {  // a decode step: RoPE and the KV store in the q/k/v products
+        project_qkv_rotated(w, normed, kv, pos, pos_dev);
+      } else {
+        project_all({{w.wq, q_, {w.bq}}, {w.wk, k_, {w.bk}}, {w.wv, v_, {w.bv}}}, normed);
+        if (w.q_norm) cuda_rms_norm(q_, w.q_norm, q_, n * hp_.n_head, hd, eps, stream_);
+        if (w.k_norm) cuda_rms_norm(k_, w.k_norm, k_, n * hp_.n_head_kv, hd, eps, stream_);
+        cuda_rope_store_kv(q_, k_, v_, n, hp_.n_head, hp_.n_head_kv, hd, pos, rope_, kv, stream_, pos_dev);
+      }
       // One query: the decode attention also writes its output's 8-bit blocks for attn_output.
       ActQ8Block* attn_q8 = n == 1 ? q8_output(n, hp_.n_head * hd) : nullptr;
       if (pos_dev != nullptr) {
@@ -346,6 +350,58 @@ class CudaStage final : public Stage, public CudaStageLink {
 
   // Layers in the stage.
   int64_t n_stage_layers() const { return int64_t(layers_.last - layers_.first + 1); }
+
+  // Whether a layer's q/k/v products of n tokens rotate q and k and store k and v themselves
+  // (cuda_matvec_fused_rope): one token, an f16 cache, no q/k norms between the products and RoPE,
+  // 8-bit-activation types, unless ENGINE_CUDA_ROPE_IN_MATVEC=0.
+  bool rope_in_products(const DeviceLayer& w, int64_t n) const {
+    static const bool allowed = [] {
+      const char* v = std::getenv("ENGINE_CUDA_ROPE_IN_MATVEC");
+      return v == nullptr || std::strcmp(v, "0") != 0;
+    }();
+    if (!allowed || n != 1 || kv_type_ != KvType::f16 || w.q_norm != nullptr || w.k_norm != nullptr) return false;
+    for (const DeviceMatrix* m : {&w.wq, &w.wk, &w.wv}) {
+      if (!cuda_matvec_wants_q8(m->type)) return false;
+    }
+    return hp_.head_dim % 2 == 0 && rope_.n_rot > 0 && rope_.n_rot <= int(hp_.head_dim);
+  }
+
+  // A decode step's q, k and v with RoPE and the KV store in the products' epilogue: in one launch
+  // where the three types agree, else one launch per run of one type (Q4_K_M: q and k, then v).
+  void project_qkv_rotated(const DeviceLayer& w, Activations& in, const KvLayer& kv, int64_t pos,
+                           const int64_t* pos_dev) {
+    const int64_t K = hp_.n_embd;
+    if (!in.q8) {
+      cuda_quantize_activations(in.x, K, xq_, stream_);
+      in.q8 = true;
+    }
+    MatvecRope rope;
+    rope.p = rope_;
+    rope.head_dim = hp_.head_dim;
+    rope.pos = pos;
+    rope.pos_dev = pos_dev;
+    rope.k_cache = static_cast<uint16_t*>(kv.k);
+    rope.v_cache = static_cast<uint16_t*>(kv.v);
+    rope.kv_dim = hp_.kv_dim();
+    struct Part {
+      const DeviceMatrix& w;
+      float* y;
+      const float* bias;
+      QkvRole role;
+    };
+    const Part parts[3] = {{w.wq, q_, w.bq, QkvRole::q}, {w.wk, k_, w.bk, QkvRole::k}, {w.wv, v_, w.bv, QkvRole::v}};
+    for (int i = 0; i < 3;) {
+      MatvecOutput outs[3];
+      int count = 0;
+      const GgmlType type = parts[i].w.type;
+      for (; i < 3 && parts[i].w.type == type; ++i, ++count) {
+        outs[count] = MatvecOutput{parts[i].w.data, parts[i].w.rows, parts[i].y, {parts[i].bias}};
+        rope.roles[count] = parts[i].role;
+      }
+      cuda_matvec_fused_rope(type, K, MatvecInput{in.x, xq_}, std::span<const MatvecOutput>(outs, size_t(count)), rope,
+                             stream_);
+    }
+  }
 
   // The cache a prompt batch's attention reads, which takes f16: the layer's own, or for q8_0 its
   // positions 0 .. n_positions - 1 converted into the stage's fp16 copy.

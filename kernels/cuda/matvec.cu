@@ -24,12 +24,14 @@
 #include <string>
 
 #include "../cpu/quant_blocks.h"
+#include "../cpu/rope_math.h"
 #include "../cpu/with_count.h"
 #include "block_loads.cuh"
 #include "launch.cuh"
 #include "engine/gpu_layout.h"
 #include "matvec.h"
 #include "scheduler/cuda_check.h"
+#include "rope_pair.cuh"
 #include "tensor_core.cuh"
 
 // Loop unrolling for the device passes only: the lane code is also compiled for the host.
@@ -368,25 +370,52 @@ struct Matrices {
   int count;
 };
 
-// Row n of the launch's grid (global over its matrices): the matrix it falls in, selected with
-// constant indices so that the parameters stay out of local memory, and n within it.
+// A launch's RoPE epilogue (MatvecRope, matvec.h), with YaRN's correction range and the roles as
+// ints; unused by the plain launches.
+struct RopeArgs {
+  RopeParams p;
+  float corr_low, corr_high;
+  int head_dim;
+  int64_t pos;
+  const int64_t* pos_dev;
+  uint16_t* k_cache;
+  uint16_t* v_cache;
+  int64_t kv_dim;
+  int roles[kCudaMatvecMaxFused];  // QkvRole values
+};
+
+// Row `slot` of the launch's matrix `matrix` (global row n of the grid over its matrices): the
+// matrix selected with constant indices so that the parameters stay out of local memory. n is
+// the row the warp computes: slot, or for a q or k matrix under RoPE, the dim rope_pair_dim puts
+// there (so that neighbouring warps hold a rotated pair).
 struct GridRow {
   const uint8_t* w;
   float* y;
   ProductEpilogue ep;
-  int64_t n, N;
+  int64_t n, N, slot;
+  int matrix;
 };
 
-__device__ __forceinline__ GridRow grid_row(const Matrices& m, int64_t n) {
-  GridRow r{m.w[0], m.y[0], m.ep[0], n, m.rows[0]};
+template <bool kRope>
+__device__ __forceinline__ GridRow grid_row(const Matrices& m, int64_t n, const RopeArgs& rope) {
+  GridRow r{m.w[0], m.y[0], m.ep[0], n, m.rows[0], n, 0};
 MATVEC_UNROLL
   for (int s = 1; s < kCudaMatvecMaxFused; ++s) {
-    if (s < m.count && r.n >= r.N) {
-      r.n -= r.N;
+    if (s < m.count && r.slot >= r.N) {
+      r.slot -= r.N;
       r.w = m.w[s];
       r.y = m.y[s];
       r.ep = m.ep[s];
       r.N = m.rows[s];
+      r.matrix = s;
+    }
+  }
+  r.n = r.slot;
+  if constexpr (kRope) {
+    const int role = r.matrix == 0 ? rope.roles[0] : r.matrix == 1 ? rope.roles[1] : rope.roles[2];
+    if (role != int(QkvRole::v)) {
+      const int64_t within = r.slot % rope.head_dim;
+      r.n = r.slot - within + rope_pair_dim(int(within), rope.p.n_rot, rope.p.neox);
     }
   }
   return r;
@@ -404,24 +433,71 @@ MATVEC_UNROLL
   }
 }
 
-template <typename Rows, int B>
+// The RoPE epilogue (batch 1): every warp of the block reaches its barrier (inactive ones with
+// nothing to write). A pair's first warp (even: the grid's matrices start at even rows, whole
+// heads) rotates its sum and its neighbour's, as the RoPE kernel does (ops.cu), and writes both to
+// y, and for k to the cache row of the position; v's sums go to y and the cache as they are.
+__device__ __forceinline__ void finish_rope(float acc, const GridRow& r, bool active, int lane, int warp,
+                                            const RopeArgs& a) {
+  __shared__ float sums[kWarps];
+  float v = acc;
+MATVEC_UNROLL
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  if (active && r.ep.bias != nullptr) v += r.ep.bias[r.n];
+  if (lane == 0) sums[warp] = v;
+  __syncthreads();
+  if (!active || lane != 0) return;
+  const int role = r.matrix == 0 ? a.roles[0] : r.matrix == 1 ? a.roles[1] : a.roles[2];
+  const int64_t pos = a.pos_dev != nullptr ? *a.pos_dev : a.pos;
+  if (role == int(QkvRole::v)) {
+    r.y[r.n] = v;
+    a.v_cache[pos * a.kv_dim + r.n] = __half_as_ushort(__float2half_rn(v));
+    return;
+  }
+  if (warp % 2 != 0) return;  // the pair's first warp writes both
+  const int within = int(r.slot % a.head_dim);  // even
+  const int64_t head0 = r.slot - within;
+  const int64_t n0 = head0 + rope_pair_dim(within, a.p.n_rot, a.p.neox);
+  const int64_t n1 = head0 + rope_pair_dim(within + 1, a.p.n_rot, a.p.neox);
+  float x0 = v, x1 = sums[warp + 1];
+  if (within / 2 < a.p.n_rot / 2) {
+    float c, s;
+    rope_rotation(a.p, pos, within / 2, a.corr_low, a.corr_high, &c, &s);
+    rotate_pair(v, sums[warp + 1], c, s, &x0, &x1);
+  }
+  r.y[n0] = x0;
+  r.y[n1] = x1;
+  if (role == int(QkvRole::k)) {
+    a.k_cache[pos * a.kv_dim + n0] = __half_as_ushort(__float2half_rn(x0));
+    a.k_cache[pos * a.kv_dim + n1] = __half_as_ushort(__float2half_rn(x1));
+  }
+}
+
+template <typename Rows, int B, bool kRope>
 __global__ void __launch_bounds__(32 * kWarps)
-    matvec_kernel(Matrices m, uint64_t row_bytes, int64_t K, int64_t total_rows, MatvecInput in) {
+    matvec_kernel(Matrices m, uint64_t row_bytes, int64_t K, int64_t total_rows, MatvecInput in, RopeArgs rope) {
   const int64_t global_row = int64_t(blockIdx.x) * kWarps + threadIdx.y;
-  if (global_row >= total_rows) return;  // whole warps leave together: threadIdx.y is the warp
-  const GridRow r = grid_row(m, global_row);
+  const bool active = global_row < total_rows;
+  // Whole warps leave together (threadIdx.y is the warp); under RoPE they stay for the barrier.
+  if (!kRope && !active) return;
+  const GridRow r = grid_row<kRope>(m, active ? global_row : 0, rope);
   const int lane = threadIdx.x;
   const uint8_t* row = r.w + r.n * row_bytes;
   // The row's first 2 KiB towards L2 while the previous kernel finishes (weights: no kernel
   // writes them); a prefix only, so that the lines of all resident rows fit in L2.
-  if (lane < 16 && 128 * uint64_t(lane) < row_bytes) prefetch_l2(row + 128 * lane);
+  if (active && lane < 16 && 128 * uint64_t(lane) < row_bytes) prefetch_l2(row + 128 * lane);
   wait_for_previous_kernel();
   allow_next_kernel();
   float acc[B];
 MATVEC_UNROLL
   for (int bb = 0; bb < B; ++bb) acc[bb] = 0;
-  Rows::template accumulate<B>(row, K, in, lane, acc);
-  finish_row<B>(acc, r, lane);
+  if (active) Rows::template accumulate<B>(row, K, in, lane, acc);
+  if constexpr (kRope) {
+    static_assert(B == 1, "RoPE's epilogue is for a decode step");
+    finish_rope(acc[0], r, active, lane, int(threadIdx.y), rope);
+  } else {
+    finish_row<B>(acc, r, lane);
+  }
 }
 
 // The staged kernel (Q4_K, Q5_K, Q6_K at batch 1): the same lanes and arithmetic as matvec_kernel,
@@ -436,18 +512,21 @@ MATVEC_UNROLL
 // row in flight from the start, in less shared memory (more of the grid resident at once).
 constexpr int kStagedShortSteps = 5;
 
-template <typename Rows, int kStagedRing>
+template <typename Rows, int kStagedRing, bool kRope>
 __global__ void __launch_bounds__(32 * kWarps)
-    matvec_staged_kernel(Matrices m, uint64_t row_bytes, int64_t K, int64_t total_rows, MatvecInput in) {
+    matvec_staged_kernel(Matrices m, uint64_t row_bytes, int64_t K, int64_t total_rows, MatvecInput in,
+                         RopeArgs rope) {
   constexpr int kStepBytes = 4 * Rows::kBlockBytes;
   static_assert(kStepBytes % 16 == 0, "a step's super-blocks are whole 16-byte chunks");
   __shared__ __align__(16) uint8_t ring[kWarps][kStagedRing][kStepBytes];
   const int64_t global_row = int64_t(blockIdx.x) * kWarps + threadIdx.y;
-  if (global_row >= total_rows) return;  // whole warps leave together; no barrier below spans warps
-  const GridRow r = grid_row(m, global_row);
+  const bool active = global_row < total_rows;
+  // Whole warps leave together; no barrier below spans warps but RoPE's, for which they stay.
+  if (!kRope && !active) return;
+  const GridRow r = grid_row<kRope>(m, active ? global_row : 0, rope);
   const int lane = threadIdx.x, warp = threadIdx.y;
   const uint8_t* row = r.w + r.n * row_bytes;
-  const int64_t blocks = K / 256, steps = (blocks + 3) / 4;
+  const int64_t blocks = active ? K / 256 : 0, steps = (blocks + 3) / 4;
   // Step t's super-blocks 4t .. 4t + 3 (fewer in a last partial step) into slot t % kStagedRing,
   // one cp.async group (empty past the last step).
   auto copy = [&](int64_t t) {
@@ -475,35 +554,58 @@ __global__ void __launch_bounds__(32 * kWarps)
     }
     __syncwarp();  // every lane is done with slot t % kStagedRing before it is refilled
   }
-  finish_row<1>(acc, r, lane);
+  if constexpr (kRope) {
+    finish_rope(acc[0], r, active, lane, warp, rope);
+  } else {
+    finish_row<1>(acc, r, lane);
+  }
 }
 
 // Whether Rows has a staged kernel (accumulate_block and its super-block size).
 template <typename Rows>
 constexpr bool kHasStaged = requires { Rows::kBlockBytes; };
 
+// The launch of the type's kernel: staged or direct, with RoPE's epilogue where `rope` is given
+// (batch 1: the caller checked).
 template <typename Rows>
 void launch(const Matrices& m, uint64_t row_bytes, int64_t K, MatvecInput in, int n_batch, bool staged,
-            cudaStream_t stream) {
+            const RopeArgs* rope, cudaStream_t stream) {
   int64_t total = 0;
   for (int s = 0; s < m.count; ++s) total += m.rows[s];
   if (total <= 0) return;
   const dim3 block(32, kWarps);
   const auto grid = static_cast<unsigned>((total + kWarps - 1) / kWarps);
-  if constexpr (kHasStaged<Rows>) {
-    if (staged) {
-      if ((K / 256 + 3) / 4 <= kStagedShortSteps) {
-        launch_dependent(matvec_staged_kernel<Rows, kStagedShortSteps>, grid, block, 0, stream, m, row_bytes, K, total,
-                         in);
-      } else {
-        launch_dependent(matvec_staged_kernel<Rows, 8>, grid, block, 0, stream, m, row_bytes, K, total, in);
+  const RopeArgs none{};
+  const RopeArgs& args = rope != nullptr ? *rope : none;
+  const auto go = [&]<bool kRope>() {
+    if constexpr (kHasStaged<Rows>) {
+      if (staged) {  // the staged kernels are the K-quants' already
+        if ((K / 256 + 3) / 4 <= kStagedShortSteps) {
+          launch_dependent(matvec_staged_kernel<Rows, kStagedShortSteps, kRope>, grid, block, 0, stream, m, row_bytes,
+                           K, total, in, args);
+        } else {
+          launch_dependent(matvec_staged_kernel<Rows, 8, kRope>, grid, block, 0, stream, m, row_bytes, K, total, in,
+                           args);
+        }
+        return;
       }
-      return;
     }
+    if constexpr (kRope) {
+      // RoPE's epilogue takes the K-quants only (cuda_matvec_fused_rope checks): no other instances.
+      if constexpr (Rows::kQ8) {
+        launch_dependent(matvec_kernel<Rows, 1, true>, grid, block, 0, stream, m, row_bytes, K, total, in, args);
+      }
+    } else {
+      with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() {
+        launch_dependent(matvec_kernel<Rows, B, false>, grid, block, 0, stream, m, row_bytes, K, total, in, args);
+      });
+    }
+  };
+  if (rope != nullptr) {
+    go.template operator()<true>();
+  } else {
+    go.template operator()<false>();
   }
-  with_count<kCudaMatvecMaxBatch>(n_batch, [&]<int B>() {
-    launch_dependent(matvec_kernel<Rows, B>, grid, block, 0, stream, m, row_bytes, K, total, in);
-  });
 }
 
 // The kernels' lane arithmetic run on the host, lane by lane (see matvec.h).
@@ -584,15 +686,16 @@ bool cuda_matvec_has_staged(GgmlType type, int n_batch) {
   return has && n_batch == 1;
 }
 
-void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, std::span<const MatvecOutput> outs,
-                       void* stream_ptr, MatvecKernel kernel) {
-  if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) {
-    throw_bad_argument("cuda_matvec_fused", "matrices", int64_t(outs.size()));
-  }
+namespace {
+
+// cuda_matvec_fused's work, with RoPE's epilogue where rope is given.
+void run_fused(const char* op, GgmlType type, int64_t K, MatvecInput in, int n_batch,
+               std::span<const MatvecOutput> outs, void* stream_ptr, MatvecKernel kernel, const RopeArgs* rope) {
+  if (outs.empty() || outs.size() > size_t(kCudaMatvecMaxFused)) throw_bad_argument(op, "matrices", int64_t(outs.size()));
   Matrices m{};
   m.count = static_cast<int>(outs.size());
   for (int s = 0; s < m.count; ++s) {
-    if (outs[size_t(s)].N < 0) throw_bad_argument("cuda_matvec_fused", "rows", outs[size_t(s)].N);
+    if (outs[size_t(s)].N < 0) throw_bad_argument(op, "rows", outs[size_t(s)].N);
     m.w[s] = static_cast<const uint8_t*>(outs[size_t(s)].w);
     m.y[s] = outs[size_t(s)].y;
     m.ep[s] = outs[size_t(s)].ep;
@@ -613,9 +716,43 @@ void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, st
   }
   const bool staged = kernel == MatvecKernel::staged || (kernel == MatvecKernel::automatic && staged_chosen && has_staged);
   checked("cuda_matvec", type, K, in, n_batch, [&]<typename Rows>(uint64_t row_bytes) {
-    launch<Rows>(m, row_bytes, K, in, n_batch, staged, stream);
+    launch<Rows>(m, row_bytes, K, in, n_batch, staged, rope, stream);
   });
   ENGINE_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, std::span<const MatvecOutput> outs,
+                       void* stream, MatvecKernel kernel) {
+  run_fused("cuda_matvec_fused", type, K, in, n_batch, outs, stream, kernel, nullptr);
+}
+
+void cuda_matvec_fused_rope(GgmlType type, int64_t K, MatvecInput in, std::span<const MatvecOutput> outs,
+                            const MatvecRope& rope, void* stream, MatvecKernel kernel) {
+  const char* op = "cuda_matvec_fused_rope";
+  if (!cuda_matvec_wants_q8(type)) throw_unsupported_type(op, type);
+  const int64_t hd = rope.head_dim;
+  if (hd <= 0 || hd % 2 != 0 || rope.p.n_rot <= 0 || rope.p.n_rot > hd || rope.p.n_rot % 2 != 0) {
+    throw_bad_argument(op, "head_dim", hd);
+  }
+  if (rope.k_cache == nullptr || rope.v_cache == nullptr || rope.kv_dim <= 0) throw_bad_argument(op, "kv_dim", rope.kv_dim);
+  RopeArgs args{};
+  args.p = rope.p;
+  rope_yarn_corr(rope.p, &args.corr_low, &args.corr_high);
+  args.head_dim = int(hd);
+  args.pos = rope.pos;
+  args.pos_dev = rope.pos_dev;
+  args.k_cache = rope.k_cache;
+  args.v_cache = rope.v_cache;
+  args.kv_dim = rope.kv_dim;
+  for (size_t s = 0; s < outs.size() && s < size_t(kCudaMatvecMaxFused); ++s) {
+    const QkvRole role = rope.roles[s];
+    args.roles[s] = int(role);
+    if (outs[s].ep.accumulate) throw_bad_argument(op, "an accumulating output", int64_t(s));
+    if (role != QkvRole::v && outs[s].N % hd != 0) throw_bad_argument(op, "rows of a rotated output", outs[s].N);
+  }
+  run_fused(op, type, K, in, 1, outs, stream, kernel, &args);
 }
 
 void cuda_matvec(GgmlType type, const void* w, int64_t K, int64_t N, MatvecInput in, int n_batch, float* y,

@@ -6,6 +6,7 @@
 #include <span>
 
 #include "engine/ggml_type.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cuda/activations.h"
 
 namespace engine {
@@ -69,6 +70,30 @@ constexpr int kCudaMatvecMaxFused = 3;
 // launch and a tail of their own. Each output is exactly what cuda_matvec would write.
 void cuda_matvec_fused(GgmlType type, int64_t K, MatvecInput in, int n_batch, std::span<const MatvecOutput> outs,
                        void* stream, MatvecKernel kernel = MatvecKernel::automatic);
+
+// RoPE and the KV cache store in the epilogue of a decode step's q/k/v products (batch 1, an f16
+// cache): the rows of each q and k head are taken in pairs by neighbouring warps of a block, and
+// the pair's first warp rotates both results (the RoPE kernel's angles and arithmetic:
+// cuda_rope_store_kv gives the same bits) and writes them to y, and k's also to the cache row of
+// the position; v's results go to y and the cache as they are. roles[s] says what output s of
+// the launch is; q and k outputs must be whole heads, and no output accumulates.
+enum class QkvRole { q, k, v };
+
+struct MatvecRope {
+  RopeParams p;                       // n_rot, NeoX order, frequencies (kernels/cpu/ops.h)
+  int64_t head_dim = 0;
+  int64_t pos = 0;                    // the token's position, unless pos_dev is given
+  const int64_t* pos_dev = nullptr;   // device memory (a decode graph replayed at every position)
+  uint16_t* k_cache = nullptr;        // the layer's f16 K and V rows: [position][kv_dim]
+  uint16_t* v_cache = nullptr;
+  int64_t kv_dim = 0;
+  QkvRole roles[kCudaMatvecMaxFused] = {QkvRole::q, QkvRole::k, QkvRole::v};
+};
+
+// cuda_matvec_fused at batch 1 with the RoPE epilogue above (K-quant types: the 8-bit
+// activations in in.xq).
+void cuda_matvec_fused_rope(GgmlType type, int64_t K, MatvecInput in, std::span<const MatvecOutput> outs,
+                            const MatvecRope& rope, void* stream, MatvecKernel kernel = MatvecKernel::automatic);
 
 // The same arithmetic on the host: every lane's share of every row computed in turn by the code
 // the kernels run, summed per row. For tests without a GPU: it checks which bytes and activations

@@ -26,6 +26,7 @@
 #include "kv_cache.cuh"
 #include "launch.cuh"
 #include "ops.h"
+#include "rope_pair.cuh"
 #include "scheduler/cuda_check.h"
 
 namespace engine {
@@ -161,9 +162,7 @@ __global__ void __launch_bounds__(kRopeWarps * 32)
         b = p.neox ? j + half : 2 * j + 1;
         float c, s;
         rope_rotation(p, pos0 + row, j, corr_low, corr_high, &c, &s);
-        const float r0 = h[a], r1 = h[b];
-        x0 = r0 * c - r1 * s;
-        x1 = r0 * s + r1 * c;
+        rotate_pair(h[a], h[b], c, s, &x0, &x1);
         h[a] = x0;
         h[b] = x1;
       } else {

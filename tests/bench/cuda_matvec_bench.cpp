@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
     out["device"] = prop.name;
     out["copy_gb_per_s"] = copy_gbs;
     out["kernels"] = nlohmann::json::array();
+    out["qkv_with_rope"] = nlohmann::json::array();
     if (!quiet) {
       fmt::print("device {}: copy bandwidth {:.0f} GB/s (read + write)\n", prop.name, copy_gbs);
       fmt::print("{:32} {:>5} {:>9} {:>9} {:>7}\n", "matvec", "batch", "us", "GB/s", "% copy");
@@ -124,6 +125,11 @@ int main(int argc, char** argv) {
                  "staged us", "% copy");
     }
     double staged_token_us = 0;
+    // The q/k/v launches again with RoPE and the KV store in their epilogue (what the stage runs
+    // at decode with an f16 cache): their time per token, against the products alone.
+    double rope_launches_us = 0, plain_qkv_us = 0;
+    uint16_t* rope_cache = nullptr;  // one position's K and V rows
+    ENGINE_CUDA_CHECK(cudaMalloc(&rope_cache, sizeof(uint16_t) * 2 * 1024));
     for (const engine::bench::StageLaunch& l : engine::bench::kQwq32Launches) {
       float* x = nullptr;
       engine::ActQ8Block* xq = nullptr;
@@ -163,6 +169,29 @@ int main(int argc, char** argv) {
         staged_us = profile ? 0 : time_ms(start, stop) * 1e3 / reps;
       }
       const double staged_gbs = bytes / (staged_us * 1e-6) / 1e9;
+      if (l.qkv != nullptr) {
+        engine::MatvecRope rope;
+        rope.p.n_rot = 128;
+        rope.p.neox = true;
+        rope.p.freq_base = 1e6f;
+        rope.head_dim = 128;
+        rope.k_cache = rope_cache;
+        rope.v_cache = rope_cache + 1024;
+        rope.kv_dim = 1024;
+        for (size_t i = 0; i < std::strlen(l.qkv); ++i) {
+          rope.roles[i] = l.qkv[i] == 'q' ? engine::QkvRole::q : l.qkv[i] == 'k' ? engine::QkvRole::k : engine::QkvRole::v;
+        }
+        const auto launch = [&] { engine::cuda_matvec_fused_rope(l.type, l.K, in, outs, rope, nullptr); };
+        launch();
+        ENGINE_CUDA_CHECK(cudaEventRecord(start));
+        for (int r = 0; r < reps; ++r) launch();
+        ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+        ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+        const double rope_us = profile ? 0 : time_ms(start, stop) * 1e3 / reps;
+        rope_launches_us += rope_us * l.per_token;
+        plain_qkv_us += us * l.per_token;
+        out["qkv_with_rope"].push_back({{"name", l.name}, {"us", rope_us}, {"us_without", us}});
+      }
       token_us += us * l.per_token;
       staged_token_us += staged_us * l.per_token;
       token_bytes += bytes * l.per_token;
@@ -182,6 +211,14 @@ int main(int argc, char** argv) {
       }
       ENGINE_CUDA_CHECK(cudaFree(x));
       ENGINE_CUDA_CHECK(cudaFree(xq));
+    }
+
+    ENGINE_CUDA_CHECK(cudaFree(rope_cache));
+    out["qkv_rope_in_epilogue_us_per_token"] = rope_launches_us;
+    out["qkv_products_alone_us_per_token"] = plain_qkv_us;
+    if (!quiet) {
+      fmt::print("q/k/v with RoPE and the KV store in the epilogue: {:.0f} us per token ({:.0f} for the products alone)\n",
+                 rope_launches_us, plain_qkv_us);
     }
 
     // The rest of a decode step at QwQ-32B's shapes (64 layers, qwen2: q/k/v biases).
@@ -232,12 +269,15 @@ int main(int argc, char** argv) {
            engine::cuda_swiglu(u, v, u, F, nullptr, reinterpret_cast<engine::ActQ8Block*>(o));
          })},
     };
+    // With an f16 cache the stage rotates and stores in the q/k/v products' epilogue (the launches
+    // above): the step counts their extra time, not the RoPE kernel, which a q8_0 cache still runs.
+    parts.push_back({"rope + kv store in the q/k/v epilogue", 1, rope_launches_us - plain_qkv_us, true});
     for (const auto& [cache_view, name] : {std::pair{f16_cache, "f16"}, std::pair{q8_cache, "q8_0"}}) {
       const bool f16 = cache_view.type == engine::KvType::f16;
       parts.push_back({fmt::format("rope q + k, kv store ({})", name), 64, time_us([&] {
                          engine::cuda_rope_store_kv(u, v, o, 1, kHeads, kKvHeads, kHd, 0, rope, cache_view, nullptr,
                                                     pos);
-                       }), f16});
+                       }), false});
       for (const int64_t keys : {int64_t(512), kCtx}) {
         parts.push_back({fmt::format("attention at {} keys ({})", keys, name), 64, time_us([&] {
                            engine::cuda_attention_decode(u, cache_view, keys, kHeads, kKvHeads, kHd, 0.088f, o, ws,

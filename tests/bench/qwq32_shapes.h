@@ -43,12 +43,13 @@ struct StageLaunch {
   std::initializer_list<int64_t> rows;  // of each matrix in the launch
   int per_token;
   bool output_head;
+  const char* qkv = nullptr;  // the q/k/v launches: each matrix's role, 'q', 'k' or 'v'
 };
 
 inline const StageLaunch kQwq32Launches[] = {
-    {"q+k+v fused (Q4_K)", GgmlType::Q4_K, 5120, {5120, 1024, 1024}, 32, false},
-    {"q+k fused (Q4_K)", GgmlType::Q4_K, 5120, {5120, 1024}, 32, false},
-    {"v (Q6_K)", GgmlType::Q6_K, 5120, {1024}, 32, false},
+    {"q+k+v fused (Q4_K)", GgmlType::Q4_K, 5120, {5120, 1024, 1024}, 32, false, "qkv"},
+    {"q+k fused (Q4_K)", GgmlType::Q4_K, 5120, {5120, 1024}, 32, false, "qk"},
+    {"v (Q6_K)", GgmlType::Q6_K, 5120, {1024}, 32, false, "v"},
     {"attn_output (Q4_K)", GgmlType::Q4_K, 5120, {5120}, 64, false},
     {"gate+up fused (Q4_K)", GgmlType::Q4_K, 5120, {27648, 27648}, 64, false},
     {"down (Q4_K)", GgmlType::Q4_K, 27648, {5120}, 32, false},

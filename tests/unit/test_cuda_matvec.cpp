@@ -24,7 +24,9 @@
 #if ENGINE_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/kv_cache.h"
 #include "kernels/cuda/matvec.h"
+#include "kernels/cuda/ops.h"
 #endif
 
 namespace engine {
@@ -175,6 +177,94 @@ TEST(CudaMatvec, StagedKernelGivesTheDirectKernelsBits) {
 #endif
 }
 
+// A decode step's q/k/v products with RoPE and the KV store in their epilogue
+// (cuda_matvec_fused_rope) write what the products and then the RoPE kernel write, bit for bit:
+// q and k rotated, v as it is, the cache rows of the position. NeoX and normal order, all dims
+// rotated and half of them, q/k/v in one launch and v (another type, as Q4_K_M's) in its own,
+// the position given and read from device memory, both matvec kernels.
+TEST(CudaMatvec, RopeEpilogueGivesTheRopeKernelsBits) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+#if ENGINE_HAVE_CUDA
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t K = 512, hd = 128, n_head = 4, n_head_kv = 2, kv_dim = n_head_kv * hd, n_ctx = 48, pos = 37;
+  std::vector<float> x(K);
+  for (auto& v : x) v = normal(rng);
+  const test::DeviceBuffer d_x(x), d_q(std::vector<ActQ8Block>(K / 32)), d_pos(std::vector<int64_t>{pos});
+  cuda_quantize_activations(d_x.as<float>(), K, d_q.as<ActQ8Block>(), nullptr);
+  const MatvecInput in{d_x.as<float>(), d_q.as<ActQ8Block>()};
+  const int64_t rows[3] = {n_head * hd, kv_dim, kv_dim};
+  for (const GgmlType v_type : {GgmlType::Q4_K, GgmlType::Q6_K}) {
+    const GgmlType types[3] = {GgmlType::Q4_K, GgmlType::Q4_K, v_type};
+    std::vector<test::DeviceBuffer> w, bias;
+    for (int s = 0; s < 3; ++s) {
+      w.emplace_back(test::in_gpu_layout(types[s], K, rows[s], test::random_blocks(types[s], K * rows[s], rng)));
+      std::vector<float> b(rows[s]);
+      for (auto& v : b) v = normal(rng);
+      bias.emplace_back(b);
+    }
+    for (const bool neox : {true, false}) {
+      for (const int n_rot : {int(hd), int(hd / 2)}) {
+        for (const bool on_device : {false, true}) {
+          for (const MatvecKernel kernel : {MatvecKernel::direct, MatvecKernel::staged}) {
+            RopeParams p;
+            p.n_rot = n_rot;
+            p.neox = neox;
+            p.freq_base = 1e6f;
+            const std::vector<float> poison(n_head * hd, std::nanf(""));
+            const std::vector<uint16_t> cache_poison(2 * n_ctx * kv_dim, 0x7e01);  // an fp16 NaN
+            // The products, then the RoPE kernel.
+            std::vector<test::DeviceBuffer> y_ref, y;
+            for (int s = 0; s < 3; ++s) {
+              y_ref.emplace_back(std::vector<float>(poison.begin(), poison.begin() + rows[s]));
+              y.emplace_back(std::vector<float>(poison.begin(), poison.begin() + rows[s]));
+            }
+            const test::DeviceBuffer cache_ref(cache_poison), cache(cache_poison);
+            const auto outputs = [&](std::vector<test::DeviceBuffer>& ys, int first, int count) {
+              std::vector<MatvecOutput> outs;
+              for (int s = first; s < first + count; ++s) outs.push_back({w[s].get(), rows[s], ys[s].as<float>(), {bias[s].as<float>()}});
+              return outs;
+            };
+            const int together = v_type == GgmlType::Q4_K ? 3 : 2;
+            cuda_matvec_fused(GgmlType::Q4_K, K, in, 1, outputs(y_ref, 0, together), nullptr, MatvecKernel::direct);
+            if (together == 2) cuda_matvec_fused(v_type, K, in, 1, outputs(y_ref, 2, 1), nullptr, MatvecKernel::direct);
+            KvLayer ref_layer;  // f16
+            ref_layer.k = cache_ref.as<uint16_t>();
+            ref_layer.v = cache_ref.as<uint16_t>() + n_ctx * kv_dim;
+            cuda_rope_store_kv(y_ref[0].as<float>(), y_ref[1].as<float>(), y_ref[2].as<float>(), 1, n_head, n_head_kv,
+                               hd, pos, p, ref_layer, nullptr);
+            // The products with the epilogue.
+            MatvecRope rope;
+            rope.p = p;
+            rope.head_dim = hd;
+            rope.pos = on_device ? 0 : pos;
+            rope.pos_dev = on_device ? d_pos.as<int64_t>() : nullptr;
+            rope.k_cache = cache.as<uint16_t>();
+            rope.v_cache = cache.as<uint16_t>() + n_ctx * kv_dim;
+            rope.kv_dim = kv_dim;
+            cuda_matvec_fused_rope(GgmlType::Q4_K, K, in, outputs(y, 0, together), rope, nullptr, kernel);
+            if (together == 2) {
+              rope.roles[0] = QkvRole::v;
+              cuda_matvec_fused_rope(v_type, K, in, outputs(y, 2, 1), rope, nullptr, kernel);
+            }
+            const std::string what = std::string(neox ? "NeoX" : "normal") + ", n_rot " + std::to_string(n_rot) +
+                                     ", v " + std::string(traits(v_type).name) +
+                                     (on_device ? ", position on the device" : "") +
+                                     (kernel == MatvecKernel::staged ? ", staged" : ", direct");
+            for (int s = 0; s < 3; ++s) {
+              const auto got = y[s].to_host<float>(), want = y_ref[s].to_host<float>();
+              for (const float v : got) ASSERT_TRUE(std::isfinite(v)) << what << ", output " << s;
+              EXPECT_EQ(got, want) << what << ", output " << s;
+            }
+            EXPECT_EQ(cache.to_host<uint16_t>(), cache_ref.to_host<uint16_t>()) << what << ": the cache";
+          }
+        }
+      }
+    }
+  }
+#endif
+}
+
 TEST(CudaMatvec, RefusesBadBatchAndUnsupportedType) {
 #if !ENGINE_HAVE_CUDA
   GTEST_SKIP() << "built without the CUDA backend";
@@ -203,6 +293,25 @@ TEST(CudaMatvec, RefusesBadBatchAndUnsupportedType) {
   test::expect_error(
       [&] { cuda_matvec(GgmlType::Q4_K, nullptr, 256, 4, {}, 2, nullptr, nullptr, {}, MatvecKernel::staged); },
       {"cuda_matvec", "staged kernel for Q4_K at batch 2"});
+  // RoPE's epilogue: K-quants, whole heads, no accumulating output, a cache.
+  {
+    uint16_t cache_cell = 0;
+    MatvecRope rope;
+    rope.p.n_rot = 128;
+    rope.head_dim = 128;
+    rope.k_cache = rope.v_cache = &cache_cell;
+    rope.kv_dim = 128;
+    const MatvecOutput q{nullptr, 100, nullptr, {}}, acc{nullptr, 128, nullptr, {nullptr, true}};
+    test::expect_error([&] { cuda_matvec_fused_rope(GgmlType::F16, 128, {}, {&q, 1}, rope, nullptr); },
+                       {"cuda_matvec_fused_rope", "F16"});
+    test::expect_error([&] { cuda_matvec_fused_rope(GgmlType::Q4_K, 256, {}, {&q, 1}, rope, nullptr); },
+                       {"cuda_matvec_fused_rope", "rows of a rotated output", "100"});
+    test::expect_error([&] { cuda_matvec_fused_rope(GgmlType::Q4_K, 256, {}, {&acc, 1}, rope, nullptr); },
+                       {"cuda_matvec_fused_rope", "accumulating"});
+    rope.head_dim = 127;
+    test::expect_error([&] { cuda_matvec_fused_rope(GgmlType::Q4_K, 256, {}, {&q, 1}, rope, nullptr); },
+                       {"cuda_matvec_fused_rope", "head_dim", "127"});
+  }
 #endif
 }
 
