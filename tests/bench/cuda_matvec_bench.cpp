@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   // --profile: each decode kernel once (after no warm-up, untimed) and nothing else, for a
   // profiler such as ncu to look inside (tools/device-check runs it so).
   const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
-  const int reps = profile ? 0 : 20;
+  const int reps = 20;
   const bool quiet = json || profile;  // no table
   try {
     cudaDeviceProp prop{};
@@ -58,6 +58,18 @@ int main(int argc, char** argv) {
     cudaEvent_t start, stop;
     ENGINE_CUDA_CHECK(cudaEventCreate(&start));
     ENGINE_CUDA_CHECK(cudaEventCreate(&stop));
+
+    // The mean time of `n` launches after a warm-up one, by CUDA events (0 with --profile, which
+    // wants each kernel once).
+    const auto mean_us = [&](int n, auto&& launch) {
+      launch();
+      if (profile) return 0.0;
+      ENGINE_CUDA_CHECK(cudaEventRecord(start));
+      for (int r = 0; r < n; ++r) launch();
+      ENGINE_CUDA_CHECK(cudaEventRecord(stop));
+      ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
+      return time_ms(start, stop) * 1e3 / n;
+    };
 
     const size_t copy_bytes = size_t(1) << 30;
     void *a = nullptr, *b = nullptr;
@@ -99,12 +111,7 @@ int main(int argc, char** argv) {
       if (q8) engine::cuda_quantize_activations(x, s.K * engine::kCudaMatvecMaxBatch, xq, nullptr);
       const engine::MatvecInput in{x, q8 ? xq : nullptr};
       for (const int batch : {1, 4}) {
-        engine::cuda_matvec(s.type, w, s.K, s.N, in, batch, y, nullptr);
-        ENGINE_CUDA_CHECK(cudaEventRecord(start));
-        for (int r = 0; r < reps; ++r) engine::cuda_matvec(s.type, w, s.K, s.N, in, batch, y, nullptr);
-        ENGINE_CUDA_CHECK(cudaEventRecord(stop));
-        ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
-        const double us = time_ms(start, stop) * 1e3 / reps;
+        const double us = mean_us(reps, [&] { engine::cuda_matvec(s.type, w, s.K, s.N, in, batch, y, nullptr); });
         const double bytes = double(w_bytes) + (q8 ? 40.0 / 32.0 : 4.0) * s.K * batch;
         const double gbs = bytes / (us * 1e-6) / 1e9;
         out["kernels"].push_back({{"name", s.name}, {"type", engine::traits(s.type).name}, {"K", s.K},
@@ -150,23 +157,15 @@ int main(int argc, char** argv) {
         bytes += double(w_bytes);
       }
       const engine::MatvecInput in{x, xq};
-      engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr);
-      ENGINE_CUDA_CHECK(cudaEventRecord(start));
-      for (int r = 0; r < reps; ++r) engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr);
-      ENGINE_CUDA_CHECK(cudaEventRecord(stop));
-      ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
-      const double us = profile ? 0 : time_ms(start, stop) * 1e3 / reps, gbs = bytes / (us * 1e-6) / 1e9;
+      const double us = mean_us(reps, [&] { engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr); });
+      const double gbs = bytes / (us * 1e-6) / 1e9;
       // The staged kernel, where it runs the type (the K-quants; every launch of QwQ-32B Q4_K_M).
       double staged_us = us;
       const bool staged = engine::cuda_matvec_has_staged(l.type, 1);
       if (staged) {
-        const auto launch = [&] { engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr, engine::MatvecKernel::staged); };
-        launch();
-        ENGINE_CUDA_CHECK(cudaEventRecord(start));
-        for (int r = 0; r < reps; ++r) launch();
-        ENGINE_CUDA_CHECK(cudaEventRecord(stop));
-        ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
-        staged_us = profile ? 0 : time_ms(start, stop) * 1e3 / reps;
+        staged_us = mean_us(reps, [&] {
+          engine::cuda_matvec_fused(l.type, l.K, in, 1, outs, nullptr, engine::MatvecKernel::staged);
+        });
       }
       const double staged_gbs = bytes / (staged_us * 1e-6) / 1e9;
       if (l.qkv != nullptr) {
@@ -181,13 +180,7 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < std::strlen(l.qkv); ++i) {
           rope.roles[i] = l.qkv[i] == 'q' ? engine::QkvRole::q : l.qkv[i] == 'k' ? engine::QkvRole::k : engine::QkvRole::v;
         }
-        const auto launch = [&] { engine::cuda_matvec_fused_rope(l.type, l.K, in, outs, rope, nullptr); };
-        launch();
-        ENGINE_CUDA_CHECK(cudaEventRecord(start));
-        for (int r = 0; r < reps; ++r) launch();
-        ENGINE_CUDA_CHECK(cudaEventRecord(stop));
-        ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
-        const double rope_us = profile ? 0 : time_ms(start, stop) * 1e3 / reps;
+        const double rope_us = mean_us(reps, [&] { engine::cuda_matvec_fused_rope(l.type, l.K, in, outs, rope, nullptr); });
         rope_launches_us += rope_us * l.per_token;
         plain_qkv_us += us * l.per_token;
         out["qkv_with_rope"].push_back({{"name", l.name}, {"us", rope_us}, {"us_without", us}});
@@ -245,15 +238,7 @@ int main(int argc, char** argv) {
     rope.n_rot = kHd;
     rope.neox = true;
     rope.freq_base = 1e6f;
-    auto time_us = [&](auto&& launch) {
-      launch();
-      ENGINE_CUDA_CHECK(cudaEventRecord(start));
-      if (profile) return 0.0;
-      for (int r = 0; r < 50; ++r) launch();
-      ENGINE_CUDA_CHECK(cudaEventRecord(stop));
-      ENGINE_CUDA_CHECK(cudaEventSynchronize(stop));
-      return time_ms(start, stop) * 1e3 / 50;
-    };
+    auto time_us = [&](auto&& launch) { return mean_us(50, launch); };
     float *u = buf, *v = buf + F, *o = buf + 2 * F;
     struct Part {
       std::string name;
