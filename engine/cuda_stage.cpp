@@ -371,10 +371,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   void project_qkv_rotated(const DeviceLayer& w, Activations& in, const KvLayer& kv, int64_t pos,
                            const int64_t* pos_dev) {
     const int64_t K = hp_.n_embd;
-    if (!in.q8) {
-      cuda_quantize_activations(in.x, K, xq_, stream_);
-      in.q8 = true;
-    }
+    with_q8_blocks(in, K);
     MatvecRope rope;
     rope.p = rope_;
     rope.head_dim = hp_.head_dim;
@@ -383,23 +380,19 @@ class CudaStage final : public Stage, public CudaStageLink {
     rope.k_cache = static_cast<uint16_t*>(kv.k);
     rope.v_cache = static_cast<uint16_t*>(kv.v);
     rope.kv_dim = hp_.kv_dim();
-    struct Part {
-      const DeviceMatrix& w;
-      float* y;
-      const float* bias;
-      QkvRole role;
-    };
-    const Part parts[3] = {{w.wq, q_, w.bq, QkvRole::q}, {w.wk, k_, w.bk, QkvRole::k}, {w.wv, v_, w.bv, QkvRole::v}};
-    for (int i = 0; i < 3;) {
-      MatvecOutput outs[3];
-      int count = 0;
-      const GgmlType type = parts[i].w.type;
-      for (; i < 3 && parts[i].w.type == type; ++i, ++count) {
-        outs[count] = MatvecOutput{parts[i].w.data, parts[i].w.rows, parts[i].y, {parts[i].bias}};
-        rope.roles[count] = parts[i].role;
+    const Product parts[3] = {{w.wq, q_, {w.bq}}, {w.wk, k_, {w.bk}}, {w.wv, v_, {w.bv}}};
+    const QkvRole roles[3] = {QkvRole::q, QkvRole::k, QkvRole::v};
+    for (const Product* it = parts; it != parts + 3;) {
+      const Product* run_end = fused_run_end(it, parts + 3);
+      MatvecOutput outs[kCudaMatvecMaxFused];
+      const int count = static_cast<int>(run_end - it);
+      for (int i = 0; i < count; ++i) {
+        outs[i] = MatvecOutput{it[i].w.data, it[i].w.rows, it[i].y, it[i].ep};
+        rope.roles[i] = roles[it + i - parts];
       }
-      cuda_matvec_fused_rope(type, K, MatvecInput{in.x, xq_}, std::span<const MatvecOutput>(outs, size_t(count)), rope,
-                             stream_);
+      cuda_matvec_fused_rope(it->w.type, K, MatvecInput{in.x, xq_}, std::span<const MatvecOutput>(outs, size_t(count)),
+                             rope, stream_);
+      it = run_end;
     }
   }
 
@@ -553,6 +546,24 @@ class CudaStage final : public Stage, public CudaStageLink {
     ProductEpilogue ep;
   };
 
+  // The end of the run of products from `begin` that one fused launch takes: consecutive matrices
+  // of the first one's type and width, at most kCudaMatvecMaxFused.
+  static const Product* fused_run_end(const Product* begin, const Product* end) {
+    const Product* it = begin;
+    while (it != end && it - begin < kCudaMatvecMaxFused && it->w.type == begin->w.type && it->w.cols == begin->w.cols) {
+      ++it;
+    }
+    return it;
+  }
+
+  // The input's 8-bit blocks in xq_ (its rows of K values), made once: a norm or the attention may
+  // have written them already.
+  void with_q8_blocks(Activations& in, int64_t K) {
+    if (in.q8) return;
+    cuda_quantize_activations(in.x, in.n * K, xq_, stream_);
+    in.q8 = true;
+  }
+
   // Several products of the same input: consecutive matrices of one type multiply in one fused
   // launch (q, k and v where their types agree; gate and up), the matrix-vector kernels' for a
   // decode-sized batch, the matmul's for a prompt batch. A prompt batch for a type the matmul
@@ -573,8 +584,7 @@ class CudaStage final : public Stage, public CudaStageLink {
       }
       MatvecOutput outs[kCudaMatvecMaxFused];
       int count = 0;
-      for (; it != products.end() && count < kCudaMatvecMaxFused && it->w.type == first.type && it->w.cols == K;
-           ++it) {
+      for (const Product* run_end = fused_run_end(it, products.end()); it != run_end; ++it) {
         outs[count++] = MatvecOutput{it->w.data, it->w.rows, it->y, it->ep};
       }
       const std::span<const MatvecOutput> fused(outs, size_t(count));
@@ -599,10 +609,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   // not there yet.
   void matvec(GgmlType type, int64_t K, Activations& in, std::span<const MatvecOutput> outs) {
     const bool q8 = cuda_matvec_wants_q8(type);
-    if (q8 && !in.q8) {
-      cuda_quantize_activations(in.x, in.n * K, xq_, stream_);
-      in.q8 = true;
-    }
+    if (q8) with_q8_blocks(in, K);
     cuda_matvec_fused(type, K, MatvecInput{in.x, q8 ? xq_ : nullptr}, static_cast<int>(in.n), outs, stream_);
   }
 

@@ -421,14 +421,19 @@ MATVEC_UNROLL
   return r;
 }
 
-// The warp's sums for its row (every lane's share in acc) by shuffles, and lane 0's epilogue.
+// The sum of every lane's v, in every lane.
+__device__ __forceinline__ float warp_sum(float v) {
+MATVEC_UNROLL
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// The warp's sums for its row (every lane's share in acc), and lane 0's epilogue.
 template <int B>
 __device__ __forceinline__ void finish_row(const float (&acc)[B], const GridRow& r, int lane) {
 MATVEC_UNROLL
   for (int bb = 0; bb < B; ++bb) {
-    float v = acc[bb];
-MATVEC_UNROLL
-    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    const float v = warp_sum(acc[bb]);
     if (lane == 0) apply_epilogue(r.ep, r.n, v, r.y[bb * r.N + r.n]);
   }
 }
@@ -440,9 +445,7 @@ MATVEC_UNROLL
 __device__ __forceinline__ void finish_rope(float acc, const GridRow& r, bool active, int lane, int warp,
                                             const RopeArgs& a) {
   __shared__ float sums[kWarps];
-  float v = acc;
-MATVEC_UNROLL
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  float v = warp_sum(acc);
   if (active && r.ep.bias != nullptr) v += r.ep.bias[r.n];
   if (lane == 0) sums[warp] = v;
   __syncthreads();
