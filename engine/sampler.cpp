@@ -1,6 +1,11 @@
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
+#include <functional>
+#include <limits>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include <fmt/format.h>
 
@@ -8,6 +13,93 @@
 #include "engine/sampling.h"
 
 namespace engine {
+
+namespace {
+
+constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+
+// A logit as the chain orders it: NaN as -infinity.
+float ordered(float v) { return std::isnan(v) ? kMinusInf : v; }
+
+// a before b: the higher logit, or the same logit and the lower id.
+template <typename C>
+bool better(const C& a, const C& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
+
+constexpr size_t kBlock = 64;  // logits a block of the selection's first pass
+
+// The largest of the kBlock logits at x, NaN ignored (-infinity if all are NaN).
+float block_max(const float* x) {
+#if defined(__SSE2__)
+  // maxps returns its second operand where either is NaN: the running maximum, never the NaN.
+  __m128 m0 = _mm_set1_ps(kMinusInf), m1 = m0, m2 = m0, m3 = m0;
+  for (size_t j = 0; j < kBlock; j += 16) {
+    m0 = _mm_max_ps(_mm_loadu_ps(x + j), m0);
+    m1 = _mm_max_ps(_mm_loadu_ps(x + j + 4), m1);
+    m2 = _mm_max_ps(_mm_loadu_ps(x + j + 8), m2);
+    m3 = _mm_max_ps(_mm_loadu_ps(x + j + 12), m3);
+  }
+  __m128 m = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
+  m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+  m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtss_f32(m);
+#else
+  float m = kMinusInf;
+  for (size_t j = 0; j < kBlock; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+#endif
+}
+
+// The m best tokens of `logits`, best first, into `out`. First pass: the largest logit of each
+// block of 64 (vectorized; the only pass over the whole row). The m-th largest of those block
+// maxima is a bound no token of the best m is below (m distinct tokens reach it), so the second
+// pass looks only into the blocks whose maximum reaches it, keeping the tokens that do; the
+// buffer is compacted to the best m when it fills, and from then on a token must be above the
+// m-th kept (a later token equal to it loses on its id). `maxima` and `ranked` are scratch.
+template <typename C>
+void select_best(std::span<const float> logits, size_t m, std::vector<C>& out, std::vector<float>& maxima,
+                 std::vector<float>& ranked) {
+  out.clear();
+  const size_t n = logits.size();
+  m = std::min(m, n);
+  if (m == 0) return;
+  const size_t blocks = (n + kBlock - 1) / kBlock;
+  maxima.resize(blocks);
+  for (size_t b = 0; b + 1 < blocks; ++b) maxima[b] = block_max(logits.data() + b * kBlock);
+  float last = kMinusInf;
+  for (size_t i = (blocks - 1) * kBlock; i < n; ++i) last = logits[i] > last ? logits[i] : last;
+  maxima[blocks - 1] = last;
+  float bound = kMinusInf;
+  if (blocks > m) {
+    ranked.assign(maxima.begin(), maxima.end());
+    std::nth_element(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(m - 1), ranked.end(),
+                     std::greater<float>());
+    bound = ranked[m - 1];
+  }
+  const size_t cap = std::max<size_t>(2 * m, 512);
+  out.reserve(cap);
+  bool compacted = false;
+  for (size_t b = 0; b < blocks; ++b) {
+    if (maxima[b] < bound) continue;
+    const size_t end = std::min(n, (b + 1) * kBlock);
+    for (size_t i = b * kBlock; i < end; ++i) {
+      const float v = ordered(logits[i]);
+      if (!(v > bound || (v == bound && !compacted))) continue;
+      out.push_back({v, static_cast<int32_t>(i)});
+      if (out.size() == cap) {
+        std::nth_element(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(m - 1), out.end(), better<C>);
+        out.resize(m);
+        bound = out[m - 1].logit;
+        compacted = true;
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), better<C>);
+  out.resize(m);
+}
+
+}  // namespace
 
 void validate(const SamplingParams& p) {
   auto bad = [](const char* name, double value, const char* range) {
@@ -43,63 +135,131 @@ int32_t argmax_token(std::span<const float> logits) {
 Sampler::Sampler(const SamplingParams& params, int32_t n_vocab)
     : p_(params), n_vocab_(n_vocab), rng_(params.seed) {
   validate(params);
+  if (n_vocab <= 0) throw Error(fmt::format("sampling: a vocabulary of {} tokens", n_vocab));
+}
+
+// penalized_: each distinct valid token among the last repeat_last_n of the history, with its
+// logit after the penalty.
+void Sampler::penalize(std::span<const int32_t> history, std::span<const float> logits) {
+  penalized_.clear();
+  if (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0) return;
+  const size_t from = history.size() > size_t(p_.repeat_last_n) ? history.size() - size_t(p_.repeat_last_n) : 0;
+  for (size_t i = from; i < history.size(); ++i) {
+    if (history[i] >= 0 && history[i] < n_vocab_) penalized_.push_back({0.0f, history[i]});
+  }
+  std::sort(penalized_.begin(), penalized_.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+  penalized_.erase(std::unique(penalized_.begin(), penalized_.end(),
+                               [](const Candidate& a, const Candidate& b) { return a.id == b.id; }),
+                   penalized_.end());
+  for (auto& c : penalized_) {
+    const float l = ordered(logits[size_t(c.id)]);
+    c.logit = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+  }
+}
+
+// candidates_ after steps 1 and 2: with top-k (or greedy, k = 1), the best k after the penalty,
+// best first; without it, every token in id order.
+void Sampler::select_candidates(std::span<const float> logits) {
+  const bool greedy = p_.greedy || p_.temperature == 0.0f;
+  const size_t n = logits.size();
+  const size_t k = greedy ? 1 : size_t(p_.top_k);
+  if (k > 0 && k < n) {
+    // An unpenalized token among the best k after the penalty has fewer than k unpenalized
+    // tokens above it before it, and at most every penalized one: it is among the best
+    // k + (penalized tokens) of the raw logits. The penalized ones join with their new logits.
+    select_best(logits, k + penalized_.size(), candidates_, maxima_, ranked_);
+    for (const Candidate& pen : penalized_) {
+      auto it = std::find_if(candidates_.begin(), candidates_.end(), [&](const Candidate& c) { return c.id == pen.id; });
+      if (it != candidates_.end()) {
+        it->logit = pen.logit;
+      } else {
+        candidates_.push_back(pen);
+      }
+    }
+    const size_t keep = std::min(k, candidates_.size());
+    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep), candidates_.end(),
+                      better<Candidate>);
+    candidates_.resize(keep);
+    return;
+  }
+  candidates_.resize(n);
+  for (size_t i = 0; i < n; ++i) candidates_[i] = {ordered(logits[i]), static_cast<int32_t>(i)};
+  for (const Candidate& pen : penalized_) candidates_[size_t(pen.id)].logit = pen.logit;
+}
+
+std::span<const TokenProbability> Sampler::distribution(std::span<const float> logits,
+                                                        std::span<const int32_t> history) {
+  if (static_cast<int64_t>(logits.size()) != n_vocab_) {
+    throw Error(fmt::format("sampling: {} logits for a vocabulary of {}", logits.size(), n_vocab_));
+  }
+  result_.clear();
+  penalize(history, logits);
+  select_candidates(logits);
+  // With top-k (or greedy) the candidates come best first; without it, in id order.
+  const bool best_first = p_.greedy || p_.temperature == 0.0f || (p_.top_k > 0 && size_t(p_.top_k) < logits.size());
+  const Candidate best =
+      best_first ? candidates_.front() : *std::min_element(candidates_.begin(), candidates_.end(), better<Candidate>);
+  const float max_logit = best.logit;
+  if (p_.greedy || p_.temperature == 0.0f || !std::isfinite(max_logit)) {
+    result_.push_back({best.id, 1.0});
+    return result_;
+  }
+  bool id_order = !best_first;
+  // 3. top-p on the softmax at temperature 1: the smallest best-first run whose mass reaches
+  // top_p of the whole. Without top-k, the run is found in a sorted prefix of 256 (then 8 times
+  // more) before sorting everything, as llama.cpp does.
+  if (p_.top_p < 1.0f) {
+    double total = 0;
+    for (const Candidate& c : candidates_) total += std::exp(double(c.logit) - double(max_logit));
+    const double target = double(p_.top_p) * total;
+    size_t sorted = best_first ? candidates_.size() : 0, cut = 0;
+    double mass = 0;
+    for (size_t m = 256;; m *= 8) {
+      if (sorted < candidates_.size()) {
+        const size_t upto = std::min(m, candidates_.size());
+        const auto mid = candidates_.begin() + static_cast<std::ptrdiff_t>(upto);
+        std::nth_element(candidates_.begin() + static_cast<std::ptrdiff_t>(sorted), mid - 1, candidates_.end(),
+                         better<Candidate>);
+        std::sort(candidates_.begin() + static_cast<std::ptrdiff_t>(sorted), mid, better<Candidate>);
+        sorted = upto;
+      }
+      for (; cut < sorted && mass < target; ++cut) mass += std::exp(double(candidates_[cut].logit) - double(max_logit));
+      if (mass >= target || sorted == candidates_.size()) break;
+    }
+    candidates_.resize(std::max<size_t>(cut, 1));
+    id_order = false;
+  }
+  // 4. min-p: probability at least min_p of the highest's, i.e. logit - max >= log(min_p) (the
+  // highest always stays).
+  if (p_.min_p > 0.0f) {
+    const double floor = std::log(double(p_.min_p));
+    const auto last = std::remove_if(candidates_.begin(), candidates_.end(), [&](const Candidate& c) {
+      return !(double(c.logit) - double(max_logit) >= floor);
+    });
+    candidates_.erase(last, candidates_.end());
+  }
+  // 5. temperature, over the survivors in id order.
+  if (!id_order) {
+    std::sort(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+  }
+  double sum = 0;
+  weights_.resize(candidates_.size());
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    weights_[i] = std::exp((double(candidates_[i].logit) - double(max_logit)) / double(p_.temperature));
+    sum += weights_[i];
+  }
+  result_.resize(candidates_.size());
+  for (size_t i = 0; i < candidates_.size(); ++i) result_[i] = {candidates_[i].id, weights_[i] / sum};
+  return result_;
 }
 
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
-  if (static_cast<int32_t>(logits.size()) != n_vocab_) {
-    throw Error(fmt::format("sampling: {} logits for a vocabulary of {}", logits.size(), n_vocab_));
-  }
-  candidates_.resize(logits.size());
-  for (int32_t i = 0; i < n_vocab_; ++i) candidates_[i] = {logits[i], i};
-  if (p_.repeat_penalty != 1.0f && p_.repeat_last_n > 0) {
-    std::unordered_set<int32_t> seen;
-    const size_t from = history.size() > size_t(p_.repeat_last_n) ? history.size() - p_.repeat_last_n : 0;
-    for (size_t i = from; i < history.size(); ++i) {
-      const int32_t t = history[i];
-      if (t < 0 || t >= n_vocab_ || !seen.insert(t).second) continue;
-      float& l = candidates_[t].first;
-      l = l > 0 ? l / p_.repeat_penalty : l * p_.repeat_penalty;
-    }
-  }
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  if (p_.greedy || p_.temperature == 0.0f) {
-    return std::min_element(candidates_.begin(), candidates_.end(), by_logit)->second;
-  }
-  size_t n = candidates_.size();
-  if (p_.top_k > 0 && size_t(p_.top_k) < n) {
-    std::partial_sort(candidates_.begin(), candidates_.begin() + p_.top_k, candidates_.end(), by_logit);
-    n = p_.top_k;
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), by_logit);
-  }
-  // Softmax with temperature over the n survivors (sorted, highest first).
-  const float max_logit = candidates_[0].first;
-  double sum = 0;
-  std::vector<double> probs(n);
-  for (size_t i = 0; i < n; ++i) {
-    probs[i] = std::exp(double(candidates_[i].first - max_logit) / double(p_.temperature));
-    sum += probs[i];
-  }
-  for (auto& q : probs) q /= sum;
-  // top-p: the smallest prefix whose mass reaches top_p; min-p: drop tokens below min_p * max.
-  size_t keep = n;
-  if (p_.top_p < 1.0f) {
-    double mass = 0;
-    for (size_t i = 0; i < n; ++i) {
-      mass += probs[i];
-      if (mass >= double(p_.top_p)) {
-        keep = i + 1;
-        break;
-      }
-    }
-  }
-  if (p_.min_p > 0.0f) {
-    size_t i = 1;
-    while (i < keep && probs[i] >= double(p_.min_p) * probs[0]) ++i;
-    keep = i;
-  }
-  std::discrete_distribution<size_t> pick(probs.begin(), probs.begin() + keep);
-  return candidates_[pick(rng_)].second;
+  const std::span<const TokenProbability> dist = distribution(logits, history);
+  if (dist.size() == 1) return dist.front().id;
+  weights_.resize(dist.size());
+  for (size_t i = 0; i < dist.size(); ++i) weights_[i] = dist[i].p;
+  std::discrete_distribution<size_t> pick(weights_.begin(), weights_.end());
+  return dist[pick(rng_)].id;
 }
 
 }  // namespace engine

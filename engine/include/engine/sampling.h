@@ -1,5 +1,6 @@
-// Token sampling: repetition penalty, top-k, temperature, top-p, min-p, in llama.cpp's order, or
-// greedy. The same seed and inputs give the same tokens.
+// Token sampling: repetition penalty, top-k, top-p, min-p, temperature, in llama.cpp's default
+// order (its sampler chain "penalties; top_k; top_p; min_p; temperature; dist"), or greedy. The
+// same seed and inputs give the same tokens.
 #pragma once
 
 #include <cstdint>
@@ -33,17 +34,49 @@ bool is_plain_greedy(const SamplingParams& params);
 // without NaN), and what the GPU head's argmax computes.
 int32_t argmax_token(std::span<const float> logits);
 
+// A token the sampler may pick and its probability.
+struct TokenProbability {
+  int32_t id;
+  double p;
+};
+
 class Sampler {
  public:
   Sampler(const SamplingParams& params, int32_t n_vocab);  // validates
-  // Picks the next token from one row of logits; `history` are the tokens so far.
+
+  // Picks the next token from one row of logits; `history` are the tokens so far: a draw from
+  // distribution(logits, history).
   int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
 
+  // What sample draws from, in order of token id, probabilities summing to 1. The chain, with a
+  // NaN logit counted as -infinity and ties ordered by lower id:
+  //   1. the repetition penalty: each distinct token among the last repeat_last_n of `history`
+  //      has its logit divided by repeat_penalty where positive, multiplied where not;
+  //   2. top-k: the top_k highest logits;
+  //   3. top-p: the smallest run of them, highest first, whose softmax (at temperature 1, over
+  //      the survivors of 2) reaches top_p;
+  //   4. min-p: those whose probability is at least min_p times the highest's;
+  //   5. temperature: the survivors' softmax of logit / temperature.
+  // Greedy (or temperature 0), or logits whose highest survivor is not finite: the highest alone.
+  // Valid until the next call.
+  std::span<const TokenProbability> distribution(std::span<const float> logits, std::span<const int32_t> history);
+
  private:
+  struct Candidate {
+    float logit;
+    int32_t id;
+  };
+  void penalize(std::span<const int32_t> history, std::span<const float> logits);
+  void select_candidates(std::span<const float> logits);
+
   SamplingParams p_;
   int32_t n_vocab_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<Candidate> penalized_;   // the penalized tokens' logits after the penalty
+  std::vector<Candidate> candidates_;  // the survivors so far
+  std::vector<float> maxima_, ranked_;  // the candidate selection's scratch
+  std::vector<double> weights_;
+  std::vector<TokenProbability> result_;
 };
 
 }  // namespace engine
