@@ -61,7 +61,8 @@ struct DeviceLayer {
 struct DeviceResources {
   int device = -1;
   cudaStream_t stream = nullptr;
-  cudaEvent_t done = nullptr, input_copied = nullptr;
+  cudaStream_t side = nullptr;  // decode products that run beside the stream's (CudaStage::SideRuns)
+  cudaEvent_t done = nullptr, input_copied = nullptr, fork = nullptr, join = nullptr;
   cudaGraphExec_t decode_graph = nullptr;
   void* arena = nullptr;
   float* pinned = nullptr;
@@ -71,13 +72,17 @@ struct DeviceResources {
     if (device < 0) return;
     cudaSetDevice(device);
     if (stream != nullptr) cudaStreamSynchronize(stream);  // nothing may still use what is freed
+    if (side != nullptr) cudaStreamSynchronize(side);
     if (decode_graph != nullptr) cudaGraphExecDestroy(decode_graph);
     if (pinned_pos != nullptr) cudaFreeHost(pinned_pos);
     if (pinned_token != nullptr) cudaFreeHost(pinned_token);
     if (done != nullptr) cudaEventDestroy(done);
     if (input_copied != nullptr) cudaEventDestroy(input_copied);
+    if (fork != nullptr) cudaEventDestroy(fork);
+    if (join != nullptr) cudaEventDestroy(join);
     if (arena != nullptr) cudaFree(arena);
     if (pinned != nullptr) cudaFreeHost(pinned);
+    if (side != nullptr) cudaStreamDestroy(side);
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
 };
@@ -99,6 +104,9 @@ class CudaStage final : public Stage, public CudaStageLink {
     ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&res_.stream, cudaStreamNonBlocking));
     ENGINE_CUDA_CHECK(cudaEventCreateWithFlags(&res_.done, cudaEventDisableTiming));
     ENGINE_CUDA_CHECK(cudaEventCreateWithFlags(&res_.input_copied, cudaEventDisableTiming));
+    ENGINE_CUDA_CHECK(cudaStreamCreateWithFlags(&res_.side, cudaStreamNonBlocking));
+    ENGINE_CUDA_CHECK(cudaEventCreateWithFlags(&res_.fork, cudaEventDisableTiming));
+    ENGINE_CUDA_CHECK(cudaEventCreateWithFlags(&res_.join, cudaEventDisableTiming));
     stream_ = res_.stream;
     {
       const cudaError_t status = cudaMalloc(&res_.arena, arena_.capacity());
@@ -182,6 +190,8 @@ class CudaStage final : public Stage, public CudaStageLink {
     host_hidden_ = res_.pinned;
     const char* graphs = std::getenv("ENGINE_CUDA_GRAPHS");
     use_graphs_ = graphs == nullptr || std::string_view(graphs) != "0";
+    const char* side = std::getenv("ENGINE_CUDA_SIDE_STREAM");
+    use_side_ = side == nullptr || std::string_view(side) != "0";
   }
 
   // The pinned host buffer, once the previous micro-batch's copy from it to the device is done, so
@@ -382,18 +392,19 @@ class CudaStage final : public Stage, public CudaStageLink {
     rope.kv_dim = hp_.kv_dim();
     const Product parts[3] = {{w.wq, q_, {w.bq}}, {w.wk, k_, {w.bk}}, {w.wv, v_, {w.bv}}};
     const QkvRole roles[3] = {QkvRole::q, QkvRole::k, QkvRole::v};
-    for (const Product* it = parts; it != parts + 3;) {
-      const Product* run_end = fused_run_end(it, parts + 3);
+    SideRuns runs(*this, parts, parts + 3);
+    for (int r = 0; r < runs.count; ++r) {
+      const Product* it = runs.begin[r];
+      const int count = static_cast<int>(runs.begin[r + 1] - it);
       MatvecOutput outs[kCudaMatvecMaxFused];
-      const int count = static_cast<int>(run_end - it);
       for (int i = 0; i < count; ++i) {
         outs[i] = MatvecOutput{it[i].w.data, it[i].w.rows, it[i].y, it[i].ep};
         rope.roles[i] = roles[it + i - parts];
       }
       cuda_matvec_fused_rope(it->w.type, K, MatvecInput{in.x, xq_}, std::span<const MatvecOutput>(outs, size_t(count)),
-                             rope, stream_);
-      it = run_end;
+                             rope, runs.stream(r));
     }
+    runs.join();
   }
 
   // The cache a prompt batch's attention reads, which takes f16: the layer's own, or for q8_0 its
@@ -556,6 +567,36 @@ class CudaStage final : public Stage, public CudaStageLink {
     return it;
   }
 
+  // One input's decode products in runs of one type (fused_run_end), the first on the stage's
+  // stream and the others on its side stream, beside it: Q4_K_M's v, whose type differs from q's
+  // and k's, alone read 4.3 MB at 18% of the copy bandwidth (ad58b07), a launch's ramp and tail
+  // with most SMs idle; beside q and k it fills them. The side stream starts after everything
+  // before (the input: its 8-bit blocks are made before the runs), and the stage's stream waits
+  // for it after the runs (join), so what follows sees every product. Runs share only their
+  // input. In a captured decode step this is a fork and a join of the graph.
+  struct SideRuns {
+    CudaStage& stage;
+    const Product* begin[kCudaMatvecMaxFused + 1];
+    int count = 0;
+    bool forked = false;
+    SideRuns(CudaStage& s, const Product* first, const Product* end) : stage(s) {
+      for (const Product* it = first; it != end; it = fused_run_end(it, end)) begin[count++] = it;
+      begin[count] = end;
+      if (count > 1 && stage.use_side_) {
+        ENGINE_CUDA_CHECK(cudaEventRecord(stage.res_.fork, stage.stream_));
+        ENGINE_CUDA_CHECK(cudaStreamWaitEvent(stage.res_.side, stage.res_.fork, 0));
+        forked = true;
+      }
+    }
+    cudaStream_t stream(int run) const { return run > 0 && forked ? stage.res_.side : stage.stream_; }
+    void join() {
+      if (!forked) return;
+      ENGINE_CUDA_CHECK(cudaEventRecord(stage.res_.join, stage.res_.side));
+      ENGINE_CUDA_CHECK(cudaStreamWaitEvent(stage.stream_, stage.res_.join, 0));
+      forked = false;
+    }
+  };
+
   // The input's 8-bit blocks in xq_ (its rows of K values), made once: a norm or the attention may
   // have written them already.
   void with_q8_blocks(Activations& in, int64_t K) {
@@ -569,15 +610,37 @@ class CudaStage final : public Stage, public CudaStageLink {
   // decode-sized batch, the matmul's for a prompt batch. A prompt batch for a type the matmul
   // lacks runs them one by one.
   void project_all(std::initializer_list<Product> products, Activations& in) {
-    const bool prompt = in.n > kCudaMatvecMaxBatch;
+    if (in.n <= kCudaMatvecMaxBatch) {  // decode: runs beside each other (SideRuns), 8-bit blocks first
+      if (in.x == nullptr || products.size() > size_t(kCudaMatvecMaxFused)) {
+        throw Error(fmt::format("cuda{}: a decode product without f32 rows, or of more than {} matrices", device_,
+                                kCudaMatvecMaxFused));
+      }
+      for (const Product& p : products) {
+        if (cuda_matvec_wants_q8(p.w.type)) with_q8_blocks(in, p.w.cols);
+      }
+      SideRuns runs(*this, products.begin(), products.end());
+      for (int r = 0; r < runs.count; ++r) {
+        MatvecOutput outs[kCudaMatvecMaxFused];
+        int count = 0;
+        for (const Product* it = runs.begin[r]; it != runs.begin[r + 1]; ++it) {
+          outs[count++] = MatvecOutput{it->w.data, it->w.rows, it->y, it->ep};
+        }
+        const DeviceMatrix& first = runs.begin[r]->w;
+        const bool q8 = cuda_matvec_wants_q8(first.type);
+        cuda_matvec_fused(first.type, first.cols, MatvecInput{in.x, q8 ? xq_ : nullptr}, static_cast<int>(in.n),
+                          std::span<const MatvecOutput>(outs, size_t(count)), runs.stream(r));
+      }
+      runs.join();
+      return;
+    }
     const Product* it = products.begin();
     while (it != products.end()) {
       const DeviceMatrix& first = it->w;
       const int64_t K = first.cols;
-      if (in.x == nullptr && (!prompt || !cuda_matmul_supports(first.type, K))) {
-        throw Error(fmt::format("cuda{}: a product reads the f32 rows of an input written only in fp16", device_));
-      }
-      if (prompt && !cuda_matmul_supports(first.type, K)) {
+      if (!cuda_matmul_supports(first.type, K)) {
+        if (in.x == nullptr) {
+          throw Error(fmt::format("cuda{}: a product reads the f32 rows of an input written only in fp16", device_));
+        }
         matvec_in_batches(it->w, in, it->y, it->ep);
         ++it;
         continue;
@@ -588,29 +651,16 @@ class CudaStage final : public Stage, public CudaStageLink {
         outs[count++] = MatvecOutput{it->w.data, it->w.rows, it->y, it->ep};
       }
       const std::span<const MatvecOutput> fused(outs, size_t(count));
-      if (prompt) {
-        if (!in.f16) cuda_to_f16_saturated(in.x, x16_, in.n * K, stream_);
-        in.f16 = true;
-        // A single product may split K, its partial sums in ffn_up's buffer: no product but up's
-        // writes it, and SwiGLU has read it before down and the next layer's products run.
-        MatmulOptions options;
-        if (count == 1 && outs[0].y != gate_ && outs[0].y != up_) {
-          options.workspace = {up_, int64_t(n_batch_) * hp_.n_ff};
-        }
-        cuda_matmul_fused(first.type, K, x16_, in.n, fused, stream_, options);
-      } else {
-        matvec(first.type, K, in, fused);
+      if (!in.f16) cuda_to_f16_saturated(in.x, x16_, in.n * K, stream_);
+      in.f16 = true;
+      // A single product may split K, its partial sums in ffn_up's buffer: no product but up's
+      // writes it, and SwiGLU has read it before down and the next layer's products run.
+      MatmulOptions options;
+      if (count == 1 && outs[0].y != gate_ && outs[0].y != up_) {
+        options.workspace = {up_, int64_t(n_batch_) * hp_.n_ff};
       }
+      cuda_matmul_fused(first.type, K, x16_, in.n, fused, stream_, options);
     }
-  }
-
-  // Matrices of one type and width on a decode-sized batch (up to kCudaMatvecMaxBatch rows), in
-  // one launch; the 8-bit blocks of the input made first where the type wants them and they are
-  // not there yet.
-  void matvec(GgmlType type, int64_t K, Activations& in, std::span<const MatvecOutput> outs) {
-    const bool q8 = cuda_matvec_wants_q8(type);
-    if (q8) with_q8_blocks(in, K);
-    cuda_matvec_fused(type, K, MatvecInput{in.x, q8 ? xq_ : nullptr}, static_cast<int>(in.n), outs, stream_);
   }
 
   // y = W x (with the epilogue's bias and residual add).
@@ -655,6 +705,7 @@ class CudaStage final : public Stage, public CudaStageLink {
   ActQ8Block* xq_ = nullptr;  // up to kCudaMatvecMaxBatch rows of activations in 8-bit blocks
   bool any_q8_ = false;       // some matrix of the stage multiplies 8-bit activations
   bool use_graphs_ = true;  // decode steps through a CUDA graph (ENGINE_CUDA_GRAPHS=0: direct launches)
+  bool use_side_ = true;    // later runs of a decode input's products beside the first (ENGINE_CUDA_SIDE_STREAM=0: not)
   float* host_hidden_ = nullptr;
   bool device_in_ = false, device_out_ = false;  // see CudaStageLink
   cudaEvent_t wait_for_ = nullptr;
