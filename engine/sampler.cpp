@@ -157,6 +157,25 @@ void Sampler::penalize(std::span<const int32_t> history, std::span<const float> 
   }
 }
 
+// The best k tokens after the penalty, best first, into `out` (k < the vocabulary). An
+// unpenalized token among them has fewer than k unpenalized tokens above it before the penalty,
+// and at most every penalized one: it is among the best k + (penalized tokens) of the raw logits.
+// The penalized ones join with their new logits.
+void Sampler::best_after_penalty(std::span<const float> logits, size_t k, std::vector<Candidate>& out) {
+  select_best(logits, k + penalized_.size(), out, maxima_, ranked_);
+  for (const Candidate& pen : penalized_) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const Candidate& c) { return c.id == pen.id; });
+    if (it != out.end()) {
+      it->logit = pen.logit;
+    } else {
+      out.push_back(pen);
+    }
+  }
+  const size_t keep = std::min(k, out.size());
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(keep), out.end(), better<Candidate>);
+  out.resize(keep);
+}
+
 // candidates_ after steps 1 and 2: with top-k (or greedy, k = 1), the best k after the penalty,
 // best first; without it, every token in id order.
 void Sampler::select_candidates(std::span<const float> logits) {
@@ -164,22 +183,7 @@ void Sampler::select_candidates(std::span<const float> logits) {
   const size_t n = logits.size();
   const size_t k = greedy ? 1 : size_t(p_.top_k);
   if (k > 0 && k < n) {
-    // An unpenalized token among the best k after the penalty has fewer than k unpenalized
-    // tokens above it before it, and at most every penalized one: it is among the best
-    // k + (penalized tokens) of the raw logits. The penalized ones join with their new logits.
-    select_best(logits, k + penalized_.size(), candidates_, maxima_, ranked_);
-    for (const Candidate& pen : penalized_) {
-      auto it = std::find_if(candidates_.begin(), candidates_.end(), [&](const Candidate& c) { return c.id == pen.id; });
-      if (it != candidates_.end()) {
-        it->logit = pen.logit;
-      } else {
-        candidates_.push_back(pen);
-      }
-    }
-    const size_t keep = std::min(k, candidates_.size());
-    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(keep), candidates_.end(),
-                      better<Candidate>);
-    candidates_.resize(keep);
+    best_after_penalty(logits, k, candidates_);
     return;
   }
   candidates_.resize(n);
@@ -212,19 +216,30 @@ std::span<const TokenProbability> Sampler::distribution(std::span<const float> l
     double total = 0;
     for (const Candidate& c : candidates_) total += std::exp(double(c.logit) - double(max_logit));
     const double target = double(p_.top_p) * total;
-    size_t sorted = best_first ? candidates_.size() : 0, cut = 0;
+    size_t cut = 0;
     double mass = 0;
-    for (size_t m = 256;; m *= 8) {
-      if (sorted < candidates_.size()) {
-        const size_t upto = std::min(m, candidates_.size());
-        const auto mid = candidates_.begin() + static_cast<std::ptrdiff_t>(upto);
-        std::nth_element(candidates_.begin() + static_cast<std::ptrdiff_t>(sorted), mid - 1, candidates_.end(),
-                         better<Candidate>);
-        std::sort(candidates_.begin() + static_cast<std::ptrdiff_t>(sorted), mid, better<Candidate>);
-        sorted = upto;
+    auto take = [&](const std::vector<Candidate>& sorted) {  // the run of `sorted` that reaches the target
+      for (; cut < sorted.size() && mass < target; ++cut) mass += std::exp(double(sorted[cut].logit) - double(max_logit));
+    };
+    if (best_first) {
+      take(candidates_);
+    } else {
+      // Every token: the run is most often among the best few hundred, found in one pass over the
+      // logits (best_after_penalty); 8 times more while it is not, then everything sorted.
+      for (size_t m = 256; cut == 0 || mass < target; m *= 8) {
+        if (m >= candidates_.size()) {
+          std::sort(candidates_.begin(), candidates_.end(), better<Candidate>);
+          cut = 0;
+          mass = 0;
+          take(candidates_);
+          break;
+        }
+        best_after_penalty(logits, m, prefix_);
+        cut = 0;
+        mass = 0;
+        take(prefix_);
+        if (mass >= target) candidates_.swap(prefix_);
       }
-      for (; cut < sorted && mass < target; ++cut) mass += std::exp(double(candidates_[cut].logit) - double(max_logit));
-      if (mass >= target || sorted == candidates_.size()) break;
     }
     candidates_.resize(std::max<size_t>(cut, 1));
     id_order = false;
@@ -256,10 +271,19 @@ std::span<const TokenProbability> Sampler::distribution(std::span<const float> l
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
   const std::span<const TokenProbability> dist = distribution(logits, history);
   if (dist.size() == 1) return dist.front().id;
-  weights_.resize(dist.size());
-  for (size_t i = 0; i < dist.size(); ++i) weights_[i] = dist[i].p;
-  std::discrete_distribution<size_t> pick(weights_.begin(), weights_.end());
-  return dist[pick(rng_)].id;
+  // Inverse transform: the first token whose running sum of probabilities passes u in [0, 1) (the
+  // last one of nonzero probability if rounding leaves the sum short of u). One pass, nothing
+  // allocated: what std::discrete_distribution draws with the same generator, without building it.
+  const double u = std::generate_canonical<double, 53>(rng_);
+  double run = 0;
+  int32_t last = dist.front().id;
+  for (const TokenProbability& t : dist) {
+    if (t.p <= 0) continue;
+    run += t.p;
+    last = t.id;
+    if (u < run) return t.id;
+  }
+  return last;
 }
 
 }  // namespace engine
