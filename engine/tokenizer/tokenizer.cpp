@@ -56,7 +56,7 @@ struct Tokenizer::Impl {
   std::vector<int32_t> byte_token;                      // SPM: <0xNN> ids; BPE: mapped chars
   std::vector<uint32_t> byte_map;                       // BPE: byte -> code point
   std::unordered_map<uint32_t, uint8_t> unmap;          // BPE: code point -> byte
-  std::vector<int32_t> specials;                        // control / user-defined, longest first
+  std::vector<int32_t> specials;                        // control / user-defined / unknown, longest first
   std::unordered_set<int32_t> eog;
 
   int32_t id(std::string_view s) const {
@@ -172,7 +172,7 @@ std::shared_ptr<const Tokenizer> Tokenizer::from_file(const ModelFile& file) {
     }
   }
   for (size_t i = 0; i < n; ++i) {
-    if ((m.types[i] == kControl || m.types[i] == kUserDefined) && !m.text[i].empty()) {
+    if ((m.types[i] == kControl || m.types[i] == kUserDefined || m.types[i] == kUnknown) && !m.text[i].empty()) {
       m.specials.push_back(static_cast<int32_t>(i));
     }
   }
@@ -353,7 +353,7 @@ std::vector<int32_t> Tokenizer::tokenize(std::span<const Segment> segments, bool
       size_t best_at = std::string_view::npos;
       int32_t best = -1;
       for (int32_t t : m.specials) {
-        if (m.types[t] == kControl && !seg.parse_special) continue;
+        if (m.types[t] != kUserDefined && !seg.parse_special) continue;  // control and unknown (<unk>)
         const size_t at = rest.find(m.text[t]);
         if (at < best_at) {
           best_at = at;
@@ -413,8 +413,13 @@ std::string Tokenizer::token_to_piece(int32_t token, bool render_special) const 
 std::string Tokenizer::detokenize(std::span<const int32_t> tokens, bool render_special) const {
   std::string out;
   for (int32_t t : tokens) out += token_to_piece(t, render_special);
+  // The space SentencePiece prefixed: the first token's leading space, as llama_detokenize drops
+  // it (a control token first, such as BOS, keeps the next token's space, as there).
   const Impl& m = *impl_;
-  if (m.spm && m.add_space_prefix && !out.empty() && out[0] == ' ') out.erase(0, 1);
+  if (m.spm && m.add_space_prefix && !tokens.empty() && !out.empty() && out[0] == ' ' &&
+      !token_to_piece(tokens[0], render_special).empty()) {
+    out.erase(0, 1);
+  }
   return out;
 }
 
@@ -430,11 +435,12 @@ TokenStreamer::TokenStreamer(std::shared_ptr<const Tokenizer> tokenizer, bool st
     : tok_(std::move(tokenizer)), strip_(strip_leading_space) {}
 
 std::string TokenStreamer::push(int32_t token) {
-  pending_ += tok_->token_to_piece(token);
-  if (strip_ && !pending_.empty()) {
-    if (pending_[0] == ' ') pending_.erase(0, 1);
+  std::string piece = tok_->token_to_piece(token);
+  if (strip_) {  // only the first token's own space, as detokenize drops it
+    if (!piece.empty() && piece[0] == ' ') piece.erase(0, 1);
     strip_ = false;
   }
+  pending_ += piece;
   // Emit everything up to the start of a trailing incomplete UTF-8 sequence.
   size_t keep = pending_.size();
   for (size_t back = 1; back <= std::min<size_t>(4, pending_.size()); ++back) {

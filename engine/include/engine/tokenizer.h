@@ -3,8 +3,9 @@
 //   model "llama": SentencePiece-style BPE over scores, byte fallback (<0xNN>), a space prefix;
 //   model "gpt2":  byte-level BPE over merges, after the pre-tokenizer tokenizer.ggml.pre names
 //                  (default/gpt-2, llama-bpe, qwen2, deepseek-r1-qwen, smollm).
-// Control tokens (<|im_start|>, <|endoftext|>) are matched whole only when the caller allows
-// special-token parsing; user-defined tokens always are, as in llama.cpp. Unknown models and
+// Control tokens (<|im_start|>, <|endoftext|>) and the unknown token (<unk>) are matched whole
+// only when the caller allows special-token parsing; user-defined tokens always are, as in
+// llama.cpp. Unknown models and
 // pre-tokenizers are refused by name.
 #pragma once
 
@@ -39,7 +40,8 @@ class Tokenizer {
 
   // The bytes of one token (control tokens are "" unless render_special).
   std::string token_to_piece(int32_t token, bool render_special = false) const;
-  // All tokens' bytes; drops the leading space the tokenizer added (SentencePiece).
+  // All tokens' bytes; drops the leading space the tokenizer added (SentencePiece): the first
+  // token's, as llama.cpp's llama_detokenize does (after a leading BOS the space stays).
   std::string detokenize(std::span<const int32_t> tokens, bool render_special = false) const;
 
   int32_t n_tokens() const;
