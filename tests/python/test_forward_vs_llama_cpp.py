@@ -13,7 +13,7 @@ tenth of the row's spread apart (random models' logits are flat: elsewhere [90-1
 noise may swap them). A wrong RoPE mode, a missing bias or norm, or a misread block puts the
 error near 1.
 
-Exits 77 (ctest: skipped, with the reason) where the package is not installed, as in CI."""
+Exits 77 (ctest: skipped, with the reason) where the package is not installed (scripts/test installs it)."""
 import os
 import subprocess
 import sys

@@ -2,7 +2,7 @@
 random rows of logits and settings, the tokens left by llama.cpp's default chain (penalties,
 top-k, top-p, min-p, temperature; what its dist sampler draws from) and their probabilities
 against Sampler::distribution's. Exits 77 (ctest: skipped, with the reason) where the package is
-not installed: CI does not build it (about 25 minutes); `pip install llama-cpp-python` does."""
+not installed (scripts/test installs it, llama-cpp-python==0.3.36)."""
 import ctypes
 import json
 import math

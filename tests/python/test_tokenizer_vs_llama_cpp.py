@@ -8,7 +8,7 @@ pieces llama.cpp streams for byte-level BPE (whose llama_detokenize also drops t
 punctuation and contractions, Hugging Face's clean_up_tokenization_spaces, which we do not). The fixtures' own
 vectors (Tokenizer.*FixtureExact) are llama.cpp's test inputs; this reaches the mixtures between.
 
-Exits 77 (ctest: skipped, with the reason) where the package is not installed, as in CI."""
+Exits 77 (ctest: skipped, with the reason) where the package is not installed (scripts/test installs it)."""
 import ctypes
 import os
 import random
