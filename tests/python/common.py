@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import sys
 import tempfile
 
 MKMODEL = os.environ.get("ENGINE_MKMODEL", "engine-mkmodel")
@@ -27,3 +28,15 @@ def inspect_json(path):
 
 def tempdir():
     return tempfile.TemporaryDirectory(prefix="engine-py-")
+
+
+def llama_cpp_or_skip():
+    """llama-cpp-python's module, the peer of the tests against llama.cpp (scripts/test installs
+    it); where it is not installed, the test exits 77, which ctest reports as skipped, the reason
+    printed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        print("SKIPPED: llama_cpp (pip install llama-cpp-python==0.3.36) is not installed")
+        sys.exit(77)
+    return llama_cpp

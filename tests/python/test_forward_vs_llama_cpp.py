@@ -20,14 +20,10 @@ import sys
 
 import numpy as np
 
-try:
-    import llama_cpp
-except ImportError:
-    print("SKIPPED: llama_cpp (pip install llama-cpp-python) is not installed")
-    sys.exit(77)
-
 sys.path.insert(0, os.path.dirname(__file__))
-from common import FORWARD_TOOL, mkmodel, tempdir  # noqa: E402
+from common import FORWARD_TOOL, llama_cpp_or_skip, mkmodel, tempdir  # noqa: E402
+
+llama_cpp = llama_cpp_or_skip()
 
 SHAPE = ("--layers", "3", "--embd", "512", "--heads", "8", "--heads-kv", "2", "--head-dim", "64",
          "--ff", "1024", "--vocab", "1000")

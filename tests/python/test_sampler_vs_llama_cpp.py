@@ -12,12 +12,10 @@ import sys
 
 import numpy as np
 
-try:
-    import llama_cpp
-except ImportError:
-    print("SKIPPED: llama_cpp (pip install llama-cpp-python) is not installed")
-    sys.exit(77)
+sys.path.insert(0, os.path.dirname(__file__))
+from common import llama_cpp_or_skip  # noqa: E402
 
+llama_cpp = llama_cpp_or_skip()
 SAMPLER_TOOL = os.environ.get("ENGINE_SAMPLER_TOOL", "engine-sampler-tool")
 
 

@@ -16,14 +16,10 @@ import subprocess
 import sys
 import unicodedata
 
-try:
-    import llama_cpp
-except ImportError:
-    print("SKIPPED: llama_cpp (pip install llama-cpp-python) is not installed")
-    sys.exit(77)
-
 sys.path.insert(0, os.path.dirname(__file__))
-from common import FIXTURES  # noqa: E402
+from common import FIXTURES, llama_cpp_or_skip  # noqa: E402
+
+llama_cpp = llama_cpp_or_skip()
 
 TOOL = os.environ.get("ENGINE_TOKENIZE_TOOL", "engine-tokenize-tool")
 PIECES = ["hello", " world", "  ", "\n", "\n\n", "\t", " \n ", "123", "4567", "1,000", "3.14", "'s", "'t", "'re",
