@@ -133,7 +133,7 @@ int32_t argmax_token(std::span<const float> logits) {
 }
 
 Sampler::Sampler(const SamplingParams& params, int32_t n_vocab)
-    : p_(params), n_vocab_(n_vocab), rng_(params.seed) {
+    : p_(params), n_vocab_(n_vocab), greedy_(params.greedy || params.temperature == 0.0f), rng_(params.seed) {
   validate(params);
   if (n_vocab <= 0) throw Error(fmt::format("sampling: a vocabulary of {} tokens", n_vocab));
 }
@@ -177,18 +177,18 @@ void Sampler::best_after_penalty(std::span<const float> logits, size_t k, std::v
 }
 
 // candidates_ after steps 1 and 2: with top-k (or greedy, k = 1), the best k after the penalty,
-// best first; without it, every token in id order.
-void Sampler::select_candidates(std::span<const float> logits) {
-  const bool greedy = p_.greedy || p_.temperature == 0.0f;
+// best first (returns true); without it, every token in id order (false).
+bool Sampler::select_candidates(std::span<const float> logits) {
   const size_t n = logits.size();
-  const size_t k = greedy ? 1 : size_t(p_.top_k);
+  const size_t k = greedy_ ? 1 : size_t(p_.top_k);
   if (k > 0 && k < n) {
     best_after_penalty(logits, k, candidates_);
-    return;
+    return true;
   }
   candidates_.resize(n);
   for (size_t i = 0; i < n; ++i) candidates_[i] = {ordered(logits[i]), static_cast<int32_t>(i)};
   for (const Candidate& pen : penalized_) candidates_[size_t(pen.id)].logit = pen.logit;
+  return false;
 }
 
 std::span<const TokenProbability> Sampler::distribution(std::span<const float> logits,
@@ -198,13 +198,11 @@ std::span<const TokenProbability> Sampler::distribution(std::span<const float> l
   }
   result_.clear();
   penalize(history, logits);
-  select_candidates(logits);
-  // With top-k (or greedy) the candidates come best first; without it, in id order.
-  const bool best_first = p_.greedy || p_.temperature == 0.0f || (p_.top_k > 0 && size_t(p_.top_k) < logits.size());
+  const bool best_first = select_candidates(logits);
   const Candidate best =
       best_first ? candidates_.front() : *std::min_element(candidates_.begin(), candidates_.end(), better<Candidate>);
   const float max_logit = best.logit;
-  if (p_.greedy || p_.temperature == 0.0f || !std::isfinite(max_logit)) {
+  if (greedy_ || !std::isfinite(max_logit)) {
     result_.push_back({best.id, 1.0});
     return result_;
   }
@@ -226,17 +224,14 @@ std::span<const TokenProbability> Sampler::distribution(std::span<const float> l
     } else {
       // Every token: the run is most often among the best few hundred, found in one pass over the
       // logits (best_after_penalty); 8 times more while it is not, then everything sorted.
-      for (size_t m = 256; cut == 0 || mass < target; m *= 8) {
+      // Each longer prefix starts with the shorter one, so the run so far carries over.
+      for (size_t m = 256; mass < target; m *= 8) {
         if (m >= candidates_.size()) {
           std::sort(candidates_.begin(), candidates_.end(), better<Candidate>);
-          cut = 0;
-          mass = 0;
           take(candidates_);
           break;
         }
         best_after_penalty(logits, m, prefix_);
-        cut = 0;
-        mass = 0;
         take(prefix_);
         if (mass >= target) candidates_.swap(prefix_);
       }
@@ -258,13 +253,12 @@ std::span<const TokenProbability> Sampler::distribution(std::span<const float> l
     std::sort(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
   }
   double sum = 0;
-  weights_.resize(candidates_.size());
-  for (size_t i = 0; i < candidates_.size(); ++i) {
-    weights_[i] = std::exp((double(candidates_[i].logit) - double(max_logit)) / double(p_.temperature));
-    sum += weights_[i];
-  }
   result_.resize(candidates_.size());
-  for (size_t i = 0; i < candidates_.size(); ++i) result_[i] = {candidates_[i].id, weights_[i] / sum};
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    result_[i] = {candidates_[i].id, std::exp((double(candidates_[i].logit) - double(max_logit)) / double(p_.temperature))};
+    sum += result_[i].p;
+  }
+  for (auto& t : result_) t.p /= sum;
   return result_;
 }
 

@@ -68,16 +68,16 @@ class Sampler {
   };
   void penalize(std::span<const int32_t> history, std::span<const float> logits);
   void best_after_penalty(std::span<const float> logits, size_t k, std::vector<Candidate>& out);
-  void select_candidates(std::span<const float> logits);
+  bool select_candidates(std::span<const float> logits);
 
   SamplingParams p_;
   int32_t n_vocab_;
+  bool greedy_;  // greedy, or temperature 0
   std::mt19937_64 rng_;
   std::vector<Candidate> penalized_;   // the penalized tokens' logits after the penalty
   std::vector<Candidate> candidates_;  // the survivors so far
   std::vector<Candidate> prefix_;      // top-p's best few hundred, where top-k is off
   std::vector<float> maxima_, ranked_;  // the candidate selection's scratch
-  std::vector<double> weights_;
   std::vector<TokenProbability> result_;
 };
 
