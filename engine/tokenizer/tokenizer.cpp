@@ -412,14 +412,15 @@ std::string Tokenizer::token_to_piece(int32_t token, bool render_special) const 
 
 std::string Tokenizer::detokenize(std::span<const int32_t> tokens, bool render_special) const {
   std::string out;
-  for (int32_t t : tokens) out += token_to_piece(t, render_special);
+  size_t first_piece = 0;  // bytes of the first token's piece
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    out += token_to_piece(tokens[i], render_special);
+    if (i == 0) first_piece = out.size();
+  }
   // The space SentencePiece prefixed: the first token's leading space, as llama_detokenize drops
   // it (a control token first, such as BOS, keeps the next token's space, as there).
   const Impl& m = *impl_;
-  if (m.spm && m.add_space_prefix && !tokens.empty() && !out.empty() && out[0] == ' ' &&
-      !token_to_piece(tokens[0], render_special).empty()) {
-    out.erase(0, 1);
-  }
+  if (m.spm && m.add_space_prefix && first_piece > 0 && out[0] == ' ') out.erase(0, 1);
   return out;
 }
 
