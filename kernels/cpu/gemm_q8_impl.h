@@ -1,13 +1,16 @@
-// The Q4_K/Q5_K panels of quant_dot.h (gemm_q8_panel), included by quant_dot_impl.h in each
-// instruction-set translation unit; same rules: internal linkage, no inline library templates.
+// The 8-bit activation panels of quant_dot.h (gemm_q8_panel: Q4_K, Q5_K and the 32-value block
+// formats Q4_0, Q4_1, Q5_0, Q5_1), included by quant_dot_impl.h in each instruction-set
+// translation unit; same rules: internal linkage, no inline library templates.
 //
 // A panel is kQ8PanelRows = 16 weight rows against any number of activation rows (Q8 blocks of
 // 32, as dot_q8 uses, so a prompt batch and token-by-token decoding see the same activations).
-// Per super-block the 16 rows' 4/5-bit values are decoded to bytes and transposed so that one
+// Per super-block (for the 32-value formats: 8 consecutive blocks, the row's last super-block
+// possibly fewer) the 16 rows' 4/5-bit values are decoded to bytes and transposed so that one
 // vector holds four consecutive values of every row (dword lane r = row r); each activation
 // dword is broadcast against it in a u8 x s8 multiply-add (vpdpbusd). Per group of 32 values
 // (one activation block) and row:
 //   acc += (d * sc_g) * (d_x * sum(q * q_x))  -  (dmin * m_g) * (d_x * sum(q_x))
+// (a 32-value block: its d for d * sc_g and minus its offset, dot_q8x32_impl.h, for dmin * m_g).
 // Bound: the multiply-adds (compute); decode and transpose are amortised over the batch.
 #pragma once
 
@@ -43,27 +46,42 @@ inline void decode_bytes(const BlockQ5_K& b, uint8_t* out) {
 }
 
 // The first n_rows of kRows weight rows' super-block i as bytes (rows[r], value j at byte j) and
-// group scales (dsc[g][r] = d * sc_g, dmn[g][r] = dmin * m_g); rows past n_rows are zero.
+// group scales (dsc[g][r] = d * sc_g, dmn[g][r] = dmin * m_g); rows past n_rows are zero. For the
+// 32-value block formats a super-block is the 8 blocks from 8i, of which the row's last may hold
+// only `groups` (the rest are zero, as are their scales).
 template <int kRows, typename Block>
-void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, uint8_t (*rows)[256],
+void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, uint8_t (*rows)[256],
                        float (*dsc)[kRows], float (*dmn)[kRows]) {
+  constexpr bool kSuperBlock = requires(const Block& b) { b.dmin; };  // Q4_K, Q5_K
   for (int r = 0; r < kRows; ++r) {
     if (r >= n_rows) {
       std::memset(rows[r], 0, 256);
       for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
       continue;
     }
-    const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
-    decode_bytes(b, rows[r]);
-    uint8_t sc[8], m[8];
-    unpack_k4_scales(b.scales, sc, m);
-    const float d = h2f(b.d), dmin = h2f(b.dmin);
-    for (int g = 0; g < 8; ++g) {
-      dsc[g][r] = d * float(sc[g]);
-      dmn[g][r] = dmin * float(m[g]);
+    if constexpr (kSuperBlock) {
+      const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
+      decode_bytes(b, rows[r]);
+      uint8_t sc[8], m[8];
+      unpack_k4_scales(b.scales, sc, m);
+      const float d = h2f(b.d), dmin = h2f(b.dmin);
+      for (int g = 0; g < 8; ++g) {
+        dsc[g][r] = d * float(sc[g]);
+        dmn[g][r] = dmin * float(m[g]);
+      }
+    } else {
+      const Block* b = reinterpret_cast<const Block*>(w + r * row_bytes) + 8 * i;
+      for (int g = 0; g < groups; ++g) decode_q8x32_group(b[g], rows[r] + 32 * g, &dsc[g][r], &dmn[g][r]);
+      if (groups < 8) std::memset(rows[r] + 32 * groups, 0, size_t(32 * (8 - groups)));
+      for (int g = groups; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
     }
   }
 }
+
+// Super-blocks of 256 values in a row of k (the last one partial for the 32-value formats) and
+// the 32-value groups of super-block i.
+inline int64_t panel_super_blocks(int64_t k) { return (k + 255) / 256; }
+inline int panel_groups(int64_t k, int64_t i) { return k - 256 * i >= 256 ? 8 : int((k - 256 * i) / 32); }
 #endif
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
@@ -76,10 +94,10 @@ struct Q8Panel {
 };
 
 template <typename Block>
-void decode_q8_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8Panel& p) {
+void decode_q8_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, Q8Panel& p) {
   alignas(64) uint8_t rows[kQ8PanelRows][256];
   alignas(64) float dsc[8][kQ8PanelRows], dmn[8][kQ8PanelRows];
-  decode_panel_rows<kQ8PanelRows, Block>(w, row_bytes, n_rows, i, rows, dsc, dmn);
+  decode_panel_rows<kQ8PanelRows, Block>(w, row_bytes, n_rows, i, groups, rows, dsc, dmn);
   for (int v = 0; v < 4; ++v) {  // dwords 16v .. 16v + 15
     __m512i t[16];
     for (int r = 0; r < kQ8PanelRows; ++r) t[r] = _mm512_load_si512(rows[r] + 64 * v);
@@ -98,10 +116,10 @@ inline void dpbusd_broadcast(__m512i& acc, __m512i w, const int8_t* q) {
   asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(q)));
 }
 
-// C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
-// the running sum: zero before the first super-block.
+// C activation rows against one super-block's panel (its first `groups` groups); y (16 floats per
+// column, rows in lanes) is the running sum: zero before the first super-block.
 template <int C>
-void q8_panel_cols(const Q8Panel& p, const BlockQ8x32* x, int64_t x_stride, int64_t i, bool first,
+void q8_panel_cols(const Q8Panel& p, const BlockQ8x32* x, int64_t x_stride, int64_t i, int groups, bool first,
                    __mmask16 rows, float* y, int64_t ldy) {
   const BlockQ8x32* xb[C];
   _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) xb[c] = x + c * x_stride + 8 * i;
@@ -109,7 +127,7 @@ void q8_panel_cols(const Q8Panel& p, const BlockQ8x32* x, int64_t x_stride, int6
   _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
     acc[c] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows, y + c * ldy);
   }
-  for (int g = 0; g < 8; ++g) {
+  for (int g = 0; g < groups; ++g) {
     __m512i iacc[C];
     _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) iacc[c] = _mm512_setzero_si512();
     _Pragma("GCC unroll 8") for (int q = 0; q < 8; ++q) {
@@ -132,12 +150,14 @@ void gemm_q8_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const B
   constexpr int kCols = 8;  // 2 * 8 accumulators
   Q8Panel p;
   const auto rows = static_cast<__mmask16>((1u << n_rows) - 1);
-  for (int64_t i = 0; i < k / 256; ++i) {
-    decode_q8_panel<Block>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
+  for (int64_t i = 0; i < panel_super_blocks(k); ++i) {
+    const int groups = panel_groups(k, i);
+    decode_q8_panel<Block>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, groups, p);
     for (int c0 = 0; c0 < n_cols; c0 += kCols) {
       const BlockQ8x32* xc = x + c0 * x_stride;
       float* yc = y + c0 * ldy;
-      with_count<kCols>(n_cols - c0, [&]<int C>() { q8_panel_cols<C>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
+      with_count<kCols>(n_cols - c0,
+                        [&]<int C>() { q8_panel_cols<C>(p, xc, x_stride, i, groups, i == 0, rows, yc, ldy); });
     }
   }
 }
@@ -152,10 +172,10 @@ struct Q8Panel8 {
 };
 
 template <typename Block>
-void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8Panel8& p) {
+void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, Q8Panel8& p) {
   alignas(32) uint8_t rows[8][256];
   alignas(32) float dsc[8][8], dmn[8][8];
-  decode_panel_rows<8, Block>(w, row_bytes, n_rows, i, rows, dsc, dmn);
+  decode_panel_rows<8, Block>(w, row_bytes, n_rows, i, groups, rows, dsc, dmn);
   for (int v = 0; v < 8; ++v) {  // dwords 8v .. 8v + 7
     __m256i t[8];
     for (int r = 0; r < 8; ++r) t[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[r] + 32 * v));
@@ -175,7 +195,7 @@ inline __m256i broadcast_dword(const int8_t* q) {
 }
 
 template <int C>
-void q8_panel8_cols(const Q8Panel8& p, const BlockQ8x32* x, int64_t x_stride, int64_t i, bool first,
+void q8_panel8_cols(const Q8Panel8& p, const BlockQ8x32* x, int64_t x_stride, int64_t i, int groups, bool first,
                     int n_rows, float* y, int64_t ldy) {
   const BlockQ8x32* xb[C];
   for (int c = 0; c < C; ++c) xb[c] = x + c * x_stride + 8 * i;
@@ -190,7 +210,7 @@ void q8_panel8_cols(const Q8Panel8& p, const BlockQ8x32* x, int64_t x_stride, in
       acc[c] = _mm256_load_ps(acc_out[c]);
     }
   }
-  for (int g = 0; g < 8; ++g) {
+  for (int g = 0; g < groups; ++g) {
     __m256i iacc[C];
     for (int c = 0; c < C; ++c) iacc[c] = _mm256_setzero_si256();
     for (int q = 0; q < 8; ++q) {
@@ -221,12 +241,14 @@ void gemm_q8_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const Blo
   for (int h = 0; h * 8 < n_rows; ++h) {  // two 8-row halves
     const int rows = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;
     const uint8_t* wh = static_cast<const uint8_t*>(w) + 8 * h * row_bytes;
-    for (int64_t i = 0; i < k / 256; ++i) {
-      decode_q8_panel8<Block>(wh, row_bytes, rows, i, p);
+    for (int64_t i = 0; i < panel_super_blocks(k); ++i) {
+      const int groups = panel_groups(k, i);
+      decode_q8_panel8<Block>(wh, row_bytes, rows, i, groups, p);
       for (int c0 = 0; c0 < n_cols; c0 += kCols) {
         const BlockQ8x32* xc = x + c0 * x_stride;
         float* yc = y + c0 * ldy + 8 * h;
-        with_count<kCols>(n_cols - c0, [&]<int C>() { q8_panel8_cols<C>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
+        with_count<kCols>(n_cols - c0,
+                          [&]<int C>() { q8_panel8_cols<C>(p, xc, x_stride, i, groups, i == 0, rows, yc, ldy); });
       }
     }
   }
@@ -237,9 +259,17 @@ void add_q8_panels([[maybe_unused]] DotKernels& k) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx512<BlockQ4_K>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8_panel_avx512<BlockQ5_K>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q4_0)] = gemm_q8_panel_avx512<BlockQ4_0>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx512<BlockQ4_1>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx512<BlockQ5_0>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q5_1)] = gemm_q8_panel_avx512<BlockQ5_1>;
 #elif defined(__AVX2__) && defined(__FMA__)
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx2<BlockQ4_K>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8_panel_avx2<BlockQ5_K>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q4_0)] = gemm_q8_panel_avx2<BlockQ4_0>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx2<BlockQ4_1>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx2<BlockQ5_0>;
+  k.gemm_q8_panel[uint32_t(GgmlType::Q5_1)] = gemm_q8_panel_avx2<BlockQ5_1>;
 #endif
 }
 

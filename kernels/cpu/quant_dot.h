@@ -63,7 +63,8 @@ constexpr int64_t kPanelMinBatch = 2;
 // Panels: kQ16PanelRows weight rows decoded and transposed once per super-block for any number of
 // columns (Q6_K against 12-bit activations).
 constexpr int kQ16PanelRows = 16;
-// The same for 8-bit activations: panels of kQ8PanelRows rows x any number of columns.
+// The same for 8-bit activations (Q4_K, Q5_K, and Q4_0..Q5_1 eight blocks at a time, any k that
+// is a multiple of 32): panels of kQ8PanelRows rows x any number of columns.
 constexpr int kQ8PanelRows = 16;
 // Float tiles take kF32TileRows rows and any number of columns, kF32TileCols at a time in registers.
 constexpr int kF32TileRows = 4, kF32TileCols = 4;
@@ -85,7 +86,7 @@ struct DotKernels {
   // panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[32];
   GemmQ16 gemm_q16_panel[32];  // Q6_K (AVX2, AVX-512): up to kQ16PanelRows x any; null where none exists
-  GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K: up to kQ8PanelRows x any; null where none exists
+  GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K, Q4_0..Q5_1: up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0 and the decoded-to-float Q2_K and Q3_K
   // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).
   void (*axpy_f16)(float a, const uint16_t* v, float* out, int64_t n);

@@ -79,8 +79,10 @@ TEST(CpuOps, MatmulEveryTypeAgainstDoubleReference) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
   ThreadPool pool(2);
-  const int64_t K = 512, N = 37;
+  const int64_t N = 37;
   for (const TypeTraits& tr : all_type_traits()) {
+   // Rows of 32-value blocks also end in a partial 256-value panel step (Q4_0..Q5_1 panels).
+   for (const int64_t K : {int64_t(512), tr.block_size == 256 ? int64_t(512) : int64_t(512 + 96)}) {
    for (const int64_t B : {1, 3, 7}) {
     const auto w = test::random_blocks(tr.type, K * N, rng);
     std::vector<float> x(B * K), wf(K);
@@ -112,7 +114,8 @@ TEST(CpuOps, MatmulEveryTypeAgainstDoubleReference) {
       err += (double(y[i]) - want[i]) * (double(y[i]) - want[i]);
       size += typical[i] * typical[i];
     }
-    EXPECT_LE(std::sqrt(err / size), matmul_bound(tr.type, B)) << tr.name << " batch " << B;
+    EXPECT_LE(std::sqrt(err / size), matmul_bound(tr.type, B)) << tr.name << " K " << K << " batch " << B;
+   }
    }
   }
 }
@@ -290,17 +293,19 @@ TEST(CpuOps, Q6KPanelsAgreeAcrossInstructionSets) {
   }
 }
 
-// Q4_K/Q5_K panels (8-bit activations) against the reference and against the portable row-by-row
-// dot_q8 on the same activation blocks: the same integer products, summed in another float order.
+// Q4_K/Q5_K and Q4_0..Q5_1 panels (8-bit activations) against the reference and against the
+// row-by-row dot_q8 on the same activation blocks: the same integer products, summed in another
+// float order. Rows of 32-value blocks end in a partial super-block (three blocks of eight).
 TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
   const int kRows = kQ8PanelRows, kCols = 19;
-  const int64_t K = 3 * 256, ldy = kRows + 3;
+  const int64_t ldy = kRows + 3;
   for (const DotKernels* kern : every_kernel_set()) {
     for (const TypeTraits& tr : all_type_traits()) {
       const auto t = static_cast<uint32_t>(tr.type);
       if (kern->gemm_q8_panel[t] == nullptr) continue;
+      const int64_t K = tr.block_size == 256 ? 3 * 256 : 3 * 256 + 96;
       const uint64_t row_bytes = type_bytes(tr.type, K);
       const auto w = test::random_blocks(tr.type, K * kRows, rng);
       std::vector<float> x(kCols * K), wf(kRows * K);
