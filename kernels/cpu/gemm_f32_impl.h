@@ -1,7 +1,7 @@
 // The float tile kernels of quant_dot.h (gemm_f32), included by quant_dot_impl.h in each
 // instruction-set translation unit; same rules: internal linkage, no inline library templates.
 //
-// gemm_f32 (F32, F16, BF16, Q8_0, Q2_K, Q3_K weights x f32 activations): weight rows are decoded
+// gemm_f32 (F32, F16, BF16 and Q8_0 weights x f32 activations): weight rows are decoded
 // to float a chunk at a time into a stack buffer and multiplied with every activation row of the
 // tile, summed in float lanes per (row, column) plus a tail: register tiles of 4 rows x 4 columns
 // with AVX-512 (16 lanes), 4 x 2 with AVX2 (8 lanes), portable 1 x 4. Bound: compute, for prompts.
@@ -65,18 +65,13 @@ struct DecodeQ8_0 {  // k0 and len are multiples of 32
     return buf;
   }
 };
-// Any other type through the reference decoder (BF16 and the K-quants without integer kernels);
-// k0 and len are multiples of the block size.
-template <GgmlType kType, int kBlockValues, int kBlockBytes>
-struct DecodeByReference {
+// BF16 through the reference decoder.
+struct DecodeBF16 {
   static const float* run(const uint8_t* row, int64_t k0, int64_t len, float* buf) {
-    dequantize_row(kType, row + k0 / kBlockValues * kBlockBytes, buf, len);
+    dequantize_row(GgmlType::BF16, row + 2 * k0, buf, len);
     return buf;
   }
 };
-using DecodeBF16 = DecodeByReference<GgmlType::BF16, 1, 2>;
-using DecodeQ2_K = DecodeByReference<GgmlType::Q2_K, 256, sizeof(BlockQ2_K)>;
-using DecodeQ3_K = DecodeByReference<GgmlType::Q3_K, 256, sizeof(BlockQ3_K)>;
 
 constexpr int64_t kF32Chunk = 256;
 
@@ -208,15 +203,11 @@ void add_f32_tiles(DotKernels& k) {
   k.gemm_f32[uint32_t(GgmlType::F16)] = gemm_f32_generic<DecodeF16>;
   k.gemm_f32[uint32_t(GgmlType::BF16)] = gemm_f32_generic<DecodeBF16>;
   k.gemm_f32[uint32_t(GgmlType::Q8_0)] = gemm_f32_generic<DecodeQ8_0>;
-  k.gemm_f32[uint32_t(GgmlType::Q2_K)] = gemm_f32_generic<DecodeQ2_K>;
-  k.gemm_f32[uint32_t(GgmlType::Q3_K)] = gemm_f32_generic<DecodeQ3_K>;
 #if defined(__AVX2__) && defined(__FMA__)
   k.gemm_f32[uint32_t(GgmlType::F32)] = gemm_f32_vec<DecodeF32>;
   k.gemm_f32[uint32_t(GgmlType::F16)] = gemm_f32_vec<DecodeF16>;
   k.gemm_f32[uint32_t(GgmlType::BF16)] = gemm_f32_vec<DecodeBF16>;
   k.gemm_f32[uint32_t(GgmlType::Q8_0)] = gemm_f32_vec<DecodeQ8_0>;
-  k.gemm_f32[uint32_t(GgmlType::Q2_K)] = gemm_f32_vec<DecodeQ2_K>;
-  k.gemm_f32[uint32_t(GgmlType::Q3_K)] = gemm_f32_vec<DecodeQ3_K>;
 #endif
 }
 

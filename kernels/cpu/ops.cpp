@@ -100,7 +100,6 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
         return;
       }
       break;
-    case DotRegime::dequantize: break;
   }
   // Float tiles: kF32TileRows weight rows decoded once per chunk for a block of batch rows.
   const GemmF32 gemm = kern.gemm_f32[t];

@@ -18,11 +18,11 @@ DotRegime dot_regime(GgmlType type) {
     case GgmlType::Q5_1:
     case GgmlType::Q4_K:
     case GgmlType::Q5_K: return DotRegime::q8_activations;
-    case GgmlType::Q6_K: return DotRegime::q16_activations;
     case GgmlType::Q2_K:
-    case GgmlType::Q3_K: return DotRegime::dequantize;
+    case GgmlType::Q3_K:
+    case GgmlType::Q6_K: return DotRegime::q16_activations;
   }
-  return DotRegime::dequantize;
+  return DotRegime::f32_activations;
 }
 
 #if defined(__x86_64__)

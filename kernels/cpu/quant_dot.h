@@ -6,12 +6,11 @@
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding);
 //   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K
 //   and Q5_K, whose 4-5 bit values meet them in u8 x s8 multiply-adds;
-//   12-bit activations (BlockQ16x256) for Q6_K prompt batches, whose weights become exact int16
-//   products q * scale, so a whole 256-value dot product is integer multiply-adds with one float
-//   step;
-//   decode rows of the K-quants (Q4_K, Q5_K, Q6_K) take 8-bit activations with one scale per 256
-//   values (BlockQ8x256), whose group scales then apply in int32: a memory-bound pass;
-//   Q2_K and Q3_K are decoded to float a chunk at a time.
+//   12-bit activations (BlockQ16x256) for Q2_K, Q3_K and Q6_K prompt batches, whose weights
+//   become exact int16 products q * scale, so a whole 256-value dot product is integer
+//   multiply-adds with one float step (Q2_K: two, its mins against the activations' 16-value sums);
+//   decode rows of the K-quants (Q2_K .. Q6_K) take 8-bit activations with one scale per 256
+//   values (BlockQ8x256), whose group scales then apply in int32: a memory-bound pass.
 // Prompt batches go through tiles and panels (gemm_*): several weight rows against several
 // activation rows, so each weight block is decoded once for many activation rows.
 #pragma once
@@ -46,7 +45,7 @@ struct alignas(64) BlockQ8x256 {
   float d;
 };
 
-enum class DotRegime { f32_activations, q16_activations, q8_activations, dequantize };
+enum class DotRegime { f32_activations, q16_activations, q8_activations };
 DotRegime dot_regime(GgmlType type);
 
 using DotF32 = float (*)(const void* row, const float* x, int64_t k);
@@ -87,7 +86,7 @@ struct DotKernels {
   DotQ8x256 dot_q8x256[32];
   GemmQ16 gemm_q16_panel[32];  // Q6_K (AVX2, AVX-512): up to kQ16PanelRows x any; null where none exists
   GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K, Q4_0..Q5_1: up to kQ8PanelRows x any; null where none exists
-  GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0 and the decoded-to-float Q2_K and Q3_K
+  GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0
   // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).
   void (*axpy_f16)(float a, const uint16_t* v, float* out, int64_t n);
 };

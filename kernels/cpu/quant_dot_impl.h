@@ -359,6 +359,7 @@ void add_f32_tiles(DotKernels& k);  // gemm_f32_impl.h
 void add_q8_panels(DotKernels& k);  // gemm_q8_impl.h
 void add_q8x256_rows(DotKernels& k);  // dot_q8x256_impl.h
 void add_q8x32_rows(DotKernels& k);  // dot_q8x32_impl.h
+void add_q23k_rows(DotKernels& k);  // dot_q23k_impl.h
 
 DotKernels make_kernels(const char* isa) {
   DotKernels k{};
@@ -383,6 +384,7 @@ DotKernels make_kernels(const char* isa) {
   add_q8_panels(k);
   add_q8x256_rows(k);
   add_q8x32_rows(k);
+  add_q23k_rows(k);
   return k;
 }
 
@@ -391,6 +393,7 @@ DotKernels make_kernels(const char* isa) {
 
 #include "dot_q8x256_impl.h"
 #include "dot_q8x32_impl.h"
+#include "dot_q23k_impl.h"
 #include "gemm_f32_impl.h"
 #include "transpose_impl.h"
 #include "gemm_q16_impl.h"

@@ -34,8 +34,7 @@ double rel_error(const std::vector<float>& got, const std::vector<double>& want)
 // (max 1.2e-3). The bounds are about four times the means.
 double bound(DotRegime regime) {
   switch (regime) {
-    case DotRegime::f32_activations:
-    case DotRegime::dequantize: return 1e-5;
+    case DotRegime::f32_activations: return 1e-5;
     case DotRegime::q16_activations: return 2e-3;
     case DotRegime::q8_activations: return 2e-2;
   }
