@@ -61,6 +61,19 @@ float dot_q23_k_q8x256(const void* row, const BlockQ8x256* x, int64_t k) {
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
+// unpack_q3k_scales in one vector: byte j = scale j minus 32.
+inline __m128i q3k_scales_epi8(const uint8_t* s) {
+  uint32_t a0, a1, a2;
+  std::memcpy(&a0, s, 4);
+  std::memcpy(&a1, s + 4, 4);
+  std::memcpy(&a2, s + 8, 4);
+  const __m128i low = _mm_and_si128(_mm_set_epi32(int32_t(a1 >> 4), int32_t(a0 >> 4), int32_t(a1), int32_t(a0)),
+                                    _mm_set1_epi8(0x0f));
+  const __m128i high = _mm_and_si128(_mm_set_epi32(int32_t(a2 >> 6), int32_t(a2 >> 4), int32_t(a2 >> 2), int32_t(a2)),
+                                     _mm_set1_epi8(0x03));
+  return _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(high, 4)), _mm_set1_epi8(32));
+}
+
 // Q2_K and Q3_K, vectorised as Q6_K's rows (dot_q8x256_impl.h): per 32 values (half h, step g)
 // the codes from qs (and hmask) meet the activations in maddubs (|7 * 127 * 2| < 2^15), then a
 // multiply-add with the two 16-value groups' scales (one per 128-bit lane) sums into int32. The
@@ -76,9 +89,7 @@ float dot_q23_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
     }
     __m256i sc16, m16 = _mm256_setzero_si256();
     if constexpr (kThreeBit) {
-      alignas(16) int8_t sc[16];
-      unpack_q3k_scales(b[i].scales, sc);
-      sc16 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(sc)));
+      sc16 = _mm256_cvtepi8_epi16(q3k_scales_epi8(b[i].scales));
     } else {
       const __m256i packed = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].scales)));
       sc16 = _mm256_and_si256(packed, _mm256_set1_epi16(15));

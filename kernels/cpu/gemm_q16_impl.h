@@ -1,12 +1,15 @@
-// The Q6_K prompt kernels of quant_dot.h (quantize_q16 and the gemm_q16 panels), included by
-// quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
-// inline library templates. Decode steps take the row kernels of dot_q8x256_impl.h.
+// The prompt kernels of quant_dot.h for Q2_K, Q3_K and Q6_K (quantize_q16 and the gemm_q16
+// panels), included by quant_dot_impl.h in each instruction-set translation unit; same rules:
+// internal linkage, no inline library templates. Decode steps take the row kernels of
+// dot_q8x256_impl.h and dot_q23k_impl.h.
 //
-// Arithmetic: per super-block of 256 values a weight row becomes int16 products
-// w = (q - 32) * scale (exact, |w| <= 4096) and a float d; per (row, activation row) and
-// super-block
+// Arithmetic: per super-block of 256 values a weight row becomes int16 products (exact: Q6_K
+// (q - 32) * scale, |w| <= 4096; Q3_K (u - 4) * scale, <= 128; Q2_K q * scale, <= 45) and a float
+// d; per (row, activation row) and super-block
 //   idot = sum(w * q_x)  int32, exact (see kQ16Max);   acc = fma(idot, d * d_x, acc)
-// so every panel shape gives bit-identical results for a (row, column).
+// and for Q2_K, whose groups also have mins, imin = sum_j m_j * sum(q_x over group j) (int32,
+// exact) and acc = fma(-imin, dmin * d_x, acc), so every panel shape gives bit-identical results
+// for a (row, column).
 //
 // Panels (kQ16PanelRows x any): 16 rows decoded and transposed per super-block so that one vector
 // holds the same two values of all 16 rows; each activation pair is broadcast to it. Bound:
@@ -24,76 +27,125 @@ void quantize_q16(const float* x, BlockQ16x256* out, int64_t k) {
     const float d = abs_max<256, 16>(x) / float(kQ16Max);
     const float id = d != 0 ? 1.0f / d : 0.0f;
     for (int l = 0; l < 256; ++l) out[b].q[l] = static_cast<int16_t>(__builtin_rintf(x[l] * id));
+    for (int j = 0; j < 16; ++j) {
+      int32_t sum = 0;
+      for (int l = 0; l < 16; ++l) sum += out[b].q[16 * j + l];
+      out[b].sums[j] = static_cast<int16_t>(sum);
+    }
     out[b].d = d;
   }
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-// ---- AVX-512 VNNI ----
-// Super-block decoder: pair(j) gives the int16 weights of values 64j .. 64j + 31 (w0) and
-// 64j + 32 .. 64j + 63 (w1), in the order of BlockQ16x256::q.
+#if defined(__AVX2__) && defined(__FMA__)
+// ---- Row decoders (AVX2; the AVX-512 panels take them too) ----
+// A super-block of one row as 256 exact int16 weight products (value e at out[e]) and its float
+// scales; Q2_K also its sixteen mins (w = d * out - dmin * m[e / 16]).
+struct Q16RowScales {
+  float d = 0, dmin = 0;
+  int16_t m[16] = {};
+};
+template <typename Block>
+constexpr bool kQ16Mins = requires(const Block& b) { b.dmin; };  // Q2_K
 
-struct Q6KDecoder {
-  using Block = BlockQ6_K;
-  const uint8_t* ql;
-  const uint8_t* qh;
-  __m512i scales;  // the 16 int8 scales as int16 in lanes 0-15
-  float d;
-  void load(const BlockQ6_K& b) {
-    ql = b.ql;
-    qh = b.qh;
-    scales = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales))));
-    d = h2f(b.d);
-  }
-  // Values 64j .. 64j + 63 lie in half h = j / 2: ql bytes 64h .. 64h + 63, low nibbles for even
-  // j and high for odd, with 2 bits each of qh bytes 32h .. 32h + 31 (shift 4 * (j % 2) and 2 more).
-  void pair(int j, __m512i& w0, __m512i& w1) const {
+// Codes u (bytes, values 32 * step .. + 31) times their groups' scales: the low 16 values take
+// scale s_lo, the high 16 s_hi, each code minus `offset` first.
+inline void store_scaled(__m256i u, int offset, int16_t s_lo, int16_t s_hi, int16_t* out) {
+  const __m256i off = _mm256_set1_epi16(int16_t(offset));
+  const __m256i lo = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(u)), off);
+  const __m256i hi = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(u, 1)), off);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out), _mm256_mullo_epi16(lo, _mm256_set1_epi16(s_lo)));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out + 16), _mm256_mullo_epi16(hi, _mm256_set1_epi16(s_hi)));
+}
+
+// Q6_K: (q - 32) * scale. Values 64j .. 64j + 63 lie in half h = j / 2: ql bytes 64h .. 64h + 63,
+// low nibbles for even j and high for odd, with 2 bits each of qh bytes 32h .. 32h + 31 (shift
+// 4 * (j % 2) and 2 more).
+inline void decode_int16(const BlockQ6_K& b, int16_t* out, Q16RowScales& s) {
+  const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3);
+  for (int j = 0; j < 4; ++j) {
     const int h = j / 2, nib = 4 * (j % 2);
-    const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3);
-    const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h));
-    const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * h + 32));
-    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh + 32 * h));
+    const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
+    const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
     const __m256i v0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, nib), low4),
                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib), three), 4));
     const __m256i v1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, nib), low4),
                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib + 2), three), 4));
-    // Scale of value e is scales[e / 16]: lanes 0-15 of w0 take 4j, lanes 16-31 take 4j + 1.
-    const __m512i halves = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(1), 1);
-    const __m512i s0 = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(short(4 * j))), scales);
-    const __m512i s1 = _mm512_permutexvar_epi16(_mm512_add_epi16(halves, _mm512_set1_epi16(short(4 * j + 2))), scales);
-    const __m512i thirty_two = _mm512_set1_epi16(32);
-    w0 = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_cvtepu8_epi16(v0), thirty_two), s0);
-    w1 = _mm512_mullo_epi16(_mm512_sub_epi16(_mm512_cvtepu8_epi16(v1), thirty_two), s1);
+    // Values 64j + 32 half + 16 g .. + 15 take scales[4j + 2 half + g].
+    store_scaled(v0, 32, b.scales[4 * j], b.scales[4 * j + 1], out + 64 * j);
+    store_scaled(v1, 32, b.scales[4 * j + 2], b.scales[4 * j + 3], out + 64 * j + 32);
   }
-};
+  s.d = h2f(b.d);
+}
+
+// Q3_K: (u - 4) * s_j and Q2_K: q * (sc_j & 15), value e = 128h + 32g + l as in dot_q23k_impl.h.
+inline void decode_int16(const BlockQ3_K& b, int16_t* out, Q16RowScales& s) {
+  alignas(16) int8_t sc[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(sc), q3k_scales_epi8(b.scales));
+  const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+  const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
+  for (int h = 0; h < 2; ++h) {
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
+    for (int g = 0; g < 4; ++g) {
+      const __m256i u = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qv, 2 * g), three),
+                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + g), one), 2));
+      store_scaled(u, 4, sc[8 * h + 2 * g], sc[8 * h + 2 * g + 1], out + 128 * h + 32 * g);
+    }
+  }
+  s.d = h2f(b.d);
+}
+
+inline void decode_int16(const BlockQ2_K& b, int16_t* out, Q16RowScales& s) {
+  const __m256i three = _mm256_set1_epi8(3);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
+    for (int g = 0; g < 4; ++g) {
+      const int j = 8 * h + 2 * g;
+      store_scaled(_mm256_and_si256(_mm256_srli_epi16(qv, 2 * g), three), 0, int16_t(b.scales[j] & 15),
+                   int16_t(b.scales[j + 1] & 15), out + 128 * h + 32 * g);
+    }
+  }
+  for (int j = 0; j < 16; ++j) s.m[j] = int16_t(b.scales[j] >> 4);
+  s.d = h2f(b.d);
+  s.dmin = h2f(b.dmin);
+}
+
+// The mins of kRows rows as int16 pairs: mt[p][r] = m[2p] | m[2p + 1] << 16 of row r, the
+// layout the activations' 16-value sums meet in pair multiply-adds.
+template <int kRows>
+void pack_mins(const Q16RowScales (&s)[kRows], int32_t (*mt)[kRows]) {
+  for (int p = 0; p < 8; ++p) {
+    for (int r = 0; r < kRows; ++r) {
+      mt[p][r] = int32_t(uint32_t(uint16_t(s[r].m[2 * p])) | (uint32_t(uint16_t(s[r].m[2 * p + 1])) << 16));
+    }
+  }
+}
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+// ---- AVX-512 VNNI ----
 
 // One super-block's panel: wt[p] = value pair p (values 2p, 2p + 1) of each of the 16 rows in its
-// dword lanes; d per row.
+// dword lanes; d per row; for Q2_K the mins' pairs (pack_mins) and dmin per row.
 struct Q16Panel {
   __m512i wt[128];
-  __m512 d;
+  __m512i mt[8];
+  __m512 d, dmin;
 };
 
-template <typename Decoder>
+template <typename Block>
 void decode_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q16Panel& p) {
-  using Block = typename Decoder::Block;
   alignas(64) int16_t rows[kQ16PanelRows][256];
-  alignas(64) float d[kQ16PanelRows];
+  alignas(64) float d[kQ16PanelRows], dmin[kQ16PanelRows];
+  Q16RowScales s[kQ16PanelRows];
   for (int r = 0; r < kQ16PanelRows; ++r) {
     if (r >= n_rows) {
       std::memset(rows[r], 0, sizeof(rows[r]));
-      d[r] = 0;
-      continue;
+    } else {
+      decode_int16(reinterpret_cast<const Block*>(w + r * row_bytes)[i], rows[r], s[r]);
     }
-    Decoder dec;
-    dec.load(reinterpret_cast<const Block*>(w + r * row_bytes)[i]);
-    for (int j = 0; j < 4; ++j) {
-      __m512i w0, w1;
-      dec.pair(j, w0, w1);
-      _mm512_store_si512(rows[r] + 64 * j, w0);
-      _mm512_store_si512(rows[r] + 64 * j + 32, w1);
-    }
-    d[r] = dec.d;
+    d[r] = s[r].d;
+    dmin[r] = s[r].dmin;
   }
   for (int v = 0; v < 8; ++v) {  // pairs 16v .. 16v + 15
     __m512i t[16];
@@ -102,6 +154,12 @@ void decode_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q
     for (int q = 0; q < 16; ++q) p.wt[16 * v + q] = t[q];
   }
   p.d = _mm512_load_ps(d);
+  if constexpr (kQ16Mins<Block>) {
+    alignas(64) int32_t mt[8][kQ16PanelRows];
+    pack_mins<kQ16PanelRows>(s, mt);
+    for (int q = 0; q < 8; ++q) p.mt[q] = _mm512_load_si512(mt[q]);
+    p.dmin = _mm512_load_ps(dmin);
+  }
 }
 
 // acc += pairwise products of w's int16 lanes with the pair at q (two int16) in every dword lane,
@@ -113,9 +171,12 @@ inline void dpwssd_broadcast(__m512i& acc, __m512i w, const int16_t* q) {
 }
 
 // C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
-// the running sum: zero before the first super-block.
-template <int C>
-void q16_panel_cols(const Q16Panel& p, const BlockQ16x256* x, int64_t x_stride, int64_t i, bool first,
+// the running sum: zero before the first super-block. With mins (Q2_K) the mins meet the
+// activations' 16-value sums in an int32 sum of their own, subtracted after the scales. Never
+// inlined: inlined into the panel loop GCC 12 kept the accumulators in memory (a loop over c
+// instead of the unrolled one), 40% slower.
+template <int C, bool kMins>
+__attribute__((noinline)) void q16_panel_cols(const Q16Panel& p, const BlockQ16x256* x, int64_t x_stride, int64_t i, bool first,
                     __mmask16 rows, float* y, int64_t ldy) {
   __m512i iacc[C];
   _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) iacc[c] = _mm512_setzero_si512();
@@ -125,14 +186,24 @@ void q16_panel_cols(const Q16Panel& p, const BlockQ16x256* x, int64_t x_stride, 
     const __m512i wv = p.wt[q];
     _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpwssd_broadcast(iacc[c], wv, xb[c]->q + 2 * q);
   }
+  __m512 out[C];
   _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
-    const __m512 xd = _mm512_set1_ps(xb[c]->d);
     const __m512 f = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows, y + c * ldy);
-    _mm512_mask_storeu_ps(y + c * ldy, rows, _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[c]), _mm512_mul_ps(p.d, xd), f));
+    out[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[c]), _mm512_mul_ps(p.d, _mm512_set1_ps(xb[c]->d)), f);
   }
+  if constexpr (kMins) {  // after the products, so that their accumulators have every register
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) iacc[c] = _mm512_setzero_si512();
+    for (int q = 0; q < 8; ++q) {
+      _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpwssd_broadcast(iacc[c], p.mt[q], xb[c]->sums + 2 * q);
+    }
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+      out[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(iacc[c]), _mm512_mul_ps(p.dmin, _mm512_set1_ps(xb[c]->d)), out[c]);
+    }
+  }
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(y + c * ldy, rows, out[c]);
 }
 
-template <typename Decoder>
+template <typename Block>
 void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
                            int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
   static_assert(kQ16PanelRows == 16);
@@ -140,11 +211,12 @@ void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const 
   Q16Panel p;
   const auto rows = static_cast<__mmask16>((1u << n_rows) - 1);
   for (int64_t i = 0; i < k / 256; ++i) {
-    decode_panel<Decoder>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
+    decode_panel<Block>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
     for (int c0 = 0; c0 < n_cols; c0 += kCols) {
       const BlockQ16x256* xc = x + c0 * x_stride;
       float* yc = y + c0 * ldy;
-      with_count<kCols>(n_cols - c0, [&]<int C>() { q16_panel_cols<C>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
+      with_count<kCols>(n_cols - c0,
+                        [&]<int C>() { q16_panel_cols<C, kQ16Mins<Block>>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
     }
   }
 }
@@ -154,50 +226,27 @@ void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const 
 // place of vpdpwssd (the int16 pair products summed to int32, then added: the same exact integer
 // sums), so results are bit for bit the AVX-512 panels'.
 
-// Row r of a super-block as int16 products (q - 32) * scale, value e at rows[e].
-inline void decode_q6k_int16(const BlockQ6_K& b, int16_t* out) {
-  const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3), thirty_two = _mm256_set1_epi16(32);
-  for (int j = 0; j < 4; ++j) {  // values 64j .. 64j + 63: as Q6KDecoder::pair
-    const int h = j / 2, nib = 4 * (j % 2);
-    const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
-    const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
-    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
-    const __m256i v[2] = {
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, nib), low4),
-                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib), three), 4)),
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, nib), low4),
-                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib + 2), three), 4))};
-    for (int half = 0; half < 2; ++half) {  // values 64j + 32 half + 16 g .. + 15 take scales[4j + 2 half + g]
-      const __m256i lo = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(v[half]));
-      const __m256i hi = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v[half], 1));
-      const __m256i s_lo = _mm256_set1_epi16(b.scales[4 * j + 2 * half]);
-      const __m256i s_hi = _mm256_set1_epi16(b.scales[4 * j + 2 * half + 1]);
-      int16_t* o = out + 64 * j + 32 * half;
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o), _mm256_mullo_epi16(_mm256_sub_epi16(lo, thirty_two), s_lo));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 16),
-                         _mm256_mullo_epi16(_mm256_sub_epi16(hi, thirty_two), s_hi));
-    }
-  }
-}
-
-// One super-block of 8 rows: wt[p] = value pair p of each row in its dword lanes; d per row.
+// One super-block of 8 rows: wt[p] = value pair p of each row in its dword lanes; d per row; for
+// Q2_K the mins' pairs and dmin per row.
 struct Q16Panel8 {
   __m256i wt[128];
-  __m256 d;
+  __m256i mt[8];
+  __m256 d, dmin;
 };
 
+template <typename Block>
 void decode_q16_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q16Panel8& p) {
   alignas(32) int16_t rows[8][256];
-  alignas(32) float d[8];
+  alignas(32) float d[8], dmin[8];
+  Q16RowScales s[8];
   for (int r = 0; r < 8; ++r) {
     if (r >= n_rows) {
       std::memset(rows[r], 0, sizeof(rows[r]));
-      d[r] = 0;
-      continue;
+    } else {
+      decode_int16(reinterpret_cast<const Block*>(w + r * row_bytes)[i], rows[r], s[r]);
     }
-    const BlockQ6_K& b = reinterpret_cast<const BlockQ6_K*>(w + r * row_bytes)[i];
-    decode_q6k_int16(b, rows[r]);
-    d[r] = h2f(b.d);
+    d[r] = s[r].d;
+    dmin[r] = s[r].dmin;
   }
   for (int v = 0; v < 16; ++v) {  // pairs 8v .. 8v + 7
     __m256i t[8];
@@ -206,10 +255,22 @@ void decode_q16_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t
     for (int q = 0; q < 8; ++q) p.wt[8 * v + q] = t[q];
   }
   p.d = _mm256_load_ps(d);
+  if constexpr (kQ16Mins<Block>) {
+    alignas(32) int32_t mt[8][8];
+    pack_mins<8>(s, mt);
+    for (int q = 0; q < 8; ++q) p.mt[q] = _mm256_load_si256(reinterpret_cast<const __m256i*>(mt[q]));
+    p.dmin = _mm256_load_ps(dmin);
+  }
 }
 
-template <int C>
-void q16_panel8_cols(const Q16Panel8& p, const BlockQ16x256* x, int64_t x_stride, int64_t i, bool first,
+inline __m256i broadcast_pair(const int16_t* q) {
+  int32_t pair;
+  std::memcpy(&pair, q, 4);
+  return _mm256_set1_epi32(pair);
+}
+
+template <int C, bool kMins>  // never inlined, as q16_panel_cols
+__attribute__((noinline)) void q16_panel8_cols(const Q16Panel8& p, const BlockQ16x256* x, int64_t x_stride, int64_t i, bool first,
                      int n_rows, float* y, int64_t ldy) {
   __m256i iacc[C];
   const BlockQ16x256* xb[C];
@@ -219,22 +280,24 @@ void q16_panel8_cols(const Q16Panel8& p, const BlockQ16x256* x, int64_t x_stride
   }
   for (int q = 0; q < 128; ++q) {
     const __m256i wv = p.wt[q];
-    for (int c = 0; c < C; ++c) {
-      int32_t pair;
-      std::memcpy(&pair, xb[c]->q + 2 * q, 4);
-      iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(wv, _mm256_set1_epi32(pair)));
-    }
+    for (int c = 0; c < C; ++c) iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(wv, broadcast_pair(xb[c]->q + 2 * q)));
   }
   for (int c = 0; c < C; ++c) {
     alignas(32) float out[8];
     for (int r = 0; r < 8; ++r) out[r] = first || r >= n_rows ? 0.0f : y[c * ldy + r];
-    const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c]), _mm256_mul_ps(p.d, _mm256_set1_ps(xb[c]->d)),
-                                     _mm256_load_ps(out));
+    const __m256 xd = _mm256_set1_ps(xb[c]->d);
+    __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c]), _mm256_mul_ps(p.d, xd), _mm256_load_ps(out));
+    if constexpr (kMins) {
+      __m256i imin = _mm256_setzero_si256();
+      for (int q = 0; q < 8; ++q) imin = _mm256_add_epi32(imin, _mm256_madd_epi16(p.mt[q], broadcast_pair(xb[c]->sums + 2 * q)));
+      f = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(p.dmin, xd), f);
+    }
     _mm256_store_ps(out, f);
     for (int r = 0; r < n_rows; ++r) y[c * ldy + r] = out[r];
   }
 }
 
+template <typename Block>
 void gemm_q16_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x, int64_t x_stride,
                          int n_cols, int64_t k, float* y, int64_t ldy) {
   static_assert(kQ16PanelRows == 16);
@@ -244,11 +307,13 @@ void gemm_q16_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const Bl
     const int rows = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;
     const uint8_t* wh = static_cast<const uint8_t*>(w) + 8 * h * row_bytes;
     for (int64_t i = 0; i < k / 256; ++i) {
-      decode_q16_panel8(wh, row_bytes, rows, i, p);
+      decode_q16_panel8<Block>(wh, row_bytes, rows, i, p);
       for (int c0 = 0; c0 < n_cols; c0 += kCols) {
         const BlockQ16x256* xc = x + c0 * x_stride;
         float* yc = y + c0 * ldy + 8 * h;
-        with_count<kCols>(n_cols - c0, [&]<int C>() { q16_panel8_cols<C>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
+        with_count<kCols>(n_cols - c0, [&]<int C>() {
+          q16_panel8_cols<C, kQ16Mins<Block>>(p, xc, x_stride, i, i == 0, rows, yc, ldy);
+        });
       }
     }
   }
@@ -258,9 +323,13 @@ void gemm_q16_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const Bl
 void add_q16_panels(DotKernels& k) {
   k.quantize_q16 = quantize_q16;
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx512<Q6KDecoder>;
+  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx512<BlockQ6_K>;
+  k.gemm_q16_panel[uint32_t(GgmlType::Q3_K)] = gemm_q16_panel_avx512<BlockQ3_K>;
+  k.gemm_q16_panel[uint32_t(GgmlType::Q2_K)] = gemm_q16_panel_avx512<BlockQ2_K>;
 #elif defined(__AVX2__) && defined(__FMA__)
-  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx2;
+  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx2<BlockQ6_K>;
+  k.gemm_q16_panel[uint32_t(GgmlType::Q3_K)] = gemm_q16_panel_avx2<BlockQ3_K>;
+  k.gemm_q16_panel[uint32_t(GgmlType::Q2_K)] = gemm_q16_panel_avx2<BlockQ2_K>;
 #endif
 }
 

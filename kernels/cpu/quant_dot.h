@@ -34,6 +34,7 @@ struct BlockQ8x32 {  // 32 activations: x ~ d * q
 constexpr int kQ16Max = 2047;
 struct alignas(64) BlockQ16x256 {
   int16_t q[256];
+  int16_t sums[16];  // sum of q over values 16j..16j+15 (at most 16 * 2047), for Q2_K's mins
   float d;
 };
 

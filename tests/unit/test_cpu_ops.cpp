@@ -154,13 +154,20 @@ TEST(CpuOps, EveryInstructionSetAgreesPerType) {
 }
 
 // Each value of a 256-value activation block within half a step of its input, within the block's
-// range; for BlockQ8x256 also its 16-value sums. Inputs with an outlier, as real hidden states have.
+// range, and its 16-value sums. Inputs with an outlier, as real hidden states have.
 template <typename Block>
 void expect_rounded(const std::vector<float>& x, const std::vector<Block>& xq, int max_q, const char* isa) {
   for (size_t i = 0; i < x.size(); ++i) {
     const Block& b = xq[i / 256];
     ASSERT_LE(std::abs(b.q[i % 256]), max_q) << isa;
     EXPECT_LE(std::fabs(b.d * b.q[i % 256] - x[i]), 0.5001f * b.d) << isa << " value " << i;
+  }
+  for (const Block& b : xq) {
+    for (int j = 0; j < 16; ++j) {
+      int sum = 0;
+      for (int i = 0; i < 16; ++i) sum += b.q[16 * j + i];
+      EXPECT_EQ(b.sums[j], sum) << isa << " group " << j;
+    }
   }
 }
 
@@ -179,19 +186,12 @@ TEST(CpuOps, ActivationBlocksStayInRange) {
     std::vector<BlockQ8x256> x8(K / 256);
     kern->quantize_q8x256(x.data(), x8.data(), K);
     expect_rounded(x, x8, 127, kern->isa);
-    for (const BlockQ8x256& b : x8) {
-      for (int j = 0; j < 16; ++j) {
-        int sum = 0;
-        for (int i = 0; i < 16; ++i) sum += b.q[16 * j + i];
-        EXPECT_EQ(b.sums[j], sum) << kern->isa << " group " << j;
-      }
-    }
   }
 }
 
 // Every tile and panel shape of every kernel set against the double-precision reference, with the
 // output poisoned and its stride wider than the tile; a (row, column) must come out the same
-// whatever shape computed it (bit for bit for the integer Q6_K panels), so a prompt's result does
+// whatever shape computed it (bit for bit for the integer 12-bit panels), so a prompt's result does
 // not depend on how its batch was cut.
 TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   std::mt19937 rng(std::random_device{}());
@@ -215,7 +215,7 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
       auto run = [&](int n_rows, int n_cols, int r0, int c0, std::vector<float>& y) {
         const uint8_t* w0 = w.data() + r0 * row_bytes;
         float* y0 = y.data() + c0 * ldy + r0;
-        if (q16) {  // Q6_K has panels only
+        if (q16) {  // Q2_K, Q3_K and Q6_K have panels only
           kern->gemm_q16_panel[t](w0, row_bytes, n_rows, xq.data() + c0 * K / 256, K / 256, n_cols, K, y0, ldy);
         } else {
           kern->gemm_f32[t](w0, row_bytes, n_rows, x.data() + c0 * K, K, n_cols, K, y0, ldy);
@@ -265,30 +265,33 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   }
 }
 
-// The Q6_K panels are exact integer sums and the same float steps on every instruction set: the
-// AVX2 and AVX-512 panels give the same bits for the same activation blocks.
-TEST(CpuOps, Q6KPanelsAgreeAcrossInstructionSets) {
+// The Q2_K, Q3_K and Q6_K panels are exact integer sums and the same float steps on every
+// instruction set: the AVX2 and AVX-512 panels give the same bits for the same activation blocks.
+TEST(CpuOps, Q16PanelsAgreeAcrossInstructionSets) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
   const int kRows = kQ16PanelRows, kCols = 5;
   const int64_t K = 4 * 256;
-  const uint64_t row_bytes = type_bytes(GgmlType::Q6_K, K);
-  const auto w = test::random_blocks(GgmlType::Q6_K, K * kRows, rng);
   std::vector<float> x(kCols * K);
   for (auto& v : x) v = normal(rng);
   std::vector<BlockQ16x256> xq(kCols * K / 256);
   dot_kernels_generic().quantize_q16(x.data(), xq.data(), kCols * K);
-  std::vector<std::pair<const char*, std::vector<float>>> results;
-  for (const DotKernels* kern : every_kernel_set()) {
-    const GemmQ16 panel = kern->gemm_q16_panel[uint32_t(GgmlType::Q6_K)];
-    if (panel == nullptr) continue;
-    std::vector<float> y(kCols * kRows, std::nanf(""));
-    panel(w.data(), row_bytes, kRows, xq.data(), K / 256, kCols, K, y.data(), kRows);
-    results.emplace_back(kern->isa, y);
-  }
-  if (results.size() < 2) GTEST_SKIP() << "fewer than two instruction sets with Q6_K panels on this CPU";
-  for (size_t i = 1; i < results.size(); ++i) {
-    EXPECT_EQ(results[i].second, results[0].second) << results[i].first << " against " << results[0].first;
+  for (const GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q6_K}) {
+    const uint64_t row_bytes = type_bytes(type, K);
+    const auto w = test::random_blocks(type, K * kRows, rng);
+    std::vector<std::pair<const char*, std::vector<float>>> results;
+    for (const DotKernels* kern : every_kernel_set()) {
+      const GemmQ16 panel = kern->gemm_q16_panel[uint32_t(type)];
+      if (panel == nullptr) continue;
+      std::vector<float> y(kCols * kRows, std::nanf(""));
+      panel(w.data(), row_bytes, kRows, xq.data(), K / 256, kCols, K, y.data(), kRows);
+      results.emplace_back(kern->isa, y);
+    }
+    if (results.size() < 2) GTEST_SKIP() << "fewer than two instruction sets with 12-bit panels on this CPU";
+    for (size_t i = 1; i < results.size(); ++i) {
+      EXPECT_EQ(results[i].second, results[0].second)
+          << traits(type).name << ": " << results[i].first << " against " << results[0].first;
+    }
   }
 }
 
