@@ -17,13 +17,11 @@
 namespace engine {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, WeightMix>, 7> kMixNames{{
-    {"f32", WeightMix::f32},
-    {"f16", WeightMix::f16},
-    {"bf16", WeightMix::bf16},
-    {"q8_0", WeightMix::q8_0},
-    {"q4_0", WeightMix::q4_0},
-    {"q4_k_m", WeightMix::q4_k_m},
+constexpr std::array<std::pair<std::string_view, WeightMix>, 13> kMixNames{{
+    {"f32", WeightMix::f32},       {"f16", WeightMix::f16},       {"bf16", WeightMix::bf16},
+    {"q8_0", WeightMix::q8_0},     {"q4_0", WeightMix::q4_0},     {"q4_1", WeightMix::q4_1},
+    {"q5_0", WeightMix::q5_0},     {"q5_1", WeightMix::q5_1},     {"q2_k", WeightMix::q2_k},
+    {"q3_k_m", WeightMix::q3_k_m}, {"q4_k_m", WeightMix::q4_k_m}, {"q5_k_m", WeightMix::q5_k_m},
     {"q6_k", WeightMix::q6_k},
 }};
 
@@ -157,8 +155,14 @@ uint32_t llama_file_type(WeightMix mix) {
     case WeightMix::f32: return 0;
     case WeightMix::f16: return 1;
     case WeightMix::q4_0: return 2;
+    case WeightMix::q4_1: return 3;
     case WeightMix::q8_0: return 7;
+    case WeightMix::q5_0: return 8;
+    case WeightMix::q5_1: return 9;
+    case WeightMix::q2_k: return 10;
+    case WeightMix::q3_k_m: return 12;
     case WeightMix::q4_k_m: return 15;
+    case WeightMix::q5_k_m: return 17;
     case WeightMix::q6_k: return 18;
     case WeightMix::bf16: return 32;
   }
@@ -182,7 +186,7 @@ void check_options(const SyntheticModelOptions& o) {
   // Every matrix row length must be a whole number of blocks of its type.
   for (int64_t row : {int64_t(o.n_embd), int64_t(o.n_ff), int64_t(o.n_head) * o.head_dim}) {
     for (const char* name : {"blk.0.ffn_down.weight", "blk.1.ffn_up.weight", "output.weight"}) {
-      GgmlType t = tensor_type_for(o.mix, name, 0, o.n_layer, o.tied_output);
+      GgmlType t = tensor_type_for(o.mix, name, 0, o.n_layer, o.tied_output, o.n_head / o.n_head_kv);
       if (row % traits(t).block_size != 0) {
         fail("shape", fmt::format("row length {} is not a multiple of {} (block size of {}, used by "
                                   "{})",
@@ -241,25 +245,38 @@ std::optional<SyntheticModelOptions> preset_options(std::string_view preset, Arc
 }
 
 GgmlType tensor_type_for(WeightMix mix, std::string_view name, uint32_t layer, uint32_t n_layer,
-                         bool tied_output) {
+                         bool tied_output, uint32_t n_gqa) {
   const bool is_matrix = name.ends_with(".weight") && name.find("norm") == std::string_view::npos &&
                          name.find("rope_freqs") == std::string_view::npos;
   if (!is_matrix || mix == WeightMix::f32) return GgmlType::F32;
   const bool is_output =
       name == "output.weight" || (tied_output && name == "token_embd.weight");
+  const bool v = name.ends_with("attn_v.weight"), down = name.ends_with("ffn_down.weight");
+  const bool attn_output = name.ends_with("attn_output.weight");
   switch (mix) {
     case WeightMix::f16: return GgmlType::F16;
     case WeightMix::bf16: return GgmlType::BF16;
     case WeightMix::q8_0: return GgmlType::Q8_0;
     case WeightMix::q4_0: return is_output ? GgmlType::Q6_K : GgmlType::Q4_0;
+    case WeightMix::q4_1: return is_output ? GgmlType::Q6_K : GgmlType::Q4_1;
+    case WeightMix::q5_0: return is_output ? GgmlType::Q6_K : GgmlType::Q5_0;
+    case WeightMix::q5_1: return is_output ? GgmlType::Q6_K : GgmlType::Q5_1;
     case WeightMix::q6_k: return GgmlType::Q6_K;
-    case WeightMix::q4_k_m:
+    case WeightMix::q2_k:
       if (is_output) return GgmlType::Q6_K;
-      if ((name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight")) &&
-          use_more_bits(layer, n_layer)) {
-        return GgmlType::Q6_K;
-      }
-      return GgmlType::Q4_K;
+      if (v) return n_gqa >= 4 ? GgmlType::Q4_K : GgmlType::Q3_K;
+      if (down || attn_output) return GgmlType::Q3_K;
+      return GgmlType::Q2_K;
+    case WeightMix::q3_k_m:
+      if (is_output) return GgmlType::Q6_K;
+      if (v) return layer < 2 ? GgmlType::Q5_K : GgmlType::Q4_K;
+      if (down) return layer < n_layer / 16 ? GgmlType::Q5_K : GgmlType::Q4_K;
+      if (attn_output) return GgmlType::Q4_K;
+      return GgmlType::Q3_K;
+    case WeightMix::q4_k_m:
+    case WeightMix::q5_k_m:
+      if (is_output || ((v || down) && use_more_bits(layer, n_layer))) return GgmlType::Q6_K;
+      return mix == WeightMix::q4_k_m ? GgmlType::Q4_K : GgmlType::Q5_K;
     case WeightMix::f32: break;
   }
   return GgmlType::F32;
@@ -301,7 +318,7 @@ void write_synthetic_model(const SyntheticModelOptions& opts, const std::string&
   auto add = [&](const TensorSpec& spec, const std::string& name, uint32_t layer) {
     std::vector<int64_t> ne = {resolve_dim(spec.shape[0], hp)};
     if (spec.n_dims == 2) ne.push_back(resolve_dim(spec.shape[1], hp));
-    const GgmlType type = tensor_type_for(o.mix, name, layer, o.n_layer, o.tied_output);
+    const GgmlType type = tensor_type_for(o.mix, name, layer, o.n_layer, o.tied_output, o.n_head / o.n_head_kv);
     GgufWriter::Fill fill;
     if (!o.sparse) {
       const Distribution dist = distribution_for(name, ne[0], spec.n_dims);

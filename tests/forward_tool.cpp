@@ -4,6 +4,8 @@
 //                                                             (one eval call, n_batch 512)
 //   engine-forward-tool MODEL KV_TYPE each OUT id,id,...      logits after every token, one eval
 //                                                             call per token ([n][n_vocab])
+//   engine-forward-tool MODEL KV_TYPE all OUT id,id,...       logits after every token, one
+//                                                             eval_all call (a prompt batch)
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -14,7 +16,7 @@
 
 int main(int argc, char** argv) {
   if (argc != 6) {
-    std::fprintf(stderr, "usage: %s MODEL KV_TYPE batched|each OUT IDS\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL KV_TYPE batched|each|all OUT IDS\n", argv[0]);
     return 2;
   }
   try {
@@ -34,6 +36,8 @@ int main(int argc, char** argv) {
     };
     if (std::string(argv[3]) == "batched") {
       write(ctx.eval(ids));
+    } else if (std::string(argv[3]) == "all") {
+      write(ctx.eval_all(ids));
     } else {
       for (int32_t id : ids) write(ctx.eval(std::span<const int32_t>(&id, 1)));
     }

@@ -19,8 +19,11 @@ int main(int argc, char** argv) {
   app.add_option("--arch", arch_name, "llama | qwen2 | qwen3")->check(CLI::IsMember({"llama", "qwen2", "qwen3"}));
   app.add_option("--preset", preset, "tiny | small | qwq32 (QwQ-32B's exact shape)")
       ->check(CLI::IsMember({"tiny", "small", "qwq32"}));
-  app.add_option("--type", type, "f32 | f16 | bf16 | q8_0 | q4_0 | q4_k_m | q6_k")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q6_k"}));
+  app.add_option("--type", type,
+                 "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q2_k | q3_k_m | q4_k_m | q5_k_m | q6_k (llama.cpp's "
+                 "mixes: output and some layers' attn_v, ffn_down, attn_output in more bits)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_m", "q4_k_m",
+                             "q5_k_m", "q6_k"}));
   app.add_option("--layers", layers, "number of layers");
   app.add_option("--embd", embd, "embedding width");
   app.add_option("--heads", heads, "attention heads");

@@ -36,54 +36,143 @@ void quantize_q8_0(const float* x, BlockQ8_0* b, int64_t nb) {
   }
 }
 
-void quantize_q4_0(const float* x, BlockQ4_0* b, int64_t nb) {
+// Values 32 apart share a byte: q[j] in the low nibble of qs[j], q[j + 16] in the high one; the
+// fifth bits (Q5) in qh, bit j for value j.
+template <typename Block>
+void pack_nibbles(const int* q, Block& b) {
+  for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>((q[j] & 15) | ((q[j + 16] & 15) << 4));
+  if constexpr (requires { b.qh; }) {
+    uint32_t qh = 0;
+    for (int j = 0; j < 32; ++j) qh |= uint32_t(q[j] >> 4) << j;
+    std::memcpy(b.qh, &qh, 4);
+  }
+}
+
+// Q4_0 and Q5_0: x ~ d * (q - half) with q in 0 .. 2 * half - 1.
+template <int kHalf, typename Block>
+void quantize_symmetric(const float* x, Block* b, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += 32) {
-    // The extreme value maps to -8, the one end of the asymmetric range [-8, 7].
-    const float d = signed_absmax(x, 32) / -8.0f;
+    // The extreme value maps to -half, the one end of the asymmetric range [-half, half - 1].
+    const float d = signed_absmax(x, 32) / float(-kHalf);
     b[i].d = fp32_to_fp16(d);
     const float id = d != 0 ? 1.0f / fp16_to_fp32(b[i].d) : 0.0f;
-    for (int j = 0; j < 16; ++j) {
-      const int lo = std::clamp(nearest(x[j] * id) + 8, 0, 15);
-      const int hi = std::clamp(nearest(x[j + 16] * id) + 8, 0, 15);
-      b[i].qs[j] = static_cast<uint8_t>(lo | (hi << 4));
+    int q[32];
+    for (int j = 0; j < 32; ++j) q[j] = std::clamp(nearest(x[j] * id) + kHalf, 0, 2 * kHalf - 1);
+    pack_nibbles(q, b[i]);
+  }
+}
+
+// Q4_1 and Q5_1: x ~ d * q + m with q in 0 .. levels - 1 and m the block's minimum.
+template <int kLevels, typename Block>
+void quantize_with_min(const float* x, Block* b, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += 32) {
+    const float lo = *std::min_element(x, x + 32), hi = *std::max_element(x, x + 32);
+    b[i].d = fp32_to_fp16((hi - lo) / float(kLevels - 1));
+    b[i].m = fp32_to_fp16(lo);
+    const float d = fp16_to_fp32(b[i].d), m = fp16_to_fp32(b[i].m);
+    int q[32];
+    for (int j = 0; j < 32; ++j) q[j] = d > 0 ? std::clamp(nearest((x[j] - m) / d), 0, kLevels - 1) : 0;
+    pack_nibbles(q, b[i]);
+  }
+}
+
+// Q2_K, Q4_K and Q5_K: per group of kGroup values x ~ scale * q - offset with q in 0 .. levels - 1
+// and offset >= 0; scales and offsets quantized to kScaleLevels steps of d and dmin. Returns the
+// codes in q and the groups' scale and offset codes in sc and mn.
+template <int kGroups, int kLevels, int kScaleLevels>
+void quantize_scale_min(const float* x, uint16_t& d16, uint16_t& dmin16, uint8_t* sc, uint8_t* mn, uint8_t* q) {
+  constexpr int kGroup = kQK_K / kGroups;
+  float scale[kGroups], offset[kGroups];
+  for (int g = 0; g < kGroups; ++g) {
+    const float* xg = x + kGroup * g;
+    const float lo = std::min(0.0f, *std::min_element(xg, xg + kGroup));
+    const float hi = *std::max_element(xg, xg + kGroup);
+    scale[g] = (hi - lo) / float(kLevels - 1);
+    offset[g] = -lo;
+  }
+  d16 = fp32_to_fp16(*std::max_element(scale, scale + kGroups) / float(kScaleLevels - 1));
+  dmin16 = fp32_to_fp16(*std::max_element(offset, offset + kGroups) / float(kScaleLevels - 1));
+  const float d = fp16_to_fp32(d16), dmin = fp16_to_fp32(dmin16);
+  for (int g = 0; g < kGroups; ++g) {
+    sc[g] = static_cast<uint8_t>(d > 0 ? std::clamp(nearest(scale[g] / d), 0, kScaleLevels - 1) : 0);
+    mn[g] = static_cast<uint8_t>(dmin > 0 ? std::clamp(nearest(offset[g] / dmin), 0, kScaleLevels - 1) : 0);
+    const float s = d * sc[g], m = dmin * mn[g];
+    for (int l = 0; l < kGroup; ++l) {
+      const int e = kGroup * g + l;
+      q[e] = static_cast<uint8_t>(s > 0 ? std::clamp(nearest((x[e] + m) / s), 0, kLevels - 1) : 0);
     }
   }
 }
 
-void quantize_q4_k(const float* x, BlockQ4_K* b, int64_t nb) {
+// Q4_K and Q5_K: groups of 32, 6-bit scales and offsets; group 2c in the low nibbles of qs bytes
+// 32c .. 32c + 31, group 2c + 1 in the high ones; Q5_K's fifth bit of value 32g + l at bit g of
+// qh[l].
+template <bool kFiveBit, typename Block>
+void quantize_q45_k(const float* x, Block* b, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
-    // Per group of 32: x ~ scale * q - offset with q in 0..15 and offset >= 0.
-    float scale[8], offset[8];
-    for (int g = 0; g < 8; ++g) {
-      const float* xg = x + 32 * g;
-      const float lo = std::min(0.0f, *std::min_element(xg, xg + 32));
-      const float hi = *std::max_element(xg, xg + 32);
-      scale[g] = (hi - lo) / 15.0f;
-      offset[g] = -lo;
-    }
-    const float max_scale = *std::max_element(scale, scale + 8);
-    const float max_offset = *std::max_element(offset, offset + 8);
-    b[i].d = fp32_to_fp16(max_scale / 63.0f);
-    b[i].dmin = fp32_to_fp16(max_offset / 63.0f);
-    const float d = fp16_to_fp32(b[i].d), dmin = fp16_to_fp32(b[i].dmin);
-    uint8_t sc[8], mn[8];
-    for (int g = 0; g < 8; ++g) {
-      sc[g] = static_cast<uint8_t>(d > 0 ? std::clamp(nearest(scale[g] / d), 0, 63) : 0);
-      mn[g] = static_cast<uint8_t>(dmin > 0 ? std::clamp(nearest(offset[g] / dmin), 0, 63) : 0);
-    }
+    uint8_t sc[8], mn[8], q[kQK_K];
+    quantize_scale_min<8, kFiveBit ? 32 : 16, 64>(x, b[i].d, b[i].dmin, sc, mn, q);
     pack_scale_min_k4(sc, mn, b[i].scales);
-    uint8_t q[kQK_K];
-    for (int g = 0; g < 8; ++g) {
-      const float s = d * sc[g], m = dmin * mn[g];
-      for (int l = 0; l < 32; ++l) {
-        q[32 * g + l] = static_cast<uint8_t>(s > 0 ? std::clamp(nearest((x[32 * g + l] + m) / s), 0, 15) : 0);
-      }
-    }
     for (int c = 0; c < 4; ++c) {
       for (int l = 0; l < 32; ++l) {
-        b[i].qs[32 * c + l] = static_cast<uint8_t>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+        b[i].qs[32 * c + l] = static_cast<uint8_t>((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
       }
     }
+    if constexpr (kFiveBit) {
+      for (int l = 0; l < 32; ++l) {
+        uint8_t h = 0;
+        for (int g = 0; g < 8; ++g) h = static_cast<uint8_t>(h | ((q[32 * g + l] >> 4) << g));
+        b[i].qh[l] = h;
+      }
+    }
+  }
+}
+
+// Q2_K and Q3_K put value e = 128h + 32g + l's low two bits at bits 2g of qs[32h + l].
+void pack_two_bits(const uint8_t* q, uint8_t* qs) {
+  std::memset(qs, 0, 64);
+  for (int e = 0; e < kQK_K; ++e) qs[32 * (e / 128) + e % 32] |= static_cast<uint8_t>((q[e] & 3) << (2 * ((e % 128) / 32)));
+}
+
+// Q2_K: groups of 16, 4-bit scales and offsets (scales[j] = sc | mn << 4), 2-bit codes.
+void quantize_q2_k(const float* x, BlockQ2_K* b, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    uint8_t sc[16], mn[16], q[kQK_K];
+    quantize_scale_min<16, 4, 16>(x, b[i].d, b[i].dmin, sc, mn, q);
+    for (int j = 0; j < 16; ++j) b[i].scales[j] = static_cast<uint8_t>(sc[j] | (mn[j] << 4));
+    pack_two_bits(q, b[i].qs);
+  }
+}
+
+// Q3_K: groups of 16, x ~ d * s_j * (u - 4) with u in 0..7 and s_j a signed 6-bit scale (stored
+// plus 32: its low four bits in nibble j / 8 of byte j % 8, its high two at bits 2 (j / 4) of
+// byte 8 + j % 4); u's low two bits in qs, its third in hmask (bit e / 32 of byte e % 32).
+void quantize_q3_k(const float* x, BlockQ3_K* b, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    // Per group the extreme value maps to -4, the one end of [-4, 3].
+    float scale[16], max_scale = 0;
+    for (int j = 0; j < 16; ++j) {
+      scale[j] = signed_absmax(x + 16 * j, 16) / -4.0f;
+      max_scale = std::max(max_scale, std::fabs(scale[j]));
+    }
+    b[i].d = fp32_to_fp16(max_scale / 31.0f);
+    const float d = fp16_to_fp32(b[i].d);
+    uint8_t q[kQK_K];
+    std::memset(b[i].scales, 0, sizeof b[i].scales);
+    std::memset(b[i].hmask, 0, sizeof b[i].hmask);
+    for (int j = 0; j < 16; ++j) {
+      const int s = d > 0 ? std::clamp(nearest(scale[j] / d), -32, 31) : 0;
+      const int stored = s + 32;
+      b[i].scales[j % 8] |= static_cast<uint8_t>((stored & 15) << (4 * (j / 8)));
+      b[i].scales[8 + j % 4] |= static_cast<uint8_t>((stored >> 4) << (2 * (j / 4)));
+      const float step = d * float(s);
+      for (int l = 0; l < 16; ++l) {
+        const int e = 16 * j + l;
+        q[e] = static_cast<uint8_t>((step != 0 ? std::clamp(nearest(x[e] / step), -4, 3) : 0) + 4);
+        b[i].hmask[e % 32] |= static_cast<uint8_t>((q[e] >> 2) << (e / 32));
+      }
+    }
+    pack_two_bits(q, b[i].qs);
   }
 }
 
@@ -120,19 +209,6 @@ void quantize_q6_k(const float* x, BlockQ6_K* b, int64_t nb) {
 
 }  // namespace
 
-bool can_quantize(GgmlType type) {
-  switch (type) {
-    case GgmlType::F32:
-    case GgmlType::F16:
-    case GgmlType::BF16:
-    case GgmlType::Q8_0:
-    case GgmlType::Q4_0:
-    case GgmlType::Q4_K:
-    case GgmlType::Q6_K: return true;
-    default: return false;
-  }
-}
-
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
   const int64_t nb = n / traits(type).block_size;
   switch (type) {
@@ -148,10 +224,15 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
       return;
     }
     case GgmlType::Q8_0: return quantize_q8_0(src, static_cast<BlockQ8_0*>(dst), nb);
-    case GgmlType::Q4_0: return quantize_q4_0(src, static_cast<BlockQ4_0*>(dst), nb);
-    case GgmlType::Q4_K: return quantize_q4_k(src, static_cast<BlockQ4_K*>(dst), nb);
+    case GgmlType::Q4_0: return quantize_symmetric<8>(src, static_cast<BlockQ4_0*>(dst), nb);
+    case GgmlType::Q5_0: return quantize_symmetric<16>(src, static_cast<BlockQ5_0*>(dst), nb);
+    case GgmlType::Q4_1: return quantize_with_min<16>(src, static_cast<BlockQ4_1*>(dst), nb);
+    case GgmlType::Q5_1: return quantize_with_min<32>(src, static_cast<BlockQ5_1*>(dst), nb);
+    case GgmlType::Q2_K: return quantize_q2_k(src, static_cast<BlockQ2_K*>(dst), nb);
+    case GgmlType::Q3_K: return quantize_q3_k(src, static_cast<BlockQ3_K*>(dst), nb);
+    case GgmlType::Q4_K: return quantize_q45_k<false>(src, static_cast<BlockQ4_K*>(dst), nb);
+    case GgmlType::Q5_K: return quantize_q45_k<true>(src, static_cast<BlockQ5_K*>(dst), nb);
     case GgmlType::Q6_K: return quantize_q6_k(src, static_cast<BlockQ6_K*>(dst), nb);
-    default: break;
   }
   throw Error(fmt::format("quantize_row: no quantizer for {}", traits(type).name));
 }

@@ -36,6 +36,31 @@ TEST(SyntheticModel, Q4KMUsesLlamaCppLayerRule) {
   EXPECT_EQ(tensor_type_for(WeightMix::q4_k_m, "blk.3.attn_q.bias", 3, 64, false), GgmlType::F32);
 }
 
+// The other K-quant mixes, by llama.cpp's rules (llama_tensor_get_type): Q3_K_M gives attn_v Q5_K
+// in its first two layers and Q4_K after, ffn_down Q5_K in the first sixteenth and Q4_K after,
+// attn_output Q4_K; Q2_K gives attn_v Q3_K (Q4_K with four or more query heads a KV head),
+// ffn_down and attn_output Q3_K; Q5_K_M is Q4_K_M with Q5_K for Q4_K. The output is Q6_K in all.
+TEST(SyntheticModel, KQuantMixesFollowLlamaCppRules) {
+  for (uint32_t l = 0; l < 64; ++l) {
+    EXPECT_EQ(tensor_type_for(WeightMix::q3_k_m, "blk.0.attn_v.weight", l, 64, false), l < 2 ? GgmlType::Q5_K : GgmlType::Q4_K);
+    EXPECT_EQ(tensor_type_for(WeightMix::q3_k_m, "blk.0.ffn_down.weight", l, 64, false), l < 4 ? GgmlType::Q5_K : GgmlType::Q4_K);
+    EXPECT_EQ(tensor_type_for(WeightMix::q3_k_m, "blk.0.attn_output.weight", l, 64, false), GgmlType::Q4_K);
+    EXPECT_EQ(tensor_type_for(WeightMix::q3_k_m, "blk.0.ffn_up.weight", l, 64, false), GgmlType::Q3_K);
+    EXPECT_EQ(tensor_type_for(WeightMix::q2_k, "blk.0.attn_v.weight", l, 64, false, 2), GgmlType::Q3_K);
+    EXPECT_EQ(tensor_type_for(WeightMix::q2_k, "blk.0.attn_v.weight", l, 64, false, 5), GgmlType::Q4_K);
+    EXPECT_EQ(tensor_type_for(WeightMix::q2_k, "blk.0.ffn_down.weight", l, 64, false), GgmlType::Q3_K);
+    EXPECT_EQ(tensor_type_for(WeightMix::q2_k, "blk.0.attn_q.weight", l, 64, false), GgmlType::Q2_K);
+    const GgmlType q4 = tensor_type_for(WeightMix::q4_k_m, "blk.0.ffn_down.weight", l, 64, false);
+    EXPECT_EQ(tensor_type_for(WeightMix::q5_k_m, "blk.0.ffn_down.weight", l, 64, false),
+              q4 == GgmlType::Q6_K ? GgmlType::Q6_K : GgmlType::Q5_K);
+  }
+  for (WeightMix mix : {WeightMix::q2_k, WeightMix::q3_k_m, WeightMix::q5_k_m, WeightMix::q4_1, WeightMix::q5_0,
+                        WeightMix::q5_1}) {
+    EXPECT_EQ(tensor_type_for(mix, "output.weight", 0, 64, false), GgmlType::Q6_K) << weight_mix_name(mix);
+    EXPECT_EQ(tensor_type_for(mix, "blk.0.attn_norm.weight", 0, 64, false), GgmlType::F32) << weight_mix_name(mix);
+  }
+}
+
 TEST(SyntheticModel, SparseQwq32MatchesTheRealQ4KMFile) {
   test::TempDir dir;
   SyntheticModelOptions o = *preset_options("qwq32", Arch::llama);

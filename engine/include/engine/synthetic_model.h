@@ -15,7 +15,7 @@
 namespace engine {
 
 // A whole-model file type, as llama.cpp's quantize names them.
-enum class WeightMix { f32, f16, bf16, q8_0, q4_0, q4_k_m, q6_k };
+enum class WeightMix { f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k };
 
 std::optional<WeightMix> parse_weight_mix(std::string_view name);
 std::string_view weight_mix_name(WeightMix mix);
@@ -43,9 +43,10 @@ struct SyntheticModelOptions {
 // shape). qwq32 is qwen2 whatever `arch` says; other presets take `arch` as given.
 std::optional<SyntheticModelOptions> preset_options(std::string_view preset, Arch arch);
 
-// The tensor type llama.cpp's quantizer would choose for `name` in a model of the given mix.
+// The tensor type llama.cpp's quantizer would choose for `name` in a model of the given mix
+// (n_gqa: query heads per key/value head, which Q2_K's attn_v rule reads).
 GgmlType tensor_type_for(WeightMix mix, std::string_view name, uint32_t layer, uint32_t n_layer,
-                         bool tied_output);
+                         bool tied_output, uint32_t n_gqa = 1);
 
 // Validates the options and writes the model. Throws engine::Error naming the problem.
 void write_synthetic_model(const SyntheticModelOptions& options, const std::string& path,

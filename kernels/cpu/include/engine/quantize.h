@@ -14,11 +14,7 @@ namespace engine {
 // Dequantizes n elements (n a multiple of the type's block size) of any supported type.
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 
-// True for the types quantize_row can produce: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K.
-bool can_quantize(GgmlType type);
-
-// Quantizes n floats (n a multiple of the block size). Throws engine::Error for types
-// can_quantize rejects.
+// Quantizes n floats (n a multiple of the block size) to any supported type.
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n);
 
 }  // namespace engine
