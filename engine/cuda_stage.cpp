@@ -534,8 +534,8 @@ class CudaStage final : public Stage, public CudaStageLink {
 
   DeviceMatrix upload(const Matrix& w, uint32_t layer, const char* name) {
     if (!cuda_matvec_supports(w.type)) {
-      throw Error(fmt::format("cuda{}: blk.{}.{} is {}, which has no CUDA kernel yet (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
-                              "Q8_0, Q4_K, Q5_K, Q6_K); the CPU runs every type (engine-run --split cpu)",
+      throw Error(fmt::format("cuda{}: blk.{}.{} is {}, which has no CUDA kernel yet; the CPU runs every type "
+                              "(engine-run --split cpu)",
                               device_, layer, name, traits(w.type).name));
     }
     const uint64_t bytes = gpu_row_bytes(w.type, w.cols) * uint64_t(w.rows);

@@ -21,7 +21,7 @@ void throw_cuda_error(cudaError_t status, const char* call, const char* file, in
 }
 
 void throw_unsupported_type(const char* op, GgmlType type) {
-  throw Error(fmt::format("{}: unsupported type {}", op, traits(type).name));
+  throw Error(fmt::format("{}: unsupported type {}", op, type_id_name(static_cast<uint32_t>(type))));
 }
 
 void throw_missing_activations(const char* op, GgmlType type, const char* which) {

@@ -234,7 +234,8 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     case GgmlType::Q5_K: return quantize_q45_k<true>(src, static_cast<BlockQ5_K*>(dst), nb);
     case GgmlType::Q6_K: return quantize_q6_k(src, static_cast<BlockQ6_K*>(dst), nb);
   }
-  throw Error(fmt::format("quantize_row: no quantizer for {}", traits(type).name));
+  throw Error(fmt::format("quantize_row: no quantizer for type {} ({})", static_cast<uint32_t>(type),
+                          type_id_name(static_cast<uint32_t>(type))));
 }
 
 }  // namespace engine

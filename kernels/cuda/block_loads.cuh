@@ -82,6 +82,21 @@ __host__ __device__ __forceinline__ uint16_t stream2(const void* p) {
 #endif
 }
 
+__host__ __device__ __forceinline__ uint32_t stream4(const void* p) {
+#if defined(__CUDA_ARCH__)
+  uint32_t v;
+  asm("ld.global.nc.L1::no_allocate.L2::256B.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
+  return v;
+#else
+  return *static_cast<const uint32_t*>(p);
+#endif
+}
+
+// Four weight bytes from a 2-byte aligned address, little-endian, as two streamed halves.
+__host__ __device__ __forceinline__ uint32_t stream4_aligned2(const uint8_t* p) {
+  return uint32_t(stream2(p)) | (uint32_t(stream2(p + 2)) << 16);
+}
+
 // Four bytes from a 2-byte aligned address, little-endian.
 __host__ __device__ __forceinline__ uint32_t load4_aligned2(const uint8_t* p) {
   return uint32_t(load2(p)) | (uint32_t(load2(p + 2)) << 16);

@@ -2,8 +2,9 @@
 // tokens, the matvec kernels): on F16, BF16 and Q8_0 models, where both use f32 activations and
 // the same f16 KV rounding, logits within 3e-4. Prompt batches (the tensor-core matmul on fp16
 // activations and weights): logits within 1e-2, and the same greedy tokens for 64 steps after a
-// prompt without near-ties. On Q4_0 and Q4_K_M, where the CPU quantizes activations to 8 bits
-// (and the GPU's K-quant kernels too, in other blocks), logits within 5e-2 relative. Also a CPU
+// prompt without near-ties. On the other mixes (Q4_0..Q5_1, Q2_K, Q3_K_M, Q4_K_M, Q5_K_M), where
+// the CPU quantizes activations (and the GPU's K-quant kernels too, in other blocks), logits
+// within 5e-2 relative. Also a CPU
 // stage followed by a GPU stage, and q8_0 caches on both sides. A GPU stage allocates exactly
 // what the memory model (and so the planner) counts for it (with an f16 or a q8_0 cache), and one
 // over its device's budget is refused before it allocates anything. Decode graphs match direct
@@ -86,12 +87,15 @@ TEST(CudaStage, WholeModelMatchesTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
   // f32 sums in another order through four layers (and qwen3's q/k norms): 1.3e-4 measured on an
   // H200 (bf16, qwen3), so 3e-4; a wrong product or position is off by more than 1e-2. No greedy
-  // check where the CPU multiplies 8-bit activations (Q4_0, Q4_K_M).
+  // check where the CPU multiplies 8-bit activations (everything but F16, BF16 and Q8_0).
   for (const auto& [mix, tol] : {std::pair{WeightMix::f16, 3e-4}, std::pair{WeightMix::bf16, 3e-4},
                                  std::pair{WeightMix::q8_0, 3e-4}, std::pair{WeightMix::q4_0, 5e-2},
-                                 std::pair{WeightMix::q4_k_m, 5e-2}}) {
+                                 std::pair{WeightMix::q4_1, 5e-2}, std::pair{WeightMix::q5_0, 5e-2},
+                                 std::pair{WeightMix::q5_1, 5e-2}, std::pair{WeightMix::q2_k, 5e-2},
+                                 std::pair{WeightMix::q3_k_m, 5e-2}, std::pair{WeightMix::q4_k_m, 5e-2},
+                                 std::pair{WeightMix::q5_k_m, 5e-2}}) {
     for (const Arch arch : {Arch::llama, Arch::qwen2, Arch::qwen3}) {
-      const bool greedy = mix != WeightMix::q4_k_m && mix != WeightMix::q4_0;
+      const bool greedy = mix == WeightMix::f16 || mix == WeightMix::bf16 || mix == WeightMix::q8_0;
       expect_gpu_matches_cpu(test::random_model(mix, arch, 4), KvType::f16, tol, greedy, 1e-2,
                              describe(mix, arch, KvType::f16));
     }

@@ -9,7 +9,7 @@
 // (ContextOptions::stages, normally stages_from_plan() of the split planner's plan), each with its
 // own part of the KV cache. Stages on the CPU and on simulated devices ("sim:24GiB") run on the
 // CPU with their own threads; stages on CUDA devices run the CUDA kernels (builds with the CUDA
-// backend; f16 KV cache; weight types F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K).
+// backend; f16 KV cache; every weight type, Q2_K and Q3_K prompts through the decode kernels).
 #pragma once
 
 #include <cstdint>
