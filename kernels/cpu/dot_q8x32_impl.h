@@ -71,30 +71,18 @@ float dot_q8x32_vec(const void* row, const BlockQ8x32* x, int64_t k) {
   }
   return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
 }
-#endif
 
-// Block j of a row's 32-value blocks for a prompt panel: its codes at out[0..31] (value l at byte
-// l, as activation block j holds its values) and its scale and minus its offset, so that
-// w = dsc * q - dmn as for the K-quants' groups.
+// Block j of a row's 32-value blocks for a prompt panel (gemm_q8_impl.h, AVX2 and AVX-512 only):
+// its codes at out[0..31] (value l at byte l, as activation block j holds its values) and its
+// scale and minus its offset, so that w = dsc * q - dmn as for the K-quants' groups.
 template <typename Block>
 void decode_q8x32_group(const Block& b, uint8_t* out, float* dsc, float* dmn) {
-#if defined(__AVX2__) && defined(__FMA__)
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), codes32(b));
-#else
-  for (int l = 0; l < 16; ++l) {
-    out[l] = b.qs[l] & 15;
-    out[l + 16] = b.qs[l] >> 4;
-  }
-  if constexpr (requires { b.qh; }) {  // Q5_0, Q5_1
-    uint32_t qh;
-    std::memcpy(&qh, b.qh, 4);
-    for (int l = 0; l < 32; ++l) out[l] = uint8_t(out[l] | (((qh >> l) & 1) << 4));
-  }
-#endif
   const float d = h2f(b.d);
   *dsc = d;
   *dmn = -block_min(b, d);
 }
+#endif
 
 void add_q8x32_rows([[maybe_unused]] DotKernels& k) {
 #if defined(__AVX2__) && defined(__FMA__)
