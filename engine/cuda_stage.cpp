@@ -540,7 +540,7 @@ class CudaStage final : public Stage, public CudaStageLink {
     }
     const uint64_t bytes = gpu_row_bytes(w.type, w.cols) * uint64_t(w.rows);
     DeviceMatrix d{w.type, alloc<uint8_t>(static_cast<int64_t>(bytes), name), w.cols, w.rows};
-    if (gpu_layout_differs(w.type)) {  // Q6_K: regrouped into aligned runs on the way (gpu_layout.h)
+    if (gpu_layout_differs(w.type)) {  // Q2_K, Q3_K, Q6_K: regrouped for aligned loads on the way (gpu_layout.h)
       std::vector<uint8_t> regrouped(bytes);
       to_gpu_layout(w.type, w.cols, w.rows, static_cast<const uint8_t*>(w.data), regrouped.data());
       ENGINE_CUDA_CHECK(cudaMemcpy(d.data, regrouped.data(), bytes, cudaMemcpyHostToDevice));

@@ -14,33 +14,65 @@ constexpr uint64_t align16(uint64_t n) { return (n + 15) / 16 * 16; }
 static_assert(kGpuQ6KRecordBytes == sizeof(BlockQ6_K) - sizeof(uint16_t) &&
                   kGpuQ6KRecordBytes % 16 == 0 && offsetof(BlockQ6_K, d) == kGpuQ6KRecordBytes,
               "a Q6_K block is its 208-byte record followed by d");
+static_assert(kGpuQ2KRecordBytes == sizeof(BlockQ2_K) - 2 * sizeof(uint16_t) && kGpuQ2KRecordBytes % 16 == 0 &&
+                  offsetof(BlockQ2_K, d) == kGpuQ2KRecordBytes,
+              "a Q2_K block is its 80-byte record followed by d and dmin");
+static_assert(kGpuQ3KBlockBytes % 16 == 0 && kGpuQ3KBlockBytes >= sizeof(BlockQ3_K) &&
+                  offsetof(BlockQ3_K, qs) % 16 == 0 && offsetof(BlockQ3_K, scales) % 16 == 0,
+              "a padded Q3_K block keeps hmask, qs and scales 16-byte aligned");
+
+// Rows of blocks split into their first record_bytes (the records, one after another) and the
+// rest of each block (its fp16 scales, tail bytes each, after the records), zeros up to 16 bytes.
+void regroup_rows(int64_t nb, int64_t rows, uint64_t block_bytes, uint64_t record_bytes, const uint8_t* src,
+                  uint8_t* dst, uint64_t dst_row) {
+  const uint64_t tail = block_bytes - record_bytes;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* blocks = src + uint64_t(r) * uint64_t(nb) * block_bytes;
+    uint8_t* out = dst + uint64_t(r) * dst_row;
+    uint8_t* tails = out + uint64_t(nb) * record_bytes;
+    for (int64_t i = 0; i < nb; ++i) {
+      std::memcpy(out + uint64_t(i) * record_bytes, blocks + uint64_t(i) * block_bytes, record_bytes);
+      std::memcpy(tails + uint64_t(i) * tail, blocks + uint64_t(i) * block_bytes + record_bytes, tail);
+    }
+    const uint64_t used = uint64_t(nb) * block_bytes;
+    std::memset(out + used, 0, dst_row - used);
+  }
+}
 
 }  // namespace
 
-bool gpu_layout_differs(GgmlType type) { return type == GgmlType::Q6_K; }
+bool gpu_layout_differs(GgmlType type) {
+  return type == GgmlType::Q2_K || type == GgmlType::Q3_K || type == GgmlType::Q6_K;
+}
 
 uint64_t gpu_row_bytes(GgmlType type, int64_t K) {
-  if (type == GgmlType::Q6_K) return align16(uint64_t(K / 256) * sizeof(BlockQ6_K));
-  return type_bytes(type, uint64_t(K));
+  const uint64_t nb = uint64_t(K / 256);
+  switch (type) {
+    case GgmlType::Q2_K: return align16(nb * sizeof(BlockQ2_K));
+    case GgmlType::Q3_K: return nb * kGpuQ3KBlockBytes;
+    case GgmlType::Q6_K: return align16(nb * sizeof(BlockQ6_K));
+    default: return type_bytes(type, uint64_t(K));
+  }
 }
 
 void to_gpu_layout(GgmlType type, int64_t K, int64_t rows, const uint8_t* src, uint8_t* dst) {
-  const uint64_t src_row = type_bytes(type, uint64_t(K)), dst_row = gpu_row_bytes(type, K);
-  if (!gpu_layout_differs(type)) {
-    std::memcpy(dst, src, src_row * uint64_t(rows));
-    return;
-  }
+  const uint64_t dst_row = gpu_row_bytes(type, K);
   const int64_t nb = K / 256;
-  for (int64_t r = 0; r < rows; ++r) {
-    const auto* blocks = reinterpret_cast<const BlockQ6_K*>(src + uint64_t(r) * src_row);
-    uint8_t* out = dst + uint64_t(r) * dst_row;
-    uint8_t* scales = out + uint64_t(nb) * kGpuQ6KRecordBytes;
-    for (int64_t i = 0; i < nb; ++i) {
-      std::memcpy(out + uint64_t(i) * kGpuQ6KRecordBytes, &blocks[i], kGpuQ6KRecordBytes);
-      std::memcpy(scales + 2 * i, &blocks[i].d, 2);
-    }
-    const uint64_t used = uint64_t(nb) * sizeof(BlockQ6_K);
-    std::memset(out + used, 0, dst_row - used);
+  switch (type) {
+    case GgmlType::Q2_K:
+      regroup_rows(nb, rows, sizeof(BlockQ2_K), kGpuQ2KRecordBytes, src, dst, dst_row);
+      return;
+    case GgmlType::Q6_K:
+      regroup_rows(nb, rows, sizeof(BlockQ6_K), kGpuQ6KRecordBytes, src, dst, dst_row);
+      return;
+    case GgmlType::Q3_K:
+      for (int64_t i = 0; i < nb * rows; ++i) {
+        std::memcpy(dst + uint64_t(i) * kGpuQ3KBlockBytes, src + uint64_t(i) * sizeof(BlockQ3_K), sizeof(BlockQ3_K));
+        std::memset(dst + uint64_t(i) * kGpuQ3KBlockBytes + sizeof(BlockQ3_K), 0,
+                    kGpuQ3KBlockBytes - sizeof(BlockQ3_K));
+      }
+      return;
+    default: std::memcpy(dst, src, type_bytes(type, uint64_t(K)) * uint64_t(rows));
   }
 }
 

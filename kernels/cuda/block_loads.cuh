@@ -92,11 +92,6 @@ __host__ __device__ __forceinline__ uint32_t stream4(const void* p) {
 #endif
 }
 
-// Four weight bytes from a 2-byte aligned address, little-endian, as two streamed halves.
-__host__ __device__ __forceinline__ uint32_t stream4_aligned2(const uint8_t* p) {
-  return uint32_t(stream2(p)) | (uint32_t(stream2(p + 2)) << 16);
-}
-
 // Four bytes from a 2-byte aligned address, little-endian.
 __host__ __device__ __forceinline__ uint32_t load4_aligned2(const uint8_t* p) {
   return uint32_t(load2(p)) | (uint32_t(load2(p + 2)) << 16);

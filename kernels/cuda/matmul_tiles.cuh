@@ -6,6 +6,7 @@
 
 #include <cuda_fp16.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -226,6 +227,111 @@ MATMUL_UNROLL
   }
 };
 
+// Q2_K and Q3_K (a window is one super-block, in the GPU layout: Q2_K's 80-byte record and the
+// 16-byte chunk of the row's (d, dmin) pairs holding pair w; Q3_K's 112-byte padded block): value
+// e = 128h + 32g + l has its low two bits at bits 2g of qs byte 32h + l (Q3_K: its third at bit
+// 4h + g of hmask byte l) and the scale of 16-value group t = e / 16.
+//   Q2_K: d * (sc & 15) * q - dmin * (sc >> 4), sc = scales[t];
+//   Q3_K: d * (s - 32) * (q - 4), s the 6-bit scale t (low four bits in nibble t / 8 of byte
+//         t % 8, high two at bits 2 (t / 4) of byte 8 + t % 4 of the 12 scale bytes).
+template <bool kThreeBit>
+struct Q23KTile {
+  static constexpr int kWindowValues = 256;
+  static constexpr int kWindowBytes = kThreeBit ? int(kGpuQ3KBlockBytes) : int(kGpuQ2KRecordBytes) + 16;
+  static constexpr int kChunkBytes = 16;
+  static constexpr int kQs = kThreeBit ? int(offsetof(BlockQ3_K, qs)) : int(offsetof(BlockQ2_K, qs));
+  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
+    if constexpr (kThreeBit) {
+      return row + w * int64_t(kGpuQ3KBlockBytes) + 16 * c;
+    } else {
+      constexpr int kRecordChunks = kGpuQ2KRecordBytes / 16;
+      if (c < kRecordChunks) return row + w * int64_t(kGpuQ2KRecordBytes) + 16 * c;
+      return row + (K / 256) * int64_t(kGpuQ2KRecordBytes) + 16 * (w / 4);
+    }
+  }
+  // Group t's scale and offset: w = scale * (q - kBias) - offset, q the code (Q3_K's 0..7).
+  static constexpr float kBias = kThreeBit ? 4.0f : 0.0f;
+  __host__ __device__ static void group(const uint8_t* window, int64_t w, int t, float* scale, float* offset) {
+    if constexpr (kThreeBit) {
+      const uint8_t* sc = window + offsetof(BlockQ3_K, scales);
+      const uint32_t lo = (uint32_t(sc[t % 8]) >> (4 * (t / 8))) & 15u;
+      const uint32_t hi = (uint32_t(sc[8 + t % 4]) >> (2 * (t / 4))) & 3u;
+      *scale = h2f(load2(window + offsetof(BlockQ3_K, d))) * (u23_to_float(lo | (hi << 4)) - 32.0f);
+      *offset = 0.0f;
+    } else {
+      const uint32_t s = window[offsetof(BlockQ2_K, scales) + t];
+      const uint32_t dd = *reinterpret_cast<const uint32_t*>(window + kGpuQ2KRecordBytes + 4 * (w % 4));
+      *scale = h2f(uint16_t(dd & 0xffffu)) * u23_to_float(s & 15u);
+      *offset = h2f(uint16_t(dd >> 16)) * u23_to_float(s >> 4);
+    }
+  }
+  // The eight codes of bytes q (qs) and hm (hmask) at shift g, half h, a byte each.
+  __host__ __device__ static void codes(const uint32_t q[2], const uint32_t hm[2], int h, int g, uint32_t c[2]) {
+MATMUL_UNROLL
+    for (int k = 0; k < 2; ++k) {
+      c[k] = (q[k] >> (2 * g)) & 0x03030303u;
+      if constexpr (kThreeBit) c[k] |= ((hm[k] >> (4 * h + g)) & 0x01010101u) << 2;
+    }
+  }
+  __host__ __device__ static uint4 eight(const uint32_t c[2], float scale, float offset) {
+    float v[8];
+MATMUL_UNROLL
+    for (int j = 0; j < 8; ++j) v[j] = fmaf(byte_plus_2p23(c[j / 4], j % 4) - (kTwo23 + kBias), scale, -offset);
+    return pack8(v);
+  }
+
+  struct Raw {
+    uint32_t q[2], hm[2];
+    float scale, offset;
+  };
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
+    const int h = e / 128, l = e % 32;
+    Raw r;
+    const uint2 q = *reinterpret_cast<const uint2*>(window + kQs + 32 * h + l);  // l % 8 == 0
+    r.q[0] = q.x, r.q[1] = q.y;
+    r.hm[0] = r.hm[1] = 0;
+    if constexpr (kThreeBit) {
+      const uint2 hm = *reinterpret_cast<const uint2*>(window + offsetof(BlockQ3_K, hmask) + l);
+      r.hm[0] = hm.x, r.hm[1] = hm.y;
+    }
+    group(window, w, e / 16, &r.scale, &r.offset);
+    return r;
+  }
+  __host__ __device__ static uint4 decode(const Raw& r, int e) {
+    uint32_t c[2];
+    codes(r.q, r.hm, e / 128, (e % 128) / 32, c);
+    return eight(c, r.scale, r.offset);
+  }
+
+  // Values e .. e + 31 (e % 32 == 0: shift g of half h, groups 2 (e / 32) and that + 1) to
+  // out[0..3], the same bits as four decode() calls, from one read of their 32 qs (and hmask)
+  // bytes.
+  static constexpr int kRunValues = 32;
+  __host__ __device__ static void decode_run(const uint8_t* window, int e, int64_t w, uint4 (&out)[4]) {
+    const int h = e / 128, g = (e % 128) / 32;
+    const uint4 q0 = *reinterpret_cast<const uint4*>(window + kQs + 32 * h);
+    const uint4 q1 = *reinterpret_cast<const uint4*>(window + kQs + 32 * h + 16);
+    const uint32_t q[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w};
+    uint32_t hm[8] = {};
+    if constexpr (kThreeBit) {
+      const uint4 h0 = *reinterpret_cast<const uint4*>(window + offsetof(BlockQ3_K, hmask));
+      const uint4 h1 = *reinterpret_cast<const uint4*>(window + offsetof(BlockQ3_K, hmask) + 16);
+      const uint32_t hw[8] = {h0.x, h0.y, h0.z, h0.w, h1.x, h1.y, h1.z, h1.w};
+MATMUL_UNROLL
+      for (int k = 0; k < 8; ++k) hm[k] = hw[k];
+    }
+    float scale[2], offset[2];
+    group(window, w, e / 16, &scale[0], &offset[0]);
+    group(window, w, e / 16 + 1, &scale[1], &offset[1]);
+MATMUL_UNROLL
+    for (int c = 0; c < 4; ++c) {
+      uint32_t codes8[2];
+      codes(q + 2 * c, hm + 2 * c, h, g, codes8);
+      out[c] = eight(codes8, scale[c / 2], offset[c / 2]);
+    }
+  }
+};
+
 // Q8_0 (a window is four blocks, 136 bytes, in 8-byte chunks): value e is qs[e % 32] * d of
 // block e / 32.
 struct Q8_0Tile : ContiguousWindows<128, 4 * sizeof(BlockQ8_0), 8> {
@@ -348,6 +454,8 @@ bool with_loader(GgmlType type, F&& f) {
     case GgmlType::Q4_1: f.template operator()<LegacyTile<BlockQ4_1, false, true>>(); return true;
     case GgmlType::Q5_0: f.template operator()<LegacyTile<BlockQ5_0, true, false>>(); return true;
     case GgmlType::Q5_1: f.template operator()<LegacyTile<BlockQ5_1, true, true>>(); return true;
+    case GgmlType::Q2_K: f.template operator()<Q23KTile<false>>(); return true;
+    case GgmlType::Q3_K: f.template operator()<Q23KTile<true>>(); return true;
     case GgmlType::Q4_K: f.template operator()<Q45KTile<BlockQ4_K, false>>(); return true;
     case GgmlType::Q5_K: f.template operator()<Q45KTile<BlockQ5_K, true>>(); return true;
     case GgmlType::Q6_K: f.template operator()<Q6KTile>(); return true;

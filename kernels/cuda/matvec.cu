@@ -1,7 +1,8 @@
-// Matrix-vector kernels for decode steps: weights read once, straight in their GGUF blocks.
+// Matrix-vector kernels for decode steps: weights read once, straight in their blocks.
 //
-// Layout: W is N rows of K values (ggml blocks, row n contiguous); x is n_batch rows of K floats,
-// or for Q4_K/Q5_K/Q6_K the same rows as 8-bit blocks (ActQ8Block, K / 32 per row); y is n_batch
+// Layout: W is N rows of K values (ggml blocks in the GPU layout, engine/gpu_layout.h: Q2_K, Q3_K
+// and Q6_K regrouped or padded for aligned loads; row n contiguous); x is n_batch rows of K
+// floats, or for the K-quants the same rows as 8-bit blocks (ActQ8Block, K / 32 per row); y is n_batch
 // rows of N floats. Launch: blocks of kWarps warps, one warp per output row (grid
 // ceil(N / kWarps); a fused launch spreads the rows of up to three matrices of one type over one
 // grid); each lane decodes its share of every super-block of the row in registers, multiplies
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -228,20 +230,23 @@ MATVEC_UNROLL4
   }
 };
 
-// Q2_K and Q3_K on 8-bit activations: a quarter warp per super-block, four super-blocks per step.
-// Value e = 128h + 32g + l (h < 2, g < 4, l < 32) has its low two bits at bits 2g of qs byte
-// 32h + l (Q3_K: its third at bit 4h + g of hmask byte l) and lies in 16-value group
-// 8h + 2g + l / 16 and activation block 4h + g. Lane j (0..7) of a quarter takes qs bytes
-// 8j .. 8j + 7 (h = j / 4, l from 8 (j % 4)): per step g eight values of group 8h + 2g + u,
-// u = (j % 4) / 2, against bytes 8 (j % 4) .. + 7 of activation block 4h + g, two dp4a for the
-// codes and two for the activations' sum (the groups' offsets: Q2_K's mins, Q3_K's -4).
-//   Q2_K: d * (sc & 15) * dot - dmin * (sc >> 4) * sum, sc = scales[group] (84-byte blocks,
-//         4-byte loads);
-//   Q3_K: d * (s - 32) * (dot - 4 sum), s the group's 6-bit scale (110-byte blocks: 2-byte loads).
+// Q2_K and Q3_K on 8-bit activations, in the GPU layout (engine/gpu_layout.h: Q2_K rows are the
+// super-blocks' 80-byte records scales, qs, then their (d, dmin) pairs; Q3_K blocks are padded
+// to 112 bytes: hmask, qs, then scales and d in the last 16), a quarter warp per super-block,
+// four super-blocks per step. Value e = 128h + 32g + l (h < 2, g < 4, l < 32) has its low two
+// bits at bits 2g of qs byte 32h + l (Q3_K: its third at bit 4h + g of hmask byte l) and lies in
+// 16-value group 8h + 2g + l / 16 and activation block 4h + g. Lane j (0..7) of a quarter takes
+// qs bytes 8j .. 8j + 7 (h = j / 4, l from 8 (j % 4)) in one 8-byte load: per step g eight
+// values of group 8h + 2g + u, u = (j % 4) / 2, against bytes 8 (j % 4) .. + 7 of activation
+// block 4h + g, two dp4a for the codes and two for the activations' sum (the groups' offsets:
+// Q2_K's mins, Q3_K's -4).
+//   Q2_K: d * (sc & 15) * dot - dmin * (sc >> 4) * sum, sc = scales[group]: the half's 8 scale
+//         bytes in one 8-byte load, (d, dmin) in one 4-byte load;
+//   Q3_K: d * (s - 32) * (dot - 4 sum), s the group's 6-bit scale: hmask bytes l .. l + 7 in one
+//         8-byte load, the 12 scale bytes and d in one 16-byte load.
 template <bool kThreeBit>
 struct Q23KRows {
   static constexpr bool kQ8 = true;
-  using Block = std::conditional_t<kThreeBit, BlockQ3_K, BlockQ2_K>;
 
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
@@ -249,39 +254,35 @@ struct Q23KRows {
     const int64_t row_blocks = K / 32;
 MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < K / 256; i += 4) {
-      const Block& b = reinterpret_cast<const Block*>(row)[i];
-      uint32_t q[2], hm[2] = {0, 0};
-      float scale[4], offset[4], d;
+      uint2 q, hm = {0, 0};
+      float scale[4], offset[4];
       if constexpr (kThreeBit) {
-        q[0] = stream4_aligned2(b.qs + 32 * h + l0);
-        q[1] = stream4_aligned2(b.qs + 32 * h + l0 + 4);
-        hm[0] = stream4_aligned2(b.hmask + l0);
-        hm[1] = stream4_aligned2(b.hmask + l0 + 4);
-        const uint32_t s0 = stream4_aligned2(b.scales), s1 = stream4_aligned2(b.scales + 4);
-        const uint32_t s2 = stream4_aligned2(b.scales + 8);
-        d = h2f(stream2(&b.d));
+        const uint8_t* b = row + i * kGpuQ3KBlockBytes;
+        q = stream8(b + offsetof(BlockQ3_K, qs) + 32 * h + l0);
+        hm = stream8(b + offsetof(BlockQ3_K, hmask) + l0);
+        const uint4 sd = stream16(b + offsetof(BlockQ3_K, scales));  // scales 0-3, 4-7, 8-11 | d
+        const float d = h2f(uint16_t(sd.w & 0xffffu));
 MATVEC_UNROLL
         for (int g = 0; g < 4; ++g) {
           // Scale t = 8h + 2g + u: low four bits in nibble h of byte t % 8, high two at bits
           // 2 (t / 4) of byte 8 + t % 4.
           const int t = 8 * h + 2 * g + u, lo_byte = t % 8, hi_byte = t % 4;
-          const uint32_t lo = (byte_of(lo_byte < 4 ? s0 : s1, lo_byte % 4) >> (4 * h)) & 15u;
-          const uint32_t hi = (byte_of(s2, hi_byte) >> (2 * (t / 4))) & 3u;
+          const uint32_t lo = (byte_of(lo_byte < 4 ? sd.x : sd.y, lo_byte % 4) >> (4 * h)) & 15u;
+          const uint32_t hi = (byte_of(sd.z, hi_byte) >> (2 * (t / 4))) & 3u;
           scale[g] = d * (u23_to_float(lo | (hi << 4)) - 32.0f);
           offset[g] = 4.0f * scale[g];
         }
       } else {
-        q[0] = stream4(b.qs + 32 * h + l0);
-        q[1] = stream4(b.qs + 32 * h + l0 + 4);
-        const uint32_t sc_lo = stream4(b.scales + 8 * h), sc_hi = stream4(b.scales + 8 * h + 4);
-        const uint32_t dd = stream4(&b.d);  // d, dmin
-        d = h2f(uint16_t(dd & 0xffffu));
-        const float dmin = h2f(uint16_t(dd >> 16));
+        const uint8_t* rec = row + i * kGpuQ2KRecordBytes;
+        q = stream8(rec + offsetof(BlockQ2_K, qs) + 32 * h + l0);
+        const uint2 sc = stream8(rec + offsetof(BlockQ2_K, scales) + 8 * h);
+        const uint32_t dd = stream4(row + (K / 256) * kGpuQ2KRecordBytes + 4 * i);  // d, dmin
+        const float d = h2f(uint16_t(dd & 0xffffu)), dmin = h2f(uint16_t(dd >> 16));
 MATVEC_UNROLL
         for (int g = 0; g < 4; ++g) {
-          const uint32_t sc = byte_of(g < 2 ? sc_lo : sc_hi, (2 * g + u) % 4);  // scales[8h + 2g + u]
-          scale[g] = d * u23_to_float(sc & 15u);
-          offset[g] = dmin * u23_to_float(sc >> 4);
+          const uint32_t s = byte_of(g < 2 ? sc.x : sc.y, (2 * g + u) % 4);  // scales[8h + 2g + u]
+          scale[g] = d * u23_to_float(s & 15u);
+          offset[g] = dmin * u23_to_float(s >> 4);
         }
       }
 MATVEC_UNROLL
@@ -289,10 +290,10 @@ MATVEC_UNROLL
         float sum = 0;
 MATVEC_UNROLL
         for (int g = 0; g < 4; ++g) {
-          uint32_t c0 = (q[0] >> (2 * g)) & 0x03030303u, c1 = (q[1] >> (2 * g)) & 0x03030303u;
+          uint32_t c0 = (q.x >> (2 * g)) & 0x03030303u, c1 = (q.y >> (2 * g)) & 0x03030303u;
           if constexpr (kThreeBit) {
-            c0 |= ((hm[0] >> (4 * h + g)) & 0x01010101u) << 2;
-            c1 |= ((hm[1] >> (4 * h + g)) & 0x01010101u) << 2;
+            c0 |= ((hm.x >> (4 * h + g)) & 0x01010101u) << 2;
+            c1 |= ((hm.y >> (4 * h + g)) & 0x01010101u) << 2;
           }
           const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + 4 * h + g];
           const int2 x = *reinterpret_cast<const int2*>(a.q + l0);
@@ -725,8 +726,8 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::Q4_1: f.template operator()<LegacyRows<BlockQ4_1, false, true>>(blocks(sizeof(BlockQ4_1), 32)); return true;
     case GgmlType::Q5_0: f.template operator()<LegacyRows<BlockQ5_0, true, false>>(blocks(sizeof(BlockQ5_0), 32)); return true;
     case GgmlType::Q5_1: f.template operator()<LegacyRows<BlockQ5_1, true, true>>(blocks(sizeof(BlockQ5_1), 32)); return true;
-    case GgmlType::Q2_K: f.template operator()<Q23KRows<false>>(blocks(sizeof(BlockQ2_K), 256)); return true;
-    case GgmlType::Q3_K: f.template operator()<Q23KRows<true>>(blocks(sizeof(BlockQ3_K), 256)); return true;
+    case GgmlType::Q2_K: f.template operator()<Q23KRows<false>>(gpu_row_bytes(GgmlType::Q2_K, K)); return true;
+    case GgmlType::Q3_K: f.template operator()<Q23KRows<true>>(gpu_row_bytes(GgmlType::Q3_K, K)); return true;
     case GgmlType::Q4_K: f.template operator()<Q45KRows<BlockQ4_K, false>>(blocks(sizeof(BlockQ4_K), 256)); return true;
     case GgmlType::Q5_K: f.template operator()<Q45KRows<BlockQ5_K, true>>(blocks(sizeof(BlockQ5_K), 256)); return true;
     case GgmlType::Q6_K: f.template operator()<Q6KRows>(gpu_row_bytes(GgmlType::Q6_K, K)); return true;

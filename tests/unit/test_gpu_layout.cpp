@@ -1,6 +1,7 @@
-// The layout GPU stages upload weights in (engine/gpu_layout.h): every type but Q6_K as in the
-// file; Q6_K rows as the blocks' 208-byte records, then the d values, then zeros up to 16 bytes,
-// checked byte by byte against the GGUF blocks; and the memory model counts what the stage
+// The layout GPU stages upload weights in (engine/gpu_layout.h): every type but Q2_K, Q3_K and
+// Q6_K as in the file; Q6_K and Q2_K rows as the blocks' records (208 and 80 bytes), then their d
+// values (Q2_K: d and dmin), then zeros up to 16 bytes; Q3_K blocks padded with zeros to 112
+// bytes; checked byte by byte against the GGUF blocks; and the memory model counts what the stage
 // uploads. Runs everywhere (no GPU needed).
 #include <gtest/gtest.h>
 
@@ -16,40 +17,72 @@
 namespace engine {
 namespace {
 
-TEST(GpuLayout, EveryTypeButQ6KIsTheFileLayout) {
+TEST(GpuLayout, EveryOtherTypeIsTheFileLayout) {
   std::mt19937 rng(std::random_device{}());
+  int same = 0;
   for (const TypeTraits& tr : all_type_traits()) {
-    if (tr.type == GgmlType::Q6_K) continue;
+    if (tr.type == GgmlType::Q2_K || tr.type == GgmlType::Q3_K || tr.type == GgmlType::Q6_K) {
+      EXPECT_TRUE(gpu_layout_differs(tr.type)) << tr.name;
+      continue;
+    }
+    ++same;
     const int64_t K = 2 * 256, rows = 3;
     EXPECT_FALSE(gpu_layout_differs(tr.type)) << tr.name;
     EXPECT_EQ(gpu_row_bytes(tr.type, K), type_bytes(tr.type, K)) << tr.name;
     const auto w = test::random_blocks(tr.type, K * rows, rng);
     EXPECT_EQ(test::in_gpu_layout(tr.type, K, rows, w), w) << tr.name;
   }
+  EXPECT_EQ(same, 10);
+}
+
+// Q6_K and Q2_K: rows of records (the blocks' first `record` bytes), then the blocks' remaining
+// bytes (their fp16 scales), then zeros up to 16 bytes.
+void expect_records_then_scales(GgmlType type, uint64_t record) {
+  std::mt19937 rng(std::random_device{}());
+  const uint64_t block = traits(type).block_bytes, tail = block - record;
+  for (const int64_t nb : {1, 2, 3, 20, 108}) {  // 5120 and 27648 wide: QwQ-32B's attn_v and ffn_down
+    const int64_t K = 256 * nb, rows = 3;
+    const uint64_t row = gpu_row_bytes(type, K);
+    EXPECT_EQ(row % 16, 0u) << nb;
+    EXPECT_GE(row, uint64_t(nb) * block) << nb;
+    EXPECT_LT(row, uint64_t(nb) * block + 16) << nb;
+    const auto w = test::random_blocks(type, K * rows, rng);
+    auto out = std::vector<uint8_t>(row * rows, 0xAB);
+    to_gpu_layout(type, K, rows, w.data(), out.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* blocks = w.data() + r * nb * block;
+      const uint8_t* g = out.data() + r * row;
+      for (int64_t i = 0; i < nb; ++i) {
+        EXPECT_EQ(std::memcmp(g + i * record, blocks + i * block, record), 0) << r << " " << i;
+        EXPECT_EQ(std::memcmp(g + nb * record + i * tail, blocks + i * block + record, tail), 0) << r << " " << i;
+      }
+      for (uint64_t b = uint64_t(nb) * block; b < row; ++b) EXPECT_EQ(g[b], 0) << "padding byte " << b;
+    }
+  }
 }
 
 TEST(GpuLayout, Q6KRowsAreRecordsThenScalesThenPadding) {
+  EXPECT_EQ(kGpuQ6KRecordBytes, 208u);
+  expect_records_then_scales(GgmlType::Q6_K, kGpuQ6KRecordBytes);
+}
+
+TEST(GpuLayout, Q2KRowsAreRecordsThenScalesThenPadding) {
+  EXPECT_EQ(kGpuQ2KRecordBytes, 80u);
+  expect_records_then_scales(GgmlType::Q2_K, kGpuQ2KRecordBytes);
+}
+
+TEST(GpuLayout, Q3KBlocksArePaddedTo112Bytes) {
   std::mt19937 rng(std::random_device{}());
-  EXPECT_TRUE(gpu_layout_differs(GgmlType::Q6_K));
-  for (const int64_t nb : {1, 2, 20, 108}) {  // 5120 and 27648 wide: QwQ-32B's attn_v and ffn_down
+  for (const int64_t nb : {1, 3, 20}) {
     const int64_t K = 256 * nb, rows = 3;
-    const uint64_t row = gpu_row_bytes(GgmlType::Q6_K, K);
-    EXPECT_EQ(row % 16, 0u) << nb;
-    EXPECT_GE(row, uint64_t(nb) * 210) << nb;
-    EXPECT_LT(row, uint64_t(nb) * 210 + 16) << nb;
-    const auto w = test::random_blocks(GgmlType::Q6_K, K * rows, rng);
-    auto out = std::vector<uint8_t>(row * rows, 0xAB);
-    to_gpu_layout(GgmlType::Q6_K, K, rows, w.data(), out.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      const auto* blocks = reinterpret_cast<const BlockQ6_K*>(w.data() + r * nb * 210);
-      const uint8_t* g = out.data() + r * row;
-      for (int64_t i = 0; i < nb; ++i) {
-        EXPECT_EQ(std::memcmp(g + i * kGpuQ6KRecordBytes, &blocks[i], kGpuQ6KRecordBytes), 0) << r << " " << i;
-        uint16_t d = 0;
-        std::memcpy(&d, g + nb * kGpuQ6KRecordBytes + 2 * i, 2);
-        EXPECT_EQ(d, blocks[i].d) << r << " " << i;
-      }
-      for (uint64_t b = uint64_t(nb) * 210; b < row; ++b) EXPECT_EQ(g[b], 0) << "padding byte " << b;
+    EXPECT_EQ(gpu_row_bytes(GgmlType::Q3_K, K), uint64_t(nb) * 112) << nb;
+    const auto w = test::random_blocks(GgmlType::Q3_K, K * rows, rng);
+    auto out = std::vector<uint8_t>(gpu_row_bytes(GgmlType::Q3_K, K) * rows, 0xAB);
+    to_gpu_layout(GgmlType::Q3_K, K, rows, w.data(), out.data());
+    for (int64_t i = 0; i < nb * rows; ++i) {
+      EXPECT_EQ(std::memcmp(out.data() + i * 112, w.data() + i * 110, 110), 0) << "block " << i;
+      EXPECT_EQ(out[i * 112 + 110], 0) << "block " << i;
+      EXPECT_EQ(out[i * 112 + 111], 0) << "block " << i;
     }
   }
 }
@@ -63,6 +96,9 @@ TEST(GpuLayout, TheMemoryModelCountsTheUploadedRows) {
   t.n_bytes = type_bytes(t.type, t.n_elements);
   EXPECT_EQ(gpu_tensor_bytes(t), align_device(gpu_row_bytes(GgmlType::Q6_K, 27648) * 5120));
   EXPECT_GT(gpu_tensor_bytes(t), t.n_bytes);  // 22680-byte rows padded to 22688
+  t.type = GgmlType::Q3_K;
+  t.n_bytes = type_bytes(t.type, t.n_elements);
+  EXPECT_EQ(gpu_tensor_bytes(t), align_device(uint64_t(108) * 112 * 5120));  // two bytes a block more
   t.type = GgmlType::Q4_K;
   t.n_bytes = type_bytes(t.type, t.n_elements);
   EXPECT_EQ(gpu_tensor_bytes(t), align_device(t.n_bytes));

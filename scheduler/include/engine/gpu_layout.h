@@ -1,9 +1,15 @@
-// How a GPU stage keeps a weight matrix in device memory. GGUF rows as they are, except Q6_K: its
-// 210-byte blocks are only 2-byte aligned, which costs the kernels four load instructions where
-// one would do, so each row is regrouped into 16-byte aligned runs: the row's blocks without their
-// fp16 scale d (208 bytes each: ql, qh, scales), then the row's d values, then padding to 16
-// bytes. The memory model counts matrices with gpu_row_bytes, so the planner's figures are the
-// bytes the stage allocates.
+// How a GPU stage keeps a weight matrix in device memory. GGUF rows as they are, except the
+// K-quants whose blocks leave rows or fields unaligned, which would cost the kernels several
+// narrow loads where one wide load would do:
+//   Q6_K (210-byte blocks, 2-byte aligned): each row regrouped into the blocks without their fp16
+//        scale d (208-byte records: ql, qh, scales), then the row's d values, then zeros up to 16
+//        bytes;
+//   Q2_K (84-byte blocks, 4-byte aligned): the same with 80-byte records (scales, qs) and the
+//        blocks' (d, dmin) pairs, 4 bytes each, after them;
+//   Q3_K (110-byte blocks, 2-byte aligned): each block padded with two zero bytes to 112, so that
+//        hmask, qs and (scales, d) each start 16-byte aligned (2/110 more bytes).
+// The memory model counts matrices with gpu_row_bytes, so the planner's figures are the bytes the
+// stage allocates.
 #pragma once
 
 #include <cstdint>
@@ -24,5 +30,9 @@ void to_gpu_layout(GgmlType type, int64_t K, int64_t rows, const uint8_t* src, u
 
 // Bytes of the Q6_K part of a GPU row: the blocks without d (208 bytes each) come first.
 constexpr uint64_t kGpuQ6KRecordBytes = 208;
+// Bytes of the Q2_K part of a GPU row: the blocks without (d, dmin) (80 bytes each) come first.
+constexpr uint64_t kGpuQ2KRecordBytes = 80;
+// Bytes of a Q3_K block on the GPU: the 110-byte block, then two zero bytes.
+constexpr uint64_t kGpuQ3KBlockBytes = 112;
 
 }  // namespace engine
