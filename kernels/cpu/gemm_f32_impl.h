@@ -1,16 +1,19 @@
 // The float tile kernels of quant_dot.h (gemm_f32), included by quant_dot_impl.h in each
 // instruction-set translation unit; same rules: internal linkage, no inline library templates.
 //
-// gemm_f32 (F32, F16, BF16 and Q8_0 weights x f32 activations): weight rows are decoded
-// to float a chunk at a time into a stack buffer and multiplied with every activation row of the
-// tile, summed in float lanes per (row, column) plus a tail: register tiles of 4 rows x 4 columns
-// with AVX-512 (16 lanes), 4 x 2 with AVX2 (8 lanes), portable 1 x 4. Bound: compute, for prompts.
+// gemm_f32 (F32, F16, BF16 and Q8_0 weights x f32 activations), up to kF32PanelRows weight rows
+// a call: with AVX-512 and batches of kF32OuterMinCols or more, the outer-product panels of
+// gemm_f32_outer_impl.h; otherwise weight rows are decoded to float a chunk at a time into a
+// stack buffer and multiplied with every activation row of the tile, summed in float lanes per
+// (row, column) plus a tail: register tiles of 4 rows x 4 columns with AVX-512 (16 lanes), 4 x 2
+// with AVX2 (8 lanes), portable 1 x 4. Bound: compute, for prompts.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
 #include "engine/quantize.h"
+#include "gemm_f32_outer_impl.h"
 
 namespace engine {
 namespace {
@@ -65,10 +68,24 @@ struct DecodeQ8_0 {  // k0 and len are multiples of 32
     return buf;
   }
 };
-// BF16 through the reference decoder.
+// BF16: the 16 bits are a float's high half.
 struct DecodeBF16 {
   static const float* run(const uint8_t* row, int64_t k0, int64_t len, float* buf) {
-    dequantize_row(GgmlType::BF16, row + 2 * k0, buf, len);
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    const auto* h = reinterpret_cast<const uint16_t*>(row) + k0;
+    for (; i + 16 <= len; i += 16) {
+      const __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i)));
+      _mm512_store_ps(buf + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+    }
+#elif defined(__AVX2__)
+    const auto* h = reinterpret_cast<const uint16_t*>(row) + k0;
+    for (; i + 8 <= len; i += 8) {
+      const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
+      _mm256_store_ps(buf + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+#endif
+    if (i < len) dequantize_row(GgmlType::BF16, row + 2 * (k0 + i), buf + i, len - i);
     return buf;
   }
 };
@@ -194,7 +211,20 @@ template <typename Decode>
 void gemm_f32_vec(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx, int n_cols,
                   int64_t k, float* y, int64_t ldy) {
   const auto* wb = static_cast<const uint8_t*>(w);
-  with_count<kF32TileRows>(n_rows, [&]<int R>() { f32_rows_vec<Decode, R>(wb, row_bytes, x, ldx, n_cols, k, y, ldy); });
+#if defined(__AVX512F__)
+  if (n_cols >= kF32OuterMinCols) {
+    for (int r = 0; r < n_rows; r += kOuterRows) {
+      const int rows = n_rows - r < kOuterRows ? n_rows - r : kOuterRows;
+      f32_outer_panel<Decode>(wb + r * row_bytes, row_bytes, rows, x, ldx, n_cols, k, y + r, ldy);
+    }
+    return;
+  }
+#endif
+  for (int r = 0; r < n_rows; r += kF32TileRows) {
+    with_count<kF32TileRows>(n_rows - r, [&]<int R>() {
+      f32_rows_vec<Decode, R>(wb + r * row_bytes, row_bytes, x, ldx, n_cols, k, y + r, ldy);
+    });
+  }
 }
 #endif
 

@@ -101,11 +101,12 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
       }
       break;
   }
-  // Float tiles: kF32TileRows weight rows decoded once per chunk for a block of batch rows.
+  // Float tiles: panels of kF32PanelRows weight rows, each decoded once per chunk of K for a
+  // block of batch rows.
   const GemmF32 gemm = kern.gemm_f32[t];
-  pool.parallel_for((N + kF32TileRows - 1) / kF32TileRows, [&](int64_t t0, int64_t t1) {
-    for (int64_t n = t0 * kF32TileRows; n < std::min(N, t1 * kF32TileRows); n += kF32TileRows) {
-      const int n_rows = static_cast<int>(std::min<int64_t>(kF32TileRows, N - n));
+  pool.parallel_for((N + kF32PanelRows - 1) / kF32PanelRows, [&](int64_t t0, int64_t t1) {
+    for (int64_t n = t0 * kF32PanelRows; n < std::min(N, t1 * kF32PanelRows); n += kF32PanelRows) {
+      const int n_rows = static_cast<int>(std::min<int64_t>(kF32PanelRows, N - n));
       gemm(rows + n * row_bytes, row_bytes, n_rows, x, K, static_cast<int>(n_batch), K, y + n, N);
     }
   });

@@ -66,8 +66,11 @@ constexpr int kQ16PanelRows = 16;
 // The same for 8-bit activations (Q4_K, Q5_K, and Q4_0..Q5_1 eight blocks at a time, any k that
 // is a multiple of 32): panels of kQ8PanelRows rows x any number of columns.
 constexpr int kQ8PanelRows = 16;
-// Float tiles take kF32TileRows rows and any number of columns, kF32TileCols at a time in registers.
-constexpr int kF32TileRows = 4, kF32TileCols = 4;
+// Float tiles (gemm_f32) take up to kF32PanelRows rows and any number of columns: kF32TileRows x
+// kF32TileCols at a time in registers, or with AVX-512 from kF32OuterMinCols columns on, outer
+// products of 32 rows x 12 columns.
+constexpr int kF32PanelRows = 32, kF32TileRows = 4, kF32TileCols = 4;
+constexpr int kF32OuterMinCols = 16;
 using GemmQ16 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
                          int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy);
 using GemmQ8 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x32* x,

@@ -196,7 +196,9 @@ TEST(CpuOps, ActivationBlocksStayInRange) {
 TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
-  const int kRows = kQ16PanelRows, kCols = 19;  // a panel takes 8 + 8 + 3 columns
+  // A 12-bit panel takes 8 + 8 + 3 columns, AVX-512's float outer products 12 + 7.
+  const int kRows = kF32PanelRows, kCols = 19;
+  static_assert(kRows >= kQ16PanelRows && kCols >= kF32OuterMinCols);
   for (const DotKernels* kern : every_kernel_set()) {
     for (const TypeTraits& tr : all_type_traits()) {
       const auto t = static_cast<uint32_t>(tr.type);
@@ -232,6 +234,11 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
       for (int n_rows = 1; n_rows <= kF32TileRows && !q16; ++n_rows) {
         for (int n_cols = 1; n_cols <= kF32TileCols; ++n_cols) shapes.push_back({n_rows, n_cols});
         shapes.push_back({n_rows, kCols});  // float tiles take any column count
+      }
+      if (!q16) {  // whole and partial panels of rows, from the outer products' batch size on
+        for (const int n_rows : {7, 16, 17, kF32PanelRows}) {
+          for (const int n_cols : {kF32OuterMinCols, kCols}) shapes.push_back({n_rows, n_cols});
+        }
       }
       if (q16) {
         for (const int n_rows : {1, 7, kQ16PanelRows}) {
