@@ -112,4 +112,13 @@ __host__ __device__ __forceinline__ void scale_min_k4(uint32_t w0, uint32_t w1, 
   *min = u23_to_float(g < 4 ? b1 & 63u : (b2 >> 4) | ((b1 >> 6) << 4));
 }
 
+// The 6-bit scale of 16-value group t (0..15) of a Q3_K super-block from its 12 scale bytes as
+// three words (before its bias of 32): the low four bits in nibble t / 8 of byte t % 8, the high
+// two at bits 2 (t / 4) of byte 8 + t % 4.
+__host__ __device__ __forceinline__ uint32_t q3k_scale(uint32_t w0, uint32_t w1, uint32_t w2, int t) {
+  const uint32_t lo = (byte_of(t % 8 < 4 ? w0 : w1, t % 4) >> (4 * (t / 8))) & 15u;
+  const uint32_t hi = (byte_of(w2, t % 4) >> (2 * (t / 4))) & 3u;
+  return lo | (hi << 4);
+}
+
 }  // namespace engine

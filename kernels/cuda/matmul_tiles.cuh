@@ -232,8 +232,7 @@ MATMUL_UNROLL
 // e = 128h + 32g + l has its low two bits at bits 2g of qs byte 32h + l (Q3_K: its third at bit
 // 4h + g of hmask byte l) and the scale of 16-value group t = e / 16.
 //   Q2_K: d * (sc & 15) * q - dmin * (sc >> 4), sc = scales[t];
-//   Q3_K: d * (s - 32) * (q - 4), s the 6-bit scale t (low four bits in nibble t / 8 of byte
-//         t % 8, high two at bits 2 (t / 4) of byte 8 + t % 4 of the 12 scale bytes).
+//   Q3_K: d * (s - 32) * (q - 4), s the 6-bit scale t (q3k_scale).
 template <bool kThreeBit>
 struct Q23KTile {
   static constexpr int kWindowValues = 256;
@@ -253,10 +252,9 @@ struct Q23KTile {
   static constexpr float kBias = kThreeBit ? 4.0f : 0.0f;
   __host__ __device__ static void group(const uint8_t* window, int64_t w, int t, float* scale, float* offset) {
     if constexpr (kThreeBit) {
-      const uint8_t* sc = window + offsetof(BlockQ3_K, scales);
-      const uint32_t lo = (uint32_t(sc[t % 8]) >> (4 * (t / 8))) & 15u;
-      const uint32_t hi = (uint32_t(sc[8 + t % 4]) >> (2 * (t / 4))) & 3u;
-      *scale = h2f(load2(window + offsetof(BlockQ3_K, d))) * (u23_to_float(lo | (hi << 4)) - 32.0f);
+      // The 12 scale bytes and d in one 16-byte load (offset 96 of a 112-byte block).
+      const uint4 sd = *reinterpret_cast<const uint4*>(window + offsetof(BlockQ3_K, scales));
+      *scale = h2f(uint16_t(sd.w & 0xffffu)) * (u23_to_float(q3k_scale(sd.x, sd.y, sd.z, t)) - 32.0f);
       *offset = 0.0f;
     } else {
       const uint32_t s = window[offsetof(BlockQ2_K, scales) + t];

@@ -264,12 +264,7 @@ MATVEC_UNROLL4
         const float d = h2f(uint16_t(sd.w & 0xffffu));
 MATVEC_UNROLL
         for (int g = 0; g < 4; ++g) {
-          // Scale t = 8h + 2g + u: low four bits in nibble h of byte t % 8, high two at bits
-          // 2 (t / 4) of byte 8 + t % 4.
-          const int t = 8 * h + 2 * g + u, lo_byte = t % 8, hi_byte = t % 4;
-          const uint32_t lo = (byte_of(lo_byte < 4 ? sd.x : sd.y, lo_byte % 4) >> (4 * h)) & 15u;
-          const uint32_t hi = (byte_of(sd.z, hi_byte) >> (2 * (t / 4))) & 3u;
-          scale[g] = d * (u23_to_float(lo | (hi << 4)) - 32.0f);
+          scale[g] = d * (u23_to_float(q3k_scale(sd.x, sd.y, sd.z, 8 * h + 2 * g + u)) - 32.0f);
           offset[g] = 4.0f * scale[g];
         }
       } else {
