@@ -101,12 +101,15 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
       }
       break;
   }
-  // Float tiles: panels of kF32PanelRows weight rows, each decoded once per chunk of K for a
-  // block of batch rows.
+  // Float tiles: panels of weight rows, each decoded once per chunk of K for a block of batch
+  // rows. Batches that the outer-product panels take are handed out kF32PanelRows rows at a time;
+  // smaller ones, which go through kF32TileRows-row tiles, a tile at a time, so that small
+  // matrices still keep every thread busy.
   const GemmF32 gemm = kern.gemm_f32[t];
-  pool.parallel_for((N + kF32PanelRows - 1) / kF32PanelRows, [&](int64_t t0, int64_t t1) {
-    for (int64_t n = t0 * kF32PanelRows; n < std::min(N, t1 * kF32PanelRows); n += kF32PanelRows) {
-      const int n_rows = static_cast<int>(std::min<int64_t>(kF32PanelRows, N - n));
+  const int64_t step = n_batch >= kF32OuterMinCols ? kF32PanelRows : kF32TileRows;
+  pool.parallel_for((N + step - 1) / step, [&](int64_t t0, int64_t t1) {
+    for (int64_t n = t0 * step; n < std::min(N, t1 * step); n += step) {
+      const int n_rows = static_cast<int>(std::min<int64_t>(step, N - n));
       gemm(rows + n * row_bytes, row_bytes, n_rows, x, K, static_cast<int>(n_batch), K, y + n, N);
     }
   });

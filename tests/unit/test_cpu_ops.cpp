@@ -82,7 +82,7 @@ TEST(CpuOps, MatmulEveryTypeAgainstDoubleReference) {
   for (const TypeTraits& tr : all_type_traits()) {
    // Rows of 32-value blocks also end in a partial 256-value panel step (Q4_0..Q5_1 panels).
    for (const int64_t K : {int64_t(512), tr.block_size == 256 ? int64_t(512) : int64_t(512 + 96)}) {
-   for (const int64_t B : {1, 3, 7}) {
+   for (const int64_t B : {1, 3, 7, 17}) {  // 17: the float types' outer-product panels
     const auto w = test::random_blocks(tr.type, K * N, rng);
     std::vector<float> x(B * K), wf(K);
     for (auto& v : x) v = normal(rng);
