@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
+#include "kernels/cpu/ops.h"
 
 namespace engine {
 
@@ -37,8 +38,7 @@ PerplexityResult perplexity(Context& ctx, std::span<const int32_t> tokens, uint3
       const float* row = logits.data() + size_t(j) * n_vocab;
       double mx = double(row[0]);
       for (size_t v = 1; v < n_vocab; ++v) mx = std::max(mx, double(row[v]));
-      double z = 0;
-      for (size_t v = 0; v < n_vocab; ++v) z += std::exp(double(row[v]) - mx);
+      const double z = exp_shifted(row, sizeof(float), int64_t(n_vocab), mx, 1.0);
       const double nll = -(double(row[tokens[size_t(c) * n + j + 1]]) - mx - std::log(z));
       sum += nll;
       sum2 += nll * nll;

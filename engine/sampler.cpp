@@ -11,6 +11,7 @@
 
 #include "engine/error.h"
 #include "engine/sampling.h"
+#include "kernels/cpu/ops.h"
 
 namespace engine {
 
@@ -199,8 +200,15 @@ std::span<const TokenProbability> Sampler::distribution(std::span<const float> l
   result_.clear();
   penalize(history, logits);
   const bool best_first = select_candidates(logits);
-  const Candidate best =
-      best_first ? candidates_.front() : *std::min_element(candidates_.begin(), candidates_.end(), better<Candidate>);
+  // Without top-k, the best token by the selection's vectorized pass (best_after_penalty with k = 1)
+  // rather than by a scalar pass over every candidate.
+  Candidate best;
+  if (best_first) {
+    best = candidates_.front();
+  } else {
+    best_after_penalty(logits, 1, prefix_);
+    best = prefix_.front();
+  }
   const float max_logit = best.logit;
   if (greedy_ || !std::isfinite(max_logit)) {
     result_.push_back({best.id, 1.0});
@@ -211,8 +219,8 @@ std::span<const TokenProbability> Sampler::distribution(std::span<const float> l
   // top_p of the whole. Without top-k, the run is found in a sorted prefix of 256 (then 8 times
   // more) before sorting everything, as llama.cpp does.
   if (p_.top_p < 1.0f) {
-    double total = 0;
-    for (const Candidate& c : candidates_) total += std::exp(double(c.logit) - double(max_logit));
+    const double total = exp_shifted(&candidates_.front().logit, sizeof(Candidate), int64_t(candidates_.size()),
+                                     double(max_logit), 1.0);
     const double target = double(p_.top_p) * total;
     size_t cut = 0;
     double mass = 0;
@@ -252,13 +260,12 @@ std::span<const TokenProbability> Sampler::distribution(std::span<const float> l
   if (!id_order) {
     std::sort(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
   }
-  double sum = 0;
+  weights_.resize(candidates_.size());
+  const double sum = exp_shifted(&candidates_.front().logit, sizeof(Candidate), int64_t(candidates_.size()),
+                                 double(max_logit), double(p_.temperature), weights_.data());
   result_.resize(candidates_.size());
-  for (size_t i = 0; i < candidates_.size(); ++i) {
-    result_[i] = {candidates_[i].id, std::exp((double(candidates_[i].logit) - double(max_logit)) / double(p_.temperature))};
-    sum += result_[i].p;
-  }
-  for (auto& t : result_) t.p /= sum;
+  const double inv_sum = 1.0 / sum;
+  for (size_t i = 0; i < candidates_.size(); ++i) result_[i] = {candidates_[i].id, weights_[i] * inv_sum};
   return result_;
 }
 

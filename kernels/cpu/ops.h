@@ -2,6 +2,7 @@
 // weights are GGUF tensors used in place (quantized blocks straight from the mmap).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/ggml_type.h"
@@ -38,6 +39,14 @@ void rope_yarn_corr(const RopeParams& p, float* low, float* high);
 
 // In-place softmax of n values.
 void softmax(float* x, int64_t n);
+
+// Softmax weights in double: out[i] = e^((v_i - shift) / divisor) for the n floats v_i, each
+// stride_bytes after the last from `values` (v_i <= shift, divisor > 0; out may be null), and
+// their sum as the return value. Within a few ulp of std::exp; 0 where that is below 3.3e-308
+// (-infinity included), NaN for NaN. Vectorized: a vocabulary row in a fraction of the time of
+// std::exp value by value.
+double exp_shifted(const void* values, size_t stride_bytes, int64_t n, double shift, double divisor,
+                   double* out = nullptr);
 
 // out[i] = silu(gate[i]) * up[i]
 void swiglu(const float* gate, const float* up, float* out, int64_t n);

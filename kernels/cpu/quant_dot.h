@@ -15,6 +15,7 @@
 // activation rows, so each weight block is decoded once for many activation rows.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "engine/ggml_type.h"
@@ -93,6 +94,10 @@ struct DotKernels {
   GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0
   // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).
   void (*axpy_f16)(float a, const uint16_t* v, float* out, int64_t n);
+  // out[i] = e^((v_i - shift) / divisor) in double for the n floats v_i, stride_bytes apart from
+  // `values` (v_i <= shift, divisor > 0; out may be null); returns their sum (exp_impl.h).
+  double (*exp_shifted)(const void* values, size_t stride_bytes, int64_t n, double shift, double divisor,
+                        double* out);
 };
 
 const DotKernels& dot_kernels();          // the best for this CPU

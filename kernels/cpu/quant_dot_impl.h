@@ -22,6 +22,7 @@
 #include "../cpu/quant_blocks.h"
 #include "quant_dot.h"
 #include "with_count.h"
+#include "exp_impl.h"
 
 namespace engine {
 namespace {
@@ -366,6 +367,7 @@ DotKernels make_kernels(const char* isa) {
   k.isa = isa;
   k.quantize_q8 = quantize_q8;
   k.axpy_f16 = axpy_f16;
+  k.exp_shifted = exp_shifted;
   k.dot_f32[uint32_t(GgmlType::F32)] = dot_f32;
   k.dot_f32[uint32_t(GgmlType::F16)] = dot_f16;
   k.dot_f32[uint32_t(GgmlType::BF16)] = dot_bf16;

@@ -379,6 +379,57 @@ TEST(CpuOps, RmsNormSoftmaxSwiglu) {
   EXPECT_LE(rel_error(out, want), 1e-6);
 }
 
+// exp_shifted against std::exp in double, value by value, in every instruction set's build: random
+// exponents over the whole range it handles (and the edges: 0, -708, just past it, -infinity,
+// NaN), floats packed alone or inside larger records (stride), lengths around its 64-value chunks,
+// outputs poisoned first.
+TEST(CpuOps, ExpShiftedMatchesStdExpInEveryBuild) {
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_real_distribution<float> exponent(-760.0f, 0.0f), shift(-30.0f, 30.0f);
+  for (const DotKernels* kern : every_kernel_set()) {
+    for (const size_t stride : {size_t(1), size_t(2), size_t(3)}) {
+      for (const int64_t n : {int64_t(1), int64_t(63), int64_t(64), int64_t(65), int64_t(1000)}) {
+        for (const double divisor : {1.0, 0.37, 2.5}) {
+          const double at = shift(rng);
+          std::vector<float> v(size_t(n) * stride, std::nanf(""));
+          for (int64_t i = 0; i < n; ++i) v[size_t(i) * stride] = float(at + double(exponent(rng)) * divisor);
+          if (n >= 6) {
+            v[0] = float(at);  // e^0
+            v[stride] = -INFINITY;
+            v[2 * stride] = float(at - 708.0 * divisor);
+            v[3 * stride] = float(at - 709.0 * divisor);
+            v[4 * stride] = std::nextafter(float(at), -INFINITY);
+            v[5 * stride] = float(at - 1e-30);
+          }
+          std::vector<double> out(size_t(n), std::nan(""));
+          const double sum = kern->exp_shifted(v.data(), stride * sizeof(float), n, at, divisor, out.data());
+          double want_sum = 0;
+          for (int64_t i = 0; i < n; ++i) {
+            const double y = (double(v[size_t(i) * stride]) - at) / divisor;
+            const double want = std::exp(y);
+            const std::string what = std::string(kern->isa) + ", stride " + std::to_string(stride) + ", n " +
+                                     std::to_string(n) + ", value " + std::to_string(i) + ": e^" + std::to_string(y);
+            if (y < -708.0) {  // e^y < 3.3e-308
+              EXPECT_EQ(out[size_t(i)], 0.0) << what;
+            } else {
+              want_sum += want;
+              EXPECT_LE(std::fabs(out[size_t(i)] - want), 4e-16 * want) << what;
+            }
+          }
+          // Summed in another order: within n rounding steps of the sum.
+          EXPECT_LE(std::fabs(sum - want_sum), double(n) * 2.3e-16 * want_sum) << kern->isa << ", n " << n;
+          // The sum alone, without out.
+          EXPECT_EQ(kern->exp_shifted(v.data(), stride * sizeof(float), n, at, divisor, nullptr), sum);
+        }
+      }
+    }
+    const float nan = std::nanf("");
+    double out = 0;
+    EXPECT_TRUE(std::isnan(kern->exp_shifted(&nan, sizeof nan, 1, 0.0, 1.0, &out))) << kern->isa;
+    EXPECT_TRUE(std::isnan(out)) << kern->isa;
+  }
+}
+
 TEST(CpuOps, RopeNormalNeoxAndYarn) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;

@@ -78,6 +78,7 @@ class Sampler {
   std::vector<Candidate> candidates_;  // the survivors so far
   std::vector<Candidate> prefix_;      // top-p's best few hundred, where top-k is off
   std::vector<float> maxima_, ranked_;  // the candidate selection's scratch
+  std::vector<double> weights_;        // the survivors' softmax weights
   std::vector<TokenProbability> result_;
 };
 
