@@ -80,6 +80,7 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
     throw Error(fmt::format("stage: layers {}-{} outside the model's 0-{}", layers_.first, layers_.last,
                             hp_.n_layer - 1));
   }
+  dot_kernels();  // an unusable ENGINE_CPU_ISA fails the load, not the first product
   kv_type_ = kv_type == KvType::f16 ? GgmlType::F16 : kv_type == KvType::f32 ? GgmlType::F32 : GgmlType::Q8_0;
   if (!kv_type_fits(kv_type, hp_.head_dim)) {
     throw Error(fmt::format("--kv-type q8_0: head dim {} is not a multiple of 32", hp_.head_dim));

@@ -1,6 +1,13 @@
 // Run-time choice of the dot kernels' instruction set.
 #include "quant_dot.h"
 
+#include <cstdlib>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "engine/error.h"
+
 namespace engine {
 
 const DotKernels& dot_kernels_avx2_build();
@@ -45,13 +52,27 @@ const DotKernels* dot_kernels_avx2() { return nullptr; }
 const DotKernels* dot_kernels_avx512() { return nullptr; }
 #endif
 
+// ENGINE_CPU_ISA=avx2 or generic caps the choice below the best this CPU has: for measuring, on a
+// CPU with AVX-512, the kernels a CPU without it runs, and for telling whether one instruction
+// set's kernels are what changed a result. Read once per process; an unknown name, or a set this
+// CPU lacks, is an error at every call (CpuStage asks at construction, so a model fails to load).
 const DotKernels& dot_kernels() {
-  static const DotKernels* best = [] {
-    if (const DotKernels* k = dot_kernels_avx512()) return k;
-    if (const DotKernels* k = dot_kernels_avx2()) return k;
-    return &dot_kernels_generic();
+  static const DotKernels* chosen = [] {
+    const char* cap = std::getenv("ENGINE_CPU_ISA");
+    const std::string_view want = cap != nullptr ? cap : "";
+    const DotKernels* avx512 = dot_kernels_avx512();
+    const DotKernels* avx2 = dot_kernels_avx2();
+    if (want.empty()) return avx512 ? avx512 : avx2 ? avx2 : &dot_kernels_generic();
+    if (want == "generic") return &dot_kernels_generic();
+    const DotKernels* k = want == "avx512" ? avx512 : want == "avx2" ? avx2 : nullptr;
+    if (k == nullptr) {
+      throw Error(fmt::format("ENGINE_CPU_ISA={}: {} (the choices are avx512, avx2 and generic)", want,
+                              want == "avx512" || want == "avx2" ? "this CPU lacks that instruction set"
+                                                                 : "unknown instruction set"));
+    }
+    return k;
   }();
-  return *best;
+  return *chosen;
 }
 
 }  // namespace engine

@@ -13,8 +13,10 @@ ENGINE_RUN = os.environ.get("ENGINE_RUN", "engine-run")
 FIXTURES = os.environ.get("ENGINE_FIXTURES", os.path.join(os.path.dirname(__file__), "../../../shared/fixtures"))
 
 
-def run(*args, check=True):
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check)
+def run(*args, check=True, env=None):
+    """Runs a tool; env, where given, is added to this process's environment."""
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, check=check,
+                          env={**os.environ, **env} if env else None)
 
 
 def mkmodel(path, *flags):

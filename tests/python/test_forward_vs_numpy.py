@@ -13,7 +13,10 @@ on small engine-mkmodel models of each architecture:
   least 90% everywhere, over three models and 64 positions each; a wrong kernel agrees at ~0.2%.
 and batched prompt evaluation against token-by-token evaluation (within 1e-4 relative); a run split
 into three pipeline stages on simulated devices (micro-batches of 3) gives the reference's greedy
-tokens too."""
+tokens too.
+Each instruction set's kernels (ENGINE_CPU_ISA caps the run-time choice), end to end: F32 logits
+within 1e-4, Q4_K_M and Q3_K_M (8-bit panels and rows, 12-bit panels) within 5e-2 (measured
+1.2-2.4e-2: the activations' 8- and 12-bit rounding) as one prompt batch and token by token."""
 import os
 import sys
 import unittest
@@ -32,10 +35,10 @@ SHAPE = ("--layers", "2", "--embd", "256", "--heads", "4", "--heads-kv", "2", "-
          "--ff", "512", "--vocab", "512")
 
 
-def engine_logits(path, ids, mode="batched", kv="f32"):
+def engine_logits(path, ids, mode="batched", kv="f32", env=None):
     with tempdir() as d:
         out = os.path.join(d, "logits.f32")
-        run(FORWARD_TOOL, path, kv, mode, out, ",".join(map(str, ids)))
+        run(FORWARD_TOOL, path, kv, mode, out, ",".join(map(str, ids)), env=env)
         return np.fromfile(out, dtype=np.float32).astype(np.float64)
 
 
@@ -153,6 +156,43 @@ class ForwardMatchesReference(unittest.TestCase):
             batched = engine_logits(path, ids, "batched")
             each = engine_logits(path, ids, "each").reshape(len(ids), -1)[-1]
             self.assertLessEqual(rel(batched, each), 1e-4, arch)
+
+
+class EveryInstructionSet(unittest.TestCase):
+    """The CPU kernels exist per instruction set (generic x86-64, AVX2, AVX-512 VNNI) and a machine
+    runs the best it has; ENGINE_CPU_ISA runs a lesser one, so each is checked here end to end."""
+    ISAS = ("generic", "avx2", "avx512")
+
+    def test_each_against_reference(self):
+        rng = np.random.default_rng()
+        with tempdir() as d:
+            for mix, bound in (("f32", 1e-4), ("q4_k_m", 5e-2), ("q3_k_m", 5e-2)):
+                path = mkmodel(os.path.join(d, f"{mix}.gguf"), "--arch", "qwen3", "--type", mix,
+                               "--seed", str(int(rng.integers(1, 1 << 30))), *SHAPE)
+                ids = [int(t) for t in rng.integers(0, 512, 24)]
+                ref = Reference(path).logits(ids)
+                for isa in self.ISAS:
+                    env = {"ENGINE_CPU_ISA": isa}
+                    probe = run(FORWARD_TOOL, path, "f32", "batched", os.path.join(d, "probe"), "1", env=env,
+                                check=False)
+                    if "this CPU lacks" in probe.stderr:
+                        print(f"{isa}: not on this CPU, not checked", file=sys.stderr)
+                        continue
+                    for mode in ("all", "each"):
+                        ours = engine_logits(path, ids, mode, env=env).reshape(len(ids), -1)
+                        err = rel(ours, ref)
+                        print(f"{mix} {isa} {mode}: {err:.2e}", file=sys.stderr)
+                        self.assertLessEqual(err, bound, f"{mix} {isa} {mode}")
+
+    def test_unknown_name_is_one_line_and_no_output(self):
+        with tempdir() as d:
+            path = mkmodel(os.path.join(d, "m.gguf"), "--arch", "llama", *SHAPE)
+            out = os.path.join(d, "logits.f32")
+            r = run(FORWARD_TOOL, path, "f32", "batched", out, "1,2", env={"ENGINE_CPU_ISA": "sse9"}, check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+            self.assertIn("ENGINE_CPU_ISA=sse9: unknown instruction set", r.stderr)
+            self.assertFalse(os.path.exists(out))
 
 
 if __name__ == "__main__":
