@@ -163,8 +163,11 @@ void gemm_q8_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const B
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 // AVX2 without VNNI: the same panels, 8 rows per 256-bit vector (a 16-row panel is two of them),
-// each u8 x s8 product pair summed to int16 by maddubs (no overflow: 31 * 127 * 2 < 32767) and to
-// int32 by madd.
+// each u8 x s8 product pair summed to int16 by maddubs, several of those summed in int16 before
+// one madd takes them to int32: a maddubs lane is at most 2 * 15 * 127 = 3810 for 4-bit codes, so
+// a group's eight steps fit (30480), and 2 * 31 * 127 = 7874 for 5-bit ones, so four do (31496).
+// That leaves about one multiply-port instruction per 32 products, where a madd per maddubs took
+// two (ggml's repacked AVX2 gemms sum their maddubs the same way).
 
 struct Q8Panel8 {
   __m256i wt[64];
@@ -194,31 +197,32 @@ inline __m256i broadcast_dword(const int8_t* q) {
   return _mm256_set1_epi32(v);
 }
 
-template <int C>
+template <typename Block, int C>
 void q8_panel8_cols(const Q8Panel8& p, const BlockQ8x32* x, int64_t x_stride, int64_t i, int groups, bool first,
                     int n_rows, float* y, int64_t ldy) {
+  constexpr int kInt16Steps = requires(const Block& b) { b.qh; } ? 4 : 8;  // 5-bit codes : 4-bit
   const BlockQ8x32* xb[C];
   for (int c = 0; c < C; ++c) xb[c] = x + c * x_stride + 8 * i;
   const __m256i ones = _mm256_set1_epi16(1);
-  alignas(32) float acc_out[C][8];
+  const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   __m256 acc[C];
-  for (int c = 0; c < C; ++c) {
-    if (first) {
-      acc[c] = _mm256_setzero_ps();
-    } else {
-      for (int r = 0; r < 8; ++r) acc_out[c][r] = r < n_rows ? y[c * ldy + r] : 0.0f;
-      acc[c] = _mm256_load_ps(acc_out[c]);
-    }
-  }
+  for (int c = 0; c < C; ++c) acc[c] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(y + c * ldy, rows);
   for (int g = 0; g < groups; ++g) {
     __m256i iacc[C];
     for (int c = 0; c < C; ++c) iacc[c] = _mm256_setzero_si256();
-    for (int q = 0; q < 8; ++q) {
-      const __m256i wv = p.wt[8 * g + q];
-      for (int c = 0; c < C; ++c) {
-        const __m256i prod = _mm256_maddubs_epi16(wv, broadcast_dword(xb[c][g].q + 4 * q));
-        iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(prod, ones));
+    for (int q0 = 0; q0 < 8; q0 += kInt16Steps) {
+      __m256i sum16[C];
+      for (int c = 0; c < C; ++c) sum16[c] = _mm256_setzero_si256();
+      for (int q = q0; q < q0 + kInt16Steps; ++q) {
+        const __m256i wv = p.wt[8 * g + q];
+        for (int c = 0; c < C; ++c) {
+          sum16[c] = _mm256_add_epi16(sum16[c], _mm256_maddubs_epi16(wv, broadcast_dword(xb[c][g].q + 4 * q)));
+          // Keeps each sum in its register in this order: left free, GCC 12 regroups the additions
+          // into a tree over every step's product and spills the products to the stack.
+          asm("" : "+x"(sum16[c]));
+        }
       }
+      for (int c = 0; c < C; ++c) iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(sum16[c], ones));
     }
     for (int c = 0; c < C; ++c) {
       const __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[c]), _mm256_set1_ps(xb[c][g].d));
@@ -226,10 +230,7 @@ void q8_panel8_cols(const Q8Panel8& p, const BlockQ8x32* x, int64_t x_stride, in
       acc[c] = _mm256_fnmadd_ps(p.dmn[g], _mm256_set1_ps(xb[c][g].dsum), acc[c]);
     }
   }
-  for (int c = 0; c < C; ++c) {
-    _mm256_store_ps(acc_out[c], acc[c]);
-    for (int r = 0; r < n_rows; ++r) y[c * ldy + r] = acc_out[c][r];
-  }
+  for (int c = 0; c < C; ++c) _mm256_maskstore_ps(y + c * ldy, rows, acc[c]);
 }
 
 template <typename Block>
@@ -248,7 +249,7 @@ void gemm_q8_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const Blo
         const BlockQ8x32* xc = x + c0 * x_stride;
         float* yc = y + c0 * ldy + 8 * h;
         with_count<kCols>(n_cols - c0,
-                          [&]<int C>() { q8_panel8_cols<C>(p, xc, x_stride, i, groups, i == 0, rows, yc, ldy); });
+                          [&]<int C>() { q8_panel8_cols<Block, C>(p, xc, x_stride, i, groups, i == 0, rows, yc, ldy); });
       }
     }
   }
