@@ -282,18 +282,17 @@ __attribute__((noinline)) void q16_panel8_cols(const Q16Panel8& p, const BlockQ1
     const __m256i wv = p.wt[q];
     for (int c = 0; c < C; ++c) iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(wv, broadcast_pair(xb[c]->q + 2 * q)));
   }
+  const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   for (int c = 0; c < C; ++c) {
-    alignas(32) float out[8];
-    for (int r = 0; r < 8; ++r) out[r] = first || r >= n_rows ? 0.0f : y[c * ldy + r];
     const __m256 xd = _mm256_set1_ps(xb[c]->d);
-    __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c]), _mm256_mul_ps(p.d, xd), _mm256_load_ps(out));
+    const __m256 y0 = first ? _mm256_setzero_ps() : _mm256_maskload_ps(y + c * ldy, rows);
+    __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[c]), _mm256_mul_ps(p.d, xd), y0);
     if constexpr (kMins) {
       __m256i imin = _mm256_setzero_si256();
       for (int q = 0; q < 8; ++q) imin = _mm256_add_epi32(imin, _mm256_madd_epi16(p.mt[q], broadcast_pair(xb[c]->sums + 2 * q)));
       f = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(p.dmin, xd), f);
     }
-    _mm256_store_ps(out, f);
-    for (int r = 0; r < n_rows; ++r) y[c * ldy + r] = out[r];
+    _mm256_maskstore_ps(y + c * ldy, rows, f);
   }
 }
 
@@ -301,7 +300,7 @@ template <typename Block>
 void gemm_q16_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x, int64_t x_stride,
                          int n_cols, int64_t k, float* y, int64_t ldy) {
   static_assert(kQ16PanelRows == 16);
-  constexpr int kCols = 4;  // 4 accumulators, the weight vector and a broadcast in 16 registers
+  constexpr int kCols = 8;  // 8 accumulators, the weight vector and a broadcast in 16 registers
   Q16Panel8 p;
   for (int h = 0; h * 8 < n_rows; ++h) {  // two 8-row halves
     const int rows = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;
