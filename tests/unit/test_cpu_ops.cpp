@@ -348,6 +348,48 @@ TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
   }
 }
 
+// The AVX2 panels sum up to eight u8 x s8 pair products (four for 5-bit codes) in int16 before
+// widening: exact only while codes and activations stay within their ranges. Every code at its
+// largest and every activation at +-127 (all of one sign) reaches that sum's limit; the panel
+// must still give the double reference of the same activation blocks.
+TEST(CpuOps, Q8PanelsAtTheLargestCodesAndActivations) {
+  const int kRows = kQ8PanelRows, kCols = 5;
+  for (const DotKernels* kern : every_kernel_set()) {
+    for (const TypeTraits& tr : all_type_traits()) {
+      const auto t = static_cast<uint32_t>(tr.type);
+      if (kern->gemm_q8_panel[t] == nullptr) continue;
+      const int64_t K = 2 * 256;
+      const uint64_t row_bytes = type_bytes(tr.type, K);
+      std::vector<uint8_t> w(row_bytes * kRows, 0xFF);
+      for (size_t b = 0; b < w.size(); b += tr.block_bytes) {
+        for (int at : test::fp16_fields(tr.type)) {
+          const uint16_t h = fp32_to_fp16(0.01f);
+          w[b + at] = static_cast<uint8_t>(h & 0xff);
+          w[b + at + 1] = static_cast<uint8_t>(h >> 8);
+        }
+      }
+      std::vector<float> wf(kRows * K);
+      for (int r = 0; r < kRows; ++r) dequantize_row(tr.type, w.data() + r * row_bytes, wf.data() + r * K, K);
+      for (const float sign : {1.0f, -1.0f}) {
+        std::vector<float> x(kCols * K, sign);
+        std::vector<BlockQ8x32> xq(kCols * K / 32);
+        kern->quantize_q8(x.data(), xq.data(), kCols * K);
+        ASSERT_EQ(int(xq[0].q[0]), int(sign * 127));
+        std::vector<float> y(kCols * kRows, std::nanf(""));
+        kern->gemm_q8_panel[t](w.data(), row_bytes, kRows, xq.data(), K / 32, kCols, K, y.data(), kRows);
+        for (int c = 0; c < kCols; ++c) {
+          for (int r = 0; r < kRows; ++r) {
+            // The activations are exactly 127 * d = 1 up to d's rounding: the reference is sign * sum(w).
+            const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
+            EXPECT_LE(std::fabs(y[c * kRows + r] - want) / scale, 1e-5)
+                << kern->isa << " " << tr.name << " sign " << sign << " at " << r << "," << c;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuOps, RmsNormSoftmaxSwiglu) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
