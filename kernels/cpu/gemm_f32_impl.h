@@ -2,8 +2,8 @@
 // instruction-set translation unit; same rules: internal linkage, no inline library templates.
 //
 // gemm_f32 (F32, F16, BF16 and Q8_0 weights x f32 activations), up to kF32PanelRows weight rows
-// a call: with AVX-512 and batches of kF32OuterMinCols or more, the outer-product panels of
-// gemm_f32_outer_impl.h; otherwise weight rows are decoded to float a chunk at a time into a
+// a call: with AVX-512 or AVX2 and batches of kF32OuterMinCols or more, the outer-product panels
+// of gemm_f32_outer_impl.h; otherwise weight rows are decoded to float a chunk at a time into a
 // stack buffer and multiplied with every activation row of the tile, summed in float lanes per
 // (row, column) plus a tail: register tiles of 4 rows x 4 columns with AVX-512 (16 lanes), 4 x 2
 // with AVX2 (8 lanes), portable 1 x 4. Bound: compute, for prompts.
@@ -211,7 +211,6 @@ template <typename Decode>
 void gemm_f32_vec(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx, int n_cols,
                   int64_t k, float* y, int64_t ldy) {
   const auto* wb = static_cast<const uint8_t*>(w);
-#if defined(__AVX512F__)
   if (n_cols >= kF32OuterMinCols) {
     for (int r = 0; r < n_rows; r += kOuterRows) {
       const int rows = n_rows - r < kOuterRows ? n_rows - r : kOuterRows;
@@ -219,7 +218,6 @@ void gemm_f32_vec(const void* w, uint64_t row_bytes, int n_rows, const float* x,
     }
     return;
   }
-#endif
   for (int r = 0; r < n_rows; r += kF32TileRows) {
     with_count<kF32TileRows>(n_rows - r, [&]<int R>() {
       f32_rows_vec<Decode, R>(wb + r * row_bytes, row_bytes, x, ldx, n_cols, k, y + r, ldy);

@@ -1,14 +1,16 @@
-// The AVX-512 float panels of gemm_f32 for prompt batches (included by gemm_f32_impl.h; same
-// rules: internal linkage, no library templates).
+// The float panels of gemm_f32 for prompt batches with AVX-512 or AVX2 (included by
+// gemm_f32_impl.h; same rules: internal linkage, no library templates).
 //
 // Outer products: a panel of up to 32 weight rows is decoded kOuterChunk values of K at a time
-// and transposed to panel[k][32] (16 x 16 blocks in registers), then every 12 activation rows
-// (columns) meet it in a 32 x 12 register tile: per value of K two loads of weights (32 rows),
-// twelve broadcasts of activations, 24 FMAs. The panel (32 KiB) stays in L1 across the columns;
-// the activations are read once per panel and chunk (4 bytes per 64 FMA lanes), so they may come
-// from L2 or L3 without starving the FMAs, where the dot-product tiles read a vector of them per
-// 4 FMAs. Each chunk's sums start at zero and are added to y (y = the first chunk's), so K is
-// summed in runs of kOuterChunk as the tiles' lanes sum runs of K / 16.
+// and transposed to panel[k][32] (16 x 16 or 8 x 8 blocks in registers), then every few
+// activation rows (columns) meet it in a register tile: AVX-512 32 rows x 12 columns, per value
+// of K two loads of weights, twelve broadcasts of activations, 24 FMAs; AVX2 16 rows x 6 columns
+// (12 accumulators of 16 registers), each half of the panel in turn. The panel (32 KiB, or 16 KiB
+// with AVX2 for CPUs whose L1 is 32 KiB) stays in L1 across the columns; the activations are read
+// once per panel, half and chunk, a broadcast per 2 FMAs, so they may come from L2 or L3 without
+// starving the FMAs, where the dot-product tiles read a vector of them per 4 FMAs. Each chunk's
+// sums start at zero and are added to y (y = the first chunk's), so K is summed in runs of
+// kOuterChunk as the tiles' lanes sum runs of K / 16.
 // Bound: compute (the FMAs), from batches of kF32OuterMinCols on; the decode and transpose of a
 // chunk (some 100 instructions per 256 values) are spread over the batch's columns.
 #pragma once
@@ -120,6 +122,117 @@ void f32_outer_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, const flo
       with_count<kOuterCols>(n_cols - c, [&]<int C>() {
         outer_tile<C>(panel, xk + c * ldx, ldx, len, y + c * ldy, ldy, m0, m1, k0 == 0);
       });
+    }
+  }
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kOuterRows = 32, kOuterCols = 6;
+constexpr int64_t kOuterChunk = 128;
+
+// r[i] = row i of an 8 x 8 block in, column i of it out.
+inline void transpose8x8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);      // per lane: a0 b0 a1 b1
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);  // a2 b2 a3 b3
+  }
+  for (int g = 0; g < 2; ++g) {  // u[4g + j]: rows 4g .. 4g + 3 of column j (low lane), j + 4 (high)
+    u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+    r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+  }
+}
+
+// Values k0 .. k0 + len of `rows` (<= 8) weight rows into panel[k][at + i] (i < 8; rows past
+// `rows` are zeros), for k < len rounded up to 8.
+template <typename Decode>
+void pack_outer_eighth(const uint8_t* w, uint64_t row_bytes, int rows, int64_t k0, int64_t len, float* panel,
+                       int at) {
+  alignas(32) float buf[8][kOuterChunk];
+  const int64_t len8 = (len + 7) & ~int64_t(7);
+  for (int i = 0; i < 8; ++i) {
+    if (i < rows) {
+      const float* v = Decode::run(w + i * row_bytes, k0, len, buf[i]);
+      if (v != buf[i]) std::memcpy(buf[i], v, sizeof(float) * size_t(len));
+      std::memset(buf[i] + len, 0, sizeof(float) * size_t(len8 - len));
+    } else {
+      std::memset(buf[i], 0, sizeof(float) * size_t(len8));
+    }
+  }
+  for (int64_t k = 0; k < len8; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_load_ps(buf[i] + k);
+    transpose8x8(r);
+    for (int j = 0; j < 8; ++j) _mm256_store_ps(panel + (k + j) * kOuterRows + at, r[j]);
+  }
+}
+
+// y[c * ldy + r] (+)= sum_{k < len} panel[k][r] x[c * ldx + k] for c < C and the 16 rows of
+// `half` (panel columns 16 half ..; rows masked by m0 and m1): first stores, later chunks add.
+// The loops over c are unrolled by pragma: left to itself GCC 12 keeps a stack copy of the
+// accumulators and stores all twelve at every step (twice as slow).
+template <int C>
+void outer_tile(const float* panel, int half, const float* x, int64_t ldx, int64_t len, float* y, int64_t ldy,
+                __m256i m0, __m256i m1, bool first) {
+  __m256 a0[C], a1[C];
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+    a0[c] = _mm256_setzero_ps();
+    a1[c] = _mm256_setzero_ps();
+  }
+  const float* p = panel + 16 * half;
+  for (int64_t k = 0; k < len; ++k) {
+    const __m256 w0 = _mm256_load_ps(p + kOuterRows * k), w1 = _mm256_load_ps(p + kOuterRows * k + 8);
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+      const __m256 xb = _mm256_broadcast_ss(x + c * ldx + k);
+      a0[c] = _mm256_fmadd_ps(w0, xb, a0[c]);
+      a1[c] = _mm256_fmadd_ps(w1, xb, a1[c]);
+    }
+  }
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+    float* yc = y + c * ldy + 16 * half;
+    if (!first) {
+      a0[c] = _mm256_add_ps(_mm256_maskload_ps(yc, m0), a0[c]);
+      a1[c] = _mm256_add_ps(_mm256_maskload_ps(yc + 8, m1), a1[c]);
+    }
+    _mm256_maskstore_ps(yc, m0, a0[c]);
+    _mm256_maskstore_ps(yc + 8, m1, a1[c]);
+  }
+}
+
+// Up to kOuterRows weight rows against n_cols activation rows (see the top of the file); a
+// panel of 16 rows or fewer packs and multiplies only its first half.
+template <typename Decode>
+void f32_outer_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx, int n_cols,
+                     int64_t k, float* y, int64_t ldy) {
+  alignas(32) float panel[kOuterChunk * kOuterRows];
+  const int halves = n_rows > 16 ? 2 : 1;
+  const auto mask = [](int rows) {  // lanes below `rows` (clamped to 0..8)
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  };
+  for (int64_t k0 = 0; k0 < k; k0 += kOuterChunk) {
+    const int64_t len = k - k0 < kOuterChunk ? k - k0 : kOuterChunk;
+    for (int e = 0; e < 2 * halves; ++e) {
+      const int rows = n_rows - 8 * e;
+      pack_outer_eighth<Decode>(rows > 0 ? w + 8 * e * row_bytes : w, row_bytes, rows < 0 ? 0 : rows, k0, len,
+                                panel, 8 * e);
+    }
+    const float* xk = x + k0;
+    for (int h = 0; h < halves; ++h) {
+      const __m256i m0 = mask(n_rows - 16 * h), m1 = mask(n_rows - 16 * h - 8);
+      int c = 0;
+      for (; c + kOuterCols <= n_cols; c += kOuterCols) {
+        outer_tile<kOuterCols>(panel, h, xk + c * ldx, ldx, len, y + c * ldy, ldy, m0, m1, k0 == 0);
+      }
+      if (c < n_cols) {
+        with_count<kOuterCols>(n_cols - c, [&]<int C>() {
+          outer_tile<C>(panel, h, xk + c * ldx, ldx, len, y + c * ldy, ldy, m0, m1, k0 == 0);
+        });
+      }
     }
   }
 }

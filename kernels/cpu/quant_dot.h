@@ -68,8 +68,8 @@ constexpr int kQ16PanelRows = 16;
 // is a multiple of 32): panels of kQ8PanelRows rows x any number of columns.
 constexpr int kQ8PanelRows = 16;
 // Float tiles (gemm_f32) take up to kF32PanelRows rows and any number of columns: kF32TileRows x
-// kF32TileCols at a time in registers, or with AVX-512 from kF32OuterMinCols columns on, outer
-// products of 32 rows x 12 columns.
+// kF32TileCols at a time in registers, or with AVX-512 or AVX2 from kF32OuterMinCols columns on,
+// outer products of 32 rows x 12 columns (AVX2: 16 x 6).
 constexpr int kF32PanelRows = 32, kF32TileRows = 4, kF32TileCols = 4;
 constexpr int kF32OuterMinCols = 16;
 using GemmQ16 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
