@@ -211,9 +211,6 @@ void f32_outer_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, const flo
                      int64_t k, float* y, int64_t ldy) {
   alignas(32) float panel[kOuterChunk * kOuterRows];
   const int halves = n_rows > 16 ? 2 : 1;
-  const auto mask = [](int rows) {  // lanes below `rows` (clamped to 0..8)
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  };
   for (int64_t k0 = 0; k0 < k; k0 += kOuterChunk) {
     const int64_t len = k - k0 < kOuterChunk ? k - k0 : kOuterChunk;
     for (int e = 0; e < 2 * halves; ++e) {
@@ -223,7 +220,7 @@ void f32_outer_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, const flo
     }
     const float* xk = x + k0;
     for (int h = 0; h < halves; ++h) {
-      const __m256i m0 = mask(n_rows - 16 * h), m1 = mask(n_rows - 16 * h - 8);
+      const __m256i m0 = lanes_below(n_rows - 16 * h), m1 = lanes_below(n_rows - 16 * h - 8);
       int c = 0;
       for (; c + kOuterCols <= n_cols; c += kOuterCols) {
         outer_tile<kOuterCols>(panel, h, xk + c * ldx, ldx, len, y + c * ldy, ldy, m0, m1, k0 == 0);

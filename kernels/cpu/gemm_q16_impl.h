@@ -282,7 +282,7 @@ __attribute__((noinline)) void q16_panel8_cols(const Q16Panel8& p, const BlockQ1
     const __m256i wv = p.wt[q];
     for (int c = 0; c < C; ++c) iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(wv, broadcast_pair(xb[c]->q + 2 * q)));
   }
-  const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i rows = lanes_below(n_rows);
   for (int c = 0; c < C; ++c) {
     const __m256 xd = _mm256_set1_ps(xb[c]->d);
     const __m256 y0 = first ? _mm256_setzero_ps() : _mm256_maskload_ps(y + c * ldy, rows);

@@ -204,7 +204,7 @@ void q8_panel8_cols(const Q8Panel8& p, const BlockQ8x32* x, int64_t x_stride, in
   const BlockQ8x32* xb[C];
   for (int c = 0; c < C; ++c) xb[c] = x + c * x_stride + 8 * i;
   const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i rows = lanes_below(n_rows);
   __m256 acc[C];
   for (int c = 0; c < C; ++c) acc[c] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(y + c * ldy, rows);
   for (int g = 0; g < groups; ++g) {

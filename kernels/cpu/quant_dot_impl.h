@@ -107,6 +107,14 @@ inline void prefetch_ahead(const void* p) {
   __builtin_prefetch(static_cast<const char*>(p) + kPrefetchAhead, 0, 3);
 }
 
+#if defined(__AVX2__)
+// All ones in the dword lanes below n (n clamped to 0..8): the mask of a partial row of 8 floats
+// for _mm256_maskload_ps and _mm256_maskstore_ps.
+inline __m256i lanes_below(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
 float dot_f32(const void* row, const float* x, int64_t k) {
   const float* w = static_cast<const float*>(row);
   float acc[16] = {};
