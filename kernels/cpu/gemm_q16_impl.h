@@ -296,24 +296,79 @@ __attribute__((noinline)) void q16_panel8_cols(const Q16Panel8& p, const BlockQ1
   }
 }
 
+// Both halves of a panel of more than 8 rows against C activation rows, each activation pair
+// broadcast once for the two weight vectors: a step is two loads, C broadcasts and 2C
+// multiply-adds (C = 6: twelve accumulators in 16 registers), where a half at a time takes a
+// broadcast per multiply-add. The same integer sums and float steps per (row, column) as
+// q16_panel8_cols.
+template <int C, bool kMins>  // never inlined, as q16_panel_cols
+__attribute__((noinline)) void q16_panel16_cols(const Q16Panel8* p, const BlockQ16x256* x, int64_t x_stride, int64_t i,
+                                                bool first, int n_rows, float* y, int64_t ldy) {
+  // Two flat arrays, not one [2][C]: GCC 12 keeps the latter in memory.
+  __m256i iacc0[C], iacc1[C];
+  const BlockQ16x256* xb[C];
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+    iacc0[c] = _mm256_setzero_si256();
+    iacc1[c] = _mm256_setzero_si256();
+    xb[c] = x + c * x_stride + i;
+  }
+  for (int q = 0; q < 128; ++q) {
+    const __m256i w0 = p[0].wt[q], w1 = p[1].wt[q];
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+      const __m256i pair = broadcast_pair(xb[c]->q + 2 * q);
+      iacc0[c] = _mm256_add_epi32(iacc0[c], _mm256_madd_epi16(w0, pair));
+      iacc1[c] = _mm256_add_epi32(iacc1[c], _mm256_madd_epi16(w1, pair));
+      // Each sum stays in its register (as in q8_panel8_cols): left free, GCC 12 adds into a new
+      // one and copies it back at every step.
+      asm("" : "+x"(iacc0[c]), "+x"(iacc1[c]));
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const __m256i rows = lanes_below(n_rows - 8 * h);
+    for (int c = 0; c < C; ++c) {
+      float* yc = y + c * ldy + 8 * h;
+      const __m256 xd = _mm256_set1_ps(xb[c]->d);
+      const __m256 y0 = first ? _mm256_setzero_ps() : _mm256_maskload_ps(yc, rows);
+      __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h == 0 ? iacc0[c] : iacc1[c]), _mm256_mul_ps(p[h].d, xd), y0);
+      if constexpr (kMins) {
+        __m256i imin = _mm256_setzero_si256();
+        for (int q = 0; q < 8; ++q) {
+          imin = _mm256_add_epi32(imin, _mm256_madd_epi16(p[h].mt[q], broadcast_pair(xb[c]->sums + 2 * q)));
+        }
+        f = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(p[h].dmin, xd), f);
+      }
+      _mm256_maskstore_ps(yc, rows, f);
+    }
+  }
+}
+
 template <typename Block>
 void gemm_q16_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x, int64_t x_stride,
                          int n_cols, int64_t k, float* y, int64_t ldy) {
   static_assert(kQ16PanelRows == 16);
-  constexpr int kCols = 8;  // 8 accumulators, the weight vector and a broadcast in 16 registers
-  Q16Panel8 p;
-  for (int h = 0; h * 8 < n_rows; ++h) {  // two 8-row halves
-    const int rows = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;
-    const uint8_t* wh = static_cast<const uint8_t*>(w) + 8 * h * row_bytes;
+  const auto* wb = static_cast<const uint8_t*>(w);
+  if (n_rows > 8) {
+    constexpr int kCols = kQ16Mins<Block> ? 4 : 6;  // Q2_K's mins need registers too
+    Q16Panel8 p[2];
     for (int64_t i = 0; i < k / 256; ++i) {
-      decode_q16_panel8<Block>(wh, row_bytes, rows, i, p);
+      decode_q16_panel8<Block>(wb, row_bytes, 8, i, p[0]);
+      decode_q16_panel8<Block>(wb + 8 * row_bytes, row_bytes, n_rows - 8, i, p[1]);
       for (int c0 = 0; c0 < n_cols; c0 += kCols) {
-        const BlockQ16x256* xc = x + c0 * x_stride;
-        float* yc = y + c0 * ldy + 8 * h;
         with_count<kCols>(n_cols - c0, [&]<int C>() {
-          q16_panel8_cols<C, kQ16Mins<Block>>(p, xc, x_stride, i, i == 0, rows, yc, ldy);
+          q16_panel16_cols<C, kQ16Mins<Block>>(p, x + c0 * x_stride, x_stride, i, i == 0, n_rows, y + c0 * ldy, ldy);
         });
       }
+    }
+    return;
+  }
+  constexpr int kCols = 8;  // 8 accumulators, the weight vector and a broadcast in 16 registers
+  Q16Panel8 p;
+  for (int64_t i = 0; i < k / 256; ++i) {
+    decode_q16_panel8<Block>(wb, row_bytes, n_rows, i, p);
+    for (int c0 = 0; c0 < n_cols; c0 += kCols) {
+      with_count<kCols>(n_cols - c0, [&]<int C>() {
+        q16_panel8_cols<C, kQ16Mins<Block>>(p, x + c0 * x_stride, x_stride, i, i == 0, n_rows, y + c0 * ldy, ldy);
+      });
     }
   }
 }
