@@ -196,7 +196,8 @@ TEST(CpuOps, ActivationBlocksStayInRange) {
 TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
-  // A 12-bit panel takes 8 + 8 + 3 columns, AVX-512's float outer products 12 + 7.
+  // A 12-bit panel takes 8 + 8 + 3 columns (AVX2, over 8 rows: 6 + 6 + 6 + 1), AVX-512's float
+  // outer products 12 + 7 (AVX2's 6 + 6 + 6 + 1).
   const int kRows = kF32PanelRows, kCols = 19;
   static_assert(kRows >= kQ16PanelRows && kCols >= kF32OuterMinCols);
   for (const DotKernels* kern : every_kernel_set()) {
@@ -241,7 +242,7 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
         }
       }
       if (q16) {
-        for (const int n_rows : {1, 7, kQ16PanelRows}) {
+        for (const int n_rows : {1, 7, 11, kQ16PanelRows}) {  // 11: AVX2's second half partial
           for (const int n_cols : {1, 8, kCols}) shapes.push_back({n_rows, n_cols});
         }
       }
