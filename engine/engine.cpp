@@ -11,6 +11,7 @@
 #include "scheduler/cuda_transport.h"
 #include "scheduler/pipeline.h"
 #include "engine/error.h"
+#include "kernels/cpu/quant_dot.h"
 
 namespace engine {
 
@@ -81,6 +82,8 @@ std::vector<std::unique_ptr<Transport>> connect_stages(std::vector<std::unique_p
 }
 
 }  // namespace
+
+std::string cpu_kernels_isa() { return dot_kernels().isa; }
 
 std::vector<StageOptions> stages_from_plan(const Plan& plan) {
   std::vector<StageOptions> stages;

@@ -164,6 +164,7 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model,
     j["prompt_tokens"] = prompt;
     j["prompt_tokens_per_s"] = prompt_tps;
     j["gen_tokens_per_s"] = gen_tps;
+    j["cpu_isa"] = engine::cpu_kernels_isa();
     std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
     std::fputc('\n', stdout);
@@ -235,10 +236,10 @@ int main(int argc, char** argv) {
       std::fputs((f.json ? engine::plan_report_json(plan) + "\n" : engine::plan_report_text(plan)).c_str(), stdout);
       return 0;
     }
-    fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s\n", engine::plan_report_text(plan),
+    fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s; CPU kernels {}\n", engine::plan_report_text(plan),
                f.model, model->spec().arch.name, model->spec().hp.n_layer,
                engine::format_gib(model->spec().file.total_bytes()),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), engine::cpu_kernels_isa());
     engine::ContextOptions copts;
     copts.n_ctx = plan.n_ctx;
     copts.n_batch = f.batch;

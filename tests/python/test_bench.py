@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import mkmodel, run, tempdir  # noqa: E402
 
 BENCH = os.environ.get("ENGINE_BENCH", "engine-bench")
-COLUMNS = ["model", "model_bytes", "types", "split", "devices", "transport", "kv_type", "layers", "test",
+COLUMNS = ["model", "model_bytes", "types", "split", "devices", "cpu_isa", "transport", "kv_type", "layers", "test",
            "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "gpu_memory", "bytes_per_token",
            "gb_per_s", "roofline_fraction", "error"]
 
@@ -71,6 +71,8 @@ class BenchOnCpu(unittest.TestCase):
                 self.assertGreater(r["model_bytes"], 0)
                 self.assertEqual(r["gpu_memory"], "")  # no GPU stage
             self.assertEqual({r["depth"] for r in ok}, {0, 8})
+            self.assertEqual(len({r["cpu_isa"] for r in rows}), 1)
+            self.assertIn(rows[0]["cpu_isa"], ("avx512-vnni", "avx2", "generic"))
             table = list(csv.DictReader(io.StringIO(run(*args, "-o", "csv").stdout)))
             self.assertEqual(len(table), len(rows))
             self.assertEqual(list(table[0].keys()), COLUMNS)
@@ -79,6 +81,19 @@ class BenchOnCpu(unittest.TestCase):
             md = run(*args).stdout
             self.assertIn("cannot run:", md)
             self.assertEqual(md.count("\n"), 2 + len(rows))
+
+    def test_rows_name_the_cpu_kernels_that_ran(self):
+        """ENGINE_CPU_ISA=generic (every x86-64 CPU runs it) shows in every row; an unknown set is
+        one line and no rows."""
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "tiny.gguf"), "--arch", "llama")
+            args = [BENCH, "-m", model, "--split", "cpu", "-p", "8", "-n", "4", "-r", "1", "-o", "json"]
+            rows = json.loads(run(*args, env={"ENGINE_CPU_ISA": "generic"}).stdout)
+            self.assertEqual([r["cpu_isa"] for r in rows], ["generic", "generic"])
+            bad = run(*args, env={"ENGINE_CPU_ISA": "neon"}, check=False)
+            self.assertNotEqual(bad.returncode, 0)
+            self.assertEqual(bad.stdout, "")
+            self.assertIn("ENGINE_CPU_ISA=neon: unknown instruction set", bad.stderr)
 
     def test_kv_types_are_an_axis(self):
         with tempdir() as d:

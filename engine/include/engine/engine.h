@@ -61,6 +61,11 @@ struct StageOptions {
 // The plan's devices that hold layers, as stages in layer order.
 std::vector<StageOptions> stages_from_plan(const Plan& plan);
 
+// The instruction set of the CPU kernels this process runs ("avx512-vnni", "avx2" or
+// "generic"): the best this CPU has, or at most what ENGINE_CPU_ISA names (docs/engine.md).
+// Throws Error for an ENGINE_CPU_ISA this CPU cannot run.
+std::string cpu_kernels_isa();
+
 struct ContextOptions {
   uint32_t n_ctx = 0;       // 0: min(trained context, 4096)
   uint32_t n_batch = 512;   // prompt tokens per forward call
