@@ -187,15 +187,18 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
     add_bias(k_.data(), w.bk, n, KV);
     add_bias(v_.data(), w.bv, n, KV);
     each_token(n, [&](int64_t b) {
+      std::vector<float> rot(size_t(m_.rope.n_rot));  // cos, then sin: every head of the token turns alike
+      const float *cos = rot.data(), *sin = rot.data() + m_.rope.n_rot / 2;
+      rope_table(pos + b, m_.rope, rot.data(), rot.data() + m_.rope.n_rot / 2);
       for (int64_t h = 0; h < hp_.n_head; ++h) {
         float* head = q_.data() + b * Q + h * hd;
         if (!w.q_norm.empty()) rms_norm(head, w.q_norm.data(), head, hd, eps);
-        rope(head, pos + b, m_.rope);
+        rope_apply(head, cos, sin, m_.rope);
       }
       for (int64_t h = 0; h < hp_.n_head_kv; ++h) {
         float* head = k_.data() + b * KV + h * hd;
         if (!w.k_norm.empty()) rms_norm(head, w.k_norm.data(), head, hd, eps);
-        rope(head, pos + b, m_.rope);
+        rope_apply(head, cos, sin, m_.rope);
       }
       quantize_row(kv_type_, k_.data() + b * KV, kv_row(k_cache_, l, pos + b), KV);
       quantize_row(kv_type_, v_.data() + b * KV, kv_row(v_cache_, l, pos + b), KV);

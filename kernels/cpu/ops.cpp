@@ -138,19 +138,27 @@ void rope_yarn_corr(const RopeParams& p, float* low, float* high) {
   *high = std::min(float(p.n_rot - 1), std::ceil(yarn_corr_dim(p.n_rot, p.n_ctx_orig, p.beta_slow, p.freq_base)));
 }
 
-void rope(float* head, int64_t pos, const RopeParams& p) {
-  const int half = p.n_rot / 2;
+void rope_table(int64_t pos, const RopeParams& p, float* cos_out, float* sin_out) {
   float corr_low, corr_high;
   rope_yarn_corr(p, &corr_low, &corr_high);
+  for (int i = 0; i < p.n_rot / 2; ++i) rope_rotation(p, pos, i, corr_low, corr_high, &cos_out[i], &sin_out[i]);
+}
+
+void rope_apply(float* head, const float* cos, const float* sin, const RopeParams& p) {
+  const int half = p.n_rot / 2;
   for (int i = 0; i < half; ++i) {
-    float c, s;
-    rope_rotation(p, pos, i, corr_low, corr_high, &c, &s);
     const int a = p.neox ? i : 2 * i;
     const int b = p.neox ? i + half : 2 * i + 1;
     const float x0 = head[a], x1 = head[b];
-    head[a] = x0 * c - x1 * s;
-    head[b] = x0 * s + x1 * c;
+    head[a] = x0 * cos[i] - x1 * sin[i];
+    head[b] = x0 * sin[i] + x1 * cos[i];
   }
+}
+
+void rope(float* head, int64_t pos, const RopeParams& p) {
+  std::vector<float> cos(size_t(p.n_rot / 2)), sin(size_t(p.n_rot / 2));
+  rope_table(pos, p, cos.data(), sin.data());
+  rope_apply(head, cos.data(), sin.data(), p);
 }
 
 void softmax(float* x, int64_t n) {

@@ -32,6 +32,11 @@ struct RopeParams {
   const float* freq_factors = nullptr;  // n_rot/2 divisors of the frequencies (Llama 3.1), or null
 };
 void rope(float* head, int64_t pos, const RopeParams& p);
+// rope in two steps, for a token's heads, which all turn by the same angles: the cos and sin of
+// each rotated pair's angle at pos (n_rot / 2 each), then one head turned by them; the same
+// values as rope.
+void rope_table(int64_t pos, const RopeParams& p, float* cos_out, float* sin_out);
+void rope_apply(float* head, const float* cos, const float* sin, const RopeParams& p);
 
 // YaRN's correction range (the dimensions between which it ramps from extrapolation to
 // interpolation); both 0 without YaRN. The per-pair arithmetic is rope_rotation (rope_math.h).
