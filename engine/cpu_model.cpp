@@ -154,11 +154,7 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
   // The per-token work between the products, a token per task: in a prompt batch it would
   // otherwise run on one thread while the others wait (a tenth of a 2-thread prompt's time,
   // and a growing share with more threads). A single token runs inline.
-  auto each_token = [&](int64_t count, auto&& fn) {
-    pool_.parallel_for(count, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) fn(b);
-    });
-  };
+  auto each_token = [&](int64_t count, const auto& fn) { pool_.for_each(count, fn); };
   if (layers_.input) {
     each_token(n, [&](int64_t b) {
       dequantize_row(m_.token_embd.type, static_cast<const uint8_t*>(m_.token_embd.data) + tokens[b] * embd_row,

@@ -18,22 +18,13 @@ float yarn_corr_dim(int n_dims, uint32_t n_ctx_orig, float n_rot, float base) {
          (2 * std::log(base));
 }
 
-// fn(b) for the n activation rows of a batch, a row per task: the quantization of a prompt
-// batch's activations is a pass over all of them, serial otherwise (a single row runs inline).
-template <typename Fn>
-void quantize_rows(int64_t n, ThreadPool& pool, const Fn& fn) {
-  pool.parallel_for(n, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) fn(b);
-  });
-}
-
 // Decode rows of the K-quants: each activation row quantized once to 256-value blocks, then
 // weight rows split across the pool, each against every activation row.
 void matmul_q8x256_rows(DotQ8x256 dot, const uint8_t* rows, uint64_t row_bytes, int64_t K, int64_t N,
                         const float* x, int64_t n_batch, float* y, ThreadPool& pool) {
   const DotKernels& kern = dot_kernels();
   std::vector<BlockQ8x256> xq(static_cast<size_t>(n_batch * K / 256));
-  quantize_rows(n_batch, pool, [&](int64_t b) { kern.quantize_q8x256(x + b * K, xq.data() + b * K / 256, K); });
+  pool.for_each(n_batch, [&](int64_t b) { kern.quantize_q8x256(x + b * K, xq.data() + b * K / 256, K); });
   pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, xq.data() + b * K / 256, K);
@@ -61,7 +52,7 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
       }
       const int64_t blocks = K / 256;
       std::vector<BlockQ16x256> xq(static_cast<size_t>(n_batch * blocks));
-      quantize_rows(n_batch, pool, [&](int64_t b) { kern.quantize_q16(x + b * K, xq.data() + b * blocks, K); });
+      pool.for_each(n_batch, [&](int64_t b) { kern.quantize_q16(x + b * K, xq.data() + b * blocks, K); });
       pool.parallel_for((N + kQ16PanelRows - 1) / kQ16PanelRows, [&](int64_t p0, int64_t p1) {
         for (int64_t n = p0 * kQ16PanelRows; n < std::min(N, p1 * kQ16PanelRows); n += kQ16PanelRows) {
           const int n_rows = static_cast<int>(std::min<int64_t>(kQ16PanelRows, N - n));
@@ -82,7 +73,7 @@ void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, 
       }
       const int64_t blocks = K / 32;
       std::vector<BlockQ8x32> xq(static_cast<size_t>(n_batch * blocks));
-      quantize_rows(n_batch, pool, [&](int64_t b) { kern.quantize_q8(x + b * K, xq.data() + b * blocks, K); });
+      pool.for_each(n_batch, [&](int64_t b) { kern.quantize_q8(x + b * K, xq.data() + b * blocks, K); });
       if (panels) {
         pool.parallel_for((N + kQ8PanelRows - 1) / kQ8PanelRows, [&](int64_t p0, int64_t p1) {
           for (int64_t n = p0 * kQ8PanelRows; n < std::min(N, p1 * kQ8PanelRows); n += kQ8PanelRows) {

@@ -29,6 +29,14 @@ class ThreadPool {
   // machine does not hold the others back; returns when all chunks are done. Not reentrant.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
+  // fn(i) for every i in [0, n), through parallel_for's chunks (n == 1 runs inline).
+  template <typename Fn>
+  void for_each(int64_t n, const Fn& fn) {
+    parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) fn(i);
+    });
+  }
+
  private:
   void worker();
   void run_chunks();
