@@ -21,6 +21,26 @@
 namespace engine {
 namespace {
 
+// Values k0 .. k0 + len of kBlock weight rows, decoded to buf + i * stride for the first `rows`
+// of them, zero past len (up to len rounded up to kBlock) and in the rows past `rows`: the
+// rows a packer transposes kBlock x kBlock at a time. Returns len rounded up to kBlock.
+template <typename Decode, int kBlock>
+int64_t decode_block_rows(const uint8_t* w, uint64_t row_bytes, int rows, int64_t k0, int64_t len, float* buf,
+                          int64_t stride) {
+  const int64_t padded = (len + kBlock - 1) / kBlock * kBlock;
+  for (int i = 0; i < kBlock; ++i) {
+    float* out = buf + i * stride;
+    if (i < rows) {
+      const float* v = Decode::run(w + i * row_bytes, k0, len, out);
+      if (v != out) std::memcpy(out, v, sizeof(float) * size_t(len));
+      std::memset(out + len, 0, sizeof(float) * size_t(padded - len));
+    } else {
+      std::memset(out, 0, sizeof(float) * size_t(padded));
+    }
+  }
+  return padded;
+}
+
 #if defined(__AVX512F__)
 constexpr int kOuterRows = 32, kOuterCols = 12;
 constexpr int64_t kOuterChunk = 256;
@@ -57,16 +77,7 @@ template <typename Decode>
 void pack_outer_half(const uint8_t* w, uint64_t row_bytes, int rows, int64_t k0, int64_t len, float* panel,
                      int half) {
   alignas(64) float buf[16][kOuterChunk];
-  const int64_t len16 = (len + 15) & ~int64_t(15);
-  for (int i = 0; i < 16; ++i) {
-    if (i < rows) {
-      const float* v = Decode::run(w + i * row_bytes, k0, len, buf[i]);
-      if (v != buf[i]) std::memcpy(buf[i], v, sizeof(float) * size_t(len));
-      std::memset(buf[i] + len, 0, sizeof(float) * size_t(len16 - len));
-    } else {
-      std::memset(buf[i], 0, sizeof(float) * size_t(len16));
-    }
-  }
+  const int64_t len16 = decode_block_rows<Decode, 16>(w, row_bytes, rows, k0, len, buf[0], kOuterChunk);
   for (int64_t k = 0; k < len16; k += 16) {
     __m512 r[16];
     for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(buf[i] + k);
@@ -154,16 +165,7 @@ template <typename Decode>
 void pack_outer_eighth(const uint8_t* w, uint64_t row_bytes, int rows, int64_t k0, int64_t len, float* panel,
                        int at) {
   alignas(32) float buf[8][kOuterChunk];
-  const int64_t len8 = (len + 7) & ~int64_t(7);
-  for (int i = 0; i < 8; ++i) {
-    if (i < rows) {
-      const float* v = Decode::run(w + i * row_bytes, k0, len, buf[i]);
-      if (v != buf[i]) std::memcpy(buf[i], v, sizeof(float) * size_t(len));
-      std::memset(buf[i] + len, 0, sizeof(float) * size_t(len8 - len));
-    } else {
-      std::memset(buf[i], 0, sizeof(float) * size_t(len8));
-    }
-  }
+  const int64_t len8 = decode_block_rows<Decode, 8>(w, row_bytes, rows, k0, len, buf[0], kOuterChunk);
   for (int64_t k = 0; k < len8; k += 8) {
     __m256 r[8];
     for (int i = 0; i < 8; ++i) r[i] = _mm256_load_ps(buf[i] + k);
