@@ -99,6 +99,7 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
   tmp_.resize(b * hp_.n_embd);
   gate_.resize(b * hp_.n_ff);
   up_.resize(b * hp_.n_ff);
+  rope_angles_.resize(b * m_.rope.n_rot);
   if (layers_.output) logits_.resize(hp_.n_vocab);  // forward_greedy's row
 }
 
@@ -183,9 +184,10 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
     add_bias(k_.data(), w.bk, n, KV);
     add_bias(v_.data(), w.bv, n, KV);
     each_token(n, [&](int64_t b) {
-      std::vector<float> rot(size_t(m_.rope.n_rot));  // cos, then sin: every head of the token turns alike
-      const float *cos = rot.data(), *sin = rot.data() + m_.rope.n_rot / 2;
-      rope_table(pos + b, m_.rope, rot.data(), rot.data() + m_.rope.n_rot / 2);
+      // Every head of the token turns by the same angles.
+      float* cos = rope_angles_.data() + b * m_.rope.n_rot;
+      float* sin = cos + m_.rope.n_rot / 2;
+      rope_table(pos + b, m_.rope, cos, sin);
       for (int64_t h = 0; h < hp_.n_head; ++h) {
         float* head = q_.data() + b * Q + h * hd;
         if (!w.q_norm.empty()) rms_norm(head, w.q_norm.data(), head, hd, eps);

@@ -62,6 +62,7 @@ class CpuStage final : public Stage {
   ThreadPool pool_;
   std::vector<uint8_t> k_cache_, v_cache_;  // [layer - first][position][kv_dim] in kv_type_
   std::vector<float> x_, xb_, q_, k_, v_, attn_out_, tmp_, gate_, up_, logits_;
+  std::vector<float> rope_angles_;  // per token of a batch: n_rot / 2 cosines, then n_rot / 2 sines
 };
 
 }  // namespace engine
