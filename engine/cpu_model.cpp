@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "engine/quantize.h"
 #include "engine/sampling.h"
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/quant_dot.h"
 
 namespace engine {
@@ -115,35 +116,21 @@ uint8_t* CpuStage::kv_row(std::vector<uint8_t>& cache, int layer, int64_t pos) {
 }
 
 void CpuStage::attention(int layer, int64_t n, int64_t pos) {
-  const int64_t hd = hp_.head_dim, group = hp_.n_head / hp_.n_head_kv;
-  const float scale = 1.0f / std::sqrt(float(hd));
-  const uint64_t head_bytes = type_bytes(kv_type_, hd);
-  const DotKernels& kern = dot_kernels();
-  // Keys are dotted in their cache type (f16, f32 or Q8_0) with float queries.
-  const DotF32 dot = kern.dot_f32[static_cast<uint32_t>(kv_type_)];
-  pool_.parallel_for(n * hp_.n_head, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(n_ctx_), val(hd);
-    for (int64_t job = begin; job < end; ++job) {
-      const int64_t b = job / hp_.n_head, h = job % hp_.n_head, kvh = h / group;
-      const int64_t n_keys = pos + b + 1;  // causal: this token and everything before it
-      const float* q = q_.data() + b * hp_.q_dim() + h * hd;
-      for (int64_t t = 0; t < n_keys; ++t) {
-        scores[t] = dot(kv_row(k_cache_, layer, t) + kvh * head_bytes, q, hd) * scale;
-      }
-      softmax(scores.data(), n_keys);
-      float* out = attn_out_.data() + b * hp_.q_dim() + h * hd;
-      std::fill(out, out + hd, 0.0f);
-      for (int64_t t = 0; t < n_keys; ++t) {
-        const uint8_t* v = kv_row(v_cache_, layer, t) + kvh * head_bytes;
-        if (kv_type_ == GgmlType::F16) {
-          kern.axpy_f16(scores[t], reinterpret_cast<const uint16_t*>(v), out, hd);
-        } else {
-          dequantize_row(kv_type_, v, val.data(), hd);
-          for (int64_t i = 0; i < hd; ++i) out[i] += scores[t] * val[i];
-        }
-      }
-    }
-  });
+  AttentionBatch batch;
+  batch.q = q_.data();
+  batch.out = attn_out_.data();
+  batch.q_stride = hp_.q_dim();
+  batch.n_tokens = n;
+  batch.pos = pos;
+  batch.n_head = hp_.n_head;
+  batch.n_head_kv = hp_.n_head_kv;
+  batch.head_dim = hp_.head_dim;
+  batch.scale = 1.0f / std::sqrt(float(hp_.head_dim));
+  batch.k_cache = kv_row(k_cache_, layer, 0);
+  batch.v_cache = kv_row(v_cache_, layer, 0);
+  batch.row_bytes = kv_row_bytes_;
+  batch.kv_type = kv_type_;
+  engine::attention(batch, pool_);
 }
 
 void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) {

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "attention.h"
 #include "engine/ggml_type.h"
 
 namespace engine {
@@ -98,6 +99,10 @@ struct DotKernels {
   // `values` (v_i <= shift, divisor > 0; out may be null); returns their sum (exp_impl.h).
   double (*exp_shifted)(const void* values, size_t stride_bytes, int64_t n, double shift, double divisor,
                         double* out);
+  // One tile of flash attention (attention.h): up to attn_lanes query rows of one KV head over a
+  // range of cached positions; scratch holds attention_scratch_floats(head_dim), 64-byte aligned.
+  void (*attend_tile)(const AttentionTile& tile, float* scratch);
+  int attn_lanes;
 };
 
 const DotKernels& dot_kernels();          // the best for this CPU

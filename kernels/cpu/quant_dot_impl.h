@@ -419,12 +419,22 @@ void add_q8x256_rows(DotKernels& k);  // dot_q8x256_impl.h
 void add_q8x32_rows(DotKernels& k);  // dot_q8x32_impl.h
 void add_q23k_rows(DotKernels& k);  // dot_q23k_impl.h
 
+}  // namespace
+}  // namespace engine
+
+#include "attention_impl.h"
+
+namespace engine {
+namespace {
+
 DotKernels make_kernels(const char* isa) {
   DotKernels k{};
   k.isa = isa;
   k.quantize_q8 = quantize_q8;
   k.axpy_f16 = axpy_f16;
   k.exp_shifted = exp_shifted;
+  k.attend_tile = attend_tile;
+  k.attn_lanes = AttnLanes::n;
   k.dot_f32[uint32_t(GgmlType::F32)] = dot_f32;
   k.dot_f32[uint32_t(GgmlType::F16)] = dot_f16;
   k.dot_f32[uint32_t(GgmlType::BF16)] = dot_bf16;

@@ -1,0 +1,150 @@
+#include "attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/error.h"
+#include "quant_dot.h"
+
+namespace engine {
+namespace {
+
+// A split along the positions covers at least this many of them: below, the tile's fixed work
+// (transposing its queries, writing its partial sums) would be a visible share.
+constexpr int64_t kMinSplitPositions = 256;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Scratch floats, 64-byte aligned, one buffer per parallel chunk.
+class AlignedFloats {
+ public:
+  explicit AlignedFloats(int64_t n) : raw_(new float[size_t(n) + 16]) {
+    const uintptr_t p = reinterpret_cast<uintptr_t>(raw_.get());
+    data_ = reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
+  }
+  float* data() { return data_; }
+
+ private:
+  std::unique_ptr<float[]> raw_;
+  float* data_;
+};
+
+}  // namespace
+
+void attention(const AttentionBatch& b, ThreadPool& pool) { attention(b, pool, dot_kernels()); }
+
+void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern) {
+  if (b.kv_type != GgmlType::F32 && b.kv_type != GgmlType::F16 && b.kv_type != GgmlType::Q8_0) {
+    throw Error(fmt::format("attention: KV cache type {} is not supported (f32, f16 or q8_0)",
+                            type_id_name(uint32_t(b.kv_type))));
+  }
+  if (b.n_tokens <= 0) return;
+  const int64_t lanes = kern.attn_lanes, hd = b.head_dim;
+  const int64_t group = b.n_head / b.n_head_kv;
+  // A tile: `heads` query heads of one KV head times `tokens` neighbouring tokens, at most the
+  // kernel's lanes (GQA's group of 8 with AVX-512: 2 tokens of 8 heads; with AVX2, 1 token).
+  const int64_t heads = std::min(group, lanes);
+  const int64_t head_chunks = ceil_div(group, heads);
+  const int64_t tokens = std::max<int64_t>(1, lanes / heads);
+  const int64_t token_tiles = ceil_div(b.n_tokens, tokens);
+  const int64_t tiles = b.n_head_kv * head_chunks * token_tiles;
+  const uint64_t head_bytes = type_bytes(b.kv_type, uint64_t(hd));
+  // Few tiles over many positions (decode at a depth, a short turn after a long chat): split the
+  // positions too, so every thread has work, and merge the partial sums afterwards.
+  const int64_t positions = b.pos + b.n_tokens;
+  int64_t splits = 1;
+  if (tiles < 2 * pool.size()) {
+    splits = std::clamp<int64_t>(ceil_div(2 * pool.size(), tiles), 1, std::max<int64_t>(1, positions / kMinSplitPositions));
+  }
+  const int64_t split_len = ceil_div(ceil_div(positions, splits), kAttnKeys) * kAttnKeys;
+  // Partial sums (o, m, l per row) of every task, when the positions are split.
+  const int64_t part_floats = lanes * (hd + 2);
+  std::vector<float> parts(splits > 1 ? size_t(tiles * splits * part_floats) : 0);
+
+  auto tile_rows = [&](int64_t tile, int64_t* first_token, int64_t* n_tokens, int64_t* first_head, int64_t* n_heads) {
+    // The last tokens first: they see the most positions, and a late long task would idle the rest.
+    const int64_t token_tile = token_tiles - 1 - tile % token_tiles;
+    const int64_t head_tile = tile / token_tiles;  // kv head * head_chunks + chunk
+    *first_token = token_tile * tokens;
+    *n_tokens = std::min(tokens, b.n_tokens - *first_token);
+    const int64_t kvh = head_tile / head_chunks, chunk = head_tile % head_chunks;
+    *first_head = kvh * group + chunk * heads;
+    *n_heads = std::min(heads, group - chunk * heads);
+  };
+
+  pool.parallel_for(tiles * splits, [&](int64_t begin, int64_t end) {
+    AlignedFloats scratch(attention_scratch_floats(hd));
+    std::vector<float> own(static_cast<size_t>(part_floats));
+    const float* q_rows[kAttnMaxLanes];
+    int32_t limit[kAttnMaxLanes];
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t tile = task / splits, split = task % splits;
+      int64_t t0, nt, h0, nh;
+      tile_rows(tile, &t0, &nt, &h0, &nh);
+      AttentionTile at;
+      at.rows = int(nt * nh);
+      for (int64_t i = 0; i < nt; ++i) {
+        for (int64_t j = 0; j < nh; ++j) {
+          q_rows[i * nh + j] = b.q + (t0 + i) * b.q_stride + (h0 + j) * hd;
+          limit[i * nh + j] = int32_t(b.pos + t0 + i + 1);
+        }
+      }
+      const int64_t kvh = h0 / group;
+      at.q = q_rows;
+      at.limit = limit;
+      at.k = b.k_cache + kvh * head_bytes;
+      at.v = b.v_cache + kvh * head_bytes;
+      at.row_bytes = b.row_bytes;
+      at.type = b.kv_type;
+      at.head_dim = hd;
+      at.t0 = split * split_len;
+      at.t1 = std::min(b.pos + t0 + nt, (split + 1) * split_len);  // the tile's last token's limit
+      at.scale = b.scale;
+      float* part = splits > 1 ? parts.data() + task * part_floats : own.data();
+      at.o = part;
+      at.m = part + lanes * hd;
+      at.l = at.m + lanes;
+      if (at.t1 <= at.t0) {  // this split lies beyond every row's positions
+        std::fill(at.o, at.o + at.rows * hd, 0.0f);
+        std::fill(at.m, at.m + at.rows, -1e30f);
+        std::fill(at.l, at.l + at.rows, 0.0f);
+        continue;
+      }
+      kern.attend_tile(at, scratch.data());
+      if (splits > 1) continue;
+      for (int64_t r = 0; r < at.rows; ++r) {
+        float* out = b.out + (t0 + r / nh) * b.q_stride + (h0 + r % nh) * hd;
+        const float inv = 1.0f / at.l[r];
+        for (int64_t d = 0; d < hd; ++d) out[d] = at.o[r * hd + d] * inv;
+      }
+    }
+  });
+  if (splits == 1) return;
+  // Merge: out = sum_s e^(m_s - M) o_s / sum_s e^(m_s - M) l_s, M the largest m_s.
+  pool.for_each(tiles, [&](int64_t tile) {
+    int64_t t0, nt, h0, nh;
+    tile_rows(tile, &t0, &nt, &h0, &nh);
+    const float* first = parts.data() + tile * splits * part_floats;
+    for (int64_t r = 0; r < nt * nh; ++r) {
+      float top = -1e30f;
+      for (int64_t s = 0; s < splits; ++s) top = std::max(top, first[s * part_floats + lanes * hd + r]);
+      float* out = b.out + (t0 + r / nh) * b.q_stride + (h0 + r % nh) * hd;
+      std::fill(out, out + hd, 0.0f);
+      double sum = 0;
+      for (int64_t s = 0; s < splits; ++s) {
+        const float* part = first + s * part_floats;
+        const float w = std::exp(part[lanes * hd + r] - top);
+        sum += double(w) * double(part[lanes * hd + lanes + r]);
+        for (int64_t d = 0; d < hd; ++d) out[d] += w * part[r * hd + d];
+      }
+      const float inv = sum > 0 ? float(1.0 / sum) : 0.0f;
+      for (int64_t d = 0; d < hd; ++d) out[d] *= inv;
+    }
+  });
+}
+
+}  // namespace engine

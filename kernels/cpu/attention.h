@@ -1,0 +1,70 @@
+// Attention on the CPU over a KV cache (f16, f32 or q8_0 rows), as flash attention: each task
+// takes the query rows of several heads that share one KV head (GQA) and of neighbouring
+// tokens, so a key or value is widened once and used for every one of them, and keeps the
+// softmax online (running max and sum) instead of a score row per query.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/ggml_type.h"
+#include "thread_pool.h"
+
+namespace engine {
+
+// The most query rows one tile kernel call takes: the lanes of the widest vector of the
+// instruction sets (16 floats of AVX-512; AVX2 takes 8, the portable build 4).
+constexpr int kAttnMaxLanes = 16;
+// Keys (and values) widened to f32 at a time.
+constexpr int kAttnKeys = 32;
+
+// One call of the tile kernel (DotKernels::attend_tile): up to the kernel's lanes query rows, all
+// against the same KV head, over the cached positions [t0, t1).
+struct AttentionTile {
+  int rows = 0;
+  const float* const* q = nullptr;  // rows pointers to head_dim floats
+  const int32_t* limit = nullptr;   // row r sees position t only where t < limit[r]
+  const uint8_t* k = nullptr;       // this KV head's key at position t: k + t * row_bytes
+  const uint8_t* v = nullptr;       // and its value: v + t * row_bytes
+  uint64_t row_bytes = 0;
+  GgmlType type = GgmlType::F16;    // F32, F16 or Q8_0 (head_dim % 32 == 0)
+  int64_t head_dim = 0, t0 = 0, t1 = 0;
+  float scale = 1.0f;               // applied to every score
+  // Out: per row, o = sum_t e^(s_t - m) v_t over the seen positions (not divided), the largest
+  // score m (-1e30 where the row saw none) and l = sum_t e^(s_t - m) (0 where none).
+  float* o = nullptr;  // rows x head_dim
+  float* m = nullptr;
+  float* l = nullptr;
+};
+
+// Floats of scratch one tile kernel call needs (64-byte aligned).
+inline int64_t attention_scratch_floats(int64_t head_dim) {
+  return 2 * head_dim * kAttnMaxLanes + kAttnKeys * kAttnMaxLanes + 2 * kAttnKeys * head_dim;
+}
+
+// A batch of query tokens at positions pos .. pos + n_tokens - 1, whose keys and values are
+// already in the cache: token b sees positions 0 .. pos + b. Head h of token b reads
+// q[b * q_stride + h * head_dim ...] and writes out[...] at the same place; it uses KV head
+// h / (n_head / n_head_kv), whose key at position t is at k_cache + t * row_bytes + kv_head *
+// head_bytes (head_bytes: the cache type's bytes for head_dim values), its value likewise.
+struct AttentionBatch {
+  const float* q = nullptr;
+  float* out = nullptr;
+  int64_t q_stride = 0;
+  int64_t n_tokens = 0, pos = 0;
+  int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
+  float scale = 1.0f;
+  const uint8_t* k_cache = nullptr;
+  const uint8_t* v_cache = nullptr;
+  uint64_t row_bytes = 0;
+  GgmlType kv_type = GgmlType::F16;
+};
+
+// Splits the batch into tiles over the pool's threads; a few long rows (decode at a depth) are
+// also split along the positions, their partial sums merged. Throws engine::Error on a cache
+// type other than F32, F16 or Q8_0.
+void attention(const AttentionBatch& batch, ThreadPool& pool);
+// The same with a given kernel set (quant_dot.h's dot_kernels_*), for tests.
+struct DotKernels;
+void attention(const AttentionBatch& batch, ThreadPool& pool, const DotKernels& kernels);
+
+}  // namespace engine

@@ -1,0 +1,162 @@
+// CPU flash attention (kernels/cpu/attention.h) against the double-precision reference, from the
+// values the cache holds, for every kernel set this CPU runs, every cache type, GQA groups below,
+// at and above a tile's lanes, head sizes that are and are not a multiple of a vector, prompts and
+// decode steps (split along the positions and merged) on fresh random data, outputs poisoned with
+// NaN first.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "attention_reference.h"
+#include "engine/quantize.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/quant_dot.h"
+#include "test_support.h"
+
+namespace engine {
+namespace {
+
+std::vector<const DotKernels*> every_kernel_set() {
+  std::vector<const DotKernels*> sets = {&dot_kernels_generic()};
+  if (auto* k = dot_kernels_avx2()) sets.push_back(k);
+  if (auto* k = dot_kernels_avx512()) sets.push_back(k);
+  return sets;
+}
+
+struct Shape {
+  int n_head, n_head_kv, hd;
+};
+
+struct Cache {
+  std::vector<uint8_t> k, v;  // [t][kv_dim] in the cache type
+  std::vector<float> k_held, v_held;  // the values those bytes hold
+  uint64_t row_bytes = 0;
+};
+
+// Positions of keys and values drawn around `spread` (larger: sharper softmax rows), stored in
+// `type`. `drift` adds t * drift to every key, so scores grow along the positions and the
+// running maximum changes block after block.
+Cache random_cache(GgmlType type, int64_t positions, int64_t kv_dim, float spread, float drift, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, spread);
+  Cache c;
+  c.row_bytes = type_bytes(type, uint64_t(kv_dim));
+  c.k.resize(positions * c.row_bytes);
+  c.v.resize(c.k.size());
+  c.k_held.resize(positions * kv_dim);
+  c.v_held.resize(c.k_held.size());
+  std::vector<float> row(kv_dim);
+  for (int64_t t = 0; t < positions; ++t) {
+    for (auto& x : row) x = normal(rng) + float(t) * drift;
+    quantize_row(type, row.data(), c.k.data() + t * c.row_bytes, kv_dim);
+    for (auto& x : row) x = normal(rng);
+    quantize_row(type, row.data(), c.v.data() + t * c.row_bytes, kv_dim);
+    dequantize_row(type, c.k.data() + t * c.row_bytes, c.k_held.data() + t * kv_dim, kv_dim);
+    dequantize_row(type, c.v.data() + t * c.row_bytes, c.v_held.data() + t * kv_dim, kv_dim);
+  }
+  return c;
+}
+
+// ||out - want|| / ||want||; every output must be finite (it was NaN before the call).
+double rel_error(const std::vector<float>& out, const std::vector<double>& want) {
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!std::isfinite(out[i])) {
+      ADD_FAILURE() << "element " << i << " is " << out[i];
+      return INFINITY;
+    }
+    err += (out[i] - want[i]) * (out[i] - want[i]);
+    norm += want[i] * want[i];
+  }
+  return std::sqrt(err / norm);
+}
+
+// Runs `n` query tokens at positions pos .. pos + n - 1 and returns the relative error.
+double run_case(const DotKernels& kern, ThreadPool& pool, GgmlType type, Shape s, int64_t pos, int64_t n,
+                float spread, float drift, std::mt19937& rng) {
+  const int64_t kv_dim = int64_t(s.n_head_kv) * s.hd, q_dim = int64_t(s.n_head) * s.hd;
+  const Cache cache = random_cache(type, pos + n, kv_dim, spread, drift, rng);
+  std::normal_distribution<float> normal;
+  std::vector<float> q(n * q_dim), out(q.size(), NAN);
+  for (auto& x : q) x = normal(rng);
+  AttentionBatch b;
+  b.q = q.data();
+  b.out = out.data();
+  b.q_stride = q_dim;
+  b.n_tokens = n;
+  b.pos = pos;
+  b.n_head = s.n_head;
+  b.n_head_kv = s.n_head_kv;
+  b.head_dim = s.hd;
+  b.scale = 1.0f / std::sqrt(float(s.hd));
+  b.k_cache = cache.k.data();
+  b.v_cache = cache.v.data();
+  b.row_bytes = cache.row_bytes;
+  b.kv_type = type;
+  attention(b, pool, kern);
+  const auto want =
+      test::attention_reference(q, cache.k_held, cache.v_held, pos, n, s.n_head, s.n_head_kv, s.hd, b.scale);
+  return rel_error(out, want);
+}
+
+// f32 sums of up to ~1000 terms and an exponential within 2 ulp: measured up to 7e-7 here.
+constexpr double kBound = 3e-6;
+// A float score s carries a rounding of |s| * 2^-24, and so does its weight e^s: with scores in
+// the hundreds (below) that is 1e-5 of a weight. Measured up to 3.4e-6.
+constexpr double kSharpBound = 2e-5;
+
+TEST(CpuAttention, EveryKernelSetCacheTypeAndShapeAgainstDoubleReference) {
+  std::mt19937 rng(std::random_device{}());
+  ThreadPool pool(3);
+  // MHA; QwQ's 40/8 (groups of 5); llama's 32/4 (8); a group of 20, more than a tile's lanes;
+  // head sizes 64, 128 and 80 (not a multiple of 16 or 32: no q8_0 there).
+  const Shape shapes[] = {{4, 4, 64}, {10, 2, 128}, {16, 2, 64}, {20, 1, 80}};
+  // (pos, n): a first decode step, decode deep enough to split along the positions, a prompt, a
+  // prompt after a prefix whose token count fits no tile evenly, a short turn at a depth.
+  const std::pair<int64_t, int64_t> batches[] = {{0, 1}, {900, 1}, {0, 9}, {45, 37}, {600, 3}};
+  for (const DotKernels* kern : every_kernel_set()) {
+    for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0}) {
+      for (const Shape& s : shapes) {
+        if (type == GgmlType::Q8_0 && s.hd % 32 != 0) continue;
+        for (auto [pos, n] : batches) {
+          const double err = run_case(*kern, pool, type, s, pos, n, 1.0f, 0.0f, rng);
+          EXPECT_LT(err, kBound) << fmt::format("{} {} heads {}/{} hd {} pos {} n {}", kern->isa,
+                                                type_id_name(uint32_t(type)), s.n_head, s.n_head_kv, s.hd, pos, n);
+        }
+      }
+    }
+  }
+}
+
+// Sharp rows (scores spread over hundreds, most weights underflowing to 0) and keys that grow
+// along the positions (the running maximum rises in every block, so the partial sums are
+// rescaled again and again), on one thread and on several.
+TEST(CpuAttention, SharpRowsAndRisingMaximaAgainstDoubleReference) {
+  std::mt19937 rng(std::random_device{}());
+  for (int threads : {1, 4}) {
+    ThreadPool pool(threads);
+    for (const DotKernels* kern : every_kernel_set()) {
+      for (auto [spread, drift] : {std::pair{12.0f, 0.0f}, std::pair{1.0f, 0.02f}}) {
+        for (auto [pos, n] : {std::pair<int64_t, int64_t>{700, 1}, {100, 20}}) {
+          const double err = run_case(*kern, pool, GgmlType::F16, {8, 2, 64}, pos, n, spread, drift, rng);
+          EXPECT_LT(err, kSharpBound) << fmt::format("{} threads {} spread {} drift {} pos {} n {}", kern->isa,
+                                                threads, spread, drift, pos, n);
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuAttention, UnsupportedCacheTypeIsAnError) {
+  ThreadPool pool(1);
+  AttentionBatch b;
+  b.n_tokens = 1;
+  b.kv_type = GgmlType::Q4_0;
+  test::expect_error([&] { attention(b, pool); }, {"attention", "Q4_0", "not supported"});
+}
+
+}  // namespace
+}  // namespace engine
