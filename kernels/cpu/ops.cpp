@@ -167,8 +167,6 @@ double exp_shifted(const void* values, size_t stride_bytes, int64_t n, double sh
   return dot_kernels().exp_shifted(values, stride_bytes, n, shift, divisor, out);
 }
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-}
+void swiglu(const float* gate, const float* up, float* out, int64_t n) { dot_kernels().swiglu(gate, up, out, n); }
 
 }  // namespace engine

@@ -103,6 +103,8 @@ struct DotKernels {
   // range of cached positions; scratch holds attention_scratch_floats(head_dim), 64-byte aligned.
   void (*attend_tile)(const AttentionTile& tile, float* scratch);
   int attn_lanes;
+  // out[i] = silu(gate[i]) * up[i] (ops.h's swiglu).
+  void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);
 };
 
 const DotKernels& dot_kernels();          // the best for this CPU

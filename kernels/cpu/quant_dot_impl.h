@@ -434,7 +434,8 @@ DotKernels make_kernels(const char* isa) {
   k.axpy_f16 = axpy_f16;
   k.exp_shifted = exp_shifted;
   k.attend_tile = attend_tile;
-  k.attn_lanes = AttnLanes::n;
+  k.attn_lanes = Lanes::n;
+  k.swiglu = swiglu_lanes;
   k.dot_f32[uint32_t(GgmlType::F32)] = dot_f32;
   k.dot_f32[uint32_t(GgmlType::F16)] = dot_f16;
   k.dot_f32[uint32_t(GgmlType::BF16)] = dot_bf16;

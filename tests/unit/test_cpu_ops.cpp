@@ -422,6 +422,35 @@ TEST(CpuOps, RmsNormSoftmaxSwiglu) {
   EXPECT_LE(rel_error(out, want), 1e-6);
 }
 
+// Every instruction set's SwiGLU (a vectorized exponential) against double, value by value:
+// gates over the exponential's whole range and past it both ways (where e^-gate underflows to 0
+// or overflows to infinity), lengths around the vector widths (the scalar tail), outputs
+// poisoned first. Within 1e-6 relative, or 1e-35 absolute: below gate = -88.4 e^-gate overflows a
+// float and the result is 0 where the true one is below 1e-36 * |up|.
+TEST(CpuOps, SwigluEveryInstructionSetAgainstDoubleReference) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  std::uniform_real_distribution<float> wide(-120.0f, 120.0f);
+  const std::vector<float> edges = {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-3f, -1e-3f, 20.0f, -20.0f, 87.0f, -87.0f,
+                                    87.4f, -87.4f, 88.5f, -88.5f, 88.8f, -88.8f, 100.0f, -100.0f, 1e30f, -1e30f};
+  for (const DotKernels* kern : every_kernel_set()) {
+    for (int n : {1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 33, 1000}) {
+      std::vector<float> gate(n), up(n), out(n, std::nanf(""));
+      for (int i = 0; i < n; ++i) {
+        gate[i] = i % 3 == 0 ? wide(rng) : normal(rng) * 4;
+        up[i] = normal(rng);
+      }
+      for (size_t e = 0; e < edges.size() && int(e) < n; ++e) gate[(e * 7) % n] = edges[e];
+      kern->swiglu(gate.data(), up.data(), out.data(), n);
+      for (int i = 0; i < n; ++i) {
+        const double g = gate[i], want = g / (1 + std::exp(-g)) * up[i];
+        EXPECT_LE(std::fabs(out[i] - want), 1e-6 * std::fabs(want) + 1e-35)
+            << kern->isa << " n " << n << " gate " << gate[i] << " up " << up[i] << ": " << out[i] << " want " << want;
+      }
+    }
+  }
+}
+
 // exp_shifted against std::exp in double, value by value, in every instruction set's build: random
 // exponents over the whole range it handles (and the edges: 0, -708, just past it, -infinity,
 // NaN), floats packed alone or inside larger records (stride), lengths around its 64-value chunks,
