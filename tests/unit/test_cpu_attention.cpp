@@ -15,17 +15,13 @@
 #include "engine/quantize.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/quant_dot.h"
+#include "kernel_sets.h"
 #include "test_support.h"
 
 namespace engine {
 namespace {
 
-std::vector<const DotKernels*> every_kernel_set() {
-  std::vector<const DotKernels*> sets = {&dot_kernels_generic()};
-  if (auto* k = dot_kernels_avx2()) sets.push_back(k);
-  if (auto* k = dot_kernels_avx512()) sets.push_back(k);
-  return sets;
-}
+using test::every_kernel_set;
 
 struct Shape {
   int n_head, n_head_kv, hd;

@@ -12,6 +12,7 @@
 #include "engine/quantize.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant_dot.h"
+#include "kernel_sets.h"
 #include "random_blocks.h"
 
 namespace engine {
@@ -67,12 +68,7 @@ DotReference dot_reference(const float* w, const float* x, int64_t K) {
   return d;
 }
 
-std::vector<const DotKernels*> every_kernel_set() {
-  std::vector<const DotKernels*> sets = {&dot_kernels_generic()};
-  if (auto* k = dot_kernels_avx2()) sets.push_back(k);
-  if (auto* k = dot_kernels_avx512()) sets.push_back(k);
-  return sets;
-}
+using test::every_kernel_set;
 
 TEST(CpuOps, MatmulEveryTypeAgainstDoubleReference) {
   std::mt19937 rng(std::random_device{}());
