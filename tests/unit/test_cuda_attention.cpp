@@ -30,9 +30,9 @@
 namespace engine {
 namespace {
 
+#if ENGINE_HAVE_CUDA
 using test::attention_reference;
 
-#if ENGINE_HAVE_CUDA
 // A cache of `rows` positions of fresh random keys and values on the device, in `type`, and the
 // values it holds (fp16-rounded, or the CPU's dequantization of its Q8_0 blocks).
 struct TestCache {
