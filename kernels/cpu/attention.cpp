@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <vector>
 
 #include <fmt/format.h>
@@ -19,18 +18,9 @@ constexpr int64_t kMinSplitPositions = 256;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Scratch floats, 64-byte aligned, one buffer per parallel chunk.
-class AlignedFloats {
- public:
-  explicit AlignedFloats(int64_t n) : raw_(new float[size_t(n) + 16]) {
-    const uintptr_t p = reinterpret_cast<uintptr_t>(raw_.get());
-    data_ = reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
-  }
-  float* data() { return data_; }
-
- private:
-  std::unique_ptr<float[]> raw_;
-  float* data_;
+// The tile kernel's scratch (64-byte aligned) comes in whole cache lines.
+struct alignas(64) Line {
+  float f[16];
 };
 
 }  // namespace
@@ -77,7 +67,7 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
   };
 
   pool.parallel_for(tiles * splits, [&](int64_t begin, int64_t end) {
-    AlignedFloats scratch(attention_scratch_floats(hd));
+    std::vector<Line> scratch(static_cast<size_t>(ceil_div(attention_scratch_floats(hd), 16)));
     std::vector<float> own(static_cast<size_t>(part_floats));
     const float* q_rows[kAttnMaxLanes];
     int32_t limit[kAttnMaxLanes];
@@ -114,7 +104,7 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
         std::fill(at.l, at.l + at.rows, 0.0f);
         continue;
       }
-      kern.attend_tile(at, scratch.data());
+      kern.attend_tile(at, scratch.data()->f);
       if (splits > 1) continue;
       for (int64_t r = 0; r < at.rows; ++r) {
         float* out = b.out + (t0 + r / nh) * b.q_stride + (h0 + r % nh) * hd;

@@ -10,32 +10,28 @@
 // Bound: FMAs, 2 * head_dim a key and lane (AVX-512: 16 lanes, AVX2: 8, portable: 4), from L1.
 #pragma once
 
+#include "engine/quantize.h"
 #include "lanes_impl.h"
 
 namespace engine {
 namespace {
 
-// Rows t0 .. t0 + count - 1 of one head (head_dim values, row_bytes apart) as f32 rows.
+// Rows t0 .. t0 + count - 1 of one head (head_dim values, row_bytes apart) as f32 rows: f16 by
+// F16C where the set has it, f32 and q8_0 by their decoders.
 inline void attn_widen(const uint8_t* src, uint64_t row_bytes, GgmlType type, int count, int64_t hd, float* dst) {
   for (int j = 0; j < count; ++j, src += row_bytes, dst += hd) {
-    if (type == GgmlType::F32) {
-      std::memcpy(dst, src, size_t(hd) * sizeof(float));
-    } else if (type == GgmlType::F16) {
-      const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
-      int64_t i = 0;
-#if defined(__F16C__)
-      for (; i + 8 <= hd; i += 8) {
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
-      }
-#endif
-      for (; i < hd; ++i) dst[i] = h2f(h[i]);
-    } else {  // Q8_0
-      const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(src);
-      for (int64_t i = 0; i < hd; i += 32, ++b) {
-        const float d = h2f(b->d);
-        for (int e = 0; e < 32; ++e) dst[i + e] = d * float(b->qs[e]);
-      }
+    if (type != GgmlType::F16) {
+      dequantize_row(type, src, dst, hd);
+      continue;
     }
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
+    int64_t i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= hd; i += 8) {
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+    }
+#endif
+    for (; i < hd; ++i) dst[i] = h2f(h[i]);
   }
 }
 
@@ -91,8 +87,7 @@ void attend_tile(const AttentionTile& tile, float* scratch) {
   }
   for (int64_t i = 0; i < hd * R; ++i) ot[i] = 0.0f;
   const L::I lim = L::load_int(limit);
-  const int64_t head_bytes =
-      tile.type == GgmlType::F32 ? hd * 4 : tile.type == GgmlType::F16 ? hd * 2 : hd / 32 * int64_t(sizeof(BlockQ8_0));
+  const uint64_t head_bytes = type_bytes(tile.type, uint64_t(hd));
   L::V m = L::set1(-1e30f), l = L::zero();
   for (int64_t t0 = tile.t0; t0 < tile.t1; t0 += kAttnKeys) {
     const int count = int(tile.t1 - t0 < kAttnKeys ? tile.t1 - t0 : kAttnKeys);
@@ -101,7 +96,7 @@ void attend_tile(const AttentionTile& tile, float* scratch) {
     const int64_t next = tile.t1 - (t0 + count) < kAttnKeys ? tile.t1 - (t0 + count) : kAttnKeys;
     for (int64_t j = 0; j < next; ++j) {
       const uint64_t at = uint64_t(t0 + count + j) * tile.row_bytes;
-      for (int64_t b = 0; b < head_bytes; b += 64) {
+      for (uint64_t b = 0; b < head_bytes; b += 64) {
         __builtin_prefetch(tile.k + at + b);
         __builtin_prefetch(tile.v + at + b);
       }

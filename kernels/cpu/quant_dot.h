@@ -93,8 +93,6 @@ struct DotKernels {
   GemmQ16 gemm_q16_panel[32];  // Q6_K (AVX2, AVX-512): up to kQ16PanelRows x any; null where none exists
   GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K, Q4_0..Q5_1: up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0
-  // out[i] += a * v[i] for an f16 row (attention's weighted sum over an f16 V cache).
-  void (*axpy_f16)(float a, const uint16_t* v, float* out, int64_t n);
   // out[i] = e^((v_i - shift) / divisor) in double for the n floats v_i, stride_bytes apart from
   // `values` (v_i <= shift, divisor > 0; out may be null); returns their sum (exp_impl.h).
   double (*exp_shifted)(const void* values, size_t stride_bytes, int64_t n, double shift, double divisor,

@@ -400,18 +400,6 @@ float dot_q8_0_f32_vec(const void* row, const float* x, int64_t k) {
 #endif
 #endif
 
-void axpy_f16(float a, const uint16_t* v, float* out, int64_t n) {
-  int64_t i = 0;
-#if defined(__F16C__) && defined(__FMA__)
-  const __m256 va = _mm256_set1_ps(a);
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
-    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(va, x, _mm256_loadu_ps(out + i)));
-  }
-#endif
-  for (; i < n; ++i) out[i] += a * h2f(v[i]);
-}
-
 void add_q16_panels(DotKernels& k);  // gemm_q16_impl.h
 void add_f32_tiles(DotKernels& k);  // gemm_f32_impl.h
 void add_q8_panels(DotKernels& k);  // gemm_q8_impl.h
@@ -431,7 +419,6 @@ DotKernels make_kernels(const char* isa) {
   DotKernels k{};
   k.isa = isa;
   k.quantize_q8 = quantize_q8;
-  k.axpy_f16 = axpy_f16;
   k.exp_shifted = exp_shifted;
   k.attend_tile = attend_tile;
   k.attn_lanes = Lanes::n;
