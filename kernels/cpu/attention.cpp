@@ -33,13 +33,15 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
                             type_id_name(uint32_t(b.kv_type))));
   }
   if (b.n_tokens <= 0) return;
-  const int64_t lanes = kern.attn_lanes, hd = b.head_dim;
+  // A tile's rows: up to two vectors of the kernel's lanes (one where the rows fill only one).
+  const int64_t max_rows = 2 * kern.attn_lanes, hd = b.head_dim;
   const int64_t group = b.n_head / b.n_head_kv;
-  // A tile: `heads` query heads of one KV head times `tokens` neighbouring tokens, at most the
-  // kernel's lanes (GQA's group of 8 with AVX-512: 2 tokens of 8 heads; with AVX2, 1 token).
-  const int64_t heads = std::min(group, lanes);
+  // A tile: `heads` query heads of one KV head times `tokens` neighbouring tokens, at most 2 x
+  // the kernel's lanes (GQA's group of 8 with AVX-512: 4 tokens of 8 heads; with AVX2, 2 tokens;
+  // QwQ-32B's group of 5: 6 and 3 tokens).
+  const int64_t heads = std::min(group, max_rows);
   const int64_t head_chunks = ceil_div(group, heads);
-  const int64_t tokens = std::max<int64_t>(1, lanes / heads);
+  const int64_t tokens = std::max<int64_t>(1, max_rows / heads);
   const int64_t token_tiles = ceil_div(b.n_tokens, tokens);
   const int64_t tiles = b.n_head_kv * head_chunks * token_tiles;
   const uint64_t head_bytes = type_bytes(b.kv_type, uint64_t(hd));
@@ -52,7 +54,7 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
   }
   const int64_t split_len = ceil_div(ceil_div(positions, splits), kAttnKeys) * kAttnKeys;
   // Partial sums (o, m, l per row) of every task, when the positions are split.
-  const int64_t part_floats = lanes * (hd + 2);
+  const int64_t part_floats = max_rows * (hd + 2);
   std::vector<float> parts(splits > 1 ? size_t(tiles * splits * part_floats) : 0);
 
   auto tile_rows = [&](int64_t tile, int64_t* first_token, int64_t* n_tokens, int64_t* first_head, int64_t* n_heads) {
@@ -69,8 +71,8 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
   pool.parallel_for(tiles * splits, [&](int64_t begin, int64_t end) {
     std::vector<Line> scratch(static_cast<size_t>(ceil_div(attention_scratch_floats(hd), 16)));
     std::vector<float> own(static_cast<size_t>(part_floats));
-    const float* q_rows[kAttnMaxLanes];
-    int32_t limit[kAttnMaxLanes];
+    const float* q_rows[kAttnMaxRows];
+    int32_t limit[kAttnMaxRows];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t tile = task / splits, split = task % splits;
       int64_t t0, nt, h0, nh;
@@ -96,8 +98,8 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
       at.scale = b.scale;
       float* part = splits > 1 ? parts.data() + task * part_floats : own.data();
       at.o = part;
-      at.m = part + lanes * hd;
-      at.l = at.m + lanes;
+      at.m = part + max_rows * hd;
+      at.l = at.m + max_rows;
       if (at.t1 <= at.t0) {  // this split lies beyond every row's positions
         std::fill(at.o, at.o + at.rows * hd, 0.0f);
         std::fill(at.m, at.m + at.rows, -1e30f);
@@ -121,14 +123,14 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
     const float* first = parts.data() + tile * splits * part_floats;
     for (int64_t r = 0; r < nt * nh; ++r) {
       float top = -1e30f;
-      for (int64_t s = 0; s < splits; ++s) top = std::max(top, first[s * part_floats + lanes * hd + r]);
+      for (int64_t s = 0; s < splits; ++s) top = std::max(top, first[s * part_floats + max_rows * hd + r]);
       float* out = b.out + (t0 + r / nh) * b.q_stride + (h0 + r % nh) * hd;
       std::fill(out, out + hd, 0.0f);
       double sum = 0;
       for (int64_t s = 0; s < splits; ++s) {
         const float* part = first + s * part_floats;
-        const float w = std::exp(part[lanes * hd + r] - top);
-        sum += double(w) * double(part[lanes * hd + lanes + r]);
+        const float w = std::exp(part[max_rows * hd + r] - top);
+        sum += double(w) * double(part[max_rows * hd + max_rows + r]);
         for (int64_t d = 0; d < hd; ++d) out[d] += w * part[r * hd + d];
       }
       const float inv = sum > 0 ? float(1.0 / sum) : 0.0f;

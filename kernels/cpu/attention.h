@@ -11,14 +11,15 @@
 
 namespace engine {
 
-// The most query rows one tile kernel call takes: the lanes of the widest vector of the
-// instruction sets (16 floats of AVX-512; AVX2 takes 8, the portable build 4).
-constexpr int kAttnMaxLanes = 16;
+// The most query rows one tile kernel call takes: two vectors' lanes (DotKernels::attn_lanes a
+// vector: 16 floats with AVX-512, 8 with AVX2, 4 in the portable build), so this is two of the
+// widest set's.
+constexpr int kAttnMaxRows = 32;
 // Keys (and values) widened to f32 at a time.
 constexpr int kAttnKeys = 32;
 
-// One call of the tile kernel (DotKernels::attend_tile): up to the kernel's lanes query rows, all
-// against the same KV head, over the cached positions [t0, t1).
+// One call of the tile kernel (DotKernels::attend_tile): up to two vectors' lanes of query rows,
+// all against the same KV head, over the cached positions [t0, t1).
 struct AttentionTile {
   int rows = 0;
   const float* const* q = nullptr;  // rows pointers to head_dim floats
@@ -38,7 +39,7 @@ struct AttentionTile {
 
 // Floats of scratch one tile kernel call needs (64-byte aligned).
 inline int64_t attention_scratch_floats(int64_t head_dim) {
-  return 2 * head_dim * kAttnMaxLanes + kAttnKeys * kAttnMaxLanes + 2 * kAttnKeys * head_dim;
+  return 2 * head_dim * kAttnMaxRows + kAttnKeys * kAttnMaxRows + 2 * kAttnKeys * head_dim;
 }
 
 // A batch of query tokens at positions pos .. pos + n_tokens - 1, whose keys and values are

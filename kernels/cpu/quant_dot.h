@@ -97,10 +97,11 @@ struct DotKernels {
   // `values` (v_i <= shift, divisor > 0; out may be null); returns their sum (exp_impl.h).
   double (*exp_shifted)(const void* values, size_t stride_bytes, int64_t n, double shift, double divisor,
                         double* out);
-  // One tile of flash attention (attention.h): up to attn_lanes query rows of one KV head over a
-  // range of cached positions; scratch holds attention_scratch_floats(head_dim), 64-byte aligned.
+  // One tile of flash attention (attention.h): up to 2 * attn_lanes query rows of one KV head
+  // over a range of cached positions; scratch holds attention_scratch_floats(head_dim), 64-byte
+  // aligned.
   void (*attend_tile)(const AttentionTile& tile, float* scratch);
-  int attn_lanes;
+  int attn_lanes;  // floats a vector
   // out[i] = silu(gate[i]) * up[i] (ops.h's swiglu).
   void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);
 };
