@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -161,12 +164,16 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
   auto mm = [&](const Matrix& w, const float* in, float* out) {
     matmul(w.type, w.data, w.cols, w.rows, in, n, out, pool_);
   };
+  // Products of one input (their matrices have its width): quantized once, one pool loop.
+  auto mm_group = [&](std::initializer_list<std::pair<const Matrix&, float*>> outs, const float* in) {
+    std::vector<MatmulProduct> products;
+    for (const auto& [w, out] : outs) products.push_back({w.type, w.data, w.rows, out});
+    matmul_group(products, outs.begin()->first.cols, in, n, pool_);
+  };
   for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
     const LayerWeights& w = m_.layers[l];
     each_token(n, [&](int64_t b) { rms_norm(x_.data() + b * E, w.attn_norm.data(), xb_.data() + b * E, E, eps); });
-    mm(w.wq, xb_.data(), q_.data());
-    mm(w.wk, xb_.data(), k_.data());
-    mm(w.wv, xb_.data(), v_.data());
+    mm_group({{w.wq, q_.data()}, {w.wk, k_.data()}, {w.wv, v_.data()}}, xb_.data());
     add_bias(q_.data(), w.bq, n, Q);
     add_bias(k_.data(), w.bk, n, KV);
     add_bias(v_.data(), w.bv, n, KV);
@@ -195,8 +202,7 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
       add_residual(b);
       rms_norm(x_.data() + b * E, w.ffn_norm.data(), xb_.data() + b * E, E, eps);
     });
-    mm(w.w_gate, xb_.data(), gate_.data());
-    mm(w.w_up, xb_.data(), up_.data());
+    mm_group({{w.w_gate, gate_.data()}, {w.w_up, up_.data()}}, xb_.data());
     each_token(n, [&](int64_t b) { swiglu(gate_.data() + b * F, up_.data() + b * F, gate_.data() + b * F, F); });
     mm(w.w_down, gate_.data(), tmp_.data());
     each_token(n, add_residual);

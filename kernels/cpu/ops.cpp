@@ -18,101 +18,159 @@ float yarn_corr_dim(int n_dims, uint32_t n_ctx_orig, float n_rot, float base) {
          (2 * std::log(base));
 }
 
-// Decode rows of the K-quants: each activation row quantized once to 256-value blocks, then
-// weight rows split across the pool, each against every activation row.
-void matmul_q8x256_rows(DotQ8x256 dot, const uint8_t* rows, uint64_t row_bytes, int64_t K, int64_t N,
-                        const float* x, int64_t n_batch, float* y, ThreadPool& pool) {
-  const DotKernels& kern = dot_kernels();
-  std::vector<BlockQ8x256> xq(static_cast<size_t>(n_batch * K / 256));
-  pool.for_each(n_batch, [&](int64_t b) { kern.quantize_q8x256(x + b * K, xq.data() + b * K / 256, K); });
-  pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
-      for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, xq.data() + b * K / 256, K);
+// How one product of a group runs: the activation format its kernel reads, and the weight rows
+// a unit of the pool's work takes.
+enum class Path { q16_panels, q8x256_rows, q8_panels, q8_rows, f32_rows, f32_tiles };
+
+struct ProductPlan {
+  Path path;
+  int64_t unit_rows;  // weight rows a unit of work (the last unit may take fewer)
+  int64_t units;
+};
+
+ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t n_batch) {
+  const auto t = static_cast<uint32_t>(p.type);
+  Path path = Path::f32_tiles;
+  int64_t rows = 1;
+  switch (dot_regime(p.type)) {
+    case DotRegime::q16_activations:
+      // Prompt batches: panels of 16 weight rows against 12-bit activations where the instruction
+      // set has them; decode steps (and every batch elsewhere): rows against 8-bit activations,
+      // a memory-bound pass.
+      if (kern.gemm_q16_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
+        path = Path::q16_panels;
+        rows = kQ16PanelRows;
+      } else {
+        path = Path::q8x256_rows;
+      }
+      break;
+    case DotRegime::q8_activations:
+      // Prompt batches: panels where the type has them; decode rows of the K-quants: 256-value
+      // activation blocks; everything else: integer dot products row by row.
+      if (kern.gemm_q8_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
+        path = Path::q8_panels;
+        rows = kQ8PanelRows;
+      } else {
+        path = kern.dot_q8x256[t] != nullptr ? Path::q8x256_rows : Path::q8_rows;
+      }
+      break;
+    case DotRegime::f32_activations:
+      if (n_batch == 1) {  // decode: one pass over the weights, nothing to reuse
+        path = Path::f32_rows;
+      } else {
+        // Float tiles: each weight row decoded once per chunk of K for a block of batch rows.
+        // Batches that the outer-product panels take go kF32PanelRows rows a unit; smaller
+        // ones, through kF32TileRows-row tiles, a tile a unit, so that small matrices still keep
+        // every thread busy.
+        rows = n_batch >= kF32OuterMinCols ? kF32PanelRows : kF32TileRows;
+      }
+      break;
+  }
+  return {path, rows, (p.N + rows - 1) / rows};
+}
+
+// The group's input in each format its products read, each activation row quantized once.
+struct Activations {
+  const float* x;
+  std::vector<BlockQ16x256> q16;   // 256-value blocks, 12 bits (K / 256 a row)
+  std::vector<BlockQ8x256> q8x256;  // 256-value blocks, 8 bits (K / 256 a row)
+  std::vector<BlockQ8x32> q8;       // 32-value blocks (K / 32 a row)
+};
+
+// Weight rows [n0, n1) of product p (whole units but for the last) against every activation row.
+void run_rows(const DotKernels& kern, const MatmulProduct& p, const ProductPlan& plan, const Activations& a,
+              int64_t K, int64_t n_batch, int64_t n0, int64_t n1) {
+  const auto t = static_cast<uint32_t>(p.type);
+  const uint64_t row_bytes = type_bytes(p.type, K);
+  const auto* rows = static_cast<const uint8_t*>(p.w);
+  float* y = p.y;
+  const int64_t N = p.N;
+  switch (plan.path) {
+    case Path::q16_panels:
+      for (int64_t n = n0; n < n1; n += kQ16PanelRows) {
+        const int n_rows = static_cast<int>(std::min<int64_t>(kQ16PanelRows, n1 - n));
+        kern.gemm_q16_panel[t](rows + n * row_bytes, row_bytes, n_rows, a.q16.data(), K / 256,
+                               static_cast<int>(n_batch), K, y + n, N);
+      }
+      return;
+    case Path::q8_panels:
+      for (int64_t n = n0; n < n1; n += kQ8PanelRows) {
+        const int n_rows = static_cast<int>(std::min<int64_t>(kQ8PanelRows, n1 - n));
+        kern.gemm_q8_panel[t](rows + n * row_bytes, row_bytes, n_rows, a.q8.data(), K / 32,
+                              static_cast<int>(n_batch), K, y + n, N);
+      }
+      return;
+    case Path::q8x256_rows: {
+      const DotQ8x256 dot = kern.dot_q8x256[t];
+      for (int64_t n = n0; n < n1; ++n) {
+        for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, a.q8x256.data() + b * K / 256, K);
+      }
+      return;
     }
-  });
+    case Path::q8_rows: {
+      const DotQ8 dot = kern.dot_q8[t];
+      for (int64_t n = n0; n < n1; ++n) {
+        for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, a.q8.data() + b * K / 32, K);
+      }
+      return;
+    }
+    case Path::f32_rows: {
+      const DotF32 dot = kern.dot_f32[t];
+      for (int64_t n = n0; n < n1; ++n) y[n] = dot(rows + n * row_bytes, a.x, K);
+      return;
+    }
+    case Path::f32_tiles:
+      for (int64_t n = n0; n < n1; n += plan.unit_rows) {
+        const int n_rows = static_cast<int>(std::min<int64_t>(plan.unit_rows, n1 - n));
+        kern.gemm_f32[t](rows + n * row_bytes, row_bytes, n_rows, a.x, K, static_cast<int>(n_batch), K, y + n, N);
+      }
+      return;
+  }
 }
 
 }  // namespace
 
-void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int64_t n_batch,
-            float* y, ThreadPool& pool) {
-  const uint64_t row_bytes = type_bytes(type, K);
+void matmul_group(std::span<const MatmulProduct> products, int64_t K, const float* x, int64_t n_batch,
+                  ThreadPool& pool) {
   const DotKernels& kern = dot_kernels();
-  const auto* rows = static_cast<const uint8_t*>(w);
-  const auto t = static_cast<uint32_t>(type);
-  switch (dot_regime(type)) {
-    case DotRegime::q16_activations: {
-      // Prompt batches go through panels of kQ16PanelRows weight rows against 12-bit activations
-      // where the instruction set has them; decode steps (and every batch elsewhere) through rows
-      // against 8-bit activations, for a memory-bound pass.
-      const GemmQ16 panel = kern.gemm_q16_panel[t];
-      if (panel == nullptr || n_batch < kPanelMinBatch) {
-        matmul_q8x256_rows(kern.dot_q8x256[t], rows, row_bytes, K, N, x, n_batch, y, pool);
-        return;
-      }
-      const int64_t blocks = K / 256;
-      std::vector<BlockQ16x256> xq(static_cast<size_t>(n_batch * blocks));
-      pool.for_each(n_batch, [&](int64_t b) { kern.quantize_q16(x + b * K, xq.data() + b * blocks, K); });
-      pool.parallel_for((N + kQ16PanelRows - 1) / kQ16PanelRows, [&](int64_t p0, int64_t p1) {
-        for (int64_t n = p0 * kQ16PanelRows; n < std::min(N, p1 * kQ16PanelRows); n += kQ16PanelRows) {
-          const int n_rows = static_cast<int>(std::min<int64_t>(kQ16PanelRows, N - n));
-          panel(rows + n * row_bytes, row_bytes, n_rows, xq.data(), blocks, static_cast<int>(n_batch), K, y + n, N);
-        }
-      });
-      return;
-    }
-    case DotRegime::q8_activations: {
-      // Prompt batches go through panels where the type has them; decode rows of the K-quants
-      // through 256-value activation blocks; everything else through integer dot products row by
-      // row. Each activation row is quantized once.
-      const GemmQ8 panel = kern.gemm_q8_panel[t];
-      const bool panels = panel != nullptr && n_batch >= kPanelMinBatch;
-      if (const DotQ8x256 dot = kern.dot_q8x256[t]; dot != nullptr && !panels) {
-        matmul_q8x256_rows(dot, rows, row_bytes, K, N, x, n_batch, y, pool);
-        return;
-      }
-      const int64_t blocks = K / 32;
-      std::vector<BlockQ8x32> xq(static_cast<size_t>(n_batch * blocks));
-      pool.for_each(n_batch, [&](int64_t b) { kern.quantize_q8(x + b * K, xq.data() + b * blocks, K); });
-      if (panels) {
-        pool.parallel_for((N + kQ8PanelRows - 1) / kQ8PanelRows, [&](int64_t p0, int64_t p1) {
-          for (int64_t n = p0 * kQ8PanelRows; n < std::min(N, p1 * kQ8PanelRows); n += kQ8PanelRows) {
-            const int n_rows = static_cast<int>(std::min<int64_t>(kQ8PanelRows, N - n));
-            panel(rows + n * row_bytes, row_bytes, n_rows, xq.data(), blocks, static_cast<int>(n_batch), K, y + n, N);
-          }
-        });
-        return;
-      }
-      const DotQ8 dot = kern.dot_q8[t];
-      pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
-        for (int64_t n = n0; n < n1; ++n) {
-          for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, xq.data() + b * blocks, K);
-        }
-      });
-      return;
-    }
-    case DotRegime::f32_activations:
-      if (n_batch == 1) {  // decode: one pass over the weights, nothing to reuse
-        const DotF32 dot = kern.dot_f32[t];
-        pool.parallel_for(N, [&](int64_t n0, int64_t n1) {
-          for (int64_t n = n0; n < n1; ++n) y[n] = dot(rows + n * row_bytes, x, K);
-        });
-        return;
-      }
-      break;
+  std::vector<ProductPlan> plans;
+  std::vector<int64_t> first_unit;  // products' units, one after another, in one loop
+  int64_t units = 0;
+  bool q16 = false, q8x256 = false, q8 = false;
+  for (const MatmulProduct& p : products) {
+    plans.push_back(plan_product(kern, p, n_batch));
+    first_unit.push_back(units);
+    units += plans.back().units;
+    q16 |= plans.back().path == Path::q16_panels;
+    q8x256 |= plans.back().path == Path::q8x256_rows;
+    q8 |= plans.back().path == Path::q8_panels || plans.back().path == Path::q8_rows;
   }
-  // Float tiles: panels of weight rows, each decoded once per chunk of K for a block of batch
-  // rows. Batches that the outer-product panels take are handed out kF32PanelRows rows at a time;
-  // smaller ones, which go through kF32TileRows-row tiles, a tile at a time, so that small
-  // matrices still keep every thread busy.
-  const GemmF32 gemm = kern.gemm_f32[t];
-  const int64_t step = n_batch >= kF32OuterMinCols ? kF32PanelRows : kF32TileRows;
-  pool.parallel_for((N + step - 1) / step, [&](int64_t t0, int64_t t1) {
-    for (int64_t n = t0 * step; n < std::min(N, t1 * step); n += step) {
-      const int n_rows = static_cast<int>(std::min<int64_t>(step, N - n));
-      gemm(rows + n * row_bytes, row_bytes, n_rows, x, K, static_cast<int>(n_batch), K, y + n, N);
+  Activations a{x, {}, {}, {}};
+  if (q16) a.q16.resize(static_cast<size_t>(n_batch * K / 256));
+  if (q8x256) a.q8x256.resize(static_cast<size_t>(n_batch * K / 256));
+  if (q8) a.q8.resize(static_cast<size_t>(n_batch * K / 32));
+  if (q16 || q8x256 || q8) {
+    pool.for_each(n_batch, [&](int64_t b) {
+      if (q16) kern.quantize_q16(x + b * K, a.q16.data() + b * K / 256, K);
+      if (q8x256) kern.quantize_q8x256(x + b * K, a.q8x256.data() + b * K / 256, K);
+      if (q8) kern.quantize_q8(x + b * K, a.q8.data() + b * K / 32, K);
+    });
+  }
+  pool.parallel_for(units, [&](int64_t u0, int64_t u1) {
+    for (size_t i = 0; i < products.size(); ++i) {
+      const int64_t begin = std::max(u0, first_unit[i]) - first_unit[i];
+      const int64_t end = std::min(u1, first_unit[i] + plans[i].units) - first_unit[i];
+      if (begin >= end) continue;
+      run_rows(kern, products[i], plans[i], a, K, n_batch, begin * plans[i].unit_rows,
+               std::min(products[i].N, end * plans[i].unit_rows));
     }
   });
+}
+
+void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int64_t n_batch,
+            float* y, ThreadPool& pool) {
+  const MatmulProduct product{type, w, N, y};
+  matmul_group({&product, 1}, K, x, n_batch, pool);
 }
 
 void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps) {

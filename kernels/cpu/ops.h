@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "engine/ggml_type.h"
 #include "thread_pool.h"
@@ -15,6 +16,20 @@ namespace engine {
 // into registers/stack and used for every batch row. Rows of W are split across the pool.
 void matmul(GgmlType type, const void* w, int64_t K, int64_t N, const float* x, int64_t n_batch,
             float* y, ThreadPool& pool);
+
+// One product of a group that shares its input: y[b][n] = sum_k W[n][k] * x[b][k], W N rows of
+// `type` (as matmul's).
+struct MatmulProduct {
+  GgmlType type;
+  const void* w;
+  int64_t N;
+  float* y;
+};
+// Every product of the group (q, k and v of a layer; gate and up) over the same input x (n_batch
+// rows of K): the input is quantized once for each activation format the products read, and all
+// their weight rows go to the pool in one loop. Each y is what matmul alone gives, bit for bit.
+void matmul_group(std::span<const MatmulProduct> products, int64_t K, const float* x, int64_t n_batch,
+                  ThreadPool& pool);
 
 // out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i], for one row of n.
 void rms_norm(const float* x, const float* weight, float* out, int64_t n, float eps);

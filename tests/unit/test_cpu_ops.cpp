@@ -3,10 +3,12 @@
 // the gguf package (tests/python/test_quant_vs_gguf.py).
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <numbers>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/quantize.h"
@@ -112,6 +114,49 @@ TEST(CpuOps, MatmulEveryTypeAgainstDoubleReference) {
     EXPECT_LE(std::sqrt(err / size), matmul_bound(tr.type, B)) << tr.name << " K " << K << " batch " << B;
    }
    }
+  }
+}
+
+// A group of products over one input (q, k and v; gate and up) shares the input's quantization
+// and one pool loop, whose chunks cross from one product into the next: each output must be what
+// matmul gives for its product alone (itself checked against the double reference above).
+TEST(CpuOps, MatmulGroupGivesEveryProductItsOwnBits) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t K = 512;
+  // Every activation format and path: 8-bit panels and rows (Q4_K, Q4_0), 12-bit panels and
+  // 256-value rows (Q6_K, Q2_K), float rows and tiles (F16, Q8_0); sizes that end in a partial
+  // panel or tile, and one type twice.
+  const std::vector<std::pair<GgmlType, int64_t>> shapes = {
+      {GgmlType::Q4_K, 37}, {GgmlType::Q6_K, 16}, {GgmlType::F16, 45}, {GgmlType::Q4_0, 9},
+      {GgmlType::Q8_0, 70}, {GgmlType::Q2_K, 33}, {GgmlType::Q4_K, 5}};
+  for (const int threads : {1, 3}) {
+    ThreadPool pool(threads);
+    for (const int64_t B : {1, 3, 17}) {
+      std::vector<float> x(B * K);
+      for (auto& v : x) v = normal(rng);
+      std::vector<std::vector<uint8_t>> weights;
+      std::vector<std::vector<float>> alone, grouped;
+      std::vector<MatmulProduct> products;
+      for (const auto& [type, N] : shapes) {
+        weights.push_back(test::random_blocks(type, K * N, rng));
+        alone.emplace_back(B * N, std::nanf(""));
+        grouped.emplace_back(B * N, std::nanf(""));
+        matmul(type, weights.back().data(), K, N, x.data(), B, alone.back().data(), pool);
+      }
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        products.push_back({shapes[i].first, weights[i].data(), shapes[i].second, grouped[i].data()});
+      }
+      matmul_group(products, K, x.data(), B, pool);
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        for (int64_t j = 0; j < B * shapes[i].second; ++j) {
+          ASSERT_TRUE(std::isfinite(grouped[i][j])) << "product " << i << " batch " << B << " output " << j;
+          ASSERT_EQ(std::bit_cast<uint32_t>(grouped[i][j]), std::bit_cast<uint32_t>(alone[i][j]))
+              << "product " << i << " (" << traits(shapes[i].first).name << ") batch " << B << " output " << j
+              << " threads " << threads;
+        }
+      }
+    }
   }
 }
 
