@@ -18,9 +18,23 @@ namespace engine {
 namespace {
 
 // Rows t0 .. t0 + count - 1 of one head (head_dim values, row_bytes apart) as f32 rows: f16 by
-// F16C where the set has it, f32 and q8_0 by their decoders.
+// F16C where the set has it, q8_0 eight codes an instruction with AVX2 (the same products as its
+// decoder: code times scale, each rounded once), f32 (and q8_0 elsewhere) by their decoders.
 inline void attn_widen(const uint8_t* src, uint64_t row_bytes, GgmlType type, int count, int64_t hd, float* dst) {
   for (int j = 0; j < count; ++j, src += row_bytes, dst += hd) {
+#if defined(__AVX2__)
+    if (type == GgmlType::Q8_0) {
+      const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src);
+      for (int64_t b = 0; b < hd / 32; ++b) {
+        const __m256 d = _mm256_set1_ps(h2f(blocks[b].d));
+        _Pragma("GCC unroll 4") for (int i = 0; i < 32; i += 8) {
+          const __m128i codes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[b].qs + i));
+          _mm256_storeu_ps(dst + b * 32 + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), d));
+        }
+      }
+      continue;
+    }
+#endif
     if (type != GgmlType::F16) {
       dequantize_row(type, src, dst, hd);
       continue;
