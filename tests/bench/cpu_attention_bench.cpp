@@ -5,7 +5,6 @@
 // step reads them from memory as a model's layers do; best of a few runs, a table or JSON lines.
 //   cpu-attention-bench [--json] [--threads N] [--depths 512,2048,8192] [--kv-type f16|q8_0]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <random>
 #include <sstream>
@@ -19,6 +18,7 @@
 #include "engine/ggml_type.h"
 #include "engine/quantize.h"
 #include "kernels/cpu/attention.h"
+#include "tests/bench/best_seconds.h"
 
 namespace {
 
@@ -26,19 +26,6 @@ struct Layout {
   const char* name;
   int64_t n_head, n_head_kv, head_dim;
 };
-
-// Seconds of the best of `reps` runs of fn (after one warm-up).
-template <typename Fn>
-double best_seconds(int reps, Fn&& fn) {
-  fn();
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
 
 std::vector<int64_t> parse_list(const std::string& text) {
   std::vector<int64_t> out;
@@ -102,7 +89,7 @@ int main(int argc, char** argv) {
         std::vector<float> q(n_tokens * q_stride), out(n_tokens * q_stride);
         for (auto& v : q) v = normal(rng);
         int copy = 0;
-        const double s = best_seconds(reps, [&] {
+        const double s = bench::best_seconds(reps, [&] {
           // Each run a different copy (a decode step through the model's layers).
           for (int c = 0; c < copies; ++c, copy = (copy + 1) % copies) {
             engine::AttentionBatch b;
@@ -134,8 +121,10 @@ int main(int argc, char** argv) {
                                   .dump()
                                   .c_str());
         } else {
-          std::printf("%-20s %-6s %6lld %7lld %10.1f %8.2f %10.2f\n", lay.name, test, (long long)depth,
-                      (long long)n_tokens, s * 1e6, gbs, flops / s / 1e9);
+          // (A prompt reads its keys and values once for many queries: its GB/s says nothing.)
+          const std::string gb = n_tokens == 1 ? fmt::format("{:.2f}", gbs) : "-";
+          std::printf("%-20s %-6s %6lld %7lld %10.1f %8s %10.2f\n", lay.name, test, (long long)depth,
+                      (long long)n_tokens, s * 1e6, gb.c_str(), flops / s / 1e9);
         }
         std::fflush(stdout);
       }

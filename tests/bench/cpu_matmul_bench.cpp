@@ -5,7 +5,6 @@
 // Weights are random valid blocks (every type, also those engine-mkmodel cannot write).
 //   cpu-matmul-bench [--json] [--threads N] [--batch B] [--types q8_0,f16,...]
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -18,6 +17,7 @@
 #include "engine/ggml_type.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quant_dot.h"
+#include "tests/bench/best_seconds.h"
 #include "tests/unit/random_blocks.h"
 
 namespace {
@@ -26,19 +26,6 @@ struct Shape {
   const char* name;
   int64_t k, n;  // n rows of k values
 };
-
-// Seconds of the best of `reps` runs of fn (after one warm-up).
-template <typename Fn>
-double best_seconds(int reps, Fn&& fn) {
-  fn();
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
-}
 
 }  // namespace
 
@@ -78,11 +65,11 @@ int main(int argc, char** argv) {
       for (auto& v : x) v = normal(rng);
       const std::vector<uint8_t> w = engine::test::random_blocks(*type, s.k * s.n, rng);
       std::vector<std::vector<uint8_t>> copies(std::max<size_t>(1, (size_t(256) << 20) / w.size()), w);
-      const double prompt = best_seconds(reps, [&] {
+      const double prompt = bench::best_seconds(reps, [&] {
         engine::matmul(*type, w.data(), s.k, s.n, x.data(), batch, y.data(), pool);
       });
       size_t next = 0;  // each decode run reads a copy the previous runs have not brought into the cache
-      const double decode = best_seconds(std::max<int>(reps, int(copies.size()) - 1), [&] {
+      const double decode = bench::best_seconds(std::max<int>(reps, int(copies.size()) - 1), [&] {
         engine::matmul(*type, copies[next++ % copies.size()].data(), s.k, s.n, x.data(), 1, y.data(), pool);
       });
       const double gflops = 2.0 * double(s.k) * double(s.n) * batch / prompt / 1e9;
