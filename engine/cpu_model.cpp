@@ -3,8 +3,6 @@
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
-#include <utility>
-#include <vector>
 
 #include <fmt/format.h>
 
@@ -165,15 +163,14 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
     matmul(w.type, w.data, w.cols, w.rows, in, n, out, pool_);
   };
   // Products of one input (their matrices have its width): quantized once, one pool loop.
-  auto mm_group = [&](std::initializer_list<std::pair<const Matrix&, float*>> outs, const float* in) {
-    std::vector<MatmulProduct> products;
-    for (const auto& [w, out] : outs) products.push_back({w.type, w.data, w.rows, out});
-    matmul_group(products, outs.begin()->first.cols, in, n, pool_);
+  auto product = [](const Matrix& w, float* out) { return MatmulProduct{w.type, w.data, w.rows, out}; };
+  auto mm_group = [&](std::initializer_list<MatmulProduct> products, int64_t width, const float* in) {
+    matmul_group({products.begin(), products.size()}, width, in, n, pool_);
   };
   for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
     const LayerWeights& w = m_.layers[l];
     each_token(n, [&](int64_t b) { rms_norm(x_.data() + b * E, w.attn_norm.data(), xb_.data() + b * E, E, eps); });
-    mm_group({{w.wq, q_.data()}, {w.wk, k_.data()}, {w.wv, v_.data()}}, xb_.data());
+    mm_group({product(w.wq, q_.data()), product(w.wk, k_.data()), product(w.wv, v_.data())}, E, xb_.data());
     add_bias(q_.data(), w.bq, n, Q);
     add_bias(k_.data(), w.bk, n, KV);
     add_bias(v_.data(), w.bv, n, KV);
@@ -202,7 +199,7 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
       add_residual(b);
       rms_norm(x_.data() + b * E, w.ffn_norm.data(), xb_.data() + b * E, E, eps);
     });
-    mm_group({{w.w_gate, gate_.data()}, {w.w_up, up_.data()}}, xb_.data());
+    mm_group({product(w.w_gate, gate_.data()), product(w.w_up, up_.data())}, E, xb_.data());
     each_token(n, [&](int64_t b) { swiglu(gate_.data() + b * F, up_.data() + b * F, gate_.data() + b * F, F); });
     mm(w.w_down, gate_.data(), tmp_.data());
     each_token(n, add_residual);
