@@ -1,9 +1,12 @@
 // DotKernels::attend_tile (attention.h's AttentionTile), included by quant_dot_impl.h in each
 // instruction-set translation unit.
 //
-// Layout: the tile's query rows are lanes of one or two vectors. The queries are transposed
-// once, qt[d][lane] (times the scale), so one key's scores for every row are a vector or two,
-// s_j = sum_d qt[d] * k_j[d] with k_j[d] broadcast; the output is transposed too,
+// Two layouts. A tile of a vector's rows or more (prompts): attend_tile_vecs below. Fewer rows
+// (a decode step's GQA group) would leave lanes idle there: attend_tile_few_rows, further down.
+//
+// attend_tile_vecs: the tile's query rows are lanes of one or two vectors. The queries are
+// transposed once, qt[d][lane] (times the scale), so one key's scores for every row are a vector
+// or two, s_j = sum_d qt[d] * k_j[d] with k_j[d] broadcast; the output is transposed too,
 // ot[d][lane] += p_j * v_j[d]. Keys and values are widened to f32 kAttnKeys at a time (f16 by
 // F16C where the set has it), the softmax kept online per lane (running max m, sum l; ot and l
 // rescaled by e^(m_old - m_new) when the max grows). Unused lanes have limit 0 and see nothing.
@@ -12,41 +15,78 @@
 #pragma once
 
 #include "engine/quantize.h"
+#include <cmath>
+
 #include "lanes_impl.h"
 
 namespace engine {
 namespace {
 
-// Rows t0 .. t0 + count - 1 of one head (head_dim values, row_bytes apart) as f32 rows: f16 by
-// F16C where the set has it, q8_0 eight codes an instruction with AVX2 (the same products as its
-// decoder: code times scale, each rounded once), f32 (and q8_0 elsewhere) by their decoders.
-inline void attn_widen(const uint8_t* src, uint64_t row_bytes, GgmlType type, int count, int64_t hd, float* dst) {
-  for (int j = 0; j < count; ++j, src += row_bytes, dst += hd) {
-#if defined(__AVX2__)
-    if (type == GgmlType::Q8_0) {
-      const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src);
-      for (int64_t b = 0; b < hd / 32; ++b) {
-        const __m256 d = _mm256_set1_ps(h2f(blocks[b].d));
-        _Pragma("GCC unroll 4") for (int i = 0; i < 32; i += 8) {
-          const __m128i codes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[b].qs + i));
-          _mm256_storeu_ps(dst + b * 32 + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), d));
-        }
-      }
-      continue;
-    }
-#endif
-    if (type != GgmlType::F16) {
-      dequantize_row(type, src, dst, hd);
-      continue;
-    }
+// One head's row of hd values as f32: f16 by F16C where the set has it (sixteen at a time with
+// AVX-512), q8_0 eight or sixteen codes an instruction (the same products as its decoder: code
+// times scale, each rounded once), f32 (and q8_0 without AVX2) by their decoders.
+template <GgmlType kType>
+inline void attn_widen_row(const uint8_t* src, int64_t hd, float* dst) {
+  if constexpr (kType == GgmlType::F16) {
     const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
     int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= hd; i += 16) {
+      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
+    }
+#endif
 #if defined(__F16C__)
     for (; i + 8 <= hd; i += 8) {
       _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
     }
 #endif
     for (; i < hd; ++i) dst[i] = h2f(h[i]);
+  } else if constexpr (kType == GgmlType::Q8_0) {
+#if defined(__AVX2__)
+    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src);
+    for (int64_t b = 0; b < hd / 32; ++b, dst += 32) {
+#if defined(__AVX512F__)
+      const __m512 d = _mm512_set1_ps(h2f(blocks[b].d));
+      _Pragma("GCC unroll 2") for (int i = 0; i < 32; i += 16) {
+        const __m128i codes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs + i));
+        _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes)), d));
+      }
+#else
+      const __m256 d = _mm256_set1_ps(h2f(blocks[b].d));
+      _Pragma("GCC unroll 4") for (int i = 0; i < 32; i += 8) {
+        const __m128i codes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[b].qs + i));
+        _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), d));
+      }
+#endif
+    }
+#else
+    dequantize_row(kType, src, dst, hd);
+#endif
+  } else {
+    dequantize_row(kType, src, dst, hd);
+  }
+}
+
+// Rows t0 .. t0 + count - 1 of one head (hd values, row_bytes apart from src) as f32 rows in dst;
+// meanwhile the same head's first `next` rows of the block after (kAttnKeys rows on) are
+// prefetched: rows far apart are a stream the hardware prefetchers see too little of.
+template <GgmlType kType>
+inline void attn_widen_rows(const uint8_t* src, uint64_t row_bytes, int count, int next, int64_t hd, float* dst) {
+  const uint64_t head_bytes = type_bytes(kType, uint64_t(hd)), ahead = uint64_t(kAttnKeys) * row_bytes;
+  for (int j = 0; j < count; ++j, src += row_bytes, dst += hd) {
+    if (j < next) {
+      for (uint64_t b = 0; b < head_bytes; b += 64) __builtin_prefetch(src + ahead + b);
+    }
+    attn_widen_row<kType>(src, hd, dst);
+  }
+}
+
+inline void attn_widen(const uint8_t* src, uint64_t row_bytes, GgmlType type, int count, int next, int64_t hd,
+                       float* dst) {
+  switch (type) {
+    case GgmlType::F16: attn_widen_rows<GgmlType::F16>(src, row_bytes, count, next, hd, dst); break;
+    case GgmlType::Q8_0: attn_widen_rows<GgmlType::Q8_0>(src, row_bytes, count, next, hd, dst); break;
+    default: attn_widen_rows<GgmlType::F32>(src, row_bytes, count, next, hd, dst); break;
   }
 }
 
@@ -132,20 +172,11 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
     m[v] = L::set1(-1e30f);
     l[v] = L::zero();
   }
-  const uint64_t head_bytes = type_bytes(tile.type, uint64_t(hd));
   for (int64_t t0 = tile.t0; t0 < tile.t1; t0 += kAttnKeys) {
     const int count = int(tile.t1 - t0 < kAttnKeys ? tile.t1 - t0 : kAttnKeys);
-    // The next block's keys and values from the cache (rows far apart: the hardware prefetchers
-    // see too little of such a stream) while this one computes.
-    const int64_t next = tile.t1 - (t0 + count) < kAttnKeys ? tile.t1 - (t0 + count) : kAttnKeys;
-    for (int64_t j = 0; j < next; ++j) {
-      const uint64_t at = uint64_t(t0 + count + j) * tile.row_bytes;
-      for (uint64_t b = 0; b < head_bytes; b += 64) {
-        __builtin_prefetch(tile.k + at + b);
-        __builtin_prefetch(tile.v + at + b);
-      }
-    }
-    attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, hd, kf);
+    // The next block's rows, prefetched while these are widened.
+    const int next = int(tile.t1 - (t0 + count) < kAttnKeys ? tile.t1 - (t0 + count) : kAttnKeys);
+    attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, kf);
     int j = 0;
     for (; j + kScoreKeys <= count; j += kScoreKeys) {
       attn_scores<kScoreKeys, kVecs>(qt, kf, hd, j, int32_t(t0), lim, s);
@@ -166,7 +197,7 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
       }
       l[v] = L::fmadd(l[v], corr[v], sum);
     }
-    attn_widen(tile.v + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, hd, vf);
+    attn_widen(tile.v + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, vf);
     int64_t d = 0;
     for (; d + kValueDims <= hd; d += kValueDims) attn_values<kValueDims, kVecs>(ot, s, vf, hd, count, d, corr);
     for (; d < hd; ++d) attn_values<1, kVecs>(ot, s, vf, hd, count, d, corr);
@@ -183,8 +214,137 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
   }
 }
 
+// Few rows (a decode step's GQA group: fewer than a vector's lanes), where lanes of rows would
+// idle: the tile on keys and dims as lanes instead. Row r's scores for N keys are N vectors
+// sum_d q_r[d] k_j[d] over d, summed across their lanes into one vector of keys (Lanes::sums);
+// its softmax runs along those lanes; its output o_r[d] += p_rj v_j[d] with d as lanes. Every
+// lane works whatever the row count. head_dim % N == 0.
+// Bound: FMAs, 2 * head_dim / N a key and row (AVX-512: N = 16, AVX2: 8, portable: 4), the
+// scores' one load each from L1, and the sums (45 shuffles and adds for 16 keys of a row).
+inline Lanes::V attn_row_scores(const float* q, const float* kf, int64_t hd, int j0) {
+  using L = Lanes;
+  constexpr int N = L::n;
+  L::V acc[N];
+  _Pragma("GCC unroll 16") for (int i = 0; i < N; ++i) acc[i] = L::zero();
+  for (int64_t d = 0; d < hd; d += N) {
+    const L::V qv = L::load(q + d);
+    _Pragma("GCC unroll 16") for (int i = 0; i < N; ++i) {
+      acc[i] = L::fmadd(qv, L::load(kf + (j0 + i) * hd + d), acc[i]);
+    }
+  }
+  return L::sums(acc);
+}
+
+// o_r[d .. d + kChunks * N) = o_r * corr_r + sum_j p_rj v_j for kRows rows from r0 (p: kAttnKeys
+// a row).
+template <int kRows, int kChunks>
+inline void attn_row_values(float* o, const float* p, const float* vf, int64_t hd, int count, int r0, int64_t d,
+                            const float* corr) {
+  using L = Lanes;
+  constexpr int N = L::n;
+  L::V acc[kRows][kChunks];
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {
+    const L::V c = L::set1(corr[r0 + r]);
+    _Pragma("GCC unroll 4") for (int k = 0; k < kChunks; ++k) {
+      acc[r][k] = L::mul(L::load(o + (r0 + r) * hd + d + k * N), c);
+    }
+  }
+  for (int j = 0; j < count; ++j) {
+    L::V v[kChunks];
+    _Pragma("GCC unroll 4") for (int k = 0; k < kChunks; ++k) v[k] = L::load(vf + j * hd + d + k * N);
+    _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {
+      const L::V w = L::set1(p[(r0 + r) * kAttnKeys + j]);
+      _Pragma("GCC unroll 4") for (int k = 0; k < kChunks; ++k) acc[r][k] = L::fmadd(w, v[k], acc[r][k]);
+    }
+  }
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {
+    _Pragma("GCC unroll 4") for (int k = 0; k < kChunks; ++k) L::store(o + (r0 + r) * hd + d + k * N, acc[r][k]);
+  }
+}
+
+// Rows r0 .. r0 + kRows - 1 over every dim: kChunks vectors a pass, then one at a time.
+template <int kRows>
+inline void attn_rows_values(float* o, const float* p, const float* vf, int64_t hd, int count, int r0,
+                             const float* corr) {
+  // Accumulators and loaded values within the register file (32 with AVX-512, 16 otherwise).
+  constexpr int kChunks = Lanes::n == 16 ? 4 : 2;
+  int64_t d = 0;
+  for (; d + kChunks * Lanes::n <= hd; d += kChunks * Lanes::n) {
+    attn_row_values<kRows, kChunks>(o, p, vf, hd, count, r0, d, corr);
+  }
+  for (; d < hd; d += Lanes::n) attn_row_values<kRows, 1>(o, p, vf, hd, count, r0, d, corr);
+}
+
+void attend_tile_few_rows(const AttentionTile& tile, float* scratch) {
+  using L = Lanes;
+  constexpr int N = L::n;
+  constexpr int kValueRows = 4;
+  const int64_t hd = tile.head_dim;
+  const int rows = tile.rows;
+  float* q = scratch;  // rows x hd, times the scale
+  float* o = q + hd * kAttnMaxRows;  // rows x hd
+  float* p = o + hd * kAttnMaxRows;  // rows x kAttnKeys: scores, then weights
+  float* kf = p + kAttnKeys * kAttnMaxRows;
+  float* vf = kf + kAttnKeys * hd;
+  float m[kAttnMaxRows], l[kAttnMaxRows], corr[kAttnMaxRows];
+  for (int r = 0; r < rows; ++r) {
+    for (int64_t d = 0; d < hd; ++d) {
+      q[r * hd + d] = tile.q[r][d] * tile.scale;
+      o[r * hd + d] = 0.0f;
+    }
+    m[r] = -1e30f;
+    l[r] = 0.0f;
+  }
+  for (int64_t t0 = tile.t0; t0 < tile.t1; t0 += kAttnKeys) {
+    const int count = int(tile.t1 - t0 < kAttnKeys ? tile.t1 - t0 : kAttnKeys);
+    const int next = int(tile.t1 - (t0 + count) < kAttnKeys ? tile.t1 - (t0 + count) : kAttnKeys);
+    attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, kf);
+    const int groups = (count + N - 1) / N;
+    for (int r = 0; r < rows; ++r) {
+      // The block's positions row r sees: a prefix of it (none where its limit lies before).
+      const int64_t end = tile.limit[r] < t0 + count ? tile.limit[r] : t0 + count;
+      const int seen = end > t0 ? int(end - t0) : 0;
+      float* pr = p + r * kAttnKeys;
+      L::V best = L::set1(-__builtin_inff());
+      for (int g = 0; g < groups; ++g) {
+        const int k = seen - g * N < 0 ? 0 : (seen - g * N > N ? N : seen - g * N);
+        const L::V x = L::first(attn_row_scores(q + r * hd, kf, hd, g * N), k);
+        L::store(pr + g * N, x);
+        best = L::max(best, x);
+      }
+      const float top = L::reduce_max(best);
+      const float m_new = m[r] > top ? m[r] : top;
+      corr[r] = std::exp(m[r] - m_new);
+      m[r] = m_new;
+      L::V sum = L::zero();
+      for (int g = 0; g < groups; ++g) {
+        const L::V w = lanes_exp(L::sub(L::load(pr + g * N), L::set1(m_new)));
+        L::store(pr + g * N, w);
+        sum = L::add(sum, w);
+      }
+      l[r] = l[r] * corr[r] + L::reduce_add(sum);
+    }
+    attn_widen(tile.v + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, vf);
+    int r0 = 0;
+    for (; r0 + kValueRows <= rows; r0 += kValueRows) attn_rows_values<kValueRows>(o, p, vf, hd, count, r0, corr);
+    switch (rows - r0) {
+      case 3: attn_rows_values<3>(o, p, vf, hd, count, r0, corr); break;
+      case 2: attn_rows_values<2>(o, p, vf, hd, count, r0, corr); break;
+      case 1: attn_rows_values<1>(o, p, vf, hd, count, r0, corr); break;
+      default: break;
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    tile.m[r] = m[r];
+    tile.l[r] = l[r];
+    for (int64_t d = 0; d < hd; ++d) tile.o[r * hd + d] = o[r * hd + d];
+  }
+}
+
 void attend_tile(const AttentionTile& tile, float* scratch) {
-  if (tile.rows <= Lanes::n) {
+  if (tile.rows < Lanes::n && tile.head_dim % Lanes::n == 0) {
+    attend_tile_few_rows(tile, scratch);
+  } else if (tile.rows <= Lanes::n) {
     attend_tile_vecs<1>(tile, scratch);
   } else {
     attend_tile_vecs<2>(tile, scratch);

@@ -42,6 +42,28 @@ struct Lanes {
     const __mmask16 m = _mm512_cmp_ps_mask(x, _mm512_set1_ps(floor), _CMP_NLT_UQ);
     return _mm512_maskz_mov_ps(m, value);
   }
+  // s in lanes 0 .. k - 1, -infinity in the rest (k in [0, n]).
+  static V first(V s, int k) {
+    return _mm512_mask_blend_ps(__mmask16((1u << k) - 1), _mm512_set1_ps(-__builtin_inff()), s);
+  }
+  static float reduce_add(V x) { return _mm512_reduce_add_ps(x); }
+  static float reduce_max(V x) { return _mm512_reduce_max_ps(x); }
+  // Lane i: the sum of a[i]'s lanes (a transpose and add: 45 shuffles and adds for 16 sums).
+  static V sums(const V a[16]) {
+    V t[8], u[4];
+    for (int i = 0; i < 8; ++i) {  // 128-bit lane: a2i 0+2, a2i+1 0+2, a2i 1+3, a2i+1 1+3
+      t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    }
+    for (int g = 0; g < 4; ++g) {  // 128-bit lane: a4g .. a4g+3, each over that lane's four
+      const __m512d lo = _mm512_unpacklo_pd(_mm512_castps_pd(t[2 * g]), _mm512_castps_pd(t[2 * g + 1]));
+      const __m512d hi = _mm512_unpackhi_pd(_mm512_castps_pd(t[2 * g]), _mm512_castps_pd(t[2 * g + 1]));
+      u[g] = _mm512_add_ps(_mm512_castpd_ps(lo), _mm512_castpd_ps(hi));
+    }
+    // Fold the four 128-bit lanes: w0 = [u0 L0+L1, u0 L2+L3, u1 L0+L1, u1 L2+L3], w1 likewise.
+    const V w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+    const V w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, 0x88), _mm512_shuffle_f32x4(w0, w1, 0xDD));
+  }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
 struct Lanes {
@@ -73,6 +95,35 @@ struct Lanes {
   }
   static V zero_below(V value, V x, float floor) {
     return _mm256_and_ps(value, _mm256_cmp_ps(x, _mm256_set1_ps(floor), _CMP_NLT_UQ));
+  }
+  static V first(V s, int k) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const V m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(k), lane));
+    return _mm256_blendv_ps(_mm256_set1_ps(-__builtin_inff()), s, m);
+  }
+  static float reduce_add(V x) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+  }
+  static float reduce_max(V x) {
+    __m128 r = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_max_ss(r, _mm_movehdup_ps(r)));
+  }
+  // Lane i: the sum of a[i]'s lanes.
+  static V sums(const V a[8]) {
+    V t[4];
+    for (int i = 0; i < 4; ++i) {  // 128-bit lane: a2i 0+2, a2i+1 0+2, a2i 1+3, a2i+1 1+3
+      t[i] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    }
+    V u[2];
+    for (int g = 0; g < 2; ++g) {  // 128-bit lane: a4g .. a4g+3, each over that lane's four
+      const __m256d lo = _mm256_unpacklo_pd(_mm256_castps_pd(t[2 * g]), _mm256_castps_pd(t[2 * g + 1]));
+      const __m256d hi = _mm256_unpackhi_pd(_mm256_castps_pd(t[2 * g]), _mm256_castps_pd(t[2 * g + 1]));
+      u[g] = _mm256_add_ps(_mm256_castpd_ps(lo), _mm256_castpd_ps(hi));
+    }
+    return _mm256_add_ps(_mm256_permute2f128_ps(u[0], u[1], 0x20), _mm256_permute2f128_ps(u[0], u[1], 0x31));
   }
 };
 #else
@@ -124,6 +175,13 @@ struct Lanes {  // portable: four floats, loops the compiler may vectorize
   static V zero_below(V value, V x, float floor) {
     return map([&](int i) { return x.x[i] >= floor || x.x[i] != x.x[i] ? value.x[i] : 0.0f; });
   }
+  static V first(V s, int k) { return map([&](int i) { return i < k ? s.x[i] : -__builtin_inff(); }); }
+  static float reduce_add(V x) { return (x.x[0] + x.x[2]) + (x.x[1] + x.x[3]); }
+  static float reduce_max(V x) {
+    const float a = x.x[0] > x.x[1] ? x.x[0] : x.x[1], b = x.x[2] > x.x[3] ? x.x[2] : x.x[3];
+    return a > b ? a : b;
+  }
+  static V sums(const V a[4]) { return map([&](int i) { return reduce_add(a[i]); }); }
 };
 #endif
 

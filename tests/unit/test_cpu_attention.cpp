@@ -108,8 +108,9 @@ TEST(CpuAttention, EveryKernelSetCacheTypeAndShapeAgainstDoubleReference) {
   std::mt19937 rng(std::random_device{}());
   ThreadPool pool(3);
   // MHA; QwQ's 40/8 (groups of 5); llama's 32/4 (8); a group of 20, more than a tile's lanes;
-  // head sizes 64, 128 and 80 (not a multiple of 16 or 32: no q8_0 there).
-  const Shape shapes[] = {{4, 4, 64}, {10, 2, 128}, {16, 2, 64}, {20, 1, 80}};
+  // head sizes 64, 128, 80 (not a multiple of 32: no q8_0 there) and 72 (not a multiple of 16:
+  // AVX-512 takes a decode step's few rows as lanes of rows, the other sets as keys and dims).
+  const Shape shapes[] = {{4, 4, 64}, {10, 2, 128}, {16, 2, 64}, {20, 1, 80}, {6, 3, 72}};
   // (pos, n): a first decode step, decode deep enough to split along the positions, a prompt, a
   // prompt after a prefix whose token count fits no tile evenly, a short turn at a depth.
   const std::pair<int64_t, int64_t> batches[] = {{0, 1}, {900, 1}, {0, 9}, {45, 37}, {600, 3}};
