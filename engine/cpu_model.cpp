@@ -87,8 +87,8 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
   if (!kv_type_fits(kv_type, hp_.head_dim)) {
     throw Error(fmt::format("--kv-type q8_0: head dim {} is not a multiple of 32", hp_.head_dim));
   }
-  kv_row_bytes_ = type_bytes(kv_type_, hp_.kv_dim());
-  const uint64_t cache = uint64_t(layers_.last - layers_.first + 1) * n_ctx * kv_row_bytes_;
+  kv_head_bytes_ = type_bytes(kv_type_, hp_.head_dim);
+  const uint64_t cache = uint64_t(layers_.last - layers_.first + 1) * hp_.n_head_kv * n_ctx * kv_head_bytes_;
   k_cache_.resize(cache);
   v_cache_.resize(cache);
   const uint64_t b = n_batch;
@@ -112,8 +112,9 @@ int32_t CpuStage::forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) 
   return argmax_token(logits_);
 }
 
-uint8_t* CpuStage::kv_row(std::vector<uint8_t>& cache, int layer, int64_t pos) {
-  return cache.data() + (uint64_t(layer - int(layers_.first)) * n_ctx_ + uint64_t(pos)) * kv_row_bytes_;
+uint8_t* CpuStage::kv_at(std::vector<uint8_t>& cache, int layer, int64_t head, int64_t pos) {
+  const uint64_t rows = (uint64_t(layer - int(layers_.first)) * hp_.n_head_kv + uint64_t(head)) * n_ctx_;
+  return cache.data() + (rows + uint64_t(pos)) * kv_head_bytes_;
 }
 
 void CpuStage::attention(int layer, int64_t n, int64_t pos) {
@@ -127,9 +128,10 @@ void CpuStage::attention(int layer, int64_t n, int64_t pos) {
   batch.n_head_kv = hp_.n_head_kv;
   batch.head_dim = hp_.head_dim;
   batch.scale = 1.0f / std::sqrt(float(hp_.head_dim));
-  batch.k_cache = kv_row(k_cache_, layer, 0);
-  batch.v_cache = kv_row(v_cache_, layer, 0);
-  batch.row_bytes = kv_row_bytes_;
+  batch.k_cache = kv_at(k_cache_, layer, 0, 0);
+  batch.v_cache = kv_at(v_cache_, layer, 0, 0);
+  batch.row_bytes = kv_head_bytes_;
+  batch.head_stride = uint64_t(n_ctx_) * kv_head_bytes_;
   batch.kv_type = kv_type_;
   engine::attention(batch, pool_);
 }
@@ -189,8 +191,10 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
         if (!w.k_norm.empty()) rms_norm(head, w.k_norm.data(), head, hd, eps);
         rope_apply(head, cos, sin, m_.rope);
       }
-      quantize_row(kv_type_, k_.data() + b * KV, kv_row(k_cache_, l, pos + b), KV);
-      quantize_row(kv_type_, v_.data() + b * KV, kv_row(v_cache_, l, pos + b), KV);
+      for (int64_t h = 0; h < hp_.n_head_kv; ++h) {
+        quantize_row(kv_type_, k_.data() + b * KV + h * hd, kv_at(k_cache_, l, h, pos + b), hd);
+        quantize_row(kv_type_, v_.data() + b * KV + h * hd, kv_at(v_cache_, l, h, pos + b), hd);
+      }
     });
     attention(static_cast<int>(l), n, pos);
     mm(w.wo, attn_out_.data(), tmp_.data());

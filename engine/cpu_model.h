@@ -51,16 +51,20 @@ class CpuStage final : public Stage {
 
  private:
   void attention(int layer, int64_t n, int64_t pos);
-  uint8_t* kv_row(std::vector<uint8_t>& cache, int layer, int64_t pos);
+  // Where a layer's KV head keeps position pos in k_cache_ or v_cache_.
+  uint8_t* kv_at(std::vector<uint8_t>& cache, int layer, int64_t head, int64_t pos);
 
   const CpuModel& m_;
   const HyperParams& hp_;
   StageLayers layers_;
   uint32_t n_ctx_, n_batch_;
   GgmlType kv_type_;
-  uint64_t kv_row_bytes_;
+  uint64_t kv_head_bytes_;  // one head's head_dim values in kv_type_
   ThreadPool pool_;
-  std::vector<uint8_t> k_cache_, v_cache_;  // [layer - first][position][kv_dim] in kv_type_
+  // [layer - first][kv head][position][head_dim] in kv_type_: head-major, so that attention reads
+  // each head's positions as one stream, which the hardware prefetchers follow (position-major
+  // rows, one head's slice of each, ran decode attention at about 2/3 the speed).
+  std::vector<uint8_t> k_cache_, v_cache_;
   std::vector<float> x_, xb_, q_, k_, v_, attn_out_, tmp_, gate_, up_, logits_;
   std::vector<float> rope_angles_;  // per token of a batch: n_rot / 2 cosines, then n_rot / 2 sines
 };

@@ -44,7 +44,6 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
   const int64_t tokens = std::max<int64_t>(1, max_rows / heads);
   const int64_t token_tiles = ceil_div(b.n_tokens, tokens);
   const int64_t tiles = b.n_head_kv * head_chunks * token_tiles;
-  const uint64_t head_bytes = type_bytes(b.kv_type, uint64_t(hd));
   // Few tiles over many positions (decode at a depth, a short turn after a long chat): split the
   // positions too, so every thread has work, and merge the partial sums afterwards.
   const int64_t positions = b.pos + b.n_tokens;
@@ -88,8 +87,8 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
       const int64_t kvh = h0 / group;
       at.q = q_rows;
       at.limit = limit;
-      at.k = b.k_cache + kvh * head_bytes;
-      at.v = b.v_cache + kvh * head_bytes;
+      at.k = b.k_cache + kvh * b.head_stride;
+      at.v = b.v_cache + kvh * b.head_stride;
       at.row_bytes = b.row_bytes;
       at.type = b.kv_type;
       at.head_dim = hd;

@@ -45,8 +45,10 @@ inline int64_t attention_scratch_floats(int64_t head_dim) {
 // A batch of query tokens at positions pos .. pos + n_tokens - 1, whose keys and values are
 // already in the cache: token b sees positions 0 .. pos + b. Head h of token b reads
 // q[b * q_stride + h * head_dim ...] and writes out[...] at the same place; it uses KV head
-// h / (n_head / n_head_kv), whose key at position t is at k_cache + t * row_bytes + kv_head *
-// head_bytes (head_bytes: the cache type's bytes for head_dim values), its value likewise.
+// h / (n_head / n_head_kv), whose key at position t is at k_cache + kv_head * head_stride +
+// t * row_bytes (head_dim values in the cache type), its value likewise. Position-major caches
+// have head_stride = the type's bytes for head_dim values; head-major ones (each KV head's
+// positions contiguous: a decode step reads them as one stream) row_bytes = those bytes.
 struct AttentionBatch {
   const float* q = nullptr;
   float* out = nullptr;
@@ -56,7 +58,8 @@ struct AttentionBatch {
   float scale = 1.0f;
   const uint8_t* k_cache = nullptr;
   const uint8_t* v_cache = nullptr;
-  uint64_t row_bytes = 0;
+  uint64_t row_bytes = 0;    // from a KV head's position t to t + 1
+  uint64_t head_stride = 0;  // from KV head h to h + 1
   GgmlType kv_type = GgmlType::F16;
 };
 

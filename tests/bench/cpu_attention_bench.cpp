@@ -4,6 +4,7 @@
 // The cache cycles through copies of a layer's keys and values, 256 MiB in all, so that a decode
 // step reads them from memory as a model's layers do; best of a few runs, a table or JSON lines.
 //   cpu-attention-bench [--json] [--threads N] [--depths 512,2048,8192] [--kv-type f16|q8_0]
+//                       [--kv-layout heads|positions]
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -48,7 +49,13 @@ int main(int argc, char** argv) {
   app.add_option("--depths", depths_text, "cached positions before the step, comma-separated");
   app.add_option("--prompt,-p", prompt, "tokens of the prompt batch (0: decode only)")->check(CLI::Range(0, 8192));
   app.add_option("--kv-type", kv_name, "cache type: f16, q8_0 or f32");
+  std::string kv_layout = "heads";
+  app.add_option("--kv-layout", kv_layout,
+                 "heads: each KV head's positions contiguous (the CPU stage's cache); positions: a "
+                 "position's heads side by side")
+      ->check(CLI::IsMember({"heads", "positions"}));
   CLI11_PARSE(app, argc, argv);
+  const bool head_major = kv_layout == "heads";
   const auto kv_type = engine::parse_type_name(kv_name);
   if (!kv_type) {
     std::fprintf(stderr, "cpu-attention-bench: --kv-type %s is not a type name\n", kv_name.c_str());
@@ -104,7 +111,9 @@ int main(int argc, char** argv) {
             b.scale = 0.125f;
             b.k_cache = cache.data() + uint64_t(copy) * layer_bytes;
             b.v_cache = b.k_cache + row_bytes * uint64_t(positions);
-            b.row_bytes = row_bytes;
+            const uint64_t head_bytes = engine::type_bytes(*kv_type, uint64_t(lay.head_dim));
+            b.row_bytes = head_major ? head_bytes : row_bytes;
+            b.head_stride = head_major ? head_bytes * uint64_t(positions) : head_bytes;
             b.kv_type = *kv_type;
             engine::attention(b, pool);
           }
@@ -116,7 +125,8 @@ int main(int argc, char** argv) {
         const char* test = n_tokens == 1 ? "decode" : "prompt";
         if (json) {
           std::printf("%s\n", nlohmann::json{{"layout", lay.name}, {"test", test}, {"depth", depth},
-                                             {"tokens", n_tokens}, {"kv_type", kv_name}, {"threads", pool.size()},
+                                             {"tokens", n_tokens}, {"kv_type", kv_name}, {"kv_layout", kv_layout},
+                                             {"threads", pool.size()},
                                              {"us", s * 1e6}, {"kv_gb_per_s", gbs}, {"gflop_per_s", flops / s / 1e9}}
                                   .dump()
                                   .c_str());

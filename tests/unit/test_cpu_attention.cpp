@@ -1,11 +1,12 @@
 // CPU flash attention (kernels/cpu/attention.h) against the double-precision reference, from the
 // values the cache holds, for every kernel set this CPU runs, every cache type, GQA groups below,
 // at and above a tile's lanes, head sizes that are and are not a multiple of a vector, prompts and
-// decode steps (split along the positions and merged) on fresh random data, outputs poisoned with
-// NaN first.
+// decode steps (split along the positions and merged), caches position-major and head-major, on
+// fresh random data, outputs poisoned with NaN first.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -28,15 +29,18 @@ struct Shape {
 };
 
 struct Cache {
-  std::vector<uint8_t> k, v;  // [t][kv_dim] in the cache type
-  std::vector<float> k_held, v_held;  // the values those bytes hold
-  uint64_t row_bytes = 0;
+  std::vector<uint8_t> k, v;  // [t][kv_dim] or [kv head][t][head_dim] in the cache type
+  std::vector<float> k_held, v_held;  // the values those bytes hold, [t][kv_dim]
+  uint64_t row_bytes = 0, head_stride = 0;  // as AttentionBatch's
 };
 
 // Positions of keys and values drawn around `spread` (larger: sharper softmax rows), stored in
-// `type`. `drift` adds t * drift to every key, so scores grow along the positions and the
-// running maximum changes block after block.
-Cache random_cache(GgmlType type, int64_t positions, int64_t kv_dim, float spread, float drift, std::mt19937& rng) {
+// `type`, position-major or head-major (each head's positions together). `drift` adds t * drift
+// to every key, so scores grow along the positions and the running maximum changes block after
+// block.
+Cache random_cache(GgmlType type, bool head_major, int64_t positions, int64_t n_head_kv, int64_t hd, float spread,
+                   float drift, std::mt19937& rng) {
+  const int64_t kv_dim = n_head_kv * hd;
   std::normal_distribution<float> normal(0.0f, spread);
   Cache c;
   c.row_bytes = type_bytes(type, uint64_t(kv_dim));
@@ -52,6 +56,24 @@ Cache random_cache(GgmlType type, int64_t positions, int64_t kv_dim, float sprea
     quantize_row(type, row.data(), c.v.data() + t * c.row_bytes, kv_dim);
     dequantize_row(type, c.k.data() + t * c.row_bytes, c.k_held.data() + t * kv_dim, kv_dim);
     dequantize_row(type, c.v.data() + t * c.row_bytes, c.v_held.data() + t * kv_dim, kv_dim);
+  }
+  const uint64_t head_bytes = type_bytes(type, uint64_t(hd));
+  c.head_stride = head_bytes;
+  if (head_major) {  // the same rows, regrouped by head
+    auto regroup = [&](const std::vector<uint8_t>& rows) {
+      std::vector<uint8_t> heads(rows.size());
+      for (int64_t t = 0; t < positions; ++t) {
+        for (int64_t h = 0; h < n_head_kv; ++h) {
+          std::memcpy(heads.data() + (h * positions + t) * head_bytes, rows.data() + t * c.row_bytes + h * head_bytes,
+                      head_bytes);
+        }
+      }
+      return heads;
+    };
+    c.k = regroup(c.k);
+    c.v = regroup(c.v);
+    c.row_bytes = head_bytes;
+    c.head_stride = head_bytes * uint64_t(positions);
   }
   return c;
 }
@@ -71,10 +93,10 @@ double rel_error(const std::vector<float>& out, const std::vector<double>& want)
 }
 
 // Runs `n` query tokens at positions pos .. pos + n - 1 and returns the relative error.
-double run_case(const DotKernels& kern, ThreadPool& pool, GgmlType type, Shape s, int64_t pos, int64_t n,
-                float spread, float drift, std::mt19937& rng) {
-  const int64_t kv_dim = int64_t(s.n_head_kv) * s.hd, q_dim = int64_t(s.n_head) * s.hd;
-  const Cache cache = random_cache(type, pos + n, kv_dim, spread, drift, rng);
+double run_case(const DotKernels& kern, ThreadPool& pool, GgmlType type, bool head_major, Shape s, int64_t pos,
+                int64_t n, float spread, float drift, std::mt19937& rng) {
+  const int64_t q_dim = int64_t(s.n_head) * s.hd;
+  const Cache cache = random_cache(type, head_major, pos + n, s.n_head_kv, s.hd, spread, drift, rng);
   std::normal_distribution<float> normal;
   std::vector<float> q(n * q_dim), out(q.size(), NAN);
   for (auto& x : q) x = normal(rng);
@@ -91,6 +113,7 @@ double run_case(const DotKernels& kern, ThreadPool& pool, GgmlType type, Shape s
   b.k_cache = cache.k.data();
   b.v_cache = cache.v.data();
   b.row_bytes = cache.row_bytes;
+  b.head_stride = cache.head_stride;
   b.kv_type = type;
   attention(b, pool, kern);
   const auto want =
@@ -119,9 +142,12 @@ TEST(CpuAttention, EveryKernelSetCacheTypeAndShapeAgainstDoubleReference) {
       for (const Shape& s : shapes) {
         if (type == GgmlType::Q8_0 && s.hd % 32 != 0) continue;
         for (auto [pos, n] : batches) {
-          const double err = run_case(*kern, pool, type, s, pos, n, 1.0f, 0.0f, rng);
-          EXPECT_LT(err, kBound) << fmt::format("{} {} heads {}/{} hd {} pos {} n {}", kern->isa,
-                                                type_id_name(uint32_t(type)), s.n_head, s.n_head_kv, s.hd, pos, n);
+          for (bool head_major : {false, true}) {
+            const double err = run_case(*kern, pool, type, head_major, s, pos, n, 1.0f, 0.0f, rng);
+            EXPECT_LT(err, kBound) << fmt::format("{} {} {} heads {}/{} hd {} pos {} n {}", kern->isa,
+                                                  type_id_name(uint32_t(type)), head_major ? "head-major" : "position-major",
+                                                  s.n_head, s.n_head_kv, s.hd, pos, n);
+          }
         }
       }
     }
@@ -138,7 +164,7 @@ TEST(CpuAttention, SharpRowsAndRisingMaximaAgainstDoubleReference) {
     for (const DotKernels* kern : every_kernel_set()) {
       for (auto [spread, drift] : {std::pair{12.0f, 0.0f}, std::pair{1.0f, 0.02f}}) {
         for (auto [pos, n] : {std::pair<int64_t, int64_t>{700, 1}, {100, 20}}) {
-          const double err = run_case(*kern, pool, GgmlType::F16, {8, 2, 64}, pos, n, spread, drift, rng);
+          const double err = run_case(*kern, pool, GgmlType::F16, true, {8, 2, 64}, pos, n, spread, drift, rng);
           EXPECT_LT(err, kSharpBound) << fmt::format("{} threads {} spread {} drift {} pos {} n {}", kern->isa,
                                                 threads, spread, drift, pos, n);
         }
