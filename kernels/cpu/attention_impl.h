@@ -219,8 +219,9 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
 // sum_d q_r[d] k_j[d] over d, summed across their lanes into one vector of keys (Lanes::sums);
 // its softmax runs along those lanes; its output o_r[d] += p_rj v_j[d] with d as lanes. Every
 // lane works whatever the row count. head_dim % N == 0.
-// Bound: FMAs, 2 * head_dim / N a key and row (AVX-512: N = 16, AVX2: 8, portable: 4), the
-// scores' one load each from L1, and the sums (45 shuffles and adds for 16 keys of a row).
+// Work: FMAs, 2 * head_dim / N a key and row (AVX-512: N = 16, AVX2: 8, portable: 4), the
+// scores' one load each from L1, and the sums (45 shuffles and adds for 16 keys of a row). Bound:
+// at a depth, reading the cache (a head-major cache streams; docs/benchmarks.md).
 inline Lanes::V attn_row_scores(const float* q, const float* kf, int64_t hd, int j0) {
   using L = Lanes;
   constexpr int N = L::n;
