@@ -15,6 +15,7 @@
 #pragma once
 
 #include "engine/quantize.h"
+#include <algorithm>
 #include <cmath>
 
 #include "lanes_impl.h"
@@ -88,6 +89,12 @@ inline void attn_widen(const uint8_t* src, uint64_t row_bytes, GgmlType type, in
     case GgmlType::Q8_0: attn_widen_rows<GgmlType::Q8_0>(src, row_bytes, count, next, hd, dst); break;
     default: attn_widen_rows<GgmlType::F32>(src, row_bytes, count, next, hd, dst); break;
   }
+}
+
+// Keys of the block that starts at position `from` in a tile ending at t1: up to kAttnKeys (0
+// past the end).
+inline int attn_block_keys(int64_t from, int64_t t1) {
+  return int(std::clamp<int64_t>(t1 - from, 0, kAttnKeys));
 }
 
 // Scores of keys j .. j + kKeys - 1 (f32 rows in kf) for every lane of kVecs vectors, masked, into
@@ -173,9 +180,8 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
     l[v] = L::zero();
   }
   for (int64_t t0 = tile.t0; t0 < tile.t1; t0 += kAttnKeys) {
-    const int count = int(tile.t1 - t0 < kAttnKeys ? tile.t1 - t0 : kAttnKeys);
-    // The next block's rows, prefetched while these are widened.
-    const int next = int(tile.t1 - (t0 + count) < kAttnKeys ? tile.t1 - (t0 + count) : kAttnKeys);
+    const int count = attn_block_keys(t0, tile.t1);
+    const int next = attn_block_keys(t0 + count, tile.t1);  // prefetched while these are widened
     attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, kf);
     int j = 0;
     for (; j + kScoreKeys <= count; j += kScoreKeys) {
@@ -297,24 +303,22 @@ void attend_tile_few_rows(const AttentionTile& tile, float* scratch) {
     l[r] = 0.0f;
   }
   for (int64_t t0 = tile.t0; t0 < tile.t1; t0 += kAttnKeys) {
-    const int count = int(tile.t1 - t0 < kAttnKeys ? tile.t1 - t0 : kAttnKeys);
-    const int next = int(tile.t1 - (t0 + count) < kAttnKeys ? tile.t1 - (t0 + count) : kAttnKeys);
+    const int count = attn_block_keys(t0, tile.t1);
+    const int next = attn_block_keys(t0 + count, tile.t1);  // prefetched while these are widened
     attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, kf);
     const int groups = (count + N - 1) / N;
     for (int r = 0; r < rows; ++r) {
       // The block's positions row r sees: a prefix of it (none where its limit lies before).
-      const int64_t end = tile.limit[r] < t0 + count ? tile.limit[r] : t0 + count;
-      const int seen = end > t0 ? int(end - t0) : 0;
+      const int seen = int(std::clamp<int64_t>(tile.limit[r] - t0, 0, count));
       float* pr = p + r * kAttnKeys;
       L::V best = L::set1(-__builtin_inff());
       for (int g = 0; g < groups; ++g) {
-        const int k = seen - g * N < 0 ? 0 : (seen - g * N > N ? N : seen - g * N);
-        const L::V x = L::first(attn_row_scores(q + r * hd, kf, hd, g * N), k);
+        const L::V x = L::first(attn_row_scores(q + r * hd, kf, hd, g * N), std::clamp(seen - g * N, 0, N));
         L::store(pr + g * N, x);
         best = L::max(best, x);
       }
       const float top = L::reduce_max(best);
-      const float m_new = m[r] > top ? m[r] : top;
+      const float m_new = std::max(m[r], top);
       corr[r] = std::exp(m[r] - m_new);
       m[r] = m_new;
       L::V sum = L::zero();

@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   for (const Layout& lay : layouts) {
     const int64_t kv_dim = lay.n_head_kv * lay.head_dim;
     const uint64_t row_bytes = engine::type_bytes(*kv_type, uint64_t(kv_dim));
+    const uint64_t head_bytes = engine::type_bytes(*kv_type, uint64_t(lay.head_dim));
     for (const int64_t depth : depths) {
       for (const int64_t n_tokens : {int64_t(1), prompt}) {
         if (n_tokens == 0) continue;
@@ -111,7 +112,6 @@ int main(int argc, char** argv) {
             b.scale = 0.125f;
             b.k_cache = cache.data() + uint64_t(copy) * layer_bytes;
             b.v_cache = b.k_cache + row_bytes * uint64_t(positions);
-            const uint64_t head_bytes = engine::type_bytes(*kv_type, uint64_t(lay.head_dim));
             b.row_bytes = head_major ? head_bytes : row_bytes;
             b.head_stride = head_major ? head_bytes * uint64_t(positions) : head_bytes;
             b.kv_type = *kv_type;
