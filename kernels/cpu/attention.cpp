@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
+#include "engine/half.h"
 #include "quant_dot.h"
 
 namespace engine {
@@ -31,6 +32,9 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
   if (b.kv_type != GgmlType::F32 && b.kv_type != GgmlType::F16 && b.kv_type != GgmlType::Q8_0) {
     throw Error(fmt::format("attention: KV cache type {} is not supported (f32, f16 or q8_0)",
                             type_id_name(uint32_t(b.kv_type))));
+  }
+  if (b.keys_blocked && b.kv_type == GgmlType::Q8_0) {
+    throw Error("attention: a key-blocked cache holds f32 or f16 keys, not Q8_0");
   }
   if (b.n_tokens <= 0) return;
   // A tile's rows: up to two vectors of the kernel's lanes (one where the rows fill only one).
@@ -91,6 +95,7 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
       at.v = b.v_cache + kvh * b.head_stride;
       at.row_bytes = b.row_bytes;
       at.type = b.kv_type;
+      at.k_blocked = b.keys_blocked;
       at.head_dim = hd;
       at.t0 = split * split_len;
       at.t1 = std::min(b.pos + t0 + nt, (split + 1) * split_len);  // the tile's last token's limit
@@ -136,6 +141,19 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
       for (int64_t d = 0; d < hd; ++d) out[d] *= inv;
     }
   });
+}
+
+void store_key_blocked(GgmlType type, const float* key, int64_t head_dim, uint8_t* head, int64_t t) {
+  const int64_t first = t / kAttnKeyBlock * kAttnKeyBlock * head_dim + t % kAttnKeyBlock;  // value index of dim 0
+  if (type == GgmlType::F16) {
+    uint16_t* out = reinterpret_cast<uint16_t*>(head) + first;
+    for (int64_t d = 0; d < head_dim; ++d) out[d * kAttnKeyBlock] = fp32_to_fp16(key[d]);
+  } else if (type == GgmlType::F32) {
+    float* out = reinterpret_cast<float*>(head) + first;
+    for (int64_t d = 0; d < head_dim; ++d) out[d * kAttnKeyBlock] = key[d];
+  } else {
+    throw Error(fmt::format("store_key_blocked: cache type {} is not f32 or f16", type_id_name(uint32_t(type))));
+  }
 }
 
 }  // namespace engine

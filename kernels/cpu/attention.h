@@ -17,6 +17,10 @@ namespace engine {
 constexpr int kAttnMaxRows = 32;
 // Keys (and values) widened to f32 at a time.
 constexpr int kAttnKeys = 32;
+// Positions of a block of a key-blocked cache (AttentionBatch::keys_blocked): the widest set's
+// lanes, so that a decode step's scores for a block are one vector a query row.
+constexpr int kAttnKeyBlock = 16;
+static_assert(kAttnKeys % kAttnKeyBlock == 0);
 
 // One call of the tile kernel (DotKernels::attend_tile): up to two vectors' lanes of query rows,
 // all against the same KV head, over the cached positions [t0, t1).
@@ -28,6 +32,7 @@ struct AttentionTile {
   const uint8_t* v = nullptr;       // and its value: v + t * row_bytes
   uint64_t row_bytes = 0;
   GgmlType type = GgmlType::F16;    // F32, F16 or Q8_0 (head_dim % 32 == 0)
+  bool k_blocked = false;           // keys in blocks (AttentionBatch::keys_blocked); t0 % kAttnKeyBlock == 0
   int64_t head_dim = 0, t0 = 0, t1 = 0;
   float scale = 1.0f;               // applied to every score
   // Out: per row, o = sum_t e^(s_t - m) v_t over the seen positions (not divided), the largest
@@ -49,6 +54,12 @@ inline int64_t attention_scratch_floats(int64_t head_dim) {
 // t * row_bytes (head_dim values in the cache type), its value likewise. Position-major caches
 // have head_stride = the type's bytes for head_dim values; head-major ones (each KV head's
 // positions contiguous: a decode step reads them as one stream) row_bytes = those bytes.
+//
+// With keys_blocked (F32 and F16 caches), each KV head's keys are instead in blocks of
+// kAttnKeyBlock positions, each block dimension-major: the key of position t, dim d at k_cache +
+// kv_head * head_stride + (t / 16) * 16 * row_bytes + (d * 16 + t % 16) * (the type's bytes), so
+// that a decode step reads a block's 16 keys' dim d as one vector (store_key_blocked writes
+// one). head_stride then holds whole blocks: attention_key_block_positions(positions) rows.
 struct AttentionBatch {
   const float* q = nullptr;
   float* out = nullptr;
@@ -61,11 +72,21 @@ struct AttentionBatch {
   uint64_t row_bytes = 0;    // from a KV head's position t to t + 1
   uint64_t head_stride = 0;  // from KV head h to h + 1
   GgmlType kv_type = GgmlType::F16;
+  bool keys_blocked = false;
 };
+
+// Positions a KV head's keys take in a key-blocked cache: whole blocks.
+constexpr int64_t attention_key_block_positions(int64_t positions) {
+  return (positions + kAttnKeyBlock - 1) / kAttnKeyBlock * kAttnKeyBlock;
+}
+
+// Writes head_dim floats as the key of position t into one KV head's keys of a key-blocked cache
+// (head: that head's first block), rounded to `type` (F32 or F16).
+void store_key_blocked(GgmlType type, const float* key, int64_t head_dim, uint8_t* head, int64_t t);
 
 // Splits the batch into tiles over the pool's threads; a few long rows (decode at a depth) are
 // also split along the positions, their partial sums merged. Throws engine::Error on a cache
-// type other than F32, F16 or Q8_0.
+// type other than F32, F16 or Q8_0, and on keys_blocked with Q8_0.
 void attention(const AttentionBatch& batch, ThreadPool& pool);
 // The same with a given kernel set (quant_dot.h's dot_kernels_*), for tests.
 struct DotKernels;

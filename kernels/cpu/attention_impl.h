@@ -68,6 +68,47 @@ inline void attn_widen_row(const uint8_t* src, int64_t hd, float* dst) {
   }
 }
 
+// Lanes::n values of a row from value d on, as f32: an f16 row converted in registers, an f32
+// row (a widened block, or an f32 cache) loaded.
+template <GgmlType kType>
+inline Lanes::V attn_load_values(const uint8_t* row, int64_t d) {
+  if constexpr (kType == GgmlType::F16) {
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + d;
+#if defined(__AVX512F__)
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h)));
+#elif defined(__F16C__)
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+#else
+    return Lanes::map([&](int i) { return h2f(h[i]); });
+#endif
+  } else {
+    static_assert(kType == GgmlType::F32);
+    return Lanes::loadu(reinterpret_cast<const float*>(row) + d);
+  }
+}
+
+// The keys of positions t0 .. t0 + count - 1 of a key-blocked head (kb: the block holding t0, a
+// multiple of kAttnKeyBlock) as f32, dim-major: kt[d * kAttnKeys + i] (whole blocks, so past
+// count up to the block's end too); meanwhile the next kAttnKeys positions' bytes are prefetched
+// where next says there are any.
+template <GgmlType kType>
+inline void attn_widen_keys_blocked(const uint8_t* kb, uint64_t row_bytes, int count, int next, int64_t hd,
+                                    float* kt) {
+  constexpr int B = kAttnKeyBlock;
+  constexpr uint64_t kBytes = kType == GgmlType::F16 ? 2 : 4;
+  const uint64_t block_bytes = B * row_bytes, ahead = uint64_t(kAttnKeys) * row_bytes;
+  for (int b = 0; b * B < count; ++b, kb += block_bytes) {
+    if (next > 0) {
+      for (uint64_t i = 0; i < block_bytes; i += 64) __builtin_prefetch(kb + ahead + i);
+    }
+    for (int64_t d = 0; d < hd; ++d) {
+      _Pragma("GCC unroll 4") for (int c = 0; c < B; c += Lanes::n) {
+        Lanes::storeu(kt + d * kAttnKeys + b * B + c, attn_load_values<kType>(kb + d * B * kBytes, c));
+      }
+    }
+  }
+}
+
 // Rows t0 .. t0 + count - 1 of one head (hd values, row_bytes apart from src) as f32 rows in dst;
 // meanwhile the same head's first `next` rows of the block after (kAttnKeys rows on) are
 // prefetched: rows far apart are a stream the hardware prefetchers see too little of.
@@ -97,9 +138,10 @@ inline int attn_block_keys(int64_t from, int64_t t1) {
   return int(std::clamp<int64_t>(t1 - from, 0, kAttnKeys));
 }
 
-// Scores of keys j .. j + kKeys - 1 (f32 rows in kf) for every lane of kVecs vectors, masked, into
-// s[j'][lane] (W = kVecs * L::n floats a key).
-template <int kKeys, int kVecs>
+// Scores of keys j .. j + kKeys - 1 (f32 in kf: rows of hd values, or with kDimMajor kAttnKeys
+// keys a dim) for every lane of kVecs vectors, masked, into s[j'][lane] (W = kVecs * L::n floats
+// a key).
+template <int kKeys, int kVecs, bool kDimMajor>
 inline void attn_scores(const float* qt, const float* kf, int64_t hd, int j, int32_t t, const Lanes::I* limit,
                         float* s) {
   using L = Lanes;
@@ -108,12 +150,12 @@ inline void attn_scores(const float* qt, const float* kf, int64_t hd, int j, int
   _Pragma("GCC unroll 8") for (int i = 0; i < kKeys; ++i) {
     _Pragma("GCC unroll 2") for (int v = 0; v < kVecs; ++v) acc[i][v] = L::zero();
   }
-  const float* k = kf + int64_t(j) * hd;
+  const float* k = kDimMajor ? kf + j : kf + int64_t(j) * hd;
   for (int64_t d = 0; d < hd; ++d) {
     L::V q[kVecs];
     _Pragma("GCC unroll 2") for (int v = 0; v < kVecs; ++v) q[v] = L::load(qt + d * W + v * R);
     _Pragma("GCC unroll 8") for (int i = 0; i < kKeys; ++i) {
-      const L::V key = L::set1(k[i * hd + d]);
+      const L::V key = L::set1(kDimMajor ? k[d * kAttnKeys + i] : k[i * hd + d]);
       _Pragma("GCC unroll 2") for (int v = 0; v < kVecs; ++v) acc[i][v] = L::fmadd(q[v], key, acc[i][v]);
     }
   }
@@ -182,12 +224,24 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
   for (int64_t t0 = tile.t0; t0 < tile.t1; t0 += kAttnKeys) {
     const int count = attn_block_keys(t0, tile.t1);
     const int next = attn_block_keys(t0 + count, tile.t1);  // prefetched while these are widened
-    attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, kf);
     int j = 0;
-    for (; j + kScoreKeys <= count; j += kScoreKeys) {
-      attn_scores<kScoreKeys, kVecs>(qt, kf, hd, j, int32_t(t0), lim, s);
+    if (tile.k_blocked) {
+      if (tile.type == GgmlType::F16) {
+        attn_widen_keys_blocked<GgmlType::F16>(tile.k + t0 * tile.row_bytes, tile.row_bytes, count, next, hd, kf);
+      } else {
+        attn_widen_keys_blocked<GgmlType::F32>(tile.k + t0 * tile.row_bytes, tile.row_bytes, count, next, hd, kf);
+      }
+      for (; j + kScoreKeys <= count; j += kScoreKeys) {
+        attn_scores<kScoreKeys, kVecs, true>(qt, kf, hd, j, int32_t(t0), lim, s);
+      }
+      for (; j < count; ++j) attn_scores<1, kVecs, true>(qt, kf, hd, j, int32_t(t0), lim, s);
+    } else {
+      attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, kf);
+      for (; j + kScoreKeys <= count; j += kScoreKeys) {
+        attn_scores<kScoreKeys, kVecs, false>(qt, kf, hd, j, int32_t(t0), lim, s);
+      }
+      for (; j < count; ++j) attn_scores<1, kVecs, false>(qt, kf, hd, j, int32_t(t0), lim, s);
     }
-    for (; j < count; ++j) attn_scores<1, kVecs>(qt, kf, hd, j, int32_t(t0), lim, s);
     L::V corr[kVecs];
     for (int v = 0; v < kVecs; ++v) {
       L::V block_max = L::load(s + v * R);
@@ -243,10 +297,10 @@ inline Lanes::V attn_row_scores(const float* q, const float* kf, int64_t hd, int
 }
 
 // o_r[d .. d + kChunks * N) = o_r * corr_r + sum_j p_rj v_j for kRows rows from r0 (p: kAttnKeys
-// a row).
-template <int kRows, int kChunks>
-inline void attn_row_values(float* o, const float* p, const float* vf, int64_t hd, int count, int r0, int64_t d,
-                            const float* corr) {
+// a row); v_j at v + j * v_stride, of type kType, each of its values loaded once.
+template <GgmlType kType, int kRows, int kChunks>
+inline void attn_row_values(float* o, const float* p, const uint8_t* v, uint64_t v_stride, int64_t hd, int count,
+                            int r0, int64_t d, const float* corr) {
   using L = Lanes;
   constexpr int N = L::n;
   L::V acc[kRows][kChunks];
@@ -256,12 +310,12 @@ inline void attn_row_values(float* o, const float* p, const float* vf, int64_t h
       acc[r][k] = L::mul(L::load(o + (r0 + r) * hd + d + k * N), c);
     }
   }
-  for (int j = 0; j < count; ++j) {
-    L::V v[kChunks];
-    _Pragma("GCC unroll 4") for (int k = 0; k < kChunks; ++k) v[k] = L::load(vf + j * hd + d + k * N);
+  for (int j = 0; j < count; ++j, v += v_stride) {
+    L::V x[kChunks];
+    _Pragma("GCC unroll 4") for (int k = 0; k < kChunks; ++k) x[k] = attn_load_values<kType>(v, d + k * N);
     _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {
       const L::V w = L::set1(p[(r0 + r) * kAttnKeys + j]);
-      _Pragma("GCC unroll 4") for (int k = 0; k < kChunks; ++k) acc[r][k] = L::fmadd(w, v[k], acc[r][k]);
+      _Pragma("GCC unroll 4") for (int k = 0; k < kChunks; ++k) acc[r][k] = L::fmadd(w, x[k], acc[r][k]);
     }
   }
   _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {
@@ -269,23 +323,121 @@ inline void attn_row_values(float* o, const float* p, const float* vf, int64_t h
   }
 }
 
-// Rows r0 .. r0 + kRows - 1 over every dim: kChunks vectors a pass, then one at a time.
+// Vectors of dims a pass for kRows rows: the most (1, 2 or 4) whose accumulators, loaded values
+// and broadcast fit the register file (32 with AVX-512, 16 otherwise) with two to spare.
 template <int kRows>
-inline void attn_rows_values(float* o, const float* p, const float* vf, int64_t hd, int count, int r0,
-                             const float* corr) {
-  // Accumulators and loaded values within the register file (32 with AVX-512, 16 otherwise).
-  constexpr int kChunks = Lanes::n == 16 ? 4 : 2;
+constexpr int attn_value_chunks() {
+  constexpr int regs = Lanes::n == 16 ? 32 : 16;
+  for (int c = 4; c > 1; c /= 2) {
+    if (kRows * c + c + 1 <= regs - 2) return c;
+  }
+  return 1;
+}
+
+// Rows r0 .. r0 + kRows - 1 over every dim.
+template <GgmlType kType, int kRows>
+inline void attn_rows_values(float* o, const float* p, const uint8_t* v, uint64_t v_stride, int64_t hd, int count,
+                             int r0, const float* corr) {
+  constexpr int kChunks = attn_value_chunks<kRows>();
   int64_t d = 0;
   for (; d + kChunks * Lanes::n <= hd; d += kChunks * Lanes::n) {
-    attn_row_values<kRows, kChunks>(o, p, vf, hd, count, r0, d, corr);
+    attn_row_values<kType, kRows, kChunks>(o, p, v, v_stride, hd, count, r0, d, corr);
   }
-  for (; d < hd; d += Lanes::n) attn_row_values<kRows, 1>(o, p, vf, hd, count, r0, d, corr);
+  for (; d < hd; d += Lanes::n) attn_row_values<kType, kRows, 1>(o, p, v, v_stride, hd, count, r0, d, corr);
+}
+
+// Every row of the tile, eight at a time: a value is loaded (converted) once per group of rows.
+template <GgmlType kType>
+inline void attn_all_rows_values(float* o, const float* p, const uint8_t* v, uint64_t v_stride, int64_t hd,
+                                 int count, int rows, const float* corr) {
+  for (int r0 = 0; r0 < rows; r0 += 8) {
+    switch (std::min(rows - r0, 8)) {
+      case 8: attn_rows_values<kType, 8>(o, p, v, v_stride, hd, count, r0, corr); break;
+      case 7: attn_rows_values<kType, 7>(o, p, v, v_stride, hd, count, r0, corr); break;
+      case 6: attn_rows_values<kType, 6>(o, p, v, v_stride, hd, count, r0, corr); break;
+      case 5: attn_rows_values<kType, 5>(o, p, v, v_stride, hd, count, r0, corr); break;
+      case 4: attn_rows_values<kType, 4>(o, p, v, v_stride, hd, count, r0, corr); break;
+      case 3: attn_rows_values<kType, 3>(o, p, v, v_stride, hd, count, r0, corr); break;
+      case 2: attn_rows_values<kType, 2>(o, p, v, v_stride, hd, count, r0, corr); break;
+      default: attn_rows_values<kType, 1>(o, p, v, v_stride, hd, count, r0, corr); break;
+    }
+  }
+}
+
+// Bytes ahead of a decode step's reads that its key-blocked scores prefetch, in both the keys'
+// and the values' streams (measured on the 2-core Xeon: 1024 and 2048 best, 4096 and 8192 worse).
+constexpr uint64_t kAttnPrefetchAhead = 1024;
+
+// Scores of the N keys from lane0 of a key-blocked head's block kb (dim-major, kAttnKeyBlock
+// keys a dim) for kRows query rows q (hd floats each, scaled): out[r] lane i = q_r . k_i. A dim's
+// N keys are one vector, loaded (converted) once for every row; no sums across lanes. Where
+// lane0 is 0 the bytes kAttnPrefetchAhead past the block, and past the values' block vb, are
+// prefetched as the block is read. Work: kRows FMAs a dim and N keys, plus one load.
+template <GgmlType kType, int kRows>
+inline void attn_block_scores(const float* q, int64_t hd, const uint8_t* kb, int lane0, const uint8_t* vb,
+                              Lanes::V* out) {
+  using L = Lanes;
+  constexpr int B = kAttnKeyBlock;
+  constexpr int64_t kBytes = kType == GgmlType::F16 ? 2 : 4;
+  // Even and odd dims in chains of their own where the register file (32 with AVX-512, 16
+  // otherwise) holds both with the two keys and a broadcast; else one chain a row.
+  constexpr bool kTwoChains = 2 * kRows + 3 <= (L::n == 16 ? 32 : 16);
+  L::V a[kRows], b[kRows];
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) a[r] = b[r] = L::zero();
+  for (int64_t d = 0; d < hd; d += 2) {
+    if (lane0 == 0) {  // 2 * B * kBytes bytes of the block a step: 64 (f16) or 128 (f32)
+      _Pragma("GCC unroll 2") for (int64_t i = 0; i < 2 * B * kBytes; i += 64) {
+        __builtin_prefetch(kb + d * B * kBytes + i + kAttnPrefetchAhead);
+        __builtin_prefetch(vb + d * B * kBytes + i + kAttnPrefetchAhead);
+      }
+    }
+    const L::V k0 = attn_load_values<kType>(kb + d * B * kBytes, lane0);
+    const L::V k1 = attn_load_values<kType>(kb + (d + 1) * B * kBytes, lane0);
+    _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {
+      a[r] = L::fmadd(L::set1(q[r * hd + d]), k0, a[r]);
+      if constexpr (kTwoChains) {
+        b[r] = L::fmadd(L::set1(q[r * hd + d + 1]), k1, b[r]);
+      } else {
+        a[r] = L::fmadd(L::set1(q[r * hd + d + 1]), k1, a[r]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) out[r] = kTwoChains ? L::add(a[r], b[r]) : a[r];
+}
+
+// Raw scores of a key-blocked head's positions t0 .. t0 + count - 1 (t0 a multiple of
+// kAttnKeyBlock) for every row, into p (kAttnKeys a row; whole vectors, so up to N - 1 past
+// count), eight rows at a time.
+template <GgmlType kType>
+inline void attn_blocked_scores(const float* q, int rows, int64_t hd, const uint8_t* k, const uint8_t* v,
+                                uint64_t row_bytes, int count, float* p) {
+  using L = Lanes;
+  constexpr int N = L::n, B = kAttnKeyBlock;
+  for (int g = 0; g * N < count; ++g) {
+    const uint64_t block = uint64_t(g * N / B) * B * row_bytes;
+    const int lane0 = g * N % B;
+    for (int r0 = 0; r0 < rows; r0 += 8) {
+      L::V sc[8];
+      const int n = std::min(rows - r0, 8);
+      const float* qr = q + r0 * hd;
+      switch (n) {
+        case 8: attn_block_scores<kType, 8>(qr, hd, k + block, lane0, v + block, sc); break;
+        case 7: attn_block_scores<kType, 7>(qr, hd, k + block, lane0, v + block, sc); break;
+        case 6: attn_block_scores<kType, 6>(qr, hd, k + block, lane0, v + block, sc); break;
+        case 5: attn_block_scores<kType, 5>(qr, hd, k + block, lane0, v + block, sc); break;
+        case 4: attn_block_scores<kType, 4>(qr, hd, k + block, lane0, v + block, sc); break;
+        case 3: attn_block_scores<kType, 3>(qr, hd, k + block, lane0, v + block, sc); break;
+        case 2: attn_block_scores<kType, 2>(qr, hd, k + block, lane0, v + block, sc); break;
+        default: attn_block_scores<kType, 1>(qr, hd, k + block, lane0, v + block, sc); break;
+      }
+      for (int r = 0; r < n; ++r) L::storeu(p + (r0 + r) * kAttnKeys + g * N, sc[r]);
+    }
+  }
 }
 
 void attend_tile_few_rows(const AttentionTile& tile, float* scratch) {
   using L = Lanes;
   constexpr int N = L::n;
-  constexpr int kValueRows = 4;
   const int64_t hd = tile.head_dim;
   const int rows = tile.rows;
   float* q = scratch;  // rows x hd, times the scale
@@ -305,15 +457,26 @@ void attend_tile_few_rows(const AttentionTile& tile, float* scratch) {
   for (int64_t t0 = tile.t0; t0 < tile.t1; t0 += kAttnKeys) {
     const int count = attn_block_keys(t0, tile.t1);
     const int next = attn_block_keys(t0 + count, tile.t1);  // prefetched while these are widened
-    attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, kf);
     const int groups = (count + N - 1) / N;
+    const uint8_t* k = tile.k + t0 * tile.row_bytes;
+    const uint8_t* v = tile.v + t0 * tile.row_bytes;
+    if (tile.k_blocked && tile.type == GgmlType::F16) {
+      attn_blocked_scores<GgmlType::F16>(q, rows, hd, k, v, tile.row_bytes, count, p);
+    } else if (tile.k_blocked) {
+      attn_blocked_scores<GgmlType::F32>(q, rows, hd, k, v, tile.row_bytes, count, p);
+    } else {
+      attn_widen(k, tile.row_bytes, tile.type, count, next, hd, kf);
+      for (int r = 0; r < rows; ++r) {
+        for (int g = 0; g < groups; ++g) L::store(p + r * kAttnKeys + g * N, attn_row_scores(q + r * hd, kf, hd, g * N));
+      }
+    }
     for (int r = 0; r < rows; ++r) {
       // The block's positions row r sees: a prefix of it (none where its limit lies before).
       const int seen = int(std::clamp<int64_t>(tile.limit[r] - t0, 0, count));
       float* pr = p + r * kAttnKeys;
       L::V best = L::set1(-__builtin_inff());
       for (int g = 0; g < groups; ++g) {
-        const L::V x = L::first(attn_row_scores(q + r * hd, kf, hd, g * N), std::clamp(seen - g * N, 0, N));
+        const L::V x = L::first(L::load(pr + g * N), std::clamp(seen - g * N, 0, N));
         L::store(pr + g * N, x);
         best = L::max(best, x);
       }
@@ -329,14 +492,15 @@ void attend_tile_few_rows(const AttentionTile& tile, float* scratch) {
       }
       l[r] = l[r] * corr[r] + L::reduce_add(sum);
     }
-    attn_widen(tile.v + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, vf);
-    int r0 = 0;
-    for (; r0 + kValueRows <= rows; r0 += kValueRows) attn_rows_values<kValueRows>(o, p, vf, hd, count, r0, corr);
-    switch (rows - r0) {
-      case 3: attn_rows_values<3>(o, p, vf, hd, count, r0, corr); break;
-      case 2: attn_rows_values<2>(o, p, vf, hd, count, r0, corr); break;
-      case 1: attn_rows_values<1>(o, p, vf, hd, count, r0, corr); break;
-      default: break;
+    // Values: f16 and f32 rows straight from the cache (converted in registers); q8_0 widened.
+    if (tile.type == GgmlType::F16) {
+      attn_all_rows_values<GgmlType::F16>(o, p, v, tile.row_bytes, hd, count, rows, corr);
+    } else if (tile.type == GgmlType::F32) {
+      attn_all_rows_values<GgmlType::F32>(o, p, v, tile.row_bytes, hd, count, rows, corr);
+    } else {
+      attn_widen(v, tile.row_bytes, tile.type, count, next, hd, vf);
+      attn_all_rows_values<GgmlType::F32>(o, p, reinterpret_cast<const uint8_t*>(vf), uint64_t(hd) * sizeof(float),
+                                          hd, count, rows, corr);
     }
   }
   for (int r = 0; r < rows; ++r) {

@@ -1,8 +1,9 @@
 // CPU flash attention (kernels/cpu/attention.h) against the double-precision reference, from the
 // values the cache holds, for every kernel set this CPU runs, every cache type, GQA groups below,
 // at and above a tile's lanes, head sizes that are and are not a multiple of a vector, prompts and
-// decode steps (split along the positions and merged), caches position-major and head-major, on
-// fresh random data, outputs poisoned with NaN first.
+// decode steps (split along the positions and merged), caches position-major, head-major and
+// head-major with keys in blocks (f32 and f16), on fresh random data, outputs poisoned with NaN
+// first.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -28,17 +29,24 @@ struct Shape {
   int n_head, n_head_kv, hd;
 };
 
+// Where the cache keeps a head's position: [t][kv_dim], [kv head][t][head_dim], or that with the
+// keys in blocks of kAttnKeyBlock positions, dimension-major (AttentionBatch::keys_blocked).
+enum class Layout { positions, heads, heads_blocked_keys };
+
+const char* layout_name(Layout l) {
+  return l == Layout::positions ? "position-major" : l == Layout::heads ? "head-major" : "head-major, keys blocked";
+}
+
 struct Cache {
-  std::vector<uint8_t> k, v;  // [t][kv_dim] or [kv head][t][head_dim] in the cache type
+  std::vector<uint8_t> k, v;  // in the cache type, as the layout says
   std::vector<float> k_held, v_held;  // the values those bytes hold, [t][kv_dim]
   uint64_t row_bytes = 0, head_stride = 0;  // as AttentionBatch's
 };
 
 // Positions of keys and values drawn around `spread` (larger: sharper softmax rows), stored in
-// `type`, position-major or head-major (each head's positions together). `drift` adds t * drift
-// to every key, so scores grow along the positions and the running maximum changes block after
-// block.
-Cache random_cache(GgmlType type, bool head_major, int64_t positions, int64_t n_head_kv, int64_t hd, float spread,
+// `type` in the given layout. `drift` adds t * drift to every key, so scores grow along the
+// positions and the running maximum changes block after block.
+Cache random_cache(GgmlType type, Layout layout, int64_t positions, int64_t n_head_kv, int64_t hd, float spread,
                    float drift, std::mt19937& rng) {
   const int64_t kv_dim = n_head_kv * hd;
   std::normal_distribution<float> normal(0.0f, spread);
@@ -59,21 +67,38 @@ Cache random_cache(GgmlType type, bool head_major, int64_t positions, int64_t n_
   }
   const uint64_t head_bytes = type_bytes(type, uint64_t(hd));
   c.head_stride = head_bytes;
-  if (head_major) {  // the same rows, regrouped by head
+  if (layout != Layout::positions) {  // the same rows, regrouped by head (in whole key blocks)
+    const int64_t stride = layout == Layout::heads ? positions : attention_key_block_positions(positions);
     auto regroup = [&](const std::vector<uint8_t>& rows) {
-      std::vector<uint8_t> heads(rows.size());
+      std::vector<uint8_t> heads(uint64_t(n_head_kv * stride) * head_bytes);
       for (int64_t t = 0; t < positions; ++t) {
         for (int64_t h = 0; h < n_head_kv; ++h) {
-          std::memcpy(heads.data() + (h * positions + t) * head_bytes, rows.data() + t * c.row_bytes + h * head_bytes,
+          std::memcpy(heads.data() + (h * stride + t) * head_bytes, rows.data() + t * c.row_bytes + h * head_bytes,
                       head_bytes);
         }
       }
       return heads;
     };
+    // Within a head: dim d of the key at t to (t / B) * B * hd + d * B + t % B, value by value.
+    auto block_keys = [&](const std::vector<uint8_t>& heads) {
+      constexpr int64_t B = kAttnKeyBlock;
+      const uint64_t bytes = head_bytes / uint64_t(hd);  // a value's
+      std::vector<uint8_t> blocked(heads.size());
+      for (int64_t h = 0; h < n_head_kv; ++h) {
+        for (int64_t t = 0; t < positions; ++t) {
+          for (int64_t d = 0; d < hd; ++d) {
+            std::memcpy(blocked.data() + (h * stride * hd + t / B * B * hd + d * B + t % B) * bytes,
+                        heads.data() + ((h * stride + t) * hd + d) * bytes, bytes);
+          }
+        }
+      }
+      return blocked;
+    };
     c.k = regroup(c.k);
     c.v = regroup(c.v);
+    if (layout == Layout::heads_blocked_keys) c.k = block_keys(c.k);
     c.row_bytes = head_bytes;
-    c.head_stride = head_bytes * uint64_t(positions);
+    c.head_stride = head_bytes * uint64_t(stride);
   }
   return c;
 }
@@ -93,10 +118,10 @@ double rel_error(const std::vector<float>& out, const std::vector<double>& want)
 }
 
 // Runs `n` query tokens at positions pos .. pos + n - 1 and returns the relative error.
-double run_case(const DotKernels& kern, ThreadPool& pool, GgmlType type, bool head_major, Shape s, int64_t pos,
+double run_case(const DotKernels& kern, ThreadPool& pool, GgmlType type, Layout layout, Shape s, int64_t pos,
                 int64_t n, float spread, float drift, std::mt19937& rng) {
   const int64_t q_dim = int64_t(s.n_head) * s.hd;
-  const Cache cache = random_cache(type, head_major, pos + n, s.n_head_kv, s.hd, spread, drift, rng);
+  const Cache cache = random_cache(type, layout, pos + n, s.n_head_kv, s.hd, spread, drift, rng);
   std::normal_distribution<float> normal;
   std::vector<float> q(n * q_dim), out(q.size(), NAN);
   for (auto& x : q) x = normal(rng);
@@ -115,6 +140,7 @@ double run_case(const DotKernels& kern, ThreadPool& pool, GgmlType type, bool he
   b.row_bytes = cache.row_bytes;
   b.head_stride = cache.head_stride;
   b.kv_type = type;
+  b.keys_blocked = layout == Layout::heads_blocked_keys;
   attention(b, pool, kern);
   const auto want =
       test::attention_reference(q, cache.k_held, cache.v_held, pos, n, s.n_head, s.n_head_kv, s.hd, b.scale);
@@ -142,11 +168,12 @@ TEST(CpuAttention, EveryKernelSetCacheTypeAndShapeAgainstDoubleReference) {
       for (const Shape& s : shapes) {
         if (type == GgmlType::Q8_0 && s.hd % 32 != 0) continue;
         for (auto [pos, n] : batches) {
-          for (bool head_major : {false, true}) {
-            const double err = run_case(*kern, pool, type, head_major, s, pos, n, 1.0f, 0.0f, rng);
+          for (Layout layout : {Layout::positions, Layout::heads, Layout::heads_blocked_keys}) {
+            if (layout == Layout::heads_blocked_keys && type == GgmlType::Q8_0) continue;
+            const double err = run_case(*kern, pool, type, layout, s, pos, n, 1.0f, 0.0f, rng);
             EXPECT_LT(err, kBound) << fmt::format("{} {} {} heads {}/{} hd {} pos {} n {}", kern->isa,
-                                                  type_id_name(uint32_t(type)), head_major ? "head-major" : "position-major",
-                                                  s.n_head, s.n_head_kv, s.hd, pos, n);
+                                                  type_id_name(uint32_t(type)), layout_name(layout), s.n_head,
+                                                  s.n_head_kv, s.hd, pos, n);
           }
         }
       }
@@ -164,9 +191,11 @@ TEST(CpuAttention, SharpRowsAndRisingMaximaAgainstDoubleReference) {
     for (const DotKernels* kern : every_kernel_set()) {
       for (auto [spread, drift] : {std::pair{12.0f, 0.0f}, std::pair{1.0f, 0.02f}}) {
         for (auto [pos, n] : {std::pair<int64_t, int64_t>{700, 1}, {100, 20}}) {
-          const double err = run_case(*kern, pool, GgmlType::F16, true, {8, 2, 64}, pos, n, spread, drift, rng);
-          EXPECT_LT(err, kSharpBound) << fmt::format("{} threads {} spread {} drift {} pos {} n {}", kern->isa,
-                                                threads, spread, drift, pos, n);
+          for (Layout layout : {Layout::heads, Layout::heads_blocked_keys}) {
+            const double err = run_case(*kern, pool, GgmlType::F16, layout, {8, 2, 64}, pos, n, spread, drift, rng);
+            EXPECT_LT(err, kSharpBound) << fmt::format("{} threads {} spread {} drift {} pos {} n {} {}", kern->isa,
+                                                       threads, spread, drift, pos, n, layout_name(layout));
+          }
         }
       }
     }
@@ -179,6 +208,33 @@ TEST(CpuAttention, UnsupportedCacheTypeIsAnError) {
   b.n_tokens = 1;
   b.kv_type = GgmlType::Q4_0;
   test::expect_error([&] { attention(b, pool); }, {"attention", "Q4_0", "not supported"});
+  b.kv_type = GgmlType::Q8_0;
+  b.keys_blocked = true;
+  test::expect_error([&] { attention(b, pool); }, {"attention", "key-blocked", "Q8_0"});
+  std::vector<uint8_t> head(kAttnKeyBlock * 34);
+  const float key[32] = {};
+  test::expect_error([&] { store_key_blocked(GgmlType::Q8_0, key, 32, head.data(), 0); },
+                     {"store_key_blocked", "Q8_0"});
+}
+
+// store_key_blocked puts each value where the layout says (the test's own regrouping above).
+TEST(CpuAttention, StoreKeyBlockedWritesTheBlockedLayout) {
+  std::mt19937 rng(std::random_device{}());
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16}) {
+    const int64_t positions = 45, hd = 24;  // a partial last block
+    const Cache want = random_cache(type, Layout::heads_blocked_keys, positions, 1, hd, 1.0f, 0.0f, rng);
+    std::vector<uint8_t> got(want.k.size(), 0xa5);
+    for (int64_t t = 0; t < positions; ++t) store_key_blocked(type, want.k_held.data() + t * hd, hd, got.data(), t);
+    const uint64_t value = type_bytes(type, uint64_t(hd)) / uint64_t(hd);
+    // Only the written positions: the rest of the last block is free.
+    for (int64_t t = 0; t < positions; ++t) {
+      for (int64_t d = 0; d < hd; ++d) {
+        const uint64_t at = uint64_t(t / kAttnKeyBlock * kAttnKeyBlock * hd + d * kAttnKeyBlock + t % kAttnKeyBlock) * value;
+        ASSERT_EQ(std::memcmp(got.data() + at, want.k.data() + at, value), 0)
+            << type_id_name(uint32_t(type)) << " position " << t << " dim " << d;
+      }
+    }
+  }
 }
 
 }  // namespace
