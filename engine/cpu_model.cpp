@@ -88,7 +88,10 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
     throw Error(fmt::format("--kv-type q8_0: head dim {} is not a multiple of 32", hp_.head_dim));
   }
   kv_head_bytes_ = type_bytes(kv_type_, hp_.head_dim);
-  const uint64_t cache = uint64_t(layers_.last - layers_.first + 1) * hp_.n_head_kv * n_ctx * kv_head_bytes_;
+  keys_blocked_ = kv_type_ != GgmlType::Q8_0;
+  cache_positions_ = keys_blocked_ ? attention_key_block_positions(n_ctx) : int64_t(n_ctx);
+  const uint64_t cache =
+      uint64_t(layers_.last - layers_.first + 1) * hp_.n_head_kv * uint64_t(cache_positions_) * kv_head_bytes_;
   k_cache_.resize(cache);
   v_cache_.resize(cache);
   const uint64_t b = n_batch;
@@ -113,7 +116,7 @@ int32_t CpuStage::forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) 
 }
 
 uint8_t* CpuStage::kv_at(std::vector<uint8_t>& cache, int layer, int64_t head, int64_t pos) {
-  const uint64_t rows = (uint64_t(layer - int(layers_.first)) * hp_.n_head_kv + uint64_t(head)) * n_ctx_;
+  const uint64_t rows = (uint64_t(layer - int(layers_.first)) * hp_.n_head_kv + uint64_t(head)) * cache_positions_;
   return cache.data() + (rows + uint64_t(pos)) * kv_head_bytes_;
 }
 
@@ -131,8 +134,9 @@ void CpuStage::attention(int layer, int64_t n, int64_t pos) {
   batch.k_cache = kv_at(k_cache_, layer, 0, 0);
   batch.v_cache = kv_at(v_cache_, layer, 0, 0);
   batch.row_bytes = kv_head_bytes_;
-  batch.head_stride = uint64_t(n_ctx_) * kv_head_bytes_;
+  batch.head_stride = uint64_t(cache_positions_) * kv_head_bytes_;
   batch.kv_type = kv_type_;
+  batch.keys_blocked = keys_blocked_;
   engine::attention(batch, pool_);
 }
 
@@ -192,7 +196,12 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
         rope_apply(head, cos, sin, m_.rope);
       }
       for (int64_t h = 0; h < hp_.n_head_kv; ++h) {
-        quantize_row(kv_type_, k_.data() + b * KV + h * hd, kv_at(k_cache_, l, h, pos + b), hd);
+        const float* key = k_.data() + b * KV + h * hd;
+        if (keys_blocked_) {
+          store_key_blocked(kv_type_, key, hd, kv_at(k_cache_, l, h, 0), pos + b);
+        } else {
+          quantize_row(kv_type_, key, kv_at(k_cache_, l, h, pos + b), hd);
+        }
         quantize_row(kv_type_, v_.data() + b * KV + h * hd, kv_at(v_cache_, l, h, pos + b), hd);
       }
     });
