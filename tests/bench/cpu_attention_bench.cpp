@@ -2,9 +2,10 @@
 // (GB/s of the keys and values it reads: a memory-bound pass) and a prompt batch after a depth
 // (GFLOP/s: the score and value products, 4 * head_dim flops a query head and position seen).
 // The cache cycles through copies of a layer's keys and values, 256 MiB in all, so that a decode
-// step reads them from memory as a model's layers do; best of a few runs, a table or JSON lines.
+// step reads them from memory as a model's layers do (`--copies 1`: from the caches, the
+// kernel's own rate); best of a few runs, a table or JSON lines.
 //   cpu-attention-bench [--json] [--threads N] [--depths 512,2048,8192] [--kv-type f16|q8_0]
-//                       [--kv-layout heads|positions]
+//                       [--kv-layout stage|blocked|heads|positions] [--copies N]
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -49,18 +50,32 @@ int main(int argc, char** argv) {
   app.add_option("--depths", depths_text, "cached positions before the step, comma-separated");
   app.add_option("--prompt,-p", prompt, "tokens of the prompt batch (0: decode only)")->check(CLI::Range(0, 8192));
   app.add_option("--kv-type", kv_name, "cache type: f16, q8_0 or f32");
-  std::string kv_layout = "heads";
+  std::string kv_layout = "stage";
   app.add_option("--kv-layout", kv_layout,
-                 "heads: each KV head's positions contiguous (the CPU stage's cache); positions: a "
-                 "position's heads side by side")
-      ->check(CLI::IsMember({"heads", "positions"}));
+                 "stage: the CPU stage's (blocked for f32 and f16, heads for q8_0); blocked: heads, with the "
+                 "keys in blocks of 16 positions, dimension-major; heads: each KV head's positions "
+                 "contiguous; positions: a position's heads side by side");
+  int copies_wanted = 0;
+  app.add_option("--copies", copies_wanted, "copies of the cache cycled through (default: 256 MiB of them)")
+      ->check(CLI::Range(1, 64));
   CLI11_PARSE(app, argc, argv);
-  const bool head_major = kv_layout == "heads";
   const auto kv_type = engine::parse_type_name(kv_name);
   if (!kv_type) {
     std::fprintf(stderr, "cpu-attention-bench: --kv-type %s is not a type name\n", kv_name.c_str());
     return 2;
   }
+  const bool blockable = *kv_type == engine::GgmlType::F32 || *kv_type == engine::GgmlType::F16;
+  if (kv_layout == "stage") kv_layout = blockable ? "blocked" : "heads";
+  if (kv_layout != "blocked" && kv_layout != "heads" && kv_layout != "positions") {
+    std::fprintf(stderr, "cpu-attention-bench: --kv-layout %s is not stage, blocked, heads or positions\n",
+                 kv_layout.c_str());
+    return 2;
+  }
+  if (kv_layout == "blocked" && !blockable) {
+    std::fprintf(stderr, "cpu-attention-bench: --kv-layout blocked takes f32 or f16 keys, not %s\n", kv_name.c_str());
+    return 2;
+  }
+  const bool head_major = kv_layout != "positions", blocked = kv_layout == "blocked";
   std::vector<int64_t> depths;
   try {
     depths = parse_list(depths_text);
@@ -84,8 +99,11 @@ int main(int argc, char** argv) {
       for (const int64_t n_tokens : {int64_t(1), prompt}) {
         if (n_tokens == 0) continue;
         const int64_t positions = depth + n_tokens;
-        const uint64_t layer_bytes = 2 * row_bytes * uint64_t(positions);
-        const int copies = int(std::clamp<uint64_t>((256ull << 20) / layer_bytes, 1, 64));
+        // Blocked keys take whole blocks of positions (so do the values here, for one stride).
+        const int64_t stride = blocked ? engine::attention_key_block_positions(positions) : positions;
+        const uint64_t layer_bytes = 2 * row_bytes * uint64_t(stride);
+        const int copies =
+            copies_wanted ? copies_wanted : int(std::clamp<uint64_t>((256ull << 20) / layer_bytes, 1, 64));
         // Keys and values of every copy: random rows in the cache's type.
         std::vector<uint8_t> cache(layer_bytes * copies);
         std::vector<float> row(kv_dim);
@@ -111,17 +129,18 @@ int main(int argc, char** argv) {
             b.head_dim = lay.head_dim;
             b.scale = 0.125f;
             b.k_cache = cache.data() + uint64_t(copy) * layer_bytes;
-            b.v_cache = b.k_cache + row_bytes * uint64_t(positions);
+            b.v_cache = b.k_cache + row_bytes * uint64_t(stride);
             b.row_bytes = head_major ? head_bytes : row_bytes;
-            b.head_stride = head_major ? head_bytes * uint64_t(positions) : head_bytes;
+            b.head_stride = head_major ? head_bytes * uint64_t(stride) : head_bytes;
             b.kv_type = *kv_type;
+            b.keys_blocked = blocked;
             engine::attention(b, pool);
           }
         }) / copies;
         // Positions seen: token i of the batch sees depth + i + 1.
         const double seen = double(n_tokens) * double(depth) + double(n_tokens) * double(n_tokens + 1) / 2;
         const double flops = 4.0 * double(lay.head_dim) * double(lay.n_head) * seen;
-        const double gbs = double(layer_bytes) / s / 1e9;
+        const double gbs = double(2 * row_bytes * uint64_t(positions)) / s / 1e9;  // the bytes a step reads
         const char* test = n_tokens == 1 ? "decode" : "prompt";
         if (json) {
           std::printf("%s\n", nlohmann::json{{"layout", lay.name}, {"test", test}, {"depth", depth},
