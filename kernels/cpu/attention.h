@@ -28,7 +28,7 @@ struct AttentionTile {
   int rows = 0;
   const float* const* q = nullptr;  // rows pointers to head_dim floats
   const int32_t* limit = nullptr;   // row r sees position t only where t < limit[r]
-  const uint8_t* k = nullptr;       // this KV head's key at position t: k + t * row_bytes
+  const uint8_t* k = nullptr;       // this KV head's key at position t: k + t * row_bytes (rows)
   const uint8_t* v = nullptr;       // and its value: v + t * row_bytes
   uint64_t row_bytes = 0;
   GgmlType type = GgmlType::F16;    // F32, F16 or Q8_0 (head_dim % 32 == 0)

@@ -17,6 +17,7 @@
 #include "engine/quantize.h"
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "lanes_impl.h"
 
@@ -346,22 +347,32 @@ inline void attn_rows_values(float* o, const float* p, const uint8_t* v, uint64_
   for (; d < hd; d += Lanes::n) attn_row_values<kType, kRows, 1>(o, p, v, v_stride, hd, count, r0, d, corr);
 }
 
-// Every row of the tile, eight at a time: a value is loaded (converted) once per group of rows.
+// The few-row kernel's passes take up to kAttnRowGroup rows at once (their accumulators in
+// registers): f(r0, std::integral_constant<int, n>) for each group of n rows from r0.
+constexpr int kAttnRowGroup = 8;
+template <typename F>
+inline void attn_for_row_groups(int rows, F&& f) {
+  for (int r0 = 0; r0 < rows; r0 += kAttnRowGroup) {
+    switch (std::min(rows - r0, kAttnRowGroup)) {
+      case 8: f(r0, std::integral_constant<int, 8>{}); break;
+      case 7: f(r0, std::integral_constant<int, 7>{}); break;
+      case 6: f(r0, std::integral_constant<int, 6>{}); break;
+      case 5: f(r0, std::integral_constant<int, 5>{}); break;
+      case 4: f(r0, std::integral_constant<int, 4>{}); break;
+      case 3: f(r0, std::integral_constant<int, 3>{}); break;
+      case 2: f(r0, std::integral_constant<int, 2>{}); break;
+      default: f(r0, std::integral_constant<int, 1>{}); break;
+    }
+  }
+}
+
+// Every row of the tile, a group at a time: a value is loaded (converted) once per group.
 template <GgmlType kType>
 inline void attn_all_rows_values(float* o, const float* p, const uint8_t* v, uint64_t v_stride, int64_t hd,
                                  int count, int rows, const float* corr) {
-  for (int r0 = 0; r0 < rows; r0 += 8) {
-    switch (std::min(rows - r0, 8)) {
-      case 8: attn_rows_values<kType, 8>(o, p, v, v_stride, hd, count, r0, corr); break;
-      case 7: attn_rows_values<kType, 7>(o, p, v, v_stride, hd, count, r0, corr); break;
-      case 6: attn_rows_values<kType, 6>(o, p, v, v_stride, hd, count, r0, corr); break;
-      case 5: attn_rows_values<kType, 5>(o, p, v, v_stride, hd, count, r0, corr); break;
-      case 4: attn_rows_values<kType, 4>(o, p, v, v_stride, hd, count, r0, corr); break;
-      case 3: attn_rows_values<kType, 3>(o, p, v, v_stride, hd, count, r0, corr); break;
-      case 2: attn_rows_values<kType, 2>(o, p, v, v_stride, hd, count, r0, corr); break;
-      default: attn_rows_values<kType, 1>(o, p, v, v_stride, hd, count, r0, corr); break;
-    }
-  }
+  attn_for_row_groups(rows, [&](int r0, auto n) {
+    attn_rows_values<kType, decltype(n)::value>(o, p, v, v_stride, hd, count, r0, corr);
+  });
 }
 
 // Bytes ahead of a decode step's reads that its key-blocked scores prefetch, in both the keys'
@@ -407,7 +418,7 @@ inline void attn_block_scores(const float* q, int64_t hd, const uint8_t* kb, int
 
 // Raw scores of a key-blocked head's positions t0 .. t0 + count - 1 (t0 a multiple of
 // kAttnKeyBlock) for every row, into p (kAttnKeys a row; whole vectors, so up to N - 1 past
-// count), eight rows at a time.
+// count), a group of rows at a time.
 template <GgmlType kType>
 inline void attn_blocked_scores(const float* q, int rows, int64_t hd, const uint8_t* k, const uint8_t* v,
                                 uint64_t row_bytes, int count, float* p) {
@@ -416,22 +427,12 @@ inline void attn_blocked_scores(const float* q, int rows, int64_t hd, const uint
   for (int g = 0; g * N < count; ++g) {
     const uint64_t block = uint64_t(g * N / B) * B * row_bytes;
     const int lane0 = g * N % B;
-    for (int r0 = 0; r0 < rows; r0 += 8) {
-      L::V sc[8];
-      const int n = std::min(rows - r0, 8);
-      const float* qr = q + r0 * hd;
-      switch (n) {
-        case 8: attn_block_scores<kType, 8>(qr, hd, k + block, lane0, v + block, sc); break;
-        case 7: attn_block_scores<kType, 7>(qr, hd, k + block, lane0, v + block, sc); break;
-        case 6: attn_block_scores<kType, 6>(qr, hd, k + block, lane0, v + block, sc); break;
-        case 5: attn_block_scores<kType, 5>(qr, hd, k + block, lane0, v + block, sc); break;
-        case 4: attn_block_scores<kType, 4>(qr, hd, k + block, lane0, v + block, sc); break;
-        case 3: attn_block_scores<kType, 3>(qr, hd, k + block, lane0, v + block, sc); break;
-        case 2: attn_block_scores<kType, 2>(qr, hd, k + block, lane0, v + block, sc); break;
-        default: attn_block_scores<kType, 1>(qr, hd, k + block, lane0, v + block, sc); break;
-      }
-      for (int r = 0; r < n; ++r) L::storeu(p + (r0 + r) * kAttnKeys + g * N, sc[r]);
-    }
+    attn_for_row_groups(rows, [&](int r0, auto n) {
+      constexpr int kRows = decltype(n)::value;
+      L::V sc[kRows];
+      attn_block_scores<kType, kRows>(q + r0 * hd, hd, k + block, lane0, v + block, sc);
+      for (int r = 0; r < kRows; ++r) L::storeu(p + (r0 + r) * kAttnKeys + g * N, sc[r]);
+    });
   }
 }
 
