@@ -88,8 +88,7 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
     throw Error(fmt::format("--kv-type q8_0: head dim {} is not a multiple of 32", hp_.head_dim));
   }
   kv_head_bytes_ = type_bytes(kv_type_, hp_.head_dim);
-  keys_blocked_ = kv_type_ != GgmlType::Q8_0;
-  cache_positions_ = keys_blocked_ ? attention_key_block_positions(n_ctx) : int64_t(n_ctx);
+  cache_positions_ = attention_key_block_positions(n_ctx);
   const uint64_t cache =
       uint64_t(layers_.last - layers_.first + 1) * hp_.n_head_kv * uint64_t(cache_positions_) * kv_head_bytes_;
   k_cache_.resize(cache);
@@ -136,7 +135,7 @@ void CpuStage::attention(int layer, int64_t n, int64_t pos) {
   batch.row_bytes = kv_head_bytes_;
   batch.head_stride = uint64_t(cache_positions_) * kv_head_bytes_;
   batch.kv_type = kv_type_;
-  batch.keys_blocked = keys_blocked_;
+  batch.keys_blocked = true;
   engine::attention(batch, pool_);
 }
 
@@ -197,11 +196,7 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
       }
       for (int64_t h = 0; h < hp_.n_head_kv; ++h) {
         const float* key = k_.data() + b * KV + h * hd;
-        if (keys_blocked_) {
-          store_key_blocked(kv_type_, key, hd, kv_at(k_cache_, l, h, 0), pos + b);
-        } else {
-          quantize_row(kv_type_, key, kv_at(k_cache_, l, h, pos + b), hd);
-        }
+        store_key_blocked(kv_type_, key, hd, kv_at(k_cache_, l, h, 0), pos + b);
         quantize_row(kv_type_, v_.data() + b * KV + h * hd, kv_at(v_cache_, l, h, pos + b), hd);
       }
     });

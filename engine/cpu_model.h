@@ -60,14 +60,13 @@ class CpuStage final : public Stage {
   uint32_t n_ctx_, n_batch_;
   GgmlType kv_type_;
   uint64_t kv_head_bytes_;  // one head's head_dim values in kv_type_
-  bool keys_blocked_;       // f32 and f16 keys in attention.h's blocks (q8_0 keys in rows)
   int64_t cache_positions_;  // a head's positions in either cache: n_ctx, in whole key blocks
   ThreadPool pool_;
   // [layer - first][kv head][position][head_dim] in kv_type_: head-major, so that attention reads
   // each head's positions as one stream, which the hardware prefetchers follow (position-major
-  // rows, one head's slice of each, ran decode attention at about 2/3 the speed). f32 and f16
-  // keys are in blocks of kAttnKeyBlock positions, each dimension-major (AttentionBatch::
-  // keys_blocked), so that a decode step's scores need no sums across a vector's lanes.
+  // rows, one head's slice of each, ran decode attention at about 2/3 the speed). The keys are
+  // in blocks of kAttnKeyBlock positions, each dimension-major (AttentionBatch::keys_blocked), so
+  // that a decode step's scores need no sums across a vector's lanes.
   std::vector<uint8_t> k_cache_, v_cache_;
   std::vector<float> x_, xb_, q_, k_, v_, attn_out_, tmp_, gate_, up_, logits_;
   std::vector<float> rope_angles_;  // per token of a batch: n_rot / 2 cosines, then n_rot / 2 sines

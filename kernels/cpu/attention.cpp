@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "engine/error.h"
 #include "engine/half.h"
+#include "engine/quantize.h"
 #include "quant_dot.h"
 
 namespace engine {
@@ -32,9 +34,6 @@ void attention(const AttentionBatch& b, ThreadPool& pool, const DotKernels& kern
   if (b.kv_type != GgmlType::F32 && b.kv_type != GgmlType::F16 && b.kv_type != GgmlType::Q8_0) {
     throw Error(fmt::format("attention: KV cache type {} is not supported (f32, f16 or q8_0)",
                             type_id_name(uint32_t(b.kv_type))));
-  }
-  if (b.keys_blocked && b.kv_type == GgmlType::Q8_0) {
-    throw Error("attention: a key-blocked cache holds f32 or f16 keys, not Q8_0");
   }
   if (b.n_tokens <= 0) return;
   // A tile's rows: up to two vectors of the kernel's lanes (one where the rows fill only one).
@@ -151,8 +150,20 @@ void store_key_blocked(GgmlType type, const float* key, int64_t head_dim, uint8_
   } else if (type == GgmlType::F32) {
     float* out = reinterpret_cast<float*>(head) + first;
     for (int64_t d = 0; d < head_dim; ++d) out[d * kAttnKeyBlock] = key[d];
+  } else if (type == GgmlType::Q8_0) {
+    // Each group of 32 dims: the block's 16 scales (f16), then its codes dim by dim.
+    constexpr int64_t kGroup = 32, kGroupBytes = kAttnKeyBlock * 34;
+    std::vector<uint8_t> row(uint64_t(head_dim / kGroup) * 34);
+    quantize_row(type, key, row.data(), head_dim);
+    uint8_t* block = head + t / kAttnKeyBlock * kAttnKeyBlock * (head_dim / kGroup) * 34;
+    const int64_t lane = t % kAttnKeyBlock;
+    for (int64_t g = 0; g < head_dim / kGroup; ++g) {
+      uint8_t* group = block + g * kGroupBytes;
+      std::memcpy(group + lane * 2, row.data() + g * 34, 2);
+      for (int64_t d = 0; d < kGroup; ++d) group[kAttnKeyBlock * 2 + d * kAttnKeyBlock + lane] = row[g * 34 + 2 + d];
+    }
   } else {
-    throw Error(fmt::format("store_key_blocked: cache type {} is not f32 or f16", type_id_name(uint32_t(type))));
+    throw Error(fmt::format("store_key_blocked: cache type {} is not f32, f16 or q8_0", type_id_name(uint32_t(type))));
   }
 }
 

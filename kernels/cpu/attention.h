@@ -55,11 +55,13 @@ inline int64_t attention_scratch_floats(int64_t head_dim) {
 // have head_stride = the type's bytes for head_dim values; head-major ones (each KV head's
 // positions contiguous: a decode step reads them as one stream) row_bytes = those bytes.
 //
-// With keys_blocked (F32 and F16 caches), each KV head's keys are instead in blocks of
-// kAttnKeyBlock positions, each block dimension-major: the key of position t, dim d at k_cache +
-// kv_head * head_stride + (t / 16) * 16 * row_bytes + (d * 16 + t % 16) * (the type's bytes), so
-// that a decode step reads a block's 16 keys' dim d as one vector (store_key_blocked writes
-// one). head_stride then holds whole blocks: attention_key_block_positions(positions) rows.
+// With keys_blocked, each KV head's keys are instead in blocks of kAttnKeyBlock positions, each
+// block dimension-major: the key of position t, dim d at k_cache + kv_head * head_stride +
+// (t / 16) * 16 * row_bytes + (d * 16 + t % 16) * (the type's bytes) for F32 and F16; for Q8_0
+// a block is head_dim / 32 groups of 16 * 34 bytes, each the 16 positions' f16 scales, then
+// their codes of the group's 32 dims, dim d's at 32 + (d % 32) * 16 + t % 16. So a decode step
+// reads a block's 16 keys at dim d as one vector (store_key_blocked writes one). head_stride
+// then holds whole blocks: attention_key_block_positions(positions) rows.
 struct AttentionBatch {
   const float* q = nullptr;
   float* out = nullptr;
@@ -81,12 +83,12 @@ constexpr int64_t attention_key_block_positions(int64_t positions) {
 }
 
 // Writes head_dim floats as the key of position t into one KV head's keys of a key-blocked cache
-// (head: that head's first block), rounded to `type` (F32 or F16).
+// (head: that head's first block), rounded to `type` (F32, F16, or Q8_0 as quantize_row does).
 void store_key_blocked(GgmlType type, const float* key, int64_t head_dim, uint8_t* head, int64_t t);
 
 // Splits the batch into tiles over the pool's threads; a few long rows (decode at a depth) are
 // also split along the positions, their partial sums merged. Throws engine::Error on a cache
-// type other than F32, F16 or Q8_0, and on keys_blocked with Q8_0.
+// type other than F32, F16 or Q8_0.
 void attention(const AttentionBatch& batch, ThreadPool& pool);
 // The same with a given kernel set (quant_dot.h's dot_kernels_*), for tests.
 struct DotKernels;

@@ -88,6 +88,39 @@ inline Lanes::V attn_load_values(const uint8_t* row, int64_t d) {
   }
 }
 
+// Lanes::n int8 codes from p, as f32.
+inline Lanes::V attn_load_codes(const uint8_t* p) {
+#if defined(__AVX512F__)
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__AVX2__)
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+#else
+  return Lanes::map([&](int i) { return float(int8_t(p[i])); });
+#endif
+}
+
+// One group of dims of a key-blocked block (AttentionBatch::keys_blocked): f32 and f16 keys
+// are one group of every dim, q8_0 keys a group of 32 dims after its positions' scales.
+template <GgmlType kType>
+struct KeyBlockGroup {
+  static constexpr bool kScaled = kType == GgmlType::Q8_0;
+  static constexpr int64_t kValueBytes = kType == GgmlType::F32 ? 4 : kType == GgmlType::F16 ? 2 : 1;
+  static int64_t dims(int64_t hd) { return kScaled ? 32 : hd; }
+  static int64_t bytes(int64_t hd) { return kAttnKeyBlock * (kScaled ? int64_t(sizeof(BlockQ8_0)) : hd * kValueBytes); }
+  static constexpr int64_t kCodesAt = kScaled ? kAttnKeyBlock * 2 : 0;  // after the scales
+  // The N keys from lane0 at dim d of the group (codes, unscaled, for q8_0).
+  static Lanes::V keys(const uint8_t* group, int64_t d, int lane0) {
+    const uint8_t* at = group + kCodesAt + d * kAttnKeyBlock * kValueBytes;
+    if constexpr (kScaled) {
+      return attn_load_codes(at + lane0);
+    } else {
+      return attn_load_values<kType>(at, lane0);
+    }
+  }
+  // The N keys' scales from lane0 (q8_0 only).
+  static Lanes::V scales(const uint8_t* group, int lane0) { return attn_load_values<GgmlType::F16>(group, lane0); }
+};
+
 // The keys of positions t0 .. t0 + count - 1 of a key-blocked head (kb: the block holding t0, a
 // multiple of kAttnKeyBlock) as f32, dim-major: kt[d * kAttnKeys + i] (whole blocks, so past
 // count up to the block's end too); meanwhile the next kAttnKeys positions' bytes are prefetched
@@ -95,16 +128,21 @@ inline Lanes::V attn_load_values(const uint8_t* row, int64_t d) {
 template <GgmlType kType>
 inline void attn_widen_keys_blocked(const uint8_t* kb, uint64_t row_bytes, int count, int next, int64_t hd,
                                     float* kt) {
+  using G = KeyBlockGroup<kType>;
   constexpr int B = kAttnKeyBlock;
-  constexpr uint64_t kBytes = kType == GgmlType::F16 ? 2 : 4;
   const uint64_t block_bytes = B * row_bytes, ahead = uint64_t(kAttnKeys) * row_bytes;
   for (int b = 0; b * B < count; ++b, kb += block_bytes) {
     if (next > 0) {
       for (uint64_t i = 0; i < block_bytes; i += 64) __builtin_prefetch(kb + ahead + i);
     }
-    for (int64_t d = 0; d < hd; ++d) {
-      _Pragma("GCC unroll 4") for (int c = 0; c < B; c += Lanes::n) {
-        Lanes::storeu(kt + d * kAttnKeys + b * B + c, attn_load_values<kType>(kb + d * B * kBytes, c));
+    const uint8_t* group = kb;
+    for (int64_t g0 = 0; g0 < hd; g0 += G::dims(hd), group += G::bytes(hd)) {
+      for (int64_t d = 0; d < G::dims(hd); ++d) {
+        _Pragma("GCC unroll 4") for (int c = 0; c < B; c += Lanes::n) {
+          Lanes::V x = G::keys(group, d, c);
+          if constexpr (G::kScaled) x = Lanes::mul(x, G::scales(group, c));  // the decoder's one rounding
+          Lanes::storeu(kt + (g0 + d) * kAttnKeys + b * B + c, x);
+        }
       }
     }
   }
@@ -227,10 +265,13 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
     const int next = attn_block_keys(t0 + count, tile.t1);  // prefetched while these are widened
     int j = 0;
     if (tile.k_blocked) {
+      const uint8_t* k = tile.k + t0 * tile.row_bytes;
       if (tile.type == GgmlType::F16) {
-        attn_widen_keys_blocked<GgmlType::F16>(tile.k + t0 * tile.row_bytes, tile.row_bytes, count, next, hd, kf);
+        attn_widen_keys_blocked<GgmlType::F16>(k, tile.row_bytes, count, next, hd, kf);
+      } else if (tile.type == GgmlType::Q8_0) {
+        attn_widen_keys_blocked<GgmlType::Q8_0>(k, tile.row_bytes, count, next, hd, kf);
       } else {
-        attn_widen_keys_blocked<GgmlType::F32>(tile.k + t0 * tile.row_bytes, tile.row_bytes, count, next, hd, kf);
+        attn_widen_keys_blocked<GgmlType::F32>(k, tile.row_bytes, count, next, hd, kf);
       }
       for (; j + kScoreKeys <= count; j += kScoreKeys) {
         attn_scores<kScoreKeys, kVecs, true>(qt, kf, hd, j, int32_t(t0), lim, s);
@@ -380,40 +421,54 @@ inline void attn_all_rows_values(float* o, const float* p, const uint8_t* v, uin
 constexpr uint64_t kAttnPrefetchAhead = 1024;
 
 // Scores of the N keys from lane0 of a key-blocked head's block kb (dim-major, kAttnKeyBlock
-// keys a dim) for kRows query rows q (hd floats each, scaled): out[r] lane i = q_r . k_i. A dim's
-// N keys are one vector, loaded (converted) once for every row; no sums across lanes. Where
-// lane0 is 0 the bytes kAttnPrefetchAhead past the block, and past the values' block vb, are
-// prefetched as the block is read. Work: kRows FMAs a dim and N keys, plus one load.
+// keys a dim; q8_0 a group of 32 dims at a time, its scales applied once a group) for kRows
+// query rows q (hd floats each, scaled): out[r] lane i = q_r . k_i. A dim's N keys are one
+// vector, loaded (converted) once for every row; no sums across lanes. Where lane0 is 0 the bytes
+// kAttnPrefetchAhead past the block, and past the values' block vb, are prefetched as the block is
+// read. Work: kRows FMAs a dim and N keys, plus one load (and a conversion).
 template <GgmlType kType, int kRows>
 inline void attn_block_scores(const float* q, int64_t hd, const uint8_t* kb, int lane0, const uint8_t* vb,
                               Lanes::V* out) {
   using L = Lanes;
-  constexpr int B = kAttnKeyBlock;
-  constexpr int64_t kBytes = kType == GgmlType::F16 ? 2 : 4;
+  using G = KeyBlockGroup<kType>;
+  constexpr int64_t kStep = kAttnKeyBlock * G::kValueBytes;  // a dim's bytes in a block
   // Even and odd dims in chains of their own where the register file (32 with AVX-512, 16
-  // otherwise) holds both with the two keys and a broadcast; else one chain a row.
-  constexpr bool kTwoChains = 2 * kRows + 3 <= (L::n == 16 ? 32 : 16);
-  L::V a[kRows], b[kRows];
-  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) a[r] = b[r] = L::zero();
-  for (int64_t d = 0; d < hd; d += 2) {
-    if (lane0 == 0) {  // 2 * B * kBytes bytes of the block a step: 64 (f16) or 128 (f32)
-      _Pragma("GCC unroll 2") for (int64_t i = 0; i < 2 * B * kBytes; i += 64) {
-        __builtin_prefetch(kb + d * B * kBytes + i + kAttnPrefetchAhead);
-        __builtin_prefetch(vb + d * B * kBytes + i + kAttnPrefetchAhead);
+  // otherwise) holds both with the two keys, a broadcast (and q8_0's sums and scales); else one
+  // chain a row.
+  constexpr bool kTwoChains = (G::kScaled ? 3 : 2) * kRows + 4 <= (L::n == 16 ? 32 : 16);
+  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) out[r] = L::zero();
+  for (int64_t g0 = 0; g0 < hd; g0 += G::dims(hd), kb += G::bytes(hd), vb += G::bytes(hd)) {
+    L::V a[kRows], b[kRows];
+    _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) a[r] = b[r] = L::zero();
+    for (int64_t d = 0; d < G::dims(hd); d += 2) {
+      if (lane0 == 0) {  // prefetch a line a step, two for f32 (64 or 128 bytes a step; q8_0: 32)
+        _Pragma("GCC unroll 2") for (int64_t i = 0; i < 2 * kStep; i += 64) {
+          __builtin_prefetch(kb + d * kStep + i + kAttnPrefetchAhead);
+          __builtin_prefetch(vb + d * kStep + i + kAttnPrefetchAhead);
+        }
+      }
+      const L::V k0 = G::keys(kb, d, lane0);
+      const L::V k1 = G::keys(kb, d + 1, lane0);
+      const float* qd = q + g0 + d;
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {
+        a[r] = L::fmadd(L::set1(qd[r * hd]), k0, a[r]);
+        if constexpr (kTwoChains) {
+          b[r] = L::fmadd(L::set1(qd[r * hd + 1]), k1, b[r]);
+        } else {
+          a[r] = L::fmadd(L::set1(qd[r * hd + 1]), k1, a[r]);
+        }
       }
     }
-    const L::V k0 = attn_load_values<kType>(kb + d * B * kBytes, lane0);
-    const L::V k1 = attn_load_values<kType>(kb + (d + 1) * B * kBytes, lane0);
-    _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) {
-      a[r] = L::fmadd(L::set1(q[r * hd + d]), k0, a[r]);
-      if constexpr (kTwoChains) {
-        b[r] = L::fmadd(L::set1(q[r * hd + d + 1]), k1, b[r]);
-      } else {
-        a[r] = L::fmadd(L::set1(q[r * hd + d + 1]), k1, a[r]);
-      }
+    if constexpr (kTwoChains) {
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) a[r] = L::add(a[r], b[r]);
+    }
+    if constexpr (G::kScaled) {
+      const L::V scale = G::scales(kb, lane0);
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) out[r] = L::fmadd(a[r], scale, out[r]);
+    } else {
+      _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) out[r] = a[r];
     }
   }
-  _Pragma("GCC unroll 8") for (int r = 0; r < kRows; ++r) out[r] = kTwoChains ? L::add(a[r], b[r]) : a[r];
 }
 
 // Raw scores of a key-blocked head's positions t0 .. t0 + count - 1 (t0 a multiple of
@@ -463,6 +518,8 @@ void attend_tile_few_rows(const AttentionTile& tile, float* scratch) {
     const uint8_t* v = tile.v + t0 * tile.row_bytes;
     if (tile.k_blocked && tile.type == GgmlType::F16) {
       attn_blocked_scores<GgmlType::F16>(q, rows, hd, k, v, tile.row_bytes, count, p);
+    } else if (tile.k_blocked && tile.type == GgmlType::Q8_0) {
+      attn_blocked_scores<GgmlType::Q8_0>(q, rows, hd, k, v, tile.row_bytes, count, p);
     } else if (tile.k_blocked) {
       attn_blocked_scores<GgmlType::F32>(q, rows, hd, k, v, tile.row_bytes, count, p);
     } else {

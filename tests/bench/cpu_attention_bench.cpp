@@ -52,9 +52,9 @@ int main(int argc, char** argv) {
   app.add_option("--kv-type", kv_name, "cache type: f16, q8_0 or f32");
   std::string kv_layout = "stage";
   app.add_option("--kv-layout", kv_layout,
-                 "stage: the CPU stage's (blocked for f32 and f16, heads for q8_0); blocked: heads, with the "
-                 "keys in blocks of 16 positions, dimension-major; heads: each KV head's positions "
-                 "contiguous; positions: a position's heads side by side");
+                 "stage: the CPU stage's, blocked; blocked: heads, with the keys in blocks of 16 positions, "
+                 "dimension-major; heads: each KV head's positions contiguous; positions: a position's heads "
+                 "side by side");
   int copies_wanted = 0;
   app.add_option("--copies", copies_wanted, "copies of the cache cycled through (default: 256 MiB of them)")
       ->check(CLI::Range(1, 64));
@@ -64,15 +64,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cpu-attention-bench: --kv-type %s is not a type name\n", kv_name.c_str());
     return 2;
   }
-  const bool blockable = *kv_type == engine::GgmlType::F32 || *kv_type == engine::GgmlType::F16;
-  if (kv_layout == "stage") kv_layout = blockable ? "blocked" : "heads";
+  if (kv_layout == "stage") kv_layout = "blocked";
   if (kv_layout != "blocked" && kv_layout != "heads" && kv_layout != "positions") {
     std::fprintf(stderr, "cpu-attention-bench: --kv-layout %s is not stage, blocked, heads or positions\n",
                  kv_layout.c_str());
-    return 2;
-  }
-  if (kv_layout == "blocked" && !blockable) {
-    std::fprintf(stderr, "cpu-attention-bench: --kv-layout blocked takes f32 or f16 keys, not %s\n", kv_name.c_str());
     return 2;
   }
   const bool head_major = kv_layout != "positions", blocked = kv_layout == "blocked";

@@ -2,8 +2,7 @@
 // values the cache holds, for every kernel set this CPU runs, every cache type, GQA groups below,
 // at and above a tile's lanes, head sizes that are and are not a multiple of a vector, prompts and
 // decode steps (split along the positions and merged), caches position-major, head-major and
-// head-major with keys in blocks (f32 and f16), on fresh random data, outputs poisoned with NaN
-// first.
+// head-major with keys in blocks, on fresh random data, outputs poisoned with NaN first.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -79,16 +78,25 @@ Cache random_cache(GgmlType type, Layout layout, int64_t positions, int64_t n_he
       }
       return heads;
     };
-    // Within a head: dim d of the key at t to (t / B) * B * hd + d * B + t % B, value by value.
+    // Within a head, f32 and f16: dim d of the key at t to (t / B) * B * hd + d * B + t % B, value
+    // by value. q8_0: in block t / B, group g of 32 dims (B * 34 bytes): the scale to 2 * (t % B),
+    // the code of dim d to 2 * B + (d % 32) * B + t % B.
     auto block_keys = [&](const std::vector<uint8_t>& heads) {
       constexpr int64_t B = kAttnKeyBlock;
-      const uint64_t bytes = head_bytes / uint64_t(hd);  // a value's
       std::vector<uint8_t> blocked(heads.size());
       for (int64_t h = 0; h < n_head_kv; ++h) {
         for (int64_t t = 0; t < positions; ++t) {
-          for (int64_t d = 0; d < hd; ++d) {
-            std::memcpy(blocked.data() + (h * stride * hd + t / B * B * hd + d * B + t % B) * bytes,
-                        heads.data() + ((h * stride + t) * hd + d) * bytes, bytes);
+          const uint8_t* key = heads.data() + (h * stride + t) * head_bytes;
+          uint8_t* block = blocked.data() + (h * stride + t / B * B) * head_bytes;
+          if (type == GgmlType::Q8_0) {
+            for (int64_t g = 0; g < hd / 32; ++g) {
+              uint8_t* group = block + g * B * 34;
+              std::memcpy(group + 2 * (t % B), key + g * 34, 2);
+              for (int64_t d = 0; d < 32; ++d) group[2 * B + d * B + t % B] = key[g * 34 + 2 + d];
+            }
+          } else {
+            const uint64_t bytes = head_bytes / uint64_t(hd);  // a value's
+            for (int64_t d = 0; d < hd; ++d) std::memcpy(block + (d * B + t % B) * bytes, key + d * bytes, bytes);
           }
         }
       }
@@ -169,7 +177,6 @@ TEST(CpuAttention, EveryKernelSetCacheTypeAndShapeAgainstDoubleReference) {
         if (type == GgmlType::Q8_0 && s.hd % 32 != 0) continue;
         for (auto [pos, n] : batches) {
           for (Layout layout : {Layout::positions, Layout::heads, Layout::heads_blocked_keys}) {
-            if (layout == Layout::heads_blocked_keys && type == GgmlType::Q8_0) continue;
             const double err = run_case(*kern, pool, type, layout, s, pos, n, 1.0f, 0.0f, rng);
             EXPECT_LT(err, kBound) << fmt::format("{} {} {} heads {}/{} hd {} pos {} n {}", kern->isa,
                                                   type_id_name(uint32_t(type)), layout_name(layout), s.n_head,
@@ -208,30 +215,42 @@ TEST(CpuAttention, UnsupportedCacheTypeIsAnError) {
   b.n_tokens = 1;
   b.kv_type = GgmlType::Q4_0;
   test::expect_error([&] { attention(b, pool); }, {"attention", "Q4_0", "not supported"});
-  b.kv_type = GgmlType::Q8_0;
-  b.keys_blocked = true;
-  test::expect_error([&] { attention(b, pool); }, {"attention", "key-blocked", "Q8_0"});
   std::vector<uint8_t> head(kAttnKeyBlock * 34);
   const float key[32] = {};
-  test::expect_error([&] { store_key_blocked(GgmlType::Q8_0, key, 32, head.data(), 0); },
-                     {"store_key_blocked", "Q8_0"});
+  test::expect_error([&] { store_key_blocked(GgmlType::Q4_0, key, 32, head.data(), 0); },
+                     {"store_key_blocked", "Q4_0"});
 }
 
-// store_key_blocked puts each value where the layout says (the test's own regrouping above).
+// store_key_blocked puts each key where the layout says (the test's own regrouping above): the
+// bytes of every written position's values (q8_0: its scales and codes) match.
 TEST(CpuAttention, StoreKeyBlockedWritesTheBlockedLayout) {
   std::mt19937 rng(std::random_device{}());
-  for (GgmlType type : {GgmlType::F32, GgmlType::F16}) {
-    const int64_t positions = 45, hd = 24;  // a partial last block
+  constexpr int64_t B = kAttnKeyBlock;
+  for (GgmlType type : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0}) {
+    const int64_t positions = 45, hd = 64;  // a partial last block
     const Cache want = random_cache(type, Layout::heads_blocked_keys, positions, 1, hd, 1.0f, 0.0f, rng);
     std::vector<uint8_t> got(want.k.size(), 0xa5);
     for (int64_t t = 0; t < positions; ++t) store_key_blocked(type, want.k_held.data() + t * hd, hd, got.data(), t);
-    const uint64_t value = type_bytes(type, uint64_t(hd)) / uint64_t(hd);
-    // Only the written positions: the rest of the last block is free.
+    // Only the written positions' bytes: the rest of the last block is free.
+    std::vector<uint64_t> at;  // byte offsets of position t's values (q8_0: 2 scale bytes a group, then codes)
     for (int64_t t = 0; t < positions; ++t) {
-      for (int64_t d = 0; d < hd; ++d) {
-        const uint64_t at = uint64_t(t / kAttnKeyBlock * kAttnKeyBlock * hd + d * kAttnKeyBlock + t % kAttnKeyBlock) * value;
-        ASSERT_EQ(std::memcmp(got.data() + at, want.k.data() + at, value), 0)
-            << type_id_name(uint32_t(type)) << " position " << t << " dim " << d;
+      at.clear();
+      const uint64_t block = uint64_t(t / B * B) * want.row_bytes;
+      if (type == GgmlType::Q8_0) {
+        for (int64_t g = 0; g < hd / 32; ++g) {
+          const uint64_t group = block + uint64_t(g * B * 34);
+          at.push_back(group + 2 * uint64_t(t % B));
+          at.push_back(group + 2 * uint64_t(t % B) + 1);
+          for (int64_t d = 0; d < 32; ++d) at.push_back(group + uint64_t(2 * B + d * B + t % B));
+        }
+      } else {
+        const uint64_t value = want.row_bytes / uint64_t(hd);
+        for (int64_t d = 0; d < hd; ++d) {
+          for (uint64_t i = 0; i < value; ++i) at.push_back(block + uint64_t(d * B + t % B) * value + i);
+        }
+      }
+      for (uint64_t i : at) {
+        ASSERT_EQ(got[i], want.k[i]) << type_id_name(uint32_t(type)) << " position " << t << " byte " << i;
       }
     }
   }

@@ -1,5 +1,5 @@
-// The CPU stage's KV cache at any context length: f32 and f16 keys sit in blocks of
-// kAttnKeyBlock positions, so a head's keys take whole blocks; a context that is not a multiple of
+// The CPU stage's KV cache at any context length: the keys sit in blocks of kAttnKeyBlock
+// positions, so a head's keys take whole blocks; a context that is not a multiple of
 // a block must give every position its own place (no head's last block running into the next
 // head's first). The logits of a run that fills such a context are compared, bit for bit, with the
 // same run in a context of whole blocks, where the layout has no partial block to get wrong.
