@@ -151,16 +151,17 @@ void store_key_blocked(GgmlType type, const float* key, int64_t head_dim, uint8_
     float* out = reinterpret_cast<float*>(head) + first;
     for (int64_t d = 0; d < head_dim; ++d) out[d * kAttnKeyBlock] = key[d];
   } else if (type == GgmlType::Q8_0) {
-    // Each group of 32 dims: the block's 16 scales (f16), then its codes dim by dim.
-    constexpr int64_t kGroup = 32, kGroupBytes = kAttnKeyBlock * 34;
-    std::vector<uint8_t> row(uint64_t(head_dim / kGroup) * 34);
-    quantize_row(type, key, row.data(), head_dim);
-    uint8_t* block = head + t / kAttnKeyBlock * kAttnKeyBlock * (head_dim / kGroup) * 34;
+    // Each group of 32 dims (one q8_0 block of the key: a scale, 32 codes): the 16 positions'
+    // scales (f16), then their codes dim by dim.
+    constexpr int64_t kGroup = 32;
+    const int64_t block_bytes = int64_t(type_bytes(type, kGroup));  // 34
     const int64_t lane = t % kAttnKeyBlock;
-    for (int64_t g = 0; g < head_dim / kGroup; ++g) {
-      uint8_t* group = block + g * kGroupBytes;
-      std::memcpy(group + lane * 2, row.data() + g * 34, 2);
-      for (int64_t d = 0; d < kGroup; ++d) group[kAttnKeyBlock * 2 + d * kAttnKeyBlock + lane] = row[g * 34 + 2 + d];
+    uint8_t* group = head + t / kAttnKeyBlock * kAttnKeyBlock * (head_dim / kGroup) * block_bytes;
+    uint8_t quantized[64];
+    for (int64_t g = 0; g < head_dim / kGroup; ++g, group += kAttnKeyBlock * block_bytes) {
+      quantize_row(type, key + g * kGroup, quantized, kGroup);
+      std::memcpy(group + lane * 2, quantized, 2);
+      for (int64_t d = 0; d < kGroup; ++d) group[kAttnKeyBlock * 2 + d * kAttnKeyBlock + lane] = quantized[2 + d];
     }
   } else {
     throw Error(fmt::format("store_key_blocked: cache type {} is not f32, f16 or q8_0", type_id_name(uint32_t(type))));
