@@ -24,51 +24,6 @@
 namespace engine {
 namespace {
 
-// One head's row of hd values as f32: f16 by F16C where the set has it (sixteen at a time with
-// AVX-512), q8_0 eight or sixteen codes an instruction (the same products as its decoder: code
-// times scale, each rounded once), f32 (and q8_0 without AVX2) by their decoders.
-template <GgmlType kType>
-inline void attn_widen_row(const uint8_t* src, int64_t hd, float* dst) {
-  if constexpr (kType == GgmlType::F16) {
-    const uint16_t* h = reinterpret_cast<const uint16_t*>(src);
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= hd; i += 16) {
-      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i))));
-    }
-#endif
-#if defined(__F16C__)
-    for (; i + 8 <= hd; i += 8) {
-      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
-    }
-#endif
-    for (; i < hd; ++i) dst[i] = h2f(h[i]);
-  } else if constexpr (kType == GgmlType::Q8_0) {
-#if defined(__AVX2__)
-    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src);
-    for (int64_t b = 0; b < hd / 32; ++b, dst += 32) {
-#if defined(__AVX512F__)
-      const __m512 d = _mm512_set1_ps(h2f(blocks[b].d));
-      _Pragma("GCC unroll 2") for (int i = 0; i < 32; i += 16) {
-        const __m128i codes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs + i));
-        _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes)), d));
-      }
-#else
-      const __m256 d = _mm256_set1_ps(h2f(blocks[b].d));
-      _Pragma("GCC unroll 4") for (int i = 0; i < 32; i += 8) {
-        const __m128i codes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blocks[b].qs + i));
-        _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)), d));
-      }
-#endif
-    }
-#else
-    dequantize_row(kType, src, dst, hd);
-#endif
-  } else {
-    dequantize_row(kType, src, dst, hd);
-  }
-}
-
 // Lanes::n values of a row from value d on, as f32: an f16 row converted in registers, an f32
 // row (a widened block, or an f32 cache) loaded.
 template <GgmlType kType>
@@ -97,6 +52,29 @@ inline Lanes::V attn_load_codes(const uint8_t* p) {
 #else
   return Lanes::map([&](int i) { return float(int8_t(p[i])); });
 #endif
+}
+
+// One head's row of hd values as f32: f16 and q8_0 a vector at a time by the loaders above (q8_0
+// the same products as its decoder: code times scale, each rounded once), the rest of an f16 row
+// (hd not a multiple of a vector) and f32 by their decoders.
+template <GgmlType kType>
+inline void attn_widen_row(const uint8_t* src, int64_t hd, float* dst) {
+  constexpr int N = Lanes::n;
+  if constexpr (kType == GgmlType::F16) {
+    int64_t i = 0;
+    for (; i + N <= hd; i += N) Lanes::storeu(dst + i, attn_load_values<kType>(src, i));
+    if (i < hd) dequantize_row(kType, src + 2 * i, dst + i, hd - i);
+  } else if constexpr (kType == GgmlType::Q8_0) {
+    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src);
+    for (int64_t b = 0; b < hd / 32; ++b, dst += 32) {
+      const Lanes::V d = Lanes::set1(h2f(blocks[b].d));
+      _Pragma("GCC unroll 8") for (int i = 0; i < 32; i += N) {
+        Lanes::storeu(dst + i, Lanes::mul(attn_load_codes(reinterpret_cast<const uint8_t*>(blocks[b].qs) + i), d));
+      }
+    }
+  } else {
+    dequantize_row(kType, src, dst, hd);
+  }
 }
 
 // One group of dims of a key-blocked block (AttentionBatch::keys_blocked): f32 and f16 keys
@@ -263,9 +241,17 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
   for (int64_t t0 = tile.t0; t0 < tile.t1; t0 += kAttnKeys) {
     const int count = attn_block_keys(t0, tile.t1);
     const int next = attn_block_keys(t0 + count, tile.t1);  // prefetched while these are widened
-    int j = 0;
+    // The block's keys as f32 (dim-major from a blocked cache, rows otherwise), then their scores.
+    auto scores = [&](auto dim_major) {
+      constexpr bool kDimMajor = decltype(dim_major)::value;
+      int j = 0;
+      for (; j + kScoreKeys <= count; j += kScoreKeys) {
+        attn_scores<kScoreKeys, kVecs, kDimMajor>(qt, kf, hd, j, int32_t(t0), lim, s);
+      }
+      for (; j < count; ++j) attn_scores<1, kVecs, kDimMajor>(qt, kf, hd, j, int32_t(t0), lim, s);
+    };
+    const uint8_t* k = tile.k + t0 * tile.row_bytes;
     if (tile.k_blocked) {
-      const uint8_t* k = tile.k + t0 * tile.row_bytes;
       if (tile.type == GgmlType::F16) {
         attn_widen_keys_blocked<GgmlType::F16>(k, tile.row_bytes, count, next, hd, kf);
       } else if (tile.type == GgmlType::Q8_0) {
@@ -273,26 +259,20 @@ void attend_tile_vecs(const AttentionTile& tile, float* scratch) {
       } else {
         attn_widen_keys_blocked<GgmlType::F32>(k, tile.row_bytes, count, next, hd, kf);
       }
-      for (; j + kScoreKeys <= count; j += kScoreKeys) {
-        attn_scores<kScoreKeys, kVecs, true>(qt, kf, hd, j, int32_t(t0), lim, s);
-      }
-      for (; j < count; ++j) attn_scores<1, kVecs, true>(qt, kf, hd, j, int32_t(t0), lim, s);
+      scores(std::true_type{});
     } else {
-      attn_widen(tile.k + t0 * tile.row_bytes, tile.row_bytes, tile.type, count, next, hd, kf);
-      for (; j + kScoreKeys <= count; j += kScoreKeys) {
-        attn_scores<kScoreKeys, kVecs, false>(qt, kf, hd, j, int32_t(t0), lim, s);
-      }
-      for (; j < count; ++j) attn_scores<1, kVecs, false>(qt, kf, hd, j, int32_t(t0), lim, s);
+      attn_widen(k, tile.row_bytes, tile.type, count, next, hd, kf);
+      scores(std::false_type{});
     }
     L::V corr[kVecs];
     for (int v = 0; v < kVecs; ++v) {
       L::V block_max = L::load(s + v * R);
-      for (j = 1; j < count; ++j) block_max = L::max(block_max, L::load(s + j * W + v * R));
+      for (int j = 1; j < count; ++j) block_max = L::max(block_max, L::load(s + j * W + v * R));
       const L::V m_new = L::max(m[v], block_max);
       corr[v] = lanes_exp(L::sub(m[v], m_new));
       m[v] = m_new;
       L::V sum = L::zero();
-      for (j = 0; j < count; ++j) {
+      for (int j = 0; j < count; ++j) {
         const L::V p = lanes_exp(L::sub(L::load(s + j * W + v * R), m_new));
         L::store(s + j * W + v * R, p);
         sum = L::add(sum, p);
