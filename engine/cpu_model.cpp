@@ -88,6 +88,7 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
     throw Error(fmt::format("--kv-type q8_0: head dim {} is not a multiple of 32", hp_.head_dim));
   }
   kv_head_bytes_ = type_bytes(kv_type_, hp_.head_dim);
+  static_assert(kCpuKvPositionBlock == kAttnKeyBlock, "the planner counts the cache's blocks");
   cache_positions_ = attention_key_block_positions(n_ctx);
   const uint64_t cache =
       uint64_t(layers_.last - layers_.first + 1) * hp_.n_head_kv * uint64_t(cache_positions_) * kv_head_bytes_;

@@ -48,6 +48,8 @@ class CpuStage final : public Stage {
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override;
   int32_t forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) override;
   float* hidden() override { return x_.data(); }
+  // Both caches' bytes, as allocated (the planner's cpu_stage_kv_bytes).
+  uint64_t kv_cache_bytes() const { return k_cache_.size() + v_cache_.size(); }
 
  private:
   void attention(int layer, int64_t n, int64_t pos);

@@ -236,7 +236,8 @@ class Planner {
       if (d.layers) d.weight_bytes = prefix_[d.layers->second + 1] - prefix_[d.layers->first];
       if (d.output) d.weight_bytes += output_bytes_;
     }
-    d.kv_bytes = stage_kv_bytes(m_.hp, opt_.kv_type, ctx, layers);
+    d.kv_bytes = gpu ? stage_kv_bytes(m_.hp, opt_.kv_type, ctx, layers)
+                     : cpu_stage_kv_bytes(m_.hp, opt_.kv_type, ctx, layers);
     if (layers > 0 || d.output || d.device.kind == DeviceKind::cpu) {
       StageShape shape{opt_.n_batch, ctx, opt_.n_outputs, layers > 0, d.output, gpu, opt_.kv_type};
       d.compute_bytes = stage_buffer_bytes(m_.hp, shape);

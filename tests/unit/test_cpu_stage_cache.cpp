@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/cpu_model.h"
 #include "engine/engine.h"
+#include "engine/memory_model.h"
 #include "kernels/cpu/attention.h"
 #include "model_helpers.h"
 
@@ -47,6 +49,24 @@ TEST(CpuStageCache, ContextOfPartialKeyBlockGivesTheLogitsOfWholeBlocks) {
     ASSERT_EQ(partial.size(), whole.size());
     for (size_t i = 0; i < whole.size(); ++i) {
       ASSERT_EQ(partial[i], whole[i]) << "kv " << kv_type_name(kv) << " logit " << i;
+    }
+  }
+}
+
+// The planner's count of a CPU stage's cache (cpu_stage_kv_bytes) is what the stage allocates.
+TEST(CpuStageCache, AllocatesWhatThePlannerCounts) {
+  const auto model = test::random_model(WeightMix::f32, Arch::qwen2, 3);
+  const CpuModel cpu(model->spec());
+  for (KvType kv : {KvType::f32, KvType::f16, KvType::q8_0}) {
+    for (uint32_t n_ctx : {1u, 16u, 17u, 101u}) {
+      const CpuStage stage(cpu, StageLayers{1, 2, false, true}, n_ctx, 8, kv, 1);
+      // By hand: 2 layers x n_head_kv heads x whole blocks of 16 positions x one head's bytes.
+      const HyperParams& hp = model->spec().hp;
+      const uint64_t head_bytes = kv == KvType::f32 ? 4 * hp.head_dim : kv == KvType::f16 ? 2 * hp.head_dim
+                                                                                           : hp.head_dim / 32 * 34;
+      const uint64_t by_hand = 2 * 2 * uint64_t(hp.n_head_kv) * ((n_ctx + 15) / 16 * 16) * head_bytes;
+      EXPECT_EQ(stage.kv_cache_bytes(), by_hand) << kv_type_name(kv) << " ctx " << n_ctx;
+      EXPECT_EQ(cpu_stage_kv_bytes(hp, kv, n_ctx, 2), by_hand) << kv_type_name(kv) << " ctx " << n_ctx;
     }
   }
 }

@@ -129,6 +129,22 @@ TEST_F(PlannerTest, TwoGpusOf24GiBHoldEverythingAtShortAndLongContext) {
   EXPECT_TRUE(plan(sims({24, 24}), "auto", 32768).devices[1].layers.has_value());
 }
 
+// The CPU stage keeps each KV head's keys in blocks of 16 positions, so its cache holds the
+// context rounded up to whole blocks; a GPU's holds the context itself.
+TEST_F(PlannerTest, CpuKvCountsWholeBlocksOfSixteenPositions) {
+  for (uint32_t ctx : {4096u, 4097u, 4111u, 1u}) {
+    const Plan p = plan(sims({8}), "10", ctx);  // the other 54 layers on the CPU
+    const DevicePlan& gpu = p.devices[0];
+    const DevicePlan& cpu = p.devices[1];
+    ASSERT_EQ(cpu.device.kind, DeviceKind::cpu);
+    ASSERT_EQ(count_layers(gpu), 10u);
+    ASSERT_EQ(count_layers(cpu), 54u);
+    const uint32_t whole_blocks = (ctx + 15) / 16 * 16;
+    EXPECT_EQ(cpu.kv_bytes, 54 * kv_by_hand(whole_blocks)) << ctx;
+    EXPECT_EQ(gpu.kv_bytes, stage_kv_bytes(spec_->hp, KvType::f16, ctx, 10)) << ctx;
+  }
+}
+
 TEST_F(PlannerTest, OneGpuOf24GiBTakesExactlyWhatFitsTheCpuTheRest) {
   const uint32_t ctx = 32768;
   const Plan p = plan(sims({24}), "auto", ctx);

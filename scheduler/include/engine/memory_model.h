@@ -32,8 +32,18 @@ constexpr uint64_t align_device(uint64_t bytes) {
   return (bytes + kDeviceAlignment - 1) / kDeviceAlignment * kDeviceAlignment;
 }
 
-// The KV cache of a stage with n_layers layers: one K and one V array for all of them.
+// The KV cache of a GPU stage with n_layers layers: one K and one V array for all of them.
 uint64_t stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint32_t n_layers);
+
+// A CPU stage keeps each KV head's keys in blocks of this many positions (kernels/cpu/attention.h:
+// kAttnKeyBlock), so each head holds the context rounded up to whole blocks.
+constexpr uint32_t kCpuKvPositionBlock = 16;
+constexpr uint64_t cpu_kv_positions(uint32_t n_ctx) {
+  return (uint64_t(n_ctx) + kCpuKvPositionBlock - 1) / kCpuKvPositionBlock * kCpuKvPositionBlock;
+}
+
+// The KV cache of a CPU stage with n_layers layers: its K and V arrays over cpu_kv_positions.
+uint64_t cpu_stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint32_t n_layers);
 
 // What a GPU stage uploads for a tensor: a matrix in the GPU layout (engine/gpu_layout.h: as
 // stored in the file, Q6_K rows regrouped and padded to 16 bytes), a vector (norm, bias, RoPE
