@@ -24,11 +24,27 @@
 namespace engine {
 namespace {
 
-// Lanes::n values of a row from value d on, as f32: an f16 row converted in registers, an f32
-// row (a widened block, or an f32 cache) loaded.
+// Lanes::n int8 codes from p, as f32.
+inline Lanes::V attn_load_codes(const uint8_t* p) {
+#if defined(__AVX512F__)
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__AVX2__)
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+#else
+  return Lanes::map([&](int i) { return float(int8_t(p[i])); });
+#endif
+}
+
+// Lanes::n values of a row from value d on, as f32: an f16 row converted in registers, a q8_0
+// row's codes converted and times their block's scale (the decoder's one rounding; the lanes
+// never straddle two blocks, as Lanes::n divides 32 and d is a multiple of it), an f32 row (a
+// widened block, or an f32 cache) loaded.
 template <GgmlType kType>
 inline Lanes::V attn_load_values(const uint8_t* row, int64_t d) {
-  if constexpr (kType == GgmlType::F16) {
+  if constexpr (kType == GgmlType::Q8_0) {
+    const BlockQ8_0& block = reinterpret_cast<const BlockQ8_0*>(row)[d / 32];
+    return Lanes::mul(attn_load_codes(reinterpret_cast<const uint8_t*>(block.qs) + d % 32), Lanes::set1(h2f(block.d)));
+  } else if constexpr (kType == GgmlType::F16) {
     const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + d;
 #if defined(__AVX512F__)
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h)));
@@ -43,34 +59,17 @@ inline Lanes::V attn_load_values(const uint8_t* row, int64_t d) {
   }
 }
 
-// Lanes::n int8 codes from p, as f32.
-inline Lanes::V attn_load_codes(const uint8_t* p) {
-#if defined(__AVX512F__)
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-#elif defined(__AVX2__)
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-#else
-  return Lanes::map([&](int i) { return float(int8_t(p[i])); });
-#endif
-}
-
-// One head's row of hd values as f32: f16 and q8_0 a vector at a time by the loaders above (q8_0
-// the same products as its decoder: code times scale, each rounded once), the rest of an f16 row
-// (hd not a multiple of a vector) and f32 by their decoders.
+// One head's row of hd values as f32: f16 and q8_0 a vector at a time by the loader above, the
+// rest of an f16 row (hd not a multiple of a vector; a q8_0 row is whole blocks) and f32 by
+// their decoders.
 template <GgmlType kType>
 inline void attn_widen_row(const uint8_t* src, int64_t hd, float* dst) {
   constexpr int N = Lanes::n;
-  if constexpr (kType == GgmlType::F16) {
+  if constexpr (kType == GgmlType::F16 || kType == GgmlType::Q8_0) {
     int64_t i = 0;
     for (; i + N <= hd; i += N) Lanes::storeu(dst + i, attn_load_values<kType>(src, i));
-    if (i < hd) dequantize_row(kType, src + 2 * i, dst + i, hd - i);
-  } else if constexpr (kType == GgmlType::Q8_0) {
-    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src);
-    for (int64_t b = 0; b < hd / 32; ++b, dst += 32) {
-      const Lanes::V d = Lanes::set1(h2f(blocks[b].d));
-      _Pragma("GCC unroll 8") for (int i = 0; i < 32; i += N) {
-        Lanes::storeu(dst + i, Lanes::mul(attn_load_codes(reinterpret_cast<const uint8_t*>(blocks[b].qs) + i), d));
-      }
+    if constexpr (kType == GgmlType::F16) {
+      if (i < hd) dequantize_row(kType, src + 2 * i, dst + i, hd - i);
     }
   } else {
     dequantize_row(kType, src, dst, hd);
@@ -479,8 +478,7 @@ void attend_tile_few_rows(const AttentionTile& tile, float* scratch) {
   float* q = scratch;  // rows x hd, times the scale
   float* o = q + hd * kAttnMaxRows;  // rows x hd
   float* p = o + hd * kAttnMaxRows;  // rows x kAttnKeys: scores, then weights
-  float* kf = p + kAttnKeys * kAttnMaxRows;
-  float* vf = kf + kAttnKeys * hd;
+  float* kf = p + kAttnKeys * kAttnMaxRows;  // widened keys, where they are not blocked
   float m[kAttnMaxRows], l[kAttnMaxRows], corr[kAttnMaxRows];
   for (int r = 0; r < rows; ++r) {
     for (int64_t d = 0; d < hd; ++d) {
@@ -530,15 +528,13 @@ void attend_tile_few_rows(const AttentionTile& tile, float* scratch) {
       }
       l[r] = l[r] * corr[r] + L::reduce_add(sum);
     }
-    // Values: f16 and f32 rows straight from the cache (converted in registers); q8_0 widened.
+    // Values straight from the cache, converted in registers.
     if (tile.type == GgmlType::F16) {
       attn_all_rows_values<GgmlType::F16>(o, p, v, tile.row_bytes, hd, count, rows, corr);
-    } else if (tile.type == GgmlType::F32) {
-      attn_all_rows_values<GgmlType::F32>(o, p, v, tile.row_bytes, hd, count, rows, corr);
+    } else if (tile.type == GgmlType::Q8_0) {
+      attn_all_rows_values<GgmlType::Q8_0>(o, p, v, tile.row_bytes, hd, count, rows, corr);
     } else {
-      attn_widen(v, tile.row_bytes, tile.type, count, next, hd, vf);
-      attn_all_rows_values<GgmlType::F32>(o, p, reinterpret_cast<const uint8_t*>(vf), uint64_t(hd) * sizeof(float),
-                                          hd, count, rows, corr);
+      attn_all_rows_values<GgmlType::F32>(o, p, v, tile.row_bytes, hd, count, rows, corr);
     }
   }
   for (int r = 0; r < rows; ++r) {
