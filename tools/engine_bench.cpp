@@ -8,6 +8,7 @@
 
 #include "engine/benchmark.h"
 #include "engine/error.h"
+#include "tool_errors.h"
 #include "engine/memory_model.h"
 
 namespace {
@@ -43,6 +44,7 @@ std::vector<uint32_t> numbers(const std::string& flag, const std::string& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Benchmark prompt and generation speed across placements"};
+  engine::tools::report_flag_errors_in_one_line(app, "engine-bench");
   std::string models, splits = "auto", transports = "auto", kv_types = "f16", devices, prompts = "512",
               gens = "128", depths = "0", output = "md";
   engine::BenchOptions o;
@@ -89,9 +91,8 @@ int main(int argc, char** argv) {
                                        : output == "jsonl" ? engine::BenchFormat::jsonl
                                                            : engine::BenchFormat::markdown;
     std::fputs(engine::format_bench(results, format).c_str(), stdout);
-  } catch (const engine::Error& e) {
-    fmt::print(stderr, "engine-bench: {}\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {
+    return engine::tools::report_failure("engine-bench", e);
   }
   return 0;
 }

@@ -5,12 +5,14 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
+#include "tool_errors.h"
 #include "engine/model_file.h"
 #include "engine/model_report.h"
 #include "engine/model_spec.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Validate a GGUF model and print its architecture, tokenizer and bytes per layer"};
+  engine::tools::report_flag_errors_in_one_line(app, "engine-inspect");
   std::string path;
   bool json = false;
   app.add_option("file", path, "GGUF model (any part of a split model)")->required();
@@ -23,9 +25,8 @@ int main(int argc, char** argv) {
         json ? engine::model_report_json(file, spec) : engine::model_report_text(file, spec);
     std::fputs(report.c_str(), stdout);
     if (json) std::fputc('\n', stdout);
-  } catch (const engine::Error& e) {
-    fmt::print(stderr, "engine-inspect: {}\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {
+    return engine::tools::report_failure("engine-inspect", e);
   }
   return 0;
 }

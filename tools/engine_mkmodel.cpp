@@ -8,10 +8,12 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
+#include "tool_errors.h"
 #include "engine/synthetic_model.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Write a GGUF model with random weights"};
+  engine::tools::report_flag_errors_in_one_line(app, "engine-mkmodel");
   std::string arch_name = "llama", preset = "tiny", type = "f16", out;
   std::optional<uint32_t> layers, embd, heads, heads_kv, head_dim, ff, vocab, ctx;
   engine::SyntheticModelOptions o;
@@ -80,9 +82,9 @@ int main(int argc, char** argv) {
   };
   try {
     engine::write_synthetic_model(o, out, progress);
-  } catch (const engine::Error& e) {
-    fmt::print(stderr, "{}engine-mkmodel: {}\n", tty && last_percent >= 0 ? "\n" : "", e.what());
-    return 1;
+  } catch (const std::exception& e) {
+    if (tty && last_percent >= 0) fmt::print(stderr, "\n");  // after the progress line
+    return engine::tools::report_failure("engine-mkmodel", e);
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

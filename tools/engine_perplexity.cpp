@@ -11,10 +11,12 @@
 
 #include "engine/engine.h"
 #include "engine/error.h"
+#include "tool_errors.h"
 #include "engine/perplexity.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Perplexity of a GGUF model on a text file"};
+  engine::tools::report_flag_errors_in_one_line(app, "engine-perplexity");
   std::string model, file, kv_type = "f16";
   uint32_t ctx = 512, chunks = 0, batch = 512;
   int threads = 0;
@@ -57,9 +59,8 @@ int main(int argc, char** argv) {
     } else {
       fmt::print("Final estimate: PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_error);
     }
-  } catch (const engine::Error& e) {
-    fmt::print(stderr, "engine-perplexity: {}\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {
+    return engine::tools::report_failure("engine-perplexity", e);
   }
   return 0;
 }

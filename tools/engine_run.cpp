@@ -16,6 +16,7 @@
 #include "engine/devices.h"
 #include "engine/engine.h"
 #include "engine/error.h"
+#include "tool_errors.h"
 #include "engine/planner.h"
 
 namespace {
@@ -109,26 +110,37 @@ int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
   return 0;
 }
 
-int complete(const Flags& f, std::shared_ptr<const engine::Model> model,
-             const engine::ContextOptions& copts) {
+// The completion's prompt as token ids, checked against the model's vocabulary and the planned
+// context, so that a bad prompt fails before anything is printed or allocated.
+std::vector<int32_t> prompt_tokens(const Flags& f, const engine::Model& model, uint32_t n_ctx) {
   std::vector<int32_t> prompt;
   if (!f.prompt_ids.empty()) {
     prompt = parse_ids(f.prompt_ids);
+    for (int32_t id : prompt) {
+      if (id >= model.n_vocab()) {
+        throw engine::Error(fmt::format("--prompt-ids: token id {} outside the vocabulary (0..{})", id,
+                                        model.n_vocab() - 1));
+      }
+    }
   } else {
-    if (!model->tokenizer()) throw engine::Error("--prompt: the model has no tokenizer; use --prompt-ids");
+    if (!model.tokenizer()) throw engine::Error("--prompt: the model has no tokenizer; use --prompt-ids");
     std::string text = f.prompt;
     if (!f.file.empty()) {
       std::ifstream in(f.file, std::ios::binary);
       text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     }
-    prompt = model->tokenizer()->tokenize(text, true, !f.no_special);
+    prompt = model.tokenizer()->tokenize(text, true, !f.no_special);
   }
   if (prompt.empty()) throw engine::Error("--prompt: empty prompt");
-  engine::Context context(model, copts);
-  if (prompt.size() >= context.n_ctx()) {
-    throw engine::Error(fmt::format("prompt: {} tokens do not fit the context of {} (--ctx)",
-                                    prompt.size(), context.n_ctx()));
+  if (prompt.size() >= n_ctx) {
+    throw engine::Error(fmt::format("prompt: {} tokens do not fit the context of {} (--ctx)", prompt.size(), n_ctx));
   }
+  return prompt;
+}
+
+int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const std::vector<int32_t>& prompt,
+             const engine::ContextOptions& copts) {
+  engine::Context context(model, copts);
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   auto t_first = t0;
@@ -178,6 +190,7 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model,
 
 int main(int argc, char** argv) {
   CLI::App app{"Plan, complete or chat with a GGUF model"};
+  engine::tools::report_flag_errors_in_one_line(app, "engine-run");
   Flags f;
   app.add_option("--model,-m", f.model, "GGUF model (any part of a split model)")->required();
   app.add_option("--devices", f.devices,
@@ -199,8 +212,8 @@ int main(int argc, char** argv) {
   auto* ids = app.add_option("--prompt-ids", f.prompt_ids, "prompt as comma-separated token ids");
   p->excludes(fl)->excludes(ids);
   fl->excludes(ids);
-  app.add_flag("--chat", f.chat, "chat with the model's template (interactive without --prompt)");
-  app.add_option("--system", f.system, "system prompt for --chat");
+  auto* chat_flag = app.add_flag("--chat", f.chat, "chat with the model's template (interactive without --prompt)");
+  app.add_option("--system", f.system, "system prompt for --chat")->needs(chat_flag);
   app.add_flag("--no-special", f.no_special, "do not turn control-token text in the prompt into tokens");
   app.add_option("--n-predict,-n", f.n_predict, "tokens to generate at most")->check(CLI::Range(0, 1 << 24));
   app.add_option("--threads,-t", f.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 4096));
@@ -236,6 +249,7 @@ int main(int argc, char** argv) {
       std::fputs((f.json ? engine::plan_report_json(plan) + "\n" : engine::plan_report_text(plan)).c_str(), stdout);
       return 0;
     }
+    const std::vector<int32_t> prompt = f.chat ? std::vector<int32_t>{} : prompt_tokens(f, *model, plan.n_ctx);
     fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s; CPU kernels {}\n", engine::plan_report_text(plan),
                f.model, model->spec().arch.name, model->spec().hp.n_layer,
                engine::format_gib(model->spec().file.total_bytes()),
@@ -261,9 +275,8 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "{}uploading weights to the GPU: {:3d}% ({} of {}){}", tty ? "\r" : "", percent,
                  engine::format_gib(done), engine::format_gib(total), tty && percent < 100 ? "" : "\n");
     };
-    return f.chat ? chat(f, model, copts) : complete(f, model, copts);
-  } catch (const engine::Error& e) {
-    fmt::print(stderr, "engine-run: {}\n", e.what());
-    return 1;
+    return f.chat ? chat(f, model, copts) : complete(f, model, prompt, copts);
+  } catch (const std::exception& e) {
+    return engine::tools::report_failure("engine-run", e);
   }
 }

@@ -10,11 +10,13 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
+#include "tool_errors.h"
 #include "engine/model_file.h"
 #include "engine/tokenizer.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Tokenize text (or detokenize ids) with a GGUF file's tokenizer"};
+  engine::tools::report_flag_errors_in_one_line(app, "engine-tokenize");
   std::string model, text, file;
   bool from_stdin = false, no_bos = false, no_special = false, detokenize = false;
   app.add_option("--model,-m", model, "GGUF file with a tokenizer (vocab-only files work)")->required();
@@ -54,9 +56,8 @@ int main(int argc, char** argv) {
     std::string line;
     for (size_t i = 0; i < ids.size(); ++i) line += fmt::format("{}{}", i ? " " : "", ids[i]);
     std::puts(line.c_str());
-  } catch (const engine::Error& e) {
-    fmt::print(stderr, "engine-tokenize: {}\n", e.what());
-    return 1;
+  } catch (const std::exception& e) {
+    return engine::tools::report_failure("engine-tokenize", e);
   }
   return 0;
 }
