@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <limits>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -30,7 +31,7 @@ struct Flags {
   std::string prompt, file, prompt_ids, system;
   int n_predict = 256, threads = 0;
   engine::SamplingParams sampling;
-  std::optional<uint64_t> seed;
+  int64_t seed = -1;  // -1: from the clock
 };
 
 std::vector<int32_t> parse_ids(const std::string& text) {
@@ -223,7 +224,8 @@ int main(int argc, char** argv) {
   app.add_option("--top-p", f.sampling.top_p, "keep the smallest set with this probability mass");
   app.add_option("--min-p", f.sampling.min_p, "drop tokens below min-p times the most likely");
   app.add_option("--repeat-penalty", f.sampling.repeat_penalty, "penalty for repeated tokens (1: off)");
-  app.add_option("--seed", f.seed, "random seed (default: from the clock)");
+  app.add_option("--seed", f.seed, "random seed (-1, the default: from the clock)")
+      ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -236,8 +238,8 @@ int main(int argc, char** argv) {
       if (f.transport != "auto" && f.transport != "host" && f.transport != "peer" && f.transport != "nccl") {
         throw engine::Error(fmt::format("--transport: '{}' is not one of auto, peer, nccl, host", f.transport));
       }
-      f.sampling.seed = f.seed ? *f.seed
-                               : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+      f.sampling.seed = f.seed >= 0 ? static_cast<uint64_t>(f.seed)
+                                    : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
       engine::validate(f.sampling);
     }
     const auto inventory = engine::resolve_devices(

@@ -1,6 +1,7 @@
 """Every tool's answer to bad input: a bad flag, a bad value, a missing, truncated or foreign file.
 Each must exit non-zero with nothing on stdout (no partial output) and exactly one line on stderr
 that starts with the tool's name and names what was wrong (the flag, or the file and its field)."""
+import json
 import os
 import sys
 import unittest
@@ -68,6 +69,7 @@ class CliErrors(unittest.TestCase):
             (ENGINE_RUN, ["-m", m, "--prompt-ids", "99999"], "99999", "vocabulary"),
             (ENGINE_RUN, ["-m", m, "--prompt-ids", ",".join(["1"] * 40), "--ctx", "16"], "40 tokens", "--ctx"),
             (ENGINE_RUN, ["-m", m], "nothing to do"),
+            (ENGINE_RUN, ["-m", m, "-p", "x", "--seed", "-2"], "--seed", "-2"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "-f", self.text], "--prompt", "--file"),
             (BENCH, ["-m", m, "--bogus"], "--bogus"),
             (BENCH, ["-m", m, "-o", "xml"], "--output", "xml"),
@@ -92,6 +94,15 @@ class CliErrors(unittest.TestCase):
                                (INSPECT, [path]), (TOKENIZE, ["-m", path, "--text", "x"])]:
                 with self.subTest(tool=os.path.basename(tool), path=os.path.basename(path)):
                     self.expect_one_line(tool, args, *needles)
+
+    def test_seed_minus_one_is_from_the_clock(self):
+        """As llama.cpp's --seed -1: a fresh seed each run; a given seed repeats its tokens."""
+        def tokens(seed):
+            out = run(ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "16", "--temp", "1.5",
+                      "--seed", seed, "--json").stdout
+            return json.loads(out)["tokens"]
+        self.assertEqual(tokens("5"), tokens("5"))
+        self.assertNotEqual(tokens("-1"), tokens("-1"))
 
 
 if __name__ == "__main__":
