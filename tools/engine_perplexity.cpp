@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   app.add_option("--ctx,-c", ctx, "tokens per chunk")->check(CLI::Range(16u, 1u << 20));
   app.add_option("--chunks", chunks, "at most this many chunks (0: all)");
   app.add_option("--batch,-b", batch, "tokens per forward call")->check(CLI::Range(1u, 65536u));
-  app.add_option("--threads,-t", threads, "CPU threads (default: all cores)");
+  app.add_option("--threads,-t", threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 4096));
   app.add_option("--kv-type", kv_type, "f16 | q8_0 | f32")->check(CLI::IsMember({"f16", "q8_0", "f32"}));
   app.add_flag("--json", json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);
@@ -43,8 +43,9 @@ int main(int argc, char** argv) {
     o.kv_type = *engine::parse_kv_type(kv_type);
     engine::Context context(m, o);
     const auto t0 = std::chrono::steady_clock::now();
-    fmt::print(stderr, "{} tokens, chunks of {}\n", tokens.size(), ctx);
     const auto r = engine::perplexity(context, tokens, ctx, chunks, [&](uint32_t c, double ppl) {
+      // The header once the text is known to fill a chunk (else the one line is the error).
+      if (c == 0) fmt::print(stderr, "{} tokens, chunks of {}\n", tokens.size(), ctx);
       fmt::print(stderr, "[{}]{:.4f} ", c + 1, ppl);
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

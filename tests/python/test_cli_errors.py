@@ -79,6 +79,10 @@ class CliErrors(unittest.TestCase):
             (MKMODEL, ["--type", "q8_0"], "--out"),
             (TOKENIZE, ["-m", m, "--text", "1 x", "--detokenize"], "--detokenize"),
             (PERPLEXITY, ["-m", m, "-f", self.text, "--ctx", "8"], "--ctx", "8"),
+            (PERPLEXITY, ["-m", m, "-f", self.text, "--ctx", "4096"], "fewer than one chunk"),
+            (PERPLEXITY, ["-m", m, "-f", self.text, "-t", "-3"], "--threads", "-3"),
+            (BENCH, ["-m", m, "-t", "-3"], "--threads", "-3"),
+            (BENCH, ["-m", m, "-d", "abc"], "-d", "abc"),
         ]
         for tool, args, *needles in cases:
             with self.subTest(tool=os.path.basename(tool), args=args):
