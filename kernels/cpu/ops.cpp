@@ -210,17 +210,6 @@ void rope(float* head, int64_t pos, const RopeParams& p) {
   rope_apply(head, cos.data(), sin.data(), p);
 }
 
-void softmax(float* x, int64_t n) {
-  const float mx = *std::max_element(x, x + n);
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += double(x[i]);
-  }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
-
 double exp_shifted(const void* values, size_t stride_bytes, int64_t n, double shift, double divisor, double* out) {
   return dot_kernels().exp_shifted(values, stride_bytes, n, shift, divisor, out);
 }

@@ -57,9 +57,6 @@ void rope_apply(float* head, const float* cos, const float* sin, const RopeParam
 // interpolation); both 0 without YaRN. The per-pair arithmetic is rope_rotation (rope_math.h).
 void rope_yarn_corr(const RopeParams& p, float* low, float* high);
 
-// In-place softmax of n values.
-void softmax(float* x, int64_t n);
-
 // Softmax weights in double: out[i] = e^((v_i - shift) / divisor) for the n floats v_i, each
 // stride_bytes after the last from `values` (v_i <= shift, divisor > 0; out may be null), and
 // their sum as the return value. Within a few ulp of std::exp; 0 where that is below 3.3e-308

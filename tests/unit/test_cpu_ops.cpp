@@ -432,7 +432,7 @@ TEST(CpuOps, Q8PanelsAtTheLargestCodesAndActivations) {
   }
 }
 
-TEST(CpuOps, RmsNormSoftmaxSwiglu) {
+TEST(CpuOps, RmsNormAndSwiglu) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
   const int n = 1000;
@@ -448,14 +448,6 @@ TEST(CpuOps, RmsNormSoftmaxSwiglu) {
   std::vector<double> want(n);
   for (int i = 0; i < n; ++i) want[i] = double(x[i]) * inv * w[i];
   EXPECT_LE(rel_error(out, want), 1e-6);
-
-  std::vector<float> s = x;
-  softmax(s.data(), n);
-  double mx = -1e300, sum = 0;
-  for (float v : x) mx = std::max(mx, double(v));
-  for (int i = 0; i < n; ++i) sum += std::exp(double(x[i]) - mx);
-  for (int i = 0; i < n; ++i) want[i] = std::exp(double(x[i]) - mx) / sum;
-  EXPECT_LE(rel_error(s, want), 1e-6);
 
   std::fill(out.begin(), out.end(), std::nanf(""));
   swiglu(x.data(), w.data(), out.data(), n);
