@@ -223,15 +223,37 @@ std::vector<int32_t> Context::generate(std::span<const int32_t> prompt, int n_pr
     }
   };
   append(prompt);
-  for (int i = 0; i < n_predict && n_past_ < n_ctx_; ++i) {
+  last_stop_ = StopReason::n_predict;
+  for (int i = 0; i < n_predict; ++i) {
     const int32_t token = on_device ? greedy : sampler.sample(logits, history);
     generated.push_back(token);
     history.push_back(token);
-    if (on_token && !on_token(token)) break;
-    if (model_->is_end_of_generation(token)) break;
-    if (i + 1 < n_predict && n_past_ < n_ctx_) append(std::span<const int32_t>(&token, 1));
+    if (on_token && !on_token(token)) {
+      last_stop_ = StopReason::callback;
+      break;
+    }
+    if (model_->is_end_of_generation(token)) {
+      last_stop_ = StopReason::end_of_generation;
+      break;
+    }
+    if (i + 1 == n_predict) break;
+    if (n_past_ == n_ctx_) {  // no position left for this token
+      last_stop_ = StopReason::context_full;
+      break;
+    }
+    append(std::span<const int32_t>(&token, 1));
   }
   return generated;
+}
+
+std::string_view stop_reason_name(StopReason reason) {
+  switch (reason) {
+    case StopReason::end_of_generation: return "eos";
+    case StopReason::n_predict: return "length";
+    case StopReason::context_full: return "context";
+    case StopReason::callback: return "callback";
+  }
+  return "?";
 }
 
 }  // namespace engine

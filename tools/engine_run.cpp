@@ -177,13 +177,17 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
     j["prompt_tokens"] = prompt;
     j["prompt_tokens_per_s"] = prompt_tps;
     j["gen_tokens_per_s"] = gen_tps;
+    j["stop"] = engine::stop_reason_name(context.last_stop());
     j["cpu_isa"] = engine::cpu_kernels_isa();
     std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
     std::fputc('\n', stdout);
   }
-  fmt::print(stderr, "prompt: {} tokens at {:.1f} tokens/s; generation: {} tokens at {:.1f} tokens/s\n",
-             prompt.size(), prompt_tps, generated.size(), gen_tps);
+  fmt::print(stderr, "prompt: {} tokens at {:.1f} tokens/s; generation: {} tokens at {:.1f} tokens/s{}\n",
+             prompt.size(), prompt_tps, generated.size(), gen_tps,
+             context.last_stop() == engine::StopReason::context_full
+                 ? fmt::format(" (stopped: the context of {} is full; --ctx)", context.n_ctx())
+                 : "");
   return 0;
 }
 

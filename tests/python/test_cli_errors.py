@@ -1,6 +1,7 @@
 """Every tool's answer to bad input: a bad flag, a bad value, a missing, truncated or foreign file.
 Each must exit non-zero with nothing on stdout (no partial output) and exactly one line on stderr
-that starts with the tool's name and names what was wrong (the flag, or the file and its field)."""
+that starts with the tool's name and names what was wrong (the flag, or the file and its field).
+Also engine-run at its limits: --seed -1, and a generation that fills the context says so."""
 import json
 import os
 import sys
@@ -107,6 +108,19 @@ class CliErrors(unittest.TestCase):
             return json.loads(out)["tokens"]
         self.assertEqual(tokens("5"), tokens("5"))
         self.assertNotEqual(tokens("-1"), tokens("-1"))
+
+    def test_a_full_context_is_named(self):
+        r = run(ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3,4,5", "-n", "100", "--ctx", "32",
+                "--greedy", "--json")
+        j = json.loads(r.stdout)
+        if j["stop"] == "eos":
+            self.assertLess(len(j["tokens"]), 28)
+            return  # the model's greedy path ended on its own this time
+        self.assertEqual(j["stop"], "context")
+        self.assertEqual(len(j["tokens"]), 32 - 5 + 1)  # the last from the last position's logits
+        self.assertIn("the context of 32 is full", r.stderr)
+        j = json.loads(run(ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "4", "--json").stdout)
+        self.assertIn(j["stop"], ("length", "eos"))
 
 
 if __name__ == "__main__":

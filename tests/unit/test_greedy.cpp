@@ -1,6 +1,7 @@
 // Greedy decoding's token taken where the head runs: argmax_token against std::max_element and
 // the sampler, eval_greedy against the argmax of eval's logits (one stage, batches, and a
-// pipeline of micro-batches), and generate's plain greedy path against a loop over eval.
+// pipeline of micro-batches), and generate's plain greedy path against a loop over eval, with
+// why it stopped (an end token, n_predict, a full context, the callback).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -124,8 +125,51 @@ TEST(EvalGreedy, GenerateTakesTheTokensOfALoopOverEval) {
     logits = loop.eval(std::vector<int32_t>{token});
   }
   EXPECT_EQ(generated, want);
+  EXPECT_EQ(generated_ctx.last_stop(),
+            model->is_end_of_generation(want.back()) ? StopReason::end_of_generation : StopReason::n_predict);
   EXPECT_THROW(generated_ctx.eval_greedy(std::vector<int32_t>{}), Error);
   EXPECT_THROW(generated_ctx.eval_greedy(std::vector<int32_t>{100000}), Error);
+}
+
+// generate() at the end of the context: every position filled, then one more token from the
+// last position's logits (nothing left to evaluate it into), and the stop named; a callback that
+// declines stops it at once, with its reason. The tokens are a loop over eval's argmax.
+TEST(EvalGreedy, GenerateStopsWhenTheContextIsFull) {
+  const auto model = test::random_model(WeightMix::f16, Arch::qwen2, 2);
+  std::mt19937 rng(std::random_device{}());
+  SamplingParams p;
+  p.greedy = true;
+  ContextOptions o = cpu_options(8, false);
+  o.n_ctx = 16;
+  for (int attempt = 0; attempt < 20; ++attempt) {  // a prompt whose greedy run meets no end token
+    std::vector<int32_t> prompt(5);
+    for (auto& t : prompt) t = static_cast<int32_t>(rng() % 512);
+    Context loop(model, o);
+    std::vector<int32_t> want;
+    auto logits = loop.eval(prompt);
+    for (;;) {
+      want.push_back(argmax_token(logits));
+      if (model->is_end_of_generation(want.back()) || loop.n_past() == loop.n_ctx()) break;
+      logits = loop.eval(std::vector<int32_t>{want.back()});
+    }
+    if (model->is_end_of_generation(want.back())) continue;
+    ASSERT_EQ(want.size(), 16u - 5u + 1u);
+    Context ctx(model, o);
+    EXPECT_EQ(ctx.generate(prompt, 100, p), want);
+    EXPECT_EQ(ctx.last_stop(), StopReason::context_full);
+    EXPECT_EQ(ctx.n_past(), 16u);
+    EXPECT_EQ(stop_reason_name(ctx.last_stop()), "context");
+
+    ctx.reset();
+    EXPECT_EQ(ctx.generate(prompt, 3, p), std::vector<int32_t>(want.begin(), want.begin() + 3));
+    EXPECT_EQ(ctx.last_stop(), StopReason::n_predict);
+    ctx.reset();
+    int calls = 0;
+    EXPECT_EQ(ctx.generate(prompt, 100, p, [&](int32_t) { return ++calls < 2; }).size(), 2u);
+    EXPECT_EQ(ctx.last_stop(), StopReason::callback);
+    return;
+  }
+  FAIL() << "every prompt's greedy run met an end-of-generation token";
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/memory_model.h"
@@ -84,6 +85,13 @@ struct ContextOptions {
   std::function<void(uint64_t done, uint64_t total)> load_progress;
 };
 
+// Why a generate() call stopped: an end-of-generation token was sampled, n_predict tokens were
+// generated, the context was full (every position holds a token; the last token sampled is not
+// in the cache), or on_token returned false.
+enum class StopReason { end_of_generation, n_predict, context_full, callback };
+// "eos", "length", "context" or "callback".
+std::string_view stop_reason_name(StopReason reason);
+
 class Context {
  public:
   Context(std::shared_ptr<const Model> model, const ContextOptions& options = {});
@@ -110,11 +118,13 @@ class Context {
   int32_t eval_greedy(std::span<const int32_t> tokens);
 
   // Evaluates the prompt, then samples up to n_predict tokens, calling on_token after each; it
-  // stops early when on_token returns false or an end-of-generation token is sampled. Returns the
-  // generated tokens.
+  // stops early when on_token returns false, an end-of-generation token is sampled or the context
+  // is full (the logits of its last position still give one token). Returns the generated
+  // tokens; last_stop() says why it stopped.
   std::vector<int32_t> generate(std::span<const int32_t> prompt, int n_predict,
                                 const SamplingParams& sampling,
                                 const std::function<bool(int32_t)>& on_token = {});
+  StopReason last_stop() const { return last_stop_; }
 
  private:
   std::shared_ptr<const Model> model_;
@@ -122,6 +132,7 @@ class Context {
   uint32_t n_ctx_ = 0;
   uint32_t n_batch_ = 0;
   uint32_t n_past_ = 0;
+  StopReason last_stop_ = StopReason::n_predict;
   std::vector<float> logits_;
   std::span<const float> run(std::span<const int32_t> tokens, bool all_logits);
   // Throws unless tokens is non-empty, fits the context and holds vocabulary ids.
