@@ -1,6 +1,9 @@
 #include "engine/chat_session.h"
 
+#include <algorithm>
 #include <chrono>
+
+#include <fmt/format.h>
 
 #include "engine/error.h"
 
@@ -13,20 +16,60 @@ static ChatFormatter formatter_for(const Model& model, std::string* warning) {
 
 ChatSession::ChatSession(std::shared_ptr<const Model> model, const ContextOptions& options,
                          const std::string& system_prompt)
-    : model_(model), ctx_(model, options), format_(formatter_for(*model, &warning_)) {
+    : model_(model), ctx_(model, options), format_(formatter_for(*model, &warning_)), system_(system_prompt) {
   if (!system_prompt.empty()) pending_ = format_.system(system_prompt);
+}
+
+std::vector<int32_t> ChatSession::reformat(size_t first, const std::string& user, ChatFormatter& format) const {
+  std::string ignored;
+  format = formatter_for(*model_, &ignored);
+  std::vector<ChatSegment> all;
+  auto add = [&all](std::vector<ChatSegment> segments) {
+    for (auto& s : segments) all.push_back(std::move(s));
+  };
+  if (!system_.empty()) add(format.system(system_));
+  for (size_t t = first; t < turns_.size(); ++t) {
+    add(format.user_turn(turns_[t].user));
+    all.push_back({turns_[t].reply, false});
+    add(format.end_assistant_turn());
+  }
+  add(format.user_turn(user));
+  std::vector<Tokenizer::Segment> segments;
+  for (const auto& s : all) segments.push_back({s.text, s.parse_special});
+  return model_->tokenizer()->tokenize(segments, true);
 }
 
 std::string ChatSession::send(const std::string& user, const SamplingParams& sampling,
                               int n_predict, const std::function<bool(std::string_view)>& on_text,
                               TurnStats* stats) {
-  const Tokenizer& tok = *model_->tokenizer();
-  for (auto& s : format_.user_turn(user)) pending_.push_back(std::move(s));
+  // The turn after what the cache holds: the previous reply's end (or the system prompt), then
+  // this message; taken into the session only once it fits.
+  ChatFormatter format = format_;
+  std::vector<ChatSegment> pending = pending_;
+  for (auto& s : format.user_turn(user)) pending.push_back(std::move(s));
   std::vector<Tokenizer::Segment> segments;
-  for (const auto& s : pending_) segments.push_back({s.text, s.parse_special});
+  for (const auto& s : pending) segments.push_back({s.text, s.parse_special});
   std::vector<int32_t> prompt = carry_;
-  const std::vector<int32_t> turn = tok.tokenize(segments, first_);
+  const std::vector<int32_t> turn = model_->tokenizer()->tokenize(segments, first_);
   prompt.insert(prompt.end(), turn.begin(), turn.end());
+  const uint64_t n_ctx = ctx_.n_ctx();
+  const uint64_t reply_room = std::clamp<uint64_t>(uint64_t(std::max(n_predict, 1)), 1, std::max<uint64_t>(n_ctx / 4, 1));
+  size_t dropped = 0;
+  const bool anew = ctx_.n_past() + prompt.size() + reply_room > n_ctx;
+  if (anew) {
+    // Formatted anew from the system prompt, the oldest turns left out until the rest fits.
+    for (dropped = turns_.empty() ? 0 : 1;; ++dropped) {
+      prompt = reformat(dropped, user, format);
+      if (prompt.size() + reply_room <= n_ctx) break;
+      if (dropped == turns_.size()) {
+        throw Error(fmt::format("chat: the message takes {} tokens with the system prompt and the template; "
+                                "with room for a reply ({}) that exceeds the context of {} (--ctx)",
+                                prompt.size(), reply_room, n_ctx));
+      }
+    }
+    ctx_.reset();
+  }
+  format_ = std::move(format);
   carry_.clear();
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
@@ -57,9 +100,12 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   // one that ended on the end-of-turn tag has it re-written by end_assistant_turn().
   if (!tokens.empty() && !model_->is_end_of_generation(tokens.back())) carry_ = {tokens.back()};
   pending_ = format_.end_assistant_turn();
+  turns_.push_back({user, reply});
   if (stats) {
     stats->prompt_tokens = prompt.size();
     stats->generated_tokens = tokens.size();
+    stats->dropped_turns = dropped;
+    stats->stop = ctx_.last_stop();
     stats->prompt_seconds = std::chrono::duration<double>(t_first - t0).count();
     stats->generation_seconds = std::chrono::duration<double>(clock::now() - t_first).count();
   }

@@ -92,10 +92,16 @@ int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
     }, &st);
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    fmt::print(stderr, "[{} new prompt tokens, {} generated, context {}/{}; {:.1f} tokens/s]\n",
+    std::string notes;
+    if (st.dropped_turns > 0) {
+      notes += fmt::format("; the context was full: {} earlier turn{} left out", st.dropped_turns,
+                           st.dropped_turns == 1 ? "" : "s");
+    }
+    if (st.stop == engine::StopReason::context_full) notes += "; the reply filled the context";
+    fmt::print(stderr, "[{} new prompt tokens, {} generated, context {}/{}; {:.1f} tokens/s{}]\n",
                st.prompt_tokens, st.generated_tokens, session.context().n_past(),
                session.context().n_ctx(),
-               st.generation_seconds > 0 ? double(st.generated_tokens) / st.generation_seconds : 0.0);
+               st.generation_seconds > 0 ? double(st.generated_tokens) / st.generation_seconds : 0.0, notes);
   };
   if (!f.prompt.empty()) {
     turn(f.prompt);

@@ -1,6 +1,8 @@
 """engine-run --chat end to end on a model with a ChatML template: two turns from stdin, the KV
 cache kept across them (the second turn processes only its own tokens), and the formatted turn
-tokenized as the template prescribes."""
+tokenized as the template prescribes. When a turn no longer fits with room for its reply, the
+conversation starts again from the system prompt with the turns that fit (here: none but the new
+one); a message that cannot fit even so is one line of error."""
 import os
 import re
 import sys
@@ -11,6 +13,8 @@ from common import ENGINE_RUN, mkmodel, run, tempdir  # noqa: E402
 
 TOKENIZE = os.environ.get("ENGINE_TOKENIZE", "engine-tokenize")
 STATS = re.compile(r"\[(\d+) new prompt tokens, (\d+) generated, context (\d+)/(\d+);")
+FIRST = ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n"
+         "<|im_start|>assistant\n")
 
 
 def count_tokens(model, text):
@@ -43,6 +47,39 @@ class ChatKeepsTheCache(unittest.TestCase):
             self.assertLess(p2, p1 + g1)
             self.assertEqual(c1, p1 + g1 - 1)
             self.assertEqual(c2, c1 + p2 + g2 - 1)
+
+
+    def test_a_full_context_drops_the_oldest_turns(self):
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "qwen2.gguf"), "--arch", "qwen2")
+            n = 12
+            p1 = count_tokens(model, FIRST.format("first question"))
+            # Room for the first turn and its reply (n tokens, a quarter of the context at most),
+            # not for the second turn's tokens after it.
+            ctx = p1 + n + 1
+            self.assertGreaterEqual(ctx // 4, n)
+            r = __import__("subprocess").run(
+                [ENGINE_RUN, "--model", model, "--chat", "--system", "Be brief.", "-n", str(n), "--ctx", str(ctx),
+                 "--seed", "7"], input=b"first question\nthird question\n", capture_output=True, check=True)
+            stderr = r.stderr.decode("utf-8", "replace")
+            turns = [tuple(map(int, m)) for m in STATS.findall(stderr)]
+            self.assertEqual(len(turns), 2, stderr)
+            (q1, _, _, _), (p2, g2, c2, n_ctx) = turns
+            self.assertEqual((q1, n_ctx), (p1, ctx))
+            self.assertIn("1 earlier turn left out", stderr)
+            self.assertEqual(p2, count_tokens(model, FIRST.format("third question")))  # a fresh start
+            self.assertEqual(c2, p2 + g2 - 1)
+
+    def test_a_message_too_long_for_the_context_is_one_line(self):
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "qwen2.gguf"), "--arch", "qwen2")
+            r = run(ENGINE_RUN, "--model", model, "--chat", "--system", "word " * 100, "-p", "hi", "--ctx", "64",
+                    check=False)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertEqual(r.stdout, "")
+            last = r.stderr.splitlines()[-1]
+            self.assertTrue(last.startswith("engine-run: chat: the message takes"), r.stderr)
+            self.assertIn("the context of 64", last)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 // A multi-turn conversation with one model: formats each turn with the model's chat template,
 // keeps the KV cache across turns (only the new turn's tokens are processed), and streams the
-// reply as text that never splits a UTF-8 character.
+// reply as text that never splits a UTF-8 character. When a turn and room for its reply no longer
+// fit the context, the conversation is formatted anew from the system prompt and as many of the
+// latest turns as fit, their texts tokenized again (as Ollama truncates a chat's history).
 #pragma once
 
 #include <functional>
@@ -28,21 +30,33 @@ class ChatSession {
     size_t prompt_tokens = 0;  // tokens processed for this turn before generating
     size_t generated_tokens = 0;
     double prompt_seconds = 0, generation_seconds = 0;
+    size_t dropped_turns = 0;  // earlier turns left out to make room (0: the cache was kept)
+    StopReason stop = StopReason::n_predict;
   };
 
   // Sends one user message and generates the reply (at most n_predict tokens), calling on_text
-  // with each piece of text as it completes; on_text returning false stops the reply.
+  // with each piece of text as it completes; on_text returning false stops the reply. Room for a
+  // reply is min(n_predict, n_ctx / 4) tokens: with less left, earlier turns are dropped (oldest
+  // first); a message that does not fit with that room even alone throws engine::Error.
   std::string send(const std::string& user, const SamplingParams& sampling, int n_predict,
                    const std::function<bool(std::string_view)>& on_text = {},
                    TurnStats* stats = nullptr);
 
  private:
+  struct Turn {
+    std::string user, reply;
+  };
+  // The conversation formatted anew from the system prompt, by a fresh `format`: turns_ from
+  // `first` on, then `user`.
+  std::vector<int32_t> reformat(size_t first, const std::string& user, ChatFormatter& format) const;
+
   std::shared_ptr<const Model> model_;
   Context ctx_;
   ChatFormatter format_;
-  std::string warning_;
+  std::string warning_, system_;
   std::vector<ChatSegment> pending_;  // segments formatted but not yet in the cache
   std::vector<int32_t> carry_;        // a reply's last token, sampled but not yet in the cache
+  std::vector<Turn> turns_;           // the finished turns, as text
   bool first_ = true;
 };
 
