@@ -53,10 +53,9 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   const std::vector<int32_t> turn = model_->tokenizer()->tokenize(segments, first_);
   prompt.insert(prompt.end(), turn.begin(), turn.end());
   const uint64_t n_ctx = ctx_.n_ctx();
-  const uint64_t reply_room = std::clamp<uint64_t>(uint64_t(std::max(n_predict, 1)), 1, std::max<uint64_t>(n_ctx / 4, 1));
+  const uint64_t reply_room = std::min<uint64_t>(std::max(n_predict, 1), std::max<uint64_t>(n_ctx / 4, 1));
   size_t dropped = 0;
-  const bool anew = ctx_.n_past() + prompt.size() + reply_room > n_ctx;
-  if (anew) {
+  if (ctx_.n_past() + prompt.size() + reply_room > n_ctx) {
     // Formatted anew from the system prompt, the oldest turns left out until the rest fits.
     for (dropped = turns_.empty() ? 0 : 1;; ++dropped) {
       prompt = reformat(dropped, user, format);

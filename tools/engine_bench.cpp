@@ -8,8 +8,8 @@
 
 #include "engine/benchmark.h"
 #include "engine/error.h"
-#include "tool_errors.h"
 #include "engine/memory_model.h"
+#include "tool_errors.h"
 
 namespace {
 

@@ -5,10 +5,10 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
-#include "tool_errors.h"
 #include "engine/model_file.h"
 #include "engine/model_report.h"
 #include "engine/model_spec.h"
+#include "tool_errors.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Validate a GGUF model and print its architecture, tokenizer and bytes per layer"};

@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
-#include "tool_errors.h"
 #include "engine/synthetic_model.h"
+#include "tool_errors.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Write a GGUF model with random weights"};

@@ -11,8 +11,8 @@
 
 #include "engine/engine.h"
 #include "engine/error.h"
-#include "tool_errors.h"
 #include "engine/perplexity.h"
+#include "tool_errors.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Perplexity of a GGUF model on a text file"};

@@ -17,8 +17,8 @@
 #include "engine/devices.h"
 #include "engine/engine.h"
 #include "engine/error.h"
-#include "tool_errors.h"
 #include "engine/planner.h"
+#include "tool_errors.h"
 
 namespace {
 

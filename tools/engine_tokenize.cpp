@@ -10,9 +10,9 @@
 #include <fmt/format.h>
 
 #include "engine/error.h"
-#include "tool_errors.h"
 #include "engine/model_file.h"
 #include "engine/tokenizer.h"
+#include "tool_errors.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Tokenize text (or detokenize ids) with a GGUF file's tokenizer"};
