@@ -20,6 +20,11 @@ ChatSession::ChatSession(std::shared_ptr<const Model> model, const ContextOption
   if (!system_prompt.empty()) pending_ = format_.system(system_prompt);
 }
 
+void ChatSession::set_stop_strings(std::vector<std::string> stops) {
+  StopStrings{stops};  // throws for an empty one
+  stops_ = std::move(stops);
+}
+
 std::vector<int32_t> ChatSession::reformat(size_t first, const std::string& user, ChatFormatter& format) const {
   std::string ignored;
   format = formatter_for(*model_, &ignored);
@@ -75,6 +80,7 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   auto t_first = t0;
   bool got_first = false;
   TokenStreamer stream(model_->tokenizer(), false);
+  StopStrings stops(stops_);
   std::string reply;
   bool stopped = false;
   const auto tokens = ctx_.generate(prompt, n_predict, sampling, [&](int32_t token) {
@@ -83,15 +89,15 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
       got_first = true;
     }
     if (model_->is_end_of_generation(token)) return true;  // the turn's end tag is not text
-    const std::string text = stream.push(token);
+    const std::string text = stops.push(stream.push(token));
     reply += text;
     if (on_text && !text.empty() && !on_text(text)) {
       stopped = true;
       return false;
     }
-    return true;
+    return !stops.matched();
   });
-  const std::string rest = stream.flush();
+  const std::string rest = stops.push(stream.flush()) + stops.flush();
   reply += rest;
   if (on_text && !rest.empty() && !stopped) on_text(rest);
   first_ = false;
@@ -105,6 +111,7 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
     stats->generated_tokens = tokens.size();
     stats->dropped_turns = dropped;
     stats->stop = ctx_.last_stop();
+    stats->stop_string = stops.matched();
     stats->prompt_seconds = std::chrono::duration<double>(t_first - t0).count();
     stats->generation_seconds = std::chrono::duration<double>(clock::now() - t_first).count();
   }

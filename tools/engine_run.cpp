@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/planner.h"
+#include "engine/stop_strings.h"
 #include "tool_errors.h"
 
 namespace {
@@ -29,6 +30,7 @@ struct Flags {
   std::string transport = "auto";
   bool plan_only = false, json = false, chat = false, no_special = false;
   std::string prompt, file, prompt_ids, system;
+  std::vector<std::string> stop;
   int n_predict = 256, threads = 0;
   engine::SamplingParams sampling;
   int64_t seed = -1;  // -1: from the clock
@@ -81,6 +83,7 @@ engine::PlanOptions plan_options(const Flags& f) {
 int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
          const engine::ContextOptions& copts) {
   engine::ChatSession session(model, copts, f.system);
+  session.set_stop_strings(f.stop);
   if (!session.warning().empty()) fmt::print(stderr, "engine-run: warning: {}\n", session.warning());
   fmt::print(stderr, "chat template: {}\n", engine::chat_template_name(session.template_kind()));
   auto turn = [&](const std::string& user) {
@@ -98,6 +101,7 @@ int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
                            st.dropped_turns == 1 ? "" : "s");
     }
     if (st.stop == engine::StopReason::context_full) notes += "; the reply filled the context";
+    if (st.stop_string) notes += "; stopped at a --stop string";
     fmt::print(stderr, "[{} new prompt tokens, {} generated, context {}/{}; {:.1f} tokens/s{}]\n",
                st.prompt_tokens, st.generated_tokens, session.context().n_past(),
                session.context().n_ctx(),
@@ -155,6 +159,7 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
   std::string text;
   std::unique_ptr<engine::TokenStreamer> stream;
   if (model->tokenizer()) stream = std::make_unique<engine::TokenStreamer>(model->tokenizer(), false);
+  engine::StopStrings stops(f.stop);
   auto emit = [&](const std::string& piece) {
     text += piece;
     if (!f.json) {
@@ -167,10 +172,11 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
       t_first = clock::now();
       first = false;
     }
-    if (stream && !model->is_end_of_generation(token)) emit(stream->push(token));
-    return true;
+    if (stream && !model->is_end_of_generation(token)) emit(stops.push(stream->push(token)));
+    return !stops.matched();
   });
-  if (stream) emit(stream->flush());
+  if (stream) emit(stops.push(stream->flush()));
+  emit(stops.flush());
   const double prompt_s = std::chrono::duration<double>(t_first - t0).count();
   const double gen_s = std::chrono::duration<double>(clock::now() - t_first).count();
   const double prompt_tps = prompt_s > 0 ? double(prompt.size()) / prompt_s : 0;
@@ -183,7 +189,7 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
     j["prompt_tokens"] = prompt;
     j["prompt_tokens_per_s"] = prompt_tps;
     j["gen_tokens_per_s"] = gen_tps;
-    j["stop"] = engine::stop_reason_name(context.last_stop());
+    j["stop"] = stops.matched() ? "stop_string" : engine::stop_reason_name(context.last_stop());
     j["cpu_isa"] = engine::cpu_kernels_isa();
     std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
@@ -234,6 +240,8 @@ int main(int argc, char** argv) {
   app.add_option("--top-p", f.sampling.top_p, "keep the smallest set with this probability mass");
   app.add_option("--min-p", f.sampling.min_p, "drop tokens below min-p times the most likely");
   app.add_option("--repeat-penalty", f.sampling.repeat_penalty, "penalty for repeated tokens (1: off)");
+  app.add_option("--stop", f.stop, "stop generating where the text shows this string (repeatable; not printed)")
+      ->allow_extra_args(false);
   app.add_option("--seed", f.seed, "random seed (-1, the default: from the clock)")
       ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()));
   CLI11_PARSE(app, argc, argv);
@@ -251,6 +259,7 @@ int main(int argc, char** argv) {
       f.sampling.seed = f.seed >= 0 ? static_cast<uint64_t>(f.seed)
                                     : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
       engine::validate(f.sampling);
+      engine::StopStrings{f.stop};  // throws for an empty stop string
     }
     const auto inventory = engine::resolve_devices(
         f.devices.empty() ? std::vector<engine::DeviceSpec>{} : engine::parse_device_list(f.devices));
@@ -262,6 +271,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     const std::vector<int32_t> prompt = f.chat ? std::vector<int32_t>{} : prompt_tokens(f, *model, plan.n_ctx);
+    if (!f.stop.empty() && !model->tokenizer()) throw engine::Error("--stop: the model has no tokenizer to give text");
     fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s; CPU kernels {}\n", engine::plan_report_text(plan),
                f.model, model->spec().arch.name, model->spec().hp.n_layer,
                engine::format_gib(model->spec().file.total_bytes()),

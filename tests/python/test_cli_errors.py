@@ -4,6 +4,7 @@ that starts with the tool's name and names what was wrong (the flag, or the file
 Also engine-run at its limits: --seed -1, and a generation that fills the context says so."""
 import json
 import os
+import subprocess
 import sys
 import unittest
 
@@ -71,6 +72,7 @@ class CliErrors(unittest.TestCase):
             (ENGINE_RUN, ["-m", m, "--prompt-ids", ",".join(["1"] * 40), "--ctx", "16"], "40 tokens", "--ctx"),
             (ENGINE_RUN, ["-m", m], "nothing to do"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--seed", "-2"], "--seed", "-2"),
+            (ENGINE_RUN, ["-m", m, "-p", "x", "--stop", ""], "--stop", "empty"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "-f", self.text], "--prompt", "--file"),
             (BENCH, ["-m", m, "--bogus"], "--bogus"),
             (BENCH, ["-m", m, "-o", "xml"], "--output", "xml"),
@@ -122,6 +124,28 @@ class CliErrors(unittest.TestCase):
         j = json.loads(run(ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "4", "--json").stdout)
         self.assertIn(j["stop"], ("length", "eos"))
 
+    def test_a_stop_string_ends_the_text_before_it(self):
+        """The text ends where a --stop string first appears in what the tokens spell, without it
+        (a random model's text is random bytes: the stop strings are bytes, \\xff too)."""
+        tokenize = os.environ.get("ENGINE_TOKENIZE", "engine-tokenize")
+        args = [ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "48", "--temp", "1.5", "--seed", "11",
+                "-t", "1"]
+        free = json.loads(run(*args, "--json").stdout)
+        spelled = subprocess.run([tokenize, "-m", self.model, "--detokenize", "--text",
+                                  " ".join(map(str, free["tokens"]))], capture_output=True, check=True).stdout[:-1]
+        for stop in (b"a", b"e", b"ab", b"\xff"):
+            with self.subTest(stop=stop):
+                cut = subprocess.run([os.fsencode(a) for a in args] + [b"--stop", stop], capture_output=True,
+                                     check=True)
+                reason = json.loads(subprocess.run([os.fsencode(a) for a in args] + [b"--json", b"--stop", stop],
+                                                   capture_output=True, check=True).stdout)["stop"]
+                text = cut.stdout[:-1]  # the text as printed, then a newline
+                if stop in spelled:
+                    self.assertEqual(text, spelled[:spelled.index(stop)])
+                    self.assertEqual(reason, "stop_string")
+                else:
+                    self.assertEqual(text, spelled)
+                    self.assertNotEqual(reason, "stop_string")
 
 if __name__ == "__main__":
     unittest.main()

@@ -9,9 +9,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/chat.h"
 #include "engine/engine.h"
+#include "engine/stop_strings.h"
 
 namespace engine {
 
@@ -32,7 +34,12 @@ class ChatSession {
     double prompt_seconds = 0, generation_seconds = 0;
     size_t dropped_turns = 0;  // earlier turns left out to make room (0: the cache was kept)
     StopReason stop = StopReason::n_predict;
+    bool stop_string = false;  // the reply ended where a stop string appeared
   };
+
+  // Replies end where one of these strings appears in their text, which then ends before it
+  // (StopStrings). Throws engine::Error for an empty string.
+  void set_stop_strings(std::vector<std::string> stops);
 
   // Sends one user message and generates the reply (at most n_predict tokens), calling on_text
   // with each piece of text as it completes; on_text returning false stops the reply. Room for a
@@ -57,6 +64,7 @@ class ChatSession {
   std::vector<ChatSegment> pending_;  // segments formatted but not yet in the cache
   std::vector<int32_t> carry_;        // a reply's last token, sampled but not yet in the cache
   std::vector<Turn> turns_;           // the finished turns, as text
+  std::vector<std::string> stops_;
   bool first_ = true;
 };
 
