@@ -2,7 +2,8 @@
 cache kept across them (the second turn processes only its own tokens), and the formatted turn
 tokenized as the template prescribes. When a turn no longer fits with room for its reply, the
 conversation starts again from the system prompt with the turns that fit (here: none but the new
-one); a message that cannot fit even so is one line of error."""
+one); a message that cannot fit even so is one line of error. A --stop string ends a reply before
+it."""
 import os
 import re
 import sys
@@ -80,6 +81,27 @@ class ChatKeepsTheCache(unittest.TestCase):
             last = r.stderr.splitlines()[-1]
             self.assertTrue(last.startswith("engine-run: chat: the message takes"), r.stderr)
             self.assertIn("the context of 64", last)
+
+    def test_a_stop_string_ends_the_reply_before_it(self):
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "qwen2.gguf"), "--arch", "qwen2")
+            args = [ENGINE_RUN, "--model", model, "--chat", "-p", "first question", "-n", "40", "--temp", "1.5",
+                    "--seed", "5", "-t", "1"]
+            sp = __import__("subprocess")
+            free = sp.run(args, capture_output=True, check=True).stdout[:-1]  # the reply, then a newline
+            checked = 0
+            for stop in (free[5:6], free[12:14], b"\x01\x02\x03"):
+                if not stop:
+                    continue
+                r = sp.run([os.fsencode(a) for a in args] + [b"--stop", stop], capture_output=True, check=True)
+                if stop in free:
+                    self.assertEqual(r.stdout[:-1], free[:free.index(stop)])
+                    self.assertIn(b"stopped at a --stop string", r.stderr)
+                    checked += 1
+                else:
+                    self.assertEqual(r.stdout[:-1], free)
+                    self.assertNotIn(b"stopped at a --stop string", r.stderr)
+            self.assertGreater(checked, 0, free)
 
 
 if __name__ == "__main__":
