@@ -62,6 +62,7 @@ class CliErrors(unittest.TestCase):
             (ENGINE_RUN, ["-m", m, "-p", "x", "--kv-type", "q4"], "--kv-type", "q4"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--temp", "-1"], "temperature"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--top-p", "2"], "top_p"),
+            (ENGINE_RUN, ["-m", m, "-p", "x", "--repeat-last-n", "-1"], "repeat_last_n"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--devices", "foo"], "--devices", "foo"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--split", "30,34"], "--split"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--reserve", "200%"], "--reserve", "200%"),
@@ -123,6 +124,17 @@ class CliErrors(unittest.TestCase):
         self.assertIn("the context of 32 is full", r.stderr)
         j = json.loads(run(ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "4", "--json").stdout)
         self.assertIn(j["stop"], ("length", "eos"))
+
+    def test_repeat_last_n_reaches_the_sampler(self):
+        def tokens(*flags):
+            return json.loads(run(ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "24", "--greedy",
+                                  "--json", *flags).stdout)["tokens"]
+        plain = tokens()
+        self.assertEqual(tokens("--repeat-penalty", "3", "--repeat-last-n", "0"), plain)  # a window of none
+        if len(set(plain)) < len(plain):  # a repeat for the penalty to break
+            penalized = tokens("--repeat-penalty", "3", "--repeat-last-n", "64")
+            self.assertNotEqual(penalized, plain)
+            self.assertGreater(len(set(penalized)), len(set(plain)))
 
     def test_a_stop_string_ends_the_text_before_it(self):
         """The text ends where a --stop string first appears in what the tokens spell, without it
