@@ -20,6 +20,7 @@
 #include "engine/model_report.h"
 #include "engine/planner.h"
 #include "engine/quantize.h"
+#include "kernels/cpu/cpu_threads.h"
 #include "scheduler/cuda_runtime.h"
 
 namespace engine {
@@ -98,7 +99,7 @@ std::map<std::string, uint64_t> decode_bytes(const ModelSpec& spec, const Plan& 
 
 double host_read_bandwidth(int threads) {
   const size_t n = (size_t(1) << 30) / sizeof(uint64_t);  // 1 GiB: beyond any last-level cache
-  const int t = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int t = threads > 0 ? threads : default_thread_count();
   // Uninitialised, so that each thread's first pass places its own slice's pages (first touch):
   // on a multi-socket host a buffer filled by one thread sits on one socket's memory, and the
   // probe would measure that socket's channels while the model's pages are spread over all.

@@ -11,6 +11,7 @@
 #include "scheduler/cuda_transport.h"
 #include "scheduler/pipeline.h"
 #include "engine/error.h"
+#include "kernels/cpu/cpu_threads.h"
 #include "kernels/cpu/quant_dot.h"
 
 namespace engine {
@@ -103,8 +104,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
   if (n_batch_ == 0) throw Error("context: n_batch must be at least 1");
   std::vector<StageOptions> stages = options.stages;
   if (stages.empty()) stages.push_back({Device{"cpu", DeviceKind::cpu}, 0, hp.n_layer - 1});
-  const int threads = options.n_threads > 0 ? options.n_threads
-                                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = options.n_threads > 0 ? options.n_threads : default_thread_count();
   // CPU-run stages share the threads; a stage on a CUDA device runs there (simulated devices,
   // cuda_index -1, run on the CPU).
   int cpu_stages = 0;

@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   app.add_option("-n,--n-gen", gens, "generation lengths (0: skip)");
   app.add_option("-d,--depth", depths, "KV cache depths before each test");
   app.add_option("-r,--repetitions", o.repetitions, "repetitions per test")->check(CLI::Range(1, 1000));
-  app.add_option("-t,--threads", o.n_threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 4096));
+  app.add_option("-t,--threads", o.n_threads, "CPU threads (default: one per physical core)")->check(CLI::Range(0, 4096));
   app.add_option("-b,--batch", o.n_batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
   app.add_option("--ubatch", o.n_ubatch, "prompt micro-batch through the stages (default: --batch)")
       ->check(CLI::Range(1u, 65536u));

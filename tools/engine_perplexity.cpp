@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   app.add_option("--ctx,-c", ctx, "tokens per chunk")->check(CLI::Range(16u, 1u << 20));
   app.add_option("--chunks", chunks, "at most this many chunks (0: all)");
   app.add_option("--batch,-b", batch, "tokens per forward call")->check(CLI::Range(1u, 65536u));
-  app.add_option("--threads,-t", threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 4096));
+  app.add_option("--threads,-t", threads, "CPU threads (default: one per physical core)")->check(CLI::Range(0, 4096));
   app.add_option("--kv-type", kv_type, "f16 | q8_0 | f32")->check(CLI::IsMember({"f16", "q8_0", "f32"}));
   app.add_flag("--json", json, "print one JSON object");
   CLI11_PARSE(app, argc, argv);

@@ -233,7 +233,7 @@ int main(int argc, char** argv) {
   app.add_option("--system", f.system, "system prompt for --chat")->needs(chat_flag);
   app.add_flag("--no-special", f.no_special, "do not turn control-token text in the prompt into tokens");
   app.add_option("--n-predict,-n", f.n_predict, "tokens to generate at most")->check(CLI::Range(0, 1 << 24));
-  app.add_option("--threads,-t", f.threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 4096));
+  app.add_option("--threads,-t", f.threads, "CPU threads (default: one per physical core)")->check(CLI::Range(0, 4096));
   app.add_flag("--greedy", f.sampling.greedy, "always pick the most likely token");
   app.add_option("--temp", f.sampling.temperature, "sampling temperature");
   app.add_option("--top-k", f.sampling.top_k, "keep the k most likely tokens (0: off)");
@@ -273,10 +273,12 @@ int main(int argc, char** argv) {
     }
     const std::vector<int32_t> prompt = f.chat ? std::vector<int32_t>{} : prompt_tokens(f, *model, plan.n_ctx);
     if (!f.stop.empty() && !model->tokenizer()) throw engine::Error("--stop: the model has no tokenizer to give text");
-    fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s; CPU kernels {}\n", engine::plan_report_text(plan),
-               f.model, model->spec().arch.name, model->spec().hp.n_layer,
+    const int threads = f.threads > 0 ? f.threads : engine::default_thread_count();
+    fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s; CPU kernels {}, {} thread{}\n",
+               engine::plan_report_text(plan), f.model, model->spec().arch.name, model->spec().hp.n_layer,
                engine::format_gib(model->spec().file.total_bytes()),
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), engine::cpu_kernels_isa());
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), engine::cpu_kernels_isa(),
+               threads, threads == 1 ? "" : "s");
     engine::ContextOptions copts;
     copts.n_ctx = plan.n_ctx;
     copts.n_batch = f.batch;

@@ -6,6 +6,8 @@
 #include <immintrin.h>
 #endif
 
+#include "cpu_threads.h"
+
 namespace engine {
 namespace {
 
@@ -20,7 +22,7 @@ inline void cpu_relax() {
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
-  if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (n_threads <= 0) n_threads = default_thread_count();
   for (int i = 1; i < n_threads; ++i) workers_.emplace_back(&ThreadPool::worker, this);
 }
 

@@ -17,7 +17,7 @@ namespace engine {
 
 class ThreadPool {
  public:
-  explicit ThreadPool(int n_threads);  // n_threads <= 0: hardware concurrency
+  explicit ThreadPool(int n_threads);  // n_threads <= 0: default_thread_count() (cpu_threads.h)
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

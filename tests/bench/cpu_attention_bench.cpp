@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
   int64_t prompt = 512;
   std::string depths_text = "512,2048,8192", kv_name = "f16";
   app.add_flag("--json", json, "JSON lines instead of a table");
-  app.add_option("--threads,-t", threads, "threads (default: all cores)");
+  app.add_option("--threads,-t", threads, "threads (default: one per physical core)");
   app.add_option("--reps,-r", reps, "timed runs (best is reported)")->check(CLI::Range(1, 100));
   app.add_option("--depths", depths_text, "cached positions before the step, comma-separated");
   app.add_option("--prompt,-p", prompt, "tokens of the prompt batch (0: decode only)")->check(CLI::Range(0, 8192));

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   int threads = 0, batch = 128, reps = 3;
   std::string types = "f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1,q4_k,q5_k,q6_k";
   app.add_flag("--json", json, "JSON lines instead of a table");
-  app.add_option("--threads,-t", threads, "threads (default: all cores)");
+  app.add_option("--threads,-t", threads, "threads (default: one per physical core)");
   app.add_option("--batch,-b", batch, "activation rows of the prompt run")->check(CLI::Range(2, 4096));
   app.add_option("--reps,-r", reps, "timed runs (best is reported)")->check(CLI::Range(1, 100));
   app.add_option("--types", types, "weight types, comma-separated");

@@ -4,6 +4,7 @@ that starts with the tool's name and names what was wrong (the flag, or the file
 Also engine-run at its limits: --seed -1, and a generation that fills the context says so."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import unittest
@@ -135,6 +136,17 @@ class CliErrors(unittest.TestCase):
             penalized = tokens("--repeat-penalty", "3", "--repeat-last-n", "64")
             self.assertNotEqual(penalized, plain)
             self.assertGreater(len(set(penalized)), len(set(plain)))
+
+    def test_threads_follow_the_affinity_mask(self):
+        """By default one thread per core the process may use: taskset's one CPU gives one thread."""
+        if shutil.which("taskset") is None:
+            self.skipTest("taskset (util-linux) is not installed")
+        r = run("taskset", "-c", "0", ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2", "-n", "2", "--json")
+        self.assertIn("CPU kernels", r.stderr)
+        self.assertIn(", 1 thread\n", r.stderr)
+        r = run("taskset", "-c", "0", ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2", "-n", "2", "-t", "3",
+                "--json")
+        self.assertIn(", 3 threads\n", r.stderr)  # as asked
 
     def test_a_stop_string_ends_the_text_before_it(self):
         """The text ends where a --stop string first appears in what the tokens spell, without it

@@ -66,7 +66,7 @@ enum class BenchFormat { markdown, csv, json, jsonl };
 // roofline_fraction, error.
 std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
 
-// Memory read bandwidth of this machine in bytes/s with `threads` threads (0: all cores): the best
+// Memory read bandwidth of this machine in bytes/s with `threads` threads (0: default_thread_count()): the best
 // of a few passes over a 1 GiB buffer, each thread placing its own slice (first touch). The
 // roofline of CPU decoding.
 double host_read_bandwidth(int threads);

@@ -67,11 +67,16 @@ std::vector<StageOptions> stages_from_plan(const Plan& plan);
 // Throws Error for an ENGINE_CPU_ISA this CPU cannot run.
 std::string cpu_kernels_isa();
 
+// The CPU threads a context starts when ContextOptions::n_threads is 0: one per physical core
+// this process may run on (its affinity mask, SMT siblings once, a hybrid Intel CPU's performance
+// cores only, at most its cgroup's CPU quota), as llama.cpp's default.
+int default_thread_count();
+
 struct ContextOptions {
   uint32_t n_ctx = 0;       // 0: min(trained context, 4096)
   uint32_t n_batch = 512;   // prompt tokens per forward call
   uint32_t n_ubatch = 0;    // prompt micro-batch that flows through the stages; 0: n_batch
-  int n_threads = 0;        // 0: all cores; shared out evenly between CPU-run stages
+  int n_threads = 0;        // 0: one per physical core this process may use; shared out evenly between CPU-run stages
   KvType kv_type = KvType::f16;
   std::vector<StageOptions> stages;  // empty: one CPU stage with every layer
   // Between two stages on CUDA devices: "peer" (cudaMemcpyPeerAsync; also between slices of one
