@@ -188,6 +188,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
     base.kv_type = kv_name;
     base.devices = o.devices.empty() ? "cpu" : o.devices;
     base.cpu_isa = cpu_isa;
+    base.threads = o.n_threads > 0 ? o.n_threads : default_thread_count();
     std::vector<BenchResult> rows;
     std::vector<std::map<std::string, uint64_t>> bytes;
     for (const auto& [kind, sizes] : {std::pair{"pp", &o.n_prompt}, std::pair{"tg", &o.n_gen}}) {
@@ -341,6 +342,7 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
     j["split"] = r.split;
     j["devices"] = r.devices;
     j["cpu_isa"] = r.cpu_isa;
+    j["threads"] = r.threads;
     j["transport"] = r.transport;
     j["kv_type"] = r.kv_type;
     j["layers"] = r.layers;
@@ -374,27 +376,27 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
         for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
         return q + "\"";
       };
-      out = "model,model_bytes,types,split,devices,cpu_isa,transport,kv_type,layers,test,depth,repetitions,"
+      out = "model,model_bytes,types,split,devices,cpu_isa,threads,transport,kv_type,layers,test,depth,repetitions,"
             "tokens_per_s,stddev,load_s,peak_bytes,gpu_memory,bytes_per_token,gb_per_s,roofline_fraction,error\n";
       for (const auto& r : results) {
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{},{:.3f},{:.4f},{}\n",
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{},{:.3f},{:.4f},{}\n",
                            quote(r.model), r.model_bytes, quote(r.types), quote(r.split), quote(r.devices), r.cpu_isa,
-                           quote(r.transport), r.kv_type, quote(r.layers), r.test, r.depth, r.repetitions,
+                           r.threads, quote(r.transport), r.kv_type, quote(r.layers), r.test, r.depth, r.repetitions,
                            r.tokens_per_s, r.stddev, r.load_s, r.peak_bytes, quote(r.gpu_memory), r.bytes_per_token, r.gb_per_s,
                            r.roofline_fraction, quote(r.error));
       }
       return out;
     }
     case BenchFormat::markdown:
-      out = "| model | size | split | devices | CPU | transport | KV | layers | test | depth | t/s | GB/s | roofline | "
-            "load s | peak GiB | GPU memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      out = "| model | size | split | devices | CPU | threads | transport | KV | layers | test | depth | t/s | GB/s | "
+            "roofline | load s | peak GiB | GPU memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
       for (const auto& r : results) {
         const std::string tps = r.error.empty() ? fmt::format("{:.2f} ± {:.2f}", r.tokens_per_s, r.stddev)
                                                 : "cannot run: " + r.error;
         const std::string gbs = r.gb_per_s > 0 ? fmt::format("{:.2f}", r.gb_per_s) : "";
         const std::string roof = r.roofline_fraction > 0 ? fmt::format("{:.0f}%", 100 * r.roofline_fraction) : "";
-        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {} |\n",
-                           r.model, double(r.model_bytes) / (1ull << 30), r.split, r.devices, r.cpu_isa, r.transport,
+        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {} |\n",
+                           r.model, double(r.model_bytes) / (1ull << 30), r.split, r.devices, r.cpu_isa, r.threads, r.transport,
                            r.kv_type,
                            r.layers,
                            r.test, r.depth, tps, gbs, roof, r.load_s, double(r.peak_bytes) / (1ull << 30),

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from common import mkmodel, run, tempdir  # noqa: E402
 
 BENCH = os.environ.get("ENGINE_BENCH", "engine-bench")
-COLUMNS = ["model", "model_bytes", "types", "split", "devices", "cpu_isa", "transport", "kv_type", "layers", "test",
+COLUMNS = ["model", "model_bytes", "types", "split", "devices", "cpu_isa", "threads", "transport", "kv_type", "layers", "test",
            "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "gpu_memory", "bytes_per_token",
            "gb_per_s", "roofline_fraction", "error"]
 
@@ -73,6 +73,10 @@ class BenchOnCpu(unittest.TestCase):
             self.assertEqual({r["depth"] for r in ok}, {0, 8})
             self.assertEqual(len({r["cpu_isa"] for r in rows}), 1)
             self.assertIn(rows[0]["cpu_isa"], ("avx512-vnni", "avx2", "generic"))
+            self.assertEqual(len({r["threads"] for r in rows}), 1)
+            self.assertGreaterEqual(rows[0]["threads"], 1)
+            self.assertLessEqual(rows[0]["threads"], os.cpu_count())
+            self.assertEqual({r["threads"] for r in json.loads(run(*args, "-t", "3", "-o", "json").stdout)}, {3})
             table = list(csv.DictReader(io.StringIO(run(*args, "-o", "csv").stdout)))
             self.assertEqual(len(table), len(rows))
             self.assertEqual(list(table[0].keys()), COLUMNS)

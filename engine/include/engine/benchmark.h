@@ -33,6 +33,7 @@ struct BenchResult {
   std::string types;       // "385 Q4_K, 321 F32, 65 Q6_K"
   std::string split, devices;
   std::string cpu_isa;     // the CPU kernels' instruction set (cpu_kernels_isa(), engine.h)
+  int threads = 0;         // CPU threads (--threads, or default_thread_count())
   std::string transport;
   std::string kv_type;     // "f16", "q8_0", "f32"
   std::string layers;      // "cpu:0-21" or "0-31|32-63|cpu:-"
@@ -61,7 +62,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& options,
                                         const std::function<void(const std::string&)>& progress = {});
 
 enum class BenchFormat { markdown, csv, json, jsonl };
-// Stable column names: model, model_bytes, types, split, devices, cpu_isa, transport, kv_type, layers, test, depth,
+// Stable column names: model, model_bytes, types, split, devices, cpu_isa, threads, transport, kv_type, layers, test, depth,
 // repetitions, tokens_per_s, stddev, load_s, peak_bytes, gpu_memory, bytes_per_token, gb_per_s,
 // roofline_fraction, error.
 std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
