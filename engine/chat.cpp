@@ -91,6 +91,28 @@ std::vector<ChatSegment> ChatFormatter::user_turn(const std::string& text) {
   return out;
 }
 
+std::string ChatFormatter::history_reply(const std::string& reply) const {
+  if (!think_) return reply;
+  const size_t end = reply.rfind("</think>");
+  if (end == std::string::npos) return reply;
+  const size_t answer = reply.find_first_not_of('\n', end + 8);
+  return answer == std::string::npos ? std::string() : reply.substr(answer);
+}
+
+std::vector<ChatSegment> ChatFormatter::past_turn(const std::string& user, const std::string& reply) {
+  std::vector<ChatSegment> out = user_turn(user);
+  if (think_ && !out.empty()) {
+    std::string& tag = out.back().text;
+    const std::string_view opener = "<think>\n";
+    if (tag.size() >= opener.size() && tag.compare(tag.size() - opener.size(), opener.size(), opener) == 0) {
+      tag.resize(tag.size() - opener.size());
+    }
+  }
+  out.push_back({history_reply(reply), false});
+  for (auto& s : end_assistant_turn()) out.push_back(std::move(s));
+  return out;
+}
+
 std::vector<ChatSegment> ChatFormatter::end_assistant_turn() {
   switch (t_) {
     case ChatTemplate::chatml: return {{"<|im_end|>\n", true}};

@@ -33,11 +33,7 @@ std::vector<int32_t> ChatSession::reformat(size_t first, const std::string& user
     for (auto& s : segments) all.push_back(std::move(s));
   };
   if (!system_.empty()) add(format.system(system_));
-  for (size_t t = first; t < turns_.size(); ++t) {
-    add(format.user_turn(turns_[t].user));
-    all.push_back({turns_[t].reply, false});
-    add(format.end_assistant_turn());
-  }
+  for (size_t t = first; t < turns_.size(); ++t) add(format.past_turn(turns_[t].user, turns_[t].reply));
   add(format.user_turn(user));
   std::vector<Tokenizer::Segment> segments;
   for (const auto& s : all) segments.push_back({s.text, s.parse_special});
@@ -75,6 +71,7 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   }
   format_ = std::move(format);
   carry_.clear();
+  const uint64_t reply_at = ctx_.n_past() + prompt.size();  // the reply's first position
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   auto t_first = t0;
@@ -106,12 +103,27 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   if (!tokens.empty() && !model_->is_end_of_generation(tokens.back())) carry_ = {tokens.back()};
   pending_ = format_.end_assistant_turn();
   turns_.push_back({user, reply});
+  // A thinking template keeps only the answer in the history: the cache goes back to before the
+  // reply's "<think>\n" and takes the answer again with the next turn.
+  const std::string answer = format_.history_reply(reply);
+  bool reasoning_dropped = false;
+  if (answer.size() != reply.size() && ctx_.last_stop() != StopReason::context_full) {
+    const std::vector<int32_t> opener = model_->tokenizer()->tokenize(std::vector<Tokenizer::Segment>{{"<think>\n", true}}, false);
+    if (prompt.size() >= opener.size() && std::equal(opener.begin(), opener.end(), prompt.end() - opener.size())) {
+      ctx_.truncate(static_cast<uint32_t>(reply_at - opener.size()));
+      carry_.clear();
+      pending_ = {{answer, false}};
+      for (auto& seg : format_.end_assistant_turn()) pending_.push_back(std::move(seg));
+      reasoning_dropped = true;
+    }
+  }
   if (stats) {
     stats->prompt_tokens = prompt.size();
     stats->generated_tokens = tokens.size();
     stats->dropped_turns = dropped;
     stats->stop = ctx_.last_stop();
     stats->stop_string = stops.matched();
+    stats->reasoning_dropped = reasoning_dropped;
     stats->prompt_seconds = std::chrono::duration<double>(t_first - t0).count();
     stats->generation_seconds = std::chrono::duration<double>(clock::now() - t_first).count();
   }

@@ -246,6 +246,11 @@ std::vector<int32_t> Context::generate(std::span<const int32_t> prompt, int n_pr
   return generated;
 }
 
+void Context::truncate(uint32_t n) {
+  if (n > n_past_) throw Error(fmt::format("truncate: {} tokens asked to stay, the context holds {}", n, n_past_));
+  n_past_ = n;
+}
+
 std::string_view stop_reason_name(StopReason reason) {
   switch (reason) {
     case StopReason::end_of_generation: return "eos";

@@ -90,8 +90,14 @@ constexpr std::string_view kChatMlTemplate =
     "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-// A SentencePiece-style vocabulary: <unk> <s> </s>, 256 byte tokens, the ChatML control tokens,
-// then filler pieces. Enough for the tokenizer to round-trip any text through byte fallback.
+// QwQ's way of opening a reply, for SyntheticModelOptions::thinking.
+constexpr std::string_view kThinkingTemplate =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n<think>\\n' }}{% endif %}";
+
+// A SentencePiece-style vocabulary: <unk> <s> </s>, 256 byte tokens, the ChatML control tokens
+// (and <think>, </think> with SyntheticModelOptions::thinking), then filler pieces. Enough for the tokenizer to round-trip any text through byte fallback.
 void add_synthetic_vocab(GgufWriter& w, const SyntheticModelOptions& o) {
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
   std::vector<int32_t> types = {2, 3, 3};  // llama.cpp token types: 1 normal, 2 unknown,
@@ -104,6 +110,12 @@ void add_synthetic_vocab(GgufWriter& w, const SyntheticModelOptions& o) {
   for (const char* t : {"<|im_start|>", "<|im_end|>", "<|endoftext|>"}) {
     tokens.emplace_back(t);
     types.push_back(3);
+  }
+  if (o.thinking) {
+    for (const char* t : {"<think>", "</think>"}) {
+      tokens.emplace_back(t);
+      types.push_back(4);
+    }
   }
   for (uint32_t i = 0; tokens.size() < o.n_vocab; ++i) {
     std::string piece = (i % 2 == 0) ? "\xE2\x96\x81" : "";  // U+2581, SentencePiece's space
@@ -129,7 +141,7 @@ void add_synthetic_vocab(GgufWriter& w, const SyntheticModelOptions& o) {
     w.add_u32("tokenizer.ggml.bos_token_id", im_start + 2);  // <|endoftext|>
     w.add_u32("tokenizer.ggml.eos_token_id", im_start + 1);  // <|im_end|>
     w.add_bool("tokenizer.ggml.add_bos_token", false);
-    w.add_string("tokenizer.chat_template", std::string(kChatMlTemplate));
+    w.add_string("tokenizer.chat_template", std::string(o.thinking ? kThinkingTemplate : kChatMlTemplate));
   }
 }
 

@@ -102,6 +102,7 @@ int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
     }
     if (st.stop == engine::StopReason::context_full) notes += "; the reply filled the context";
     if (st.stop_string) notes += "; stopped at a --stop string";
+    if (st.reasoning_dropped) notes += "; its reasoning left out of the history";
     fmt::print(stderr, "[{} new prompt tokens, {} generated, context {}/{}; {:.1f} tokens/s{}]\n",
                st.prompt_tokens, st.generated_tokens, session.context().n_past(),
                session.context().n_ctx(),

@@ -47,6 +47,25 @@ TEST(ChatTemplate, ChatMlTurnsWithThinking) {
   EXPECT_EQ(joined(f.end_assistant_turn()), "<|im_end|>\n");
 }
 
+// History as the thinking templates write it: a reply's answer after its last </think>, its
+// newlines at the start dropped, and no <think> opening the reply; other templates keep a reply.
+TEST(ChatTemplate, HistoryLeavesTheReasoningOut) {
+  ChatFormatter qwq(ChatTemplate::chatml, true);
+  EXPECT_EQ(qwq.history_reply("weigh it up\n</think>\n\nThe answer."), "The answer.");
+  EXPECT_EQ(qwq.history_reply("a</think>b</think>\nc"), "c");
+  EXPECT_EQ(qwq.history_reply("still thinking, cut off"), "still thinking, cut off");
+  EXPECT_EQ(qwq.history_reply("done</think>\n\n"), "");
+  EXPECT_EQ(joined(qwq.past_turn("Hi", "hmm</think>\n\nHello")),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n");
+  EXPECT_EQ(joined(qwq.user_turn("Next")), "<|im_start|>user\nNext<|im_end|>\n<|im_start|>assistant\n<think>\n");
+  ChatFormatter r1(ChatTemplate::deepseek_r1, true);
+  EXPECT_EQ(joined(r1.past_turn("Hi", "hmm</think>Hello")), "<｜User｜>Hi<｜Assistant｜>Hello<｜end▁of▁sentence｜>");
+  ChatFormatter plain(ChatTemplate::chatml, false);
+  EXPECT_EQ(plain.history_reply("a</think>b"), "a</think>b");
+  EXPECT_EQ(joined(plain.past_turn("Hi", "a</think>b")),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\na</think>b<|im_end|>\n");
+}
+
 TEST(ChatTemplate, OtherFamiliesFormatTurns) {
   ChatFormatter l3(ChatTemplate::llama3, false);
   EXPECT_EQ(joined(l3.user_turn("Hi")),

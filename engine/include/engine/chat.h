@@ -32,6 +32,9 @@ class ChatFormatter {
   static ChatFormatter for_template(std::string_view jinja, std::string* warning);
 
   ChatTemplate kind() const { return t_; }
+  // Whether the assistant's reply opens with "<think>\n" (thinks()), whose reasoning the
+  // template leaves out of the conversation's history.
+  bool thinks() const { return think_; }
   // The system prompt (some templates fold it into the first user turn).
   std::vector<ChatSegment> system(const std::string& text);
   // A user turn followed by the prompt that opens the assistant's reply.
@@ -39,6 +42,12 @@ class ChatFormatter {
   // Closes an assistant reply the model has just generated (its end-of-turn tag is sampled but
   // not yet in the cache).
   std::vector<ChatSegment> end_assistant_turn();
+  // A finished exchange as the template writes it in the history: the user turn, the reply
+  // (history_reply) and its end, with no "<think>\n" opening the reply.
+  std::vector<ChatSegment> past_turn(const std::string& user, const std::string& reply);
+  // A reply as the history holds it: for a thinking template, what follows its last "</think>",
+  // newlines at the start dropped (as QwQ's and DeepSeek-R1's templates do); else the reply.
+  std::string history_reply(const std::string& reply) const;
 
  private:
   ChatTemplate t_;

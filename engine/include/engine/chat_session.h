@@ -2,7 +2,9 @@
 // keeps the KV cache across turns (only the new turn's tokens are processed), and streams the
 // reply as text that never splits a UTF-8 character. When a turn and room for its reply no longer
 // fit the context, the conversation is formatted anew from the system prompt and as many of the
-// latest turns as fit, their texts tokenized again (as Ollama truncates a chat's history).
+// latest turns as fit, their texts tokenized again (as Ollama truncates a chat's history). With a
+// thinking template (QwQ, DeepSeek-R1) the history holds each reply's answer without its
+// reasoning, as the template writes it.
 #pragma once
 
 #include <functional>
@@ -35,6 +37,9 @@ class ChatSession {
     size_t dropped_turns = 0;  // earlier turns left out to make room (0: the cache was kept)
     StopReason stop = StopReason::n_predict;
     bool stop_string = false;  // the reply ended where a stop string appeared
+    // A thinking template's reply: its reasoning was taken out of the cache, the answer alone
+    // stays in the history (the next turn processes it again).
+    bool reasoning_dropped = false;
   };
 
   // Replies end where one of these strings appears in their text, which then ends before it

@@ -108,6 +108,9 @@ class Context {
   uint32_t n_ctx() const { return n_ctx_; }
   uint32_t n_past() const { return n_past_; }  // tokens in the KV cache
   void reset() { n_past_ = 0; }
+  // Keeps the first n tokens of the sequence: the next eval continues from position n, writing
+  // over what the cache held past it. Throws engine::Error for n > n_past().
+  void truncate(uint32_t n);
 
   // Appends tokens to the sequence (in batches of n_batch) and returns the logits after the last
   // one (n_vocab values, valid until the next call). Throws if the context would overflow or a

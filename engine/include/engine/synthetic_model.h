@@ -37,6 +37,9 @@ struct SyntheticModelOptions {
   uint64_t seed = 1;
   bool sparse = false;     // leave tensor data as file holes
   std::string vocab_from;  // copy tokenizer.* metadata (and n_vocab) from this GGUF file
+  // qwen2/qwen3: a QwQ-style chat template whose replies open with "<think>\n", and <think> and
+  // </think> as user-defined tokens (type 4, shown as text), as QwQ's GGUF has them.
+  bool thinking = false;
 };
 
 // "tiny" (tests: 2 layers, 256 wide), "small" (~150M parameters), "qwq32" (QwQ-32B's exact
