@@ -108,8 +108,11 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   const std::string answer = format_.history_reply(reply);
   bool reasoning_dropped = false;
   if (answer.size() != reply.size() && ctx_.last_stop() != StopReason::context_full) {
-    const std::vector<int32_t> opener = model_->tokenizer()->tokenize(std::vector<Tokenizer::Segment>{{"<think>\n", true}}, false);
-    if (prompt.size() >= opener.size() && std::equal(opener.begin(), opener.end(), prompt.end() - opener.size())) {
+    const std::vector<Tokenizer::Segment> think = {{"<think>\n", true}};
+    const std::vector<int32_t> opener = model_->tokenizer()->tokenize(think, false);
+    const bool prompt_opens_it =
+        prompt.size() >= opener.size() && std::equal(opener.begin(), opener.end(), prompt.end() - opener.size());
+    if (prompt_opens_it) {
       ctx_.truncate(static_cast<uint32_t>(reply_at - opener.size()));
       carry_.clear();
       pending_ = {{answer, false}};

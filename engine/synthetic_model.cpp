@@ -97,7 +97,8 @@ constexpr std::string_view kThinkingTemplate =
     "{{ '<|im_start|>assistant\\n<think>\\n' }}{% endif %}";
 
 // A SentencePiece-style vocabulary: <unk> <s> </s>, 256 byte tokens, the ChatML control tokens
-// (and <think>, </think> with SyntheticModelOptions::thinking), then filler pieces. Enough for the tokenizer to round-trip any text through byte fallback.
+// (and <think>, </think> with SyntheticModelOptions::thinking), then filler pieces. Enough for
+// the tokenizer to round-trip any text through byte fallback.
 void add_synthetic_vocab(GgufWriter& w, const SyntheticModelOptions& o) {
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
   std::vector<int32_t> types = {2, 3, 3};  // llama.cpp token types: 1 normal, 2 unknown,

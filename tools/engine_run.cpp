@@ -241,7 +241,8 @@ int main(int argc, char** argv) {
   app.add_option("--top-p", f.sampling.top_p, "keep the smallest set with this probability mass");
   app.add_option("--min-p", f.sampling.min_p, "drop tokens below min-p times the most likely");
   app.add_option("--repeat-penalty", f.sampling.repeat_penalty, "penalty for repeated tokens (1: off)");
-  app.add_option("--repeat-last-n", f.sampling.repeat_last_n, "tokens of history the penalty looks at (default 64; 0: off)");
+  app.add_option("--repeat-last-n", f.sampling.repeat_last_n,
+                 "tokens of history the penalty looks at (default 64; 0: off)");
   app.add_option("--stop", f.stop, "stop generating where the text shows this string (repeatable; not printed)")
       ->allow_extra_args(false);
   app.add_option("--seed", f.seed, "random seed (-1, the default: from the clock)")

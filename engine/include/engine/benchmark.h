@@ -62,9 +62,9 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& options,
                                         const std::function<void(const std::string&)>& progress = {});
 
 enum class BenchFormat { markdown, csv, json, jsonl };
-// Stable column names: model, model_bytes, types, split, devices, cpu_isa, threads, transport, kv_type, layers, test, depth,
-// repetitions, tokens_per_s, stddev, load_s, peak_bytes, gpu_memory, bytes_per_token, gb_per_s,
-// roofline_fraction, error.
+// Stable column names: model, model_bytes, types, split, devices, cpu_isa, threads, transport,
+// kv_type, layers, test, depth, repetitions, tokens_per_s, stddev, load_s, peak_bytes,
+// gpu_memory, bytes_per_token, gb_per_s, roofline_fraction, error.
 std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
 
 // Memory read bandwidth of this machine in bytes/s with `threads` threads (0: default_thread_count()): the best
