@@ -73,7 +73,7 @@ int default_thread_count(const std::string& sys, const std::vector<int>& allowed
   return std::max(n, 1);
 }
 
-int default_thread_count() {
+std::vector<int> allowed_cpus() {
   std::vector<int> allowed;
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -85,7 +85,13 @@ int default_thread_count() {
   if (allowed.empty()) {  // no affinity to read: every CPU the library reports
     for (unsigned c = 0; c < std::max(1u, std::thread::hardware_concurrency()); ++c) allowed.push_back(int(c));
   }
-  return default_thread_count("/sys", allowed, first_line("/sys/fs/cgroup/cpu.max"));
+  return allowed;
+}
+
+int available_cpu_count() { return static_cast<int>(allowed_cpus().size()); }
+
+int default_thread_count() {
+  return default_thread_count("/sys", allowed_cpus(), first_line("/sys/fs/cgroup/cpu.max"));
 }
 
 }  // namespace engine

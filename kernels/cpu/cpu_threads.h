@@ -15,6 +15,10 @@ namespace engine {
 // rounded up). At least 1.
 int default_thread_count();
 
+// The CPUs this process may run on (its affinity mask), SMT siblings each counted: more threads
+// than this take turns on the CPUs. Also declared in engine.h.
+int available_cpu_count();
+
 // The same from a sysfs tree rooted at `sys` ("/sys"), the CPUs allowed, and a cgroup v2 cpu.max
 // file (empty or missing: no quota).
 int default_thread_count(const std::string& sys, const std::vector<int>& allowed, const std::string& cpu_max);

@@ -144,9 +144,11 @@ class CliErrors(unittest.TestCase):
         r = run("taskset", "-c", "0", ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2", "-n", "2", "--json")
         self.assertIn("CPU kernels", r.stderr)
         self.assertIn(", 1 thread\n", r.stderr)
+        self.assertNotIn("warning", r.stderr)
         r = run("taskset", "-c", "0", ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2", "-n", "2", "-t", "3",
                 "--json")
-        self.assertIn(", 3 threads\n", r.stderr)  # as asked
+        self.assertIn(", 3 threads\n", r.stderr)  # as asked, with a warning
+        self.assertIn("warning: 3 threads on the 1 CPU this process may use", r.stderr)
 
     def test_a_stop_string_ends_the_text_before_it(self):
         """The text ends where a --stop string first appears in what the tokens spell, without it

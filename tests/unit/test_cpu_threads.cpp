@@ -82,6 +82,8 @@ TEST(CpuThreads, CpuListsAndThisMachine) {
   const int n = default_thread_count();
   EXPECT_GE(n, 1);
   EXPECT_LE(n, int(std::max(1u, std::thread::hardware_concurrency())));
+  EXPECT_LE(n, available_cpu_count());  // cores among the allowed CPUs, never more
+  EXPECT_LE(available_cpu_count(), int(std::max(1u, std::thread::hardware_concurrency())));
 }
 
 }  // namespace

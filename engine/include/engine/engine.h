@@ -71,6 +71,9 @@ std::string cpu_kernels_isa();
 // this process may run on (its affinity mask, SMT siblings once, a hybrid Intel CPU's performance
 // cores only, at most its cgroup's CPU quota), as llama.cpp's default.
 int default_thread_count();
+// The CPUs this process may run on (its affinity mask; SMT siblings each counted). More threads
+// than this take turns on the CPUs, which costs the spinning workers far more than it gains.
+int available_cpu_count();
 
 struct ContextOptions {
   uint32_t n_ctx = 0;       // 0: min(trained context, 4096)
