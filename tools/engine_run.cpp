@@ -192,6 +192,7 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
     j["gen_tokens_per_s"] = gen_tps;
     j["stop"] = stops.matched() ? "stop_string" : engine::stop_reason_name(context.last_stop());
     j["cpu_isa"] = engine::cpu_kernels_isa();
+    j["threads"] = f.threads > 0 ? f.threads : engine::default_thread_count();
     std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
     std::fputc('\n', stdout);

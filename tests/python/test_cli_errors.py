@@ -145,6 +145,7 @@ class CliErrors(unittest.TestCase):
         self.assertIn("CPU kernels", r.stderr)
         self.assertIn(", 1 thread\n", r.stderr)
         self.assertNotIn("warning", r.stderr)
+        self.assertEqual(json.loads(r.stdout)["threads"], 1)
         r = run("taskset", "-c", "0", ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2", "-n", "2", "-t", "3",
                 "--json")
         self.assertIn(", 3 threads\n", r.stderr)  # as asked, with a warning
