@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
       if (n > 0) o.n_gen.push_back(n);
     }
     o.depths = numbers("-d", depths);
+    const int threads = o.n_threads > 0 ? o.n_threads : engine::default_thread_count();
+    engine::tools::warn_if_threads_exceed_cpus("engine-bench", threads);
     const auto results = engine::run_benchmarks(o, [](const std::string& s) {
       fmt::print(stderr, "{}\n", s);
     });

@@ -277,10 +277,7 @@ int main(int argc, char** argv) {
     const std::vector<int32_t> prompt = f.chat ? std::vector<int32_t>{} : prompt_tokens(f, *model, plan.n_ctx);
     if (!f.stop.empty() && !model->tokenizer()) throw engine::Error("--stop: the model has no tokenizer to give text");
     const int threads = f.threads > 0 ? f.threads : engine::default_thread_count();
-    if (const int cpus = engine::available_cpu_count(); threads > cpus) {
-      fmt::print(stderr, "engine-run: warning: {} threads on the {} CPU{} this process may use: they take turns, "
-                 "which makes each step many times slower\n", threads, cpus, cpus == 1 ? "" : "s");
-    }
+    engine::tools::warn_if_threads_exceed_cpus("engine-run", threads);
     fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s; CPU kernels {}, {} thread{}\n",
                engine::plan_report_text(plan), f.model, model->spec().arch.name, model->spec().hp.n_layer,
                engine::format_gib(model->spec().file.total_bytes()),

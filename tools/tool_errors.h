@@ -1,6 +1,7 @@
 // How every engine tool reports a failure: one line on stderr, "engine-TOOL: what went wrong",
 // nothing on stdout, and a non-zero exit status (1: the work failed; a bad flag: CLI11's
-// own codes, 100 and up). Presentation only; the library throws engine::Error with the message.
+// own codes, 100 and up); and the warning the tools share. Presentation only; the library throws
+// engine::Error with the message.
 #pragma once
 
 #include <exception>
@@ -9,6 +10,8 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+
+#include "engine/engine.h"
 
 namespace engine::tools {
 
@@ -29,6 +32,15 @@ inline int report_failure(const char* tool, const std::exception& e) {
     fmt::print(stderr, "{}: {}\n", tool, e.what());
   }
   return 1;
+}
+
+// A warning (not a failure) where `threads` exceeds the CPUs the process may use: the pool's
+// workers spin, so threads that take turns on a CPU make each step many times slower.
+inline void warn_if_threads_exceed_cpus(const char* tool, int threads) {
+  if (const int cpus = available_cpu_count(); threads > cpus) {
+    fmt::print(stderr, "{}: warning: {} threads on the {} CPU{} this process may use: they take turns, "
+               "which makes each step many times slower\n", tool, threads, cpus, cpus == 1 ? "" : "s");
+  }
 }
 
 }  // namespace engine::tools

@@ -150,6 +150,10 @@ class CliErrors(unittest.TestCase):
                 "--json")
         self.assertIn(", 3 threads\n", r.stderr)  # as asked, with a warning
         self.assertIn("warning: 3 threads on the 1 CPU this process may use", r.stderr)
+        bench = run("taskset", "-c", "0", BENCH, "-m", self.model, "-p", "4", "-n", "0", "-r", "1", "-t", "2")
+        self.assertIn("engine-bench: warning: 2 threads on the 1 CPU", bench.stderr)
+        bench = run("taskset", "-c", "0", BENCH, "-m", self.model, "-p", "4", "-n", "0", "-r", "1")
+        self.assertNotIn("warning", bench.stderr)
 
     def test_a_stop_string_ends_the_text_before_it(self):
         """The text ends where a --stop string first appears in what the tokens spell, without it
