@@ -16,7 +16,8 @@ static ChatFormatter formatter_for(const Model& model, std::string* warning) {
 
 ChatSession::ChatSession(std::shared_ptr<const Model> model, const ContextOptions& options,
                          const std::string& system_prompt)
-    : model_(model), ctx_(model, options), format_(formatter_for(*model, &warning_)), system_(system_prompt) {
+    : model_(model), ctx_(model, options), blank_(formatter_for(*model, &warning_)), format_(blank_),
+      system_(system_prompt) {
   if (!system_prompt.empty()) pending_ = format_.system(system_prompt);
 }
 
@@ -26,8 +27,7 @@ void ChatSession::set_stop_strings(std::vector<std::string> stops) {
 }
 
 std::vector<int32_t> ChatSession::reformat(size_t first, const std::string& user, ChatFormatter& format) const {
-  std::string ignored;
-  format = formatter_for(*model_, &ignored);
+  format = blank_;
   std::vector<ChatSegment> all;
   auto add = [&all](std::vector<ChatSegment> segments) {
     for (auto& s : segments) all.push_back(std::move(s));

@@ -10,17 +10,6 @@ namespace {
 uint64_t f32(uint64_t n) { return 4 * n; }
 uint64_t q8_blocks(uint64_t n) { return (n + 31) / 32 * 34; }  // Q8_0: 34 bytes per 32 values
 
-// K and V of one layer for this many positions.
-uint64_t kv_bytes_of_positions(const HyperParams& hp, KvType type, uint64_t positions) {
-  const uint64_t values = positions * hp.kv_dim();  // per K or V
-  switch (type) {
-    case KvType::f16: return 2 * 2 * values;
-    case KvType::f32: return 2 * 4 * values;
-    case KvType::q8_0: return 2 * q8_blocks(values);
-  }
-  return 0;
-}
-
 }  // namespace
 
 std::optional<KvType> parse_kv_type(std::string_view name) {
@@ -41,8 +30,14 @@ std::string_view kv_type_name(KvType type) {
 
 bool kv_type_fits(KvType type, int64_t head_dim) { return type != KvType::q8_0 || head_dim % 32 == 0; }
 
-uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint32_t n_ctx) {
-  return kv_bytes_of_positions(hp, type, n_ctx);
+uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint64_t positions) {
+  const uint64_t values = positions * hp.kv_dim();  // per K or V
+  switch (type) {
+    case KvType::f16: return 2 * 2 * values;
+    case KvType::f32: return 2 * 4 * values;
+    case KvType::q8_0: return 2 * q8_blocks(values);
+  }
+  return 0;
 }
 
 uint64_t stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint32_t n_layers) {
@@ -50,7 +45,7 @@ uint64_t stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint
 }
 
 uint64_t cpu_stage_kv_bytes(const HyperParams& hp, KvType type, uint32_t n_ctx, uint32_t n_layers) {
-  return uint64_t(n_layers) * kv_bytes_of_positions(hp, type, cpu_kv_positions(n_ctx));
+  return uint64_t(n_layers) * kv_bytes_per_layer(hp, type, cpu_kv_positions(n_ctx));
 }
 
 uint64_t gpu_tensor_bytes(const TensorInfo& t) {

@@ -192,7 +192,7 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
     j["gen_tokens_per_s"] = gen_tps;
     j["stop"] = stops.matched() ? "stop_string" : engine::stop_reason_name(context.last_stop());
     j["cpu_isa"] = engine::cpu_kernels_isa();
-    j["threads"] = f.threads > 0 ? f.threads : engine::default_thread_count();
+    j["threads"] = f.threads;
     std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
     std::fputc('\n', stdout);
@@ -276,7 +276,8 @@ int main(int argc, char** argv) {
     }
     const std::vector<int32_t> prompt = f.chat ? std::vector<int32_t>{} : prompt_tokens(f, *model, plan.n_ctx);
     if (!f.stop.empty() && !model->tokenizer()) throw engine::Error("--stop: the model has no tokenizer to give text");
-    const int threads = f.threads > 0 ? f.threads : engine::default_thread_count();
+    if (f.threads == 0) f.threads = engine::default_thread_count();  // resolved once, for all below
+    const int threads = f.threads;
     engine::tools::warn_if_threads_exceed_cpus("engine-run", threads);
     fmt::print(stderr, "{}loaded {} ({}, {} layers, {}) in {:.2f} s; CPU kernels {}, {} thread{}\n",
                engine::plan_report_text(plan), f.model, model->spec().arch.name, model->spec().hp.n_layer,

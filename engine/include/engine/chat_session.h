@@ -64,6 +64,7 @@ class ChatSession {
 
   std::shared_ptr<const Model> model_;
   Context ctx_;
+  ChatFormatter blank_;   // the template's formatter before any turn (a conversation anew)
   ChatFormatter format_;
   std::string warning_, system_;
   std::vector<ChatSegment> pending_;  // segments formatted but not yet in the cache

@@ -22,8 +22,8 @@ std::string_view kv_type_name(KvType type);
 // in every head (its blocks never straddle two heads).
 bool kv_type_fits(KvType type, int64_t head_dim);
 
-// K and V of one layer for n_ctx positions.
-uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint32_t n_ctx);
+// K and V of one layer for this many positions.
+uint64_t kv_bytes_per_layer(const HyperParams& hp, KvType type, uint64_t positions);
 
 // Device buffers start on this granularity (cudaMalloc's); a GPU stage carves every buffer from
 // one allocation at it, so every count below rounds each buffer up to it.
