@@ -88,6 +88,22 @@ TEST(ChatSession, ThinkingRepliesLeaveOnlyTheAnswerInTheHistory) {
   FAIL() << "no sampled reply held </think> in 400 tries";
 }
 
+// A model without a chat template gets ChatML and the session says so; one with a recognised
+// template gets no warning. (The warning was once written before its string existed and lost.)
+TEST(ChatSession, NamesAMissingTemplate) {
+  test::TempDir dir;
+  write_synthetic_model(*preset_options("tiny", Arch::llama), dir.file("plain.gguf"));  // no template
+  write_synthetic_model(*preset_options("tiny", Arch::qwen2), dir.file("chatml.gguf"));
+  ContextOptions co;
+  co.n_ctx = 64;
+  co.n_threads = 1;
+  const ChatSession plain(Model::load(dir.file("plain.gguf")), co);
+  EXPECT_EQ(plain.warning(), "the model has no chat template: using ChatML");
+  EXPECT_EQ(plain.template_kind(), ChatTemplate::chatml);
+  const ChatSession chatml(Model::load(dir.file("chatml.gguf")), co);
+  EXPECT_EQ(chatml.warning(), "");
+}
+
 // Context::truncate, which the session's rollback rests on: after it, evaluation goes on as if
 // the dropped tokens had never been there (bit for bit: the kept part went in as the fresh
 // context's did, so the same calls meet the same cache), and

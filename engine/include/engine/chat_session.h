@@ -64,9 +64,10 @@ class ChatSession {
 
   std::shared_ptr<const Model> model_;
   Context ctx_;
+  std::string warning_;  // before blank_, whose initialiser writes it
   ChatFormatter blank_;   // the template's formatter before any turn (a conversation anew)
   ChatFormatter format_;
-  std::string warning_, system_;
+  std::string system_;
   std::vector<ChatSegment> pending_;  // segments formatted but not yet in the cache
   std::vector<int32_t> carry_;        // a reply's last token, sampled but not yet in the cache
   std::vector<Turn> turns_;           // the finished turns, as text
