@@ -44,6 +44,11 @@ std::string layer_map(const Plan& plan) {
     if (!s.empty()) s += "|";
     if (d.device.kind == DeviceKind::cpu) s += "cpu:";
     s += d.layers ? fmt::format("{}-{}", d.layers->first, d.layers->second) : "-";
+    // A real GPU multiplying the CPU layers' prompt batches (a simulated one cannot).
+    const int offload = plan.prompt_offload_gpu;
+    if (d.device.kind == DeviceKind::cpu && offload >= 0 && plan.devices[offload].device.cuda_index >= 0) {
+      s += fmt::format(" (prompts on {})", plan.devices[offload].device.name);
+    }
   }
   return s;
 }
@@ -216,6 +221,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
       po.split = parse_split(split);
       po.n_batch = o.n_batch;
       po.kv_type = *kv_type;
+      po.prompt_offload = o.prompt_offload;
       uint32_t max_tokens = 0;
       for (uint32_t d : o.depths) {
         for (uint32_t np : o.n_prompt) max_tokens = std::max(max_tokens, d + np);

@@ -79,6 +79,30 @@ uint64_t gpu_weight_bytes(const ModelSpec& m, std::optional<std::pair<uint32_t, 
   return total;
 }
 
+PromptOffloadShapes prompt_offload_shapes(const ModelSpec& m, std::pair<uint32_t, uint32_t> layers) {
+  PromptOffloadShapes s;
+  for (uint32_t l = layers.first; l <= layers.second; ++l) {
+    for (const TensorInfo* t : m.layer_tensors.at(l)) {
+      if (t->n_dims != 2) continue;
+      s.max_k = std::max<uint64_t>(s.max_k, uint64_t(t->ne[0]));
+      s.max_n = std::max<uint64_t>(s.max_n, uint64_t(t->rows()));
+      s.max_matrix = std::max(s.max_matrix, gpu_row_bytes(t->type, t->ne[0]) * uint64_t(t->rows()));
+    }
+  }
+  return s;
+}
+
+uint64_t prompt_offload_device_bytes(const ModelSpec& m, std::pair<uint32_t, uint32_t> layers, uint32_t n_batch) {
+  const PromptOffloadShapes s = prompt_offload_shapes(m, layers);
+  return align_device(s.max_matrix) + align_device(2 * uint64_t(n_batch) * s.max_k) +
+         align_device(f32(uint64_t(n_batch) * std::max(s.max_k, s.max_n)));
+}
+
+uint64_t prompt_offload_host_bytes(const ModelSpec& m, std::pair<uint32_t, uint32_t> layers, uint32_t n_batch) {
+  const PromptOffloadShapes s = prompt_offload_shapes(m, layers);
+  return 2 * kPromptOffloadChunkBytes + f32(uint64_t(n_batch) * std::max(s.max_k, s.max_n));
+}
+
 std::vector<BufferSpec> stage_buffers(const HyperParams& hp, const StageShape& s) {
   const uint64_t b = s.n_batch;
   std::vector<BufferSpec> buffers;

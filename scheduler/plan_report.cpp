@@ -23,17 +23,22 @@ double gib(uint64_t bytes) { return double(bytes) / 1073741824.0; }
 std::string plan_report_text(const Plan& plan) {
   std::string out = fmt::format("plan for {}: split {}, ctx {}, batch {}, KV {}\n", plan.model,
                                 plan.split, plan.n_ctx, plan.n_batch, kv_type_name(plan.kv_type));
-  out += fmt::format("{:<28} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}\n", "device",
-                     "layers", "weights", "KV", "compute", "reserve", "free", "needed",
+  out += fmt::format("{:<28} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}\n", "device",
+                     "layers", "weights", "KV", "compute", "offload", "reserve", "free", "needed",
                      "free after");
   for (const auto& d : plan.devices) {
-    out += fmt::format("{:<28} {:>10} {:>9.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>10.2f}\n",
+    out += fmt::format("{:<28} {:>10} {:>9.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>8.2f} {:>10.2f}\n",
                        d.device.name.substr(0, 28), range_text(d), gib(d.weight_bytes),
-                       gib(d.kv_bytes), gib(d.compute_bytes), d.used() ? gib(d.reserve_bytes) : 0.0,
-                       gib(d.device.free_bytes), gib(d.needed_bytes()),
+                       gib(d.kv_bytes), gib(d.compute_bytes), gib(d.offload_bytes),
+                       d.used() ? gib(d.reserve_bytes) : 0.0, gib(d.device.free_bytes), gib(d.needed_bytes()),
                        double(d.free_after_bytes()) / 1073741824.0);
   }
   out += "(GiB; the CPU holds the token embeddings, read from the mmap)\n";
+  if (plan.prompt_offload_gpu >= 0) {
+    out += fmt::format("prompt batches of {}+ tokens through the CPU's layers are multiplied on {} (offload "
+                       "column; --no-prompt-offload frees it)\n",
+                       kPromptOffloadMinBatch, plan.devices[plan.prompt_offload_gpu].device.name);
+  }
   size_t gpus_used = 0;
   for (const auto& d : plan.devices) gpus_used += d.device.kind == DeviceKind::gpu && d.used();
   const uint32_t with_output = plan.n_layer + 1;
@@ -76,6 +81,7 @@ std::string plan_report_json(const Plan& plan) {
     e["weight_bytes"] = d.weight_bytes;
     e["kv_bytes"] = d.kv_bytes;
     e["compute_bytes"] = d.compute_bytes;
+    e["offload_bytes"] = d.offload_bytes;
     e["needed_bytes"] = d.needed_bytes();
     e["free_after_bytes"] = d.free_after_bytes();
     devices.push_back(std::move(e));
@@ -85,6 +91,9 @@ std::string plan_report_json(const Plan& plan) {
   j["n_layer_gpu"] = plan.n_layer_gpu;
   j["n_layer_cpu"] = plan.n_layer_cpu;
   j["output_on_gpu"] = plan.output_on_gpu();
+  j["prompt_offload_gpu"] = plan.prompt_offload_gpu >= 0
+                                ? nlohmann::ordered_json(plan.devices[plan.prompt_offload_gpu].device.name)
+                                : nlohmann::ordered_json();
   j["max_ctx_full_offload"] = plan.max_ctx_full_offload;
   j["max_ctx_full_offload_q8_0"] = plan.max_ctx_full_offload_q8_0;
   return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

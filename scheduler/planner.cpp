@@ -18,6 +18,7 @@ struct Placement {
   std::vector<std::optional<Range>> gpu_layers;
   std::optional<Range> cpu_layers;
   int output_gpu = -1;  // -1: the output head is on the CPU
+  int offload_gpu = -1;  // the GPU multiplying the CPU layers' prompt batches; -1: none
 };
 
 uint32_t count(const std::optional<Range>& r) { return r ? r->second - r->first + 1 : 0; }
@@ -42,17 +43,20 @@ class Planner {
   uint32_t n_layer() const { return n_; }
   size_t n_gpus() const { return inv_.gpus.size(); }
 
-  DevicePlan gpu_plan(size_t i, const std::optional<Range>& layers, bool output, uint32_t ctx) const {
+  // `offload`: the CPU's layers, when this GPU multiplies their prompt batches.
+  DevicePlan gpu_plan(size_t i, const std::optional<Range>& layers, bool output, uint32_t ctx,
+                      const std::optional<Range>& offload = std::nullopt) const {
     DevicePlan d;
     d.device = inv_.gpus[i];
     d.layers = layers;
     d.output = output;
     d.reserve_bytes = reserve_bytes(opt_.reserve, i, d.device.total_bytes);
     fill(d, ctx);
+    if (offload) d.offload_bytes = prompt_offload_device_bytes(m_, *offload, opt_.n_batch);
     return d;
   }
 
-  DevicePlan cpu_plan(const std::optional<Range>& layers, bool output, uint32_t ctx) const {
+  DevicePlan cpu_plan(const std::optional<Range>& layers, bool output, uint32_t ctx, bool offload) const {
     DevicePlan d;
     d.device = inv_.cpu;
     d.layers = layers;
@@ -61,15 +65,18 @@ class Planner {
     d.reserve_bytes = opt_.cpu_reserve;
     fill(d, ctx);
     d.weight_bytes += m_.input_bytes();
+    if (offload && layers) d.offload_bytes = prompt_offload_host_bytes(m_, *layers, opt_.n_batch);
     return d;
   }
 
   std::vector<DevicePlan> evaluate(const Placement& p, uint32_t ctx) const {
     std::vector<DevicePlan> plans;
     for (size_t i = 0; i < n_gpus(); ++i) {
-      plans.push_back(gpu_plan(i, p.gpu_layers[i], p.output_gpu == static_cast<int>(i), ctx));
+      const bool offload = p.offload_gpu == static_cast<int>(i);
+      plans.push_back(gpu_plan(i, p.gpu_layers[i], p.output_gpu == static_cast<int>(i), ctx,
+                               offload ? p.cpu_layers : std::nullopt));
     }
-    plans.push_back(cpu_plan(p.cpu_layers, p.output_gpu < 0, ctx));
+    plans.push_back(cpu_plan(p.cpu_layers, p.output_gpu < 0, ctx, p.offload_gpu >= 0));
     return plans;
   }
 
@@ -80,23 +87,47 @@ class Planner {
   bool fits(const Placement& p, uint32_t ctx) const { return fits(evaluate(p, ctx)); }
 
   // Greedy fill of layers [start, n) into the first `n_used` GPUs in order, each taking as many
-  // consecutive layers as fit; the GPU taking the last layer must also fit the output head.
+  // consecutive layers as fit; the GPU taking the last layer must also fit the output head, and
+  // the first GPU that takes layers the prompt offload for the CPU's [0, start) (when asked).
   std::optional<Placement> pack(uint32_t start, size_t n_used, uint32_t ctx) const {
     Placement p;
     p.gpu_layers.assign(n_gpus(), std::nullopt);
     if (start > 0) p.cpu_layers = Range{0, start - 1};
+    std::optional<Range> offload = opt_.prompt_offload ? p.cpu_layers : std::nullopt;
     uint32_t cur = start;
     for (size_t i = 0; i < n_used && p.output_gpu < 0; ++i) {
       uint32_t k = 0;
-      while (cur + k < n_ && fits(gpu_plan(i, Range{cur, cur + k}, false, ctx))) ++k;
+      while (cur + k < n_ && fits(gpu_plan(i, Range{cur, cur + k}, false, ctx, offload))) ++k;
       if (cur + k == n_) {
-        while (k > 0 && !fits(gpu_plan(i, Range{cur, cur + k - 1}, true, ctx))) --k;
+        while (k > 0 && !fits(gpu_plan(i, Range{cur, cur + k - 1}, true, ctx, offload))) --k;
         if (k > 0 && cur + k == n_) p.output_gpu = static_cast<int>(i);
       }
-      if (k > 0) p.gpu_layers[i] = Range{cur, cur + k - 1};
+      if (k > 0) {
+        p.gpu_layers[i] = Range{cur, cur + k - 1};
+        if (offload) p.offload_gpu = static_cast<int>(i);
+        offload.reset();
+      }
       cur += k;
     }
     if (cur < n_ || p.output_gpu < 0) return std::nullopt;
+    return p;
+  }
+
+  // A manual placement's prompt offload: on the GPU of the layer after the CPU's range (or before
+  // it, when the CPU takes the last layers), if the placement still fits with it.
+  Placement with_prompt_offload(Placement p, uint32_t ctx) const {
+    if (!opt_.prompt_offload || !p.cpu_layers) return p;
+    const auto gpu_of = [&](uint32_t layer) {
+      for (size_t i = 0; i < n_gpus(); ++i) {
+        const auto& r = p.gpu_layers[i];
+        if (r && r->first <= layer && layer <= r->second) return static_cast<int>(i);
+      }
+      return -1;
+    };
+    const auto [first, last] = *p.cpu_layers;
+    p.offload_gpu = last + 1 < n_ ? gpu_of(last + 1) : -1;
+    if (p.offload_gpu < 0 && first > 0) p.offload_gpu = gpu_of(first - 1);
+    if (p.offload_gpu >= 0 && !fits(p, ctx)) p.offload_gpu = -1;
     return p;
   }
 
@@ -312,6 +343,9 @@ Plan make_plan(const ModelSpec& model, const Inventory& inv, const PlanOptions& 
     case SplitKind::counts: placement = planner.from_counts(split.counts); break;
     case SplitKind::ranges: placement = planner.from_ranges(split.ranges); break;
   }
+  const bool manual = split.kind != SplitKind::automatic && split.kind != SplitKind::single &&
+                      split.kind != SplitKind::cpu;
+  if (manual) placement = planner.with_prompt_offload(std::move(placement), ctx);
   if (opt.ctx_max) {
     // The largest context at which the chosen placement still fits.
     ctx = planner.max_ctx(placement, n_train);
@@ -327,6 +361,7 @@ Plan make_plan(const ModelSpec& model, const Inventory& inv, const PlanOptions& 
   plan.model = model.file.path();
   plan.split = split.text;
   plan.devices = planner.evaluate(placement, ctx);
+  plan.prompt_offload_gpu = placement.offload_gpu;
   plan.n_layer = planner.n_layer();
   plan.n_ctx = ctx;
   plan.n_batch = opt.n_batch;
@@ -342,8 +377,6 @@ Plan make_plan(const ModelSpec& model, const Inventory& inv, const PlanOptions& 
     plan.max_ctx_full_offload_q8_0 = Planner(model, inv, q8).max_ctx_full_offload(n_train);
   }
   if (!Planner::fits(plan.devices)) {
-    const bool manual = split.kind != SplitKind::automatic && split.kind != SplitKind::single &&
-                        split.kind != SplitKind::cpu;
     throw Error(shortfall_report(
         fmt::format("{}: {} at ctx {} (KV {}):", model.file.path(),
                     manual ? fmt::format("--split {} over-commits a device", split.text)

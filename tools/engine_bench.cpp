@@ -62,8 +62,11 @@ int main(int argc, char** argv) {
   app.add_option("-b,--batch", o.n_batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
   app.add_option("--ubatch", o.n_ubatch, "prompt micro-batch through the stages (default: --batch)")
       ->check(CLI::Range(1u, 65536u));
+  bool no_prompt_offload = false;
+  app.add_flag("--no-prompt-offload", no_prompt_offload, "as engine-run --no-prompt-offload");
   app.add_option("-o,--output", output, "md | csv | json | jsonl")->check(CLI::IsMember({"md", "csv", "json", "jsonl"}));
   CLI11_PARSE(app, argc, argv);
+  o.prompt_offload = !no_prompt_offload;
   try {
     o.models = split_commas(models);
     o.splits = engine::parse_split_list(splits);

@@ -27,6 +27,7 @@ struct Flags {
   std::string model, devices, split = "auto", ctx, kv_type = "f16", reserve;
   uint32_t batch = 512;
   uint32_t ubatch = 0;
+  bool no_prompt_offload = false;
   std::string transport = "auto";
   bool plan_only = false, json = false, chat = false, no_special = false;
   std::string prompt, file, prompt_ids, system;
@@ -62,6 +63,7 @@ engine::PlanOptions plan_options(const Flags& f) {
   o.split = engine::parse_split(f.split);
   o.kv_type = *engine::parse_kv_type(f.kv_type);
   o.n_batch = f.batch;
+  o.prompt_offload = !f.no_prompt_offload;
   if (!f.reserve.empty()) o.reserve = engine::parse_reserve(f.reserve);
   if (f.ctx == "max") {
     o.ctx_max = true;
@@ -224,6 +226,8 @@ int main(int argc, char** argv) {
                  "between two GPU stages: auto (peer), peer, nccl or host; stages on the CPU always connect "
                  "through host memory");
   app.add_option("--reserve", f.reserve, "GPU memory kept free: 1GiB, 5%, or one per GPU (1GiB,512MiB)");
+  app.add_flag("--no-prompt-offload", f.no_prompt_offload,
+               "keep the prompt batches of layers left to the CPU there (default: a GPU multiplies them)");
   app.add_flag("--plan", f.plan_only, "print the placement plan and exit");
   app.add_flag("--json", f.json, "print one JSON object (the plan, or the completion and its speed)");
   auto* p = app.add_option("--prompt,-p", f.prompt, "prompt text (with --chat: one user turn)");

@@ -52,11 +52,13 @@ class PlannerTest : public ::testing::Test {
     list += fmt::format("cpu:{}GiB", cpu_gib);
     return resolve_devices(parse_device_list(list));
   }
-  static Plan plan(const Inventory& inv, const std::string& split, uint32_t ctx, bool ctx_max = false) {
+  static Plan plan(const Inventory& inv, const std::string& split, uint32_t ctx, bool ctx_max = false,
+                   bool prompt_offload = true) {
     PlanOptions o;
     o.split = parse_split(split);
     o.n_ctx = ctx;
     o.ctx_max = ctx_max;
+    o.prompt_offload = prompt_offload;
     return make_plan(*spec_, inv, o);
   }
   // What a GPU stage allocates for a tensor, from the tensor table: vectors as f32, matrices as
@@ -79,6 +81,29 @@ class PlannerTest : public ::testing::Test {
     return total;
   }
   static uint64_t kv_by_hand(uint32_t ctx) { return 2ull * ctx * 8 * 128 * 2; }  // K+V, f16
+
+  // The prompt offload of CPU layers first..last at 512 tokens, from the tensor table: on the GPU the
+  // largest matrix (as a GPU stage holds it), the batch in fp16 at the widest input, and an f32
+  // buffer for the batch or a product, whichever is wider; on the CPU two 8 MiB pinned chunks
+  // and that f32 buffer's pinned copy.
+  struct OffloadByHand {
+    uint64_t gpu = 0, cpu = 0;
+  };
+  static OffloadByHand offload_by_hand(uint32_t first, uint32_t last) {
+    uint64_t matrix = 0, max_k = 0, max_n = 0;
+    for (uint32_t l = first; l <= last; ++l) {
+      const std::string prefix = fmt::format("blk.{}.", l);
+      for (const auto& t : spec_->file.tensors()) {
+        if (t.name.substr(0, prefix.size()) != prefix || t.n_dims != 2) continue;
+        matrix = std::max(matrix, gpu_bytes_by_hand(t));
+        max_k = std::max<uint64_t>(max_k, t.ne[0]);
+        max_n = std::max<uint64_t>(max_n, t.ne[1]);
+      }
+    }
+    auto aligned = [](uint64_t b) { return (b + 255) / 256 * 256; };
+    const uint64_t rows = 4 * 512 * std::max(max_k, max_n);
+    return {matrix + aligned(2 * 512 * max_k) + aligned(rows), 2 * (8ull << 20) + rows};
+  }
 
   // Every layer exactly once, contiguous per device, in pipeline (layer) order.
   static void expect_partition(const Plan& p) {
@@ -147,33 +172,76 @@ TEST_F(PlannerTest, CpuKvCountsWholeBlocksOfSixteenPositions) {
 
 TEST_F(PlannerTest, OneGpuOf24GiBTakesExactlyWhatFitsTheCpuTheRest) {
   const uint32_t ctx = 32768;
-  const Plan p = plan(sims({24}), "auto", ctx);
-  expect_partition(p);
-  // By hand: the GPU takes the last k layers plus the output head, as many as fit under
-  // 24 GiB minus the 512 MiB reserve and its scratch buffers.
-  uint64_t output = 0;
-  for (const char* name : {"output.weight", "output_norm.weight"}) {
-    output += gpu_bytes_by_hand(*spec_->file.find_tensor(name));
+  for (bool prompt_offload : {true, false}) {
+    SCOPED_TRACE(prompt_offload ? "with the prompt offload" : "without the prompt offload");
+    const Plan p = plan(sims({24}), "auto", ctx, false, prompt_offload);
+    expect_partition(p);
+    // By hand: the GPU takes the last k layers plus the output head, as many as fit under
+    // 24 GiB minus the 512 MiB reserve, its scratch buffers and (when asked) the prompt offload
+    // of the layers left to the CPU.
+    uint64_t output = 0;
+    for (const char* name : {"output.weight", "output_norm.weight"}) {
+      output += gpu_bytes_by_hand(*spec_->file.find_tensor(name));
+    }
+    const uint64_t compute = stage_buffer_bytes(spec_->hp, {512, ctx, 1, true, true, true});
+    const uint64_t budget = 24 * GiB - (512ull << 20) - compute - output;
+    auto offload = [&](uint32_t gpu_layers) {
+      return prompt_offload && gpu_layers < 64 ? offload_by_hand(0, 63 - gpu_layers).gpu : 0;
+    };
+    uint32_t k = 0;
+    uint64_t used = 0;
+    while (k < 64 && used + layer_bytes_by_hand(63 - k) + kv_by_hand(ctx) + offload(k + 1) <= budget) {
+      used += layer_bytes_by_hand(63 - k) + kv_by_hand(ctx);
+      ++k;
+    }
+    ASSERT_GT(k, 0u);
+    ASSERT_LT(k, 64u);
+    ASSERT_TRUE(p.devices[0].layers.has_value());
+    EXPECT_EQ(p.devices[0].layers->first, 64 - k);
+    EXPECT_EQ(p.devices[0].layers->second, 63u);
+    EXPECT_TRUE(p.devices[0].output);
+    ASSERT_TRUE(p.devices[1].layers.has_value());
+    EXPECT_EQ(p.devices[1].layers->first, 0u);
+    EXPECT_EQ(p.devices[1].layers->second, 63 - k);
+    EXPECT_EQ(p.n_layer_cpu, 64 - k);
+    EXPECT_EQ(p.devices[0].weight_bytes, used - k * kv_by_hand(ctx) + output);
+    EXPECT_EQ(p.devices[0].offload_bytes, offload(k));
+    EXPECT_EQ(p.devices[1].offload_bytes, prompt_offload ? offload_by_hand(0, 63 - k).cpu : 0);
+    EXPECT_EQ(p.prompt_offload_gpu, prompt_offload ? 0 : -1);
   }
-  const uint64_t compute = stage_buffer_bytes(spec_->hp, {512, ctx, 1, true, true, true});
-  const uint64_t budget = 24 * GiB - (512ull << 20) - compute - output;
-  uint32_t k = 0;
-  uint64_t used = 0;
-  while (k < 64 && used + layer_bytes_by_hand(63 - k) + kv_by_hand(ctx) <= budget) {
-    used += layer_bytes_by_hand(63 - k) + kv_by_hand(ctx);
-    ++k;
+  // The offload's 0.2 GiB cost the GPU one layer here.
+  EXPECT_EQ(plan(sims({24}), "auto", ctx, false, true).n_layer_cpu,
+            plan(sims({24}), "auto", ctx, false, false).n_layer_cpu + 1);
+}
+
+// A manual split gets the prompt offload on the GPU that follows the CPU's layers (or precedes
+// them) when the GPU has room for it, and goes without when it has not; every layer on the GPUs
+// needs none.
+TEST_F(PlannerTest, ManualSplitsTakeThePromptOffloadWhereItFits) {
+  const uint32_t ctx = 4096;
+  const Plan two = plan(sims({24, 24}), "0-19,40-63", ctx);  // the CPU between the GPUs
+  EXPECT_EQ(two.prompt_offload_gpu, 1);
+  EXPECT_EQ(two.devices[0].offload_bytes, 0u);
+  EXPECT_EQ(two.devices[1].offload_bytes, offload_by_hand(20, 39).gpu);
+  EXPECT_EQ(two.devices[2].offload_bytes, offload_by_hand(20, 39).cpu);
+  const Plan last = plan(sims({24}), "0-49", ctx);  // the CPU after the GPU
+  EXPECT_EQ(last.prompt_offload_gpu, 0);
+  EXPECT_EQ(last.devices[0].offload_bytes, offload_by_hand(50, 63).gpu);
+  EXPECT_EQ(plan(sims({24, 24}), "30,34", ctx).prompt_offload_gpu, -1);  // nothing on the CPU
+  // A GPU with room for its 10 layers and less than the offload's bytes to spare: the split
+  // stands without the offload; with room for both, it takes it.
+  const uint64_t ten = plan(sims({24}), "10", ctx, false, false).devices[0].needed_bytes();
+  const uint64_t offload = offload_by_hand(0, 53).gpu;
+  for (const uint64_t spare : {uint64_t(offload - (1ull << 20)), offload}) {
+    const Inventory inv = resolve_devices(parse_device_list(fmt::format("sim:{}B,cpu:64GiB", ten + spare)));
+    PlanOptions o;
+    o.split = parse_split("10");
+    o.n_ctx = ctx;
+    const Plan p = make_plan(*spec_, inv, o);
+    EXPECT_EQ(count_layers(p.devices[0]), 10u);
+    EXPECT_EQ(p.prompt_offload_gpu, spare >= offload ? 0 : -1) << spare;
+    EXPECT_EQ(p.devices[0].offload_bytes, spare >= offload ? offload : 0) << spare;
   }
-  ASSERT_GT(k, 0u);
-  ASSERT_LT(k, 64u);
-  ASSERT_TRUE(p.devices[0].layers.has_value());
-  EXPECT_EQ(p.devices[0].layers->first, 64 - k);
-  EXPECT_EQ(p.devices[0].layers->second, 63u);
-  EXPECT_TRUE(p.devices[0].output);
-  ASSERT_TRUE(p.devices[1].layers.has_value());
-  EXPECT_EQ(p.devices[1].layers->first, 0u);
-  EXPECT_EQ(p.devices[1].layers->second, 63 - k);
-  EXPECT_EQ(p.n_layer_cpu, 64 - k);
-  EXPECT_EQ(p.devices[0].weight_bytes, used - k * kv_by_hand(ctx) + output);
 }
 
 // A q8_0 cache on one 24 GiB GPU at 32768 tokens: by hand as above, with KV of 34/32 bytes a

@@ -25,6 +25,7 @@ struct BenchOptions {
   int n_threads = 0;
   uint32_t n_batch = 512;
   uint32_t n_ubatch = 0;  // prompt micro-batch through the stages; 0: n_batch
+  bool prompt_offload = true;  // as PlanOptions::prompt_offload
 };
 
 struct BenchResult {
@@ -36,7 +37,9 @@ struct BenchResult {
   int threads = 0;         // CPU threads (--threads, or default_thread_count())
   std::string transport;
   std::string kv_type;     // "f16", "q8_0", "f32"
-  std::string layers;      // "cpu:0-21" or "0-31|32-63|cpu:-"
+  // "cpu:0-21" or "0-31|32-63|cpu:-"; "cpu:0-9 (prompts on cuda0)|10-63" where a GPU multiplies
+  // the CPU layers' prompt batches.
+  std::string layers;
   std::string test;        // "pp512", "tg128"
   uint32_t depth = 0;
   int repetitions = 0;

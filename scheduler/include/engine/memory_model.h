@@ -80,6 +80,28 @@ constexpr uint32_t kGpuAttentionChunk = 64;
 constexpr uint32_t kGpuMatvecMaxBatch = 8;
 constexpr uint64_t kGpuActivationBlockBytes = 40;
 
+// Prompt offload: a CPU stage's layers multiply their prompt batches (at least
+// kPromptOffloadMinBatch tokens) on a GPU, as llama.cpp does for the layers it leaves on the CPU.
+// Each matrix is streamed to the GPU for the product (through pinned chunks of
+// kPromptOffloadChunkBytes), so its weights are read once per batch over PCIe instead of the
+// batch's flops running on the CPU. Below the threshold (decode), the CPU multiplies.
+constexpr int64_t kPromptOffloadMinBatch = 32;
+constexpr uint64_t kPromptOffloadChunkBytes = 8ull << 20;
+
+// The matrices of `layers` (inclusive) the offload may multiply: the widest input (K), the most
+// rows (N) and the largest matrix in the GPU layout (bytes).
+struct PromptOffloadShapes {
+  uint64_t max_k = 0, max_n = 0, max_matrix = 0;
+};
+PromptOffloadShapes prompt_offload_shapes(const ModelSpec& m, std::pair<uint32_t, uint32_t> layers);
+
+// The device memory of the offload for `layers` at n_batch tokens: one slot for the largest
+// matrix, the batch in fp16 (widest input), and one f32 buffer for the batch's input and then
+// each product's output (the wider of the two); each 256-byte aligned.
+uint64_t prompt_offload_device_bytes(const ModelSpec& m, std::pair<uint32_t, uint32_t> layers, uint32_t n_batch);
+// The pinned host memory it takes: two chunks of the weight stream and the f32 buffer's copy.
+uint64_t prompt_offload_host_bytes(const ModelSpec& m, std::pair<uint32_t, uint32_t> layers, uint32_t n_batch);
+
 struct BufferSpec {
   std::string_view name;
   uint64_t bytes;

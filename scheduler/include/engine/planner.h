@@ -64,6 +64,10 @@ struct PlanOptions {
   uint32_t n_outputs = 1;
   ReserveSpec reserve;
   uint64_t cpu_reserve = 1ull << 30;  // RAM left to the OS and the rest of the process
+  // When layers stay on the CPU, multiply their prompt batches on the first GPU that holds
+  // layers (memory_model.h: prompt offload), counting its buffers there and its pinned staging
+  // on the CPU; a manual split that has no room for them goes without.
+  bool prompt_offload = true;
 };
 
 struct DevicePlan {
@@ -74,12 +78,15 @@ struct DevicePlan {
   uint64_t weight_bytes = 0;
   uint64_t kv_bytes = 0;
   uint64_t compute_bytes = 0;
+  // The prompt offload's buffers: on the GPU that multiplies the CPU layers' prompt batches, its
+  // device buffers; on the CPU, the pinned staging (prompt_offload_device_bytes, _host_bytes).
+  uint64_t offload_bytes = 0;
   uint64_t reserve_bytes = 0;
 
   bool used() const { return layers.has_value() || output || input; }
   // What the device must have free; an unused device needs nothing (not even its reserve).
   uint64_t needed_bytes() const {
-    return used() ? weight_bytes + kv_bytes + compute_bytes + reserve_bytes : 0;
+    return used() ? weight_bytes + kv_bytes + compute_bytes + offload_bytes + reserve_bytes : 0;
   }
   int64_t free_after_bytes() const {
     return static_cast<int64_t>(device.free_bytes) - static_cast<int64_t>(needed_bytes());
@@ -96,6 +103,8 @@ struct Plan {
   uint32_t n_ctx = 0;
   uint32_t n_batch = 0;
   KvType kv_type = KvType::f16;
+  // The GPU (index into devices) that multiplies the CPU layers' prompt batches; -1 for none.
+  int prompt_offload_gpu = -1;
   uint32_t max_ctx_full_offload = 0;  // 0 when the model never fits on the GPUs entirely
   // The same with a q8_0 KV cache, when the plan's is another type and the heads allow Q8_0 blocks
   // (head_dim % 32 == 0); else 0.
@@ -110,9 +119,9 @@ Plan make_plan(const ModelSpec& model, const Inventory& inventory, const PlanOpt
 
 std::string plan_report_text(const Plan& plan);
 // Keys: devices [{name, kind, free_bytes, reserve_bytes, first_layer, last_layer, output,
-// weight_bytes, kv_bytes, compute_bytes, needed_bytes, free_after_bytes}], n_layer, n_layer_gpu,
-// n_layer_cpu, output_on_gpu, n_ctx, n_batch, kv_type, split, max_ctx_full_offload,
-// max_ctx_full_offload_q8_0.
+// weight_bytes, kv_bytes, compute_bytes, offload_bytes, needed_bytes, free_after_bytes}], n_layer,
+// n_layer_gpu, n_layer_cpu, output_on_gpu, prompt_offload_gpu (a device name, or null), n_ctx,
+// n_batch, kv_type, split, max_ctx_full_offload, max_ctx_full_offload_q8_0.
 std::string plan_report_json(const Plan& plan);
 
 }  // namespace engine
