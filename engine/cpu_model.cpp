@@ -1,5 +1,6 @@
 #include "cpu_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
@@ -11,6 +12,7 @@
 #include "engine/sampling.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/quant_dot.h"
+#include "prompt_offload.h"
 
 namespace engine {
 namespace {
@@ -108,6 +110,10 @@ CpuStage::CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, ui
   if (layers_.output) logits_.resize(hp_.n_vocab);  // forward_greedy's row
 }
 
+CpuStage::~CpuStage() = default;
+
+void CpuStage::set_prompt_offload(std::unique_ptr<PromptOffload> offload) { offload_ = std::move(offload); }
+
 int32_t CpuStage::forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) {
   if (!layers_.output) throw Error(fmt::format("stage: forward_greedy on layers {}-{}, which lack the head",
                                                layers_.first, layers_.last));
@@ -165,14 +171,21 @@ void CpuStage::forward(const int32_t* tokens, int64_t n, int64_t pos, float* log
   auto add_residual = [&](int64_t b) {
     for (int64_t i = b * E; i < (b + 1) * E; ++i) x_[i] += tmp_[i];
   };
-  auto mm = [&](const Matrix& w, const float* in, float* out) {
-    matmul(w.type, w.data, w.cols, w.rows, in, n, out, pool_);
-  };
-  // Products of one input (their matrices have its width): quantized once, one pool loop.
+  // Products of one input (their matrices have its width): quantized once, one pool loop; or a
+  // prompt batch's on the GPU of the offload, where it takes every matrix of the group.
   auto product = [](const Matrix& w, float* out) { return MatmulProduct{w.type, w.data, w.rows, out}; };
   auto mm_group = [&](std::initializer_list<MatmulProduct> products, int64_t width, const float* in) {
-    matmul_group({products.begin(), products.size()}, width, in, n, pool_);
+    const std::span<const MatmulProduct> group{products.begin(), products.size()};
+    const bool offload = offload_ != nullptr && n >= kPromptOffloadMinBatch &&
+                         std::all_of(group.begin(), group.end(),
+                                     [&](const MatmulProduct& p) { return offload_->accepts(p.type, width); });
+    if (offload) {
+      offload_->multiply(group, width, in, n, pool_);
+    } else {
+      matmul_group(group, width, in, n, pool_);
+    }
   };
+  auto mm = [&](const Matrix& w, const float* in, float* out) { mm_group({product(w, out)}, w.cols, in); };
   for (uint32_t l = layers_.first; l <= layers_.last; ++l) {
     const LayerWeights& w = m_.layers[l];
     each_token(n, [&](int64_t b) { rms_norm(x_.data() + b * E, w.attn_norm.data(), xb_.data() + b * E, E, eps); });

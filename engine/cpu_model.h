@@ -40,10 +40,17 @@ class CpuModel {
 
 // One pipeline stage on the CPU, with its own worker threads; scratch buffers sized by the
 // memory model's stage_buffers list.
+class PromptOffload;
+
 class CpuStage final : public Stage {
  public:
   CpuStage(const CpuModel& model, StageLayers layers, uint32_t n_ctx, uint32_t n_batch,
            KvType kv_type, int n_threads);
+  ~CpuStage() override;
+
+  // From now on, the layers' products with batches of kPromptOffloadMinBatch tokens or more go to
+  // `offload` where it accepts every matrix of a product group (engine/prompt_offload.h).
+  void set_prompt_offload(std::unique_ptr<PromptOffload> offload);
 
   void forward(const int32_t* tokens, int64_t n, int64_t pos, float* logits, bool all_logits) override;
   int32_t forward_greedy(const int32_t* tokens, int64_t n, int64_t pos) override;
@@ -64,6 +71,7 @@ class CpuStage final : public Stage {
   uint64_t kv_head_bytes_;  // one head's head_dim values in kv_type_
   int64_t cache_positions_;  // a head's positions in either cache: n_ctx, in whole key blocks
   ThreadPool pool_;
+  std::unique_ptr<PromptOffload> offload_;
   // [layer - first][kv head][position][head_dim] in kv_type_: head-major, so that attention reads
   // each head's positions as one stream, which the hardware prefetchers follow (position-major
   // rows, one head's slice of each, ran decode attention at about 2/3 the speed). The keys are

@@ -8,6 +8,7 @@
 
 #include "cpu_model.h"
 #include "cuda_stage.h"
+#include "prompt_offload.h"
 #include "scheduler/cuda_transport.h"
 #include "scheduler/pipeline.h"
 #include "engine/error.h"
@@ -89,7 +90,11 @@ std::string cpu_kernels_isa() { return dot_kernels().isa; }
 std::vector<StageOptions> stages_from_plan(const Plan& plan) {
   std::vector<StageOptions> stages;
   for (const DevicePlan& d : plan.devices) {
-    if (d.layers) stages.push_back({d.device, d.layers->first, d.layers->second});
+    if (!d.layers) continue;
+    stages.push_back({d.device, d.layers->first, d.layers->second});
+    if (d.device.kind == DeviceKind::cpu && plan.prompt_offload_gpu >= 0) {
+      stages.back().prompt_offload = plan.devices[plan.prompt_offload_gpu].device;
+    }
   }
   std::sort(stages.begin(), stages.end(),
             [](const StageOptions& a, const StageOptions& b) { return a.first_layer < b.first_layer; });
@@ -140,6 +145,19 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
     } catch (const Error& e) {
       throw Error(fmt::format("stage {} (layers {}-{}) on {}: {}", s, ranges[s].first, ranges[s].last,
                               cuda >= 0 ? fmt::format("cuda{}", cuda) : std::string("the CPU"), e.what()));
+    }
+  }
+  // The CPU stages' prompt offloads, once every GPU stage holds its memory: a simulated GPU has
+  // nothing to multiply on, so its CPU stage keeps its products.
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const std::optional<Device>& gpu = stages[s].prompt_offload;
+    if (stages[s].device.kind != DeviceKind::cpu || !gpu || gpu->kind != DeviceKind::gpu || gpu->cuda_index < 0) continue;
+    try {
+      static_cast<CpuStage&>(*built[s]).set_prompt_offload(
+          make_cuda_prompt_offload(*model_->cpu_, {ranges[s].first, ranges[s].last}, *gpu, n_ubatch));
+    } catch (const Error& e) {
+      throw Error(fmt::format("stage {} (layers {}-{}) on the CPU, prompt offload to cuda{}: {}", s, ranges[s].first,
+                              ranges[s].last, gpu->cuda_index, e.what()));
     }
   }
   auto transports = connect_stages(built, options.transport);

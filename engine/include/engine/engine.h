@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -57,9 +58,13 @@ class Model {
 struct StageOptions {
   Device device;  // where the stage runs (kind cpu, or a GPU: simulated ones run on the CPU)
   uint32_t first_layer = 0, last_layer = 0;  // inclusive
+  // A CPU stage: the GPU that multiplies its prompt batches of kPromptOffloadMinBatch tokens or
+  // more (engine/memory_model.h: prompt offload); none, or a simulated GPU, keeps them on the CPU.
+  std::optional<Device> prompt_offload = std::nullopt;
 };
 
-// The plan's devices that hold layers, as stages in layer order.
+// The plan's devices that hold layers, as stages in layer order (the CPU stage's prompt offload
+// as the plan places it).
 std::vector<StageOptions> stages_from_plan(const Plan& plan);
 
 // The instruction set of the CPU kernels this process runs ("avx512-vnni", "avx2" or
