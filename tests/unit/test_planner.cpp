@@ -403,6 +403,22 @@ TEST_F(PlannerTest, JsonReport) {
   EXPECT_NE(plan_report_text(p).find("65/65 layers (64 blocks + output) on 2 GPUs, 0 on CPU"),
             std::string::npos)
       << plan_report_text(p);
+  EXPECT_TRUE(j["prompt_offload_gpu"].is_null());
+  for (const auto& d : j["devices"]) EXPECT_EQ(d["offload_bytes"], 0);
+  // With layers on the CPU: the offload's GPU by name, its bytes in each device's needed bytes,
+  // and the plan's line saying so.
+  const Plan one = plan(sims({24}), "auto", 32768);
+  const auto j1 = nlohmann::json::parse(plan_report_json(one));
+  EXPECT_EQ(j1["prompt_offload_gpu"], "sim0");
+  for (const auto& d : j1["devices"]) {
+    EXPECT_GT(d["offload_bytes"].get<uint64_t>(), 0u);
+    EXPECT_EQ(d["needed_bytes"].get<uint64_t>(), d["weight_bytes"].get<uint64_t>() + d["kv_bytes"].get<uint64_t>() +
+                                                     d["compute_bytes"].get<uint64_t>() +
+                                                     d["offload_bytes"].get<uint64_t>() +
+                                                     d["reserve_bytes"].get<uint64_t>());
+  }
+  EXPECT_NE(plan_report_text(one).find("through the CPU's layers are multiplied on sim0"), std::string::npos)
+      << plan_report_text(one);
 }
 
 TEST(PlanOptions, ParsingAndErrors) {
