@@ -19,14 +19,9 @@
 
 namespace engine::test {
 
-// A small synthetic model (256 wide, vocabulary 512, feed-forward n_ff wide) with fresh random
-// weights; the file is removed at once, the mapping stays valid.
-inline std::shared_ptr<const Model> random_model(WeightMix mix, Arch arch, uint32_t n_layer, uint32_t n_ff = 512) {
-  SyntheticModelOptions o;
-  o.arch = arch;
-  o.n_layer = n_layer;
-  o.n_ff = n_ff;
-  o.mix = mix;
+// The synthetic model `o` describes, with fresh random weights (o.seed is drawn); the file is
+// removed at once, the mapping stays valid.
+inline std::shared_ptr<const Model> random_model(SyntheticModelOptions o) {
   o.seed = std::random_device{}();
   const std::string path = (std::filesystem::temp_directory_path() /
                             ("engine_test_" + std::to_string(::getpid()) + "_" + std::to_string(o.seed) + ".gguf"))
@@ -35,6 +30,16 @@ inline std::shared_ptr<const Model> random_model(WeightMix mix, Arch arch, uint3
   auto model = Model::load(path);
   std::filesystem::remove(path);
   return model;
+}
+
+// A small one: 256 wide, vocabulary 512, feed-forward n_ff wide.
+inline std::shared_ptr<const Model> random_model(WeightMix mix, Arch arch, uint32_t n_layer, uint32_t n_ff = 512) {
+  SyntheticModelOptions o;
+  o.arch = arch;
+  o.n_layer = n_layer;
+  o.n_ff = n_ff;
+  o.mix = mix;
+  return random_model(o);
 }
 
 inline double rel(std::span<const float> a, std::span<const float> b) {

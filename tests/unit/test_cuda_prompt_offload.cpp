@@ -6,10 +6,7 @@
 // it takes against the memory model's count. Skips (visibly) where no CUDA device exists.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <cmath>
-#include <filesystem>
 #include <limits>
 #include <random>
 #include <string>
@@ -42,14 +39,7 @@ std::shared_ptr<const Model> wide_model(WeightMix mix) {
   o.head_dim = 128;
   o.n_ff = 8192;
   o.mix = mix;
-  o.seed = std::random_device{}();
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("engine_offload_" + std::to_string(::getpid()) + "_" + std::to_string(o.seed) + ".gguf"))
-                               .string();
-  write_synthetic_model(o, path);
-  auto model = Model::load(path);
-  std::filesystem::remove(path);
-  return model;
+  return test::random_model(o);
 }
 
 TEST(CudaPromptOffload, ProductsMatchTheDoubleReference) {
