@@ -24,7 +24,27 @@ std::optional<ChatTemplate> detect_chat_template(std::string_view j) {
   return std::nullopt;
 }
 
-ChatFormatter::ChatFormatter(ChatTemplate t, bool think) : t_(t), think_(think) {}
+ChatFormatter::ChatFormatter(ChatTemplate t, bool think, bool drops_reasoning)
+    : t_(t), think_(think), drops_reasoning_(think || drops_reasoning) {}
+
+namespace {
+
+// Whether the template's generation prompt ends with "<think>\n": a string literal (Jinja's
+// escaped "\n" or a real newline) in which the assistant's tag is followed by it, as QwQ's
+// '<|im_start|>assistant\n<think>\n' and DeepSeek-R1's '<｜Assistant｜><think>\n'. Qwen3's
+// '\n<think>\n' + reasoning_content, which rewrites a past reply, does not open the turn.
+bool opens_reply_with_think(std::string_view jinja) {
+  for (std::string_view tag : {"assistant\\n<think>\\n", "assistant\n<think>\n", "<｜Assistant｜><think>\\n",
+                               "<｜Assistant｜><think>\n"}) {
+    for (size_t at = jinja.find(tag); at != std::string_view::npos; at = jinja.find(tag, at + 1)) {
+      const size_t end = at + tag.size();
+      if (end < jinja.size() && (jinja[end] == '\'' || jinja[end] == '"')) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
 
 ChatFormatter ChatFormatter::for_template(std::string_view jinja, std::string* warning) {
   auto kind = detect_chat_template(jinja);
@@ -35,12 +55,10 @@ ChatFormatter ChatFormatter::for_template(std::string_view jinja, std::string* w
     }
     kind = ChatTemplate::chatml;
   }
-  // The reply opens with "<think>\n" when the template writes it after the assistant tag
-  // (as an escaped "\n" inside a Jinja string, or a real newline).
-  const bool think = jinja.find("<think>\\n'") != std::string_view::npos ||
-                     jinja.find("<think>\\n\"") != std::string_view::npos ||
-                     jinja.find("<think>\n'") != std::string_view::npos;
-  return ChatFormatter(*kind, think);
+  // The history keeps what follows a reply's last "</think>" where the template splits it there.
+  const bool drops = jinja.find("split('</think>')") != std::string_view::npos ||
+                     jinja.find("split(\"</think>\")") != std::string_view::npos;
+  return ChatFormatter(*kind, opens_reply_with_think(jinja), drops);
 }
 
 std::vector<ChatSegment> ChatFormatter::system(const std::string& text) {
@@ -92,7 +110,7 @@ std::vector<ChatSegment> ChatFormatter::user_turn(const std::string& text) {
 }
 
 std::string ChatFormatter::history_reply(const std::string& reply) const {
-  if (!think_) return reply;
+  if (!drops_reasoning_) return reply;
   const size_t end = reply.rfind("</think>");
   if (end == std::string::npos) return reply;
   const size_t answer = reply.find_first_not_of('\n', end + 8);

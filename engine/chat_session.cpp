@@ -103,17 +103,22 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   if (!tokens.empty() && !model_->is_end_of_generation(tokens.back())) carry_ = {tokens.back()};
   pending_ = format_.end_assistant_turn();
   turns_.push_back({user, reply});
-  // A thinking template keeps only the answer in the history: the cache goes back to before the
-  // reply's "<think>\n" and takes the answer again with the next turn.
+  // A template that drops reasoning keeps only the answer in the history: the cache goes back to
+  // where the reply began (before the "<think>\n" the template opened it with, if it did) and
+  // takes the answer again with the next turn.
   const std::string answer = format_.history_reply(reply);
   bool reasoning_dropped = false;
   if (answer.size() != reply.size() && ctx_.last_stop() != StopReason::context_full) {
-    const std::vector<Tokenizer::Segment> think = {{"<think>\n", true}};
-    const std::vector<int32_t> opener = model_->tokenizer()->tokenize(think, false);
-    const bool prompt_opens_it =
-        prompt.size() >= opener.size() && std::equal(opener.begin(), opener.end(), prompt.end() - opener.size());
-    if (prompt_opens_it) {
-      ctx_.truncate(static_cast<uint32_t>(reply_at - opener.size()));
+    uint64_t reply_start = reply_at;
+    bool found = true;
+    if (format_.thinks()) {
+      const std::vector<Tokenizer::Segment> think = {{"<think>\n", true}};
+      const std::vector<int32_t> opener = model_->tokenizer()->tokenize(think, false);
+      found = prompt.size() >= opener.size() && std::equal(opener.begin(), opener.end(), prompt.end() - opener.size());
+      reply_start -= opener.size();
+    }
+    if (found) {
+      ctx_.truncate(static_cast<uint32_t>(reply_start));
       carry_.clear();
       pending_ = {{answer, false}};
       for (auto& seg : format_.end_assistant_turn()) pending_.push_back(std::move(seg));

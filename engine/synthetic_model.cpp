@@ -96,6 +96,15 @@ constexpr std::string_view kThinkingTemplate =
     "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
     "{{ '<|im_start|>assistant\\n<think>\\n' }}{% endif %}";
 
+// Qwen3's way, for SyntheticModelOptions::thinking_by_model: the generation prompt is the plain
+// assistant tag, and a past reply is written from what follows its last </think>.
+constexpr std::string_view kThinkingByModelTemplate =
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}"
+    "{% set content = message['content'].split('</think>')[-1].lstrip('\\n') %}"
+    "{{'<|im_start|>assistant\\n' + content + '<|im_end|>\\n'}}{% else %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
 // A SentencePiece-style vocabulary: <unk> <s> </s>, 256 byte tokens, the ChatML control tokens
 // (and <think>, </think> with SyntheticModelOptions::thinking), then filler pieces. Enough for
 // the tokenizer to round-trip any text through byte fallback.
@@ -112,7 +121,7 @@ void add_synthetic_vocab(GgufWriter& w, const SyntheticModelOptions& o) {
     tokens.emplace_back(t);
     types.push_back(3);
   }
-  if (o.thinking) {
+  if (o.thinking || o.thinking_by_model) {
     for (const char* t : {"<think>", "</think>"}) {
       tokens.emplace_back(t);
       types.push_back(4);
@@ -142,7 +151,9 @@ void add_synthetic_vocab(GgufWriter& w, const SyntheticModelOptions& o) {
     w.add_u32("tokenizer.ggml.bos_token_id", im_start + 2);  // <|endoftext|>
     w.add_u32("tokenizer.ggml.eos_token_id", im_start + 1);  // <|im_end|>
     w.add_bool("tokenizer.ggml.add_bos_token", false);
-    w.add_string("tokenizer.chat_template", std::string(o.thinking ? kThinkingTemplate : kChatMlTemplate));
+    w.add_string("tokenizer.chat_template", std::string(o.thinking            ? kThinkingTemplate
+                                                        : o.thinking_by_model ? kThinkingByModelTemplate
+                                                                              : kChatMlTemplate));
   }
 }
 

@@ -47,6 +47,38 @@ TEST(ChatTemplate, ChatMlTurnsWithThinking) {
   EXPECT_EQ(joined(f.end_assistant_turn()), "<|im_end|>\n");
 }
 
+// Which templates open the reply with "<think>\n" and which leave reasoning out of the history,
+// from excerpts of the real templates: Qwen3's rewrites a past reply with '\n<think>\n' +
+// reasoning in a literal, which does not open the turn (its model opens it).
+TEST(ChatTemplate, ThinkingTemplatesAreToldApart) {
+  const ChatFormatter qwq = ChatFormatter::for_template(
+      "{%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}"
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}", nullptr);
+  EXPECT_TRUE(qwq.thinks());
+  EXPECT_TRUE(qwq.drops_reasoning());
+  const ChatFormatter r1 = ChatFormatter::for_template(
+      "{% set content = content.split('</think>')[-1] %}{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}"
+      "{% if add_generation_prompt %}{{'<｜Assistant｜><think>\\n'}}{% endif %}", nullptr);
+  EXPECT_TRUE(r1.thinks());
+  EXPECT_TRUE(r1.drops_reasoning());
+  ChatFormatter qwen3 = ChatFormatter::for_template(
+      "{%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}"
+      "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') + "
+      "'\\n</think>\\n\\n' + content.lstrip('\\n') }}"
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+      "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}"
+      "{%- endif %}{%- endif %}", nullptr);
+  EXPECT_FALSE(qwen3.thinks());
+  EXPECT_TRUE(qwen3.drops_reasoning());
+  EXPECT_EQ(joined(qwen3.user_turn("Hi")), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(joined(qwen3.past_turn("Hi", "<think>\nhmm\n</think>\n\nHello")),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n");
+  const ChatFormatter plain = ChatFormatter::for_template(
+      "{{'<|im_start|>' + message['role'] + '\\n' + message['content']}}", nullptr);
+  EXPECT_FALSE(plain.thinks());
+  EXPECT_FALSE(plain.drops_reasoning());
+}
+
 // History as the thinking templates write it: a reply's answer after its last </think>, its
 // newlines at the start dropped, and no <think> opening the reply; other templates keep a reply.
 TEST(ChatTemplate, HistoryLeavesTheReasoningOut) {

@@ -25,10 +25,15 @@ std::vector<int32_t> tokens_of(const Tokenizer& tok, const std::vector<ChatSegme
   return tok.tokenize(segs, first);
 }
 
-TEST(ChatSession, ThinkingRepliesLeaveOnlyTheAnswerInTheHistory) {
+// QwQ's template (the prompt opens the reply with "<think>\n") and Qwen3's (the model opens it).
+class ChatSessionThinking : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ChatSessionThinking, RepliesLeaveOnlyTheAnswerInTheHistory) {
+  const bool template_opens = GetParam();
   test::TempDir dir;
   SyntheticModelOptions o = *preset_options("tiny", Arch::qwen2);
-  o.thinking = true;
+  o.thinking = template_opens;
+  o.thinking_by_model = !template_opens;
   write_synthetic_model(o, dir.file("m.gguf"));
   const auto model = Model::load(dir.file("m.gguf"));
   const Tokenizer& tok = *model->tokenizer();
@@ -54,13 +59,14 @@ TEST(ChatSession, ThinkingRepliesLeaveOnlyTheAnswerInTheHistory) {
       continue;
     }
     ASSERT_TRUE(first.reasoning_dropped) << reply;
-    // The cache: the system prompt and the first message, up to the reply's "<think>\n".
-    ChatFormatter f(ChatTemplate::chatml, true);
+    // The cache: the system prompt and the first message, up to where the reply began (before
+    // the "<think>\n" the template opened it with).
+    ChatFormatter f(ChatTemplate::chatml, template_opens, true);
     std::vector<ChatSegment> opening = f.system("Be brief.");
     for (auto& s : f.user_turn("first question")) opening.push_back(s);
     std::vector<int32_t> history = tokens_of(tok, opening, true);
     ASSERT_EQ(first.prompt_tokens, history.size());
-    history.resize(history.size() - opener.size());
+    if (template_opens) history.resize(history.size() - opener.size());
     EXPECT_EQ(chat.context().n_past(), history.size());
 
     // The next turn: the answer alone, its end tag, the new message.
@@ -87,6 +93,12 @@ TEST(ChatSession, ThinkingRepliesLeaveOnlyTheAnswerInTheHistory) {
   }
   FAIL() << "no sampled reply held </think> in 400 tries";
 }
+
+INSTANTIATE_TEST_SUITE_P(Templates, ChatSessionThinking, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? std::string("TemplateOpensTheReasoning")
+                                          : std::string("ModelOpensTheReasoning");
+                         });
 
 // A model without a chat template gets ChatML and the session says so; one with a recognised
 // template gets no warning. (The warning was once written before its string existed and lost.)

@@ -27,14 +27,18 @@ struct ChatSegment {
 // was formatted before, so a context can keep its KV cache across turns.
 class ChatFormatter {
  public:
-  // think: the template opens the assistant's turn with "<think>\n" (QwQ, DeepSeek-R1).
-  ChatFormatter(ChatTemplate t, bool think);
+  // think: the template opens the assistant's turn with "<think>\n" (QwQ, DeepSeek-R1), and
+  // leaves a reply's reasoning out of the history. drops_reasoning alone: the history keeps only
+  // what follows a reply's last "</think>", but the model opens its reasoning itself (Qwen3).
+  ChatFormatter(ChatTemplate t, bool think) : ChatFormatter(t, think, think) {}
+  ChatFormatter(ChatTemplate t, bool think, bool drops_reasoning);
   static ChatFormatter for_template(std::string_view jinja, std::string* warning);
 
   ChatTemplate kind() const { return t_; }
-  // Whether the assistant's reply opens with "<think>\n" (thinks()), whose reasoning the
-  // template leaves out of the conversation's history.
+  // Whether the assistant's reply opens with "<think>\n", written by the template.
   bool thinks() const { return think_; }
+  // Whether the history leaves a reply's reasoning out (history_reply).
+  bool drops_reasoning() const { return drops_reasoning_; }
   // The system prompt (some templates fold it into the first user turn).
   std::vector<ChatSegment> system(const std::string& text);
   // A user turn followed by the prompt that opens the assistant's reply.
@@ -45,13 +49,15 @@ class ChatFormatter {
   // A finished exchange as the template writes it in the history: the user turn, the reply
   // (history_reply) and its end, with no "<think>\n" opening the reply.
   std::vector<ChatSegment> past_turn(const std::string& user, const std::string& reply);
-  // A reply as the history holds it: for a thinking template, what follows its last "</think>",
-  // newlines at the start dropped (as QwQ's and DeepSeek-R1's templates do); else the reply.
+  // A reply as the history holds it: where the template drops reasoning, what follows its last
+  // "</think>", newlines at the start dropped (as QwQ's, DeepSeek-R1's and Qwen3's templates do);
+  // else the reply.
   std::string history_reply(const std::string& reply) const;
 
  private:
   ChatTemplate t_;
   bool think_;
+  bool drops_reasoning_;
   bool first_user_ = true;
   std::string pending_system_;
 };

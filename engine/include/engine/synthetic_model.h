@@ -40,6 +40,9 @@ struct SyntheticModelOptions {
   // qwen2/qwen3: a QwQ-style chat template whose replies open with "<think>\n", and <think> and
   // </think> as user-defined tokens (type 4, shown as text), as QwQ's GGUF has them.
   bool thinking = false;
+  // qwen2/qwen3: a Qwen3-style template instead, whose replies the model opens with <think>
+  // itself and whose history keeps only what follows a reply's last </think>; the same tokens.
+  bool thinking_by_model = false;
 };
 
 // "tiny" (tests: 2 layers, 256 wide), "small" (~150M parameters), "qwq32" (QwQ-32B's exact
