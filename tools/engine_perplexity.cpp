@@ -1,5 +1,6 @@
 // engine-perplexity: perplexity of a model on a text file, as llama.cpp's perplexity tool
 // computes it (non-overlapping chunks, second half of each scored).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -12,6 +13,8 @@
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/perplexity.h"
+#include "engine/planner.h"
+#include "placement_flags.h"
 #include "tool_errors.h"
 
 int main(int argc, char** argv) {
@@ -21,7 +24,9 @@ int main(int argc, char** argv) {
   uint32_t ctx = 512, chunks = 0, batch = 512;
   int threads = 0;
   bool json = false;
+  engine::tools::PlacementFlags place;
   app.add_option("--model,-m", model, "GGUF model")->required();
+  engine::tools::add_placement_flags(app, place);
   app.add_option("--file,-f", file, "text file")->required()->check(CLI::ExistingFile);
   app.add_option("--ctx,-c", ctx, "tokens per chunk")->check(CLI::Range(16u, 1u << 20));
   app.add_option("--chunks", chunks, "at most this many chunks (0: all)");
@@ -36,16 +41,27 @@ int main(int argc, char** argv) {
     std::ifstream in(file, std::ios::binary);
     const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     const auto tokens = m->tokenizer()->tokenize(text, true, false);
+    // The layers placed as engine-run places them, for a context of one chunk.
+    engine::PlanOptions po = engine::tools::placement_options(place);
+    po.n_ctx = ctx;
+    po.n_batch = std::min(batch, ctx);
+    po.kv_type = *engine::parse_kv_type(kv_type);
+    const engine::Plan plan = engine::make_plan(m->spec(), engine::tools::placement_inventory(place), po);
     engine::ContextOptions o;
     o.n_ctx = ctx;
     o.n_batch = batch;
     o.n_threads = threads;
-    o.kv_type = *engine::parse_kv_type(kv_type);
+    o.kv_type = po.kv_type;
+    o.stages = engine::stages_from_plan(plan);
     engine::Context context(m, o);
     const auto t0 = std::chrono::steady_clock::now();
     const auto r = engine::perplexity(context, tokens, ctx, chunks, [&](uint32_t c, double ppl) {
-      // The header once the text is known to fill a chunk (else the one line is the error).
-      if (c == 0) fmt::print(stderr, "{} tokens, chunks of {}\n", tokens.size(), ctx);
+      // The plan and the header once the text is known to fill a chunk (else the one line is the
+      // error).
+      if (c == 0) {
+        fmt::print(stderr, "{}{} tokens, chunks of {}, {} stage{}\n", engine::plan_report_text(plan), tokens.size(), ctx,
+                   context.n_stages(), context.n_stages() == 1 ? "" : "s");
+      }
       fmt::print(stderr, "[{}]{:.4f} ", c + 1, ppl);
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -19,15 +19,16 @@
 #include "engine/error.h"
 #include "engine/planner.h"
 #include "engine/stop_strings.h"
+#include "placement_flags.h"
 #include "tool_errors.h"
 
 namespace {
 
 struct Flags {
-  std::string model, devices, split = "auto", ctx, kv_type = "f16", reserve;
+  std::string model, ctx, kv_type = "f16";
+  engine::tools::PlacementFlags place;
   uint32_t batch = 512;
   uint32_t ubatch = 0;
-  bool no_prompt_offload = false;
   std::string transport = "auto";
   bool plan_only = false, json = false, chat = false, no_special = false;
   std::string prompt, file, prompt_ids, system;
@@ -59,12 +60,9 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 }
 
 engine::PlanOptions plan_options(const Flags& f) {
-  engine::PlanOptions o;
-  o.split = engine::parse_split(f.split);
+  engine::PlanOptions o = engine::tools::placement_options(f.place);
   o.kv_type = *engine::parse_kv_type(f.kv_type);
   o.n_batch = f.batch;
-  o.prompt_offload = !f.no_prompt_offload;
-  if (!f.reserve.empty()) o.reserve = engine::parse_reserve(f.reserve);
   if (f.ctx == "max") {
     o.ctx_max = true;
   } else if (!f.ctx.empty()) {
@@ -214,9 +212,7 @@ int main(int argc, char** argv) {
   engine::tools::report_flag_errors_in_one_line(app, "engine-run");
   Flags f;
   app.add_option("--model,-m", f.model, "GGUF model (any part of a split model)")->required();
-  app.add_option("--devices", f.devices,
-                 "0,1 | 0:20GiB,0:20GiB (slices) | sim:24GiB,sim:24GiB | cpu:64GiB (default: all GPUs)");
-  app.add_option("--split", f.split, "auto | even | proportional | none | cpu | 30,34 | 0-29,30-63");
+  engine::tools::add_placement_flags(app, f.place);
   app.add_option("--ctx,-c", f.ctx, "context length, or max (default: min(trained, 4096))");
   app.add_option("--kv-type", f.kv_type, "f16 | q8_0 | f32")->check(CLI::IsMember({"f16", "q8_0", "f32"}));
   app.add_option("--batch,-b", f.batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
@@ -225,9 +221,6 @@ int main(int argc, char** argv) {
   app.add_option("--transport", f.transport,
                  "between two GPU stages: auto (peer), peer, nccl or host; stages on the CPU always connect "
                  "through host memory");
-  app.add_option("--reserve", f.reserve, "GPU memory kept free: 1GiB, 5%, or one per GPU (1GiB,512MiB)");
-  app.add_flag("--no-prompt-offload", f.no_prompt_offload,
-               "keep the prompt batches of layers left to the CPU there (default: a GPU multiplies them)");
   app.add_flag("--plan", f.plan_only, "print the placement plan and exit");
   app.add_flag("--json", f.json, "print one JSON object (the plan, or the completion and its speed)");
   auto* p = app.add_option("--prompt,-p", f.prompt, "prompt text (with --chat: one user turn)");
@@ -269,8 +262,7 @@ int main(int argc, char** argv) {
       engine::validate(f.sampling);
       engine::StopStrings{f.stop};  // throws for an empty stop string
     }
-    const auto inventory = engine::resolve_devices(
-        f.devices.empty() ? std::vector<engine::DeviceSpec>{} : engine::parse_device_list(f.devices));
+    const auto inventory = engine::tools::placement_inventory(f.place);
     const auto t0 = std::chrono::steady_clock::now();
     const auto model = engine::Model::load(f.model);
     const engine::Plan plan = engine::make_plan(model->spec(), inventory, options);

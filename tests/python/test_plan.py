@@ -1,7 +1,8 @@
 """engine-run --plan --json with layers left to the CPU: the prompt offload's bytes on the GPU that
 multiplies their prompt batches and on the CPU, computed here from the file's tensor table (gguf
 package) as docs/planner.md says they are counted; --no-prompt-offload frees them, and the GPU
-then holds at least as many layers."""
+then holds at least as many layers. engine-perplexity places layers with the same flags: split
+over a simulated GPU and the CPU (stages that run the CPU's kernels) it gives the CPU's figure."""
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ import gguf
 sys.path.insert(0, os.path.dirname(__file__))
 from common import ENGINE_RUN, mkmodel, run, tempdir  # noqa: E402
 
+PERPLEXITY = os.environ.get("ENGINE_PERPLEXITY", "engine-perplexity")
 CHUNK = 8 << 20
 BATCH = 512
 
@@ -62,6 +64,23 @@ class PlanWithCpuLayers(unittest.TestCase):
             self.assertEqual([dev["offload_bytes"] for dev in off["devices"]], [0, 0])
             self.assertGreaterEqual(off["n_layer_gpu"], plan["n_layer_gpu"])
             self.assertNotIn("multiplied on", run(*args, "--no-prompt-offload").stdout)
+
+
+class PerplexityPlacement(unittest.TestCase):
+    def test_split_gives_the_cpu_figure(self):
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "m.gguf"), "--arch", "llama", "--layers", "4", "--type", "q8_0")
+            text = os.path.join(d, "t.txt")
+            with open(text, "w") as f:
+                f.write(" ".join(f"word{i % 97} and{i % 13}" for i in range(1500)))
+            base = [PERPLEXITY, "-m", model, "-f", text, "-c", "64", "--chunks", "3", "-t", "2", "--json"]
+            cpu = run(*base)
+            split = run(*base, "--devices", "sim:8GiB", "--split", "2")
+            self.assertEqual(json.loads(split.stdout), json.loads(cpu.stdout))
+            self.assertRegex(split.stderr, r"\nsim0 +2-3 \+out ")
+            self.assertIn("chunks of 64, 2 stages", split.stderr)
+            self.assertIn("0/5 layers", cpu.stderr)  # no GPU: every layer on the CPU
+            self.assertIn("chunks of 64, 1 stage\n", cpu.stderr)
 
 
 if __name__ == "__main__":
