@@ -16,6 +16,7 @@
 #include "engine/half.h"
 #include "engine/quantize.h"
 #include "device_buffer.h"
+#include "double_reference.h"
 #include "fused_products.h"
 #include "random_blocks.h"
 #include "scheduler/cuda_runtime.h"
@@ -82,12 +83,6 @@ std::vector<double> double_product(const std::vector<float>& wf, const std::vect
   return want;
 }
 
-std::vector<float> dequantized(GgmlType type, const std::vector<uint8_t>& w, int64_t K, int64_t N) {
-  std::vector<float> wf(K * N);
-  const uint64_t row_bytes = type_bytes(type, K);
-  for (int64_t n = 0; n < N; ++n) dequantize_row(type, w.data() + n * row_bytes, wf.data() + n * K, K);
-  return wf;
-}
 #endif
 
 // Every group of eight values the kernels decode, on the host: the fp16 nearest to the CPU
@@ -104,7 +99,7 @@ TEST(CudaMatmul, TileLoaderOnTheHostMatchesTheDequantizer) {
     ++types;
     const int64_t N = 4;
     const auto w = test::random_blocks(tr.type, kLoaderK * N, rng);
-    const auto wf = dequantized(tr.type, w, kLoaderK, N);
+    const auto wf = test::dequantized(tr.type, w.data(), kLoaderK, N);
     const auto wg = test::in_gpu_layout(tr.type, kLoaderK, N, w);
     std::vector<uint16_t> got(kLoaderK), in_runs(kLoaderK, 0xFFFF);
     for (int64_t n = 0; n < N; ++n) {
@@ -141,7 +136,7 @@ TEST(CudaMatmul, EverySupportedTypeAgainstDoubleReference) {
     for (const TypeTraits& tr : all_type_traits()) {
       if (!cuda_matmul_supports(tr.type, K)) continue;
       const auto w = test::random_blocks(tr.type, K * N, rng);
-      const auto wf = dequantized(tr.type, w, K, N);
+      const auto wf = test::dequantized(tr.type, w.data(), K, N);
       const test::DeviceBuffer d_w(test::in_gpu_layout(tr.type, K, N, w));
       for (const int64_t M : {9, 128, 300}) {  // below one tile of tokens, exactly one, a partial third
         std::vector<float> x(M * K), bias(N);
@@ -304,7 +299,7 @@ TEST(CudaMatmul, SplitKMatchesTheReferenceAndRepeatsExactly) {
   const int64_t K = 12 * 256, N = 200, M = 150;  // 12 super-blocks: 2, 3 and 4 splits of whole windows
   for (const GgmlType type : {GgmlType::Q4_K, GgmlType::Q6_K, GgmlType::Q8_0, GgmlType::F16}) {
     const auto w = test::random_blocks(type, K * N, rng);
-    const auto wf = dequantized(type, w, K, N);
+    const auto wf = test::dequantized(type, w.data(), K, N);
     std::vector<float> x(M * K), bias(N), residual(M * N);
     for (auto* v : {&x, &bias, &residual}) {
       for (auto& f : *v) f = normal(rng);

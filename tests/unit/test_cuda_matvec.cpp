@@ -16,6 +16,7 @@
 #include "engine/error.h"
 #include "engine/quantize.h"
 #include "device_buffer.h"
+#include "double_reference.h"
 #include "fused_products.h"
 #include "random_blocks.h"
 #include "scheduler/cuda_runtime.h"
@@ -33,21 +34,7 @@ namespace engine {
 namespace {
 
 #if ENGINE_HAVE_CUDA
-// Relative error of y ([B][N]) against the double-precision product of the dequantized weights wf
-// ([N][K]) with x ([B][K]).
-double rel_to_reference(const std::vector<float>& wf, const std::vector<float>& x, const std::vector<float>& y,
-                        int B, int64_t N, int64_t K) {
-  double err = 0, norm = 0;
-  for (int b = 0; b < B; ++b) {
-    for (int64_t n = 0; n < N; ++n) {
-      double want = 0;
-      for (int64_t k = 0; k < K; ++k) want += double(wf[n * K + k]) * double(x[b * K + k]);
-      err += (y[b * N + n] - want) * (y[b * N + n] - want);
-      norm += want * want;
-    }
-  }
-  return std::sqrt(err / norm);
-}
+using test::rel_to_reference;
 
 // The activations a kernel of `type` multiplies: x itself, or what its 8-bit blocks hold.
 std::vector<float> effective_activations(GgmlType type, const std::vector<float>& x,
@@ -69,10 +56,8 @@ TEST(CudaMatvec, EverySupportedTypeAndBatchAgainstDoubleReference) {
     if (!cuda_matvec_supports(tr.type)) continue;
     // An odd number of super-blocks; plain floats also get a tail beyond the vector loop.
     const int64_t K = tr.block_size == 1 ? 9 * 256 + 8 : 9 * 256;
-    const uint64_t row_bytes = type_bytes(tr.type, K);
     const auto w = test::random_blocks(tr.type, K * N, rng);
-    std::vector<float> wf(K * N);
-    for (int64_t n = 0; n < N; ++n) dequantize_row(tr.type, w.data() + n * row_bytes, wf.data() + n * K, K);
+    const std::vector<float> wf = test::dequantized(tr.type, w.data(), K, N);
     const auto wg = test::in_gpu_layout(tr.type, K, N, w);
     for (const int B : {1, 3, 8}) {
       std::vector<float> x(B * K);
@@ -328,10 +313,8 @@ TEST(CudaMatvec, LaneArithmeticOnTheHostAgainstDoubleReference) {
   for (const TypeTraits& tr : all_type_traits()) {
     if (!cuda_matvec_supports(tr.type)) continue;
     const int64_t K = tr.block_size == 1 ? 9 * 256 + 8 : 9 * 256;
-    const uint64_t row_bytes = type_bytes(tr.type, K);
     const auto w = test::random_blocks(tr.type, K * N, rng);
-    std::vector<float> wf(K * N);
-    for (int64_t n = 0; n < N; ++n) dequantize_row(tr.type, w.data() + n * row_bytes, wf.data() + n * K, K);
+    const std::vector<float> wf = test::dequantized(tr.type, w.data(), K, N);
     const auto wg = test::in_gpu_layout(tr.type, K, N, w);
     for (const int B : {1, 3, 8}) {
       std::vector<float> x(B * K), y(B * N, std::nanf(""));

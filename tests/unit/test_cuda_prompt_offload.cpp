@@ -6,7 +6,6 @@
 // it takes against the memory model's count. Skips (visibly) where no CUDA device exists.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <limits>
 #include <random>
 #include <string>
@@ -18,7 +17,7 @@
 #include "engine/engine.h"
 #include "engine/memory_model.h"
 #include "engine/prompt_offload.h"
-#include "engine/quantize.h"
+#include "double_reference.h"
 #include "model_helpers.h"
 #include "scheduler/cuda_runtime.h"
 
@@ -78,21 +77,10 @@ TEST(CudaPromptOffload, ProductsMatchTheDoubleReference) {
         offload->multiply(products, K, x.data(), n, pool);
         for (size_t i = 0; i < group.size(); ++i) {
           const Matrix& m = *group[i];
-          std::vector<float> row(static_cast<size_t>(K));
-          double err = 0, norm = 0;
-          for (int64_t r = 0; r < m.rows; r += row_step) {
-            dequantize_row(m.type, static_cast<const uint8_t*>(m.data) + uint64_t(r) * type_bytes(m.type, uint64_t(K)),
-                           row.data(), K);
-            for (int64_t b = 0; b < n; ++b) {
-              double want = 0;
-              for (int64_t k = 0; k < K; ++k) want += double(row[size_t(k)]) * x[size_t(b * K + k)];
-              const double have = ys[i][size_t(b * m.rows + r)];
-              err += (have - want) * (have - want);
-              norm += want * want;
-            }
-          }
+          const double rel = test::rel_to_reference(test::dequantized(m.type, m.data, K, m.rows), x, ys[i], n,
+                                                    m.rows, K, row_step);
           // fp16 activations and weights tiles, f32 sums: as the matmul's own tests (2e-3).
-          EXPECT_LE(std::sqrt(err / norm), 2e-3) << what << ", product " << i;
+          EXPECT_LE(rel, 2e-3) << what << ", product " << i;
         }
       }
     }
