@@ -1,5 +1,7 @@
 #include "engine/chat.h"
 
+#include "engine/error.h"
+
 namespace engine {
 
 std::string_view chat_template_name(ChatTemplate t) {
@@ -24,8 +26,21 @@ std::optional<ChatTemplate> detect_chat_template(std::string_view j) {
   return std::nullopt;
 }
 
-ChatFormatter::ChatFormatter(ChatTemplate t, bool think, bool drops_reasoning)
-    : t_(t), think_(think), drops_reasoning_(think || drops_reasoning) {}
+ChatFormatter::ChatFormatter(ChatTemplate t, bool think, bool drops_reasoning, bool thinking_switch)
+    : t_(t), think_(think), drops_reasoning_(think || drops_reasoning), thinking_switch_(thinking_switch) {}
+
+void ChatFormatter::set_thinking(bool on) {
+  if (!on && !thinking_switch_) {
+    throw Error("chat: the model's chat template has no enable_thinking switch (Qwen3's has): "
+                "its reasoning cannot be turned off");
+  }
+  thinking_off_ = !on;
+}
+
+std::string_view ChatFormatter::reply_opener() const {
+  if (thinking_off_) return "<think>\n\n</think>\n\n";
+  return think_ ? "<think>\n" : "";
+}
 
 namespace {
 
@@ -58,7 +73,11 @@ ChatFormatter ChatFormatter::for_template(std::string_view jinja, std::string* w
   // The history keeps what follows a reply's last "</think>" where the template splits it there.
   const bool drops = jinja.find("split('</think>')") != std::string_view::npos ||
                      jinja.find("split(\"</think>\")") != std::string_view::npos;
-  return ChatFormatter(*kind, opens_reply_with_think(jinja), drops);
+  // Qwen3's: {%- if enable_thinking is defined and enable_thinking is false %} writes the empty
+  // block; only ChatML and DeepSeek-R1 turns have a "<think>" to write.
+  const bool thinking_switch = jinja.find("enable_thinking") != std::string_view::npos &&
+                               (*kind == ChatTemplate::chatml || *kind == ChatTemplate::deepseek_r1);
+  return ChatFormatter(*kind, opens_reply_with_think(jinja), drops, thinking_switch);
 }
 
 std::vector<ChatSegment> ChatFormatter::system(const std::string& text) {
@@ -84,7 +103,7 @@ std::vector<ChatSegment> ChatFormatter::user_turn(const std::string& text) {
   switch (t_) {
     case ChatTemplate::chatml:
       out = {{"<|im_start|>user\n", true}, {content, false}, {"<|im_end|>\n<|im_start|>assistant\n", true}};
-      if (think_) out.back().text += "<think>\n";
+      out.back().text += reply_opener();
       return out;
     case ChatTemplate::llama3:
       return {{"<|start_header_id|>user<|end_header_id|>\n\n", true}, {content, false},
@@ -103,7 +122,7 @@ std::vector<ChatSegment> ChatFormatter::user_turn(const std::string& text) {
               {"<end_of_turn>\n<start_of_turn>model\n", true}};
     case ChatTemplate::deepseek_r1:
       out = {{"<｜User｜>", true}, {content, false}, {"<｜Assistant｜>", true}};
-      if (think_) out.back().text += "<think>\n";
+      out.back().text += reply_opener();
       return out;
   }
   return out;
@@ -119,9 +138,9 @@ std::string ChatFormatter::history_reply(const std::string& reply) const {
 
 std::vector<ChatSegment> ChatFormatter::past_turn(const std::string& user, const std::string& reply) {
   std::vector<ChatSegment> out = user_turn(user);
-  if (think_ && !out.empty()) {
+  const std::string_view opener = reply_opener();
+  if (!opener.empty() && !out.empty()) {
     std::string& tag = out.back().text;
-    const std::string_view opener = "<think>\n";
     if (tag.size() >= opener.size() && tag.compare(tag.size() - opener.size(), opener.size(), opener) == 0) {
       tag.resize(tag.size() - opener.size());
     }

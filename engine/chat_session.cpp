@@ -21,6 +21,11 @@ ChatSession::ChatSession(std::shared_ptr<const Model> model, const ContextOption
   if (!system_prompt.empty()) pending_ = format_.system(system_prompt);
 }
 
+void ChatSession::set_thinking(bool on) {
+  blank_.set_thinking(on);  // throws for a template without the switch
+  format_.set_thinking(on);
+}
+
 void ChatSession::set_stop_strings(std::vector<std::string> stops) {
   StopStrings{stops};  // throws for an empty one
   stops_ = std::move(stops);
@@ -103,17 +108,19 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   if (!tokens.empty() && !model_->is_end_of_generation(tokens.back())) carry_ = {tokens.back()};
   pending_ = format_.end_assistant_turn();
   turns_.push_back({user, reply});
-  // A template that drops reasoning keeps only the answer in the history: the cache goes back to
-  // where the reply began (before the "<think>\n" the template opened it with, if it did) and
-  // takes the answer again with the next turn.
+  // The history holds a reply as the template writes a past one: without its reasoning where the
+  // template drops it, and without the opener ("<think>\n", or the empty block with thinking off)
+  // the generation prompt wrote for it alone. Where they differ, the cache goes back to where the
+  // opener began and the next turn takes the reply's history form again.
   const std::string answer = format_.history_reply(reply);
+  const std::string_view opener_text = format_.reply_opener();
   bool reasoning_dropped = false;
-  if (answer.size() != reply.size() && ctx_.last_stop() != StopReason::context_full) {
+  if ((answer.size() != reply.size() || !opener_text.empty()) && ctx_.last_stop() != StopReason::context_full) {
     uint64_t reply_start = reply_at;
     bool found = true;
-    if (format_.thinks()) {
-      const std::vector<Tokenizer::Segment> think = {{"<think>\n", true}};
-      const std::vector<int32_t> opener = model_->tokenizer()->tokenize(think, false);
+    if (!opener_text.empty()) {
+      const std::vector<Tokenizer::Segment> segs = {{opener_text, true}};  // a view of a literal
+      const std::vector<int32_t> opener = model_->tokenizer()->tokenize(segs, false);
       found = prompt.size() >= opener.size() && std::equal(opener.begin(), opener.end(), prompt.end() - opener.size());
       reply_start -= opener.size();
     }
@@ -122,7 +129,7 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
       carry_.clear();
       pending_ = {{answer, false}};
       for (auto& seg : format_.end_assistant_turn()) pending_.push_back(std::move(seg));
-      reasoning_dropped = true;
+      reasoning_dropped = answer.size() != reply.size();
     }
   }
   if (stats) {

@@ -97,13 +97,16 @@ constexpr std::string_view kThinkingTemplate =
     "{{ '<|im_start|>assistant\\n<think>\\n' }}{% endif %}";
 
 // Qwen3's way, for SyntheticModelOptions::thinking_by_model: the generation prompt is the plain
-// assistant tag, and a past reply is written from what follows its last </think>.
+// assistant tag (with an empty reasoning block for enable_thinking=false), and a past reply is
+// written from what follows its last </think>.
 constexpr std::string_view kThinkingByModelTemplate =
     "{% for message in messages %}{% if message['role'] == 'assistant' %}"
     "{% set content = message['content'].split('</think>')[-1].lstrip('\\n') %}"
     "{{'<|im_start|>assistant\\n' + content + '<|im_end|>\\n'}}{% else %}"
     "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}"
+    "{% endif %}";
 
 // A SentencePiece-style vocabulary: <unk> <s> </s>, 256 byte tokens, the ChatML control tokens
 // (and <think>, </think> with SyntheticModelOptions::thinking), then filler pieces. Enough for

@@ -37,6 +37,11 @@ int main(int argc, char** argv) {
                  "N: vocabulary size of the synthetic tokenizer; FILE: copy the tokenizer (and "
                  "vocabulary size) of this GGUF file");
   app.add_option("--ctx", ctx, "trained context length");
+  std::string chat_template;  // qwen2/qwen3 default: chatml
+  app.add_option("--chat-template", chat_template,
+                 "qwen2/qwen3: chatml | qwq (replies open with <think>) | qwen3 (the model opens them; "
+                 "enable_thinking)")
+      ->check(CLI::IsMember({"chatml", "qwq", "qwen3"}));
   app.add_flag("--tied", o.tied_output, "tie the output head to the token embeddings");
   app.add_flag("--sparse", o.sparse, "leave tensor data as file holes (instant, for planning)");
   app.add_option("--seed", o.seed, "random seed");
@@ -59,6 +64,12 @@ int main(int argc, char** argv) {
   o.seed = seed;
   o.mix = *engine::parse_weight_mix(type);
   o.vocab_from = vocab_file;
+  if (o.arch == engine::Arch::llama && !chat_template.empty()) {
+    fmt::print(stderr, "engine-mkmodel: --chat-template: llama models are written without a chat template\n");
+    return 2;
+  }
+  o.thinking = chat_template == "qwq";
+  o.thinking_by_model = chat_template == "qwen3";
   if (layers) o.n_layer = *layers;
   if (embd) o.n_embd = *embd;
   if (heads) o.n_head = *heads;

@@ -30,7 +30,7 @@ struct Flags {
   uint32_t batch = 512;
   uint32_t ubatch = 0;
   std::string transport = "auto";
-  bool plan_only = false, json = false, chat = false, no_special = false;
+  bool plan_only = false, json = false, chat = false, no_special = false, no_think = false;
   std::string prompt, file, prompt_ids, system;
   std::vector<std::string> stop;
   int n_predict = 256, threads = 0;
@@ -83,6 +83,7 @@ engine::PlanOptions plan_options(const Flags& f) {
 int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
          const engine::ContextOptions& copts) {
   engine::ChatSession session(model, copts, f.system);
+  if (f.no_think) session.set_thinking(false);
   session.set_stop_strings(f.stop);
   if (!session.warning().empty()) fmt::print(stderr, "engine-run: warning: {}\n", session.warning());
   fmt::print(stderr, "chat template: {}\n", engine::chat_template_name(session.template_kind()));
@@ -230,6 +231,8 @@ int main(int argc, char** argv) {
   fl->excludes(ids);
   auto* chat_flag = app.add_flag("--chat", f.chat, "chat with the model's template (interactive without --prompt)");
   app.add_option("--system", f.system, "system prompt for --chat")->needs(chat_flag);
+  app.add_flag("--no-think", f.no_think, "answer without reasoning first (templates with enable_thinking: Qwen3)")
+      ->needs(chat_flag);
   app.add_flag("--no-special", f.no_special, "do not turn control-token text in the prompt into tokens");
   app.add_option("--n-predict,-n", f.n_predict, "tokens to generate at most")->check(CLI::Range(0, 1 << 24));
   app.add_option("--threads,-t", f.threads, "CPU threads (default: one per physical core)")->check(CLI::Range(0, 4096));
@@ -272,6 +275,10 @@ int main(int argc, char** argv) {
     }
     const std::vector<int32_t> prompt = f.chat ? std::vector<int32_t>{} : prompt_tokens(f, *model, plan.n_ctx);
     if (!f.stop.empty() && !model->tokenizer()) throw engine::Error("--stop: the model has no tokenizer to give text");
+    if (f.no_think && !engine::ChatFormatter::for_template(model->chat_template(), nullptr).has_thinking_switch()) {
+      throw engine::Error(fmt::format("--no-think: {}: tokenizer.chat_template has no enable_thinking switch "
+                                      "(Qwen3's has one)", f.model));
+    }
     if (f.threads == 0) f.threads = engine::default_thread_count();  // resolved once, for all below
     const int threads = f.threads;
     engine::tools::warn_if_threads_exceed_cpus("engine-run", threads);

@@ -9,6 +9,8 @@ import re
 import sys
 import unittest
 
+import gguf
+
 sys.path.insert(0, os.path.dirname(__file__))
 from common import ENGINE_RUN, mkmodel, run, tempdir  # noqa: E402
 
@@ -102,6 +104,52 @@ class ChatKeepsTheCache(unittest.TestCase):
                     self.assertEqual(r.stdout[:-1], free)
                     self.assertNotIn(b"stopped at a --stop string", r.stderr)
             self.assertGreater(checked, 0, free)
+
+
+def chat_stats(*args):
+    """The turn statistics engine-run --chat prints (a random model's reply need not be UTF-8)."""
+    r = __import__("subprocess").run([str(a) for a in args], capture_output=True, check=True)
+    return [tuple(map(int, m)) for m in STATS.findall(r.stderr.decode("utf-8", "replace"))]
+
+
+def chat_template(model):
+    return gguf.GGUFReader(model).fields["tokenizer.chat_template"].contents()
+
+
+class ThinkingSwitch(unittest.TestCase):
+    """--no-think against the model's own template rendered by Jinja (jinja2, the engine the
+    templates are written for): the first turn processes what the template renders with
+    enable_thinking=false, and the reply then leaves the cache where the history's form of it
+    begins (what the template renders with thinking on: no empty block)."""
+
+    def test_the_turn_is_what_the_template_renders(self):
+        import jinja2
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "qwen3.gguf"), "--arch", "qwen3", "--chat-template", "qwen3")
+            template = jinja2.Environment().from_string(chat_template(model))
+            messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "first question"}]
+            off = template.render(messages=messages, add_generation_prompt=True, enable_thinking=False)
+            on = template.render(messages=messages, add_generation_prompt=True)
+            self.assertTrue(off.startswith(on) and off != on, (off, on))
+            (p1, _, c1, _), = chat_stats(ENGINE_RUN, "--model", model, "--chat", "--no-think", "--system",
+                                         "Be brief.", "-p", "first question", "-n", "6", "--seed", "7")
+            self.assertEqual(p1, count_tokens(model, off))
+            self.assertEqual(c1, count_tokens(model, on))
+            # Thinking on: the turn is the template's own rendering without the block.
+            (p1, _, _, _), = chat_stats(ENGINE_RUN, "--model", model, "--chat", "--system", "Be brief.", "-p",
+                                        "first question", "-n", "6", "--seed", "7")
+            self.assertEqual(p1, count_tokens(model, on))
+
+    def test_a_template_without_the_switch_is_one_line(self):
+        with tempdir() as d:
+            for flags in (["--chat-template", "qwq"], []):
+                model = mkmodel(os.path.join(d, "m.gguf"), "--arch", "qwen2", *flags)
+                self.assertNotIn("enable_thinking", chat_template(model))
+                r = run(ENGINE_RUN, "--model", model, "--chat", "--no-think", "-p", "hi", check=False)
+                self.assertNotEqual(r.returncode, 0)
+                self.assertEqual(r.stdout, "")
+                self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+                self.assertIn("--no-think: " + model + ": tokenizer.chat_template has no enable_thinking", r.stderr)
 
 
 if __name__ == "__main__":

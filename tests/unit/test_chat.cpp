@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/chat.h"
+#include "engine/error.h"
 #include "engine/model_file.h"
 #include "engine/synthetic_model.h"
 #include "engine/tokenizer.h"
@@ -77,6 +78,40 @@ TEST(ChatTemplate, ThinkingTemplatesAreToldApart) {
       "{{'<|im_start|>' + message['role'] + '\\n' + message['content']}}", nullptr);
   EXPECT_FALSE(plain.thinks());
   EXPECT_FALSE(plain.drops_reasoning());
+}
+
+// Qwen3's template reads enable_thinking: with it false, the generation prompt closes an empty
+// reasoning block after the assistant's tag, and the history leaves that block out as it leaves
+// out any reasoning. Templates without the switch refuse to turn thinking off.
+TEST(ChatTemplate, ThinkingTurnsOffOnlyWhereTheTemplateHasTheSwitch) {
+  ChatFormatter qwen3 = ChatFormatter::for_template(
+      "{%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}"
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+      "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}"
+      "{%- endif %}{%- endif %}", nullptr);
+  ASSERT_TRUE(qwen3.has_thinking_switch());
+  EXPECT_TRUE(qwen3.thinking());
+  EXPECT_EQ(qwen3.reply_opener(), "");
+  qwen3.set_thinking(false);
+  EXPECT_FALSE(qwen3.thinking());
+  EXPECT_EQ(joined(qwen3.user_turn("Hi")),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+  EXPECT_EQ(joined(qwen3.past_turn("Hi", "Hello")),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello<|im_end|>\n");
+  qwen3.set_thinking(true);
+  EXPECT_EQ(joined(qwen3.user_turn("Next")), "<|im_start|>user\nNext<|im_end|>\n<|im_start|>assistant\n");
+
+  ChatFormatter qwq = ChatFormatter::for_template(
+      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}", nullptr);
+  ChatFormatter plain = ChatFormatter::for_template("{{'<|im_start|>' + message['role']}}", nullptr);
+  ChatFormatter llama3 = ChatFormatter::for_template("<|start_header_id|>{{ enable_thinking }}", nullptr);
+  for (ChatFormatter* f : {&qwq, &plain, &llama3}) {
+    EXPECT_FALSE(f->has_thinking_switch());
+    EXPECT_THROW(f->set_thinking(false), Error);
+    f->set_thinking(true);
+    EXPECT_TRUE(f->thinking());
+  }
+  EXPECT_EQ(qwq.reply_opener(), "<think>\n");
 }
 
 // History as the thinking templates write it: a reply's answer after its last </think>, its

@@ -1,10 +1,12 @@
 // ChatSession with a thinking template (QwQ's way: replies open with "<think>\n", the history
-// keeps only the answer after "</think>"). A random model's sampled reply that happens to hold
-// </think> must leave the cache where the reply's "<think>\n" began, the next turn must process
-// the answer, its end tag and the new message, and that turn must see exactly the tokens a
-// fresh context fed the same history sees (its greedy reply is the same).
+// keeps only the answer after "</think>"; Qwen3's, with thinking on and off). A random model's
+// sampled reply that happens to hold </think>, or any reply after an opener the history leaves
+// out, must leave the cache where the reply (its opener) began, the next turn must process the
+// answer, its end tag and the new message, and that turn must see exactly the tokens a fresh
+// context fed the same history sees (its greedy reply is the same).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +14,7 @@
 #include "engine/chat.h"
 #include "engine/chat_session.h"
 #include "engine/engine.h"
+#include "engine/error.h"
 #include "engine/synthetic_model.h"
 #include "engine/tokenizer.h"
 #include "test_support.h"
@@ -25,11 +28,15 @@ std::vector<int32_t> tokens_of(const Tokenizer& tok, const std::vector<ChatSegme
   return tok.tokenize(segs, first);
 }
 
-// QwQ's template (the prompt opens the reply with "<think>\n") and Qwen3's (the model opens it).
-class ChatSessionThinking : public ::testing::TestWithParam<bool> {};
+// QwQ's template (the prompt opens the reply with "<think>\n"), Qwen3's (the model opens it), and
+// Qwen3's with thinking turned off (the prompt writes an empty block the history leaves out).
+enum class Thinking { template_opens, model_opens, switched_off };
+
+class ChatSessionThinking : public ::testing::TestWithParam<Thinking> {};
 
 TEST_P(ChatSessionThinking, RepliesLeaveOnlyTheAnswerInTheHistory) {
-  const bool template_opens = GetParam();
+  const Thinking mode = GetParam();
+  const bool template_opens = mode == Thinking::template_opens;
   test::TempDir dir;
   SyntheticModelOptions o = *preset_options("tiny", Arch::qwen2);
   o.thinking = template_opens;
@@ -47,32 +54,37 @@ TEST_P(ChatSessionThinking, RepliesLeaveOnlyTheAnswerInTheHistory) {
   sampled.min_p = 0.0f;
   SamplingParams greedy;
   greedy.greedy = true;
-  const std::vector<int32_t> opener = tokens_of(tok, {{"<think>\n", true}}, false);
+  ChatFormatter f(ChatTemplate::chatml, template_opens, true, mode != Thinking::template_opens);
+  if (mode == Thinking::switched_off) f.set_thinking(false);
+  const std::vector<int32_t> opener = tokens_of(tok, {{std::string(f.reply_opener()), true}}, false);
+  ASSERT_EQ(opener.empty(), mode == Thinking::model_opens);
   for (uint64_t seed = 1; seed < 400; ++seed) {
     ChatSession chat(model, co, "Be brief.");
     ASSERT_EQ(chat.template_kind(), ChatTemplate::chatml);
+    if (mode == Thinking::switched_off) chat.set_thinking(false);
+    EXPECT_EQ(chat.thinking(), mode != Thinking::switched_off);
     sampled.seed = seed;
     ChatSession::TurnStats first;
     const std::string reply = chat.send("first question", sampled, 200, {}, &first);
-    if (reply.find("</think>") == std::string::npos) {
-      EXPECT_FALSE(first.reasoning_dropped);
-      continue;
-    }
-    ASSERT_TRUE(first.reasoning_dropped) << reply;
+    const bool has_reasoning = reply.find("</think>") != std::string::npos;
+    EXPECT_EQ(first.reasoning_dropped, has_reasoning);
+    // A reply the history writes as it is, after no opener, stays in the cache; any other goes.
+    if (!has_reasoning && opener.empty()) continue;
     // The cache: the system prompt and the first message, up to where the reply began (before
-    // the "<think>\n" the template opened it with).
-    ChatFormatter f(ChatTemplate::chatml, template_opens, true);
-    std::vector<ChatSegment> opening = f.system("Be brief.");
-    for (auto& s : f.user_turn("first question")) opening.push_back(s);
+    // the opener the template wrote for it).
+    ChatFormatter fresh_format = f;
+    std::vector<ChatSegment> opening = fresh_format.system("Be brief.");
+    for (auto& s : fresh_format.user_turn("first question")) opening.push_back(s);
     std::vector<int32_t> history = tokens_of(tok, opening, true);
     ASSERT_EQ(first.prompt_tokens, history.size());
-    if (template_opens) history.resize(history.size() - opener.size());
+    ASSERT_TRUE(std::equal(opener.begin(), opener.end(), history.end() - opener.size()));
+    history.resize(history.size() - opener.size());
     EXPECT_EQ(chat.context().n_past(), history.size());
 
     // The next turn: the answer alone, its end tag, the new message.
-    std::vector<ChatSegment> next = {{f.history_reply(reply), false}};
-    for (auto& s : f.end_assistant_turn()) next.push_back(s);
-    for (auto& s : f.user_turn("second question")) next.push_back(s);
+    std::vector<ChatSegment> next = {{fresh_format.history_reply(reply), false}};
+    for (auto& s : fresh_format.end_assistant_turn()) next.push_back(s);
+    for (auto& s : fresh_format.user_turn("second question")) next.push_back(s);
     const std::vector<int32_t> turn = tokens_of(tok, next, false);
     ChatSession::TurnStats second;
     const std::string reply2 = chat.send("second question", greedy, 24, {}, &second);
@@ -89,16 +101,36 @@ TEST_P(ChatSessionThinking, RepliesLeaveOnlyTheAnswerInTheHistory) {
     }
     want += stream.flush();
     EXPECT_EQ(reply2, want);
-    return;
+    // Thinking off, any reply does; else go on to one that holds reasoning.
+    if (has_reasoning || mode == Thinking::switched_off) return;
   }
   FAIL() << "no sampled reply held </think> in 400 tries";
 }
 
-INSTANTIATE_TEST_SUITE_P(Templates, ChatSessionThinking, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& p) {
-                           return p.param ? std::string("TemplateOpensTheReasoning")
-                                          : std::string("ModelOpensTheReasoning");
+INSTANTIATE_TEST_SUITE_P(Templates, ChatSessionThinking,
+                         ::testing::Values(Thinking::template_opens, Thinking::model_opens, Thinking::switched_off),
+                         [](const ::testing::TestParamInfo<Thinking>& p) {
+                           switch (p.param) {
+                             case Thinking::template_opens: return std::string("TemplateOpensTheReasoning");
+                             case Thinking::model_opens: return std::string("ModelOpensTheReasoning");
+                             case Thinking::switched_off: return std::string("ThinkingSwitchedOff");
+                           }
+                           return std::string();
                          });
+
+// A template without enable_thinking cannot turn the reasoning off: the session says so.
+TEST(ChatSession, RefusesToTurnThinkingOffWithoutTheSwitch) {
+  test::TempDir dir;
+  SyntheticModelOptions o = *preset_options("tiny", Arch::qwen2);
+  o.thinking = true;
+  write_synthetic_model(o, dir.file("qwq.gguf"));
+  ContextOptions co;
+  co.n_ctx = 64;
+  co.n_threads = 1;
+  ChatSession chat(Model::load(dir.file("qwq.gguf")), co);
+  EXPECT_THROW(chat.set_thinking(false), Error);
+  EXPECT_TRUE(chat.thinking());
+}
 
 // A model without a chat template gets ChatML and the session says so; one with a recognised
 // template gets no warning. (The warning was once written before its string existed and lost.)

@@ -30,8 +30,9 @@ class ChatFormatter {
   // think: the template opens the assistant's turn with "<think>\n" (QwQ, DeepSeek-R1), and
   // leaves a reply's reasoning out of the history. drops_reasoning alone: the history keeps only
   // what follows a reply's last "</think>", but the model opens its reasoning itself (Qwen3).
+  // thinking_switch: the template reads enable_thinking (Qwen3), so set_thinking(false) works.
   ChatFormatter(ChatTemplate t, bool think) : ChatFormatter(t, think, think) {}
-  ChatFormatter(ChatTemplate t, bool think, bool drops_reasoning);
+  ChatFormatter(ChatTemplate t, bool think, bool drops_reasoning, bool thinking_switch = false);
   static ChatFormatter for_template(std::string_view jinja, std::string* warning);
 
   ChatTemplate kind() const { return t_; }
@@ -39,6 +40,16 @@ class ChatFormatter {
   bool thinks() const { return think_; }
   // Whether the history leaves a reply's reasoning out (history_reply).
   bool drops_reasoning() const { return drops_reasoning_; }
+  // Whether the template can turn the model's reasoning off (enable_thinking=false).
+  bool has_thinking_switch() const { return thinking_switch_; }
+  // Off: the reply opens with an empty "<think>\n\n</think>\n\n", as Qwen3's template writes it
+  // for enable_thinking=false, so the model answers at once. Throws engine::Error for a template
+  // without the switch. Takes effect from the next user_turn.
+  void set_thinking(bool on);
+  bool thinking() const { return !thinking_off_; }
+  // What the generation prompt writes after the assistant's tag, for the reply alone (the history
+  // leaves it out): "<think>\n" (thinks()), the empty block with thinking off, or nothing.
+  std::string_view reply_opener() const;
   // The system prompt (some templates fold it into the first user turn).
   std::vector<ChatSegment> system(const std::string& text);
   // A user turn followed by the prompt that opens the assistant's reply.
@@ -58,6 +69,8 @@ class ChatFormatter {
   ChatTemplate t_;
   bool think_;
   bool drops_reasoning_;
+  bool thinking_switch_;
+  bool thinking_off_ = false;
   bool first_user_ = true;
   std::string pending_system_;
 };

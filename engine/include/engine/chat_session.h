@@ -3,8 +3,8 @@
 // reply as text that never splits a UTF-8 character. When a turn and room for its reply no longer
 // fit the context, the conversation is formatted anew from the system prompt and as many of the
 // latest turns as fit, their texts tokenized again (as Ollama truncates a chat's history). With a
-// thinking template (QwQ, DeepSeek-R1) the history holds each reply's answer without its
-// reasoning, as the template writes it.
+// thinking template (QwQ, DeepSeek-R1, Qwen3) the history holds each reply's answer without its
+// reasoning, as the template writes it; Qwen3's can turn the reasoning off (set_thinking).
 #pragma once
 
 #include <functional>
@@ -38,9 +38,16 @@ class ChatSession {
     StopReason stop = StopReason::n_predict;
     bool stop_string = false;  // the reply ended where a stop string appeared
     // A thinking template's reply: its reasoning was taken out of the cache, the answer alone
-    // stays in the history (the next turn processes it again).
+    // stays in the history (the next turn processes it again). (A reply whose history form
+    // differs only by the opener the template wrote for it is taken out too, without this flag.)
     bool reasoning_dropped = false;
   };
+
+  // Turns the model's reasoning on or off from the next message on (ChatFormatter::set_thinking;
+  // Ollama's think, llama.cpp's enable_thinking). Throws engine::Error for a template without
+  // the switch.
+  void set_thinking(bool on);
+  bool thinking() const { return format_.thinking(); }
 
   // Replies end where one of these strings appears in their text, which then ends before it
   // (StopStrings). Throws engine::Error for an empty string.
