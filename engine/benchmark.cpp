@@ -220,6 +220,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
       PlanOptions po;
       po.split = parse_split(split);
       po.n_batch = o.n_batch;
+      po.n_ubatch = o.n_ubatch;
       po.kv_type = *kv_type;
       po.prompt_offload = o.prompt_offload;
       uint32_t max_tokens = 0;

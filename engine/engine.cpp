@@ -120,7 +120,7 @@ Context::Context(std::shared_ptr<const Model> model, const ContextOptions& optio
     ranges.push_back({stages[s].first_layer, stages[s].last_layer, s == 0, s + 1 == stages.size()});
   }
   check_stage_ranges(ranges, hp.n_layer);
-  const uint32_t n_ubatch = options.n_ubatch == 0 ? n_batch_ : std::min(options.n_ubatch, n_batch_);
+  const uint32_t n_ubatch = stage_micro_batch(options.n_batch, options.n_ubatch, n_ctx_);  // as planned
   // What the GPU stages upload in all, for the load progress.
   uint64_t upload_total = 0, uploaded = 0;
   for (size_t s = 0; s < stages.size(); ++s) {

@@ -21,8 +21,10 @@ double gib(uint64_t bytes) { return double(bytes) / 1073741824.0; }
 }  // namespace
 
 std::string plan_report_text(const Plan& plan) {
-  std::string out = fmt::format("plan for {}: split {}, ctx {}, batch {}, KV {}\n", plan.model,
-                                plan.split, plan.n_ctx, plan.n_batch, kv_type_name(plan.kv_type));
+  const std::string micro = plan.n_ubatch && plan.n_ubatch != plan.n_batch
+                                ? fmt::format(" (micro-batch {})", plan.n_ubatch) : std::string();
+  std::string out = fmt::format("plan for {}: split {}, ctx {}, batch {}{}, KV {}\n", plan.model,
+                                plan.split, plan.n_ctx, plan.n_batch, micro, kv_type_name(plan.kv_type));
   out += fmt::format("{:<28} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10}\n", "device",
                      "layers", "weights", "KV", "compute", "offload", "reserve", "free", "needed",
                      "free after");
@@ -66,6 +68,7 @@ std::string plan_report_json(const Plan& plan) {
   j["split"] = plan.split;
   j["n_ctx"] = plan.n_ctx;
   j["n_batch"] = plan.n_batch;
+  j["n_ubatch"] = plan.n_ubatch;
   j["kv_type"] = kv_type_name(plan.kv_type);
   auto devices = nlohmann::ordered_json::array();
   for (const auto& d : plan.devices) {

@@ -52,7 +52,7 @@ class Planner {
     d.output = output;
     d.reserve_bytes = reserve_bytes(opt_.reserve, i, d.device.total_bytes);
     fill(d, ctx);
-    if (offload) d.offload_bytes = prompt_offload_device_bytes(m_, *offload, opt_.n_batch);
+    if (offload) d.offload_bytes = prompt_offload_device_bytes(m_, *offload, micro_batch(ctx));
     return d;
   }
 
@@ -65,7 +65,7 @@ class Planner {
     d.reserve_bytes = opt_.cpu_reserve;
     fill(d, ctx);
     d.weight_bytes += m_.input_bytes();
-    if (offload && layers) d.offload_bytes = prompt_offload_host_bytes(m_, *layers, opt_.n_batch);
+    if (offload && layers) d.offload_bytes = prompt_offload_host_bytes(m_, *layers, micro_batch(ctx));
     return d;
   }
 
@@ -257,6 +257,8 @@ class Planner {
   }
 
  private:
+  uint32_t micro_batch(uint32_t ctx) const { return stage_micro_batch(opt_.n_batch, opt_.n_ubatch, ctx); }
+
   void fill(DevicePlan& d, uint32_t ctx) const {
     const uint32_t layers = count(d.layers);
     const bool gpu = d.device.kind == DeviceKind::gpu;
@@ -270,7 +272,7 @@ class Planner {
     d.kv_bytes = gpu ? stage_kv_bytes(m_.hp, opt_.kv_type, ctx, layers)
                      : cpu_stage_kv_bytes(m_.hp, opt_.kv_type, ctx, layers);
     if (layers > 0 || d.output || d.device.kind == DeviceKind::cpu) {
-      StageShape shape{opt_.n_batch, ctx, opt_.n_outputs, layers > 0, d.output, gpu, opt_.kv_type};
+      StageShape shape{micro_batch(ctx), ctx, opt_.n_outputs, layers > 0, d.output, gpu, opt_.kv_type};
       d.compute_bytes = stage_buffer_bytes(m_.hp, shape);
     }
   }
@@ -365,6 +367,7 @@ Plan make_plan(const ModelSpec& model, const Inventory& inv, const PlanOptions& 
   plan.n_layer = planner.n_layer();
   plan.n_ctx = ctx;
   plan.n_batch = opt.n_batch;
+  plan.n_ubatch = stage_micro_batch(opt.n_batch, opt.n_ubatch, ctx);
   plan.kv_type = opt.kv_type;
   for (const auto& d : plan.devices) {
     (d.device.kind == DeviceKind::gpu ? plan.n_layer_gpu : plan.n_layer_cpu) += count(d.layers);

@@ -63,6 +63,7 @@ engine::PlanOptions plan_options(const Flags& f) {
   engine::PlanOptions o = engine::tools::placement_options(f.place);
   o.kv_type = *engine::parse_kv_type(f.kv_type);
   o.n_batch = f.batch;
+  o.n_ubatch = f.ubatch;
   if (f.ctx == "max") {
     o.ctx_max = true;
   } else if (!f.ctx.empty()) {

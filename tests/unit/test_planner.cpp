@@ -82,14 +82,14 @@ class PlannerTest : public ::testing::Test {
   }
   static uint64_t kv_by_hand(uint32_t ctx) { return 2ull * ctx * 8 * 128 * 2; }  // K+V, f16
 
-  // The prompt offload of CPU layers first..last at 512 tokens, from the tensor table: on the GPU the
+  // The prompt offload of CPU layers first..last at `batch` tokens, from the tensor table: on the GPU the
   // largest matrix (as a GPU stage holds it), the batch in fp16 at the widest input, and an f32
   // buffer for the batch or a product, whichever is wider; on the CPU two 8 MiB pinned chunks
   // and that f32 buffer's pinned copy.
   struct OffloadByHand {
     uint64_t gpu = 0, cpu = 0;
   };
-  static OffloadByHand offload_by_hand(uint32_t first, uint32_t last) {
+  static OffloadByHand offload_by_hand(uint32_t first, uint32_t last, uint64_t batch = 512) {
     uint64_t matrix = 0, max_k = 0, max_n = 0;
     for (uint32_t l = first; l <= last; ++l) {
       const std::string prefix = fmt::format("blk.{}.", l);
@@ -101,8 +101,8 @@ class PlannerTest : public ::testing::Test {
       }
     }
     auto aligned = [](uint64_t b) { return (b + 255) / 256 * 256; };
-    const uint64_t rows = 4 * 512 * std::max(max_k, max_n);
-    return {matrix + aligned(2 * 512 * max_k) + aligned(rows), 2 * (8ull << 20) + rows};
+    const uint64_t rows = 4 * batch * std::max(max_k, max_n);
+    return {matrix + aligned(2 * batch * max_k) + aligned(rows), 2 * (8ull << 20) + rows};
   }
 
   // Every layer exactly once, contiguous per device, in pipeline (layer) order.
@@ -242,6 +242,40 @@ TEST_F(PlannerTest, ManualSplitsTakeThePromptOffloadWhereItFits) {
     EXPECT_EQ(p.prompt_offload_gpu, spare >= offload ? 0 : -1) << spare;
     EXPECT_EQ(p.devices[0].offload_bytes, spare >= offload ? offload : 0) << spare;
   }
+}
+
+// Every stage is built for the micro-batch (ContextOptions::n_ubatch, never more than the batch
+// or the context), so the planner counts its buffers and the prompt offload at it: a batch of
+// 2048 in micro-batches of 512 needs what a batch of 512 does, and a batch wider than the
+// context what a batch of the context's width does.
+TEST_F(PlannerTest, BuffersAreCountedAtTheMicroBatch) {
+  const uint32_t ctx = 4096;
+  auto plan_at = [&](uint32_t batch, uint32_t ubatch, uint32_t n_ctx) {
+    PlanOptions o;
+    o.split = parse_split("10");  // layers 10..63 on the CPU, their prompts on the GPU
+    o.n_ctx = n_ctx;
+    o.n_batch = batch;
+    o.n_ubatch = ubatch;
+    return make_plan(*spec_, sims({24}), o);
+  };
+  auto expect_counted_at = [&](const Plan& p, uint32_t b, uint32_t n_ctx) {
+    ASSERT_EQ(p.prompt_offload_gpu, 0);
+    EXPECT_EQ(p.n_ubatch, b);
+    ASSERT_TRUE(p.devices[0].output);  // the head goes on the GPU
+    EXPECT_EQ(p.devices[0].compute_bytes, stage_buffer_bytes(spec_->hp, {b, n_ctx, 1, true, true, true}));
+    EXPECT_EQ(p.devices[1].compute_bytes, stage_buffer_bytes(spec_->hp, {b, n_ctx, 1, true, false, false}));
+    EXPECT_EQ(p.devices[0].offload_bytes, offload_by_hand(10, 63, b).gpu);
+    EXPECT_EQ(p.devices[1].offload_bytes, offload_by_hand(10, 63, b).cpu);
+  };
+  const Plan whole = plan_at(2048, 0, ctx);
+  expect_counted_at(whole, 2048, ctx);
+  const Plan micro = plan_at(2048, 512, ctx);
+  expect_counted_at(micro, 512, ctx);
+  EXPECT_EQ(micro.n_batch, 2048u);
+  EXPECT_LT(micro.devices[0].needed_bytes(), whole.devices[0].needed_bytes());
+  EXPECT_NE(plan_report_text(micro).find("batch 2048 (micro-batch 512)"), std::string::npos);
+  expect_counted_at(plan_at(512, 4096, ctx), 512, ctx);  // a micro-batch wider than the batch
+  expect_counted_at(plan_at(512, 0, 256), 256, 256);      // a batch wider than the context
 }
 
 // A q8_0 cache on one 24 GiB GPU at 32768 tokens: by hand as above, with KV of 34/32 bytes a
@@ -393,6 +427,8 @@ TEST_F(PlannerTest, JsonReport) {
   EXPECT_EQ(j["n_layer_gpu"], 64);
   EXPECT_EQ(j["n_layer_cpu"], 0);
   EXPECT_EQ(j["max_ctx_full_offload"], p.max_ctx_full_offload);
+  EXPECT_EQ(j["n_batch"], 512);
+  EXPECT_EQ(j["n_ubatch"], 512);
   uint64_t weights = 0;
   for (const auto& d : j["devices"]) weights += d["weight_bytes"].get<uint64_t>();
   uint64_t stored = 0;  // as each device stores it: the token embeddings in the CPU's mmap

@@ -3,6 +3,7 @@
 // the buffers stage_buffers() lists, so the planner's count is the allocation, not an estimate.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -58,6 +59,13 @@ uint64_t gpu_weight_bytes(const ModelSpec& m, std::optional<std::pair<uint32_t, 
 uint64_t gpu_layer_bytes(const ModelSpec& m, uint32_t layer);
 uint64_t gpu_rope_bytes(const ModelSpec& m);
 uint64_t gpu_output_bytes(const ModelSpec& m);
+
+// The prompt micro-batch the stages are built for: n_ubatch (0: n_batch), never more than n_batch
+// or the context. The planner counts every stage's buffers at it; Context builds them at it.
+inline uint32_t stage_micro_batch(uint32_t n_batch, uint32_t n_ubatch, uint32_t n_ctx) {
+  const uint32_t batch = n_ctx ? std::min(n_batch, n_ctx) : n_batch;
+  return n_ubatch ? std::min(n_ubatch, batch) : batch;
+}
 
 // What one stage (a device's contiguous layer range) processes at once.
 struct StageShape {

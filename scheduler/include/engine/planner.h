@@ -60,7 +60,9 @@ struct PlanOptions {
   uint32_t n_ctx = 0;    // 0: min(trained context, 4096)
   bool ctx_max = false;  // --ctx max
   KvType kv_type = KvType::f16;
-  uint32_t n_batch = 512;
+  uint32_t n_batch = 512;   // prompt tokens per forward call
+  uint32_t n_ubatch = 0;    // the micro-batch through the stages (0: n_batch), as ContextOptions's;
+                            // every buffer is counted at it (stage_micro_batch)
   uint32_t n_outputs = 1;
   ReserveSpec reserve;
   uint64_t cpu_reserve = 1ull << 30;  // RAM left to the OS and the rest of the process
@@ -102,6 +104,7 @@ struct Plan {
   uint32_t n_layer_cpu = 0;
   uint32_t n_ctx = 0;
   uint32_t n_batch = 0;
+  uint32_t n_ubatch = 0;  // the micro-batch the buffers are counted at (stage_micro_batch)
   KvType kv_type = KvType::f16;
   // The GPU (index into devices) that multiplies the CPU layers' prompt batches; -1 for none.
   int prompt_offload_gpu = -1;
@@ -121,7 +124,7 @@ std::string plan_report_text(const Plan& plan);
 // Keys: devices [{name, kind, free_bytes, reserve_bytes, first_layer, last_layer, output,
 // weight_bytes, kv_bytes, compute_bytes, offload_bytes, needed_bytes, free_after_bytes}], n_layer,
 // n_layer_gpu, n_layer_cpu, output_on_gpu, prompt_offload_gpu (a device name, or null), n_ctx,
-// n_batch, kv_type, split, max_ctx_full_offload, max_ctx_full_offload_q8_0.
+// n_batch, n_ubatch, kv_type, split, max_ctx_full_offload, max_ctx_full_offload_q8_0.
 std::string plan_report_json(const Plan& plan);
 
 }  // namespace engine
