@@ -17,12 +17,12 @@
 namespace engine {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, WeightMix>, 13> kMixNames{{
+constexpr std::array<std::pair<std::string_view, WeightMix>, 15> kMixNames{{
     {"f32", WeightMix::f32},       {"f16", WeightMix::f16},       {"bf16", WeightMix::bf16},
     {"q8_0", WeightMix::q8_0},     {"q4_0", WeightMix::q4_0},     {"q4_1", WeightMix::q4_1},
     {"q5_0", WeightMix::q5_0},     {"q5_1", WeightMix::q5_1},     {"q2_k", WeightMix::q2_k},
     {"q3_k_m", WeightMix::q3_k_m}, {"q4_k_m", WeightMix::q4_k_m}, {"q5_k_m", WeightMix::q5_k_m},
-    {"q6_k", WeightMix::q6_k},
+    {"q6_k", WeightMix::q6_k},     {"iq4_nl", WeightMix::iq4_nl}, {"iq4_xs", WeightMix::iq4_xs},
 }};
 
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third layer in
@@ -191,6 +191,8 @@ uint32_t llama_file_type(WeightMix mix) {
     case WeightMix::q4_k_m: return 15;
     case WeightMix::q5_k_m: return 17;
     case WeightMix::q6_k: return 18;
+    case WeightMix::iq4_nl: return 25;
+    case WeightMix::iq4_xs: return 30;
     case WeightMix::bf16: return 32;
   }
   return 0;
@@ -304,6 +306,11 @@ GgmlType tensor_type_for(WeightMix mix, std::string_view name, uint32_t layer, u
     case WeightMix::q5_k_m:
       if (is_output || ((v || down) && use_more_bits(layer, n_layer))) return GgmlType::Q6_K;
       return mix == WeightMix::q4_k_m ? GgmlType::Q4_K : GgmlType::Q5_K;
+    case WeightMix::iq4_nl:
+    case WeightMix::iq4_xs:  // as llama.cpp mixes them: the head in Q6_K, attn_v in Q5_K under GQA
+      if (is_output) return GgmlType::Q6_K;
+      if (v && n_gqa >= 4) return GgmlType::Q5_K;
+      return mix == WeightMix::iq4_nl ? GgmlType::IQ4_NL : GgmlType::IQ4_XS;
     case WeightMix::f32: break;
   }
   return GgmlType::F32;

@@ -9,6 +9,8 @@
 //   Q4_K  {f16 d, dmin; u8 scales[12]; u8 qs[128]}            8 groups of 32, 6-bit scale/min
 //   Q5_K  {f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]} as Q4_K plus a 5th bit
 //   Q6_K  {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}       16 groups of 16, x = (q - 32) d s
+//   IQ4_NL {f16 d; u8 qs[16]}                  x = kIQ4Values[q] d, q as Q4_0's
+//   IQ4_XS {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}  8 groups of 32, x = kIQ4Values[q] d (s - 32)
 #include <cstring>
 
 #include <fmt/format.h>
@@ -149,6 +151,30 @@ void dequant_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
   }
 }
 
+void dequant_iq4_nl(const BlockIQ4_NL* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += 32) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = d * float(kIQ4Values[b[i].qs[j] & 15]);
+      y[j + 16] = d * float(kIQ4Values[b[i].qs[j] >> 4]);
+    }
+  }
+}
+
+void dequant_iq4_xs(const BlockIQ4_XS* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int g = 0; g < 8; ++g, y += 32) {
+      const float dl = d * float(iq4_xs_scale(b[i], g));
+      const uint8_t* qs = b[i].qs + 16 * g;
+      for (int j = 0; j < 16; ++j) {
+        y[j] = dl * float(kIQ4Values[qs[j] & 15]);
+        y[j + 16] = dl * float(kIQ4Values[qs[j] >> 4]);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
@@ -175,6 +201,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::Q4_K: return dequant_q4_k(static_cast<const BlockQ4_K*>(src), dst, nb);
     case GgmlType::Q5_K: return dequant_q5_k(static_cast<const BlockQ5_K*>(src), dst, nb);
     case GgmlType::Q6_K: return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
+    case GgmlType::IQ4_NL: return dequant_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, nb);
+    case GgmlType::IQ4_XS: return dequant_iq4_xs(static_cast<const BlockIQ4_XS*>(src), dst, nb);
   }
   throw Error(fmt::format("dequantize_row: unsupported type id {}", static_cast<uint32_t>(type)));
 }

@@ -17,6 +17,10 @@ inline float block_min(const BlockQ4_0&, float d) { return -8.0f * d; }
 inline float block_min(const BlockQ4_1& b, float) { return h2f(b.m); }
 inline float block_min(const BlockQ5_0&, float d) { return -16.0f * d; }
 inline float block_min(const BlockQ5_1& b, float) { return h2f(b.m); }
+// IQ4_NL and IQ4_XS groups, for the AVX-512 VNNI panels only: a grid value v as the code v + 128
+// (1 .. 241), which vpdpbusd multiplies exactly and AVX2's maddubs would saturate (their rows and
+// the AVX2 path: dot_iq4_impl.h).
+inline float block_min(const BlockIQ4_NL&, float d) { return -128.0f * d; }
 
 #if defined(__AVX2__) && defined(__FMA__)
 // The block's 32 codes as bytes, value j at byte j: value j < 16 is the low nibble of qs[j],
@@ -43,6 +47,11 @@ inline __m256i fifth_bits32(const uint8_t* qh) {
 }
 
 inline __m256i codes32(const BlockQ4_0& b) { return nibbles32(b.qs); }
+inline __m256i iq4_codes32(const uint8_t* qs) {
+  const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4Values)));
+  return _mm256_xor_si256(_mm256_shuffle_epi8(grid, nibbles32(qs)), _mm256_set1_epi8(int8_t(0x80)));
+}
+inline __m256i codes32(const BlockIQ4_NL& b) { return iq4_codes32(b.qs); }
 inline __m256i codes32(const BlockQ4_1& b) { return nibbles32(b.qs); }
 inline __m256i codes32(const BlockQ5_0& b) { return _mm256_or_si256(nibbles32(b.qs), fifth_bits32(b.qh)); }
 inline __m256i codes32(const BlockQ5_1& b) { return _mm256_or_si256(nibbles32(b.qs), fifth_bits32(b.qh)); }

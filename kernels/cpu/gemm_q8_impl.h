@@ -1,5 +1,5 @@
 // The 8-bit activation panels of quant_dot.h (gemm_q8_panel: Q4_K, Q5_K and the 32-value block
-// formats Q4_0, Q4_1, Q5_0, Q5_1), included by quant_dot_impl.h in each instruction-set
+// formats Q4_0, Q4_1, Q5_0, Q5_1; with AVX-512 VNNI also IQ4_NL and IQ4_XS), included by quant_dot_impl.h in each instruction-set
 // translation unit; same rules: internal linkage, no inline library templates.
 //
 // A panel is kQ8PanelRows = 16 weight rows against any number of activation rows (Q8 blocks of
@@ -53,13 +53,22 @@ template <int kRows, typename Block>
 void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, uint8_t (*rows)[256],
                        float (*dsc)[kRows], float (*dmn)[kRows]) {
   constexpr bool kSuperBlock = requires(const Block& b) { b.dmin; };  // Q4_K, Q5_K
+  constexpr bool kIQ4XS = requires(const Block& b) { b.scales_h; };
   for (int r = 0; r < kRows; ++r) {
     if (r >= n_rows) {
       std::memset(rows[r], 0, 256);
       for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
       continue;
     }
-    if constexpr (kSuperBlock) {
+    if constexpr (kIQ4XS) {  // codes v + 128 (AVX-512 VNNI only, as IQ4_NL's: dot_q8x32_impl.h)
+      const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
+      const float d = h2f(b.d);
+      for (int g = 0; g < 8; ++g) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * g), iq4_codes32(b.qs + 16 * g));
+        dsc[g][r] = d * float(iq4_xs_scale(b, g));
+        dmn[g][r] = 128.0f * dsc[g][r];
+      }
+    } else if constexpr (kSuperBlock) {
       const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
       decode_bytes(b, rows[r]);
       uint8_t sc[8], m[8];
@@ -264,6 +273,8 @@ void add_q8_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx512<BlockQ4_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx512<BlockQ5_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_1)] = gemm_q8_panel_avx512<BlockQ5_1>;
+  k.gemm_q8_panel[uint32_t(GgmlType::IQ4_NL)] = gemm_q8_panel_avx512<BlockIQ4_NL>;
+  k.gemm_q8_panel[uint32_t(GgmlType::IQ4_XS)] = gemm_q8_panel_avx512<BlockIQ4_XS>;
 #elif defined(__AVX2__) && defined(__FMA__)
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx2<BlockQ4_K>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8_panel_avx2<BlockQ5_K>;

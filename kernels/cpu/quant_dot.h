@@ -4,8 +4,9 @@
 //
 // Regimes, chosen per weight type in one place (dot_regime):
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding);
-//   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K
-//   and Q5_K, whose 4-5 bit values meet them in u8 x s8 multiply-adds;
+//   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
+//   Q5_K, IQ4_NL and IQ4_XS, whose 4-5 bit values (or grid values) meet them in 8-bit
+//   multiply-adds;
 //   12-bit activations (BlockQ16x256) for Q2_K, Q3_K and Q6_K prompt batches, whose weights
 //   become exact int16 products q * scale, so a whole 256-value dot product is integer
 //   multiply-adds with one float step (Q2_K: two, its mins against the activations' 16-value sums);

@@ -207,6 +207,62 @@ void quantize_q6_k(const float* x, BlockQ6_K* b, int64_t nb) {
   }
 }
 
+// IQ4_NL and IQ4_XS: the grid code nearest to v (in units of the group's scale).
+int nearest_iq4(float v) {
+  int best = 0;
+  for (int q = 1; q < 16; ++q) {
+    if (std::fabs(v - kIQ4Values[q]) < std::fabs(v - kIQ4Values[best])) best = q;
+  }
+  return best;
+}
+
+// The scale of a 32-value group on the IQ4 grid: its extreme value on the grid's (-127), refined
+// once by least squares over the codes it gives.
+float iq4_group_scale(const float* x) {
+  const float d = signed_absmax(x, 32) / float(kIQ4Values[0]);
+  if (d == 0) return 0;
+  double xv = 0, vv = 0;
+  for (int j = 0; j < 32; ++j) {
+    const double v = kIQ4Values[nearest_iq4(x[j] / d)];
+    xv += double(x[j]) * v;
+    vv += v * v;
+  }
+  return vv > 0 ? float(xv / vv) : d;
+}
+
+// Codes of 32 values against scale d, packed as Q4_0's nibbles.
+void pack_iq4_group(const float* x, float d, uint8_t* qs) {
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  int q[32];
+  for (int j = 0; j < 32; ++j) q[j] = nearest_iq4(x[j] * id);
+  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+}
+
+void quantize_iq4_nl(const float* x, BlockIQ4_NL* b, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += 32) {
+    b[i].d = fp32_to_fp16(iq4_group_scale(x));
+    pack_iq4_group(x, fp16_to_fp32(b[i].d), b[i].qs);
+  }
+}
+
+// IQ4_XS: the groups' scales as 6-bit multiples of d in -32 .. 31, the largest in magnitude at -32.
+void quantize_iq4_xs(const float* x, BlockIQ4_XS* b, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    float scale[8];
+    for (int g = 0; g < 8; ++g) scale[g] = iq4_group_scale(x + 32 * g);
+    b[i].d = fp32_to_fp16(signed_absmax(scale, 8) / -32.0f);
+    const float d = fp16_to_fp32(b[i].d);
+    b[i].scales_h = 0;
+    std::memset(b[i].scales_l, 0, sizeof b[i].scales_l);
+    for (int g = 0; g < 8; ++g) {
+      const int l = d != 0 ? std::clamp(nearest(scale[g] / d), -32, 31) + 32 : 32;
+      b[i].scales_l[g / 2] = static_cast<uint8_t>(b[i].scales_l[g / 2] | ((l & 15) << (4 * (g % 2))));
+      b[i].scales_h = static_cast<uint16_t>(b[i].scales_h | ((l >> 4) << (2 * g)));
+      pack_iq4_group(x + 32 * g, d * float(l - 32), b[i].qs + 16 * g);
+    }
+  }
+}
+
 }  // namespace
 
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
@@ -233,6 +289,8 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     case GgmlType::Q4_K: return quantize_q45_k<false>(src, static_cast<BlockQ4_K*>(dst), nb);
     case GgmlType::Q5_K: return quantize_q45_k<true>(src, static_cast<BlockQ5_K*>(dst), nb);
     case GgmlType::Q6_K: return quantize_q6_k(src, static_cast<BlockQ6_K*>(dst), nb);
+    case GgmlType::IQ4_NL: return quantize_iq4_nl(src, static_cast<BlockIQ4_NL*>(dst), nb);
+    case GgmlType::IQ4_XS: return quantize_iq4_xs(src, static_cast<BlockIQ4_XS*>(dst), nb);
   }
   throw Error(fmt::format("quantize_row: no quantizer for type {} ({})", static_cast<uint32_t>(type),
                           type_id_name(static_cast<uint32_t>(type))));

@@ -121,4 +121,30 @@ __host__ __device__ __forceinline__ uint32_t q3k_scale(uint32_t w0, uint32_t w1,
   return lo | (hi << 4);
 }
 
+// __byte_perm(x, y, s) for selectors whose nibbles are 0..7 (byte j of the result is byte
+// s_j of the eight bytes y:x), the same on the host.
+__host__ __device__ __forceinline__ uint32_t byte_perm(uint32_t x, uint32_t y, uint32_t s) {
+#if defined(__CUDA_ARCH__)
+  return __byte_perm(x, y, s);
+#else
+  const uint64_t both = uint64_t(x) | (uint64_t(y) << 32);
+  uint32_t r = 0;
+  for (int j = 0; j < 4; ++j) r |= uint32_t((both >> (8 * ((s >> (4 * j)) & 7))) & 255u) << (8 * j);
+  return r;
+#endif
+}
+
+// Four IQ4 codes (one a byte, 0..15) to their grid values (kIQ4Values, one int8 a byte): two
+// byte permutes of the 16-byte grid by the codes' low three bits, then a byte select by the
+// fourth.
+__host__ __device__ __forceinline__ uint32_t iq4_grid4(uint32_t codes) {
+  constexpr uint32_t kGrid[4] = {0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u};  // codes 0-3 .. 12-15
+  const uint32_t low3 = codes & 0x07070707u;
+  const uint32_t pairs = low3 | (low3 >> 4);  // byte 0: c0 | c1 << 4, byte 2: c2 | c3 << 4
+  const uint32_t sel = (pairs & 0xffu) | ((pairs >> 8) & 0xff00u);
+  const uint32_t lo = byte_perm(kGrid[0], kGrid[1], sel), hi = byte_perm(kGrid[2], kGrid[3], sel);
+  const uint32_t high = ((codes >> 3) & 0x01010101u) * 0xffu;  // 0xff in bytes whose code is 8..15
+  return (lo & ~high) | (hi & high);
+}
+
 }  // namespace engine

@@ -393,6 +393,61 @@ MATMUL_UNROLL
   }
 };
 
+// IQ4_NL (a window is four blocks, 72 bytes, in 8-byte chunks): Q4_0's value positions (value e
+// in block e / 32, nibble (e % 32) / 16 of qs[e % 16]); value = grid[q] d.
+struct IQ4NLTile : ContiguousWindows<128, 4 * sizeof(BlockIQ4_NL), 8> {
+  struct Raw {
+    uint32_t q[2], d;
+  };
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
+    const BlockIQ4_NL& b = reinterpret_cast<const BlockIQ4_NL*>(window)[e / 32];
+    Raw r;
+    ld8_aligned2(b.qs + e % 16, r.q);
+    r.d = b.d;
+    return r;
+  }
+  __host__ __device__ static uint4 decode(const Raw& r, int e) {
+    const int shift = 4 * ((e % 32) / 16);
+    const float d = h2f(uint16_t(r.d));
+    float v[8];
+MATMUL_UNROLL
+    for (int k = 0; k < 2; ++k) {
+      const uint32_t grid = iq4_grid4((r.q[k] >> shift) & 0x0F0F0F0Fu) ^ 0x80808080u;  // int8 + 128 a byte
+MATMUL_UNROLL
+      for (int j = 0; j < 4; ++j) v[4 * k + j] = (byte_plus_2p23(grid, j) - (kTwo23 + 128.0f)) * d;
+    }
+    return pack8(v);
+  }
+};
+
+// IQ4_XS (a window is one super-block, 136 bytes, in 8-byte chunks): value e is in group
+// g = e / 32, nibble (e % 32) / 16 of qs byte 16 g + e % 16; value = grid[q] d (s_g - 32), the
+// group's 6-bit scale from scales_l and scales_h (iq4_xs_scale).
+struct IQ4XSTile : ContiguousWindows<256, sizeof(BlockIQ4_XS), 8> {
+  struct Raw {
+    uint32_t head[2], q[2];  // d, scales_h | scales_l; the eight codes' bytes
+  };
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
+    const BlockIQ4_XS& b = *reinterpret_cast<const BlockIQ4_XS*>(window);
+    const uint2 head = *reinterpret_cast<const uint2*>(window);
+    const uint2 q = *reinterpret_cast<const uint2*>(b.qs + 16 * (e / 32) + e % 16);
+    return Raw{{head.x, head.y}, {q.x, q.y}};
+  }
+  __host__ __device__ static uint4 decode(const Raw& r, int e) {
+    const int g = e / 32, shift = 4 * ((e % 32) / 16);
+    const uint32_t bits = ((byte_of(r.head[1], g / 2) >> (4 * (g % 2))) & 15u) | (((r.head[0] >> (16 + 2 * g)) & 3u) << 4);
+    const float scale = h2f(uint16_t(r.head[0] & 0xffffu)) * (u23_to_float(bits) - 32.0f);
+    float v[8];
+MATMUL_UNROLL
+    for (int k = 0; k < 2; ++k) {
+      const uint32_t grid = iq4_grid4((r.q[k] >> shift) & 0x0F0F0F0Fu) ^ 0x80808080u;
+MATMUL_UNROLL
+      for (int j = 0; j < 4; ++j) v[4 * k + j] = (byte_plus_2p23(grid, j) - (kTwo23 + 128.0f)) * scale;
+    }
+    return pack8(v);
+  }
+};
+
 // F16: eight values as they are; BF16 and F32: converted (values past fp16's range saturate to
 // infinity, as any fp16 conversion of such weights would). A window is one step of the kernel's
 // K (kValues: 32 for the mma.sync kernel, 64 for wgmma's).
@@ -457,6 +512,8 @@ bool with_loader(GgmlType type, F&& f) {
     case GgmlType::Q4_K: f.template operator()<Q45KTile<BlockQ4_K, false>>(); return true;
     case GgmlType::Q5_K: f.template operator()<Q45KTile<BlockQ5_K, true>>(); return true;
     case GgmlType::Q6_K: f.template operator()<Q6KTile>(); return true;
+    case GgmlType::IQ4_NL: f.template operator()<IQ4NLTile>(); return true;
+    case GgmlType::IQ4_XS: f.template operator()<IQ4XSTile>(); return true;
     default: return false;
   }
 }

@@ -368,6 +368,74 @@ MATVEC_UNROLL
   }
 };
 
+// IQ4_NL: Q4_0's blocks and lanes (LegacyRows: qs bytes 2 l8 and 2 l8 + 1 give values 2 l8,
+// 2 l8 + 1, 16 + 2 l8, 17 + 2 l8), each code standing for its grid value: value = d * grid[q].
+struct IQ4NLRows {
+  static constexpr bool kQ8 = false;
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const float* x = in.x;
+    const auto* blocks = reinterpret_cast<const BlockIQ4_NL*>(row);
+    const int sub = lane / 8, l8 = lane % 8;
+    for (int64_t i = sub; i < K / 32; i += 4) {
+      const BlockIQ4_NL& b = blocks[i];
+      const uint16_t qq = stream2(b.qs + 2 * l8);
+      // The four codes a byte each (values 2l8, 2l8+1, 16+2l8, 17+2l8), then their grid values.
+      const uint32_t codes = (qq & 15u) | (((qq >> 8) & 15u) << 8) | (((qq >> 4) & 15u) << 16) | (uint32_t(qq >> 12) << 24);
+      const uint32_t grid = iq4_grid4(codes) ^ 0x80808080u;  // int8 + 128 a byte
+      const float d = h2f(stream2(&b.d));
+      float w[4];
+MATVEC_UNROLL
+      for (int j = 0; j < 4; ++j) w[j] = d * (byte_plus_2p23(grid, j) - (kTwo23 + 128.0f));
+MATVEC_UNROLL
+      for (int bb = 0; bb < B; ++bb) {
+        const float* xv = x + bb * K + i * 32 + 2 * l8;
+        const float2 lo = *reinterpret_cast<const float2*>(xv), hi = *reinterpret_cast<const float2*>(xv + 16);
+        acc[bb] += w[0] * lo.x + w[1] * lo.y + w[2] * hi.x + w[3] * hi.y;
+      }
+    }
+  }
+};
+
+// IQ4_XS on 8-bit activations: a quarter warp per super-block (136 bytes: rows only 8-byte
+// aligned), four super-blocks per step. Lane j (0..7) of a quarter takes group j: qs bytes
+// 16j .. 16j + 15 in two 8-byte loads (the low nibbles are values 0..15, the high ones 16..31),
+// whose grid values (iq4_grid4) meet activation block j in eight dp4a; the header (d, scales_h,
+// scales_l) is one 8-byte load, the same address for the whole quarter. Per lane and super-block:
+// d * (s_j - 32) * dx * sum(grid * xq).
+struct IQ4XSRows {
+  static constexpr bool kQ8 = true;
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const int j = lane % 8;
+    const int64_t row_blocks = K / 32;
+MATVEC_UNROLL4
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
+      const uint8_t* b = row + i * sizeof(BlockIQ4_XS);
+      const uint2 head = stream8(b);  // d, scales_h | scales_l[0..3]
+      const uint2 q0 = stream8(b + offsetof(BlockIQ4_XS, qs) + 16 * j), q1 = stream8(b + offsetof(BlockIQ4_XS, qs) + 16 * j + 8);
+      const uint32_t words[4] = {q0.x, q0.y, q1.x, q1.y};
+      uint32_t lo[4], hi[4];
+MATVEC_UNROLL
+      for (int k = 0; k < 4; ++k) {
+        lo[k] = iq4_grid4(words[k] & 0x0F0F0F0Fu);
+        hi[k] = iq4_grid4((words[k] >> 4) & 0x0F0F0F0Fu);
+      }
+      const uint32_t scale_bits = ((byte_of(head.y, j / 2) >> (4 * (j % 2))) & 15u) | (((head.x >> (16 + 2 * j)) & 3u) << 4);
+      const float scale = h2f(uint16_t(head.x & 0xffffu)) * (u23_to_float(scale_bits) - 32.0f);
+MATVEC_UNROLL
+      for (int bb = 0; bb < B; ++bb) {
+        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
+        const int2 x0 = *reinterpret_cast<const int2*>(a.q), x1 = *reinterpret_cast<const int2*>(a.q + 8);
+        const int2 x2 = *reinterpret_cast<const int2*>(a.q + 16), x3 = *reinterpret_cast<const int2*>(a.q + 24);
+        int sum = dp4a(lo[0], x0.x, dp4a(lo[1], x0.y, dp4a(lo[2], x1.x, dp4a(lo[3], x1.y, 0))));
+        sum = dp4a(hi[0], x2.x, dp4a(hi[1], x2.y, dp4a(hi[2], x3.x, dp4a(hi[3], x3.y, sum))));
+        acc[bb] += scale * a.d * float(sum);
+      }
+    }
+  }
+};
+
 // F16 and F32: eight values per lane per step (16 or 32 bytes), then a scalar tail.
 __host__ __device__ __forceinline__ float bf2f(uint16_t h) {
   uint32_t bits = uint32_t(h) << 16;
@@ -726,6 +794,8 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::Q4_K: f.template operator()<Q45KRows<BlockQ4_K, false>>(blocks(sizeof(BlockQ4_K), 256)); return true;
     case GgmlType::Q5_K: f.template operator()<Q45KRows<BlockQ5_K, true>>(blocks(sizeof(BlockQ5_K), 256)); return true;
     case GgmlType::Q6_K: f.template operator()<Q6KRows>(gpu_row_bytes(GgmlType::Q6_K, K)); return true;
+    case GgmlType::IQ4_NL: f.template operator()<IQ4NLRows>(blocks(sizeof(BlockIQ4_NL), 32)); return true;
+    case GgmlType::IQ4_XS: f.template operator()<IQ4XSRows>(blocks(sizeof(BlockIQ4_XS), 256)); return true;
     default: return false;
   }
 }

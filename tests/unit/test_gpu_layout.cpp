@@ -32,7 +32,7 @@ TEST(GpuLayout, EveryOtherTypeIsTheFileLayout) {
     const auto w = test::random_blocks(tr.type, K * rows, rng);
     EXPECT_EQ(test::in_gpu_layout(tr.type, K, rows, w), w) << tr.name;
   }
-  EXPECT_EQ(same, 10);
+  EXPECT_EQ(same, 12);
 }
 
 // Q6_K and Q2_K: rows of records (the blocks' first `record` bytes), then the blocks' remaining

@@ -1,0 +1,108 @@
+// IQ4_NL and IQ4_XS rows against 8-bit activations in blocks of 32 (BlockQ8x32): a 4-bit code
+// stands for a signed grid value kIQ4Values[q] (-127 .. 113), so a 32-value group's product is
+//   scale * d_x * (v . q_x)
+// with scale the block's d (IQ4_NL) or d * (s_g - 32) (IQ4_XS's group g). The grid values come
+// from the codes by a byte shuffle of the 16-entry table. u8 x s8 multiply-adds need one side
+// unsigned: with AVX-512 VNNI, vpdpbusd takes v + 128 (1 .. 241) and the product loses 128 sum(q_x)
+// again in the float step; AVX2's maddubs, which would saturate there, takes |v| against q_x with
+// v's sign (pairs at most 2 * 127 * 127 < 32767). Bound: memory (18 or 17 bytes a 32-value group).
+// Prompt batches take the AVX-512 VNNI panels (gemm_q8_impl.h, the codes v + 128), and these
+// rows elsewhere. Included by quant_dot_impl.h; internal linkage like everything there.
+#pragma once
+
+namespace engine {
+namespace {
+
+// Portable rows: the grid values by table, an int32 dot product per group.
+inline int32_t iq4_group_dot(const uint8_t* qs, const int8_t* x) {
+  int32_t s = 0;
+  for (int j = 0; j < 16; ++j) {
+    s += int32_t(kIQ4Values[qs[j] & 15]) * x[j] + int32_t(kIQ4Values[qs[j] >> 4]) * x[j + 16];
+  }
+  return s;
+}
+
+float dot_iq4_nl(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockIQ4_NL* b = static_cast<const BlockIQ4_NL*>(row);
+  float s = 0;
+  for (int64_t i = 0; i < k / 32; ++i) s += h2f(b[i].d) * x[i].d * float(iq4_group_dot(b[i].qs, x[i].q));
+  return s;
+}
+
+float dot_iq4_xs(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockIQ4_XS* b = static_cast<const BlockIQ4_XS*>(row);
+  float s = 0;
+  for (int64_t i = 0; i < k / 256; ++i) {
+    const float d = h2f(b[i].d);
+    for (int g = 0; g < 8; ++g) {
+      const BlockQ8x32& xg = x[8 * i + g];
+      s += d * float(iq4_xs_scale(b[i], g)) * xg.d * float(iq4_group_dot(b[i].qs + 16 * g, xg.q));
+    }
+  }
+  return s;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// A group's 32 grid values as signed bytes, value j at byte j (iq4_codes32, dot_q8x32_impl.h,
+// has them + 128).
+inline __m256i iq4_values32(const uint8_t* qs) {
+  return _mm256_xor_si256(iq4_codes32(qs), _mm256_set1_epi8(int8_t(0x80)));
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+constexpr float kIQ4Bias = 128.0f;  // the lanes hold (v + 128) . q_x
+inline __m256i iq4_lanes(__m256i v, __m256i x) {
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_xor_si256(v, _mm256_set1_epi8(int8_t(0x80))), x);
+}
+#else
+constexpr float kIQ4Bias = 0.0f;  // the lanes hold v . q_x
+inline __m256i iq4_lanes(__m256i v, __m256i x) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(x, v)), _mm256_set1_epi16(1));
+}
+#endif
+
+// One group into the accumulators: scale * d_x * (v . q_x), the bias taken out in the float step.
+inline void iq4_group(const uint8_t* qs, float scale, const BlockQ8x32& x, __m256& acc, float& offset) {
+  const __m256i p = iq4_lanes(iq4_values32(qs), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q)));
+  acc = _mm256_fmadd_ps(_mm256_set1_ps(scale * x.d), _mm256_cvtepi32_ps(p), acc);
+  offset -= kIQ4Bias * scale * x.dsum;
+}
+
+float dot_iq4_nl_vec(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockIQ4_NL* b = static_cast<const BlockIQ4_NL*>(row);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  float offset[2] = {0, 0};  // two chains: a block's step is shorter than an add's latency
+  for (int64_t i = 0; i < k / 32; ++i) {
+    if (i % 2 == 0) prefetch_ahead(b + i);
+    iq4_group(b[i].qs, h2f(b[i].d), x[i], acc[i % 2], offset[i % 2]);
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
+}
+
+float dot_iq4_xs_vec(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockIQ4_XS* b = static_cast<const BlockIQ4_XS*>(row);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  float offset[2] = {0, 0};
+  for (int64_t i = 0; i < k / 256; ++i) {
+    prefetch_ahead(b + i);
+    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
+    const float d = h2f(b[i].d);
+    for (int g = 0; g < 8; ++g) {
+      iq4_group(b[i].qs + 16 * g, d * float(iq4_xs_scale(b[i], g)), x[8 * i + g], acc[g % 2], offset[g % 2]);
+    }
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
+}
+#endif
+
+void add_iq4_rows(DotKernels& k) {
+  k.dot_q8[uint32_t(GgmlType::IQ4_NL)] = dot_iq4_nl;
+  k.dot_q8[uint32_t(GgmlType::IQ4_XS)] = dot_iq4_xs;
+#if defined(__AVX2__) && defined(__FMA__)
+  k.dot_q8[uint32_t(GgmlType::IQ4_NL)] = dot_iq4_nl_vec;
+  k.dot_q8[uint32_t(GgmlType::IQ4_XS)] = dot_iq4_xs_vec;
+#endif
+}
+
+}  // namespace
+}  // namespace engine
