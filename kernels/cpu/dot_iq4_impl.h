@@ -65,7 +65,7 @@ inline __m256i iq4_lanes(__m256i v, __m256i x) {
 inline void iq4_group(const uint8_t* qs, float scale, const BlockQ8x32& x, __m256& acc, float& offset) {
   const __m256i p = iq4_lanes(iq4_values32(qs), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q)));
   acc = _mm256_fmadd_ps(_mm256_set1_ps(scale * x.d), _mm256_cvtepi32_ps(p), acc);
-  offset -= kIQ4Bias * scale * x.dsum;
+  if constexpr (kIQ4Bias != 0.0f) offset -= kIQ4Bias * scale * x.dsum;
 }
 
 float dot_iq4_nl_vec(const void* row, const BlockQ8x32* x, int64_t k) {
@@ -86,10 +86,14 @@ float dot_iq4_xs_vec(const void* row, const BlockQ8x32* x, int64_t k) {
   for (int64_t i = 0; i < k / 256; ++i) {
     prefetch_ahead(b + i);
     prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
+    // The eight group scales first, from the header's two words (a loop the compiler unrolls).
+    uint32_t low;
+    std::memcpy(&low, b[i].scales_l, 4);
+    const uint32_t high = b[i].scales_h;
     const float d = h2f(b[i].d);
-    for (int g = 0; g < 8; ++g) {
-      iq4_group(b[i].qs + 16 * g, d * float(iq4_xs_scale(b[i], g)), x[8 * i + g], acc[g % 2], offset[g % 2]);
-    }
+    float scale[8];
+    for (int g = 0; g < 8; ++g) scale[g] = d * float(int(((low >> (4 * g)) & 15) | (((high >> (2 * g)) & 3) << 4)) - 32);
+    for (int g = 0; g < 8; ++g) iq4_group(b[i].qs + 16 * g, scale[g], x[8 * i + g], acc[g % 2], offset[g % 2]);
   }
   return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
 }
