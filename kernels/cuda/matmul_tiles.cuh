@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../cpu/quant_blocks.h"
 #include "block_loads.cuh"
@@ -358,7 +359,8 @@ MATMUL_UNROLL
 
 // Q4_0, Q4_1, Q5_0, Q5_1 (a window is four blocks, a multiple of 8 bytes): value e is in block
 // e / 32, nibble (e % 32) / 16 of qs[e % 16]; the 5-bit types add bit e % 32 of qh as bit 4.
-// value = (q - offset) d (Q4_0: 8, Q5_0: 16) or q d + m (Q4_1, Q5_1).
+// value = (q - offset) d (Q4_0: 8, Q5_0: 16) or q d + m (Q4_1, Q5_1); IQ4_NL, Q4_0's layout,
+// grid[q] d (iq4_grid4).
 template <typename Block, bool kFiveBit, bool kMin>
 struct LegacyTile : ContiguousWindows<128, 4 * sizeof(Block), 8> {
   struct Raw {
@@ -379,42 +381,24 @@ struct LegacyTile : ContiguousWindows<128, 4 * sizeof(Block), 8> {
     const int shift = 4 * (e / 16);
     const float d = h2f(uint16_t(r.dm & 0xffff)), m = h2f(uint16_t(r.dm >> 16));
     float v[8];
+    if constexpr (std::is_same_v<Block, BlockIQ4_NL>) {  // d * grid[q]
 MATMUL_UNROLL
-    for (int j = 0; j < 8; ++j) {
-      uint32_t q = (byte8(r.q, j) >> shift) & 15;
-      if constexpr (kFiveBit) q |= ((r.qh >> (e + j)) & 1) << 4;
-      if constexpr (kMin) {
-        v[j] = u23_to_float(q) * d + m;
-      } else {
-        v[j] = (u23_to_float(q) - (kFiveBit ? 16.0f : 8.0f)) * d;
+      for (int k = 0; k < 2; ++k) {
+        const uint32_t grid = iq4_grid4((r.q[k] >> shift) & 0x0F0F0F0Fu) ^ 0x80808080u;  // int8 + 128 a byte
+MATMUL_UNROLL
+        for (int j = 0; j < 4; ++j) v[4 * k + j] = (byte_plus_2p23(grid, j) - (kTwo23 + 128.0f)) * d;
       }
-    }
-    return pack8(v);
-  }
-};
-
-// IQ4_NL (a window is four blocks, 72 bytes, in 8-byte chunks): Q4_0's value positions (value e
-// in block e / 32, nibble (e % 32) / 16 of qs[e % 16]); value = grid[q] d.
-struct IQ4NLTile : ContiguousWindows<128, 4 * sizeof(BlockIQ4_NL), 8> {
-  struct Raw {
-    uint32_t q[2], d;
-  };
-  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t) {
-    const BlockIQ4_NL& b = reinterpret_cast<const BlockIQ4_NL*>(window)[e / 32];
-    Raw r;
-    ld8_aligned2(b.qs + e % 16, r.q);
-    r.d = b.d;
-    return r;
-  }
-  __host__ __device__ static uint4 decode(const Raw& r, int e) {
-    const int shift = 4 * ((e % 32) / 16);
-    const float d = h2f(uint16_t(r.d));
-    float v[8];
+    } else {
 MATMUL_UNROLL
-    for (int k = 0; k < 2; ++k) {
-      const uint32_t grid = iq4_grid4((r.q[k] >> shift) & 0x0F0F0F0Fu) ^ 0x80808080u;  // int8 + 128 a byte
-MATMUL_UNROLL
-      for (int j = 0; j < 4; ++j) v[4 * k + j] = (byte_plus_2p23(grid, j) - (kTwo23 + 128.0f)) * d;
+      for (int j = 0; j < 8; ++j) {
+        uint32_t q = (byte8(r.q, j) >> shift) & 15;
+        if constexpr (kFiveBit) q |= ((r.qh >> (e + j)) & 1) << 4;
+        if constexpr (kMin) {
+          v[j] = u23_to_float(q) * d + m;
+        } else {
+          v[j] = (u23_to_float(q) - (kFiveBit ? 16.0f : 8.0f)) * d;
+        }
+      }
     }
     return pack8(v);
   }
@@ -512,7 +496,7 @@ bool with_loader(GgmlType type, F&& f) {
     case GgmlType::Q4_K: f.template operator()<Q45KTile<BlockQ4_K, false>>(); return true;
     case GgmlType::Q5_K: f.template operator()<Q45KTile<BlockQ5_K, true>>(); return true;
     case GgmlType::Q6_K: f.template operator()<Q6KTile>(); return true;
-    case GgmlType::IQ4_NL: f.template operator()<IQ4NLTile>(); return true;
+    case GgmlType::IQ4_NL: f.template operator()<LegacyTile<BlockIQ4_NL, false, false>>(); return true;
     case GgmlType::IQ4_XS: f.template operator()<IQ4XSTile>(); return true;
     default: return false;
   }

@@ -331,9 +331,11 @@ MATVEC_UNROLL
 // Q4_0, Q4_1, Q5_0, Q5_1: 32 values per block, eight lanes per block and four blocks per step.
 // Lane l8 = l % 8 takes qs bytes 2 l8 and 2 l8 + 1: values 2 l8, 2 l8 + 1 (low nibbles) and
 // 16 + 2 l8, 17 + 2 l8 (high nibbles); the 5-bit types add bit v of qh as bit 4 of value v.
-// value = d * (q - offset) (Q4_0: 8, Q5_0: 16) or d * q + m (Q4_1, Q5_1).
+// value = d * (q - offset) (Q4_0: 8, Q5_0: 16) or d * q + m (Q4_1, Q5_1); IQ4_NL, Q4_0's layout,
+// d * grid[q] (iq4_grid4).
 template <typename Block, bool kFiveBit, bool kMin>
 struct LegacyRows {
+  static constexpr bool kGrid = std::is_same_v<Block, BlockIQ4_NL>;
   static constexpr bool kQ8 = false;
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
@@ -353,40 +355,17 @@ MATVEC_UNROLL
       const float d = h2f(stream2(&b.d));
       float w[4], m = 0;
       if constexpr (kMin) m = h2f(stream2(&b.m));
+      if constexpr (kGrid) {
+        const uint32_t grid = iq4_grid4(v[0] | (v[1] << 8) | (v[2] << 16) | (v[3] << 24)) ^ 0x80808080u;  // + 128 a byte
 MATVEC_UNROLL
-      for (int j = 0; j < 4; ++j) {
-        const float q = u23_to_float(v[j]);
-        w[j] = kMin ? d * q + m : d * (q - (kFiveBit ? 16.0f : 8.0f));
+        for (int j = 0; j < 4; ++j) w[j] = d * (byte_plus_2p23(grid, j) - (kTwo23 + 128.0f));
+      } else {
+MATVEC_UNROLL
+        for (int j = 0; j < 4; ++j) {
+          const float q = u23_to_float(v[j]);
+          w[j] = kMin ? d * q + m : d * (q - (kFiveBit ? 16.0f : 8.0f));
+        }
       }
-MATVEC_UNROLL
-      for (int bb = 0; bb < B; ++bb) {
-        const float* xv = x + bb * K + i * 32 + 2 * l8;
-        const float2 lo = *reinterpret_cast<const float2*>(xv), hi = *reinterpret_cast<const float2*>(xv + 16);
-        acc[bb] += w[0] * lo.x + w[1] * lo.y + w[2] * hi.x + w[3] * hi.y;
-      }
-    }
-  }
-};
-
-// IQ4_NL: Q4_0's blocks and lanes (LegacyRows: qs bytes 2 l8 and 2 l8 + 1 give values 2 l8,
-// 2 l8 + 1, 16 + 2 l8, 17 + 2 l8), each code standing for its grid value: value = d * grid[q].
-struct IQ4NLRows {
-  static constexpr bool kQ8 = false;
-  template <int B>
-  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
-    const float* x = in.x;
-    const auto* blocks = reinterpret_cast<const BlockIQ4_NL*>(row);
-    const int sub = lane / 8, l8 = lane % 8;
-    for (int64_t i = sub; i < K / 32; i += 4) {
-      const BlockIQ4_NL& b = blocks[i];
-      const uint16_t qq = stream2(b.qs + 2 * l8);
-      // The four codes a byte each (values 2l8, 2l8+1, 16+2l8, 17+2l8), then their grid values.
-      const uint32_t codes = (qq & 15u) | (((qq >> 8) & 15u) << 8) | (((qq >> 4) & 15u) << 16) | (uint32_t(qq >> 12) << 24);
-      const uint32_t grid = iq4_grid4(codes) ^ 0x80808080u;  // int8 + 128 a byte
-      const float d = h2f(stream2(&b.d));
-      float w[4];
-MATVEC_UNROLL
-      for (int j = 0; j < 4; ++j) w[j] = d * (byte_plus_2p23(grid, j) - (kTwo23 + 128.0f));
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         const float* xv = x + bb * K + i * 32 + 2 * l8;
@@ -794,7 +773,7 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::Q4_K: f.template operator()<Q45KRows<BlockQ4_K, false>>(blocks(sizeof(BlockQ4_K), 256)); return true;
     case GgmlType::Q5_K: f.template operator()<Q45KRows<BlockQ5_K, true>>(blocks(sizeof(BlockQ5_K), 256)); return true;
     case GgmlType::Q6_K: f.template operator()<Q6KRows>(gpu_row_bytes(GgmlType::Q6_K, K)); return true;
-    case GgmlType::IQ4_NL: f.template operator()<IQ4NLRows>(blocks(sizeof(BlockIQ4_NL), 32)); return true;
+    case GgmlType::IQ4_NL: f.template operator()<LegacyRows<BlockIQ4_NL, false, false>>(blocks(sizeof(BlockIQ4_NL), 32)); return true;
     case GgmlType::IQ4_XS: f.template operator()<IQ4XSRows>(blocks(sizeof(BlockIQ4_XS), 256)); return true;
     default: return false;
   }

@@ -48,6 +48,17 @@ TEST(ChatTemplate, ChatMlTurnsWithThinking) {
   EXPECT_EQ(joined(f.end_assistant_turn()), "<|im_end|>\n");
 }
 
+// Excerpts of Qwen3's template: a recent reply rewritten with its reasoning, a past one from what
+// follows its last </think>, and the generation prompt with the empty block for
+// enable_thinking=false.
+constexpr const char* kQwen3Excerpt =
+    "{%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}"
+    "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') + "
+    "'\\n</think>\\n\\n' + content.lstrip('\\n') }}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}{%- endif %}";
+
 // Which templates open the reply with "<think>\n" and which leave reasoning out of the history,
 // from excerpts of the real templates: Qwen3's rewrites a past reply with '\n<think>\n' +
 // reasoning in a literal, which does not open the turn (its model opens it).
@@ -62,13 +73,7 @@ TEST(ChatTemplate, ThinkingTemplatesAreToldApart) {
       "{% if add_generation_prompt %}{{'<｜Assistant｜><think>\\n'}}{% endif %}", nullptr);
   EXPECT_TRUE(r1.thinks());
   EXPECT_TRUE(r1.drops_reasoning());
-  ChatFormatter qwen3 = ChatFormatter::for_template(
-      "{%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}"
-      "{{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') + "
-      "'\\n</think>\\n\\n' + content.lstrip('\\n') }}"
-      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
-      "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}"
-      "{%- endif %}{%- endif %}", nullptr);
+  ChatFormatter qwen3 = ChatFormatter::for_template(kQwen3Excerpt, nullptr);
   EXPECT_FALSE(qwen3.thinks());
   EXPECT_TRUE(qwen3.drops_reasoning());
   EXPECT_EQ(joined(qwen3.user_turn("Hi")), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
@@ -84,11 +89,7 @@ TEST(ChatTemplate, ThinkingTemplatesAreToldApart) {
 // reasoning block after the assistant's tag, and the history leaves that block out as it leaves
 // out any reasoning. Templates without the switch refuse to turn thinking off.
 TEST(ChatTemplate, ThinkingTurnsOffOnlyWhereTheTemplateHasTheSwitch) {
-  ChatFormatter qwen3 = ChatFormatter::for_template(
-      "{%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}"
-      "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
-      "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}"
-      "{%- endif %}{%- endif %}", nullptr);
+  ChatFormatter qwen3 = ChatFormatter::for_template(kQwen3Excerpt, nullptr);
   ASSERT_TRUE(qwen3.has_thinking_switch());
   EXPECT_TRUE(qwen3.thinking());
   EXPECT_EQ(qwen3.reply_opener(), "");
