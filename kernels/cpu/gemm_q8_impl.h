@@ -1,5 +1,5 @@
 // The 8-bit activation panels of quant_dot.h (gemm_q8_panel: Q4_K, Q5_K and the 32-value block
-// formats Q4_0, Q4_1, Q5_0, Q5_1; with AVX-512 VNNI also IQ4_NL and IQ4_XS), included by quant_dot_impl.h in each instruction-set
+// formats Q4_0, Q4_1, Q5_0, Q5_1; IQ4_NL and IQ4_XS), included by quant_dot_impl.h in each instruction-set
 // translation unit; same rules: internal linkage, no inline library templates.
 //
 // A panel is kQ8PanelRows = 16 weight rows against any number of activation rows (Q8 blocks of
@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace engine {
 namespace {
@@ -183,6 +184,12 @@ struct Q8Panel8 {
   __m256 dsc[8], dmn[8];
 };
 
+// IQ4_NL and IQ4_XS: their codes v + 128 (up to 241) would saturate maddubs, so their panels hold
+// the signed grid values and each step multiplies |v| by the broadcast activations carrying v's
+// sign (pairs at most 2 * 127 * 127 = 32258), taken to int32 at once: no bias, no offset term.
+template <typename Block>
+constexpr bool kSignedGrid = std::is_same_v<Block, BlockIQ4_NL> || std::is_same_v<Block, BlockIQ4_XS>;
+
 template <typename Block>
 void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, Q8Panel8& p) {
   alignas(32) uint8_t rows[8][256];
@@ -197,6 +204,9 @@ void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t 
   for (int g = 0; g < 8; ++g) {
     p.dsc[g] = _mm256_load_ps(dsc[g]);
     p.dmn[g] = _mm256_load_ps(dmn[g]);
+  }
+  if constexpr (kSignedGrid<Block>) {  // the codes v + 128 back to the grid values v
+    for (auto& v : p.wt) v = _mm256_xor_si256(v, _mm256_set1_epi8(int8_t(0x80)));
   }
 }
 
@@ -219,24 +229,34 @@ void q8_panel8_cols(const Q8Panel8& p, const BlockQ8x32* x, int64_t x_stride, in
   for (int g = 0; g < groups; ++g) {
     __m256i iacc[C];
     for (int c = 0; c < C; ++c) iacc[c] = _mm256_setzero_si256();
-    for (int q0 = 0; q0 < 8; q0 += kInt16Steps) {
-      __m256i sum16[C];
-      for (int c = 0; c < C; ++c) sum16[c] = _mm256_setzero_si256();
-      for (int q = q0; q < q0 + kInt16Steps; ++q) {
-        const __m256i wv = p.wt[8 * g + q];
+    if constexpr (kSignedGrid<Block>) {
+      for (int q = 0; q < 8; ++q) {
+        const __m256i wv = p.wt[8 * g + q], magnitude = _mm256_abs_epi8(wv);
         for (int c = 0; c < C; ++c) {
-          sum16[c] = _mm256_add_epi16(sum16[c], _mm256_maddubs_epi16(wv, broadcast_dword(xb[c][g].q + 4 * q)));
-          // Keeps each sum in its register in this order: left free, GCC 12 regroups the additions
-          // into a tree over every step's product and spills the products to the stack.
-          asm("" : "+x"(sum16[c]));
+          const __m256i xs = _mm256_sign_epi8(broadcast_dword(xb[c][g].q + 4 * q), wv);
+          iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xs), ones));
         }
       }
-      for (int c = 0; c < C; ++c) iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(sum16[c], ones));
+    } else {
+      for (int q0 = 0; q0 < 8; q0 += kInt16Steps) {
+        __m256i sum16[C];
+        for (int c = 0; c < C; ++c) sum16[c] = _mm256_setzero_si256();
+        for (int q = q0; q < q0 + kInt16Steps; ++q) {
+          const __m256i wv = p.wt[8 * g + q];
+          for (int c = 0; c < C; ++c) {
+            sum16[c] = _mm256_add_epi16(sum16[c], _mm256_maddubs_epi16(wv, broadcast_dword(xb[c][g].q + 4 * q)));
+            // Keeps each sum in its register in this order: left free, GCC 12 regroups the additions
+            // into a tree over every step's product and spills the products to the stack.
+            asm("" : "+x"(sum16[c]));
+          }
+        }
+        for (int c = 0; c < C; ++c) iacc[c] = _mm256_add_epi32(iacc[c], _mm256_madd_epi16(sum16[c], ones));
+      }
     }
     for (int c = 0; c < C; ++c) {
       const __m256 dot = _mm256_mul_ps(_mm256_cvtepi32_ps(iacc[c]), _mm256_set1_ps(xb[c][g].d));
       acc[c] = _mm256_fmadd_ps(dot, p.dsc[g], acc[c]);
-      acc[c] = _mm256_fnmadd_ps(p.dmn[g], _mm256_set1_ps(xb[c][g].dsum), acc[c]);
+      if constexpr (!kSignedGrid<Block>) acc[c] = _mm256_fnmadd_ps(p.dmn[g], _mm256_set1_ps(xb[c][g].dsum), acc[c]);
     }
   }
   for (int c = 0; c < C; ++c) _mm256_maskstore_ps(y + c * ldy, rows, acc[c]);
@@ -282,6 +302,8 @@ void add_q8_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx2<BlockQ4_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx2<BlockQ5_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_1)] = gemm_q8_panel_avx2<BlockQ5_1>;
+  k.gemm_q8_panel[uint32_t(GgmlType::IQ4_NL)] = gemm_q8_panel_avx2<BlockIQ4_NL>;
+  k.gemm_q8_panel[uint32_t(GgmlType::IQ4_XS)] = gemm_q8_panel_avx2<BlockIQ4_XS>;
 #endif
 }
 
