@@ -96,6 +96,10 @@ std::vector<ChatSegment> ChatFormatter::system(const std::string& text) {
 }
 
 std::vector<ChatSegment> ChatFormatter::user_turn(const std::string& text) {
+  return user_turn_then(text, reply_opener());
+}
+
+std::vector<ChatSegment> ChatFormatter::user_turn_then(const std::string& text, std::string_view opener) {
   const bool first = first_user_;
   first_user_ = false;
   std::string content = text;
@@ -103,7 +107,7 @@ std::vector<ChatSegment> ChatFormatter::user_turn(const std::string& text) {
   switch (t_) {
     case ChatTemplate::chatml:
       out = {{"<|im_start|>user\n", true}, {content, false}, {"<|im_end|>\n<|im_start|>assistant\n", true}};
-      out.back().text += reply_opener();
+      out.back().text += opener;
       return out;
     case ChatTemplate::llama3:
       return {{"<|start_header_id|>user<|end_header_id|>\n\n", true}, {content, false},
@@ -122,7 +126,7 @@ std::vector<ChatSegment> ChatFormatter::user_turn(const std::string& text) {
               {"<end_of_turn>\n<start_of_turn>model\n", true}};
     case ChatTemplate::deepseek_r1:
       out = {{"<｜User｜>", true}, {content, false}, {"<｜Assistant｜>", true}};
-      out.back().text += reply_opener();
+      out.back().text += opener;
       return out;
   }
   return out;
@@ -137,14 +141,7 @@ std::string ChatFormatter::history_reply(const std::string& reply) const {
 }
 
 std::vector<ChatSegment> ChatFormatter::past_turn(const std::string& user, const std::string& reply) {
-  std::vector<ChatSegment> out = user_turn(user);
-  const std::string_view opener = reply_opener();
-  if (!opener.empty() && !out.empty()) {
-    std::string& tag = out.back().text;
-    if (tag.size() >= opener.size() && tag.compare(tag.size() - opener.size(), opener.size(), opener) == 0) {
-      tag.resize(tag.size() - opener.size());
-    }
-  }
+  std::vector<ChatSegment> out = user_turn_then(user, "");
   out.push_back({history_reply(reply), false});
   for (auto& s : end_assistant_turn()) out.push_back(std::move(s));
   return out;

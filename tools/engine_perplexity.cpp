@@ -1,6 +1,5 @@
 // engine-perplexity: perplexity of a model on a text file, as llama.cpp's perplexity tool
 // computes it (non-overlapping chunks, second half of each scored).
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -44,7 +43,7 @@ int main(int argc, char** argv) {
     // The layers placed as engine-run places them, for a context of one chunk.
     engine::PlanOptions po = engine::tools::placement_options(place);
     po.n_ctx = ctx;
-    po.n_batch = std::min(batch, ctx);
+    po.n_batch = batch;  // the planner counts at the micro-batch, never wider than the chunk
     po.kv_type = *engine::parse_kv_type(kv_type);
     const engine::Plan plan = engine::make_plan(m->spec(), engine::tools::placement_inventory(place), po);
     engine::ContextOptions o;

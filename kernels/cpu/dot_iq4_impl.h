@@ -92,7 +92,7 @@ float dot_iq4_xs_vec(const void* row, const BlockQ8x32* x, int64_t k) {
     const uint32_t high = b[i].scales_h;
     const float d = h2f(b[i].d);
     float scale[8];
-    for (int g = 0; g < 8; ++g) scale[g] = d * float(int(((low >> (4 * g)) & 15) | (((high >> (2 * g)) & 3) << 4)) - 32);
+    for (int g = 0; g < 8; ++g) scale[g] = d * float(int(iq4_xs_scale_bits(low, high, g)) - 32);
     for (int g = 0; g < 8; ++g) iq4_group(b[i].qs + 16 * g, scale[g], x[8 * i + g], acc[g % 2], offset[g % 2]);
   }
   return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);

@@ -39,8 +39,15 @@ ENGINE_HOST_DEVICE static inline int iq4_value(uint32_t q) {
   constexpr uint64_t kLow = 0xf6eaddcfbfad9881ull, kHigh = 0x7159453526190d01ull;  // codes 0-7, 8-15
   return int8_t(uint8_t((q < 8 ? kLow : kHigh) >> (8 * (q & 7))));
 }
+// Group g's 6-bit code from scales_l read as one little-endian word and scales_h (the kernels
+// hold both in registers), then the scale itself.
+ENGINE_HOST_DEVICE static inline uint32_t iq4_xs_scale_bits(uint32_t scales_l, uint32_t scales_h, int g) {
+  return ((scales_l >> (4 * g)) & 15u) | (((scales_h >> (2 * g)) & 3u) << 4);
+}
 ENGINE_HOST_DEVICE static inline int iq4_xs_scale(const BlockIQ4_XS& b, int g) {
-  return int(((b.scales_l[g / 2] >> (4 * (g % 2))) & 15) | (((b.scales_h >> (2 * g)) & 3) << 4)) - 32;
+  const uint32_t scales_l = uint32_t(b.scales_l[0]) | (uint32_t(b.scales_l[1]) << 8) |
+                            (uint32_t(b.scales_l[2]) << 16) | (uint32_t(b.scales_l[3]) << 24);
+  return int(iq4_xs_scale_bits(scales_l, b.scales_h, g)) - 32;
 }
 
 // Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold scales

@@ -406,7 +406,7 @@ MATMUL_UNROLL
 
 // IQ4_XS (a window is one super-block, 136 bytes, in 8-byte chunks): value e is in group
 // g = e / 32, nibble (e % 32) / 16 of qs byte 16 g + e % 16; value = grid[q] d (s_g - 32), the
-// group's 6-bit scale from scales_l and scales_h (iq4_xs_scale).
+// group's 6-bit scale from scales_l and scales_h (iq4_xs_scale_bits).
 struct IQ4XSTile : ContiguousWindows<256, sizeof(BlockIQ4_XS), 8> {
   struct Raw {
     uint32_t head[2], q[2];  // d, scales_h | scales_l; the eight codes' bytes
@@ -419,7 +419,7 @@ struct IQ4XSTile : ContiguousWindows<256, sizeof(BlockIQ4_XS), 8> {
   }
   __host__ __device__ static uint4 decode(const Raw& r, int e) {
     const int g = e / 32, shift = 4 * ((e % 32) / 16);
-    const uint32_t bits = ((byte_of(r.head[1], g / 2) >> (4 * (g % 2))) & 15u) | (((r.head[0] >> (16 + 2 * g)) & 3u) << 4);
+    const uint32_t bits = iq4_xs_scale_bits(r.head[1], r.head[0] >> 16, g);
     const float scale = h2f(uint16_t(r.head[0] & 0xffffu)) * (u23_to_float(bits) - 32.0f);
     float v[8];
 MATMUL_UNROLL

@@ -400,7 +400,7 @@ MATVEC_UNROLL
         lo[k] = iq4_grid4(words[k] & 0x0F0F0F0Fu);
         hi[k] = iq4_grid4((words[k] >> 4) & 0x0F0F0F0Fu);
       }
-      const uint32_t scale_bits = ((byte_of(head.y, j / 2) >> (4 * (j % 2))) & 15u) | (((head.x >> (16 + 2 * j)) & 3u) << 4);
+      const uint32_t scale_bits = iq4_xs_scale_bits(head.y, head.x >> 16, j);
       const float scale = h2f(uint16_t(head.x & 0xffffu)) * (u23_to_float(scale_bits) - 32.0f);
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {

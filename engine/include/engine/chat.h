@@ -66,6 +66,10 @@ class ChatFormatter {
   std::string history_reply(const std::string& reply) const;
 
  private:
+  // A user turn and the assistant's tag, followed by `opener` (the generation prompt's, or none
+  // for a past turn).
+  std::vector<ChatSegment> user_turn_then(const std::string& text, std::string_view opener);
+
   ChatTemplate t_;
   bool think_;
   bool drops_reasoning_;
