@@ -17,12 +17,13 @@
 namespace engine {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, WeightMix>, 15> kMixNames{{
+constexpr std::array<std::pair<std::string_view, WeightMix>, 17> kMixNames{{
     {"f32", WeightMix::f32},       {"f16", WeightMix::f16},       {"bf16", WeightMix::bf16},
     {"q8_0", WeightMix::q8_0},     {"q4_0", WeightMix::q4_0},     {"q4_1", WeightMix::q4_1},
     {"q5_0", WeightMix::q5_0},     {"q5_1", WeightMix::q5_1},     {"q2_k", WeightMix::q2_k},
     {"q3_k_m", WeightMix::q3_k_m}, {"q4_k_m", WeightMix::q4_k_m}, {"q5_k_m", WeightMix::q5_k_m},
     {"q6_k", WeightMix::q6_k},     {"iq4_nl", WeightMix::iq4_nl}, {"iq4_xs", WeightMix::iq4_xs},
+    {"iq3_xxs", WeightMix::iq3_xxs}, {"iq3_m", WeightMix::iq3_m},
 }};
 
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third layer in
@@ -193,6 +194,8 @@ uint32_t llama_file_type(WeightMix mix) {
     case WeightMix::q6_k: return 18;
     case WeightMix::iq4_nl: return 25;
     case WeightMix::iq4_xs: return 30;
+    case WeightMix::iq3_xxs: return 23;
+    case WeightMix::iq3_m: return 27;
     case WeightMix::bf16: return 32;
   }
   return 0;
@@ -311,6 +314,14 @@ GgmlType tensor_type_for(WeightMix mix, std::string_view name, uint32_t layer, u
       if (is_output) return GgmlType::Q6_K;
       if (v && n_gqa >= 4) return GgmlType::Q5_K;
       return mix == WeightMix::iq4_nl ? GgmlType::IQ4_NL : GgmlType::IQ4_XS;
+    case WeightMix::iq3_xxs:  // the head in Q6_K, attn_v in Q4_K under GQA (else IQ3_S), the rest IQ3_XXS
+      if (is_output) return GgmlType::Q6_K;
+      if (v) return n_gqa >= 4 ? GgmlType::Q4_K : GgmlType::IQ3_S;
+      return GgmlType::IQ3_XXS;
+    case WeightMix::iq3_m:  // IQ3_S with more bits where llama.cpp's IQ3_M has them: the head, attn_v, attn_output
+      if (is_output) return GgmlType::Q6_K;
+      if (v || attn_output) return GgmlType::Q4_K;
+      return GgmlType::IQ3_S;
     case WeightMix::f32: break;
   }
   return GgmlType::F32;

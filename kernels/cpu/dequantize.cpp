@@ -11,6 +11,8 @@
 //   Q6_K  {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}       16 groups of 16, x = (q - 32) d s
 //   IQ4_NL {f16 d; u8 qs[16]}                  x = kIQ4Values[q] d, q as Q4_0's
 //   IQ4_XS {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}  8 groups of 32, x = kIQ4Values[q] d (s - 32)
+//   IQ3_XXS {f16 d; u8 qs[64]; u8 aux[32]}    8 groups of 32, x = +-grid d (2s + 1) / 4 (quant_blocks.h)
+//   IQ3_S  {f16 d; u8 qs[64]; u8 qh[8]; u8 signs[32]; u8 scales[4]}  8 groups of 32, x = +-grid d (2s + 1)
 #include <cstring>
 
 #include <fmt/format.h>
@@ -175,6 +177,45 @@ void dequant_iq4_xs(const BlockIQ4_XS* b, float* y, int64_t nb) {
   }
 }
 
+// Value j of a grid entry (four values, byte j), negated where bit j of `signs` is set.
+float signed_grid_value(uint32_t entry, uint32_t signs, int j) {
+  const float v = float((entry >> (8 * j)) & 255u);
+  return (signs >> j) & 1u ? -v : v;
+}
+
+void dequant_iq3_xxs(const BlockIQ3_XXS* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int g = 0; g < 8; ++g, y += 32) {
+      uint32_t aux;
+      std::memcpy(&aux, b[i].aux + 4 * g, 4);
+      const float dl = d * float(2 * (aux >> 28) + 1) / 4.0f;
+      for (int l = 0; l < 4; ++l) {
+        uint32_t signs = (aux >> (7 * l)) & 127u;
+        if (__builtin_popcount(signs) % 2 == 1) signs |= 128u;  // the eighth sign keeps the parity even
+        for (int half = 0; half < 2; ++half) {
+          const uint32_t entry = kIQ3XXSGrid[b[i].qs[8 * g + 2 * l + half]];
+          for (int j = 0; j < 4; ++j) y[8 * l + 4 * half + j] = dl * signed_grid_value(entry, signs >> (4 * half), j);
+        }
+      }
+    }
+  }
+}
+
+void dequant_iq3_s(const BlockIQ3_S* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int g = 0; g < 8; ++g, y += 32) {
+      const float dl = d * float(2 * ((b[i].scales[g / 2] >> (4 * (g % 2))) & 15) + 1);
+      for (int c = 0; c < 8; ++c) {
+        const uint32_t entry = kIQ3SGrid[b[i].qs[8 * g + c] | (((b[i].qh[g] >> c) & 1u) << 8)];
+        const uint32_t signs = b[i].signs[4 * g + c / 2] >> (4 * (c % 2));
+        for (int j = 0; j < 4; ++j) y[4 * c + j] = dl * signed_grid_value(entry, signs, j);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
@@ -203,6 +244,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::Q6_K: return dequant_q6_k(static_cast<const BlockQ6_K*>(src), dst, nb);
     case GgmlType::IQ4_NL: return dequant_iq4_nl(static_cast<const BlockIQ4_NL*>(src), dst, nb);
     case GgmlType::IQ4_XS: return dequant_iq4_xs(static_cast<const BlockIQ4_XS*>(src), dst, nb);
+    case GgmlType::IQ3_XXS: return dequant_iq3_xxs(static_cast<const BlockIQ3_XXS*>(src), dst, nb);
+    case GgmlType::IQ3_S: return dequant_iq3_s(static_cast<const BlockIQ3_S*>(src), dst, nb);
   }
   throw Error(fmt::format("dequantize_row: unsupported type id {}", static_cast<uint32_t>(type)));
 }

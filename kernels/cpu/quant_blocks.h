@@ -22,11 +22,14 @@ struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t
 struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
 struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };
 struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
+struct BlockIQ3_XXS { uint16_t d; uint8_t qs[64]; uint8_t aux[32]; };
+struct BlockIQ3_S { uint16_t d; uint8_t qs[64]; uint8_t qh[8]; uint8_t signs[32]; uint8_t scales[4]; };
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 &&
               sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
-              sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136,
+              sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136 &&
+              sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110,
               "block structs must match ggml's byte layout");
 
 // IQ4_NL and IQ4_XS: a 4-bit code q stands for kIQ4Values[q] (a non-linear grid), times the
@@ -48,6 +51,70 @@ ENGINE_HOST_DEVICE static inline int iq4_xs_scale(const BlockIQ4_XS& b, int g) {
   const uint32_t scales_l = uint32_t(b.scales_l[0]) | (uint32_t(b.scales_l[1]) << 8) |
                             (uint32_t(b.scales_l[2]) << 16) | (uint32_t(b.scales_l[3]) << 24);
   return int(iq4_xs_scale_bits(scales_l, b.scales_h, g)) - 32;
+}
+
+// IQ3_XXS and IQ3_S: eight 32-value groups per super-block, each value a grid value (1..62) with
+// a sign, times the group's scale. A grid entry is four values (iq_grids.inc: value j in byte j),
+// so group g is eight entries, chunk c = values 4c .. 4c + 3:
+//   IQ3_XXS: entry qs[8g + c]; the group's word aux[g] (little-endian) holds four 7-bit sign
+//            indices (bits 7l: chunks 2l and 2l + 1, its 8 signs the index plus an even-parity
+//            eighth bit) and in bits 28-31 the scale s: d (2s + 1) / 4.
+//   IQ3_S:   entry qs[8g + c] | bit c of qh[g] << 8; the sign of value 8l + j is bit j of
+//            signs[4g + l]; the scale nibble g % 2 of scales[g / 2], s: d (2s + 1).
+// A set sign bit negates the value.
+#include "iq_grids.inc"
+constexpr uint32_t kIQ3XXSGrid[256] = {ENGINE_IQ3XXS_GRID};
+constexpr uint32_t kIQ3SGrid[512] = {ENGINE_IQ3S_GRID};
+#if defined(__CUDACC__)
+// The same tables for the kernels (global memory, cached in L1: lanes index them at random).
+static __device__ const uint32_t kIQ3XXSGridDevice[256] = {ENGINE_IQ3XXS_GRID};
+static __device__ const uint32_t kIQ3SGridDevice[512] = {ENGINE_IQ3S_GRID};
+#endif
+ENGINE_HOST_DEVICE static inline uint32_t iq3xxs_grid(uint32_t i) {
+#if defined(__CUDA_ARCH__)
+  return kIQ3XXSGridDevice[i];
+#else
+  return kIQ3XXSGrid[i];
+#endif
+}
+ENGINE_HOST_DEVICE static inline uint32_t iq3s_grid(uint32_t i) {
+#if defined(__CUDA_ARCH__)
+  return kIQ3SGridDevice[i];
+#else
+  return kIQ3SGrid[i];
+#endif
+}
+// Four grid values (bytes, each 1..255) with the low four bits of `signs` applied: bit j set
+// negates byte j, as two's complement (~v + 1 never carries out of a byte when v > 0).
+ENGINE_HOST_DEVICE static inline uint32_t iq_signed4(uint32_t grid, uint32_t signs) {
+  const uint32_t negate = (((signs & 15u) * 0x00204081u) & 0x01010101u) * 0xffu;  // bit j to byte j
+  return (grid ^ negate) + (negate & 0x01010101u);
+}
+// IQ3_XXS: the eight signs of chunks 2l, 2l + 1 from the group's aux word (the parity bit).
+ENGINE_HOST_DEVICE static inline uint32_t iq3xxs_signs8(uint32_t aux, int l) {
+  const uint32_t index = (aux >> (7 * l)) & 127u;
+#if defined(__CUDA_ARCH__)
+  return index | (uint32_t(__popc(index) & 1) << 7);
+#else
+  return index | (uint32_t(__builtin_popcount(index) & 1) << 7);
+#endif
+}
+// Chunk c of an IQ3_XXS group (qs: its eight entries, aux: its word) as four signed bytes.
+ENGINE_HOST_DEVICE static inline uint32_t iq3xxs_values4(const uint8_t* qs, uint32_t aux, int c) {
+  return iq_signed4(iq3xxs_grid(qs[c]), iq3xxs_signs8(aux, c / 2) >> (4 * (c % 2)));
+}
+// Chunk c of an IQ3_S group (qs: its eight entries, qh: its high-bit byte, signs: its four sign
+// bytes read as one little-endian word) as four signed bytes.
+ENGINE_HOST_DEVICE static inline uint32_t iq3s_values4(const uint8_t* qs, uint32_t qh, uint32_t signs, int c) {
+  return iq_signed4(iq3s_grid(qs[c] | (((qh >> c) & 1u) << 8)), signs >> (4 * c));
+}
+// The group scales in units of d: (2s + 1) / 4 and 2s + 1.
+ENGINE_HOST_DEVICE static inline float iq3xxs_scale(uint32_t aux) { return float(2 * (aux >> 28) + 1) * 0.25f; }
+ENGINE_HOST_DEVICE static inline float iq3s_scale(uint32_t scales, int g) {  // scales[4] as one word
+  return float(2 * ((scales >> (4 * g)) & 15u) + 1);
+}
+ENGINE_HOST_DEVICE static inline uint32_t load_le32(const uint8_t* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
 }
 
 // Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold scales

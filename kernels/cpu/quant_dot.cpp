@@ -26,7 +26,9 @@ DotRegime dot_regime(GgmlType type) {
     case GgmlType::Q4_K:
     case GgmlType::Q5_K:
     case GgmlType::IQ4_NL:
-    case GgmlType::IQ4_XS: return DotRegime::q8_activations;
+    case GgmlType::IQ4_XS:
+    case GgmlType::IQ3_XXS:
+    case GgmlType::IQ3_S: return DotRegime::q8_activations;
     case GgmlType::Q2_K:
     case GgmlType::Q3_K:
     case GgmlType::Q6_K: return DotRegime::q16_activations;

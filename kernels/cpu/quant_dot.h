@@ -5,8 +5,8 @@
 // Regimes, chosen per weight type in one place (dot_regime):
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding);
 //   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
-//   Q5_K, IQ4_NL and IQ4_XS, whose 4-5 bit values (or grid values) meet them in 8-bit
-//   multiply-adds;
+//   Q5_K, IQ4_NL, IQ4_XS, IQ3_XXS and IQ3_S, whose 4-5 bit values (or grid values) meet them in
+//   8-bit multiply-adds;
 //   12-bit activations (BlockQ16x256) for Q2_K, Q3_K and Q6_K prompt batches, whose weights
 //   become exact int16 products q * scale, so a whole 256-value dot product is integer
 //   multiply-adds with one float step (Q2_K: two, its mins against the activations' 16-value sums);
@@ -92,7 +92,7 @@ struct DotKernels {
   // panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[32];
   GemmQ16 gemm_q16_panel[32];  // Q6_K (AVX2, AVX-512): up to kQ16PanelRows x any; null where none exists
-  GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K, Q4_0..Q5_1: up to kQ8PanelRows x any; null where none exists
+  GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K, Q4_0..Q5_1, IQ4, IQ3: up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0
   // out[i] = e^((v_i - shift) / divisor) in double for the n floats v_i, stride_bytes apart from
   // `values` (v_i <= shift, divisor > 0; out may be null); returns their sum (exp_impl.h).

@@ -11,6 +11,7 @@
 #include "engine/half.h"
 #include "engine/quantize.h"
 #include "quant_blocks.h"
+#include "quantize_iq3.h"
 
 namespace engine {
 namespace {
@@ -291,6 +292,8 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     case GgmlType::Q6_K: return quantize_q6_k(src, static_cast<BlockQ6_K*>(dst), nb);
     case GgmlType::IQ4_NL: return quantize_iq4_nl(src, static_cast<BlockIQ4_NL*>(dst), nb);
     case GgmlType::IQ4_XS: return quantize_iq4_xs(src, static_cast<BlockIQ4_XS*>(dst), nb);
+    case GgmlType::IQ3_XXS: return quantize_iq3_xxs(src, static_cast<BlockIQ3_XXS*>(dst), nb);
+    case GgmlType::IQ3_S: return quantize_iq3_s(src, static_cast<BlockIQ3_S*>(dst), nb);
   }
   throw Error(fmt::format("quantize_row: no quantizer for type {} ({})", static_cast<uint32_t>(type),
                           type_id_name(static_cast<uint32_t>(type))));

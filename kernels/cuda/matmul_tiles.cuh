@@ -432,6 +432,59 @@ MATMUL_UNROLL
   }
 };
 
+// IQ3_XXS and IQ3_S in the GPU layout (a row's records, 96 or 112 bytes, then its d values):
+// window w is record w and the 16-byte chunk of d values holding d[w], as Q6KTile's. Values
+// e .. e + 7 are chunks c and c + 1 (c = (e % 32) / 4, even) of group g = e / 32: two grid
+// entries, their eight signs and the group's scale (quant_blocks.h), the fields at their block
+// offsets less the 2 bytes of d.
+template <typename Block>
+struct IQ3Tile {
+  static constexpr bool kXXS = std::is_same_v<Block, BlockIQ3_XXS>;
+  static constexpr int kRecord = kXXS ? int(kGpuIQ3XXSRecordBytes) : int(kGpuIQ3SRecordBytes);
+  static constexpr int kWindowValues = 256;
+  static constexpr int kWindowBytes = kRecord + 16;
+  static constexpr int kChunkBytes = 16;
+  static_assert(kRecord % 16 == 0, "records are copied in 16-byte chunks");
+  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
+    if (c < kRecord / 16) return row + w * kRecord + 16 * c;
+    return row + (K / 256) * int64_t(kRecord) + 16 * (w / 8);
+  }
+  struct Raw {
+    uint32_t entry[2], signs;  // grid indices of the two chunks, their eight sign bits
+    float scale;               // d * the group's scale
+  };
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
+    const int g = e / 32, c = (e % 32) / 4;
+    const float d = h2f(reinterpret_cast<const uint16_t*>(window + kRecord)[w % 8]);
+    Raw r;
+    r.entry[0] = window[8 * g + c];
+    r.entry[1] = window[8 * g + c + 1];
+    if constexpr (kXXS) {
+      const uint32_t aux = *reinterpret_cast<const uint32_t*>(window + offsetof(BlockIQ3_XXS, aux) - 2 + 4 * g);
+      r.signs = iq3xxs_signs8(aux, c / 2);
+      r.scale = d * iq3xxs_scale(aux);
+    } else {
+      const uint32_t qh = window[offsetof(BlockIQ3_S, qh) - 2 + g];
+      r.entry[0] |= ((qh >> c) & 1u) << 8;
+      r.entry[1] |= ((qh >> (c + 1)) & 1u) << 8;
+      r.signs = window[offsetof(BlockIQ3_S, signs) - 2 + 4 * g + c / 2];
+      r.scale = d * iq3s_scale(*reinterpret_cast<const uint32_t*>(window + offsetof(BlockIQ3_S, scales) - 2), g);
+    }
+    return r;
+  }
+  __host__ __device__ static uint4 decode(const Raw& r, int) {
+    float v[8];
+MATMUL_UNROLL
+    for (int k = 0; k < 2; ++k) {
+      const uint32_t entry = kXXS ? iq3xxs_grid(r.entry[k]) : iq3s_grid(r.entry[k]);
+      const uint32_t values = iq_signed4(entry, r.signs >> (4 * k)) ^ 0x80808080u;  // int8 + 128 a byte
+MATMUL_UNROLL
+      for (int j = 0; j < 4; ++j) v[4 * k + j] = (byte_plus_2p23(values, j) - (kTwo23 + 128.0f)) * r.scale;
+    }
+    return pack8(v);
+  }
+};
+
 // F16: eight values as they are; BF16 and F32: converted (values past fp16's range saturate to
 // infinity, as any fp16 conversion of such weights would). A window is one step of the kernel's
 // K (kValues: 32 for the mma.sync kernel, 64 for wgmma's).
@@ -498,6 +551,8 @@ bool with_loader(GgmlType type, F&& f) {
     case GgmlType::Q6_K: f.template operator()<Q6KTile>(); return true;
     case GgmlType::IQ4_NL: f.template operator()<LegacyTile<BlockIQ4_NL, false, false>>(); return true;
     case GgmlType::IQ4_XS: f.template operator()<IQ4XSTile>(); return true;
+    case GgmlType::IQ3_XXS: f.template operator()<IQ3Tile<BlockIQ3_XXS>>(); return true;
+    case GgmlType::IQ3_S: f.template operator()<IQ3Tile<BlockIQ3_S>>(); return true;
     default: return false;
   }
 }

@@ -415,6 +415,56 @@ MATVEC_UNROLL
   }
 };
 
+// IQ3_XXS and IQ3_S on 8-bit activations, in the GPU layout (engine/gpu_layout.h: each row's
+// records, 96 or 112 bytes, then its d values): a quarter warp per super-block, four super-blocks
+// per step. Lane j (0..7) of a quarter takes group j: its eight grid indices in one 8-byte load,
+// its signs and scale (IQ3_XXS: the aux word; IQ3_S: four sign bytes, the qh byte and the scale
+// byte) in 4-byte loads, d in a 2-byte one; the grid entries come from the table in global memory
+// (L1-resident, quant_blocks.h) and meet activation block j, signs applied (iq_signed4), in eight
+// dp4a. Per lane and super-block: d * scale_j * dx * sum(v * xq).
+template <typename Block>
+struct IQ3Rows {
+  static constexpr bool kQ8 = true;
+  static constexpr bool kXXS = std::is_same_v<Block, BlockIQ3_XXS>;
+  static constexpr int64_t kRecord = kXXS ? int64_t(kGpuIQ3XXSRecordBytes) : int64_t(kGpuIQ3SRecordBytes);
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const int j = lane % 8;
+    const int64_t row_blocks = K / 32;
+MATVEC_UNROLL4
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
+      const uint8_t* r = row + i * kRecord;  // the record: the block's fields less 2 bytes of offset
+      const uint2 idx = stream8(r + 8 * j);
+      const uint8_t indices[8] = {uint8_t(idx.x), uint8_t(idx.x >> 8), uint8_t(idx.x >> 16), uint8_t(idx.x >> 24),
+                                  uint8_t(idx.y), uint8_t(idx.y >> 8), uint8_t(idx.y >> 16), uint8_t(idx.y >> 24)};
+      uint32_t v[8];
+      float scale;
+      if constexpr (kXXS) {
+        const uint32_t aux = stream4(r + offsetof(BlockIQ3_XXS, aux) - 2 + 4 * j);
+MATVEC_UNROLL
+        for (int c = 0; c < 8; ++c) v[c] = iq3xxs_values4(indices, aux, c);
+        scale = iq3xxs_scale(aux);
+      } else {
+        const uint32_t signs = stream4(r + offsetof(BlockIQ3_S, signs) - 2 + 4 * j);
+        const uint32_t qh = stream4(r + offsetof(BlockIQ3_S, qh) - 2 + 4 * (j / 4)) >> (8 * (j % 4));
+MATVEC_UNROLL
+        for (int c = 0; c < 8; ++c) v[c] = iq3s_values4(indices, qh, signs, c);
+        scale = iq3s_scale(stream4(r + offsetof(BlockIQ3_S, scales) - 2), j);
+      }
+      scale *= h2f(stream2(row + (K / 256) * kRecord + 2 * i));
+MATVEC_UNROLL
+      for (int bb = 0; bb < B; ++bb) {
+        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
+        const int2 x0 = *reinterpret_cast<const int2*>(a.q), x1 = *reinterpret_cast<const int2*>(a.q + 8);
+        const int2 x2 = *reinterpret_cast<const int2*>(a.q + 16), x3 = *reinterpret_cast<const int2*>(a.q + 24);
+        int sum = dp4a(v[0], x0.x, dp4a(v[1], x0.y, dp4a(v[2], x1.x, dp4a(v[3], x1.y, 0))));
+        sum = dp4a(v[4], x2.x, dp4a(v[5], x2.y, dp4a(v[6], x3.x, dp4a(v[7], x3.y, sum))));
+        acc[bb] += scale * a.d * float(sum);
+      }
+    }
+  }
+};
+
 // F16 and F32: eight values per lane per step (16 or 32 bytes), then a scalar tail.
 __host__ __device__ __forceinline__ float bf2f(uint16_t h) {
   uint32_t bits = uint32_t(h) << 16;
@@ -775,6 +825,8 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::Q6_K: f.template operator()<Q6KRows>(gpu_row_bytes(GgmlType::Q6_K, K)); return true;
     case GgmlType::IQ4_NL: f.template operator()<LegacyRows<BlockIQ4_NL, false, false>>(blocks(sizeof(BlockIQ4_NL), 32)); return true;
     case GgmlType::IQ4_XS: f.template operator()<IQ4XSRows>(blocks(sizeof(BlockIQ4_XS), 256)); return true;
+    case GgmlType::IQ3_XXS: f.template operator()<IQ3Rows<BlockIQ3_XXS>>(gpu_row_bytes(GgmlType::IQ3_XXS, K)); return true;
+    case GgmlType::IQ3_S: f.template operator()<IQ3Rows<BlockIQ3_S>>(gpu_row_bytes(GgmlType::IQ3_S, K)); return true;
     default: return false;
   }
 }

@@ -120,7 +120,8 @@ TEST(CudaMatmul, TileLoaderOnTheHostMatchesTheDequantizer) {
       }
     }
   }
-  EXPECT_EQ(types, 15);  // every type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS
+  EXPECT_EQ(types, 17);  // every type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS
+                        // IQ3_XXS IQ3_S
 #endif
 }
 

@@ -1,7 +1,8 @@
-// The layout GPU stages upload weights in (engine/gpu_layout.h): every type but Q2_K, Q3_K and
-// Q6_K as in the file; Q6_K and Q2_K rows as the blocks' records (208 and 80 bytes), then their d
-// values (Q2_K: d and dmin), then zeros up to 16 bytes; Q3_K blocks padded with zeros to 112
-// bytes; checked byte by byte against the GGUF blocks; and the memory model counts what the stage
+// The layout GPU stages upload weights in (engine/gpu_layout.h): every type but Q2_K, Q3_K, Q6_K
+// and the IQ3 types as in the file; Q6_K and Q2_K rows as the blocks' records (208 and 80 bytes),
+// then their d values (Q2_K: d and dmin), then zeros up to 16 bytes; Q3_K blocks padded with zeros
+// to 112 bytes; IQ3_XXS and IQ3_S rows as the blocks after their leading d (records of 96 and 112
+// bytes), then the d values, then zeros up to 16 bytes; checked byte by byte against the GGUF blocks; and the memory model counts what the stage
 // uploads. Runs everywhere (no GPU needed).
 #include <gtest/gtest.h>
 
@@ -21,7 +22,8 @@ TEST(GpuLayout, EveryOtherTypeIsTheFileLayout) {
   std::mt19937 rng(std::random_device{}());
   int same = 0;
   for (const TypeTraits& tr : all_type_traits()) {
-    if (tr.type == GgmlType::Q2_K || tr.type == GgmlType::Q3_K || tr.type == GgmlType::Q6_K) {
+    if (tr.type == GgmlType::Q2_K || tr.type == GgmlType::Q3_K || tr.type == GgmlType::Q6_K ||
+        tr.type == GgmlType::IQ3_XXS || tr.type == GgmlType::IQ3_S) {
       EXPECT_TRUE(gpu_layout_differs(tr.type)) << tr.name;
       continue;
     }
@@ -85,6 +87,40 @@ TEST(GpuLayout, Q3KBlocksArePaddedTo112Bytes) {
       EXPECT_EQ(out[i * 112 + 111], 0) << "block " << i;
     }
   }
+}
+
+// IQ3_XXS and IQ3_S: each block's bytes after d in a record of `record` bytes (zeros after them),
+// then the d values, then zeros up to 16 bytes.
+void expect_records_then_leading_d(GgmlType type, uint64_t record) {
+  std::mt19937 rng(std::random_device{}());
+  const uint64_t block = traits(type).block_bytes;
+  for (const int64_t nb : {1, 2, 3, 20, 108}) {
+    const int64_t K = 256 * nb, rows = 3;
+    const uint64_t row = gpu_row_bytes(type, K);
+    EXPECT_EQ(row % 16, 0u) << nb;
+    EXPECT_GE(row, uint64_t(nb) * (record + 2)) << nb;
+    EXPECT_LT(row, uint64_t(nb) * (record + 2) + 16) << nb;
+    const auto w = test::random_blocks(type, K * rows, rng);
+    auto out = std::vector<uint8_t>(row * rows, 0xAB);
+    to_gpu_layout(type, K, rows, w.data(), out.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* blocks = w.data() + r * nb * block;
+      const uint8_t* g = out.data() + r * row;
+      for (int64_t i = 0; i < nb; ++i) {
+        EXPECT_EQ(std::memcmp(g + i * record, blocks + i * block + 2, block - 2), 0) << r << " " << i;
+        for (uint64_t b = block - 2; b < record; ++b) EXPECT_EQ(g[i * record + b], 0) << r << " " << i;
+        EXPECT_EQ(std::memcmp(g + nb * record + 2 * i, blocks + i * block, 2), 0) << r << " " << i;
+      }
+      for (uint64_t b = uint64_t(nb) * (record + 2); b < row; ++b) EXPECT_EQ(g[b], 0) << "padding byte " << b;
+    }
+  }
+}
+
+TEST(GpuLayout, IQ3RowsAreRecordsThenScalesThenPadding) {
+  EXPECT_EQ(kGpuIQ3XXSRecordBytes, 96u);
+  expect_records_then_leading_d(GgmlType::IQ3_XXS, kGpuIQ3XXSRecordBytes);
+  EXPECT_EQ(kGpuIQ3SRecordBytes, 112u);
+  expect_records_then_leading_d(GgmlType::IQ3_S, kGpuIQ3SRecordBytes);
 }
 
 TEST(GpuLayout, TheMemoryModelCountsTheUploadedRows) {

@@ -26,7 +26,9 @@ enum class GgmlType : uint32_t {
   Q4_K = 12,
   Q5_K = 13,
   Q6_K = 14,
+  IQ3_XXS = 18,
   IQ4_NL = 20,
+  IQ3_S = 21,
   IQ4_XS = 23,
   BF16 = 30,
 };

@@ -7,7 +7,11 @@
 //   Q2_K (84-byte blocks, 4-byte aligned): the same with 80-byte records (scales, qs) and the
 //        blocks' (d, dmin) pairs, 4 bytes each, after them;
 //   Q3_K (110-byte blocks, 2-byte aligned): each block padded with two zero bytes to 112, so that
-//        hmask, qs and (scales, d) each start 16-byte aligned (2/110 more bytes).
+//        hmask, qs and (scales, d) each start 16-byte aligned (2/110 more bytes);
+//   IQ3_XXS (98-byte blocks, d first): each row's blocks without d (96-byte records: qs, aux),
+//        then the row's d values, then zeros up to 16 bytes;
+//   IQ3_S (110-byte blocks, d first): the same with the 108 bytes after d padded to 112-byte
+//        records (qs, qh, signs, scales, four zero bytes: 2/110 more bytes).
 // The memory model counts matrices with gpu_row_bytes, so the planner's figures are the bytes the
 // stage allocates.
 #pragma once
@@ -34,5 +38,9 @@ constexpr uint64_t kGpuQ6KRecordBytes = 208;
 constexpr uint64_t kGpuQ2KRecordBytes = 80;
 // Bytes of a Q3_K block on the GPU: the 110-byte block, then two zero bytes.
 constexpr uint64_t kGpuQ3KBlockBytes = 112;
+// Bytes of an IQ3_XXS and an IQ3_S record on the GPU: the block after its d (padded for IQ3_S);
+// the fields keep their offsets less the two bytes of d.
+constexpr uint64_t kGpuIQ3XXSRecordBytes = 96;
+constexpr uint64_t kGpuIQ3SRecordBytes = 112;
 
 }  // namespace engine
