@@ -19,7 +19,8 @@ struct MatrixShape {
 
 // QwQ-32B: n_embd 5120, 40 heads of 128, 8 KV heads, n_ff 27648, vocab 152064. Q4_K_M gives
 // attn_v and ffn_down Q6_K in 32 of the 64 layers (use_more_bits) and Q4_K in the others. The
-// last two rows are for comparison (other weight formats at the same shape), not in the model.
+// last rows are for comparison (other weight formats at the same shapes: the IQ4 and IQ3 files'
+// bulk types at ffn_gate/up's), not in the model.
 inline constexpr MatrixShape kQwq32Shapes[] = {
     {"attn_q/attn_output 5120x5120", GgmlType::Q4_K, 5120, 5120, 128, false},
     {"attn_k 5120->1024", GgmlType::Q4_K, 5120, 1024, 64, false},
@@ -31,6 +32,10 @@ inline constexpr MatrixShape kQwq32Shapes[] = {
     {"output 5120->152064", GgmlType::Q6_K, 5120, 152064, 1, true},
     {"5120x5120 Q8_0", GgmlType::Q8_0, 5120, 5120, 0, false},
     {"5120x5120 F16", GgmlType::F16, 5120, 5120, 0, false},
+    {"5120->27648 IQ4_XS", GgmlType::IQ4_XS, 5120, 27648, 0, false},
+    {"5120->27648 IQ4_NL", GgmlType::IQ4_NL, 5120, 27648, 0, false},
+    {"5120->27648 IQ3_S", GgmlType::IQ3_S, 5120, 27648, 0, false},
+    {"5120->27648 IQ3_XXS", GgmlType::IQ3_XXS, 5120, 27648, 0, false},
 };
 
 // A forward pass's products as the GPU stage launches them: q, k and v in one launch where their
