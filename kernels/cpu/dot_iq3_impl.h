@@ -4,11 +4,15 @@
 //   d * scale_g * d_x * (grid . (q_x with the group's signs applied))
 // so the unsigned grid bytes meet signed activations in a u8 x s8 multiply-add (vpdpbusd with
 // AVX-512 VNNI, else maddubs: pairs at most 2 * 62 * 127 < 32767), no bias. The grid entries are
-// eight table loads a group, the signs one byte shuffle and compare. Bound: the table loads and
+// eight table loads a group (inserts or a gather); the signs are four loads of a 128-entry table of sign bytes
+// (IQ3_XXS) or one byte shuffle and compare (IQ3_S), applied by psignb. Bound: the table loads and
 // the multiply-adds (a group is 12.25 or 13.75 bytes). Prompt batches take the panels
 // (gemm_q8_impl.h) with the same values. Included by quant_dot_impl.h; internal linkage like
 // everything there.
 #pragma once
+
+#include <array>
+#include <bit>
 
 namespace engine {
 namespace {
@@ -77,16 +81,59 @@ inline __m256i iq3_values32(const Iq3GroupCodes& c) {
   return _mm256_sub_epi8(_mm256_xor_si256(grid, negate), negate);
 }
 
-// grid . (q_x with the signs applied), in eight int32 lanes.
-inline __m256i iq3_lanes(const Iq3GroupCodes& c, const BlockQ8x32& x) {
-  const __m256i grid = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.grid));
-  const __m256i negate = iq3_sign_mask(c.signs);
+// The decode rows build each group's vectors straight from the block (no Iq3GroupCodes: eight
+// words stored and read back as one vector would stall on store forwarding). The grid entries
+// as one vector, value i at byte i: IQ3_XXS's by eight loads and inserts (on the 2-core AVX-512
+// machine of docs/benchmarks.md 6.8 GB/s at batch 1, a gather 5.4), IQ3_S's nine-bit indices by
+// one gather (7.4 GB/s; inserts, each index put together from qs and qh, 5.9).
+inline __m256i iq3_grid32(const BlockIQ3_XXS& b, int g) {
+  const uint8_t* q = b.qs + 8 * g;
+  const uint32_t* t = kIQ3XXSGrid;
+  return _mm256_set_epi32(int(t[q[7]]), int(t[q[6]]), int(t[q[5]]), int(t[q[4]]), int(t[q[3]]), int(t[q[2]]),
+                          int(t[q[1]]), int(t[q[0]]));
+}
+inline __m256i iq3_grid32(const BlockIQ3_S& b, int g) {
+  const __m256i low = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + 8 * g)));
+  // Bit c of qh to bit 8 of lane c.
+  const __m256i high = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(uint32_t(b.qh[g]) << 8)),
+                                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                                        _mm256_set1_epi32(256));
+  return _mm256_i32gather_epi32(reinterpret_cast<const int*>(kIQ3SGrid), _mm256_or_si256(low, high), 4);
+}
+
+// IQ3_XXS's eight signs of a 7-bit index (the eighth keeps the parity even) as bytes +1 / -1.
+constexpr std::array<uint64_t, 128> kIQ3XXSSignBytes = [] {
+  std::array<uint64_t, 128> t{};
+  for (uint32_t i = 0; i < 128; ++i) {
+    const uint32_t signs = i | (uint32_t(std::popcount(i) & 1) << 7);
+    for (int j = 0; j < 8; ++j) t[i] |= uint64_t((signs >> j) & 1u ? 0xffu : 0x01u) << (8 * j);
+  }
+  return t;
+}();
+
+// The group's signs as bytes +1 / -1, value i at byte i.
+inline __m256i iq3_sign_bytes(const BlockIQ3_XXS& b, int g) {
+  const uint32_t aux = load_le32(b.aux + 4 * g);
+  const uint64_t* t = kIQ3XXSSignBytes.data();
+  return _mm256_set_epi64x(int64_t(t[(aux >> 21) & 127u]), int64_t(t[(aux >> 14) & 127u]),
+                           int64_t(t[(aux >> 7) & 127u]), int64_t(t[aux & 127u]));
+}
+inline __m256i iq3_sign_bytes(const BlockIQ3_S& b, int g) {
+  return _mm256_or_si256(iq3_sign_mask(load_le32(b.signs + 4 * g)), _mm256_set1_epi8(1));
+}
+
+inline float iq3_scale(const BlockIQ3_XXS& b, int g) { return iq3xxs_scale(load_le32(b.aux + 4 * g)); }
+inline float iq3_scale(const BlockIQ3_S& b, int g) { return iq3s_scale(load_le32(b.scales), g); }
+
+// grid . (q_x with the signs applied), in eight int32 lanes (q_x > -128, so its sign flips exactly).
+template <typename Block>
+inline __m256i iq3_lanes(const Block& b, int g, const BlockQ8x32& x) {
   const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q));
-  const __m256i signed_q = _mm256_sub_epi8(_mm256_xor_si256(q, negate), negate);  // -128 stays: q_x > -128
+  const __m256i signed_q = _mm256_sign_epi8(q, iq3_sign_bytes(b, g));
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), grid, signed_q);
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), iq3_grid32(b, g), signed_q);
 #else
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(grid, signed_q), _mm256_set1_epi16(1));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(iq3_grid32(b, g), signed_q), _mm256_set1_epi16(1));
 #endif
 }
 
@@ -99,9 +146,9 @@ float dot_iq3_vec(const void* row, const BlockQ8x32* x, int64_t k) {
     prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
     const float d = h2f(b[i].d);
     for (int g = 0; g < 8; ++g) {
-      const Iq3GroupCodes c = iq3_group_codes(b[i], g);
       const BlockQ8x32& xg = x[8 * i + g];
-      acc[g % 2] = _mm256_fmadd_ps(_mm256_set1_ps(d * c.scale * xg.d), _mm256_cvtepi32_ps(iq3_lanes(c, xg)), acc[g % 2]);
+      acc[g % 2] = _mm256_fmadd_ps(_mm256_set1_ps(d * iq3_scale(b[i], g) * xg.d),
+                                   _mm256_cvtepi32_ps(iq3_lanes(b[i], g, xg)), acc[g % 2]);
     }
   }
   return hsum(_mm256_add_ps(acc[0], acc[1]));
