@@ -3,7 +3,7 @@
 // levels, then a table maps the four levels to the grid entry nearest to them); the signs are
 // the values' own, except that IQ3_XXS needs an even number of them per eight values, so the
 // value whose flip costs least is flipped where the count is odd. A group's scale is the best of
-// eight candidates (its largest magnitude on each level) and of a least-squares refit; the
+// four candidates (its largest magnitude on one of four levels) and their least-squares refits; the
 // super-block's d puts the largest group scale at the top 4-bit step, and each group then takes
 // the best of the three steps nearest to its scale. Simpler than llama.cpp's search (no
 // importance weights), for test and benchmark models.
@@ -60,12 +60,14 @@ const uint16_t* nearest_entry_table(const Iq3Format& f) {
   return f.grid == kXXS.grid ? xxs.data() : s.data();
 }
 
+// The nearest level: the levels are evenly spaced but for IQ3_XXS's last (52, 62), so the
+// estimate from the spacing is at most one step off.
 int nearest_level(const Iq3Format& f, float v) {
-  int best = 0;
-  for (int k = 1; k < 8; ++k) {
-    if (std::fabs(v - f.levels[k]) < std::fabs(v - f.levels[best])) best = k;
-  }
-  return best;
+  const float step = f.levels[1] - f.levels[0];
+  int k = std::clamp(int(std::lrint((v - f.levels[0]) / step)), 0, 7);
+  if (k > 0 && std::fabs(v - f.levels[k - 1]) < std::fabs(v - f.levels[k])) --k;
+  if (k < 7 && std::fabs(v - f.levels[k + 1]) < std::fabs(v - f.levels[k])) ++k;
+  return k;
 }
 
 // A 32-value group's codes: grid entries of its eight chunks and the sign bits of its four runs
@@ -128,7 +130,11 @@ float group_scale(const Iq3Format& f, const float* x) {
   Iq3Group codes;
   float best_scale = 0;
   double best = INFINITY;
-  for (float level : f.levels) {
+  // Candidates: the largest magnitude on the three top levels (where Gaussian-like groups do
+  // best; the lower ones never won on such data) and on the lowest (a group of near-equal
+  // magnitudes: the grid has four equal values only at its lowest level).
+  for (const int top : {7, 6, 5, 0}) {
+    const float level = f.levels[top];
     for (float scale : {amax / level, 0.0f}) {
       if (scale == 0) {  // the least-squares refit of the candidate before it
         scale = refit_scale(f, x, codes);
