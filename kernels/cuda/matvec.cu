@@ -376,6 +376,15 @@ MATVEC_UNROLL
   }
 };
 
+// A 32-value group's integer dot product: eight words of four signed values (value 4k + j in
+// byte j of v[k]) against an activation block's codes, in eight dp4a.
+__host__ __device__ __forceinline__ int dp4a_group(const uint32_t (&v)[8], const ActQ8Block& a) {
+  const int2 x0 = *reinterpret_cast<const int2*>(a.q), x1 = *reinterpret_cast<const int2*>(a.q + 8);
+  const int2 x2 = *reinterpret_cast<const int2*>(a.q + 16), x3 = *reinterpret_cast<const int2*>(a.q + 24);
+  const int sum = dp4a(v[0], x0.x, dp4a(v[1], x0.y, dp4a(v[2], x1.x, dp4a(v[3], x1.y, 0))));
+  return dp4a(v[4], x2.x, dp4a(v[5], x2.y, dp4a(v[6], x3.x, dp4a(v[7], x3.y, sum))));
+}
+
 // IQ4_XS on 8-bit activations: a quarter warp per super-block (136 bytes: rows only 8-byte
 // aligned), four super-blocks per step. Lane j (0..7) of a quarter takes group j: qs bytes
 // 16j .. 16j + 15 in two 8-byte loads (the low nibbles are values 0..15, the high ones 16..31),
@@ -394,22 +403,18 @@ MATVEC_UNROLL4
       const uint2 head = stream8(b);  // d, scales_h | scales_l[0..3]
       const uint2 q0 = stream8(b + offsetof(BlockIQ4_XS, qs) + 16 * j), q1 = stream8(b + offsetof(BlockIQ4_XS, qs) + 16 * j + 8);
       const uint32_t words[4] = {q0.x, q0.y, q1.x, q1.y};
-      uint32_t lo[4], hi[4];
+      uint32_t v[8];  // values 0..15 from the low nibbles, 16..31 from the high ones
 MATVEC_UNROLL
       for (int k = 0; k < 4; ++k) {
-        lo[k] = iq4_grid4(words[k] & 0x0F0F0F0Fu);
-        hi[k] = iq4_grid4((words[k] >> 4) & 0x0F0F0F0Fu);
+        v[k] = iq4_grid4(words[k] & 0x0F0F0F0Fu);
+        v[k + 4] = iq4_grid4((words[k] >> 4) & 0x0F0F0F0Fu);
       }
       const uint32_t scale_bits = iq4_xs_scale_bits(head.y, head.x >> 16, j);
       const float scale = h2f(uint16_t(head.x & 0xffffu)) * (u23_to_float(scale_bits) - 32.0f);
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
-        const int2 x0 = *reinterpret_cast<const int2*>(a.q), x1 = *reinterpret_cast<const int2*>(a.q + 8);
-        const int2 x2 = *reinterpret_cast<const int2*>(a.q + 16), x3 = *reinterpret_cast<const int2*>(a.q + 24);
-        int sum = dp4a(lo[0], x0.x, dp4a(lo[1], x0.y, dp4a(lo[2], x1.x, dp4a(lo[3], x1.y, 0))));
-        sum = dp4a(hi[0], x2.x, dp4a(hi[1], x2.y, dp4a(hi[2], x3.x, dp4a(hi[3], x3.y, sum))));
-        acc[bb] += scale * a.d * float(sum);
+        acc[bb] += scale * a.d * float(dp4a_group(v, a));
       }
     }
   }
@@ -455,11 +460,7 @@ MATVEC_UNROLL
 MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
-        const int2 x0 = *reinterpret_cast<const int2*>(a.q), x1 = *reinterpret_cast<const int2*>(a.q + 8);
-        const int2 x2 = *reinterpret_cast<const int2*>(a.q + 16), x3 = *reinterpret_cast<const int2*>(a.q + 24);
-        int sum = dp4a(v[0], x0.x, dp4a(v[1], x0.y, dp4a(v[2], x1.x, dp4a(v[3], x1.y, 0))));
-        sum = dp4a(v[4], x2.x, dp4a(v[5], x2.y, dp4a(v[6], x3.x, dp4a(v[7], x3.y, sum))));
-        acc[bb] += scale * a.d * float(sum);
+        acc[bb] += scale * a.d * float(dp4a_group(v, a));
       }
     }
   }

@@ -37,17 +37,19 @@ TEST(GpuLayout, EveryOtherTypeIsTheFileLayout) {
   EXPECT_EQ(same, 12);
 }
 
-// Q6_K and Q2_K: rows of records (the blocks' first `record` bytes), then the blocks' remaining
-// bytes (their fp16 scales), then zeros up to 16 bytes.
-void expect_records_then_scales(GgmlType type, uint64_t record) {
+// Rows of records (each block's bytes [begin, begin + length) in a slot of `slot` bytes, zeros
+// after them), then the rest of each block (its fp16 scales: the bytes before `begin`, then
+// those after the record), then zeros up to 16 bytes. Q6_K and Q2_K: the record is the first 208
+// and 80 bytes; IQ3_XXS and IQ3_S: all but the leading d, in slots of 96 and 112.
+void expect_records_then_scales(GgmlType type, uint64_t begin, uint64_t length, uint64_t slot) {
   std::mt19937 rng(std::random_device{}());
-  const uint64_t block = traits(type).block_bytes, tail = block - record;
+  const uint64_t block = traits(type).block_bytes, tail = block - length;
   for (const int64_t nb : {1, 2, 3, 20, 108}) {  // 5120 and 27648 wide: QwQ-32B's attn_v and ffn_down
     const int64_t K = 256 * nb, rows = 3;
-    const uint64_t row = gpu_row_bytes(type, K);
+    const uint64_t row = gpu_row_bytes(type, K), used = uint64_t(nb) * (slot + tail);
     EXPECT_EQ(row % 16, 0u) << nb;
-    EXPECT_GE(row, uint64_t(nb) * block) << nb;
-    EXPECT_LT(row, uint64_t(nb) * block + 16) << nb;
+    EXPECT_GE(row, used) << nb;
+    EXPECT_LT(row, used + 16) << nb;
     const auto w = test::random_blocks(type, K * rows, rng);
     auto out = std::vector<uint8_t>(row * rows, 0xAB);
     to_gpu_layout(type, K, rows, w.data(), out.data());
@@ -55,22 +57,26 @@ void expect_records_then_scales(GgmlType type, uint64_t record) {
       const uint8_t* blocks = w.data() + r * nb * block;
       const uint8_t* g = out.data() + r * row;
       for (int64_t i = 0; i < nb; ++i) {
-        EXPECT_EQ(std::memcmp(g + i * record, blocks + i * block, record), 0) << r << " " << i;
-        EXPECT_EQ(std::memcmp(g + nb * record + i * tail, blocks + i * block + record, tail), 0) << r << " " << i;
+        const uint8_t* src = blocks + i * block;
+        const uint8_t* rest = g + nb * slot + i * tail;
+        EXPECT_EQ(std::memcmp(g + i * slot, src + begin, length), 0) << r << " " << i;
+        for (uint64_t b = length; b < slot; ++b) EXPECT_EQ(g[i * slot + b], 0) << r << " " << i;
+        EXPECT_EQ(std::memcmp(rest, src, begin), 0) << r << " " << i;
+        EXPECT_EQ(std::memcmp(rest + begin, src + begin + length, tail - begin), 0) << r << " " << i;
       }
-      for (uint64_t b = uint64_t(nb) * block; b < row; ++b) EXPECT_EQ(g[b], 0) << "padding byte " << b;
+      for (uint64_t b = used; b < row; ++b) EXPECT_EQ(g[b], 0) << "padding byte " << b;
     }
   }
 }
 
 TEST(GpuLayout, Q6KRowsAreRecordsThenScalesThenPadding) {
   EXPECT_EQ(kGpuQ6KRecordBytes, 208u);
-  expect_records_then_scales(GgmlType::Q6_K, kGpuQ6KRecordBytes);
+  expect_records_then_scales(GgmlType::Q6_K, 0, kGpuQ6KRecordBytes, kGpuQ6KRecordBytes);
 }
 
 TEST(GpuLayout, Q2KRowsAreRecordsThenScalesThenPadding) {
   EXPECT_EQ(kGpuQ2KRecordBytes, 80u);
-  expect_records_then_scales(GgmlType::Q2_K, kGpuQ2KRecordBytes);
+  expect_records_then_scales(GgmlType::Q2_K, 0, kGpuQ2KRecordBytes, kGpuQ2KRecordBytes);
 }
 
 TEST(GpuLayout, Q3KBlocksArePaddedTo112Bytes) {
@@ -89,38 +95,11 @@ TEST(GpuLayout, Q3KBlocksArePaddedTo112Bytes) {
   }
 }
 
-// IQ3_XXS and IQ3_S: each block's bytes after d in a record of `record` bytes (zeros after them),
-// then the d values, then zeros up to 16 bytes.
-void expect_records_then_leading_d(GgmlType type, uint64_t record) {
-  std::mt19937 rng(std::random_device{}());
-  const uint64_t block = traits(type).block_bytes;
-  for (const int64_t nb : {1, 2, 3, 20, 108}) {
-    const int64_t K = 256 * nb, rows = 3;
-    const uint64_t row = gpu_row_bytes(type, K);
-    EXPECT_EQ(row % 16, 0u) << nb;
-    EXPECT_GE(row, uint64_t(nb) * (record + 2)) << nb;
-    EXPECT_LT(row, uint64_t(nb) * (record + 2) + 16) << nb;
-    const auto w = test::random_blocks(type, K * rows, rng);
-    auto out = std::vector<uint8_t>(row * rows, 0xAB);
-    to_gpu_layout(type, K, rows, w.data(), out.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      const uint8_t* blocks = w.data() + r * nb * block;
-      const uint8_t* g = out.data() + r * row;
-      for (int64_t i = 0; i < nb; ++i) {
-        EXPECT_EQ(std::memcmp(g + i * record, blocks + i * block + 2, block - 2), 0) << r << " " << i;
-        for (uint64_t b = block - 2; b < record; ++b) EXPECT_EQ(g[i * record + b], 0) << r << " " << i;
-        EXPECT_EQ(std::memcmp(g + nb * record + 2 * i, blocks + i * block, 2), 0) << r << " " << i;
-      }
-      for (uint64_t b = uint64_t(nb) * (record + 2); b < row; ++b) EXPECT_EQ(g[b], 0) << "padding byte " << b;
-    }
-  }
-}
-
 TEST(GpuLayout, IQ3RowsAreRecordsThenScalesThenPadding) {
   EXPECT_EQ(kGpuIQ3XXSRecordBytes, 96u);
-  expect_records_then_leading_d(GgmlType::IQ3_XXS, kGpuIQ3XXSRecordBytes);
+  expect_records_then_scales(GgmlType::IQ3_XXS, 2, sizeof(BlockIQ3_XXS) - 2, kGpuIQ3XXSRecordBytes);
   EXPECT_EQ(kGpuIQ3SRecordBytes, 112u);
-  expect_records_then_leading_d(GgmlType::IQ3_S, kGpuIQ3SRecordBytes);
+  expect_records_then_scales(GgmlType::IQ3_S, 2, sizeof(BlockIQ3_S) - 2, kGpuIQ3SRecordBytes);
 }
 
 TEST(GpuLayout, TheMemoryModelCountsTheUploadedRows) {
