@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
+#include "engine/memory_model.h"
 #include "engine/error.h"
 #include "engine/perplexity.h"
 #include "engine/planner.h"
@@ -49,6 +50,8 @@ int main(int argc, char** argv) {
     engine::ContextOptions o;
     o.n_ctx = ctx;
     o.n_batch = batch;
+    o.n_ubatch = place.ubatch;
+    o.transport = place.transport;
     o.n_threads = threads;
     o.kv_type = po.kv_type;
     o.stages = engine::stages_from_plan(plan);
@@ -58,8 +61,13 @@ int main(int argc, char** argv) {
       // The plan and the header once the text is known to fill a chunk (else the one line is the
       // error).
       if (c == 0) {
-        fmt::print(stderr, "{}{} tokens, chunks of {}, {} stage{}\n", engine::plan_report_text(plan), tokens.size(), ctx,
+        fmt::print(stderr, "{}{} tokens, chunks of {}, {} stage{}", engine::plan_report_text(plan), tokens.size(), ctx,
                    context.n_stages(), context.n_stages() == 1 ? "" : "s");
+        if (context.n_stages() > 1) {
+          fmt::print(stderr, " (transport {}, micro-batch {})", context.transports(),
+                     engine::stage_micro_batch(batch, place.ubatch, ctx));
+        }
+        fmt::print(stderr, "\n");
       }
       fmt::print(stderr, "[{}]{:.4f} ", c + 1, ppl);
     });

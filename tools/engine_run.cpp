@@ -28,8 +28,6 @@ struct Flags {
   std::string model, ctx, kv_type = "f16";
   engine::tools::PlacementFlags place;
   uint32_t batch = 512;
-  uint32_t ubatch = 0;
-  std::string transport = "auto";
   bool plan_only = false, json = false, chat = false, no_special = false, no_think = false;
   std::string prompt, file, prompt_ids, system;
   std::vector<std::string> stop;
@@ -63,7 +61,6 @@ engine::PlanOptions plan_options(const Flags& f) {
   engine::PlanOptions o = engine::tools::placement_options(f.place);
   o.kv_type = *engine::parse_kv_type(f.kv_type);
   o.n_batch = f.batch;
-  o.n_ubatch = f.ubatch;
   if (f.ctx == "max") {
     o.ctx_max = true;
   } else if (!f.ctx.empty()) {
@@ -218,11 +215,6 @@ int main(int argc, char** argv) {
   app.add_option("--ctx,-c", f.ctx, "context length, or max (default: min(trained, 4096))");
   app.add_option("--kv-type", f.kv_type, "f16 | q8_0 | f32")->check(CLI::IsMember({"f16", "q8_0", "f32"}));
   app.add_option("--batch,-b", f.batch, "prompt tokens per forward call")->check(CLI::Range(1u, 65536u));
-  app.add_option("--ubatch", f.ubatch, "prompt micro-batch that flows through the stages (default: --batch)")
-      ->check(CLI::Range(1u, 65536u));
-  app.add_option("--transport", f.transport,
-                 "between two GPU stages: auto (peer), peer, nccl or host; stages on the CPU always connect "
-                 "through host memory");
   app.add_flag("--plan", f.plan_only, "print the placement plan and exit");
   app.add_flag("--json", f.json, "print one JSON object (the plan, or the completion and its speed)");
   auto* p = app.add_option("--prompt,-p", f.prompt, "prompt text (with --chat: one user turn)");
@@ -258,9 +250,6 @@ int main(int argc, char** argv) {
       if (f.prompt.empty() && f.file.empty() && f.prompt_ids.empty() && !f.chat) {
         throw engine::Error("nothing to do: give --prompt, --file, --prompt-ids or --chat (or --plan)");
       }
-      if (f.transport != "auto" && f.transport != "host" && f.transport != "peer" && f.transport != "nccl") {
-        throw engine::Error(fmt::format("--transport: '{}' is not one of auto, peer, nccl, host", f.transport));
-      }
       f.sampling.seed = f.seed >= 0 ? static_cast<uint64_t>(f.seed)
                                     : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
       engine::validate(f.sampling);
@@ -291,15 +280,15 @@ int main(int argc, char** argv) {
     engine::ContextOptions copts;
     copts.n_ctx = plan.n_ctx;
     copts.n_batch = f.batch;
-    copts.n_ubatch = f.ubatch;
+    copts.n_ubatch = f.place.ubatch;
     copts.stages = engine::stages_from_plan(plan);
     if (copts.stages.size() > 1) {
-      fmt::print(stderr, "{} stages, transport {}, micro-batch {}\n", copts.stages.size(), f.transport,
-                 f.ubatch ? f.ubatch : f.batch);
+      fmt::print(stderr, "{} stages, transport {}, micro-batch {}\n", copts.stages.size(), f.place.transport,
+                 f.place.ubatch ? f.place.ubatch : f.batch);
     }
     copts.n_threads = f.threads;
     copts.kv_type = options.kv_type;
-    copts.transport = f.transport;
+    copts.transport = f.place.transport;
     // GPU stages upload their weights: one updating line on a terminal, a line per quarter in a log.
     copts.load_progress = [tty = isatty(STDERR_FILENO) != 0, last = -1](uint64_t done, uint64_t total) mutable {
       const int percent = total > 0 ? static_cast<int>(100 * done / total) : 100;

@@ -86,6 +86,8 @@ class CliErrors(unittest.TestCase):
             (PERPLEXITY, ["-m", m, "-f", self.text, "--ctx", "8"], "--ctx", "8"),
             (PERPLEXITY, ["-m", m, "-f", self.text, "--ctx", "4096"], "fewer than one chunk"),
             (PERPLEXITY, ["-m", m, "-f", self.text, "-t", "-3"], "--threads", "-3"),
+            (PERPLEXITY, ["-m", m, "-f", self.text, "--transport", "bogus"], "--transport", "bogus"),
+            (PERPLEXITY, ["-m", m, "-f", self.text, "--ubatch", "0"], "--ubatch", "0"),
             (BENCH, ["-m", m, "-t", "-3"], "--threads", "-3"),
             (BENCH, ["-m", m, "-d", "abc"], "-d", "abc"),
         ]

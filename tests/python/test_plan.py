@@ -78,7 +78,13 @@ class PerplexityPlacement(unittest.TestCase):
             split = run(*base, "--devices", "sim:8GiB", "--split", "2")
             self.assertEqual(json.loads(split.stdout), json.loads(cpu.stdout))
             self.assertRegex(split.stderr, r"\nsim0 +2-3 \+out ")
-            self.assertIn("chunks of 64, 2 stages", split.stderr)
+            self.assertIn("chunks of 64, 2 stages (transport host, micro-batch 64)", split.stderr)
+            # Micro-batches of 16 through the two stages: the same figure up to the rounding of
+            # other kernel shapes.
+            micro = run(*base, "--devices", "sim:8GiB", "--split", "2", "--ubatch", "16", "--transport", "host")
+            self.assertIn("chunks of 64, 2 stages (transport host, micro-batch 16)", micro.stderr)
+            self.assertAlmostEqual(json.loads(micro.stdout)["ppl"], json.loads(cpu.stdout)["ppl"],
+                                   delta=1e-4 * json.loads(cpu.stdout)["ppl"])
             self.assertIn("0/5 layers", cpu.stderr)  # no GPU: every layer on the CPU
             self.assertIn("chunks of 64, 1 stage\n", cpu.stderr)
 
