@@ -32,6 +32,11 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
               sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110,
               "block structs must match ggml's byte layout");
 
+// Four bytes as a little-endian word, from any address.
+ENGINE_HOST_DEVICE static inline uint32_t load_le32(const uint8_t* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
+
 // IQ4_NL and IQ4_XS: a 4-bit code q stands for kIQ4Values[q] (a non-linear grid), times the
 // block's scale. IQ4_XS's eight 32-value groups each have a 6-bit scale, minus 32: the low 4 bits
 // in scales_l (group g: byte g / 2, nibble g % 2), the top 2 in bits 2g, 2g + 1 of scales_h.
@@ -48,9 +53,7 @@ ENGINE_HOST_DEVICE static inline uint32_t iq4_xs_scale_bits(uint32_t scales_l, u
   return ((scales_l >> (4 * g)) & 15u) | (((scales_h >> (2 * g)) & 3u) << 4);
 }
 ENGINE_HOST_DEVICE static inline int iq4_xs_scale(const BlockIQ4_XS& b, int g) {
-  const uint32_t scales_l = uint32_t(b.scales_l[0]) | (uint32_t(b.scales_l[1]) << 8) |
-                            (uint32_t(b.scales_l[2]) << 16) | (uint32_t(b.scales_l[3]) << 24);
-  return int(iq4_xs_scale_bits(scales_l, b.scales_h, g)) - 32;
+  return int(iq4_xs_scale_bits(load_le32(b.scales_l), b.scales_h, g)) - 32;
 }
 
 // IQ3_XXS and IQ3_S: eight 32-value groups per super-block, each value a grid value (1..62) with
@@ -112,9 +115,6 @@ ENGINE_HOST_DEVICE static inline uint32_t iq3s_values4(const uint8_t* qs, uint32
 ENGINE_HOST_DEVICE static inline float iq3xxs_scale(uint32_t aux) { return float(2 * (aux >> 28) + 1) * 0.25f; }
 ENGINE_HOST_DEVICE static inline float iq3s_scale(uint32_t scales, int g) {  // scales[4] as one word
   return float(2 * ((scales >> (4 * g)) & 15u) + 1);
-}
-ENGINE_HOST_DEVICE static inline uint32_t load_le32(const uint8_t* p) {
-  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
 }
 
 // Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold scales
