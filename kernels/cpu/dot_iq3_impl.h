@@ -17,33 +17,18 @@
 namespace engine {
 namespace {
 
-// Group g of a super-block: its grid entries, its 32 sign bits (bit i: value i negative) and
-// its scale in units of d.
-struct Iq3GroupCodes {
-  uint32_t grid[8];
-  uint32_t signs;
-  float scale;
-};
-
-inline Iq3GroupCodes iq3_group_codes(const BlockIQ3_XXS& b, int g) {
-  Iq3GroupCodes c;
-  const uint32_t aux = load_le32(b.aux + 4 * g);
-  for (int k = 0; k < 8; ++k) c.grid[k] = kIQ3XXSGrid[b.qs[8 * g + k]];
-  c.signs = 0;
-  for (int l = 0; l < 4; ++l) c.signs |= iq3xxs_signs8(aux, l) << (8 * l);
-  c.scale = iq3xxs_scale(aux);
-  return c;
+// Chunk c (values 4c .. 4c + 3) of group g as four signed bytes (quant_blocks.h), and the group's
+// scale in units of d.
+inline uint32_t iq3_values4(const BlockIQ3_XXS& b, int g, int c) {
+  return iq3xxs_values4(b.qs + 8 * g, load_le32(b.aux + 4 * g), c);
 }
-
-inline Iq3GroupCodes iq3_group_codes(const BlockIQ3_S& b, int g) {
-  Iq3GroupCodes c;
-  for (int k = 0; k < 8; ++k) c.grid[k] = kIQ3SGrid[b.qs[8 * g + k] | (((b.qh[g] >> k) & 1u) << 8)];
-  c.signs = load_le32(b.signs + 4 * g);
-  c.scale = iq3s_scale(load_le32(b.scales), g);
-  return c;
+inline uint32_t iq3_values4(const BlockIQ3_S& b, int g, int c) {
+  return iq3s_values4(b.qs + 8 * g, b.qh[g], load_le32(b.signs + 4 * g), c);
 }
+inline float iq3_scale(const BlockIQ3_XXS& b, int g) { return iq3xxs_scale(load_le32(b.aux + 4 * g)); }
+inline float iq3_scale(const BlockIQ3_S& b, int g) { return iq3s_scale(load_le32(b.scales), g); }
 
-// Portable rows: the signed values four at a time (iq_signed4), an int32 dot product per group.
+// Portable rows: the signed values four at a time, an int32 dot product per group.
 template <typename Block>
 float dot_iq3(const void* row, const BlockQ8x32* x, int64_t k) {
   const Block* b = static_cast<const Block*>(row);
@@ -51,14 +36,13 @@ float dot_iq3(const void* row, const BlockQ8x32* x, int64_t k) {
   for (int64_t i = 0; i < k / 256; ++i) {
     const float d = h2f(b[i].d);
     for (int g = 0; g < 8; ++g) {
-      const Iq3GroupCodes c = iq3_group_codes(b[i], g);
       const int8_t* q = x[8 * i + g].q;
       int32_t sum = 0;
-      for (int k4 = 0; k4 < 8; ++k4) {
-        const uint32_t v = iq_signed4(c.grid[k4], c.signs >> (4 * k4));
-        for (int j = 0; j < 4; ++j) sum += int32_t(int8_t(uint8_t(v >> (8 * j)))) * q[4 * k4 + j];
+      for (int c = 0; c < 8; ++c) {
+        const uint32_t v = iq3_values4(b[i], g, c);
+        for (int j = 0; j < 4; ++j) sum += int32_t(int8_t(uint8_t(v >> (8 * j)))) * q[4 * c + j];
       }
-      s += d * c.scale * x[8 * i + g].d * float(sum);
+      s += d * iq3_scale(b[i], g) * x[8 * i + g].d * float(sum);
     }
   }
   return s;
@@ -74,16 +58,8 @@ inline __m256i iq3_sign_mask(uint32_t signs) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
 }
 
-// The group's 32 values as signed bytes, value i at byte i (for the panels).
-inline __m256i iq3_values32(const Iq3GroupCodes& c) {
-  const __m256i grid = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.grid));
-  const __m256i negate = iq3_sign_mask(c.signs);
-  return _mm256_sub_epi8(_mm256_xor_si256(grid, negate), negate);
-}
-
-// The decode rows build each group's vectors straight from the block (no Iq3GroupCodes: eight
-// words stored and read back as one vector would stall on store forwarding). The grid entries
-// as one vector, value i at byte i: IQ3_XXS's by eight loads and inserts (on the 2-core AVX-512
+// Each group's vectors are built straight from the block (eight words stored and read back as
+// one vector would stall on store forwarding). The grid entries as one vector, value i at byte i: IQ3_XXS's by eight loads and inserts (on the 2-core AVX-512
 // machine of docs/benchmarks.md 6.8 GB/s at batch 1, a gather 5.4), IQ3_S's nine-bit indices by
 // one gather (7.4 GB/s; inserts, each index put together from qs and qh, 5.9).
 inline __m256i iq3_grid32(const BlockIQ3_XXS& b, int g) {
@@ -122,8 +98,11 @@ inline __m256i iq3_sign_bytes(const BlockIQ3_S& b, int g) {
   return _mm256_or_si256(iq3_sign_mask(load_le32(b.signs + 4 * g)), _mm256_set1_epi8(1));
 }
 
-inline float iq3_scale(const BlockIQ3_XXS& b, int g) { return iq3xxs_scale(load_le32(b.aux + 4 * g)); }
-inline float iq3_scale(const BlockIQ3_S& b, int g) { return iq3s_scale(load_le32(b.scales), g); }
+// The group's 32 values as signed bytes, value i at byte i (for the panels).
+template <typename Block>
+inline __m256i iq3_values32(const Block& b, int g) {
+  return _mm256_sign_epi8(iq3_grid32(b, g), iq3_sign_bytes(b, g));  // the grid bytes are 1..62
+}
 
 // grid . (q_x with the signs applied), in eight int32 lanes (q_x > -128, so its sign flips exactly).
 template <typename Block>

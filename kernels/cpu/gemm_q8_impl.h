@@ -66,10 +66,9 @@ void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t
       const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
       const float d = h2f(b.d);
       for (int g = 0; g < 8; ++g) {
-        const Iq3GroupCodes c = iq3_group_codes(b, g);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * g),
-                            _mm256_xor_si256(iq3_values32(c), _mm256_set1_epi8(int8_t(0x80))));
-        dsc[g][r] = d * c.scale;
+                            _mm256_xor_si256(iq3_values32(b, g), _mm256_set1_epi8(int8_t(0x80))));
+        dsc[g][r] = d * iq3_scale(b, g);
         dmn[g][r] = 128.0f * dsc[g][r];
       }
     } else if constexpr (kIQ4XS) {  // codes v + 128 (AVX-512 VNNI only, as IQ4_NL's: dot_q8x32_impl.h)

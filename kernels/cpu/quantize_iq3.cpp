@@ -77,6 +77,12 @@ struct Iq3Group {
   uint8_t signs[4];
 };
 
+// Value i's magnitude and its value (signed) in units of the scale.
+float magnitude(const Iq3Format& f, const Iq3Group& g, int i) { return grid_value(f.grid[g.entry[i / 4]], i % 4); }
+float signed_value(const Iq3Format& f, const Iq3Group& g, int i) {
+  return (g.signs[i / 8] >> (i % 8)) & 1u ? -magnitude(f, g, i) : magnitude(f, g, i);
+}
+
 // The codes of 32 values x at `scale` (value = scale * grid value) and their squared error.
 double pick_codes(const Iq3Format& f, const float* x, float scale, Iq3Group& out) {
   const uint16_t* table = nearest_entry_table(f);
@@ -86,7 +92,6 @@ double pick_codes(const Iq3Format& f, const float* x, float scale, Iq3Group& out
     for (int j = 0; j < 4; ++j) key |= nearest_level(f, std::fabs(x[4 * c + j]) * inv) << (3 * j);
     out.entry[c] = table[key];
   }
-  double err = 0;
   for (int l = 0; l < 4; ++l) {
     uint32_t signs = 0;
     int cheapest = 0;
@@ -94,7 +99,7 @@ double pick_codes(const Iq3Format& f, const float* x, float scale, Iq3Group& out
     for (int j = 0; j < 8; ++j) {
       const float x_j = x[8 * l + j];
       if (x_j < 0) signs |= 1u << j;
-      const float cost = std::fabs(x_j) * grid_value(f.grid[out.entry[2 * l + j / 4]], j % 4);
+      const float cost = std::fabs(x_j) * magnitude(f, out, 8 * l + j);
       if (cost < cheapest_cost) {
         cheapest_cost = cost;
         cheapest = j;
@@ -102,11 +107,11 @@ double pick_codes(const Iq3Format& f, const float* x, float scale, Iq3Group& out
     }
     if (f.even_signs && std::popcount(signs) % 2 == 1) signs ^= 1u << cheapest;
     out.signs[l] = uint8_t(signs);
-    for (int j = 0; j < 8; ++j) {
-      const float v = grid_value(f.grid[out.entry[2 * l + j / 4]], j % 4) * ((signs >> j) & 1u ? -1.0f : 1.0f);
-      const double diff = double(x[8 * l + j]) - double(scale) * double(v);
-      err += diff * diff;
-    }
+  }
+  double err = 0;
+  for (int i = 0; i < 32; ++i) {
+    const double diff = double(x[i]) - double(scale) * double(signed_value(f, out, i));
+    err += diff * diff;
   }
   return err;
 }
@@ -115,7 +120,7 @@ double pick_codes(const Iq3Format& f, const float* x, float scale, Iq3Group& out
 float refit_scale(const Iq3Format& f, const float* x, const Iq3Group& codes) {
   double xv = 0, vv = 0;
   for (int i = 0; i < 32; ++i) {
-    const float v = grid_value(f.grid[codes.entry[i / 4]], i % 4) * ((codes.signs[i / 8] >> (i % 8)) & 1u ? -1.0f : 1.0f);
+    const float v = signed_value(f, codes, i);
     xv += double(x[i]) * double(v);
     vv += double(v) * double(v);
   }
