@@ -17,13 +17,14 @@
 namespace engine {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, WeightMix>, 17> kMixNames{{
+constexpr std::array<std::pair<std::string_view, WeightMix>, 20> kMixNames{{
     {"f32", WeightMix::f32},       {"f16", WeightMix::f16},       {"bf16", WeightMix::bf16},
     {"q8_0", WeightMix::q8_0},     {"q4_0", WeightMix::q4_0},     {"q4_1", WeightMix::q4_1},
     {"q5_0", WeightMix::q5_0},     {"q5_1", WeightMix::q5_1},     {"q2_k", WeightMix::q2_k},
     {"q3_k_m", WeightMix::q3_k_m}, {"q4_k_m", WeightMix::q4_k_m}, {"q5_k_m", WeightMix::q5_k_m},
     {"q6_k", WeightMix::q6_k},     {"iq4_nl", WeightMix::iq4_nl}, {"iq4_xs", WeightMix::iq4_xs},
-    {"iq3_xxs", WeightMix::iq3_xxs}, {"iq3_m", WeightMix::iq3_m},
+    {"iq3_xxs", WeightMix::iq3_xxs}, {"iq3_m", WeightMix::iq3_m},   {"iq2_xxs", WeightMix::iq2_xxs},
+    {"iq2_xs", WeightMix::iq2_xs}, {"iq2_m", WeightMix::iq2_m},
 }};
 
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third layer in
@@ -196,6 +197,9 @@ uint32_t llama_file_type(WeightMix mix) {
     case WeightMix::iq4_xs: return 30;
     case WeightMix::iq3_xxs: return 23;
     case WeightMix::iq3_m: return 27;
+    case WeightMix::iq2_xxs: return 19;
+    case WeightMix::iq2_xs: return 20;
+    case WeightMix::iq2_m: return 29;
     case WeightMix::bf16: return 32;
   }
   return 0;
@@ -235,6 +239,12 @@ std::optional<WeightMix> parse_weight_mix(std::string_view name) {
     if (n == name) return mix;
   }
   return std::nullopt;
+}
+
+std::vector<std::string_view> weight_mix_names() {
+  std::vector<std::string_view> names;
+  for (const auto& [name, mix] : kMixNames) names.push_back(name);
+  return names;
 }
 
 std::string_view weight_mix_name(WeightMix mix) {
@@ -322,6 +332,17 @@ GgmlType tensor_type_for(WeightMix mix, std::string_view name, uint32_t layer, u
       if (is_output) return GgmlType::Q6_K;
       if (v || attn_output) return GgmlType::Q4_K;
       return GgmlType::IQ3_S;
+    case WeightMix::iq2_xxs:
+    case WeightMix::iq2_xs:
+    case WeightMix::iq2_m: {  // as llama.cpp mixes them
+      const bool m = mix == WeightMix::iq2_m;
+      if (is_output) return GgmlType::Q5_K;
+      if (name == "token_embd.weight") return m ? GgmlType::IQ3_S : GgmlType::Q2_K;
+      if (v) return n_gqa >= 4 ? GgmlType::Q4_K : m ? GgmlType::IQ3_S : GgmlType::Q2_K;
+      if (down && layer < n_layer / 8) return GgmlType::Q2_K;
+      if (attn_output && m) return GgmlType::IQ3_S;
+      return mix == WeightMix::iq2_xxs ? GgmlType::IQ2_XXS : m ? GgmlType::IQ2_S : GgmlType::IQ2_XS;
+    }
     case WeightMix::f32: break;
   }
   return GgmlType::F32;

@@ -27,6 +27,10 @@ static_assert(kGpuIQ3XXSRecordBytes == sizeof(BlockIQ3_XXS) - 2 && offsetof(Bloc
 static_assert(kGpuIQ3SRecordBytes >= sizeof(BlockIQ3_S) - 2 && kGpuIQ3SRecordBytes % 16 == 0 &&
                   offsetof(BlockIQ3_S, qs) == 2,
               "an IQ3_S block is d followed by what its padded record holds");
+static_assert(kGpuIQ2XXSRecordBytes == sizeof(BlockIQ2_XXS) - 2 && kGpuIQ2XSRecordBytes == sizeof(BlockIQ2_XS) - 2 &&
+                  kGpuIQ2SRecordBytes == sizeof(BlockIQ2_S) - 2 && offsetof(BlockIQ2_XXS, qs) == 2 &&
+                  offsetof(BlockIQ2_XS, qs) == 2 && offsetof(BlockIQ2_S, qs) == 2,
+              "an IQ2 block is d followed by its record");
 
 // A regrouped type's record: bytes [begin, begin + length) of each block, in a slot of `slot`
 // bytes (zeros after them); the block's other bytes (its fp16 scales: those before the record,
@@ -41,6 +45,9 @@ std::optional<Regrouping> regrouping(GgmlType type) {
     case GgmlType::Q6_K: return Regrouping{0, kGpuQ6KRecordBytes, kGpuQ6KRecordBytes};
     case GgmlType::IQ3_XXS: return Regrouping{2, sizeof(BlockIQ3_XXS) - 2, kGpuIQ3XXSRecordBytes};
     case GgmlType::IQ3_S: return Regrouping{2, sizeof(BlockIQ3_S) - 2, kGpuIQ3SRecordBytes};
+    case GgmlType::IQ2_XXS: return Regrouping{2, kGpuIQ2XXSRecordBytes, kGpuIQ2XXSRecordBytes};
+    case GgmlType::IQ2_XS: return Regrouping{2, kGpuIQ2XSRecordBytes, kGpuIQ2XSRecordBytes};
+    case GgmlType::IQ2_S: return Regrouping{2, kGpuIQ2SRecordBytes, kGpuIQ2SRecordBytes};
     default: return std::nullopt;
   }
 }

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "engine/error.h"
 #include "engine/synthetic_model.h"
@@ -21,12 +22,12 @@ int main(int argc, char** argv) {
   app.add_option("--arch", arch_name, "llama | qwen2 | qwen3")->check(CLI::IsMember({"llama", "qwen2", "qwen3"}));
   app.add_option("--preset", preset, "tiny | small | qwq32 (QwQ-32B's exact shape)")
       ->check(CLI::IsMember({"tiny", "small", "qwq32"}));
+  const std::vector<std::string_view> mixes = engine::weight_mix_names();
   app.add_option("--type", type,
-                 "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q2_k | q3_k_m | q4_k_m | q5_k_m | q6_k | iq4_nl | iq4_xs | iq3_xxs | iq3_m "
-                 "(llama.cpp's "
-                 "mixes: output and some layers' attn_v, ffn_down, attn_output in more bits)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_m", "q4_k_m",
-                             "q5_k_m", "q6_k", "iq4_nl", "iq4_xs", "iq3_xxs", "iq3_m"}));
+                 fmt::format("{} (llama.cpp's mixes: output and some layers' attn_v, ffn_down, attn_output in "
+                             "more bits)",
+                             fmt::join(mixes, " | ")))
+      ->check(CLI::IsMember(std::vector<std::string>(mixes.begin(), mixes.end())));
   app.add_option("--layers", layers, "number of layers");
   app.add_option("--embd", embd, "embedding width");
   app.add_option("--heads", heads, "attention heads");

@@ -13,6 +13,9 @@
 //   IQ4_XS {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}  8 groups of 32, x = kIQ4Values[q] d (s - 32)
 //   IQ3_XXS {f16 d; u8 qs[64]; u8 aux[32]}    8 groups of 32, x = +-grid d (2s + 1) / 4 (quant_blocks.h)
 //   IQ3_S  {f16 d; u8 qs[64]; u8 qh[8]; u8 signs[32]; u8 scales[4]}  8 groups of 32, x = +-grid d (2s + 1)
+//   IQ2_XXS {f16 d; u8 qs[64]}                 8 groups of 32, x = +-grid d (2s + 1) / 8 (quant_blocks.h)
+//   IQ2_XS {f16 d; u8 qs[64]; u8 scales[8]}    16 values a scale, x = +-grid d (2s + 1) / 8
+//   IQ2_S  {f16 d; u8 qs[32]; u8 signs[32]; u8 qh[8]; u8 scales[8]}  as IQ2_XS, 10-bit grid indices
 #include <cstring>
 
 #include <fmt/format.h>
@@ -216,6 +219,61 @@ void dequant_iq3_s(const BlockIQ3_S* b, float* y, int64_t nb) {
   }
 }
 
+// Value j of an IQ2 grid entry (eight values, byte j), negated where bit j of `signs` is set.
+float signed_grid_value8(uint64_t entry, uint32_t signs, int j) {
+  const float v = float((entry >> (8 * j)) & 255u);
+  return (signs >> j) & 1u ? -v : v;
+}
+
+// The eight signs of a 7-bit index: an eighth makes their count even.
+uint32_t even_signs(uint32_t index) { return __builtin_popcount(index) % 2 == 1 ? index | 128u : index; }
+
+void dequant_iq2_xxs(const BlockIQ2_XXS* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int g = 0; g < 8; ++g, y += 32) {
+      uint32_t aux;
+      std::memcpy(&aux, b[i].qs + 8 * g + 4, 4);
+      const float dl = d * float(2 * (aux >> 28) + 1) / 8.0f;
+      for (int l = 0; l < 4; ++l) {
+        const uint64_t entry = kIQ2XXSGrid[b[i].qs[8 * g + l]];
+        const uint32_t signs = even_signs((aux >> (7 * l)) & 127u);
+        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * signed_grid_value8(entry, signs, j);
+      }
+    }
+  }
+}
+
+void dequant_iq2_xs(const BlockIQ2_XS* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int g = 0; g < 8; ++g, y += 32) {
+      for (int l = 0; l < 4; ++l) {
+        const int scale = (b[i].scales[g] >> (4 * (l / 2))) & 15;
+        const float dl = d * float(2 * scale + 1) / 8.0f;
+        const uint32_t code = b[i].qs[2 * (4 * g + l)] | (uint32_t(b[i].qs[2 * (4 * g + l) + 1]) << 8);
+        const uint64_t entry = kIQ2XSGrid[code & 511u];
+        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * signed_grid_value8(entry, even_signs(code >> 9), j);
+      }
+    }
+  }
+}
+
+void dequant_iq2_s(const BlockIQ2_S* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int g = 0; g < 8; ++g, y += 32) {
+      for (int l = 0; l < 4; ++l) {
+        const int scale = (b[i].scales[g] >> (4 * (l / 2))) & 15;
+        const float dl = d * float(2 * scale + 1) / 8.0f;
+        const uint32_t index = b[i].qs[4 * g + l] | (((uint32_t(b[i].qh[g]) >> (2 * l)) & 3u) << 8);
+        const uint64_t entry = kIQ2SGrid[index];
+        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * signed_grid_value8(entry, b[i].signs[4 * g + l], j);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
@@ -246,6 +304,9 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::IQ4_XS: return dequant_iq4_xs(static_cast<const BlockIQ4_XS*>(src), dst, nb);
     case GgmlType::IQ3_XXS: return dequant_iq3_xxs(static_cast<const BlockIQ3_XXS*>(src), dst, nb);
     case GgmlType::IQ3_S: return dequant_iq3_s(static_cast<const BlockIQ3_S*>(src), dst, nb);
+    case GgmlType::IQ2_XXS: return dequant_iq2_xxs(static_cast<const BlockIQ2_XXS*>(src), dst, nb);
+    case GgmlType::IQ2_XS: return dequant_iq2_xs(static_cast<const BlockIQ2_XS*>(src), dst, nb);
+    case GgmlType::IQ2_S: return dequant_iq2_s(static_cast<const BlockIQ2_S*>(src), dst, nb);
   }
   throw Error(fmt::format("dequantize_row: unsupported type id {}", static_cast<uint32_t>(type)));
 }

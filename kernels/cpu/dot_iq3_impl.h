@@ -25,8 +25,8 @@ inline uint32_t iq3_values4(const BlockIQ3_XXS& b, int g, int c) {
 inline uint32_t iq3_values4(const BlockIQ3_S& b, int g, int c) {
   return iq3s_values4(b.qs + 8 * g, b.qh[g], load_le32(b.signs + 4 * g), c);
 }
-inline float iq3_scale(const BlockIQ3_XXS& b, int g) { return iq3xxs_scale(load_le32(b.aux + 4 * g)); }
-inline float iq3_scale(const BlockIQ3_S& b, int g) { return iq3s_scale(load_le32(b.scales), g); }
+inline float iq_scale(const BlockIQ3_XXS& b, int g) { return iq3xxs_scale(load_le32(b.aux + 4 * g)); }
+inline float iq_scale(const BlockIQ3_S& b, int g) { return iq3s_scale(load_le32(b.scales), g); }
 
 // Portable rows: the signed values four at a time, an int32 dot product per group.
 template <typename Block>
@@ -42,7 +42,7 @@ float dot_iq3(const void* row, const BlockQ8x32* x, int64_t k) {
         const uint32_t v = iq3_values4(b[i], g, c);
         for (int j = 0; j < 4; ++j) sum += int32_t(int8_t(uint8_t(v >> (8 * j)))) * q[4 * c + j];
       }
-      s += d * iq3_scale(b[i], g) * x[8 * i + g].d * float(sum);
+      s += d * iq_scale(b[i], g) * x[8 * i + g].d * float(sum);
     }
   }
   return s;
@@ -78,7 +78,7 @@ inline __m256i iq3_grid32(const BlockIQ3_S& b, int g) {
 }
 
 // IQ3_XXS's eight signs of a 7-bit index (the eighth keeps the parity even) as bytes +1 / -1.
-constexpr std::array<uint64_t, 128> kIQ3XXSSignBytes = [] {
+constexpr std::array<uint64_t, 128> kEvenSignBytes = [] {
   std::array<uint64_t, 128> t{};
   for (uint32_t i = 0; i < 128; ++i) {
     const uint32_t signs = i | (uint32_t(std::popcount(i) & 1) << 7);
@@ -90,7 +90,7 @@ constexpr std::array<uint64_t, 128> kIQ3XXSSignBytes = [] {
 // The group's signs as bytes +1 / -1, value i at byte i.
 inline __m256i iq3_sign_bytes(const BlockIQ3_XXS& b, int g) {
   const uint32_t aux = load_le32(b.aux + 4 * g);
-  const uint64_t* t = kIQ3XXSSignBytes.data();
+  const uint64_t* t = kEvenSignBytes.data();
   return _mm256_set_epi64x(int64_t(t[(aux >> 21) & 127u]), int64_t(t[(aux >> 14) & 127u]),
                            int64_t(t[(aux >> 7) & 127u]), int64_t(t[aux & 127u]));
 }
@@ -100,7 +100,7 @@ inline __m256i iq3_sign_bytes(const BlockIQ3_S& b, int g) {
 
 // The group's 32 values as signed bytes, value i at byte i (for the panels).
 template <typename Block>
-inline __m256i iq3_values32(const Block& b, int g) {
+inline __m256i iq_values32(const Block& b, int g) {
   return _mm256_sign_epi8(iq3_grid32(b, g), iq3_sign_bytes(b, g));  // the grid bytes are 1..62
 }
 
@@ -126,7 +126,7 @@ float dot_iq3_vec(const void* row, const BlockQ8x32* x, int64_t k) {
     const float d = h2f(b[i].d);
     for (int g = 0; g < 8; ++g) {
       const BlockQ8x32& xg = x[8 * i + g];
-      acc[g % 2] = _mm256_fmadd_ps(_mm256_set1_ps(d * iq3_scale(b[i], g) * xg.d),
+      acc[g % 2] = _mm256_fmadd_ps(_mm256_set1_ps(d * iq_scale(b[i], g) * xg.d),
                                    _mm256_cvtepi32_ps(iq3_lanes(b[i], g, xg)), acc[g % 2]);
     }
   }
@@ -150,7 +150,7 @@ float dot_iq3_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
     prefetch_ahead(b + i);
     prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
     alignas(32) int32_t scale[8];  // 2s + 1 in both 16-bit halves
-    for (int g = 0; g < 8; ++g) scale[g] = int32_t(iq3_scale(b[i], g) / kUnit) * 0x10001;
+    for (int g = 0; g < 8; ++g) scale[g] = int32_t(iq_scale(b[i], g) / kUnit) * 0x10001;
     __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // two chains
     for (int g = 0; g < 8; ++g) {
       const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));

@@ -24,12 +24,16 @@ struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };
 struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
 struct BlockIQ3_XXS { uint16_t d; uint8_t qs[64]; uint8_t aux[32]; };
 struct BlockIQ3_S { uint16_t d; uint8_t qs[64]; uint8_t qh[8]; uint8_t signs[32]; uint8_t scales[4]; };
+struct BlockIQ2_XXS { uint16_t d; uint8_t qs[64]; };
+struct BlockIQ2_XS { uint16_t d; uint8_t qs[64]; uint8_t scales[8]; };
+struct BlockIQ2_S { uint16_t d; uint8_t qs[32]; uint8_t signs[32]; uint8_t qh[8]; uint8_t scales[8]; };
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 &&
               sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
               sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136 &&
-              sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110,
+              sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110 && sizeof(BlockIQ2_XXS) == 66 &&
+              sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82,
               "block structs must match ggml's byte layout");
 
 // Four bytes as a little-endian word, from any address.
@@ -93,18 +97,22 @@ ENGINE_HOST_DEVICE static inline uint32_t iq_signed4(uint32_t grid, uint32_t sig
   const uint32_t negate = (((signs & 15u) * 0x00204081u) & 0x01010101u) * 0xffu;  // bit j to byte j
   return (grid ^ negate) + (negate & 0x01010101u);
 }
-// IQ3_XXS: the eight signs of chunks 2l, 2l + 1 from the group's aux word (the parity bit).
-ENGINE_HOST_DEVICE static inline uint32_t iq3xxs_signs8(uint32_t aux, int l) {
-  const uint32_t index = (aux >> (7 * l)) & 127u;
+// Eight signs from a 7-bit index: the index plus an eighth bit that keeps their parity even
+// (IQ3_XXS, IQ2_XXS and IQ2_XS).
+ENGINE_HOST_DEVICE static inline uint32_t iq_even_signs8(uint32_t index) {
 #if defined(__CUDA_ARCH__)
   return index | (uint32_t(__popc(index) & 1) << 7);
 #else
   return index | (uint32_t(__builtin_popcount(index) & 1) << 7);
 #endif
 }
+// IQ3_XXS and IQ2_XXS: the eight signs of run l (values 8l .. 8l + 7) from the group's aux word.
+ENGINE_HOST_DEVICE static inline uint32_t iq_aux_signs8(uint32_t aux, int l) {
+  return iq_even_signs8((aux >> (7 * l)) & 127u);
+}
 // Chunk c of an IQ3_XXS group (qs: its eight entries, aux: its word) as four signed bytes.
 ENGINE_HOST_DEVICE static inline uint32_t iq3xxs_values4(const uint8_t* qs, uint32_t aux, int c) {
-  return iq_signed4(iq3xxs_grid(qs[c]), iq3xxs_signs8(aux, c / 2) >> (4 * (c % 2)));
+  return iq_signed4(iq3xxs_grid(qs[c]), iq_aux_signs8(aux, c / 2) >> (4 * (c % 2)));
 }
 // Chunk c of an IQ3_S group (qs: its eight entries, qh: its high-bit byte, signs: its four sign
 // bytes read as one little-endian word) as four signed bytes.
@@ -115,6 +123,76 @@ ENGINE_HOST_DEVICE static inline uint32_t iq3s_values4(const uint8_t* qs, uint32
 ENGINE_HOST_DEVICE static inline float iq3xxs_scale(uint32_t aux) { return float(2 * (aux >> 28) + 1) * 0.25f; }
 ENGINE_HOST_DEVICE static inline float iq3s_scale(uint32_t scales, int g) {  // scales[4] as one word
   return float(2 * ((scales >> (4 * g)) & 15u) + 1);
+}
+
+// IQ2_XXS, IQ2_XS and IQ2_S: eight 32-value groups per super-block, each value a grid value (8,
+// 25 or 43) with a sign, times a scale. A grid entry is eight values (iq_grids.inc: value j in
+// byte j of a 64-bit word), so group g is four entries, entry l = values 8l .. 8l + 7 with the
+// eight signs of sign run l:
+//   IQ2_XXS: group g is bytes 8g .. 8g + 7 of qs: entry l is byte l, then the group's aux word
+//            (little-endian) as IQ3_XXS's: four 7-bit sign indices and the scale s in bits 28-31,
+//            d (2s + 1) / 8 for the whole group;
+//   IQ2_XS:  entry l is the little-endian 16-bit code at qs byte 2 (4g + l): grid index in bits
+//            0-8, 7-bit sign index in bits 9-15; scales[g] holds a scale for values 0..15 (low
+//            nibble) and 16..31 (high), each d (2s + 1) / 8;
+//   IQ2_S:   entry l is qs[4g + l] | bits 2l, 2l + 1 of qh[g] << 8; its signs are the byte
+//            signs[4g + l] (bit j: value 8l + j); scales as IQ2_XS's.
+constexpr uint64_t kIQ2XXSGrid[256] = {ENGINE_IQ2XXS_GRID};
+constexpr uint64_t kIQ2XSGrid[512] = {ENGINE_IQ2XS_GRID};
+constexpr uint64_t kIQ2SGrid[1024] = {ENGINE_IQ2S_GRID};
+#if defined(__CUDACC__)
+static __device__ const uint64_t kIQ2XXSGridDevice[256] = {ENGINE_IQ2XXS_GRID};
+static __device__ const uint64_t kIQ2XSGridDevice[512] = {ENGINE_IQ2XS_GRID};
+static __device__ const uint64_t kIQ2SGridDevice[1024] = {ENGINE_IQ2S_GRID};
+#endif
+ENGINE_HOST_DEVICE static inline uint64_t iq2xxs_grid(uint32_t i) {
+#if defined(__CUDA_ARCH__)
+  return kIQ2XXSGridDevice[i];
+#else
+  return kIQ2XXSGrid[i];
+#endif
+}
+ENGINE_HOST_DEVICE static inline uint64_t iq2xs_grid(uint32_t i) {
+#if defined(__CUDA_ARCH__)
+  return kIQ2XSGridDevice[i];
+#else
+  return kIQ2XSGrid[i];
+#endif
+}
+ENGINE_HOST_DEVICE static inline uint64_t iq2s_grid(uint32_t i) {
+#if defined(__CUDA_ARCH__)
+  return kIQ2SGridDevice[i];
+#else
+  return kIQ2SGrid[i];
+#endif
+}
+// Entry l of a group as its 64-bit grid word and its eight sign bits (g: the group's bytes as the
+// kernels load them).
+struct IQ2Entry {
+  uint64_t grid;
+  uint32_t signs;
+};
+// IQ2_XXS: g is the group's eight bytes as two little-endian words (indices, aux).
+ENGINE_HOST_DEVICE static inline IQ2Entry iq2xxs_entry(uint32_t indices, uint32_t aux, int l) {
+  return {iq2xxs_grid((indices >> (8 * l)) & 255u), iq_aux_signs8(aux, l)};
+}
+// IQ2_XS: the entry's 16-bit code.
+ENGINE_HOST_DEVICE static inline IQ2Entry iq2xs_entry(uint32_t code) {
+  return {iq2xs_grid(code & 511u), iq_even_signs8(code >> 9)};
+}
+// IQ2_S: the entry's low index byte, the group's qh byte and the entry's sign byte.
+ENGINE_HOST_DEVICE static inline IQ2Entry iq2s_entry(uint32_t low, uint32_t qh, uint32_t signs, int l) {
+  return {iq2s_grid(low | (((qh >> (2 * l)) & 3u) << 8)), signs};
+}
+// Values 4h .. 4h + 3 (h = 0, 1) of an entry as four signed bytes.
+ENGINE_HOST_DEVICE static inline uint32_t iq2_values4(const IQ2Entry& e, int h) {
+  return iq_signed4(uint32_t(e.grid >> (32 * h)), e.signs >> (4 * h));
+}
+// The scales as odd integers 2s + 1 (the scale is d times this over 8): IQ2_XXS's from the aux
+// word; IQ2_XS's and IQ2_S's for half h of a group from its scale byte.
+ENGINE_HOST_DEVICE static inline int iq2xxs_scale(uint32_t aux) { return int(2 * (aux >> 28) + 1); }
+ENGINE_HOST_DEVICE static inline int iq2_half_scale(uint32_t scale_byte, int h) {
+  return int(2 * ((scale_byte >> (4 * h)) & 15u) + 1);
 }
 
 // Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold scales

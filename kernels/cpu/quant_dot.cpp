@@ -28,7 +28,10 @@ DotRegime dot_regime(GgmlType type) {
     case GgmlType::IQ4_NL:
     case GgmlType::IQ4_XS:
     case GgmlType::IQ3_XXS:
-    case GgmlType::IQ3_S: return DotRegime::q8_activations;
+    case GgmlType::IQ3_S:
+    case GgmlType::IQ2_XXS: return DotRegime::q8_activations;
+    case GgmlType::IQ2_XS:
+    case GgmlType::IQ2_S:
     case GgmlType::Q2_K:
     case GgmlType::Q3_K:
     case GgmlType::Q6_K: return DotRegime::q16_activations;

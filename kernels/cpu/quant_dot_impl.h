@@ -408,6 +408,7 @@ void add_q8x32_rows(DotKernels& k);  // dot_q8x32_impl.h
 void add_q23k_rows(DotKernels& k);  // dot_q23k_impl.h
 void add_iq4_rows(DotKernels& k);  // dot_iq4_impl.h
 void add_iq3_rows(DotKernels& k);  // dot_iq3_impl.h
+void add_iq2_rows(DotKernels& k);  // dot_iq2_impl.h
 
 }  // namespace
 }  // namespace engine
@@ -446,6 +447,7 @@ DotKernels make_kernels(const char* isa) {
   add_q23k_rows(k);
   add_iq4_rows(k);
   add_iq3_rows(k);
+  add_iq2_rows(k);
   return k;
 }
 
@@ -456,6 +458,7 @@ DotKernels make_kernels(const char* isa) {
 #include "dot_q8x32_impl.h"
 #include "dot_iq4_impl.h"
 #include "dot_iq3_impl.h"
+#include "dot_iq2_impl.h"
 #include "dot_q23k_impl.h"
 #include "gemm_f32_impl.h"
 #include "transpose_impl.h"

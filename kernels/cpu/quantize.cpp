@@ -11,7 +11,7 @@
 #include "engine/half.h"
 #include "engine/quantize.h"
 #include "quant_blocks.h"
-#include "quantize_iq3.h"
+#include "quantize_iq.h"
 
 namespace engine {
 namespace {
@@ -294,6 +294,9 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     case GgmlType::IQ4_XS: return quantize_iq4_xs(src, static_cast<BlockIQ4_XS*>(dst), nb);
     case GgmlType::IQ3_XXS: return quantize_iq3_xxs(src, static_cast<BlockIQ3_XXS*>(dst), nb);
     case GgmlType::IQ3_S: return quantize_iq3_s(src, static_cast<BlockIQ3_S*>(dst), nb);
+    case GgmlType::IQ2_XXS: return quantize_iq2_xxs(src, static_cast<BlockIQ2_XXS*>(dst), nb);
+    case GgmlType::IQ2_XS: return quantize_iq2_xs(src, static_cast<BlockIQ2_XS*>(dst), nb);
+    case GgmlType::IQ2_S: return quantize_iq2_s(src, static_cast<BlockIQ2_S*>(dst), nb);
   }
   throw Error(fmt::format("quantize_row: no quantizer for type {} ({})", static_cast<uint32_t>(type),
                           type_id_name(static_cast<uint32_t>(type))));

@@ -461,7 +461,7 @@ struct IQ3Tile {
     r.entry[1] = window[8 * g + c + 1];
     if constexpr (kXXS) {
       const uint32_t aux = *reinterpret_cast<const uint32_t*>(window + offsetof(BlockIQ3_XXS, aux) - 2 + 4 * g);
-      r.signs = iq3xxs_signs8(aux, c / 2);
+      r.signs = iq_aux_signs8(aux, c / 2);
       r.scale = d * iq3xxs_scale(aux);
     } else {
       const uint32_t qh = window[offsetof(BlockIQ3_S, qh) - 2 + g];
@@ -480,6 +480,58 @@ MATMUL_UNROLL
       const uint32_t values = iq_signed4(entry, r.signs >> (4 * k)) ^ 0x80808080u;  // int8 + 128 a byte
 MATMUL_UNROLL
       for (int j = 0; j < 4; ++j) v[4 * k + j] = (byte_plus_2p23(values, j) - (kTwo23 + 128.0f)) * r.scale;
+    }
+    return pack8(v);
+  }
+};
+
+// IQ2_XXS, IQ2_XS and IQ2_S in the GPU layout (a row's records, 64, 72 or 80 bytes, then its d
+// values): window w is record w and the chunk of d values holding d[w] (16-byte chunks; IQ2_XS's
+// records are only 8-byte aligned, so its chunks are 8 bytes). Values e .. e + 7 are entry
+// l = (e % 32) / 8 of group g = e / 32 (quant_blocks.h): its grid index, eight signs and the
+// scale of its half l / 2, the fields at their block offsets less the 2 bytes of d.
+template <typename Block>
+struct IQ2Tile {
+  static constexpr bool kXXS = std::is_same_v<Block, BlockIQ2_XXS>, kXS = std::is_same_v<Block, BlockIQ2_XS>;
+  static constexpr int kRecord = kXXS ? int(kGpuIQ2XXSRecordBytes) : kXS ? int(kGpuIQ2XSRecordBytes) : int(kGpuIQ2SRecordBytes);
+  static constexpr int kChunkBytes = kXS ? 8 : 16;
+  static constexpr int kWindowValues = 256;
+  static constexpr int kWindowBytes = kRecord + kChunkBytes;
+  static constexpr int kDPerChunk = kChunkBytes / 2;
+  static_assert(kRecord % kChunkBytes == 0, "records are copied in whole chunks");
+  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
+    if (c < kRecord / kChunkBytes) return row + w * kRecord + kChunkBytes * c;
+    return row + (K / 256) * int64_t(kRecord) + kChunkBytes * (w / kDPerChunk);
+  }
+  struct Raw {
+    uint32_t index, signs;  // the entry's grid index and eight sign bits
+    float scale;            // d * its half's scale
+  };
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
+    const int g = e / 32, l = (e % 32) / 8;
+    const float d = h2f(reinterpret_cast<const uint16_t*>(window + kRecord)[w % kDPerChunk]) * 0.125f;
+    if constexpr (kXXS) {
+      const uint32_t aux = *reinterpret_cast<const uint32_t*>(window + 8 * g + 4);
+      return Raw{window[8 * g + l], iq_aux_signs8(aux, l), d * float(iq2xxs_scale(aux))};
+    } else if constexpr (kXS) {
+      const uint32_t code = *reinterpret_cast<const uint16_t*>(window + 2 * (4 * g + l));
+      const uint32_t scales = window[offsetof(BlockIQ2_XS, scales) - 2 + g];
+      return Raw{code & 511u, iq_even_signs8(code >> 9), d * float(iq2_half_scale(scales, l / 2))};
+    } else {
+      const uint32_t qh = window[offsetof(BlockIQ2_S, qh) - 2 + g];
+      const uint32_t scales = window[offsetof(BlockIQ2_S, scales) - 2 + g];
+      return Raw{window[4 * g + l] | (((qh >> (2 * l)) & 3u) << 8), window[offsetof(BlockIQ2_S, signs) - 2 + 4 * g + l],
+                 d * float(iq2_half_scale(scales, l / 2))};
+    }
+  }
+  __host__ __device__ static uint4 decode(const Raw& r, int) {
+    const IQ2Entry entry{kXXS ? iq2xxs_grid(r.index) : kXS ? iq2xs_grid(r.index) : iq2s_grid(r.index), r.signs};
+    float v[8];
+MATMUL_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t values = iq2_values4(entry, h) ^ 0x80808080u;  // int8 + 128 a byte
+MATMUL_UNROLL
+      for (int j = 0; j < 4; ++j) v[4 * h + j] = (byte_plus_2p23(values, j) - (kTwo23 + 128.0f)) * r.scale;
     }
     return pack8(v);
   }
@@ -553,6 +605,9 @@ bool with_loader(GgmlType type, F&& f) {
     case GgmlType::IQ4_XS: f.template operator()<IQ4XSTile>(); return true;
     case GgmlType::IQ3_XXS: f.template operator()<IQ3Tile<BlockIQ3_XXS>>(); return true;
     case GgmlType::IQ3_S: f.template operator()<IQ3Tile<BlockIQ3_S>>(); return true;
+    case GgmlType::IQ2_XXS: f.template operator()<IQ2Tile<BlockIQ2_XXS>>(); return true;
+    case GgmlType::IQ2_XS: f.template operator()<IQ2Tile<BlockIQ2_XS>>(); return true;
+    case GgmlType::IQ2_S: f.template operator()<IQ2Tile<BlockIQ2_S>>(); return true;
     default: return false;
   }
 }

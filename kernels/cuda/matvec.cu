@@ -385,6 +385,12 @@ __host__ __device__ __forceinline__ int dp4a_group(const uint32_t (&v)[8], const
   return dp4a(v[4], x2.x, dp4a(v[5], x2.y, dp4a(v[6], x3.x, dp4a(v[7], x3.y, sum))));
 }
 
+// Half a group's integer dot product: four words of four signed values against 16 activation codes.
+__host__ __device__ __forceinline__ int dp4a_half(const uint32_t* v, const int8_t* q) {
+  const int2 x0 = *reinterpret_cast<const int2*>(q), x1 = *reinterpret_cast<const int2*>(q + 8);
+  return dp4a(v[0], x0.x, dp4a(v[1], x0.y, dp4a(v[2], x1.x, dp4a(v[3], x1.y, 0))));
+}
+
 // IQ4_XS on 8-bit activations: a quarter warp per super-block (136 bytes: rows only 8-byte
 // aligned), four super-blocks per step. Lane j (0..7) of a quarter takes group j: qs bytes
 // 16j .. 16j + 15 in two 8-byte loads (the low nibbles are values 0..15, the high ones 16..31),
@@ -461,6 +467,63 @@ MATVEC_UNROLL
       for (int bb = 0; bb < B; ++bb) {
         const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
         acc[bb] += scale * a.d * float(dp4a_group(v, a));
+      }
+    }
+  }
+};
+
+// IQ2_XXS, IQ2_XS and IQ2_S on 8-bit activations, in the GPU layout (engine/gpu_layout.h: each
+// row's records, 64, 72 or 80 bytes, then its d values): a quarter warp per super-block, four
+// super-blocks per step. Lane j (0..7) of a quarter takes group j, four grid entries
+// (quant_blocks.h): IQ2_XXS's eight bytes (indices, aux word) and IQ2_XS's four 16-bit codes in
+// one 8-byte load, IQ2_XS's scale byte from a 4-byte load; IQ2_S's index and sign bytes in two
+// 4-byte loads, its qh and scale bytes from two more; d in a 2-byte load. The entries come from
+// the tables in global memory (L1-resident), signs applied (iq_signed4), and meet activation
+// block j in eight dp4a, a half (16 values) at a time for the halves' scales. Per lane and
+// super-block: d / 8 * dx * sum_h (2 s_h + 1) * sum(v * xq)_h.
+template <typename Block>
+struct IQ2Rows {
+  static constexpr bool kQ8 = true;
+  static constexpr bool kXXS = std::is_same_v<Block, BlockIQ2_XXS>, kXS = std::is_same_v<Block, BlockIQ2_XS>;
+  static constexpr int64_t kRecord = kXXS  ? int64_t(kGpuIQ2XXSRecordBytes)
+                                     : kXS ? int64_t(kGpuIQ2XSRecordBytes)
+                                           : int64_t(kGpuIQ2SRecordBytes);
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const int j = lane % 8;
+    const int64_t row_blocks = K / 32;
+MATVEC_UNROLL4
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
+      const uint8_t* r = row + i * kRecord;  // the record: the block's fields less 2 bytes of offset
+      IQ2Entry e[4];
+      uint32_t scales;  // the halves' 4-bit steps in bits 0-3 and 4-7
+      if constexpr (kXXS) {
+        const uint2 w = stream8(r + 8 * j);
+MATVEC_UNROLL
+        for (int l = 0; l < 4; ++l) e[l] = iq2xxs_entry(w.x, w.y, l);
+        scales = (w.y >> 28) * 0x11u;
+      } else if constexpr (kXS) {
+        const uint2 w = stream8(r + 8 * j);
+        const uint32_t codes[4] = {w.x & 0xffffu, w.x >> 16, w.y & 0xffffu, w.y >> 16};
+MATVEC_UNROLL
+        for (int l = 0; l < 4; ++l) e[l] = iq2xs_entry(codes[l]);
+        scales = stream4(r + offsetof(BlockIQ2_XS, scales) - 2 + 4 * (j / 4)) >> (8 * (j % 4));
+      } else {
+        const uint32_t low = stream4(r + 4 * j), signs = stream4(r + offsetof(BlockIQ2_S, signs) - 2 + 4 * j);
+        const uint32_t qh = stream4(r + offsetof(BlockIQ2_S, qh) - 2 + 4 * (j / 4)) >> (8 * (j % 4));
+MATVEC_UNROLL
+        for (int l = 0; l < 4; ++l) e[l] = iq2s_entry((low >> (8 * l)) & 255u, qh, (signs >> (8 * l)) & 255u, l);
+        scales = stream4(r + offsetof(BlockIQ2_S, scales) - 2 + 4 * (j / 4)) >> (8 * (j % 4));
+      }
+      uint32_t v[8];
+MATVEC_UNROLL
+      for (int c = 0; c < 8; ++c) v[c] = iq2_values4(e[c / 2], c % 2);
+      const int s0 = iq2_half_scale(scales, 0), s1 = iq2_half_scale(scales, 1);
+      const float d = h2f(stream2(row + (K / 256) * kRecord + 2 * i)) * 0.125f;
+MATVEC_UNROLL
+      for (int bb = 0; bb < B; ++bb) {
+        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
+        acc[bb] += d * a.d * float(s0 * dp4a_half(v, a.q) + s1 * dp4a_half(v + 4, a.q + 16));
       }
     }
   }
@@ -828,6 +891,9 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::IQ4_XS: f.template operator()<IQ4XSRows>(blocks(sizeof(BlockIQ4_XS), 256)); return true;
     case GgmlType::IQ3_XXS: f.template operator()<IQ3Rows<BlockIQ3_XXS>>(gpu_row_bytes(GgmlType::IQ3_XXS, K)); return true;
     case GgmlType::IQ3_S: f.template operator()<IQ3Rows<BlockIQ3_S>>(gpu_row_bytes(GgmlType::IQ3_S, K)); return true;
+    case GgmlType::IQ2_XXS: f.template operator()<IQ2Rows<BlockIQ2_XXS>>(gpu_row_bytes(GgmlType::IQ2_XXS, K)); return true;
+    case GgmlType::IQ2_XS: f.template operator()<IQ2Rows<BlockIQ2_XS>>(gpu_row_bytes(GgmlType::IQ2_XS, K)); return true;
+    case GgmlType::IQ2_S: f.template operator()<IQ2Rows<BlockIQ2_S>>(gpu_row_bytes(GgmlType::IQ2_S, K)); return true;
     default: return false;
   }
 }

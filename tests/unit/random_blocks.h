@@ -22,7 +22,10 @@ inline std::vector<int> fp16_fields(GgmlType type) {
     case GgmlType::IQ4_NL:
     case GgmlType::IQ4_XS:
     case GgmlType::IQ3_XXS:
-    case GgmlType::IQ3_S: return {0};
+    case GgmlType::IQ3_S:
+    case GgmlType::IQ2_XXS:
+    case GgmlType::IQ2_XS:
+    case GgmlType::IQ2_S: return {0};
     case GgmlType::Q4_1:
     case GgmlType::Q5_1:
     case GgmlType::Q4_K:

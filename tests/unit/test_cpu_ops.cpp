@@ -259,7 +259,7 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
       auto run = [&](int n_rows, int n_cols, int r0, int c0, std::vector<float>& y) {
         const uint8_t* w0 = w.data() + r0 * row_bytes;
         float* y0 = y.data() + c0 * ldy + r0;
-        if (q16) {  // Q2_K, Q3_K and Q6_K have panels only
+        if (q16) {  // the 12-bit types have panels only
           kern->gemm_q16_panel[t](w0, row_bytes, n_rows, xq.data() + c0 * K / 256, K / 256, n_cols, K, y0, ldy);
         } else {
           kern->gemm_f32[t](w0, row_bytes, n_rows, x.data() + c0 * K, K, n_cols, K, y0, ldy);
@@ -314,7 +314,7 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   }
 }
 
-// The Q2_K, Q3_K and Q6_K panels are exact integer sums and the same float steps on every
+// The Q2_K, Q3_K, Q6_K, IQ2_XS and IQ2_S panels are exact integer sums and the same float steps on every
 // instruction set: the AVX2 and AVX-512 panels give the same bits for the same activation blocks.
 TEST(CpuOps, Q16PanelsAgreeAcrossInstructionSets) {
   std::mt19937 rng(std::random_device{}());
@@ -325,7 +325,7 @@ TEST(CpuOps, Q16PanelsAgreeAcrossInstructionSets) {
   for (auto& v : x) v = normal(rng);
   std::vector<BlockQ16x256> xq(kCols * K / 256);
   dot_kernels_generic().quantize_q16(x.data(), xq.data(), kCols * K);
-  for (const GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q6_K}) {
+  for (const GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q6_K, GgmlType::IQ2_XS, GgmlType::IQ2_S}) {
     const uint64_t row_bytes = type_bytes(type, K);
     const auto w = test::random_blocks(type, K * kRows, rng);
     std::vector<std::pair<const char*, std::vector<float>>> results;

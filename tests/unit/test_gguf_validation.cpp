@@ -226,8 +226,8 @@ TEST_F(GgufValidation, UnknownAndUnsupportedTensorTypes) {
   FileSpec spec;
   spec.tensors[0].type = 99;
   refused(spec.build(), {"tensor 't'", "unsupported tensor type unknown (99)"});
-  spec.tensors[0].type = 16;
-  refused(spec.build(), {"tensor 't'", "IQ2_XXS (16)"});
+  spec.tensors[0].type = 19;
+  refused(spec.build(), {"tensor 't'", "IQ1_S (19)"});
 }
 
 TEST_F(GgufValidation, RowNotMultipleOfBlock) {

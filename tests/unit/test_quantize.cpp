@@ -48,7 +48,7 @@ TEST(Quantize, RoundTripErrorWithinPerTypeBound) {
       {GgmlType::Q6_K, 0.028}, {GgmlType::Q5_K, 0.055}, {GgmlType::Q4_K, 0.11},   {GgmlType::Q3_K, 0.22},
       {GgmlType::Q2_K, 0.45},  {GgmlType::Q5_1, 0.055}, {GgmlType::Q5_0, 0.06},   {GgmlType::Q4_1, 0.11},
       {GgmlType::Q4_0, 0.12},  {GgmlType::IQ4_NL, 0.11}, {GgmlType::IQ4_XS, 0.11}, {GgmlType::IQ3_S, 0.23},
-      {GgmlType::IQ3_XXS, 0.30},
+      {GgmlType::IQ3_XXS, 0.30}, {GgmlType::IQ2_S, 0.30},  {GgmlType::IQ2_XS, 0.35},  {GgmlType::IQ2_XXS, 0.41},
   };
   std::mt19937 rng(std::random_device{}());
   for (const auto& b : bounds) {

@@ -26,9 +26,12 @@ enum class GgmlType : uint32_t {
   Q4_K = 12,
   Q5_K = 13,
   Q6_K = 14,
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
   IQ3_XXS = 18,
   IQ4_NL = 20,
   IQ3_S = 21,
+  IQ2_S = 22,
   IQ4_XS = 23,
   BF16 = 30,
 };

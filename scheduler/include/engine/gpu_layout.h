@@ -11,7 +11,9 @@
 //   IQ3_XXS (98-byte blocks, d first): each row's blocks without d (96-byte records: qs, aux),
 //        then the row's d values, then zeros up to 16 bytes;
 //   IQ3_S (110-byte blocks, d first): the same with the 108 bytes after d padded to 112-byte
-//        records (qs, qh, signs, scales, four zero bytes: 2/110 more bytes).
+//        records (qs, qh, signs, scales, four zero bytes: 2/110 more bytes);
+//   IQ2_XXS, IQ2_XS, IQ2_S (66, 74 and 82-byte blocks, d first): the same with 64, 72 and 80-byte
+//        records (IQ2_XS's only 8-byte aligned: padding it to 80 would cost 6/74 more bytes).
 // The memory model counts matrices with gpu_row_bytes, so the planner's figures are the bytes the
 // stage allocates.
 #pragma once
@@ -42,5 +44,9 @@ constexpr uint64_t kGpuQ3KBlockBytes = 112;
 // the fields keep their offsets less the two bytes of d.
 constexpr uint64_t kGpuIQ3XXSRecordBytes = 96;
 constexpr uint64_t kGpuIQ3SRecordBytes = 112;
+// Bytes of an IQ2_XXS, IQ2_XS and IQ2_S record on the GPU: the block after its d.
+constexpr uint64_t kGpuIQ2XXSRecordBytes = 64;
+constexpr uint64_t kGpuIQ2XSRecordBytes = 72;
+constexpr uint64_t kGpuIQ2SRecordBytes = 80;
 
 }  // namespace engine

@@ -1,0 +1,177 @@
+// IQ2_XXS, IQ2_XS and IQ2_S decode rows against 8-bit activations. A 32-value group
+// (quant_blocks.h) is four grid entries of eight magnitudes (8, 25 or 43, one byte each) and 32
+// sign bits; its product is
+//   d / 8 * d_x * sum_h (2 s_h + 1) * (grid_h . (q_x with the group's signs applied)_h)
+// over its halves h (values 16h .. 16h + 15: IQ2_XS and IQ2_S have a scale per half, IQ2_XXS one
+// for both). The unsigned grid bytes meet signed activations in maddubs (pairs at most 2 * 43 *
+// 127), whose int16 pairs take the halves' integer scales in madd (at most 2 * 10922 * 31 a pair),
+// summed in int32 over the super-block: one float step per super-block against BlockQ8x256
+// activations (one scale per 256 values), as IQ3_XXS's decode rows. The grid entries are four
+// 64-bit table loads a group; the signs four loads of the even-parity sign-byte table (IQ2_XXS,
+// IQ2_XS) or one shuffle and compare (IQ2_S), applied by psignb. Bound: the table loads and the
+// multiply-adds (a group is 8.25, 9.25 or 10.25 bytes). Prompt batches take the panels: IQ2_XXS
+// the 8-bit ones (gemm_q8_impl.h, one scale a group), IQ2_XS and IQ2_S the 12-bit ones
+// (gemm_q16_impl.h: their values times their half's scale are exact int16). Included by
+// quant_dot_impl.h after dot_iq3_impl.h; internal linkage like everything there.
+#pragma once
+
+namespace engine {
+namespace {
+
+// Entry l of group g (quant_blocks.h) and the integer scale 2s + 1 of half h of group g.
+inline IQ2Entry iq2_entry(const BlockIQ2_XXS& b, int g, int l) {
+  return iq2xxs_entry(load_le32(b.qs + 8 * g), load_le32(b.qs + 8 * g + 4), l);
+}
+inline IQ2Entry iq2_entry(const BlockIQ2_XS& b, int g, int l) {
+  return iq2xs_entry(uint32_t(b.qs[2 * (4 * g + l)]) | (uint32_t(b.qs[2 * (4 * g + l) + 1]) << 8));
+}
+inline IQ2Entry iq2_entry(const BlockIQ2_S& b, int g, int l) {
+  return iq2s_entry(b.qs[4 * g + l], b.qh[g], b.signs[4 * g + l], l);
+}
+inline int iq2_scale(const BlockIQ2_XXS& b, int g, int) { return iq2xxs_scale(load_le32(b.qs + 8 * g + 4)); }
+inline int iq2_scale(const BlockIQ2_XS& b, int g, int h) { return iq2_half_scale(b.scales[g], h); }
+inline int iq2_scale(const BlockIQ2_S& b, int g, int h) { return iq2_half_scale(b.scales[g], h); }
+
+// IQ2_XXS's group scale in units of d, as the 8-bit panels take it.
+inline float iq_scale(const BlockIQ2_XXS& b, int g) { return float(iq2_scale(b, g, 0)) * 0.125f; }
+
+// Portable: each half's integer dot product, times its scale, summed over the super-block.
+template <typename Block>
+float dot_iq2_q8x256(const void* row, const BlockQ8x256* x, int64_t k) {
+  const Block* b = static_cast<const Block*>(row);
+  float s = 0;
+  for (int64_t i = 0; i < k / 256; ++i) {
+    int32_t sum = 0;
+    for (int g = 0; g < 8; ++g) {
+      for (int h = 0; h < 2; ++h) {
+        int32_t dot = 0;
+        for (int l = 2 * h; l < 2 * h + 2; ++l) {
+          const IQ2Entry e = iq2_entry(b[i], g, l);
+          for (int c = 0; c < 2; ++c) {
+            const uint32_t v = iq2_values4(e, c);
+            for (int j = 0; j < 4; ++j) dot += int32_t(int8_t(uint8_t(v >> (8 * j)))) * x[i].q[32 * g + 8 * l + 4 * c + j];
+          }
+        }
+        sum += iq2_scale(b[i], g, h) * dot;
+      }
+    }
+    s += h2f(b[i].d) * 0.125f * x[i].d * float(sum);
+  }
+  return s;
+}
+
+// IQ2_XXS against 32-value activation blocks (the 8-bit regime's rows), portable.
+float dot_iq2_xxs_q8(const void* row, const BlockQ8x32* x, int64_t k) {
+  const auto* b = static_cast<const BlockIQ2_XXS*>(row);
+  float s = 0;
+  for (int64_t i = 0; i < k / 256; ++i) {
+    const float d = h2f(b[i].d);
+    for (int g = 0; g < 8; ++g) {
+      const int8_t* q = x[8 * i + g].q;
+      int32_t dot = 0;
+      for (int l = 0; l < 4; ++l) {
+        const IQ2Entry e = iq2_entry(b[i], g, l);
+        for (int c = 0; c < 2; ++c) {
+          const uint32_t v = iq2_values4(e, c);
+          for (int j = 0; j < 4; ++j) dot += int32_t(int8_t(uint8_t(v >> (8 * j)))) * q[8 * l + 4 * c + j];
+        }
+      }
+      s += d * iq_scale(b[i], g) * x[8 * i + g].d * float(dot);
+    }
+  }
+  return s;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// The group's four grid entries as one vector, value i at byte i.
+inline __m256i iq2_grid32(const BlockIQ2_XXS& b, int g) {
+  const uint8_t* q = b.qs + 8 * g;
+  const uint64_t* t = kIQ2XXSGrid;
+  return _mm256_set_epi64x(int64_t(t[q[3]]), int64_t(t[q[2]]), int64_t(t[q[1]]), int64_t(t[q[0]]));
+}
+inline __m256i iq2_grid32(const BlockIQ2_XS& b, int g) {
+  uint16_t c[4];
+  std::memcpy(c, b.qs + 8 * g, 8);
+  const uint64_t* t = kIQ2XSGrid;
+  return _mm256_set_epi64x(int64_t(t[c[3] & 511]), int64_t(t[c[2] & 511]), int64_t(t[c[1] & 511]),
+                           int64_t(t[c[0] & 511]));
+}
+inline __m256i iq2_grid32(const BlockIQ2_S& b, int g) {
+  const uint8_t* q = b.qs + 4 * g;
+  const uint32_t qh = b.qh[g];
+  const uint64_t* t = kIQ2SGrid;
+  return _mm256_set_epi64x(int64_t(t[q[3] | ((qh << 2) & 0x300)]), int64_t(t[q[2] | ((qh << 4) & 0x300)]),
+                           int64_t(t[q[1] | ((qh << 6) & 0x300)]), int64_t(t[q[0] | ((qh << 8) & 0x300)]));
+}
+
+// The group's signs as bytes +1 / -1, value i at byte i.
+inline __m256i iq2_sign_bytes(const BlockIQ2_XXS& b, int g) {
+  const uint32_t aux = load_le32(b.qs + 8 * g + 4);
+  const uint64_t* t = kEvenSignBytes.data();
+  return _mm256_set_epi64x(int64_t(t[(aux >> 21) & 127u]), int64_t(t[(aux >> 14) & 127u]),
+                           int64_t(t[(aux >> 7) & 127u]), int64_t(t[aux & 127u]));
+}
+inline __m256i iq2_sign_bytes(const BlockIQ2_XS& b, int g) {
+  uint16_t c[4];
+  std::memcpy(c, b.qs + 8 * g, 8);
+  const uint64_t* t = kEvenSignBytes.data();
+  return _mm256_set_epi64x(int64_t(t[c[3] >> 9]), int64_t(t[c[2] >> 9]), int64_t(t[c[1] >> 9]), int64_t(t[c[0] >> 9]));
+}
+inline __m256i iq2_sign_bytes(const BlockIQ2_S& b, int g) {
+  return _mm256_or_si256(iq3_sign_mask(load_le32(b.signs + 4 * g)), _mm256_set1_epi8(1));
+}
+
+// The group's 32 values as signed bytes, value i at byte i.
+template <typename Block>
+inline __m256i iq2_values32(const Block& b, int g) {
+  return _mm256_sign_epi8(iq2_grid32(b, g), iq2_sign_bytes(b, g));  // the grid bytes are 8..43
+}
+// As the 8-bit panels take IQ2_XXS (gemm_q8_impl.h; a better match than dot_iq3_impl.h's template).
+inline __m256i iq_values32(const BlockIQ2_XXS& b, int g) { return iq2_values32(b, g); }
+
+// The integer scales of group g's halves in the int16 lanes that meet them: half 0 (values
+// 0..15) in the low 128 bits of a maddubs result, half 1 in the high.
+template <typename Block>
+inline __m256i iq2_scale_pairs(const Block& b, int g) {
+  if constexpr (std::is_same_v<Block, BlockIQ2_XXS>) {
+    return _mm256_set1_epi16(int16_t(iq2_scale(b, g, 0)));
+  } else {
+    return _mm256_setr_m128i(_mm_set1_epi16(int16_t(iq2_scale(b, g, 0))), _mm_set1_epi16(int16_t(iq2_scale(b, g, 1))));
+  }
+}
+
+template <typename Block>
+float dot_iq2_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
+  const Block* b = static_cast<const Block*>(row);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k / 256; ++i) {
+    prefetch_ahead(b + i);
+    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
+    __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // two chains
+    for (int g = 0; g < 8; ++g) {
+      const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));
+      const __m256i signed_q = _mm256_sign_epi8(q, iq2_sign_bytes(b[i], g));
+      const __m256i pairs = _mm256_maddubs_epi16(iq2_grid32(b[i], g), signed_q);
+      sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(pairs, iq2_scale_pairs(b[i], g)));
+    }
+    const __m256 total = _mm256_cvtepi32_ps(_mm256_add_epi32(sums[0], sums[1]));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d * 0.125f), total, acc);
+  }
+  return hsum(acc);
+}
+#endif
+
+void add_iq2_rows(DotKernels& k) {
+  k.dot_q8[uint32_t(GgmlType::IQ2_XXS)] = dot_iq2_xxs_q8;
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_XXS)] = dot_iq2_q8x256<BlockIQ2_XXS>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_XS)] = dot_iq2_q8x256<BlockIQ2_XS>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_S)] = dot_iq2_q8x256<BlockIQ2_S>;
+#if defined(__AVX2__) && defined(__FMA__)
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_XXS)] = dot_iq2_q8x256_vec<BlockIQ2_XXS>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_XS)] = dot_iq2_q8x256_vec<BlockIQ2_XS>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_S)] = dot_iq2_q8x256_vec<BlockIQ2_S>;
+#endif
+}
+
+}  // namespace
+}  // namespace engine
