@@ -104,6 +104,18 @@ inline __m256i iq2_grid32(const BlockIQ2_S& b, int g) {
                            int64_t(t[q[1] | ((qh << 6) & 0x300)]), int64_t(t[q[0] | ((qh << 8) & 0x300)]));
 }
 
+// 0xff in byte i where bit i of the little-endian word at p is set: a broadcast from memory, one
+// byte shuffle.
+inline __m256i iq2_sign_mask(const uint8_t* p) {
+  const __m256i select = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  int32_t word;
+  std::memcpy(&word, p, 4);
+  const __m256i bytes = _mm256_shuffle_epi8(_mm256_broadcastd_epi32(_mm_cvtsi32_si128(word)), select);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+}
+
 // The group's signs as bytes +1 / -1, value i at byte i.
 inline __m256i iq2_sign_bytes(const BlockIQ2_XXS& b, int g) {
   const uint32_t aux = load_le32(b.qs + 8 * g + 4);
@@ -118,8 +130,39 @@ inline __m256i iq2_sign_bytes(const BlockIQ2_XS& b, int g) {
   return _mm256_set_epi64x(int64_t(t[c[3] >> 9]), int64_t(t[c[2] >> 9]), int64_t(t[c[1] >> 9]), int64_t(t[c[0] >> 9]));
 }
 inline __m256i iq2_sign_bytes(const BlockIQ2_S& b, int g) {
-  return _mm256_or_si256(iq3_sign_mask(load_le32(b.signs + 4 * g)), _mm256_set1_epi8(1));
+  return _mm256_or_si256(iq2_sign_mask(b.signs + 4 * g), _mm256_set1_epi8(1));
 }
+
+#if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
+// With AVX-512 (and BMI2, which every AVX-512 CPU has, fast): the group's 32 sign bits as a
+// mask register that negates the activations in one masked subtract. IQ2_XXS's and IQ2_XS's
+// four 7-bit indices are deposited into the low 7 bits of four bytes (pdep; IQ2_XS's first
+// extracted from bits 9-15 of its codes by pext), and each byte's parity becomes its bit 7.
+inline uint32_t iq2_even_parity_bytes(uint32_t x) {  // bit 7 of each byte clear
+  uint32_t p = x ^ (x >> 4);
+  p ^= p >> 2;
+  p ^= p >> 1;  // bit 0 of each byte: the parity of that byte (the shifts bring in only higher bits)
+  return x | ((p & 0x01010101u) << 7);
+}
+inline uint32_t iq2_sign_bits(const BlockIQ2_XXS& b, int g) {
+  return iq2_even_parity_bytes(_pdep_u32(load_le32(b.qs + 8 * g + 4), 0x7f7f7f7fu));
+}
+inline uint32_t iq2_sign_bits(const BlockIQ2_XS& b, int g) {
+  uint64_t codes;
+  std::memcpy(&codes, b.qs + 8 * g, 8);
+  return iq2_even_parity_bytes(_pdep_u32(uint32_t(_pext_u64(codes, 0xfe00fe00fe00fe00ull)), 0x7f7f7f7fu));
+}
+inline uint32_t iq2_sign_bits(const BlockIQ2_S& b, int g) { return load_le32(b.signs + 4 * g); }
+template <typename Block>
+inline __m256i iq2_signed_activations(const Block& b, int g, __m256i q) {
+  return _mm256_mask_sub_epi8(q, __mmask32(iq2_sign_bits(b, g)), _mm256_setzero_si256(), q);
+}
+#else
+template <typename Block>
+inline __m256i iq2_signed_activations(const Block& b, int g, __m256i q) {
+  return _mm256_sign_epi8(q, iq2_sign_bytes(b, g));
+}
+#endif
 
 // The group's 32 values as signed bytes, value i at byte i.
 template <typename Block>
@@ -129,30 +172,46 @@ inline __m256i iq2_values32(const Block& b, int g) {
 // As the 8-bit panels take IQ2_XXS (gemm_q8_impl.h; a better match than dot_iq3_impl.h's template).
 inline __m256i iq_values32(const BlockIQ2_XXS& b, int g) { return iq2_values32(b, g); }
 
-// The integer scales of group g's halves in the int16 lanes that meet them: half 0 (values
-// 0..15) in the low 128 bits of a maddubs result, half 1 in the high.
+// A super-block's sixteen half scales 2s + 1 as bytes (half h of group g at byte 2g + h), in
+// both 128-bit lanes: IQ2_XS's and IQ2_S's from the eight scale bytes' nibbles.
 template <typename Block>
-inline __m256i iq2_scale_pairs(const Block& b, int g) {
-  if constexpr (std::is_same_v<Block, BlockIQ2_XXS>) {
-    return _mm256_set1_epi16(int16_t(iq2_scale(b, g, 0)));
-  } else {
-    return _mm256_setr_m128i(_mm_set1_epi16(int16_t(iq2_scale(b, g, 0))), _mm_set1_epi16(int16_t(iq2_scale(b, g, 1))));
+inline __m256i iq2_half_scales(const Block& b) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales));
+  const __m128i low4 = _mm_set1_epi8(15);
+  const __m128i s = _mm_unpacklo_epi8(_mm_and_si128(bytes, low4), _mm_and_si128(_mm_srli_epi16(bytes, 4), low4));
+  return _mm256_broadcastsi128_si256(_mm_add_epi8(_mm_add_epi8(s, s), _mm_set1_epi8(1)));
+}
+// Group g's half scales in the int16 lanes that meet them: half 0 (values 0..15) in the low 128
+// bits of a maddubs result, half 1 in the high; one byte shuffle of iq2_half_scales' vector.
+constexpr std::array<std::array<int8_t, 32>, 8> kIQ2ScaleSelect = [] {
+  std::array<std::array<int8_t, 32>, 8> t{};
+  for (int g = 0; g < 8; ++g) {
+    for (int j = 0; j < 32; ++j) t[g][j] = j % 2 == 1 ? int8_t(-128) : int8_t(2 * g + j / 16);  // zero-extended
   }
+  return t;
+}();
+inline __m256i iq2_scale_pairs(__m256i half_scales, int g) {
+  return _mm256_shuffle_epi8(half_scales, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kIQ2ScaleSelect[g].data())));
 }
 
 template <typename Block>
 float dot_iq2_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
   const Block* b = static_cast<const Block*>(row);
+  constexpr bool kXXS = std::is_same_v<Block, BlockIQ2_XXS>;
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < k / 256; ++i) {
     prefetch_ahead(b + i);
     prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
+    __m256i half_scales = _mm256_setzero_si256();
+    if constexpr (!kXXS) half_scales = iq2_half_scales(b[i]);
     __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // two chains
     for (int g = 0; g < 8; ++g) {
       const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));
-      const __m256i signed_q = _mm256_sign_epi8(q, iq2_sign_bytes(b[i], g));
+      const __m256i signed_q = iq2_signed_activations(b[i], g, q);  // q > -128: negated exactly
       const __m256i pairs = _mm256_maddubs_epi16(iq2_grid32(b[i], g), signed_q);
-      sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(pairs, iq2_scale_pairs(b[i], g)));
+      // IQ2_XXS's one scale a group: broadcast from memory (no shuffle).
+      const __m256i s = kXXS ? _mm256_set1_epi16(int16_t(iq2_scale(b[i], g, 0))) : iq2_scale_pairs(half_scales, g);
+      sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(pairs, s));
     }
     const __m256 total = _mm256_cvtepi32_ps(_mm256_add_epi32(sums[0], sums[1]));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d * 0.125f), total, acc);

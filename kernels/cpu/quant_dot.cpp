@@ -51,7 +51,7 @@ const DotKernels* dot_kernels_avx512() {
   __builtin_cpu_init();
   const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-                  __builtin_cpu_supports("fma");
+                  __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
   return ok ? &dot_kernels_avx512_build() : nullptr;
 }
 #else
