@@ -134,35 +134,26 @@ inline __m256i iq2_sign_bytes(const BlockIQ2_S& b, int g) {
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
-// With AVX-512 (and BMI2, which every AVX-512 CPU has, fast): the group's 32 sign bits as a
-// mask register that negates the activations in one masked subtract. IQ2_XXS's and IQ2_XS's
-// four 7-bit indices are deposited into the low 7 bits of four bytes (pdep; IQ2_XS's first
-// extracted from bits 9-15 of its codes by pext), and each byte's parity becomes its bit 7.
-inline uint32_t iq2_even_parity_bytes(uint32_t x) {  // bit 7 of each byte clear
-  uint32_t p = x ^ (x >> 4);
-  p ^= p >> 2;
-  p ^= p >> 1;  // bit 0 of each byte: the parity of that byte (the shifts bring in only higher bits)
-  return x | ((p & 0x01010101u) << 7);
-}
-inline uint32_t iq2_sign_bits(const BlockIQ2_XXS& b, int g) {
-  return iq2_even_parity_bytes(_pdep_u32(load_le32(b.qs + 8 * g + 4), 0x7f7f7f7fu));
-}
+// With AVX-512 the signs as a mask register (dot_iq3_impl.h): IQ2_XS's 7-bit indices first
+// extracted from bits 9-15 of its codes by pext.
+inline uint32_t iq2_sign_bits(const BlockIQ2_XXS& b, int g) { return iq_aux_sign_bits(load_le32(b.qs + 8 * g + 4)); }
 inline uint32_t iq2_sign_bits(const BlockIQ2_XS& b, int g) {
   uint64_t codes;
   std::memcpy(&codes, b.qs + 8 * g, 8);
-  return iq2_even_parity_bytes(_pdep_u32(uint32_t(_pext_u64(codes, 0xfe00fe00fe00fe00ull)), 0x7f7f7f7fu));
+  return iq_aux_sign_bits(uint32_t(_pext_u64(codes, 0xfe00fe00fe00fe00ull)));
 }
 inline uint32_t iq2_sign_bits(const BlockIQ2_S& b, int g) { return load_le32(b.signs + 4 * g); }
-template <typename Block>
-inline __m256i iq2_signed_activations(const Block& b, int g, __m256i q) {
-  return _mm256_mask_sub_epi8(q, __mmask32(iq2_sign_bits(b, g)), _mm256_setzero_si256(), q);
-}
-#else
-template <typename Block>
-inline __m256i iq2_signed_activations(const Block& b, int g, __m256i q) {
-  return _mm256_sign_epi8(q, iq2_sign_bytes(b, g));
-}
 #endif
+
+// The activations q of group g with the group's signs applied.
+template <typename Block>
+inline __m256i iq2_signed_activations(const Block& b, int g, __m256i q) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
+  return negate_where(q, iq2_sign_bits(b, g));
+#else
+  return _mm256_sign_epi8(q, iq2_sign_bytes(b, g));
+#endif
+}
 
 // The group's 32 values as signed bytes, value i at byte i.
 template <typename Block>
@@ -207,7 +198,7 @@ float dot_iq2_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
     __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // two chains
     for (int g = 0; g < 8; ++g) {
       const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));
-      const __m256i signed_q = iq2_signed_activations(b[i], g, q);  // q > -128: negated exactly
+      const __m256i signed_q = iq2_signed_activations(b[i], g, q);
       const __m256i pairs = _mm256_maddubs_epi16(iq2_grid32(b[i], g), signed_q);
       // IQ2_XXS's one scale a group: broadcast from memory (no shuffle).
       const __m256i s = kXXS ? _mm256_set1_epi16(int16_t(iq2_scale(b[i], g, 0))) : iq2_scale_pairs(half_scales, g);

@@ -98,6 +98,36 @@ inline __m256i iq3_sign_bytes(const BlockIQ3_S& b, int g) {
   return _mm256_or_si256(iq3_sign_mask(load_le32(b.signs + 4 * g)), _mm256_set1_epi8(1));
 }
 
+#if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
+// With AVX-512 (and BMI2, which every AVX-512 CPU has, fast) a group's 32 sign bits become a mask
+// register that negates the activations in one masked subtract, where the sign bytes took table
+// loads and inserts or a shuffle. The XXS types' four 7-bit indices are deposited into the low 7
+// bits of four bytes (pdep), and each byte's parity becomes its bit 7.
+inline uint32_t iq_even_parity_bytes(uint32_t x) {  // bit 7 of each byte clear
+  uint32_t p = x ^ (x >> 4);
+  p ^= p >> 2;
+  p ^= p >> 1;  // bit 0 of each byte: the parity of that byte (the shifts bring in only higher bits)
+  return x | ((p & 0x01010101u) << 7);
+}
+inline uint32_t iq_aux_sign_bits(uint32_t aux) { return iq_even_parity_bytes(_pdep_u32(aux, 0x7f7f7f7fu)); }
+inline uint32_t iq3_sign_bits(const BlockIQ3_XXS& b, int g) { return iq_aux_sign_bits(load_le32(b.aux + 4 * g)); }
+inline uint32_t iq3_sign_bits(const BlockIQ3_S& b, int g) { return load_le32(b.signs + 4 * g); }
+// q negated where `bits` has a bit set (q > -128: exactly).
+inline __m256i negate_where(__m256i q, uint32_t bits) {
+  return _mm256_mask_sub_epi8(q, __mmask32(bits), _mm256_setzero_si256(), q);
+}
+#endif
+
+// The activations q of group g with the group's signs applied.
+template <typename Block>
+inline __m256i iq3_signed_activations(const Block& b, int g, __m256i q) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
+  return negate_where(q, iq3_sign_bits(b, g));
+#else
+  return _mm256_sign_epi8(q, iq3_sign_bytes(b, g));
+#endif
+}
+
 // The group's 32 values as signed bytes, value i at byte i (for the panels).
 template <typename Block>
 inline __m256i iq_values32(const Block& b, int g) {
@@ -108,7 +138,7 @@ inline __m256i iq_values32(const Block& b, int g) {
 template <typename Block>
 inline __m256i iq3_lanes(const Block& b, int g, const BlockQ8x32& x) {
   const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q));
-  const __m256i signed_q = _mm256_sign_epi8(q, iq3_sign_bytes(b, g));
+  const __m256i signed_q = iq3_signed_activations(b, g, q);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   return _mm256_dpbusd_epi32(_mm256_setzero_si256(), iq3_grid32(b, g), signed_q);
 #else
@@ -154,7 +184,7 @@ float dot_iq3_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
     __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // two chains
     for (int g = 0; g < 8; ++g) {
       const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));
-      const __m256i signed_q = _mm256_sign_epi8(q, iq3_sign_bytes(b[i], g));
+      const __m256i signed_q = iq3_signed_activations(b[i], g, q);
       const __m256i pairs = _mm256_maddubs_epi16(iq3_grid32(b[i], g), signed_q);
       const __m256i s = _mm256_broadcastd_epi32(_mm_loadu_si32(&scale[g]));
       sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(pairs, s));
