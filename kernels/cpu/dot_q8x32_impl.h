@@ -3,9 +3,11 @@
 // and offset, w = d * q + min, so that one block's product is
 //   d * d_x * (q . q_x) + min * d_x * sum(q_x)
 // where min is -8d (Q4_0), -16d (Q5_0) or the block's m (Q4_1, Q5_1). Here: the byte decoders
-// (shared with the prompt panels of gemm_q8_impl.h) and the vectorised decode rows, one block per
-// step in a u8 x s8 multiply-add (vpdpbusd with AVX-512 VNNI, maddubs + madd with AVX2), the
-// float step per block into two independent accumulators. Bound: memory (18-24 bytes a block).
+// (shared with the prompt panels of gemm_q8_impl.h) and the vectorised decode rows, two blocks per
+// step in u8 x s8 multiply-adds (vpdpbusd with AVX-512 VNNI, maddubs + madd with AVX2), the float
+// step per pair of blocks into two independent accumulators. Bound: the instructions per block
+// (about 15 GB/s a thread on the 2-core AVX-512 machine of docs/benchmarks.md), then memory
+// (18-24 bytes a block).
 // Included by quant_dot_impl.h; internal linkage like everything there.
 #pragma once
 
@@ -81,6 +83,76 @@ float dot_q8x32_vec(const void* row, const BlockQ8x32* x, int64_t k) {
   return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
 }
 
+// Two blocks a vector (the decode rows below): the codes of blocks a and b, lo = values 0..15 of a
+// (low 128 bits) and of b (high), hi = values 16..31 of each; a Q5 block's fifth bits from its qh
+// word (bit j: value j).
+inline __m256i fifth_bits_of(uint32_t bits) {  // 16 in byte j where bit j is set
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  return _mm256_maskz_mov_epi8(bits, _mm256_set1_epi8(16));
+#else
+  const __m256i which = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+  const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(int32_t(bits)), which);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(16));
+#endif
+}
+template <typename Block>
+inline void codes_pair(const Block& a, const Block& b, __m256i& lo, __m256i& hi) {
+  const __m256i q = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b.qs), reinterpret_cast<const __m128i*>(a.qs));
+  const __m256i low4 = _mm256_set1_epi8(15);
+  lo = _mm256_and_si256(q, low4);
+  hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+  if constexpr (requires { a.qh; }) {
+    const uint32_t ha = load_le32(a.qh), hb = load_le32(b.qh);
+    lo = _mm256_or_si256(lo, fifth_bits_of((ha & 0xffffu) | (hb << 16)));
+    hi = _mm256_or_si256(hi, fifth_bits_of((ha >> 16) | (hb & 0xffff0000u)));
+  }
+}
+// The two blocks' offsets w = d * q + min as a pair (lanes 0, 1), given their scales d.
+inline __m128 min_pair(const BlockQ4_0&, const BlockQ4_0&, __m128 d) { return _mm_mul_ps(d, _mm_set1_ps(-8.0f)); }
+inline __m128 min_pair(const BlockQ5_0&, const BlockQ5_0&, __m128 d) { return _mm_mul_ps(d, _mm_set1_ps(-16.0f)); }
+template <typename Block>
+inline __m128 min_pair(const Block& a, const Block& b, __m128) {  // Q4_1, Q5_1: their m
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(int(uint32_t(a.m) | (uint32_t(b.m) << 16))));
+}
+
+// Decode rows two blocks a step: each block's product in four int32 lanes (its low and high
+// halves' multiply-adds summed), the pair's scales d * d_x converted and multiplied as a pair and
+// spread to their lanes by one permute, the offsets min * d_x * sum(q_x) as a pair in a second
+// accumulator. A 32-value block cost about 18 instructions one at a time (codes, an fp16 scale
+// converted, broadcast, the offset's scalar steps), more than its 18-24 bytes take to stream.
+template <typename Block>
+float dot_q8x32_pairs(const void* row, const BlockQ8x32* x, int64_t k) {
+  const Block* b = static_cast<const Block*>(row);
+  const int64_t nb = k / 32;
+  const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m128 offsets = _mm_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    prefetch_ahead(b + i);
+    __m256i lo, hi;
+    codes_pair(b[i], b[i + 1], lo, hi);
+    const __m256i xlo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x[i + 1].q),
+                                            reinterpret_cast<const __m128i*>(x[i].q));
+    const __m256i xhi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x[i + 1].q + 16),
+                                            reinterpret_cast<const __m128i*>(x[i].q + 16));
+    const __m256i p = _mm256_add_epi32(dot_u8_s8_lanes(lo, xlo), dot_u8_s8_lanes(hi, xhi));
+    const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(int(uint32_t(b[i].d) | (uint32_t(b[i + 1].d) << 16))));
+    const __m128 dx = _mm_setr_ps(x[i].d, x[i + 1].d, 0.0f, 0.0f);
+    const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_mul_ps(d, dx)), spread);
+    acc[(i / 2) % 2] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[(i / 2) % 2]);
+    offsets = _mm_fmadd_ps(min_pair(b[i], b[i + 1], d), _mm_setr_ps(x[i].dsum, x[i + 1].dsum, 0.0f, 0.0f), offsets);
+  }
+  float s = hsum(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_add_ss(offsets, _mm_movehdup_ps(offsets)));
+  for (; i < nb; ++i) {  // an odd block at the end
+    const float d = h2f(b[i].d);
+    const __m256i p = dot_u8_s8_lanes(codes32(b[i]), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q)));
+    s += d * x[i].d * hsum(_mm256_cvtepi32_ps(p)) + block_min(b[i], d) * x[i].dsum;
+  }
+  return s;
+}
+
 // Block j of a row's 32-value blocks for a prompt panel (gemm_q8_impl.h, AVX2 and AVX-512 only):
 // its codes at out[0..31] (value l at byte l, as activation block j holds its values) and its
 // scale and minus its offset, so that w = dsc * q - dmn as for the K-quants' groups.
@@ -95,10 +167,10 @@ void decode_q8x32_group(const Block& b, uint8_t* out, float* dsc, float* dmn) {
 
 void add_q8x32_rows([[maybe_unused]] DotKernels& k) {
 #if defined(__AVX2__) && defined(__FMA__)
-  k.dot_q8[uint32_t(GgmlType::Q4_0)] = dot_q8x32_vec<BlockQ4_0>;
-  k.dot_q8[uint32_t(GgmlType::Q4_1)] = dot_q8x32_vec<BlockQ4_1>;
-  k.dot_q8[uint32_t(GgmlType::Q5_0)] = dot_q8x32_vec<BlockQ5_0>;
-  k.dot_q8[uint32_t(GgmlType::Q5_1)] = dot_q8x32_vec<BlockQ5_1>;
+  k.dot_q8[uint32_t(GgmlType::Q4_0)] = dot_q8x32_pairs<BlockQ4_0>;
+  k.dot_q8[uint32_t(GgmlType::Q4_1)] = dot_q8x32_pairs<BlockQ4_1>;
+  k.dot_q8[uint32_t(GgmlType::Q5_0)] = dot_q8x32_pairs<BlockQ5_0>;
+  k.dot_q8[uint32_t(GgmlType::Q5_1)] = dot_q8x32_pairs<BlockQ5_1>;
 #endif
 }
 
