@@ -68,21 +68,6 @@ inline __m256i dot_u8_s8_lanes(__m256i w, __m256i x) {
 #endif
 }
 
-template <typename Block>
-float dot_q8x32_vec(const void* row, const BlockQ8x32* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  float offset[2] = {0, 0};  // two chains, as the vector sums: a block's step is shorter than an add's latency
-  for (int64_t i = 0; i < k / 32; ++i) {
-    if (i % 2 == 0) prefetch_ahead(b + i);  // two blocks are 36-48 bytes
-    const __m256i p = dot_u8_s8_lanes(codes32(b[i]), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q)));
-    const float d = h2f(b[i].d);
-    acc[i % 2] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[i].d), _mm256_cvtepi32_ps(p), acc[i % 2]);
-    offset[i % 2] += block_min(b[i], d) * x[i].dsum;
-  }
-  return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
-}
-
 // Two blocks a vector (the decode rows below): the codes of blocks a and b, lo = values 0..15 of a
 // (low 128 bits) and of b (high), hi = values 16..31 of each; a Q5 block's fifth bits from its qh
 // word (bit j: value j).
