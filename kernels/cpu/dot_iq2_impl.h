@@ -1,19 +1,21 @@
-// IQ2_XXS, IQ2_XS and IQ2_S decode rows against 8-bit activations. A 32-value group
+// The pieces of IQ2_XXS, IQ2_XS and IQ2_S rows against 8-bit activations. A 32-value group
 // (quant_blocks.h) is four grid entries of eight magnitudes (8, 25 or 43, one byte each) and 32
 // sign bits; its product is
 //   d / 8 * d_x * sum_h (2 s_h + 1) * (grid_h . (q_x with the group's signs applied)_h)
 // over its halves h (values 16h .. 16h + 15: IQ2_XS and IQ2_S have a scale per half, IQ2_XXS one
-// for both). The unsigned grid bytes meet signed activations in maddubs (pairs at most 2 * 43 *
-// 127), whose int16 pairs take the halves' integer scales in madd (at most 2 * 10922 * 31 a pair),
-// summed in int32 over the super-block: one float step per super-block against BlockQ8x256
-// activations (one scale per 256 values), as IQ3_XXS's decode rows. The grid entries are four
-// 64-bit table loads a group; the signs four loads of the even-parity sign-byte table (IQ2_XXS,
-// IQ2_XS) or one shuffle and compare (IQ2_S), applied by psignb. Bound: the table loads and the
-// multiply-adds (a group is 8.25, 9.25 or 10.25 bytes). Prompt batches take the panels: IQ2_XXS
-// the 8-bit ones (gemm_q8_impl.h, one scale a group), IQ2_XS and IQ2_S the 12-bit ones
-// (gemm_q16_impl.h: their values times their half's scale are exact int16). Included by
-// quant_dot_impl.h after dot_iq3_impl.h; internal linkage like everything there.
+// for both). Here: the portable rows, and for the vectorised ones (dot_grid_q8x256_impl.h, against
+// BlockQ8x256 activations) each group's grid magnitudes as one vector (four 64-bit table loads)
+// and its signs applied to the activations: with AVX-512 a mask register and a masked subtract
+// (dot_iq3_impl.h; IQ2_XS's 7-bit indices pext'ed from its codes first), else psignb with sign
+// bytes from four loads of the even-parity sign-byte table (IQ2_XXS, IQ2_XS) or one shuffle and
+// compare (IQ2_S). Prompt batches take the panels: IQ2_XXS the 8-bit ones (gemm_q8_impl.h, one
+// scale a group), IQ2_XS and IQ2_S the 12-bit ones (gemm_q16_impl.h: their values times their
+// half's scale are exact int16). Included by quant_dot_impl.h after dot_iq3_impl.h; internal
+// linkage like everything there.
 #pragma once
+
+#include <cstring>
+#include <type_traits>
 
 namespace engine {
 namespace {
@@ -163,52 +165,6 @@ inline __m256i iq2_values32(const Block& b, int g) {
 // As the 8-bit panels take IQ2_XXS (gemm_q8_impl.h; a better match than dot_iq3_impl.h's template).
 inline __m256i iq_values32(const BlockIQ2_XXS& b, int g) { return iq2_values32(b, g); }
 
-// A super-block's sixteen half scales 2s + 1 as bytes (half h of group g at byte 2g + h), in
-// both 128-bit lanes: IQ2_XS's and IQ2_S's from the eight scale bytes' nibbles.
-template <typename Block>
-inline __m256i iq2_half_scales(const Block& b) {
-  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales));
-  const __m128i low4 = _mm_set1_epi8(15);
-  const __m128i s = _mm_unpacklo_epi8(_mm_and_si128(bytes, low4), _mm_and_si128(_mm_srli_epi16(bytes, 4), low4));
-  return _mm256_broadcastsi128_si256(_mm_add_epi8(_mm_add_epi8(s, s), _mm_set1_epi8(1)));
-}
-// Group g's half scales in the int16 lanes that meet them: half 0 (values 0..15) in the low 128
-// bits of a maddubs result, half 1 in the high; one byte shuffle of iq2_half_scales' vector.
-constexpr std::array<std::array<int8_t, 32>, 8> kIQ2ScaleSelect = [] {
-  std::array<std::array<int8_t, 32>, 8> t{};
-  for (int g = 0; g < 8; ++g) {
-    for (int j = 0; j < 32; ++j) t[g][j] = j % 2 == 1 ? int8_t(-128) : int8_t(2 * g + j / 16);  // zero-extended
-  }
-  return t;
-}();
-inline __m256i iq2_scale_pairs(__m256i half_scales, int g) {
-  return _mm256_shuffle_epi8(half_scales, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kIQ2ScaleSelect[g].data())));
-}
-
-template <typename Block>
-float dot_iq2_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
-  constexpr bool kXXS = std::is_same_v<Block, BlockIQ2_XXS>;
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k / 256; ++i) {
-    prefetch_ahead(b + i);
-    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
-    __m256i half_scales = _mm256_setzero_si256();
-    if constexpr (!kXXS) half_scales = iq2_half_scales(b[i]);
-    __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // two chains
-    for (int g = 0; g < 8; ++g) {
-      const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));
-      const __m256i signed_q = iq2_signed_activations(b[i], g, q);
-      const __m256i pairs = _mm256_maddubs_epi16(iq2_grid32(b[i], g), signed_q);
-      // IQ2_XXS's one scale a group: broadcast from memory (no shuffle).
-      const __m256i s = kXXS ? _mm256_set1_epi16(int16_t(iq2_scale(b[i], g, 0))) : iq2_scale_pairs(half_scales, g);
-      sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(pairs, s));
-    }
-    const __m256 total = _mm256_cvtepi32_ps(_mm256_add_epi32(sums[0], sums[1]));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d * 0.125f), total, acc);
-  }
-  return hsum(acc);
-}
 #endif
 
 void add_iq2_rows(DotKernels& k) {
@@ -216,11 +172,7 @@ void add_iq2_rows(DotKernels& k) {
   k.dot_q8x256[uint32_t(GgmlType::IQ2_XXS)] = dot_iq2_q8x256<BlockIQ2_XXS>;
   k.dot_q8x256[uint32_t(GgmlType::IQ2_XS)] = dot_iq2_q8x256<BlockIQ2_XS>;
   k.dot_q8x256[uint32_t(GgmlType::IQ2_S)] = dot_iq2_q8x256<BlockIQ2_S>;
-#if defined(__AVX2__) && defined(__FMA__)
-  k.dot_q8x256[uint32_t(GgmlType::IQ2_XXS)] = dot_iq2_q8x256_vec<BlockIQ2_XXS>;
-  k.dot_q8x256[uint32_t(GgmlType::IQ2_XS)] = dot_iq2_q8x256_vec<BlockIQ2_XS>;
-  k.dot_q8x256[uint32_t(GgmlType::IQ2_S)] = dot_iq2_q8x256_vec<BlockIQ2_S>;
-#endif
+  // Vectorised: dot_grid_q8x256_impl.h.
 }
 
 }  // namespace

@@ -4,9 +4,12 @@
 //   d * scale_g * d_x * (grid . (q_x with the group's signs applied))
 // so the unsigned grid bytes meet signed activations in a u8 x s8 multiply-add (vpdpbusd with
 // AVX-512 VNNI, else maddubs: pairs at most 2 * 62 * 127 < 32767), no bias. The grid entries are
-// eight table loads a group (inserts or a gather); the signs are four loads of a 128-entry table of sign bytes
-// (IQ3_XXS) or one byte shuffle and compare (IQ3_S), applied by psignb. Bound: the table loads and
-// the multiply-adds (a group is 12.25 or 13.75 bytes). Prompt batches take the panels
+// eight table loads a group (inserts or a gather); the signs, with AVX-512, a mask register
+// negating the activations in one masked subtract (the XXS types' 7-bit indices deposited by pdep
+// and given their parity bits; shared with dot_iq2_impl.h), else psignb with sign bytes from four
+// loads of a 128-entry table (IQ3_XXS) or one byte shuffle and compare (IQ3_S). Bound: the table
+// loads and the multiply-adds (a group is 12.25 or 13.75 bytes). IQ3_XXS's decode rows take
+// 256-value activation blocks (dot_grid_q8x256_impl.h); prompt batches the panels
 // (gemm_q8_impl.h) with the same values. Included by quant_dot_impl.h; internal linkage like
 // everything there.
 #pragma once
@@ -163,37 +166,6 @@ float dot_iq3_vec(const void* row, const BlockQ8x32* x, int64_t k) {
   return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
-// Decode rows against 256-value activation blocks (BlockQ8x256, one scale, as the K-quants'
-// decode rows): the group's grid . signed q_x in maddubs, its int16 pairs times the group's
-// integer scale 2s + 1 in madd (pairs at most 2 * 62 * 127 * 31 < 2^31), summed in int32 over the
-// super-block, one float step per super-block (IQ3_XXS's 1/4 there). The scales are broadcast
-// from memory, as are the activations (a register broadcast would take the shuffle port the grid
-// inserts keep busy).
-// IQ3_XXS only: 7.4-7.6 GB/s at batch 1 on the 2-core AVX-512 machine, against 6.0-6.9 on Q8
-// blocks of 32.
-template <typename Block>
-float dot_iq3_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
-  constexpr float kUnit = std::is_same_v<Block, BlockIQ3_XXS> ? 0.25f : 1.0f;
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k / 256; ++i) {
-    prefetch_ahead(b + i);
-    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
-    alignas(32) int32_t scale[8];  // 2s + 1 in both 16-bit halves
-    for (int g = 0; g < 8; ++g) scale[g] = int32_t(iq_scale(b[i], g) / kUnit) * 0x10001;
-    __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // two chains
-    for (int g = 0; g < 8; ++g) {
-      const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));
-      const __m256i signed_q = iq3_signed_activations(b[i], g, q);
-      const __m256i pairs = _mm256_maddubs_epi16(iq3_grid32(b[i], g), signed_q);
-      const __m256i s = _mm256_broadcastd_epi32(_mm_loadu_si32(&scale[g]));
-      sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(pairs, s));
-    }
-    const __m256 total = _mm256_cvtepi32_ps(_mm256_add_epi32(sums[0], sums[1]));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d * kUnit), total, acc);
-  }
-  return hsum(acc);
-}
 #endif
 
 void add_iq3_rows(DotKernels& k) {
@@ -202,8 +174,7 @@ void add_iq3_rows(DotKernels& k) {
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_q8[uint32_t(GgmlType::IQ3_XXS)] = dot_iq3_vec<BlockIQ3_XXS>;
   k.dot_q8[uint32_t(GgmlType::IQ3_S)] = dot_iq3_vec<BlockIQ3_S>;
-  k.dot_q8x256[uint32_t(GgmlType::IQ3_XXS)] = dot_iq3_q8x256_vec<BlockIQ3_XXS>;
-  // Not IQ3_S: its gathered rows measured 5-6% slower this way (7.0 against 7.5 GB/s).
+  // IQ3_XXS's decode rows against 256-value activation blocks: dot_grid_q8x256_impl.h.
 #endif
 }
 

@@ -33,20 +33,18 @@ inline __m256i nibbles32(const uint8_t* qs) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(q, low4));
 }
 
-// 16 in byte j where bit j of the 32 bits at qh is set, else 0.
-inline __m256i fifth_bits32(const uint8_t* qh) {
-  uint32_t bits;
-  std::memcpy(&bits, qh, 4);
+// 16 in byte j where bit j of `bits` is set, else 0 (a Q5 block's fifth bits from its qh word).
+inline __m256i fifth_bits_of(uint32_t bits) {
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
   return _mm256_maskz_mov_epi8(bits, _mm256_set1_epi8(16));
 #else
-  // Byte j takes byte j / 8 of the bits (each 128-bit lane holds all four), then tests bit j % 8.
   const __m256i which = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
   const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
   const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(int32_t(bits)), which);
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(16));
 #endif
 }
+inline __m256i fifth_bits32(const uint8_t* qh) { return fifth_bits_of(load_le32(qh)); }
 
 inline __m256i codes32(const BlockQ4_0& b) { return nibbles32(b.qs); }
 inline __m256i iq4_codes32(const uint8_t* qs) {
@@ -69,18 +67,8 @@ inline __m256i dot_u8_s8_lanes(__m256i w, __m256i x) {
 }
 
 // Two blocks a vector (the decode rows below): the codes of blocks a and b, lo = values 0..15 of a
-// (low 128 bits) and of b (high), hi = values 16..31 of each; a Q5 block's fifth bits from its qh
-// word (bit j: value j).
-inline __m256i fifth_bits_of(uint32_t bits) {  // 16 in byte j where bit j is set
-#if defined(__AVX512BW__) && defined(__AVX512VL__)
-  return _mm256_maskz_mov_epi8(bits, _mm256_set1_epi8(16));
-#else
-  const __m256i which = _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
-  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
-  const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(int32_t(bits)), which);
-  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(16));
-#endif
-}
+// (low 128 bits) and of b (high), hi = values 16..31 of each (a Q5 block's fifth bits: bit j of
+// its qh word is value j's).
 template <typename Block>
 inline void codes_pair(const Block& a, const Block& b, __m256i& lo, __m256i& hi) {
   const __m256i q = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b.qs), reinterpret_cast<const __m128i*>(a.qs));

@@ -77,20 +77,14 @@ constexpr uint32_t kIQ3SGrid[512] = {ENGINE_IQ3S_GRID};
 static __device__ const uint32_t kIQ3XXSGridDevice[256] = {ENGINE_IQ3XXS_GRID};
 static __device__ const uint32_t kIQ3SGridDevice[512] = {ENGINE_IQ3S_GRID};
 #endif
-ENGINE_HOST_DEVICE static inline uint32_t iq3xxs_grid(uint32_t i) {
+// A grid table by name: the device copy in device code, the host one elsewhere.
 #if defined(__CUDA_ARCH__)
-  return kIQ3XXSGridDevice[i];
+#define ENGINE_IQ_GRID(table) table##Device
 #else
-  return kIQ3XXSGrid[i];
+#define ENGINE_IQ_GRID(table) table
 #endif
-}
-ENGINE_HOST_DEVICE static inline uint32_t iq3s_grid(uint32_t i) {
-#if defined(__CUDA_ARCH__)
-  return kIQ3SGridDevice[i];
-#else
-  return kIQ3SGrid[i];
-#endif
-}
+ENGINE_HOST_DEVICE static inline uint32_t iq3xxs_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ3XXSGrid)[i]; }
+ENGINE_HOST_DEVICE static inline uint32_t iq3s_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ3SGrid)[i]; }
 // Four grid values (bytes, each 1..255) with the low four bits of `signs` applied: bit j set
 // negates byte j, as two's complement (~v + 1 never carries out of a byte when v > 0).
 ENGINE_HOST_DEVICE static inline uint32_t iq_signed4(uint32_t grid, uint32_t signs) {
@@ -145,27 +139,9 @@ static __device__ const uint64_t kIQ2XXSGridDevice[256] = {ENGINE_IQ2XXS_GRID};
 static __device__ const uint64_t kIQ2XSGridDevice[512] = {ENGINE_IQ2XS_GRID};
 static __device__ const uint64_t kIQ2SGridDevice[1024] = {ENGINE_IQ2S_GRID};
 #endif
-ENGINE_HOST_DEVICE static inline uint64_t iq2xxs_grid(uint32_t i) {
-#if defined(__CUDA_ARCH__)
-  return kIQ2XXSGridDevice[i];
-#else
-  return kIQ2XXSGrid[i];
-#endif
-}
-ENGINE_HOST_DEVICE static inline uint64_t iq2xs_grid(uint32_t i) {
-#if defined(__CUDA_ARCH__)
-  return kIQ2XSGridDevice[i];
-#else
-  return kIQ2XSGrid[i];
-#endif
-}
-ENGINE_HOST_DEVICE static inline uint64_t iq2s_grid(uint32_t i) {
-#if defined(__CUDA_ARCH__)
-  return kIQ2SGridDevice[i];
-#else
-  return kIQ2SGrid[i];
-#endif
-}
+ENGINE_HOST_DEVICE static inline uint64_t iq2xxs_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ2XXSGrid)[i]; }
+ENGINE_HOST_DEVICE static inline uint64_t iq2xs_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ2XSGrid)[i]; }
+ENGINE_HOST_DEVICE static inline uint64_t iq2s_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ2SGrid)[i]; }
 // Entry l of a group as its 64-bit grid word and its eight sign bits (g: the group's bytes as the
 // kernels load them).
 struct IQ2Entry {
