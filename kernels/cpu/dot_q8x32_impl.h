@@ -23,6 +23,9 @@ inline float block_min(const BlockQ5_1& b, float) { return h2f(b.m); }
 // (1 .. 241), which vpdpbusd multiplies exactly and AVX2's maddubs would saturate (their rows and
 // the AVX2 path: dot_iq4_impl.h).
 inline float block_min(const BlockIQ4_NL&, float d) { return -128.0f * d; }
+// Q8_0, for the prompt panels only (its rows take float activations): its int8 values v as the
+// codes v + 128 (0 .. 255), the bias 128 as the block's offset, as IQ4_NL's.
+inline float block_min(const BlockQ8_0&, float d) { return -128.0f * d; }
 
 #if defined(__AVX2__) && defined(__FMA__)
 // The block's 32 codes as bytes, value j at byte j: value j < 16 is the low nibble of qs[j],
@@ -47,6 +50,9 @@ inline __m256i fifth_bits_of(uint32_t bits) {
 inline __m256i fifth_bits32(const uint8_t* qh) { return fifth_bits_of(load_le32(qh)); }
 
 inline __m256i codes32(const BlockQ4_0& b) { return nibbles32(b.qs); }
+inline __m256i codes32(const BlockQ8_0& b) {
+  return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)), _mm256_set1_epi8(int8_t(0x80)));
+}
 inline __m256i iq4_codes32(const uint8_t* qs) {
   const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4Values)));
   return _mm256_xor_si256(_mm256_shuffle_epi8(grid, nibbles32(qs)), _mm256_set1_epi8(int8_t(0x80)));

@@ -55,7 +55,13 @@ ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t
       }
       break;
     case DotRegime::f32_activations:
-      if (n_batch == 1) {  // decode: one pass over the weights, nothing to reuse
+      // Q8_0's prompt batches with AVX-512 VNNI: the 8-bit panels, at 8-bit activations as the
+      // other quantized types' (2.1-2.4x the float outer products' speed). Decode steps keep the
+      // float rows.
+      if (kern.gemm_q8_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
+        path = Path::q8_panels;
+        rows = kQ8PanelRows;
+      } else if (n_batch == 1) {  // decode: one pass over the weights, nothing to reuse
         path = Path::f32_rows;
       } else {
         // Float tiles: each weight row decoded once per chunk of K for a block of batch rows.

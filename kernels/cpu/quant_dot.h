@@ -3,7 +3,8 @@
 // AVX-512 VNNI) from quant_dot_impl.h; dot_kernels() picks the best set for this CPU once.
 //
 // Regimes, chosen per weight type in one place (dot_regime):
-//   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding);
+//   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding), except Q8_0's
+//   prompt batches where AVX-512 VNNI panels exist: those take 8-bit ones (gemm_q8_panel);
 //   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
 //   Q5_K, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S and IQ2_XXS, whose 4-5 bit values (or grid values) meet
 //   them in 8-bit multiply-adds;

@@ -46,7 +46,8 @@ double bound(DotRegime regime) {
 double bound(GgmlType t) { return bound(dot_regime(t)); }
 
 // What matmul does with `type` at batch B: Q6_K decode rows (and every Q6_K batch where no panel
-// kernel exists) meet 8-bit activations instead of 12-bit ones.
+// kernel exists) meet 8-bit activations instead of 12-bit ones, and so do Q8_0's prompt batches
+// where it has 8-bit panels (AVX-512 VNNI).
 double matmul_bound(GgmlType type, int64_t B) {
   const DotKernels& kern = dot_kernels();
   const auto t = static_cast<uint32_t>(type);
@@ -54,6 +55,7 @@ double matmul_bound(GgmlType type, int64_t B) {
   if (dot_regime(type) == DotRegime::q16_activations && kern.dot_q8x256[t] != nullptr && !panel) {
     return bound(DotRegime::q8_activations);
   }
+  if (kern.gemm_q8_panel[t] != nullptr && B >= kPanelMinBatch) return bound(DotRegime::q8_activations);
   return bound(type);
 }
 
@@ -379,9 +381,18 @@ TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
                 continue;
               }
               const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
-              EXPECT_LE(std::fabs(got - want) / scale, bound(tr.type)) << where;
-              const float row = kern->dot_q8[t](w.data() + r * row_bytes, xq.data() + c * K / 32, K);
-              EXPECT_LE(std::fabs(got - row) / scale, 1e-5) << where << ": differs from dot_q8";
+              EXPECT_LE(std::fabs(got - want) / scale, bound(DotRegime::q8_activations)) << where;
+              if (kern->dot_q8[t] != nullptr) {
+                const float row = kern->dot_q8[t](w.data() + r * row_bytes, xq.data() + c * K / 32, K);
+                EXPECT_LE(std::fabs(got - row) / scale, 1e-5) << where << ": differs from dot_q8";
+              } else {  // Q8_0, whose rows take float activations: the same 8-bit activations in double
+                double same = 0;
+                for (int64_t k = 0; k < K; ++k) {
+                  const BlockQ8x32& a = xq[(c * K + k) / 32];
+                  same += double(wf[r * K + k]) * double(a.d) * double(a.q[k % 32]);
+                }
+                EXPECT_LE(std::fabs(got - same) / scale, 1e-5) << where << ": differs from its 8-bit activations";
+              }
             }
           }
         }
