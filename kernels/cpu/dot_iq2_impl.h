@@ -106,18 +106,6 @@ inline __m256i iq2_grid32(const BlockIQ2_S& b, int g) {
                            int64_t(t[q[1] | ((qh << 6) & 0x300)]), int64_t(t[q[0] | ((qh << 8) & 0x300)]));
 }
 
-// 0xff in byte i where bit i of the little-endian word at p is set: a broadcast from memory, one
-// byte shuffle.
-inline __m256i iq2_sign_mask(const uint8_t* p) {
-  const __m256i select = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
-                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
-  int32_t word;
-  std::memcpy(&word, p, 4);
-  const __m256i bytes = _mm256_shuffle_epi8(_mm256_broadcastd_epi32(_mm_cvtsi32_si128(word)), select);
-  return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
-}
-
 // The group's signs as bytes +1 / -1, value i at byte i.
 inline __m256i iq2_sign_bytes(const BlockIQ2_XXS& b, int g) {
   const uint32_t aux = load_le32(b.qs + 8 * g + 4);
@@ -132,7 +120,7 @@ inline __m256i iq2_sign_bytes(const BlockIQ2_XS& b, int g) {
   return _mm256_set_epi64x(int64_t(t[c[3] >> 9]), int64_t(t[c[2] >> 9]), int64_t(t[c[1] >> 9]), int64_t(t[c[0] >> 9]));
 }
 inline __m256i iq2_sign_bytes(const BlockIQ2_S& b, int g) {
-  return _mm256_or_si256(iq2_sign_mask(b.signs + 4 * g), _mm256_set1_epi8(1));
+  return _mm256_or_si256(iq_sign_mask(load_le32(b.signs + 4 * g)), _mm256_set1_epi8(1));
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)
@@ -164,7 +152,6 @@ inline __m256i iq2_values32(const Block& b, int g) {
 }
 // As the 8-bit panels take IQ2_XXS (gemm_q8_impl.h; a better match than dot_iq3_impl.h's template).
 inline __m256i iq_values32(const BlockIQ2_XXS& b, int g) { return iq2_values32(b, g); }
-
 #endif
 
 void add_iq2_rows(DotKernels& k) {

@@ -53,7 +53,7 @@ float dot_iq3(const void* row, const BlockQ8x32* x, int64_t k) {
 
 #if defined(__AVX2__) && defined(__FMA__)
 // 0xff in byte i where bit i of `signs` is set.
-inline __m256i iq3_sign_mask(uint32_t signs) {
+inline __m256i iq_sign_mask(uint32_t signs) {
   const __m256i select = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
                                           2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
@@ -98,7 +98,7 @@ inline __m256i iq3_sign_bytes(const BlockIQ3_XXS& b, int g) {
                            int64_t(t[(aux >> 7) & 127u]), int64_t(t[aux & 127u]));
 }
 inline __m256i iq3_sign_bytes(const BlockIQ3_S& b, int g) {
-  return _mm256_or_si256(iq3_sign_mask(load_le32(b.signs + 4 * g)), _mm256_set1_epi8(1));
+  return _mm256_or_si256(iq_sign_mask(load_le32(b.signs + 4 * g)), _mm256_set1_epi8(1));
 }
 
 #if defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__BMI2__)

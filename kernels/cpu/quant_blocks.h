@@ -142,8 +142,8 @@ static __device__ const uint64_t kIQ2SGridDevice[1024] = {ENGINE_IQ2S_GRID};
 ENGINE_HOST_DEVICE static inline uint64_t iq2xxs_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ2XXSGrid)[i]; }
 ENGINE_HOST_DEVICE static inline uint64_t iq2xs_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ2XSGrid)[i]; }
 ENGINE_HOST_DEVICE static inline uint64_t iq2s_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ2SGrid)[i]; }
-// Entry l of a group as its 64-bit grid word and its eight sign bits (g: the group's bytes as the
-// kernels load them).
+// Entry l of a group as its 64-bit grid word and its eight sign bits, from the fields as the
+// kernels load them.
 struct IQ2Entry {
   uint64_t grid;
   uint32_t signs;
@@ -160,9 +160,9 @@ ENGINE_HOST_DEVICE static inline IQ2Entry iq2xs_entry(uint32_t code) {
 ENGINE_HOST_DEVICE static inline IQ2Entry iq2s_entry(uint32_t low, uint32_t qh, uint32_t signs, int l) {
   return {iq2s_grid(low | (((qh >> (2 * l)) & 3u) << 8)), signs};
 }
-// Values 4h .. 4h + 3 (h = 0, 1) of an entry as four signed bytes.
-ENGINE_HOST_DEVICE static inline uint32_t iq2_values4(const IQ2Entry& e, int h) {
-  return iq_signed4(uint32_t(e.grid >> (32 * h)), e.signs >> (4 * h));
+// Values 4c .. 4c + 3 (c = 0, 1) of an entry as four signed bytes.
+ENGINE_HOST_DEVICE static inline uint32_t iq2_values4(const IQ2Entry& e, int c) {
+  return iq_signed4(uint32_t(e.grid >> (32 * c)), e.signs >> (4 * c));
 }
 // The scales as odd integers 2s + 1 (the scale is d times this over 8): IQ2_XXS's from the aux
 // word; IQ2_XS's and IQ2_S's for half h of a group from its scale byte.

@@ -24,6 +24,7 @@ namespace engine {
 namespace {
 
 struct GridFormat {
+  int id;                    // which of the five (kFormats' index)
   uint64_t (*entry)(int e);  // grid entry e: value j in byte j
   int entries;
   int entry_values;              // 4 or 8
@@ -35,13 +36,14 @@ struct GridFormat {
   bool even_signs;               // an even number of negative values per eight
 };
 
-constexpr GridFormat kIQ3XXS{[](int e) { return uint64_t(kIQ3XXSGrid[e]); }, 256, 4, 8, {4, 12, 20, 28, 36, 44, 52, 62},
+constexpr GridFormat kIQ3XXS{0, [](int e) { return uint64_t(kIQ3XXSGrid[e]); }, 256, 4, 8, {4, 12, 20, 28, 36, 44, 52, 62},
                              {7, 6, 5, 0}, 32, 0.25f, true};
-constexpr GridFormat kIQ3S{[](int e) { return uint64_t(kIQ3SGrid[e]); }, 512, 4, 8, {1, 3, 5, 7, 9, 11, 13, 15},
+constexpr GridFormat kIQ3S{1, [](int e) { return uint64_t(kIQ3SGrid[e]); }, 512, 4, 8, {1, 3, 5, 7, 9, 11, 13, 15},
                            {7, 6, 5, 0}, 32, 1.0f, false};
-constexpr GridFormat kIQ2XXS{[](int e) { return kIQ2XXSGrid[e]; }, 256, 8, 3, {8, 25, 43}, {2, 1, 0, -1}, 32, 0.125f, true};
-constexpr GridFormat kIQ2XS{[](int e) { return kIQ2XSGrid[e]; }, 512, 8, 3, {8, 25, 43}, {2, 1, 0, -1}, 16, 0.125f, true};
-constexpr GridFormat kIQ2S{[](int e) { return kIQ2SGrid[e]; }, 1024, 8, 3, {8, 25, 43}, {2, 1, 0, -1}, 16, 0.125f, false};
+constexpr GridFormat kIQ2XXS{2, [](int e) { return kIQ2XXSGrid[e]; }, 256, 8, 3, {8, 25, 43}, {2, 1, 0, -1}, 32, 0.125f, true};
+constexpr GridFormat kIQ2XS{3, [](int e) { return kIQ2XSGrid[e]; }, 512, 8, 3, {8, 25, 43}, {2, 1, 0, -1}, 16, 0.125f, true};
+constexpr GridFormat kIQ2S{4, [](int e) { return kIQ2SGrid[e]; }, 1024, 8, 3, {8, 25, 43}, {2, 1, 0, -1}, 16, 0.125f, false};
+constexpr const GridFormat* kFormats[] = {&kIQ3XXS, &kIQ3S, &kIQ2XXS, &kIQ2XS, &kIQ2S};
 
 float grid_value(uint64_t entry, int j) { return float((entry >> (8 * j)) & 255u); }
 
@@ -75,14 +77,12 @@ std::vector<uint16_t> nearest_entries(const GridFormat& f) {
   return table;
 }
 
+// All five built on the first call (a function-local static: thread-safe; about 0.1 s).
 const uint16_t* nearest_entry_table(const GridFormat& f) {
-  static const std::vector<uint16_t> iq3xxs = nearest_entries(kIQ3XXS), iq3s = nearest_entries(kIQ3S),
-                                     iq2xxs = nearest_entries(kIQ2XXS), iq2xs = nearest_entries(kIQ2XS),
-                                     iq2s = nearest_entries(kIQ2S);
-  if (f.entry == kIQ3XXS.entry) return iq3xxs.data();
-  if (f.entry == kIQ3S.entry) return iq3s.data();
-  if (f.entry == kIQ2XXS.entry) return iq2xxs.data();
-  return f.entry == kIQ2XS.entry ? iq2xs.data() : iq2s.data();
+  static const std::vector<uint16_t> tables[] = {nearest_entries(*kFormats[0]), nearest_entries(*kFormats[1]),
+                                                 nearest_entries(*kFormats[2]), nearest_entries(*kFormats[3]),
+                                                 nearest_entries(*kFormats[4])};
+  return tables[f.id].data();
 }
 
 // The nearest level: the levels are evenly spaced but for a step or two (IQ3_XXS's last, 52 to

@@ -376,19 +376,15 @@ MATVEC_UNROLL
   }
 };
 
-// A 32-value group's integer dot product: eight words of four signed values (value 4k + j in
-// byte j of v[k]) against an activation block's codes, in eight dp4a.
-__host__ __device__ __forceinline__ int dp4a_group(const uint32_t (&v)[8], const ActQ8Block& a) {
-  const int2 x0 = *reinterpret_cast<const int2*>(a.q), x1 = *reinterpret_cast<const int2*>(a.q + 8);
-  const int2 x2 = *reinterpret_cast<const int2*>(a.q + 16), x3 = *reinterpret_cast<const int2*>(a.q + 24);
-  const int sum = dp4a(v[0], x0.x, dp4a(v[1], x0.y, dp4a(v[2], x1.x, dp4a(v[3], x1.y, 0))));
-  return dp4a(v[4], x2.x, dp4a(v[5], x2.y, dp4a(v[6], x3.x, dp4a(v[7], x3.y, sum))));
-}
-
-// Half a group's integer dot product: four words of four signed values against 16 activation codes.
+// Half a group's integer dot product: four words of four signed values (value 4k + j in byte j
+// of v[k]) against 16 activation codes, in four dp4a.
 __host__ __device__ __forceinline__ int dp4a_half(const uint32_t* v, const int8_t* q) {
   const int2 x0 = *reinterpret_cast<const int2*>(q), x1 = *reinterpret_cast<const int2*>(q + 8);
   return dp4a(v[0], x0.x, dp4a(v[1], x0.y, dp4a(v[2], x1.x, dp4a(v[3], x1.y, 0))));
+}
+// A 32-value group's: eight words against an activation block's codes, in two chains of four.
+__host__ __device__ __forceinline__ int dp4a_group(const uint32_t (&v)[8], const ActQ8Block& a) {
+  return dp4a_half(v, a.q) + dp4a_half(v + 4, a.q + 16);
 }
 
 // IQ4_XS on 8-bit activations: a quarter warp per super-block (136 bytes: rows only 8-byte
