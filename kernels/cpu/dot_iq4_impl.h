@@ -106,6 +106,11 @@ void add_iq4_rows(DotKernels& k) {
   k.dot_q8[uint32_t(GgmlType::IQ4_NL)] = dot_iq4_nl_vec;
   k.dot_q8[uint32_t(GgmlType::IQ4_XS)] = dot_iq4_xs_vec;
 #endif
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  // Two blocks a step as Q4_0's (dot_q8x32_impl.h), its grid values + 128 in vpdpbusd (AVX2's
+  // maddubs would saturate on them).
+  k.dot_q8[uint32_t(GgmlType::IQ4_NL)] = dot_q8x32_pairs<BlockIQ4_NL>;
+#endif
 }
 
 }  // namespace

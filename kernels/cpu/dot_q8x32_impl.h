@@ -7,9 +7,12 @@
 // step in u8 x s8 multiply-adds (vpdpbusd with AVX-512 VNNI, maddubs + madd with AVX2), the float
 // step per pair of blocks into two independent accumulators. Bound: the instructions per block
 // (about 15 GB/s a thread on the 2-core AVX-512 machine of docs/benchmarks.md), then memory
-// (18-24 bytes a block).
+// (18-24 bytes a block). With AVX-512 VNNI the IQ4_NL rows are these too, its codes' grid values +
+// 128 (a byte shuffle) and the bias 128 as each block's offset.
 // Included by quant_dot_impl.h; internal linkage like everything there.
 #pragma once
+
+#include <type_traits>
 
 namespace engine {
 namespace {
@@ -81,6 +84,13 @@ inline void codes_pair(const Block& a, const Block& b, __m256i& lo, __m256i& hi)
   const __m256i low4 = _mm256_set1_epi8(15);
   lo = _mm256_and_si256(q, low4);
   hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+  if constexpr (std::is_same_v<Block, BlockIQ4_NL>) {  // the grid values + 128 (AVX-512 VNNI only)
+    const __m256i grid = _mm256_xor_si256(
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4Values))),
+        _mm256_set1_epi8(int8_t(0x80)));
+    lo = _mm256_shuffle_epi8(grid, lo);
+    hi = _mm256_shuffle_epi8(grid, hi);
+  }
   if constexpr (requires { a.qh; }) {
     const uint32_t ha = load_le32(a.qh), hb = load_le32(b.qh);
     lo = _mm256_or_si256(lo, fifth_bits_of((ha & 0xffffu) | (hb << 16)));
@@ -90,6 +100,7 @@ inline void codes_pair(const Block& a, const Block& b, __m256i& lo, __m256i& hi)
 // The two blocks' offsets w = d * q + min as a pair (lanes 0, 1), given their scales d.
 inline __m128 min_pair(const BlockQ4_0&, const BlockQ4_0&, __m128 d) { return _mm_mul_ps(d, _mm_set1_ps(-8.0f)); }
 inline __m128 min_pair(const BlockQ5_0&, const BlockQ5_0&, __m128 d) { return _mm_mul_ps(d, _mm_set1_ps(-16.0f)); }
+inline __m128 min_pair(const BlockIQ4_NL&, const BlockIQ4_NL&, __m128 d) { return _mm_mul_ps(d, _mm_set1_ps(-128.0f)); }
 template <typename Block>
 inline __m128 min_pair(const Block& a, const Block& b, __m128) {  // Q4_1, Q5_1: their m
   return _mm_cvtph_ps(_mm_cvtsi32_si128(int(uint32_t(a.m) | (uint32_t(b.m) << 16))));
