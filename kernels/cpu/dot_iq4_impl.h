@@ -79,6 +79,18 @@ float dot_iq4_nl_vec(const void* row, const BlockQ8x32* x, int64_t k) {
   return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
 }
 
+// A super-block's eight group scales d (s_g - 32) at once: nibble g of scales_l and bits 2g,
+// 2g + 1 of scales_h (iq4_xs_scale_bits) in lane g (where eight scalar decodes cost about as
+// much as a group's products).
+inline void iq4_xs_scales(const BlockIQ4_XS& b, float* out) {
+  const __m256i low = _mm256_srlv_epi32(_mm256_set1_epi32(int32_t(load_le32(b.scales_l))),
+                                        _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
+  const __m256i high = _mm256_srlv_epi32(_mm256_set1_epi32(int32_t(b.scales_h)), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+  const __m256i bits = _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi32(15)),
+                                       _mm256_slli_epi32(_mm256_and_si256(high, _mm256_set1_epi32(3)), 4));
+  _mm256_store_ps(out, _mm256_mul_ps(_mm256_set1_ps(h2f(b.d)), _mm256_cvtepi32_ps(_mm256_sub_epi32(bits, _mm256_set1_epi32(32)))));
+}
+
 float dot_iq4_xs_vec(const void* row, const BlockQ8x32* x, int64_t k) {
   const BlockIQ4_XS* b = static_cast<const BlockIQ4_XS*>(row);
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -86,17 +98,52 @@ float dot_iq4_xs_vec(const void* row, const BlockQ8x32* x, int64_t k) {
   for (int64_t i = 0; i < k / 256; ++i) {
     prefetch_ahead(b + i);
     prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
-    // The eight group scales first, from the header's two words (a loop the compiler unrolls).
-    uint32_t low;
-    std::memcpy(&low, b[i].scales_l, 4);
-    const uint32_t high = b[i].scales_h;
-    const float d = h2f(b[i].d);
-    float scale[8];
-    for (int g = 0; g < 8; ++g) scale[g] = d * float(int(iq4_xs_scale_bits(low, high, g)) - 32);
+    alignas(32) float scale[8];
+    iq4_xs_scales(b[i], scale);
     for (int g = 0; g < 8; ++g) iq4_group(b[i].qs + 16 * g, scale[g], x[8 * i + g], acc[g % 2], offset[g % 2]);
   }
   return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
 }
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+// IQ4_XS two groups a step, as the 32-value formats' pair rows (dot_q8x32_impl.h): groups 2p and
+// 2p + 1 are one 32-byte load of qs (low nibbles values 0..15, high ones 16..31 of each), their
+// grid values + 128 by byte shuffles against the activations' halves in vpdpbusd, each group's sum
+// in four int32 lanes; the pair's scales d (s - 32) d_x as a pair spread by one permute; the bias
+// 128 as the offsets' pair.
+float dot_iq4_xs_pairs(const void* row, const BlockQ8x32* x, int64_t k) {
+  const BlockIQ4_XS* b = static_cast<const BlockIQ4_XS*>(row);
+  const __m256i grid = _mm256_xor_si256(
+      _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4Values))),
+      _mm256_set1_epi8(int8_t(0x80)));
+  const __m256i low4 = _mm256_set1_epi8(15), spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m128 offsets = _mm_setzero_ps();
+  for (int64_t i = 0; i < k / 256; ++i) {
+    prefetch_ahead(b + i);
+    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
+    alignas(32) float scale[8];
+    iq4_xs_scales(b[i], scale);
+    const BlockQ8x32* xs = x + 8 * i;
+    for (int p = 0; p < 4; ++p) {
+      const BlockQ8x32 &x0 = xs[2 * p], &x1 = xs[2 * p + 1];
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * p));
+      const __m256i lo = _mm256_shuffle_epi8(grid, _mm256_and_si256(q, low4));
+      const __m256i hi = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
+      const __m256i xlo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.q), reinterpret_cast<const __m128i*>(x0.q));
+      const __m256i xhi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.q + 16),
+                                              reinterpret_cast<const __m128i*>(x0.q + 16));
+      const __m256i prod = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, xlo), hi, xhi);
+      const __m128 s2 = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(scale + 2 * p)));
+      const __m128 s2dx = _mm_mul_ps(s2, _mm_setr_ps(x0.d, x1.d, 0.0f, 0.0f));
+      acc[p % 2] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(s2dx), spread),
+                                   _mm256_cvtepi32_ps(prod), acc[p % 2]);
+      offsets = _mm_fmadd_ps(_mm_mul_ps(s2, _mm_set1_ps(-128.0f)), _mm_setr_ps(x0.dsum, x1.dsum, 0.0f, 0.0f), offsets);
+    }
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_add_ss(offsets, _mm_movehdup_ps(offsets)));
+}
+#endif
 #endif
 
 void add_iq4_rows(DotKernels& k) {
@@ -110,6 +157,7 @@ void add_iq4_rows(DotKernels& k) {
   // Two blocks a step as Q4_0's (dot_q8x32_impl.h), its grid values + 128 in vpdpbusd (AVX2's
   // maddubs would saturate on them).
   k.dot_q8[uint32_t(GgmlType::IQ4_NL)] = dot_q8x32_pairs<BlockIQ4_NL>;
+  k.dot_q8[uint32_t(GgmlType::IQ4_XS)] = dot_iq4_xs_pairs;
 #endif
 }
 
