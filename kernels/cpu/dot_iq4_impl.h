@@ -5,9 +5,11 @@
 // from the codes by a byte shuffle of the 16-entry table. u8 x s8 multiply-adds need one side
 // unsigned: with AVX-512 VNNI, vpdpbusd takes v + 128 (1 .. 241) and the product loses 128 sum(q_x)
 // again in the float step; AVX2's maddubs, which would saturate there, takes |v| against q_x with
-// v's sign (pairs at most 2 * 127 * 127 < 32767). Bound: memory (18 or 17 bytes a 32-value group).
-// Prompt batches take the AVX-512 VNNI panels (gemm_q8_impl.h, the codes v + 128), and these
-// rows elsewhere. Included by quant_dot_impl.h; internal linkage like everything there.
+// v's sign (pairs at most 2 * 127 * 127 < 32767). IQ4_XS's vectorised rows take two groups a step
+// (IQ4_NL's with AVX-512 VNNI too, as Q4_0's: dot_q8x32_impl.h). Bound: the instructions per
+// group (12-15 GB/s a thread on the 2-core AVX-512 machine of docs/benchmarks.md), then memory (18
+// or 17 bytes a 32-value group). Prompt batches take the AVX-512 VNNI panels (gemm_q8_impl.h, the
+// codes v + 128), and these rows elsewhere. Included by quant_dot_impl.h; internal linkage like everything there.
 #pragma once
 
 namespace engine {
@@ -91,31 +93,17 @@ inline void iq4_xs_scales(const BlockIQ4_XS& b, float* out) {
   _mm256_store_ps(out, _mm256_mul_ps(_mm256_set1_ps(h2f(b.d)), _mm256_cvtepi32_ps(_mm256_sub_epi32(bits, _mm256_set1_epi32(32)))));
 }
 
-float dot_iq4_xs_vec(const void* row, const BlockQ8x32* x, int64_t k) {
-  const BlockIQ4_XS* b = static_cast<const BlockIQ4_XS*>(row);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  float offset[2] = {0, 0};
-  for (int64_t i = 0; i < k / 256; ++i) {
-    prefetch_ahead(b + i);
-    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
-    alignas(32) float scale[8];
-    iq4_xs_scales(b[i], scale);
-    for (int g = 0; g < 8; ++g) iq4_group(b[i].qs + 16 * g, scale[g], x[8 * i + g], acc[g % 2], offset[g % 2]);
-  }
-  return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
-}
-
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 // IQ4_XS two groups a step, as the 32-value formats' pair rows (dot_q8x32_impl.h): groups 2p and
 // 2p + 1 are one 32-byte load of qs (low nibbles values 0..15, high ones 16..31 of each), their
-// grid values + 128 by byte shuffles against the activations' halves in vpdpbusd, each group's sum
-// in four int32 lanes; the pair's scales d (s - 32) d_x as a pair spread by one permute; the bias
-// 128 as the offsets' pair.
+// grid values by byte shuffles (+ 128 with AVX-512 VNNI, for vpdpbusd; signed for AVX2's maddubs
+// of |v| against the activations carrying v's sign: iq4_lanes) against the activations' halves,
+// each group's sum in four int32 lanes; the pair's scales d (s - 32) d_x as a pair spread by one
+// permute; the bias (VNNI) as the offsets' pair.
 float dot_iq4_xs_pairs(const void* row, const BlockQ8x32* x, int64_t k) {
   const BlockIQ4_XS* b = static_cast<const BlockIQ4_XS*>(row);
   const __m256i grid = _mm256_xor_si256(
       _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4Values))),
-      _mm256_set1_epi8(int8_t(0x80)));
+      _mm256_set1_epi8(kIQ4Bias != 0.0f ? int8_t(0x80) : int8_t(0)));
   const __m256i low4 = _mm256_set1_epi8(15), spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   __m128 offsets = _mm_setzero_ps();
@@ -133,17 +121,22 @@ float dot_iq4_xs_pairs(const void* row, const BlockQ8x32* x, int64_t k) {
       const __m256i xlo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.q), reinterpret_cast<const __m128i*>(x0.q));
       const __m256i xhi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.q + 16),
                                               reinterpret_cast<const __m128i*>(x0.q + 16));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
       const __m256i prod = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, xlo), hi, xhi);
+#else
+      const __m256i prod = _mm256_add_epi32(iq4_lanes(lo, xlo), iq4_lanes(hi, xhi));
+#endif
       const __m128 s2 = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(scale + 2 * p)));
       const __m128 s2dx = _mm_mul_ps(s2, _mm_setr_ps(x0.d, x1.d, 0.0f, 0.0f));
       acc[p % 2] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(s2dx), spread),
                                    _mm256_cvtepi32_ps(prod), acc[p % 2]);
-      offsets = _mm_fmadd_ps(_mm_mul_ps(s2, _mm_set1_ps(-128.0f)), _mm_setr_ps(x0.dsum, x1.dsum, 0.0f, 0.0f), offsets);
+      if constexpr (kIQ4Bias != 0.0f) {
+        offsets = _mm_fmadd_ps(_mm_mul_ps(s2, _mm_set1_ps(-kIQ4Bias)), _mm_setr_ps(x0.dsum, x1.dsum, 0.0f, 0.0f), offsets);
+      }
     }
   }
   return hsum(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_add_ss(offsets, _mm_movehdup_ps(offsets)));
 }
-#endif
 #endif
 
 void add_iq4_rows(DotKernels& k) {
@@ -151,13 +144,12 @@ void add_iq4_rows(DotKernels& k) {
   k.dot_q8[uint32_t(GgmlType::IQ4_XS)] = dot_iq4_xs;
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_q8[uint32_t(GgmlType::IQ4_NL)] = dot_iq4_nl_vec;
-  k.dot_q8[uint32_t(GgmlType::IQ4_XS)] = dot_iq4_xs_vec;
+  k.dot_q8[uint32_t(GgmlType::IQ4_XS)] = dot_iq4_xs_pairs;
 #endif
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   // Two blocks a step as Q4_0's (dot_q8x32_impl.h), its grid values + 128 in vpdpbusd (AVX2's
   // maddubs would saturate on them).
   k.dot_q8[uint32_t(GgmlType::IQ4_NL)] = dot_q8x32_pairs<BlockIQ4_NL>;
-  k.dot_q8[uint32_t(GgmlType::IQ4_XS)] = dot_iq4_xs_pairs;
 #endif
 }
 
