@@ -180,11 +180,14 @@ void dequant_iq4_xs(const BlockIQ4_XS* b, float* y, int64_t nb) {
   }
 }
 
-// Value j of a grid entry (four values, byte j), negated where bit j of `signs` is set.
-float signed_grid_value(uint32_t entry, uint32_t signs, int j) {
+// Value j of a grid entry (four or eight values, byte j), negated where bit j of `signs` is set.
+float signed_grid_value(uint64_t entry, uint32_t signs, int j) {
   const float v = float((entry >> (8 * j)) & 255u);
   return (signs >> j) & 1u ? -v : v;
 }
+
+// The eight signs of a 7-bit index: an eighth makes their count even.
+uint32_t even_signs(uint32_t index) { return __builtin_popcount(index) % 2 == 1 ? index | 128u : index; }
 
 void dequant_iq3_xxs(const BlockIQ3_XXS* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
@@ -194,8 +197,7 @@ void dequant_iq3_xxs(const BlockIQ3_XXS* b, float* y, int64_t nb) {
       std::memcpy(&aux, b[i].aux + 4 * g, 4);
       const float dl = d * float(2 * (aux >> 28) + 1) / 4.0f;
       for (int l = 0; l < 4; ++l) {
-        uint32_t signs = (aux >> (7 * l)) & 127u;
-        if (__builtin_popcount(signs) % 2 == 1) signs |= 128u;  // the eighth sign keeps the parity even
+        const uint32_t signs = even_signs((aux >> (7 * l)) & 127u);
         for (int half = 0; half < 2; ++half) {
           const uint32_t entry = kIQ3XXSGrid[b[i].qs[8 * g + 2 * l + half]];
           for (int j = 0; j < 4; ++j) y[8 * l + 4 * half + j] = dl * signed_grid_value(entry, signs >> (4 * half), j);
@@ -219,15 +221,6 @@ void dequant_iq3_s(const BlockIQ3_S* b, float* y, int64_t nb) {
   }
 }
 
-// Value j of an IQ2 grid entry (eight values, byte j), negated where bit j of `signs` is set.
-float signed_grid_value8(uint64_t entry, uint32_t signs, int j) {
-  const float v = float((entry >> (8 * j)) & 255u);
-  return (signs >> j) & 1u ? -v : v;
-}
-
-// The eight signs of a 7-bit index: an eighth makes their count even.
-uint32_t even_signs(uint32_t index) { return __builtin_popcount(index) % 2 == 1 ? index | 128u : index; }
-
 void dequant_iq2_xxs(const BlockIQ2_XXS* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float d = fp16_to_fp32(b[i].d);
@@ -238,40 +231,46 @@ void dequant_iq2_xxs(const BlockIQ2_XXS* b, float* y, int64_t nb) {
       for (int l = 0; l < 4; ++l) {
         const uint64_t entry = kIQ2XXSGrid[b[i].qs[8 * g + l]];
         const uint32_t signs = even_signs((aux >> (7 * l)) & 127u);
-        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * signed_grid_value8(entry, signs, j);
+        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * signed_grid_value(entry, signs, j);
       }
     }
   }
 }
 
-void dequant_iq2_xs(const BlockIQ2_XS* b, float* y, int64_t nb) {
+// IQ2_XS and IQ2_S: a 4-bit scale per 16 values (nibble h of scales[g] for entries 2h, 2h + 1);
+// entry(block, g, l) gives entry l of group g as its grid word and eight signs.
+template <typename Block, typename Entry>
+void dequant_iq2_half_scales(const Block* b, float* y, int64_t nb, Entry entry) {
   for (int64_t i = 0; i < nb; ++i) {
     const float d = fp16_to_fp32(b[i].d);
     for (int g = 0; g < 8; ++g, y += 32) {
       for (int l = 0; l < 4; ++l) {
         const int scale = (b[i].scales[g] >> (4 * (l / 2))) & 15;
         const float dl = d * float(2 * scale + 1) / 8.0f;
-        const uint32_t code = b[i].qs[2 * (4 * g + l)] | (uint32_t(b[i].qs[2 * (4 * g + l) + 1]) << 8);
-        const uint64_t entry = kIQ2XSGrid[code & 511u];
-        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * signed_grid_value8(entry, even_signs(code >> 9), j);
+        const auto [grid, signs] = entry(b[i], g, l);
+        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * signed_grid_value(grid, signs, j);
       }
     }
   }
+}
+
+struct GridEntry {
+  uint64_t grid;
+  uint32_t signs;
+};
+
+void dequant_iq2_xs(const BlockIQ2_XS* b, float* y, int64_t nb) {
+  dequant_iq2_half_scales(b, y, nb, [](const BlockIQ2_XS& x, int g, int l) {
+    const uint32_t code = x.qs[2 * (4 * g + l)] | (uint32_t(x.qs[2 * (4 * g + l) + 1]) << 8);
+    return GridEntry{kIQ2XSGrid[code & 511u], even_signs(code >> 9)};
+  });
 }
 
 void dequant_iq2_s(const BlockIQ2_S* b, float* y, int64_t nb) {
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = fp16_to_fp32(b[i].d);
-    for (int g = 0; g < 8; ++g, y += 32) {
-      for (int l = 0; l < 4; ++l) {
-        const int scale = (b[i].scales[g] >> (4 * (l / 2))) & 15;
-        const float dl = d * float(2 * scale + 1) / 8.0f;
-        const uint32_t index = b[i].qs[4 * g + l] | (((uint32_t(b[i].qh[g]) >> (2 * l)) & 3u) << 8);
-        const uint64_t entry = kIQ2SGrid[index];
-        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * signed_grid_value8(entry, b[i].signs[4 * g + l], j);
-      }
-    }
-  }
+  dequant_iq2_half_scales(b, y, nb, [](const BlockIQ2_S& x, int g, int l) {
+    const uint32_t index = x.qs[4 * g + l] | (((uint32_t(x.qh[g]) >> (2 * l)) & 3u) << 8);
+    return GridEntry{kIQ2SGrid[index], uint32_t(x.signs[4 * g + l])};
+  });
 }
 
 }  // namespace
