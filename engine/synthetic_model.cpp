@@ -339,7 +339,7 @@ GgmlType tensor_type_for(WeightMix mix, std::string_view name, uint32_t layer, u
       if (is_output) return GgmlType::Q5_K;
       if (name == "token_embd.weight") return m ? GgmlType::IQ3_S : GgmlType::Q2_K;
       if (v) return n_gqa >= 4 ? GgmlType::Q4_K : m ? GgmlType::IQ3_S : GgmlType::Q2_K;
-      if (down && layer < n_layer / 8) return GgmlType::Q2_K;
+      if (down && layer < n_layer / 8) return m ? GgmlType::IQ3_S : GgmlType::Q2_K;
       if (attn_output && m) return GgmlType::IQ3_S;
       return mix == WeightMix::iq2_xxs ? GgmlType::IQ2_XXS : m ? GgmlType::IQ2_S : GgmlType::IQ2_XS;
     }

@@ -62,18 +62,18 @@ TEST(SyntheticModel, KQuantMixesFollowLlamaCppRules) {
 }
 
 // llama.cpp's IQ2 mixes (llama_tensor_get_type): the output Q5_K; token_embd Q2_K (IQ2_M: IQ3_S);
-// attn_v Q4_K with four or more query heads a KV head, else Q2_K (IQ2_M: IQ3_S); ffn_down Q2_K in
-// the first eighth of the layers; IQ2_M's attn_output IQ3_S; the rest the mix's own type (IQ2_M:
-// IQ2_S).
+// attn_v Q4_K with four or more query heads a KV head, else Q2_K (IQ2_M: IQ3_S); ffn_down Q2_K
+// (IQ2_M: IQ3_S) in the first eighth of the layers; IQ2_M's attn_output IQ3_S; the rest the mix's
+// own type (IQ2_M: IQ2_S).
 TEST(SyntheticModel, IQ2MixesFollowLlamaCppRules) {
   struct Mix {
     WeightMix mix;
-    GgmlType bulk, embd, v_mha, attn_output;
+    GgmlType bulk, embd, v_mha, early_down, attn_output;
   };
   const Mix mixes[] = {
-      {WeightMix::iq2_xxs, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::IQ2_XXS},
-      {WeightMix::iq2_xs, GgmlType::IQ2_XS, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::IQ2_XS},
-      {WeightMix::iq2_m, GgmlType::IQ2_S, GgmlType::IQ3_S, GgmlType::IQ3_S, GgmlType::IQ3_S},
+      {WeightMix::iq2_xxs, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::IQ2_XXS},
+      {WeightMix::iq2_xs, GgmlType::IQ2_XS, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::IQ2_XS},
+      {WeightMix::iq2_m, GgmlType::IQ2_S, GgmlType::IQ3_S, GgmlType::IQ3_S, GgmlType::IQ3_S, GgmlType::IQ3_S},
   };
   for (const Mix& m : mixes) {
     const std::string_view name = weight_mix_name(m.mix);
@@ -83,7 +83,7 @@ TEST(SyntheticModel, IQ2MixesFollowLlamaCppRules) {
     for (uint32_t l = 0; l < 64; ++l) {
       EXPECT_EQ(tensor_type_for(m.mix, "blk.0.attn_v.weight", l, 64, false, 5), GgmlType::Q4_K) << name;
       EXPECT_EQ(tensor_type_for(m.mix, "blk.0.attn_v.weight", l, 64, false, 1), m.v_mha) << name;
-      EXPECT_EQ(tensor_type_for(m.mix, "blk.0.ffn_down.weight", l, 64, false), l < 8 ? GgmlType::Q2_K : m.bulk) << name;
+      EXPECT_EQ(tensor_type_for(m.mix, "blk.0.ffn_down.weight", l, 64, false), l < 8 ? m.early_down : m.bulk) << name;
       EXPECT_EQ(tensor_type_for(m.mix, "blk.0.attn_output.weight", l, 64, false), m.attn_output) << name;
       EXPECT_EQ(tensor_type_for(m.mix, "blk.0.attn_q.weight", l, 64, false), m.bulk) << name;
       EXPECT_EQ(tensor_type_for(m.mix, "blk.0.ffn_gate.weight", l, 64, false), m.bulk) << name;
