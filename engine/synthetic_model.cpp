@@ -17,14 +17,15 @@
 namespace engine {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, WeightMix>, 20> kMixNames{{
+constexpr std::array<std::pair<std::string_view, WeightMix>, 22> kMixNames{{
     {"f32", WeightMix::f32},       {"f16", WeightMix::f16},       {"bf16", WeightMix::bf16},
     {"q8_0", WeightMix::q8_0},     {"q4_0", WeightMix::q4_0},     {"q4_1", WeightMix::q4_1},
     {"q5_0", WeightMix::q5_0},     {"q5_1", WeightMix::q5_1},     {"q2_k", WeightMix::q2_k},
     {"q3_k_m", WeightMix::q3_k_m}, {"q4_k_m", WeightMix::q4_k_m}, {"q5_k_m", WeightMix::q5_k_m},
     {"q6_k", WeightMix::q6_k},     {"iq4_nl", WeightMix::iq4_nl}, {"iq4_xs", WeightMix::iq4_xs},
     {"iq3_xxs", WeightMix::iq3_xxs}, {"iq3_m", WeightMix::iq3_m},   {"iq2_xxs", WeightMix::iq2_xxs},
-    {"iq2_xs", WeightMix::iq2_xs}, {"iq2_m", WeightMix::iq2_m},
+    {"iq2_xs", WeightMix::iq2_xs}, {"iq2_m", WeightMix::iq2_m},     {"iq1_s", WeightMix::iq1_s},
+    {"iq1_m", WeightMix::iq1_m},
 }};
 
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third layer in
@@ -200,6 +201,8 @@ uint32_t llama_file_type(WeightMix mix) {
     case WeightMix::iq2_xxs: return 19;
     case WeightMix::iq2_xs: return 20;
     case WeightMix::iq2_m: return 29;
+    case WeightMix::iq1_s: return 24;
+    case WeightMix::iq1_m: return 31;
     case WeightMix::bf16: return 32;
   }
   return 0;
@@ -334,14 +337,23 @@ GgmlType tensor_type_for(WeightMix mix, std::string_view name, uint32_t layer, u
       return GgmlType::IQ3_S;
     case WeightMix::iq2_xxs:
     case WeightMix::iq2_xs:
-    case WeightMix::iq2_m: {  // as llama.cpp mixes them
-      const bool m = mix == WeightMix::iq2_m;
+    case WeightMix::iq2_m:
+    case WeightMix::iq1_s:
+    case WeightMix::iq1_m: {  // as llama.cpp mixes them
+      const bool m = mix == WeightMix::iq2_m, one_bit = mix == WeightMix::iq1_s || mix == WeightMix::iq1_m;
       if (is_output) return GgmlType::Q5_K;
       if (name == "token_embd.weight") return m ? GgmlType::IQ3_S : GgmlType::Q2_K;
       if (v) return n_gqa >= 4 ? GgmlType::Q4_K : m ? GgmlType::IQ3_S : GgmlType::Q2_K;
       if (down && layer < n_layer / 8) return m ? GgmlType::IQ3_S : GgmlType::Q2_K;
       if (attn_output && m) return GgmlType::IQ3_S;
-      return mix == WeightMix::iq2_xxs ? GgmlType::IQ2_XXS : m ? GgmlType::IQ2_S : GgmlType::IQ2_XS;
+      if (attn_output && one_bit) return GgmlType::IQ2_XXS;
+      switch (mix) {
+        case WeightMix::iq2_xxs: return GgmlType::IQ2_XXS;
+        case WeightMix::iq2_xs: return GgmlType::IQ2_XS;
+        case WeightMix::iq1_s: return GgmlType::IQ1_S;
+        case WeightMix::iq1_m: return GgmlType::IQ1_M;
+        default: return GgmlType::IQ2_S;
+      }
     }
     case WeightMix::f32: break;
   }

@@ -9,7 +9,7 @@ namespace {
 
 constexpr uint32_t QK_K = 256;  // super-block size of the K-quants
 
-constexpr std::array<TypeTraits, 20> kTraits{{
+constexpr std::array<TypeTraits, 22> kTraits{{
     {GgmlType::F32, "F32", 1, 4, false},
     {GgmlType::F16, "F16", 1, 2, false},
     {GgmlType::Q4_0, "Q4_0", 32, 2 + 16, true},
@@ -25,10 +25,12 @@ constexpr std::array<TypeTraits, 20> kTraits{{
     {GgmlType::IQ2_XXS, "IQ2_XXS", QK_K, 2 + QK_K / 4, true},
     {GgmlType::IQ2_XS, "IQ2_XS", QK_K, 2 + QK_K / 4 + QK_K / 32, true},
     {GgmlType::IQ3_XXS, "IQ3_XXS", QK_K, 2 + QK_K / 4 + QK_K / 8, true},
+    {GgmlType::IQ1_S, "IQ1_S", QK_K, 2 + QK_K / 8 + QK_K / 16, true},
     {GgmlType::IQ4_NL, "IQ4_NL", 32, 2 + 16, true},
     {GgmlType::IQ3_S, "IQ3_S", QK_K, 2 + QK_K / 4 + QK_K / 32 + QK_K / 8 + QK_K / 64, true},
     {GgmlType::IQ2_S, "IQ2_S", QK_K, 2 + QK_K / 8 + QK_K / 8 + QK_K / 32 + QK_K / 32, true},
     {GgmlType::IQ4_XS, "IQ4_XS", QK_K, 2 + 2 + QK_K / 64 + QK_K / 2, true},
+    {GgmlType::IQ1_M, "IQ1_M", QK_K, QK_K / 8 + QK_K / 16 + QK_K / 32, true},
     {GgmlType::BF16, "BF16", 1, 2, false},
 }};
 
@@ -37,20 +39,21 @@ static_assert(kTraits[11].block_bytes == 210, "Q6_K block is 210 bytes");
 static_assert(kTraits[12].block_bytes == 66, "IQ2_XXS block is 66 bytes");
 static_assert(kTraits[13].block_bytes == 74, "IQ2_XS block is 74 bytes");
 static_assert(kTraits[14].block_bytes == 98, "IQ3_XXS block is 98 bytes");
-static_assert(kTraits[16].block_bytes == 110, "IQ3_S block is 110 bytes");
-static_assert(kTraits[17].block_bytes == 82, "IQ2_S block is 82 bytes");
-static_assert(kTraits[18].block_bytes == 136, "IQ4_XS block is 136 bytes");
+static_assert(kTraits[15].block_bytes == 50, "IQ1_S block is 50 bytes");
+static_assert(kTraits[17].block_bytes == 110, "IQ3_S block is 110 bytes");
+static_assert(kTraits[18].block_bytes == 82, "IQ2_S block is 82 bytes");
+static_assert(kTraits[19].block_bytes == 136, "IQ4_XS block is 136 bytes");
+static_assert(kTraits[20].block_bytes == 56, "IQ1_M block is 56 bytes");
 
 // ggml type ids that exist but that the engine does not support, so errors can name them.
 struct KnownId {
   uint32_t id;
   std::string_view name;
 };
-constexpr std::array<KnownId, 15> kUnsupported{{
+constexpr std::array<KnownId, 13> kUnsupported{{
     {4, "Q4_2 (removed)"}, {5, "Q4_3 (removed)"}, {9, "Q8_1"},     {15, "Q8_K"},
-    {19, "IQ1_S"},
     {24, "I8"},            {25, "I16"},           {26, "I32"},     {27, "I64"},
-    {28, "F64"},           {29, "IQ1_M"},         {34, "TQ1_0"},   {35, "TQ2_0"},
+    {28, "F64"},           {34, "TQ1_0"},         {35, "TQ2_0"},
     {39, "MXFP4"},         {40, "NVFP4"},
 }};
 

@@ -31,6 +31,8 @@ static_assert(kGpuIQ2XXSRecordBytes == sizeof(BlockIQ2_XXS) - 2 && kGpuIQ2XSReco
                   kGpuIQ2SRecordBytes == sizeof(BlockIQ2_S) - 2 && offsetof(BlockIQ2_XXS, qs) == 2 &&
                   offsetof(BlockIQ2_XS, qs) == 2 && offsetof(BlockIQ2_S, qs) == 2,
               "an IQ2 block is d followed by its record");
+static_assert(kGpuIQ1SRecordBytes == sizeof(BlockIQ1_S) - 2 && offsetof(BlockIQ1_S, qs) == 2,
+              "an IQ1_S block is d followed by its 48-byte record");
 
 // A regrouped type's record: bytes [begin, begin + length) of each block, in a slot of `slot`
 // bytes (zeros after them); the block's other bytes (its fp16 scales: those before the record,
@@ -48,6 +50,7 @@ std::optional<Regrouping> regrouping(GgmlType type) {
     case GgmlType::IQ2_XXS: return Regrouping{2, kGpuIQ2XXSRecordBytes, kGpuIQ2XXSRecordBytes};
     case GgmlType::IQ2_XS: return Regrouping{2, kGpuIQ2XSRecordBytes, kGpuIQ2XSRecordBytes};
     case GgmlType::IQ2_S: return Regrouping{2, kGpuIQ2SRecordBytes, kGpuIQ2SRecordBytes};
+    case GgmlType::IQ1_S: return Regrouping{2, kGpuIQ1SRecordBytes, kGpuIQ1SRecordBytes};
     default: return std::nullopt;
   }
 }

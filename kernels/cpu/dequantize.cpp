@@ -16,6 +16,8 @@
 //   IQ2_XXS {f16 d; u8 qs[64]}                 8 groups of 32, x = +-grid d (2s + 1) / 8 (quant_blocks.h)
 //   IQ2_XS {f16 d; u8 qs[64]; u8 scales[8]}    16 values a scale, x = +-grid d (2s + 1) / 8
 //   IQ2_S  {f16 d; u8 qs[32]; u8 signs[32]; u8 qh[8]; u8 scales[8]}  as IQ2_XS, 10-bit grid indices
+//   IQ1_S  {f16 d; u8 qs[32]; u16 qh[8]}       8 groups of 32, x = d (2s + 1) (grid + delta), grid -1/0/1
+//   IQ1_M  {u8 qs[32]; u8 qh[16]; u8 scales[8]}  16 values a scale, delta per 8, d in the scales' top nibbles
 #include <cstring>
 
 #include <fmt/format.h>
@@ -273,6 +275,42 @@ void dequant_iq2_s(const BlockIQ2_S* b, float* y, int64_t nb) {
   });
 }
 
+// IQ1_S and IQ1_M: grid value j of an entry (stored plus one) and an entry's shift, +-1/8.
+float iq1_grid_value(uint64_t entry, int j) { return float(int((entry >> (8 * j)) & 255u) - 1); }
+float iq1_delta(bool negative) { return negative ? -0.125f : 0.125f; }
+
+void dequant_iq1_s(const BlockIQ1_S* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int g = 0; g < 8; ++g, y += 32) {
+      const uint32_t qh = b[i].qh[g];
+      const float dl = d * float(2 * ((qh >> 12) & 7u) + 1);
+      const float delta = iq1_delta(qh & 0x8000u);
+      for (int l = 0; l < 4; ++l) {
+        const uint64_t entry = kIQ1SGrid[b[i].qs[4 * g + l] | (((qh >> (3 * l)) & 7u) << 8)];
+        for (int j = 0; j < 8; ++j) y[8 * l + j] = dl * (iq1_grid_value(entry, j) + delta);
+      }
+    }
+  }
+}
+
+void dequant_iq1_m(const BlockIQ1_M* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    uint16_t sc[4];
+    std::memcpy(sc, b[i].scales, 8);
+    const uint16_t d_bits = uint16_t((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0u) | ((sc[2] >> 4) & 0x0f00u) | (sc[3] & 0xf000u));
+    const float d = fp16_to_fp32(d_bits);
+    for (int e = 0; e < 32; ++e, y += 8) {  // entry e: values 8e .. 8e + 7, scale of values 16 (e / 2) ..
+      const int h = e / 2;
+      const float dl = d * float(2 * ((sc[h / 4] >> (3 * (h % 4))) & 7u) + 1);
+      const uint32_t qh = b[i].qh[e / 2] >> (4 * (e % 2));
+      const uint64_t entry = kIQ1SGrid[b[i].qs[e] | ((qh & 7u) << 8)];
+      const float delta = iq1_delta(qh & 8u);
+      for (int j = 0; j < 8; ++j) y[j] = dl * (iq1_grid_value(entry, j) + delta);
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
@@ -306,6 +344,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::IQ2_XXS: return dequant_iq2_xxs(static_cast<const BlockIQ2_XXS*>(src), dst, nb);
     case GgmlType::IQ2_XS: return dequant_iq2_xs(static_cast<const BlockIQ2_XS*>(src), dst, nb);
     case GgmlType::IQ2_S: return dequant_iq2_s(static_cast<const BlockIQ2_S*>(src), dst, nb);
+    case GgmlType::IQ1_S: return dequant_iq1_s(static_cast<const BlockIQ1_S*>(src), dst, nb);
+    case GgmlType::IQ1_M: return dequant_iq1_m(static_cast<const BlockIQ1_M*>(src), dst, nb);
   }
   throw Error(fmt::format("dequantize_row: unsupported type id {}", static_cast<uint32_t>(type)));
 }

@@ -1,11 +1,12 @@
-// The prompt kernels of quant_dot.h for Q2_K, Q3_K, Q6_K, IQ2_XS and IQ2_S (quantize_q16 and the gemm_q16
+// The prompt kernels of quant_dot.h for Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M (quantize_q16 and the gemm_q16
 // panels), included by quant_dot_impl.h in each instruction-set translation unit; same rules:
 // internal linkage, no inline library templates. Decode steps take the row kernels of
 // dot_q8x256_impl.h and dot_q23k_impl.h.
 //
 // Arithmetic: per super-block of 256 values a weight row becomes int16 products (exact: Q6_K
 // (q - 32) * scale, |w| <= 4096; Q3_K (u - 4) * scale, <= 128; Q2_K q * scale, <= 45; IQ2_XS and
-// IQ2_S +-grid * (2s + 1), <= 43 * 31 = 1333, their d / 8 the float) and a float
+// IQ2_S +-grid * (2s + 1), <= 43 * 31 = 1333, IQ1_M (8 grid +- 1) (2s + 1), <= 9 * 15 = 135; their
+// d / 8 the float) and a float
 // d; per (row, activation row) and super-block
 //   idot = sum(w * q_x)  int32, exact (see kQ16Max);   acc = fma(idot, d * d_x, acc)
 // and for Q2_K, whose groups also have mins, imin = sum_j m_j * sum(q_x over group j) (int32,
@@ -110,6 +111,20 @@ inline void decode_int16(const Block& b, int16_t* out, Q16RowScales& s) {
                        _mm256_mullo_epi16(hi, _mm256_set1_epi16(int16_t(iq2_scale(b, g, 1)))));
   }
   s.d = h2f(b.d) * 0.125f;
+}
+
+// IQ1_M: each group's values w = 8 grid +- 1 (dot_iq1_impl.h) times its halves' 2s + 1.
+inline void decode_int16(const BlockIQ1_M& b, int16_t* out, Q16RowScales& s) {
+  const uint64_t scales = load_le64(b.scales);
+  for (int g = 0; g < 8; ++g) {
+    const __m256i v = iq1_values32(b, g);
+    const __m256i lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)), hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * g),
+                       _mm256_mullo_epi16(lo, _mm256_set1_epi16(int16_t(iq1m_scale(scales, 2 * g)))));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * g + 16),
+                       _mm256_mullo_epi16(hi, _mm256_set1_epi16(int16_t(iq1m_scale(scales, 2 * g + 1)))));
+  }
+  s.d = h2f(iq1m_d_bits(scales)) * 0.125f;
 }
 
 inline void decode_int16(const BlockQ2_K& b, int16_t* out, Q16RowScales& s) {
@@ -399,12 +414,14 @@ void add_q16_panels(DotKernels& k) {
   k.gemm_q16_panel[uint32_t(GgmlType::Q2_K)] = gemm_q16_panel_avx512<BlockQ2_K>;
   k.gemm_q16_panel[uint32_t(GgmlType::IQ2_XS)] = gemm_q16_panel_avx512<BlockIQ2_XS>;
   k.gemm_q16_panel[uint32_t(GgmlType::IQ2_S)] = gemm_q16_panel_avx512<BlockIQ2_S>;
+  k.gemm_q16_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q16_panel_avx512<BlockIQ1_M>;
 #elif defined(__AVX2__) && defined(__FMA__)
   k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx2<BlockQ6_K>;
   k.gemm_q16_panel[uint32_t(GgmlType::Q3_K)] = gemm_q16_panel_avx2<BlockQ3_K>;
   k.gemm_q16_panel[uint32_t(GgmlType::Q2_K)] = gemm_q16_panel_avx2<BlockQ2_K>;
   k.gemm_q16_panel[uint32_t(GgmlType::IQ2_XS)] = gemm_q16_panel_avx2<BlockIQ2_XS>;
   k.gemm_q16_panel[uint32_t(GgmlType::IQ2_S)] = gemm_q16_panel_avx2<BlockIQ2_S>;
+  k.gemm_q16_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q16_panel_avx2<BlockIQ1_M>;
 #endif
 }
 

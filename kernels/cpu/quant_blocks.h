@@ -27,13 +27,16 @@ struct BlockIQ3_S { uint16_t d; uint8_t qs[64]; uint8_t qh[8]; uint8_t signs[32]
 struct BlockIQ2_XXS { uint16_t d; uint8_t qs[64]; };
 struct BlockIQ2_XS { uint16_t d; uint8_t qs[64]; uint8_t scales[8]; };
 struct BlockIQ2_S { uint16_t d; uint8_t qs[32]; uint8_t signs[32]; uint8_t qh[8]; uint8_t scales[8]; };
+struct BlockIQ1_S { uint16_t d; uint8_t qs[32]; uint16_t qh[8]; };
+struct BlockIQ1_M { uint8_t qs[32]; uint8_t qh[16]; uint8_t scales[8]; };  // d in the scales' top nibbles
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 &&
               sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 &&
               sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136 &&
               sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110 && sizeof(BlockIQ2_XXS) == 66 &&
-              sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82,
+              sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82 && sizeof(BlockIQ1_S) == 50 &&
+              sizeof(BlockIQ1_M) == 56,
               "block structs must match ggml's byte layout");
 
 // Four bytes as a little-endian word, from any address.
@@ -169,6 +172,50 @@ ENGINE_HOST_DEVICE static inline uint32_t iq2_values4(const IQ2Entry& e, int c) 
 ENGINE_HOST_DEVICE static inline int iq2xxs_scale(uint32_t aux) { return int(2 * (aux >> 28) + 1); }
 ENGINE_HOST_DEVICE static inline int iq2_half_scale(uint32_t scale_byte, int h) {
   return int(2 * ((scale_byte >> (4 * h)) & 15u) + 1);
+}
+
+// IQ1_S and IQ1_M: eight 32-value groups per super-block, each four grid entries of eight values
+// -1, 0 or 1 (iq_grids.inc holds them plus one: 0, 1, 2), each entry shifted by delta = +-1/8 and
+// times a scale: x = d (2s + 1) (grid + delta). Entry l of group g (e = 4g + l over the block):
+//   IQ1_S: grid index qs[e] | bits 3l .. 3l + 2 of qh[g] << 8; qh[g] (16 bits) also holds the
+//          group's scale s in bits 12-14 and delta's sign in bit 15 (set: -1/8), for all four;
+//   IQ1_M: grid index qs[e] | bits 4(e % 2) .. 4(e % 2) + 2 of qh[e / 2] << 8, delta's sign in
+//          bit 4(e % 2) + 3; a 3-bit scale per 16 values (values 16h .. 16h + 15: bits 3(h % 4)
+//          of the little-endian 16-bit scale word h / 4), and d, an fp16 whose nibble w is the top
+//          nibble (bits 12-15) of scale word w.
+// In units of d / 8 a value is (2s + 1) (8 grid +- 1), and 8 grid +- 1 (-9, -7, -1, 1, 7 or 9)
+// is the signed byte the kernels multiply.
+constexpr uint64_t kIQ1SGrid[2048] = {ENGINE_IQ1S_GRID};
+#if defined(__CUDACC__)
+static __device__ const uint64_t kIQ1SGridDevice[2048] = {ENGINE_IQ1S_GRID};
+#endif
+ENGINE_HOST_DEVICE static inline uint64_t iq1s_grid(uint32_t i) { return ENGINE_IQ_GRID(kIQ1SGrid)[i]; }
+// Four values of an entry (four bytes of its grid word, each value plus one) as signed bytes
+// 8 grid + 1 (delta positive) or 8 grid - 1: 8 (grid + 1) + (1 + 8 delta) - 9 a byte at a time,
+// the subtraction without borrows since every byte is below 128 before it.
+ENGINE_HOST_DEVICE static inline uint32_t iq1_values4(uint32_t grid4, bool delta_negative) {
+  const uint32_t u = (grid4 << 3) + (delta_negative ? 0u : 0x02020202u);  // 0 .. 18 a byte
+  return ((u | 0x80808080u) - 0x09090909u) ^ 0x80808080u;
+}
+// IQ1_S: entry l's grid index from its qs byte and the group's qh word; the group's 2s + 1 and
+// whether its delta is negative.
+ENGINE_HOST_DEVICE static inline uint32_t iq1s_index(uint32_t qs, uint32_t qh, int l) {
+  return qs | (((qh >> (3 * l)) & 7u) << 8);
+}
+ENGINE_HOST_DEVICE static inline int iq1s_scale(uint32_t qh) { return int(2 * ((qh >> 12) & 7u) + 1); }
+ENGINE_HOST_DEVICE static inline bool iq1s_delta_negative(uint32_t qh) { return (qh >> 15) & 1u; }
+// IQ1_M: entry e's grid index and delta sign from its qs byte and qh byte e / 2; from the eight
+// scale bytes as one little-endian word, the 2s + 1 of values 16h .. 16h + 15 and d's fp16 bits.
+ENGINE_HOST_DEVICE static inline uint32_t iq1m_index(uint32_t qs, uint32_t qh, int e) {
+  return qs | (((qh >> (4 * (e % 2))) & 7u) << 8);
+}
+ENGINE_HOST_DEVICE static inline bool iq1m_delta_negative(uint32_t qh, int e) { return (qh >> (4 * (e % 2) + 3)) & 1u; }
+ENGINE_HOST_DEVICE static inline int iq1m_scale(uint64_t scales, int h) {
+  return int(2 * ((scales >> (16 * (h / 4) + 3 * (h % 4))) & 7u) + 1);
+}
+ENGINE_HOST_DEVICE static inline uint16_t iq1m_d_bits(uint64_t scales) {
+  return uint16_t(((scales >> 12) & 0x000fu) | ((scales >> 24) & 0x00f0u) | ((scales >> 36) & 0x0f00u) |
+                  ((scales >> 48) & 0xf000u));
 }
 
 // Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold scales

@@ -29,8 +29,10 @@ DotRegime dot_regime(GgmlType type) {
     case GgmlType::IQ4_XS:
     case GgmlType::IQ3_XXS:
     case GgmlType::IQ3_S:
-    case GgmlType::IQ2_XXS: return DotRegime::q8_activations;
+    case GgmlType::IQ2_XXS:
+    case GgmlType::IQ1_S: return DotRegime::q8_activations;
     case GgmlType::IQ2_XS:
+    case GgmlType::IQ1_M:
     case GgmlType::IQ2_S:
     case GgmlType::Q2_K:
     case GgmlType::Q3_K:

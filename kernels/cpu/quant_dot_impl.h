@@ -409,6 +409,7 @@ void add_q23k_rows(DotKernels& k);  // dot_q23k_impl.h
 void add_iq4_rows(DotKernels& k);  // dot_iq4_impl.h
 void add_iq3_rows(DotKernels& k);  // dot_iq3_impl.h
 void add_iq2_rows(DotKernels& k);  // dot_iq2_impl.h
+void add_iq1_rows(DotKernels& k);  // dot_iq1_impl.h
 void add_grid_q8x256_rows(DotKernels& k);  // dot_grid_q8x256_impl.h
 
 }  // namespace
@@ -449,6 +450,7 @@ DotKernels make_kernels(const char* isa) {
   add_iq4_rows(k);
   add_iq3_rows(k);
   add_iq2_rows(k);
+  add_iq1_rows(k);
   add_grid_q8x256_rows(k);
   return k;
 }
@@ -461,6 +463,7 @@ DotKernels make_kernels(const char* isa) {
 #include "dot_iq4_impl.h"
 #include "dot_iq3_impl.h"
 #include "dot_iq2_impl.h"
+#include "dot_iq1_impl.h"
 #include "dot_grid_q8x256_impl.h"
 #include "dot_q23k_impl.h"
 #include "gemm_f32_impl.h"

@@ -297,6 +297,8 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     case GgmlType::IQ2_XXS: return quantize_iq2_xxs(src, static_cast<BlockIQ2_XXS*>(dst), nb);
     case GgmlType::IQ2_XS: return quantize_iq2_xs(src, static_cast<BlockIQ2_XS*>(dst), nb);
     case GgmlType::IQ2_S: return quantize_iq2_s(src, static_cast<BlockIQ2_S*>(dst), nb);
+    case GgmlType::IQ1_S: return quantize_iq1_s(src, static_cast<BlockIQ1_S*>(dst), nb);
+    case GgmlType::IQ1_M: return quantize_iq1_m(src, static_cast<BlockIQ1_M*>(dst), nb);
   }
   throw Error(fmt::format("quantize_row: no quantizer for type {} ({})", static_cast<uint32_t>(type),
                           type_id_name(static_cast<uint32_t>(type))));

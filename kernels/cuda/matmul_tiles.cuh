@@ -537,6 +537,56 @@ MATMUL_UNROLL
   }
 };
 
+// IQ1_S in the GPU layout (a row's 48-byte records, then its d values: window w is record w and
+// the 16-byte chunk of d values holding d[w], as IQ2Tile's) and IQ1_M as in the file (a window is
+// one 56-byte block in 8-byte chunks). Values e .. e + 7 are entry l = (e % 32) / 8 of group
+// g = e / 32 (quant_blocks.h): its grid index, delta sign and the scale of its half l / 2 (IQ1_M;
+// IQ1_S's one scale a group), as signed bytes w = 8 grid +- 1 times d (2s + 1) / 8.
+template <typename Block>
+struct IQ1Tile {
+  static constexpr bool kS = std::is_same_v<Block, BlockIQ1_S>;
+  static constexpr int kRecord = kS ? int(kGpuIQ1SRecordBytes) : int(sizeof(BlockIQ1_M));
+  static constexpr int kChunkBytes = kS ? 16 : 8;
+  static constexpr int kWindowValues = 256;
+  static constexpr int kWindowBytes = kS ? kRecord + kChunkBytes : kRecord;
+  static_assert(kRecord % kChunkBytes == 0, "records are copied in whole chunks");
+  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
+    if (!kS || c < kRecord / kChunkBytes) return row + w * kRecord + kChunkBytes * c;
+    return row + (K / 256) * int64_t(kRecord) + kChunkBytes * (w / 8);
+  }
+  struct Raw {
+    uint32_t index;
+    bool negative;  // delta -1/8
+    float scale;    // d (2s + 1) / 8
+  };
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
+    const int g = e / 32, l = (e % 32) / 8;
+    if constexpr (kS) {
+      const uint32_t qh = *reinterpret_cast<const uint16_t*>(window + offsetof(BlockIQ1_S, qh) - 2 + 2 * g);
+      const float d = h2f(reinterpret_cast<const uint16_t*>(window + kRecord)[w % 8]);
+      return Raw{iq1s_index(window[4 * g + l], qh, l), iq1s_delta_negative(qh), d * float(iq1s_scale(qh)) * 0.125f};
+    } else {
+      const uint2 sc = *reinterpret_cast<const uint2*>(window + offsetof(BlockIQ1_M, scales));
+      const uint64_t scales = uint64_t(sc.x) | (uint64_t(sc.y) << 32);
+      const int entry = 4 * g + l;
+      const uint32_t qh = window[offsetof(BlockIQ1_M, qh) + entry / 2];
+      return Raw{iq1m_index(window[entry], qh, entry), iq1m_delta_negative(qh, entry),
+                 h2f(iq1m_d_bits(scales)) * float(iq1m_scale(scales, 2 * g + l / 2)) * 0.125f};
+    }
+  }
+  __host__ __device__ static uint4 decode(const Raw& r, int) {
+    const uint64_t grid = iq1s_grid(r.index);
+    float v[8];
+MATMUL_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t values = iq1_values4(uint32_t(grid >> (32 * h)), r.negative) ^ 0x80808080u;  // int8 + 128 a byte
+MATMUL_UNROLL
+      for (int j = 0; j < 4; ++j) v[4 * h + j] = (byte_plus_2p23(values, j) - (kTwo23 + 128.0f)) * r.scale;
+    }
+    return pack8(v);
+  }
+};
+
 // F16: eight values as they are; BF16 and F32: converted (values past fp16's range saturate to
 // infinity, as any fp16 conversion of such weights would). A window is one step of the kernel's
 // K (kValues: 32 for the mma.sync kernel, 64 for wgmma's).
@@ -608,6 +658,8 @@ bool with_loader(GgmlType type, F&& f) {
     case GgmlType::IQ2_XXS: f.template operator()<IQ2Tile<BlockIQ2_XXS>>(); return true;
     case GgmlType::IQ2_XS: f.template operator()<IQ2Tile<BlockIQ2_XS>>(); return true;
     case GgmlType::IQ2_S: f.template operator()<IQ2Tile<BlockIQ2_S>>(); return true;
+    case GgmlType::IQ1_S: f.template operator()<IQ1Tile<BlockIQ1_S>>(); return true;
+    case GgmlType::IQ1_M: f.template operator()<IQ1Tile<BlockIQ1_M>>(); return true;
     default: return false;
   }
 }

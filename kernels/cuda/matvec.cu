@@ -525,6 +525,67 @@ MATVEC_UNROLL
   }
 };
 
+// IQ1_S and IQ1_M on 8-bit activations: IQ1_S in the GPU layout (engine/gpu_layout.h: each row's
+// 48-byte records, then its d values), IQ1_M as in the file (56-byte blocks, 8-byte aligned): a
+// quarter warp per super-block, four super-blocks per step. Lane j (0..7) of a quarter takes group
+// j, four grid entries (quant_blocks.h): its four index bytes in a 4-byte load, IQ1_S's qh word or
+// IQ1_M's two qh bytes in a 2-byte one; IQ1_M's scale words (which hold d) in one 8-byte load, the
+// same address for the whole quarter, IQ1_S's d in a 2-byte one. The entries come from the table
+// in global memory (16 KiB, L1-resident) as signed bytes w = 8 grid +- 1 (iq1_values4) and meet
+// activation block j in eight dp4a, a half (16 values) at a time for IQ1_M's half scales. Per lane
+// and super-block: d / 8 * dx * sum_h (2 s_h + 1) * sum(w * xq)_h.
+template <typename Block>
+struct IQ1Rows {
+  static constexpr bool kQ8 = true;
+  static constexpr bool kS = std::is_same_v<Block, BlockIQ1_S>;
+  static constexpr int64_t kRecord = kS ? int64_t(kGpuIQ1SRecordBytes) : int64_t(sizeof(BlockIQ1_M));
+  static constexpr int64_t kQh = kS ? int64_t(offsetof(BlockIQ1_S, qh)) - 2 : int64_t(offsetof(BlockIQ1_M, qh));
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const int j = lane % 8;
+    const int64_t row_blocks = K / 32;
+MATVEC_UNROLL4
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
+      const uint8_t* r = row + i * kRecord;  // IQ1_S: the record, the block's fields less 2 bytes of offset
+      const uint32_t indices = stream4(r + 4 * j);
+      const uint32_t qh = stream2(r + kQh + 2 * j);  // IQ1_S: the group's word; IQ1_M: entry l's nibble l
+      uint32_t v[8];
+      int s0, s1;
+      float d;
+      if constexpr (kS) {
+        const bool negative = iq1s_delta_negative(qh);
+MATVEC_UNROLL
+        for (int l = 0; l < 4; ++l) {
+          const uint64_t grid = iq1s_grid(iq1s_index((indices >> (8 * l)) & 255u, qh, l));
+          v[2 * l] = iq1_values4(uint32_t(grid), negative);
+          v[2 * l + 1] = iq1_values4(uint32_t(grid >> 32), negative);
+        }
+        s0 = s1 = iq1s_scale(qh);
+        d = h2f(stream2(row + (K / 256) * kRecord + 2 * i));
+      } else {
+MATVEC_UNROLL
+        for (int l = 0; l < 4; ++l) {
+          const uint32_t qh_byte = qh >> (8 * (l / 2));  // entry 4j + l: nibble l % 2 of byte l / 2
+          const uint64_t grid = iq1s_grid(iq1m_index((indices >> (8 * l)) & 255u, qh_byte, l));
+          v[2 * l] = iq1_values4(uint32_t(grid), iq1m_delta_negative(qh_byte, l));
+          v[2 * l + 1] = iq1_values4(uint32_t(grid >> 32), iq1m_delta_negative(qh_byte, l));
+        }
+        const uint2 sc = stream8(r + offsetof(BlockIQ1_M, scales));
+        const uint64_t scales = uint64_t(sc.x) | (uint64_t(sc.y) << 32);
+        s0 = iq1m_scale(scales, 2 * j);
+        s1 = iq1m_scale(scales, 2 * j + 1);
+        d = h2f(iq1m_d_bits(scales));
+      }
+      d *= 0.125f;
+MATVEC_UNROLL
+      for (int bb = 0; bb < B; ++bb) {
+        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
+        acc[bb] += d * a.d * float(s0 * dp4a_half(v, a.q) + s1 * dp4a_half(v + 4, a.q + 16));
+      }
+    }
+  }
+};
+
 // F16 and F32: eight values per lane per step (16 or 32 bytes), then a scalar tail.
 __host__ __device__ __forceinline__ float bf2f(uint16_t h) {
   uint32_t bits = uint32_t(h) << 16;
@@ -890,6 +951,8 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::IQ2_XXS: f.template operator()<IQ2Rows<BlockIQ2_XXS>>(gpu_row_bytes(GgmlType::IQ2_XXS, K)); return true;
     case GgmlType::IQ2_XS: f.template operator()<IQ2Rows<BlockIQ2_XS>>(gpu_row_bytes(GgmlType::IQ2_XS, K)); return true;
     case GgmlType::IQ2_S: f.template operator()<IQ2Rows<BlockIQ2_S>>(gpu_row_bytes(GgmlType::IQ2_S, K)); return true;
+    case GgmlType::IQ1_S: f.template operator()<IQ1Rows<BlockIQ1_S>>(gpu_row_bytes(GgmlType::IQ1_S, K)); return true;
+    case GgmlType::IQ1_M: f.template operator()<IQ1Rows<BlockIQ1_M>>(blocks(sizeof(BlockIQ1_M), 256)); return true;
     default: return false;
   }
 }

@@ -19,7 +19,7 @@ struct MatrixShape {
 
 // QwQ-32B: n_embd 5120, 40 heads of 128, 8 KV heads, n_ff 27648, vocab 152064. Q4_K_M gives
 // attn_v and ffn_down Q6_K in 32 of the 64 layers (use_more_bits) and Q4_K in the others. The
-// last rows are for comparison (other weight formats at the same shapes: the IQ4, IQ3 and IQ2 files'
+// last rows are for comparison (other weight formats at the same shapes: the IQ4, IQ3, IQ2 and IQ1 files'
 // bulk types at ffn_gate/up's), not in the model.
 inline constexpr MatrixShape kQwq32Shapes[] = {
     {"attn_q/attn_output 5120x5120", GgmlType::Q4_K, 5120, 5120, 128, false},
@@ -39,6 +39,8 @@ inline constexpr MatrixShape kQwq32Shapes[] = {
     {"5120->27648 IQ2_S", GgmlType::IQ2_S, 5120, 27648, 0, false},
     {"5120->27648 IQ2_XS", GgmlType::IQ2_XS, 5120, 27648, 0, false},
     {"5120->27648 IQ2_XXS", GgmlType::IQ2_XXS, 5120, 27648, 0, false},
+    {"5120->27648 IQ1_M", GgmlType::IQ1_M, 5120, 27648, 0, false},
+    {"5120->27648 IQ1_S", GgmlType::IQ1_S, 5120, 27648, 0, false},
 };
 
 // A forward pass's products as the GPU stage launches them: q, k and v in one launch where their

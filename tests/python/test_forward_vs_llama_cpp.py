@@ -33,7 +33,7 @@ SHAPE = ("--layers", "3", "--embd", "512", "--heads", "8", "--heads-kv", "2", "-
 BOUNDS = {"f32": 1e-5, "f16": 5e-3, "bf16": 3e-2, "q8_0": 6e-2, "q4_0": 6e-2, "q4_1": 6e-2, "q5_0": 6e-2,
           "q5_1": 6e-2, "q2_k": 6e-2, "q3_k_m": 6e-2, "q4_k_m": 6e-2, "q5_k_m": 6e-2, "q6_k": 6e-2,
           "iq4_nl": 6e-2, "iq4_xs": 6e-2, "iq3_xxs": 6e-2, "iq3_m": 6e-2,
-          "iq2_xxs": 6e-2, "iq2_xs": 6e-2, "iq2_m": 6e-2}
+          "iq2_xxs": 6e-2, "iq2_xs": 6e-2, "iq2_m": 6e-2, "iq1_s": 6e-2, "iq1_m": 6e-2}
 
 
 def engine_logits(path, ids, d, mode):

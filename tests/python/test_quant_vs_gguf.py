@@ -20,15 +20,17 @@ FP16_FIELDS = {
     T.Q4_0: [0], T.Q5_0: [0], T.Q8_0: [0], T.Q4_1: [0, 2], T.Q5_1: [0, 2],
     T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q2_K: [80, 82], T.Q3_K: [108], T.Q6_K: [208],
     T.IQ4_NL: [0], T.IQ4_XS: [0], T.IQ3_XXS: [0], T.IQ3_S: [0], T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0],
+    T.IQ1_S: [0], T.IQ1_M: [],  # IQ1_M's d: the top nibbles of its four scale words (random_blocks)
 }
 SUPPORTED = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0,
              T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS, T.IQ3_XXS, T.IQ3_S,
-             T.IQ2_XXS, T.IQ2_XS, T.IQ2_S]
+             T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ1_S, T.IQ1_M]
 # Relative RMS round-trip error bounds of the engine's quantizers on Gaussian data.
 QUANTIZE_BOUNDS = {T.F32: 0.0, T.F16: 5e-4, T.BF16: 4e-3, T.Q8_0: 0.012, T.Q6_K: 0.04,
                    T.Q5_K: 0.06, T.Q4_K: 0.13, T.Q3_K: 0.25, T.Q2_K: 0.5, T.Q5_1: 0.06, T.Q5_0: 0.07,
                    T.Q4_1: 0.13, T.Q4_0: 0.15, T.IQ4_NL: 0.12, T.IQ4_XS: 0.12,
-                   T.IQ3_S: 0.25, T.IQ3_XXS: 0.32, T.IQ2_XXS: 0.42, T.IQ2_XS: 0.36, T.IQ2_S: 0.31}
+                   T.IQ3_S: 0.25, T.IQ3_XXS: 0.32, T.IQ2_XXS: 0.42, T.IQ2_XS: 0.36, T.IQ2_S: 0.31,
+                   T.IQ1_S: 0.53, T.IQ1_M: 0.48}
 
 
 def random_blocks(qtype, n_blocks, rng):
@@ -44,6 +46,11 @@ def random_blocks(qtype, n_blocks, rng):
     for at in FP16_FIELDS[qtype]:
         scales = rng.uniform(-0.05, 0.05, n_blocks).astype(np.float16)
         raw[:, at:at + 2] = scales.view(np.uint8).reshape(n_blocks, 2)
+    if qtype == T.IQ1_M:  # nibble w of d in the top nibble of scale word w (bytes 48 + 2w, 49 + 2w)
+        d = rng.uniform(-0.05, 0.05, n_blocks).astype(np.float16).view(np.uint16)
+        for w in range(4):
+            top = ((d >> (4 * w)) & 15).astype(np.uint8) << 4
+            raw[:, 49 + 2 * w] = (raw[:, 49 + 2 * w] & 0x0F) | top
     return raw.reshape(-1)
 
 

@@ -13,7 +13,8 @@
 
 namespace engine::test {
 
-// Byte offsets of the fp16 fields inside one block of each type.
+// Byte offsets of the fp16 fields inside one block of each type (IQ1_M's d, spread over the top
+// nibbles of its scale words, random_blocks sets on its own).
 inline std::vector<int> fp16_fields(GgmlType type) {
   switch (type) {
     case GgmlType::Q4_0:
@@ -25,7 +26,8 @@ inline std::vector<int> fp16_fields(GgmlType type) {
     case GgmlType::IQ3_S:
     case GgmlType::IQ2_XXS:
     case GgmlType::IQ2_XS:
-    case GgmlType::IQ2_S: return {0};
+    case GgmlType::IQ2_S:
+    case GgmlType::IQ1_S: return {0};
     case GgmlType::Q4_1:
     case GgmlType::Q5_1:
     case GgmlType::Q4_K:
@@ -60,6 +62,13 @@ inline std::vector<uint8_t> random_blocks(GgmlType type, int64_t n_elements, std
   } else {
     for (size_t b = 0; b < bytes.size(); b += tr.block_bytes) {
       for (int at : fp16_fields(type)) put16(b + at, fp32_to_fp16(scale(rng)));
+      if (type == GgmlType::IQ1_M) {  // nibble w of d: the top nibble of scale word w (bytes 48 ..)
+        const uint16_t d = fp32_to_fp16(scale(rng));
+        for (int w = 0; w < 4; ++w) {
+          uint8_t& top = bytes[b + 48 + 2 * w + 1];
+          top = static_cast<uint8_t>((top & 0x0f) | (((d >> (4 * w)) & 15) << 4));
+        }
+      }
     }
   }
   return bytes;

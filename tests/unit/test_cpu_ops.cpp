@@ -316,7 +316,7 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   }
 }
 
-// The Q2_K, Q3_K, Q6_K, IQ2_XS and IQ2_S panels are exact integer sums and the same float steps on every
+// The Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M panels are exact integer sums and the same float steps on every
 // instruction set: the AVX2 and AVX-512 panels give the same bits for the same activation blocks.
 TEST(CpuOps, Q16PanelsAgreeAcrossInstructionSets) {
   std::mt19937 rng(std::random_device{}());
@@ -327,7 +327,8 @@ TEST(CpuOps, Q16PanelsAgreeAcrossInstructionSets) {
   for (auto& v : x) v = normal(rng);
   std::vector<BlockQ16x256> xq(kCols * K / 256);
   dot_kernels_generic().quantize_q16(x.data(), xq.data(), kCols * K);
-  for (const GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q6_K, GgmlType::IQ2_XS, GgmlType::IQ2_S}) {
+  for (const GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q6_K, GgmlType::IQ2_XS, GgmlType::IQ2_S,
+                              GgmlType::IQ1_M}) {
     const uint64_t row_bytes = type_bytes(type, K);
     const auto w = test::random_blocks(type, K * kRows, rng);
     std::vector<std::pair<const char*, std::vector<float>>> results;

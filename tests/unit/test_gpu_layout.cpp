@@ -1,9 +1,9 @@
-// The layout GPU stages upload weights in (engine/gpu_layout.h): every type but Q2_K, Q3_K, Q6_K
-// and the IQ3 and IQ2 types as in the file; Q6_K and Q2_K rows as the blocks' records (208 and 80
-// bytes), then their d values (Q2_K: d and dmin), then zeros up to 16 bytes; Q3_K blocks padded
-// with zeros to 112 bytes; IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS and IQ2_S rows as the blocks after their
-// leading d (records of 96, 112, 64, 72 and 80 bytes), then the d values, then zeros up to 16
-// bytes; checked byte by byte against the GGUF blocks; and the memory model counts what the stage
+// The layout GPU stages upload weights in (engine/gpu_layout.h): every type but Q2_K, Q3_K, Q6_K,
+// the IQ3 and IQ2 types and IQ1_S as in the file; Q6_K and Q2_K rows as the blocks' records (208
+// and 80 bytes), then their d values (Q2_K: d and dmin), then zeros up to 16 bytes; Q3_K blocks
+// padded with zeros to 112 bytes; IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S and IQ1_S rows as the
+// blocks after their leading d (records of 96, 112, 64, 72, 80 and 48 bytes), then the d values,
+// then zeros up to 16 bytes; checked byte by byte against the GGUF blocks; and the memory model counts what the stage
 // uploads. Runs everywhere (no GPU needed).
 #include <gtest/gtest.h>
 
@@ -25,7 +25,7 @@ TEST(GpuLayout, EveryOtherTypeIsTheFileLayout) {
   for (const TypeTraits& tr : all_type_traits()) {
     if (tr.type == GgmlType::Q2_K || tr.type == GgmlType::Q3_K || tr.type == GgmlType::Q6_K ||
         tr.type == GgmlType::IQ3_XXS || tr.type == GgmlType::IQ3_S || tr.type == GgmlType::IQ2_XXS ||
-        tr.type == GgmlType::IQ2_XS || tr.type == GgmlType::IQ2_S) {
+        tr.type == GgmlType::IQ2_XS || tr.type == GgmlType::IQ2_S || tr.type == GgmlType::IQ1_S) {
       EXPECT_TRUE(gpu_layout_differs(tr.type)) << tr.name;
       continue;
     }
@@ -36,14 +36,14 @@ TEST(GpuLayout, EveryOtherTypeIsTheFileLayout) {
     const auto w = test::random_blocks(tr.type, K * rows, rng);
     EXPECT_EQ(test::in_gpu_layout(tr.type, K, rows, w), w) << tr.name;
   }
-  EXPECT_EQ(same, 12);
+  EXPECT_EQ(same, 13);  // IQ1_M among them
 }
 
 // Rows of records (each block's bytes [begin, begin + length) in a slot of `slot` bytes, zeros
 // after them), then the rest of each block (its fp16 scales: the bytes before `begin`, then
 // those after the record), then zeros up to 16 bytes. Q6_K and Q2_K: the record is the first 208
 // and 80 bytes; the IQ3 and IQ2 types: all but the leading d, in slots of 96 and 112 (IQ3_XXS,
-// IQ3_S) or of its own size (IQ2_XXS, IQ2_XS, IQ2_S: 64, 72, 80).
+// IQ3_S) or of its own size (IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S: 64, 72, 80, 48).
 void expect_records_then_scales(GgmlType type, uint64_t begin, uint64_t length, uint64_t slot) {
   std::mt19937 rng(std::random_device{}());
   const uint64_t block = traits(type).block_bytes, tail = block - length;
@@ -112,6 +112,11 @@ TEST(GpuLayout, IQ2RowsAreRecordsThenScalesThenPadding) {
   expect_records_then_scales(GgmlType::IQ2_XS, 2, kGpuIQ2XSRecordBytes, kGpuIQ2XSRecordBytes);
   EXPECT_EQ(kGpuIQ2SRecordBytes, 80u);
   expect_records_then_scales(GgmlType::IQ2_S, 2, kGpuIQ2SRecordBytes, kGpuIQ2SRecordBytes);
+}
+
+TEST(GpuLayout, IQ1SRowsAreRecordsThenScalesThenPadding) {
+  EXPECT_EQ(kGpuIQ1SRecordBytes, 48u);
+  expect_records_then_scales(GgmlType::IQ1_S, 2, kGpuIQ1SRecordBytes, kGpuIQ1SRecordBytes);
 }
 
 TEST(GpuLayout, TheMemoryModelCountsTheUploadedRows) {

@@ -61,11 +61,11 @@ TEST(SyntheticModel, KQuantMixesFollowLlamaCppRules) {
   }
 }
 
-// llama.cpp's IQ2 mixes (llama_tensor_get_type): the output Q5_K; token_embd Q2_K (IQ2_M: IQ3_S);
-// attn_v Q4_K with four or more query heads a KV head, else Q2_K (IQ2_M: IQ3_S); ffn_down Q2_K
-// (IQ2_M: IQ3_S) in the first eighth of the layers; IQ2_M's attn_output IQ3_S; the rest the mix's
-// own type (IQ2_M: IQ2_S).
-TEST(SyntheticModel, IQ2MixesFollowLlamaCppRules) {
+// llama.cpp's IQ2 and IQ1 mixes (llama_tensor_get_type): the output Q5_K; token_embd Q2_K (IQ2_M:
+// IQ3_S); attn_v Q4_K with four or more query heads a KV head, else Q2_K (IQ2_M: IQ3_S); ffn_down
+// Q2_K (IQ2_M: IQ3_S) in the first eighth of the layers; attn_output IQ3_S for IQ2_M, IQ2_XXS for
+// the IQ1 mixes; the rest the mix's own type (IQ2_M: IQ2_S).
+TEST(SyntheticModel, IQ2AndIQ1MixesFollowLlamaCppRules) {
   struct Mix {
     WeightMix mix;
     GgmlType bulk, embd, v_mha, early_down, attn_output;
@@ -74,6 +74,8 @@ TEST(SyntheticModel, IQ2MixesFollowLlamaCppRules) {
       {WeightMix::iq2_xxs, GgmlType::IQ2_XXS, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::IQ2_XXS},
       {WeightMix::iq2_xs, GgmlType::IQ2_XS, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::IQ2_XS},
       {WeightMix::iq2_m, GgmlType::IQ2_S, GgmlType::IQ3_S, GgmlType::IQ3_S, GgmlType::IQ3_S, GgmlType::IQ3_S},
+      {WeightMix::iq1_s, GgmlType::IQ1_S, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::IQ2_XXS},
+      {WeightMix::iq1_m, GgmlType::IQ1_M, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::Q2_K, GgmlType::IQ2_XXS},
   };
   for (const Mix& m : mixes) {
     const std::string_view name = weight_mix_name(m.mix);
@@ -94,13 +96,13 @@ TEST(SyntheticModel, IQ2MixesFollowLlamaCppRules) {
 // Every mix's name (engine-mkmodel's --type choices) parses back to that mix.
 TEST(SyntheticModel, EveryMixNameParsesBack) {
   const std::vector<std::string_view> names = weight_mix_names();
-  EXPECT_EQ(names.size(), 20u);
+  EXPECT_EQ(names.size(), 22u);
   for (const std::string_view name : names) {
     const auto mix = parse_weight_mix(name);
     ASSERT_TRUE(mix.has_value()) << name;
     EXPECT_EQ(weight_mix_name(*mix), name);
   }
-  EXPECT_FALSE(parse_weight_mix("iq1_s").has_value());
+  EXPECT_FALSE(parse_weight_mix("tq1_0").has_value());
 }
 
 TEST(SyntheticModel, SparseQwq32MatchesTheRealQ4KMFile) {

@@ -29,10 +29,12 @@ enum class GgmlType : uint32_t {
   IQ2_XXS = 16,
   IQ2_XS = 17,
   IQ3_XXS = 18,
+  IQ1_S = 19,
   IQ4_NL = 20,
   IQ3_S = 21,
   IQ2_S = 22,
   IQ4_XS = 23,
+  IQ1_M = 29,
   BF16 = 30,
 };
 
@@ -54,7 +56,7 @@ std::optional<TypeTraits> find_type_traits(uint32_t type_id);
 const TypeTraits& traits(GgmlType type);
 
 // Human name of any type id: "Q4_K", or for ids ggml knows but we do not support their ggml
-// name ("IQ2_XXS"), or "unknown".
+// name ("TQ1_0"), or "unknown".
 std::string_view type_id_name(uint32_t type_id);
 
 // Parses a type name ("q4_k", "Q4_K", "f16"); nullopt when unknown.

@@ -13,7 +13,9 @@
 //   IQ3_S (110-byte blocks, d first): the same with the 108 bytes after d padded to 112-byte
 //        records (qs, qh, signs, scales, four zero bytes: 2/110 more bytes);
 //   IQ2_XXS, IQ2_XS, IQ2_S (66, 74 and 82-byte blocks, d first): the same with 64, 72 and 80-byte
-//        records (IQ2_XS's only 8-byte aligned: padding it to 80 would cost 6/74 more bytes).
+//        records (IQ2_XS's only 8-byte aligned: padding it to 80 would cost 6/74 more bytes);
+//   IQ1_S (50-byte blocks, d first): the same with 48-byte records (qs, qh).
+// IQ1_M's 56-byte blocks (no separate d) stay as they are: 8-byte aligned.
 // The memory model counts matrices with gpu_row_bytes, so the planner's figures are the bytes the
 // stage allocates.
 #pragma once
@@ -48,5 +50,7 @@ constexpr uint64_t kGpuIQ3SRecordBytes = 112;
 constexpr uint64_t kGpuIQ2XXSRecordBytes = 64;
 constexpr uint64_t kGpuIQ2XSRecordBytes = 72;
 constexpr uint64_t kGpuIQ2SRecordBytes = 80;
+// Bytes of an IQ1_S record on the GPU: the block after its d.
+constexpr uint64_t kGpuIQ1SRecordBytes = 48;
 
 }  // namespace engine
