@@ -19,6 +19,36 @@
 namespace engine {
 namespace {
 
+// A block's d: its fp16 field, or IQ1_M's (dot_iq1_impl.h).
+template <typename Block>
+inline float block_d(const Block& b) {
+  return h2f(b.d);
+}
+
+// Portable (the IQ2 and IQ1 types): each half's integer dot product of the group's signed values
+// (grid_chunk4: dot_iq2_impl.h, dot_iq1_impl.h) with the activations, times its 2s + 1, summed in
+// int32 over the super-block; one float step, d / 8 * d_x, per super-block.
+template <typename Block>
+float dot_grid_q8x256(const void* row, const BlockQ8x256* x, int64_t k) {
+  const Block* b = static_cast<const Block*>(row);
+  float s = 0;
+  for (int64_t i = 0; i < k / 256; ++i) {
+    int32_t sum = 0;
+    for (int g = 0; g < 8; ++g) {
+      for (int h = 0; h < 2; ++h) {
+        int32_t dot = 0;
+        for (int c = 4 * h; c < 4 * h + 4; ++c) {
+          const uint32_t v = grid_chunk4(b[i], g, c);
+          for (int j = 0; j < 4; ++j) dot += int32_t(int8_t(uint8_t(v >> (8 * j)))) * x[i].q[32 * g + 4 * c + j];
+        }
+        sum += grid_half_scale(b[i], g, h) * dot;
+      }
+    }
+    s += block_d(b[i]) * 0.125f * x[i].d * float(sum);
+  }
+  return s;
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 // The group's grid magnitudes (value i at byte i) and its activations with its signs applied.
 inline __m256i grid_magnitudes(const BlockIQ3_XXS& b, int g) { return iq3_grid32(b, g); }
@@ -27,19 +57,19 @@ inline __m256i grid_magnitudes(const Block& b, int g) { return iq2_grid32(b, g);
 inline __m256i grid_signed_activations(const BlockIQ3_XXS& b, int g, __m256i q) { return iq3_signed_activations(b, g, q); }
 template <typename Block>
 inline __m256i grid_signed_activations(const Block& b, int g, __m256i q) { return iq2_signed_activations(b, g, q); }
-// IQ1: its signed values w (both calls build the same vector, which the compiler computes once).
-inline __m256i grid_magnitudes(const BlockIQ1_S& b, int g) { return _mm256_abs_epi8(iq1_values32(b, g)); }
-inline __m256i grid_magnitudes(const BlockIQ1_M& b, int g) { return _mm256_abs_epi8(iq1_values32(b, g)); }
-inline __m256i grid_signed_activations(const BlockIQ1_S& b, int g, __m256i q) { return _mm256_sign_epi8(q, iq1_values32(b, g)); }
-inline __m256i grid_signed_activations(const BlockIQ1_M& b, int g, __m256i q) { return _mm256_sign_epi8(q, iq1_values32(b, g)); }
+// IQ1 (dot_iq1_impl.h): the grid bytes (values plus one, unsigned) meet the activations as they
+// are; their scales' correction adds the rest of w.
+inline __m256i grid_magnitudes(const BlockIQ1_S& b, int g) { return iq1_grid32(b, g); }
+inline __m256i grid_magnitudes(const BlockIQ1_M& b, int g) { return iq1_grid32(b, g); }
+inline __m256i grid_signed_activations(const BlockIQ1_S&, int, __m256i q) { return q; }
+inline __m256i grid_signed_activations(const BlockIQ1_M&, int, __m256i q) { return q; }
 
 // The integer scale 2s + 1 of a group with one scale.
 inline int group_scale(const BlockIQ3_XXS& b, int g) { return int(2 * (load_le32(b.aux + 4 * g) >> 28) + 1); }
 inline int group_scale(const BlockIQ2_XXS& b, int g) { return iq2_scale(b, g, 0); }
-inline int group_scale(const BlockIQ1_S& b, int g) { return iq1s_scale(b.qh[g]); }
 
-// One scale a group (IQ3_XXS, IQ2_XXS, IQ1_S): 2s + 1 in both int16 halves of each group's int32,
-// whose broadcast from memory meets the madd's pairs.
+// One scale a group (IQ3_XXS, IQ2_XXS): 2s + 1 in both int16 halves of each group's int32, whose
+// broadcast from memory meets the madd's pairs.
 template <typename Block>
 struct GroupScales {
   static constexpr float kUnit = std::is_same_v<Block, BlockIQ3_XXS> ? 0.25f : 0.125f;
@@ -50,11 +80,10 @@ struct GroupScales {
   __m256i pairs(int g) const { return _mm256_broadcastd_epi32(_mm_loadu_si32(&odd[g])); }
 };
 
-// A scale per 16-value half (IQ2_XS, IQ2_S, IQ1_M): the sixteen half scales 2s + 1 as bytes (half
-// h of group g at byte 2g + h) in both 128-bit lanes, from the eight scale bytes' nibbles (IQ1_M:
-// their 3-bit fields); group g's
-// pair by one byte shuffle, half 0 (values 0..15) in the low 128 bits of a maddubs result, half 1
-// in the high.
+// A scale per 16-value half (IQ2_XS, IQ2_S; IQ1_M below): the sixteen half scales 2s + 1 as bytes
+// (half h of group g at byte 2g + h) in both 128-bit lanes, from the eight scale bytes' nibbles;
+// group g's pair by one byte shuffle, half 0 (values 0..15) in the low 128 bits of a maddubs
+// result, half 1 in the high.
 constexpr std::array<std::array<int8_t, 32>, 8> kHalfScaleSelect = [] {
   std::array<std::array<int8_t, 32>, 8> t{};
   for (int g = 0; g < 8; ++g) {
@@ -72,14 +101,70 @@ struct HalfScales {
     const __m128i s = _mm_unpacklo_epi8(_mm_and_si128(raw, low4), _mm_and_si128(_mm_srli_epi16(raw, 4), low4));
     bytes = _mm256_broadcastsi128_si256(_mm_add_epi8(_mm_add_epi8(s, s), _mm_set1_epi8(1)));
   }
-  explicit HalfScales(const BlockIQ1_M& b) {
-    alignas(16) int8_t s[16];
-    const uint64_t scales = load_le64(b.scales);
-    for (int h = 0; h < 16; ++h) s[h] = int8_t(iq1m_scale(scales, h));
-    bytes = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(s)));
-  }
+  explicit HalfScales(__m128i odd) : bytes(_mm256_broadcastsi128_si256(odd)) {}
   __m256i pairs(int g) const {
     return _mm256_shuffle_epi8(bytes, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kHalfScaleSelect[g].data())));
+  }
+};
+
+// IQ1 (its grid bytes against the activations, above): value w = 8 grid + 8 delta =
+// 8 (grid + 1) + (8 delta - 8), so the scales pair as 8 (2s + 1), and per super-block the
+// correction adds sum_j offset_j * (the activations' sum over entry or half j) in int32 (madd,
+// exact): offset = (8 delta - 8) (2s + 1), -7 or -9 times 2s + 1, per 16 values for IQ1_S (its
+// delta is the group's) and per 8 for IQ1_M (the entry's). Both are built in registers: a scalar
+// loop's small stores would stall the vector loads after them.
+struct IQ1SScales {
+  static constexpr float kUnit = 0.125f;
+  alignas(32) int32_t odd[8];
+  __m256i offset;
+  explicit IQ1SScales(const BlockIQ1_S& b) {
+    const __m128i qh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh));  // group g: int16 lane g
+    const __m128i s = _mm_add_epi16(_mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7)), 1),
+                                    _mm_set1_epi16(1));
+    const __m128i minus8 = _mm_add_epi16(_mm_set1_epi16(-7), _mm_slli_epi16(_mm_srai_epi16(qh, 15), 1));  // -7 or -9
+    const __m128i off = _mm_mullo_epi16(s, minus8);
+    offset = _mm256_set_m128i(_mm_unpackhi_epi16(off, off), _mm_unpacklo_epi16(off, off));
+    const __m256i s8 = _mm256_cvtepi16_epi32(_mm_slli_epi16(s, 3));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(odd), _mm256_or_si256(s8, _mm256_slli_epi32(s8, 16)));
+  }
+  __m256i pairs(int g) const { return _mm256_broadcastd_epi32(_mm_loadu_si32(&odd[g])); }
+  __m256i correction(const BlockQ8x256& x) const {
+    return _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(x.sums)), offset);
+  }
+};
+// IQ1_M's sixteen 2s + 1 (field h: bits 3(h % 4) of scale word h / 4) as int16 lane h: each word
+// copied to four lanes, shifted left by 9 - 3(h % 4) (a multiply), field h in bits 9-11.
+inline __m256i iq1m_odd_scales16(const BlockIQ1_M& b) {
+  const __m256i words = _mm256_shuffle_epi8(_mm256_set1_epi64x(int64_t(load_le64(b.scales))),
+                                            _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 4, 5, 4,
+                                                             5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
+  const __m256i fields = _mm256_and_si256(
+      _mm256_srli_epi16(_mm256_mullo_epi16(words, _mm256_setr_epi16(512, 64, 8, 1, 512, 64, 8, 1, 512, 64, 8, 1, 512,
+                                                                     64, 8, 1)),
+                        9),
+      _mm256_set1_epi16(7));
+  return _mm256_add_epi16(_mm256_add_epi16(fields, fields), _mm256_set1_epi16(1));
+}
+struct IQ1MScales : HalfScales {
+  __m256i offset[2];  // entries 0..15 and 16..31 (entries 2h and 2h + 1 are half h)
+  explicit IQ1MScales(const BlockIQ1_M& b) : IQ1MScales(b, iq1m_odd_scales16(b)) {}
+  IQ1MScales(const BlockIQ1_M& b, __m256i odd)
+      : HalfScales(_mm_slli_epi16(_mm_packus_epi16(_mm256_castsi256_si128(odd), _mm256_extracti128_si256(odd, 1)), 3)) {
+    // Entry 2h's delta sign is bit 3 of qh[h], entry 2h + 1's bit 7: -7 or -9 times half h's 2s + 1.
+    const __m256i qh = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh)));
+    const __m256i one = _mm256_set1_epi16(1), minus7 = _mm256_set1_epi16(-7);
+    const __m256i even_neg = _mm256_and_si256(_mm256_srli_epi16(qh, 3), one), odd_neg = _mm256_and_si256(_mm256_srli_epi16(qh, 7), one);
+    const __m256i even = _mm256_mullo_epi16(_mm256_sub_epi16(minus7, _mm256_add_epi16(even_neg, even_neg)), odd);
+    const __m256i odd_entries = _mm256_mullo_epi16(_mm256_sub_epi16(minus7, _mm256_add_epi16(odd_neg, odd_neg)), odd);
+    // Unpacking interleaves within 128-bit lanes: halves 0-3 and 8-11, then 4-7 and 12-15.
+    const __m256i lo = _mm256_unpacklo_epi16(even, odd_entries), hi = _mm256_unpackhi_epi16(even, odd_entries);
+    offset[0] = _mm256_permute2x128_si256(lo, hi, 0x20);
+    offset[1] = _mm256_permute2x128_si256(lo, hi, 0x31);
+  }
+  __m256i correction(const BlockQ8x256& x) const {
+    const auto* s = reinterpret_cast<const __m256i*>(x.sums8);
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_load_si256(s), offset[0]),
+                            _mm256_madd_epi16(_mm256_load_si256(s + 1), offset[1]));
   }
 };
 
@@ -97,22 +182,29 @@ float dot_grid_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
       const __m256i pairs = _mm256_maddubs_epi16(grid_magnitudes(b[i], g), grid_signed_activations(b[i], g, q));
       sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(pairs, scales.pairs(g)));
     }
-    const __m256 total = _mm256_cvtepi32_ps(_mm256_add_epi32(sums[0], sums[1]));
+    __m256i sum = _mm256_add_epi32(sums[0], sums[1]);
+    if constexpr (requires { scales.correction(x[i]); }) sum = _mm256_add_epi32(sum, scales.correction(x[i]));
+    const __m256 total = _mm256_cvtepi32_ps(sum);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(block_d(b[i]) * x[i].d * Scales::kUnit), total, acc);
   }
   return hsum(acc);
 }
 #endif
 
-void add_grid_q8x256_rows([[maybe_unused]] DotKernels& k) {
+void add_grid_q8x256_rows(DotKernels& k) {
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_XXS)] = dot_grid_q8x256<BlockIQ2_XXS>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_XS)] = dot_grid_q8x256<BlockIQ2_XS>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ2_S)] = dot_grid_q8x256<BlockIQ2_S>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ1_S)] = dot_grid_q8x256<BlockIQ1_S>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ1_M)] = dot_grid_q8x256<BlockIQ1_M>;
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_q8x256[uint32_t(GgmlType::IQ3_XXS)] = dot_grid_q8x256_vec<BlockIQ3_XXS, GroupScales<BlockIQ3_XXS>>;
   // Not IQ3_S: its gathered rows on 32-value blocks (dot_iq3_impl.h) measured 5-6% faster.
   k.dot_q8x256[uint32_t(GgmlType::IQ2_XXS)] = dot_grid_q8x256_vec<BlockIQ2_XXS, GroupScales<BlockIQ2_XXS>>;
   k.dot_q8x256[uint32_t(GgmlType::IQ2_XS)] = dot_grid_q8x256_vec<BlockIQ2_XS, HalfScales>;
   k.dot_q8x256[uint32_t(GgmlType::IQ2_S)] = dot_grid_q8x256_vec<BlockIQ2_S, HalfScales>;
-  k.dot_q8x256[uint32_t(GgmlType::IQ1_S)] = dot_grid_q8x256_vec<BlockIQ1_S, GroupScales<BlockIQ1_S>>;
-  k.dot_q8x256[uint32_t(GgmlType::IQ1_M)] = dot_grid_q8x256_vec<BlockIQ1_M, HalfScales>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ1_S)] = dot_grid_q8x256_vec<BlockIQ1_S, IQ1SScales>;
+  k.dot_q8x256[uint32_t(GgmlType::IQ1_M)] = dot_grid_q8x256_vec<BlockIQ1_M, IQ1MScales>;
 #endif
 }
 

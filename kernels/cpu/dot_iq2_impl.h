@@ -3,8 +3,8 @@
 // sign bits; its product is
 //   d / 8 * d_x * sum_h (2 s_h + 1) * (grid_h . (q_x with the group's signs applied)_h)
 // over its halves h (values 16h .. 16h + 15: IQ2_XS and IQ2_S have a scale per half, IQ2_XXS one
-// for both). Here: the portable rows, and for the vectorised ones (dot_grid_q8x256_impl.h, against
-// BlockQ8x256 activations) each group's grid magnitudes as one vector (four 64-bit table loads)
+// for both). Here: each group's values four at a time for the portable rows and, for the
+// vectorised ones (both in dot_grid_q8x256_impl.h, against BlockQ8x256 activations), its grid magnitudes as one vector (four 64-bit table loads)
 // and its signs applied to the activations: with AVX-512 a mask register and a masked subtract
 // (dot_iq3_impl.h; IQ2_XS's 7-bit indices pext'ed from its codes first), else psignb with sign
 // bytes from four loads of the even-parity sign-byte table (IQ2_XXS, IQ2_XS) or one shuffle and
@@ -37,29 +37,15 @@ inline int iq2_scale(const BlockIQ2_S& b, int g, int h) { return iq2_half_scale(
 // IQ2_XXS's group scale in units of d, as the 8-bit panels take it.
 inline float iq_scale(const BlockIQ2_XXS& b, int g) { return float(iq2_scale(b, g, 0)) * 0.125f; }
 
-// Portable: each half's integer dot product, times its scale, summed over the super-block.
+// Values 4c .. 4c + 3 of group g as signed bytes and the integer scale 2s + 1 of half h of group g,
+// for the portable rows of dot_grid_q8x256_impl.h.
 template <typename Block>
-float dot_iq2_q8x256(const void* row, const BlockQ8x256* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
-  float s = 0;
-  for (int64_t i = 0; i < k / 256; ++i) {
-    int32_t sum = 0;
-    for (int g = 0; g < 8; ++g) {
-      for (int h = 0; h < 2; ++h) {
-        int32_t dot = 0;
-        for (int l = 2 * h; l < 2 * h + 2; ++l) {
-          const IQ2Entry e = iq2_entry(b[i], g, l);
-          for (int c = 0; c < 2; ++c) {
-            const uint32_t v = iq2_values4(e, c);
-            for (int j = 0; j < 4; ++j) dot += int32_t(int8_t(uint8_t(v >> (8 * j)))) * x[i].q[32 * g + 8 * l + 4 * c + j];
-          }
-        }
-        sum += iq2_scale(b[i], g, h) * dot;
-      }
-    }
-    s += h2f(b[i].d) * 0.125f * x[i].d * float(sum);
-  }
-  return s;
+inline uint32_t grid_chunk4(const Block& b, int g, int c) {
+  return iq2_values4(iq2_entry(b, g, c / 2), c % 2);
+}
+template <typename Block>
+inline int grid_half_scale(const Block& b, int g, int h) {
+  return iq2_scale(b, g, h);
 }
 
 // IQ2_XXS against 32-value activation blocks (the 8-bit regime's rows), portable.
@@ -156,10 +142,7 @@ inline __m256i iq_values32(const BlockIQ2_XXS& b, int g) { return iq2_values32(b
 
 void add_iq2_rows(DotKernels& k) {
   k.dot_q8[uint32_t(GgmlType::IQ2_XXS)] = dot_iq2_xxs_q8;
-  k.dot_q8x256[uint32_t(GgmlType::IQ2_XXS)] = dot_iq2_q8x256<BlockIQ2_XXS>;
-  k.dot_q8x256[uint32_t(GgmlType::IQ2_XS)] = dot_iq2_q8x256<BlockIQ2_XS>;
-  k.dot_q8x256[uint32_t(GgmlType::IQ2_S)] = dot_iq2_q8x256<BlockIQ2_S>;
-  // Vectorised: dot_grid_q8x256_impl.h.
+  // Against BlockQ8x256, portable and vectorised: dot_grid_q8x256_impl.h.
 }
 
 }  // namespace

@@ -13,11 +13,12 @@ void quantize_q8x256(const float* x, BlockQ8x256* out, int64_t k) {
     const float d = abs_max<256, 16>(x) / 127.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     for (int i = 0; i < 256; ++i) out[b].q[i] = static_cast<int8_t>(__builtin_rintf(x[i] * id));
-    for (int j = 0; j < 16; ++j) {
+    for (int j = 0; j < 32; ++j) {
       int32_t s = 0;
-      for (int i = 0; i < 16; ++i) s += out[b].q[16 * j + i];
-      out[b].sums[j] = static_cast<int16_t>(s);
+      for (int i = 0; i < 8; ++i) s += out[b].q[8 * j + i];
+      out[b].sums8[j] = static_cast<int16_t>(s);
     }
+    for (int j = 0; j < 16; ++j) out[b].sums[j] = static_cast<int16_t>(out[b].sums8[2 * j] + out[b].sums8[2 * j + 1]);
     out[b].d = d;
   }
 }

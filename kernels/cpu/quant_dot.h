@@ -45,10 +45,12 @@ struct alignas(64) BlockQ16x256 {
 };
 
 // 256 activations with one scale, for the K-quants' decode rows: x ~ d * q, |q| <= 127;
-// sums[j] = sum of q over values 16j..16j+15, for the weights' per-group offsets (mins).
+// sums[j] = sum of q over values 16j..16j+15, for the weights' per-group offsets (mins), and
+// sums8[j] over values 8j..8j+7 (IQ1_M's offsets, one per grid entry).
 struct alignas(64) BlockQ8x256 {
   int8_t q[256];
   int16_t sums[16];
+  int16_t sums8[32];
   float d;
 };
 

@@ -409,7 +409,6 @@ void add_q23k_rows(DotKernels& k);  // dot_q23k_impl.h
 void add_iq4_rows(DotKernels& k);  // dot_iq4_impl.h
 void add_iq3_rows(DotKernels& k);  // dot_iq3_impl.h
 void add_iq2_rows(DotKernels& k);  // dot_iq2_impl.h
-void add_iq1_rows(DotKernels& k);  // dot_iq1_impl.h
 void add_grid_q8x256_rows(DotKernels& k);  // dot_grid_q8x256_impl.h
 
 }  // namespace
@@ -450,7 +449,6 @@ DotKernels make_kernels(const char* isa) {
   add_iq4_rows(k);
   add_iq3_rows(k);
   add_iq2_rows(k);
-  add_iq1_rows(k);
   add_grid_q8x256_rows(k);
   return k;
 }

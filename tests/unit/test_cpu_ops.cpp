@@ -197,7 +197,7 @@ TEST(CpuOps, EveryInstructionSetAgreesPerType) {
 }
 
 // Each value of a 256-value activation block within half a step of its input, within the block's
-// range, and its 16-value sums. Inputs with an outlier, as real hidden states have.
+// range, and its 16-value (and 8-value) sums. Inputs with an outlier, as real hidden states have.
 template <typename Block>
 void expect_rounded(const std::vector<float>& x, const std::vector<Block>& xq, int max_q, const char* isa) {
   for (size_t i = 0; i < x.size(); ++i) {
@@ -210,6 +210,13 @@ void expect_rounded(const std::vector<float>& x, const std::vector<Block>& xq, i
       int sum = 0;
       for (int i = 0; i < 16; ++i) sum += b.q[16 * j + i];
       EXPECT_EQ(b.sums[j], sum) << isa << " group " << j;
+    }
+    if constexpr (requires { b.sums8; }) {
+      for (int j = 0; j < 32; ++j) {
+        int sum = 0;
+        for (int i = 0; i < 8; ++i) sum += b.q[8 * j + i];
+        EXPECT_EQ(b.sums8[j], sum) << isa << " entry " << j;
+      }
     }
   }
 }
