@@ -1,15 +1,16 @@
 // Decode rows of the grid i-quants (IQ3_XXS, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M) against
 // 256-value activation blocks (BlockQ8x256, one scale, as the K-quants' decode rows and llama.cpp's
-// Q8_K): per 32-value group the unsigned grid magnitudes (dot_iq3_impl.h, dot_iq2_impl.h; for IQ1
-// |w|, dot_iq1_impl.h) meet the activations with the group's signs applied in maddubs (pairs at
-// most 2 * 62 * 127), whose int16 pairs take the group's integer scales 2s + 1 in madd (one per
-// group, or IQ2_XS's, IQ2_S's and IQ1_M's one per 16-value half), summed in int32 over the
-// super-block: one float step per super-block, d * d_x times the scales' unit (IQ3_XXS 1/4, IQ2
-// and IQ1 1/8). The activations and one-per-group scales are broadcast from memory (a register
+// Q8_K): per 32-value group the unsigned grid magnitudes (dot_iq3_impl.h, dot_iq2_impl.h) meet the
+// activations with the group's signs applied in maddubs (pairs at most 2 * 62 * 127; IQ1's grid
+// bytes, dot_iq1_impl.h, meet them as they are), whose int16 pairs take the group's integer scales
+// 2s + 1 in madd (one per group, or IQ2_XS's, IQ2_S's and IQ1_M's one per 16-value half), summed
+// in int32 over the super-block (IQ1's offsets added once from the activations' sums): one float
+// step per super-block, d * d_x times the scales' unit (IQ3_XXS 1/4, IQ2 and IQ1 1/8). The activations and one-per-group scales are broadcast from memory (a register
 // broadcast would take the shuffle port the grid inserts keep busy); the half scales sit in one
 // vector a super-block and reach their lanes by one byte shuffle a group.
 // Bound: building the grid vectors (table loads and inserts). On the 2-core AVX-512 machine of
-// docs/benchmarks.md, one thread: IQ3_XXS 4.4 GB/s, IQ2_XXS 3.6, IQ2_XS 3.7, IQ2_S 4.8. Included by
+// docs/benchmarks.md, one thread: IQ3_XXS 4.4 GB/s, IQ2_XXS 3.6, IQ2_XS 3.7, IQ2_S 4.8, IQ1_S 3.0,
+// IQ1_M 3.0. Included by
 // quant_dot_impl.h after the grid types' files; internal linkage like everything there.
 #pragma once
 
@@ -149,6 +150,7 @@ struct IQ1MScales : HalfScales {
   __m256i offset[2];  // entries 0..15 and 16..31 (entries 2h and 2h + 1 are half h)
   explicit IQ1MScales(const BlockIQ1_M& b) : IQ1MScales(b, iq1m_odd_scales16(b)) {}
   IQ1MScales(const BlockIQ1_M& b, __m256i odd)
+      // 8 (2s + 1) as bytes (each 2s + 1 at most 15: the 16-bit shift moves nothing across bytes).
       : HalfScales(_mm_slli_epi16(_mm_packus_epi16(_mm256_castsi256_si128(odd), _mm256_extracti128_si256(odd, 1)), 3)) {
     // Entry 2h's delta sign is bit 3 of qh[h], entry 2h + 1's bit 7: -7 or -9 times half h's 2s + 1.
     const __m256i qh = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qh)));

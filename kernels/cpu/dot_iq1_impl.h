@@ -53,10 +53,11 @@ inline __m256i iq1_grid32(const BlockIQ1_S& b, int g) {
                            int64_t(t[q[1] | ((qh << 5) & 0x700)]), int64_t(t[q[0] | ((qh << 8) & 0x700)]));
 }
 
-// IQ1_M: the group's grid bytes, and its values as unsigned bytes u = 8 (grid + 1) + 1 + 8 delta =
-// w + 9 (0 .. 18). The group's two qh bytes hold entry l's high index bits in nibble l and its
-// delta's sign in bit 4l + 3; one multiply gathers those four sign bits into bits 15-18 (each
-// product bit lands alone, so nothing carries), which pick the entries' 1 + 8 delta from a table.
+// IQ1_M: the group's grid bytes, and (for the panels) its values as unsigned bytes
+// u = 8 (grid + 1) + 1 + 8 delta = w + 9 (0 .. 18). The group's two qh bytes hold entry l's high
+// index bits in nibble l and its delta's sign in bit 4l + 3; one multiply gathers those four sign
+// bits into bits 15-18 (each product bit lands alone, so nothing carries), which pick the entries'
+// 1 + 8 delta from a table.
 inline __m256i iq1_grid32(const BlockIQ1_M& b, int g) {
   const uint8_t* q = b.qs + 4 * g;
   const uint32_t qh = uint32_t(b.qh[2 * g]) | (uint32_t(b.qh[2 * g + 1]) << 8);

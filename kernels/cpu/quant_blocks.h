@@ -184,7 +184,8 @@ ENGINE_HOST_DEVICE static inline int iq2_half_scale(uint32_t scale_byte, int h) 
 //          of the little-endian 16-bit scale word h / 4), and d, an fp16 whose nibble w is the top
 //          nibble (bits 12-15) of scale word w.
 // In units of d / 8 a value is (2s + 1) (8 grid +- 1), and 8 grid +- 1 (-9, -7, -1, 1, 7 or 9)
-// is the signed byte the kernels multiply.
+// is the signed byte the CUDA lanes and the CPU panels multiply (the CPU decode rows take the grid
+// bytes and add the rest from the activations' sums, dot_iq1_impl.h).
 constexpr uint64_t kIQ1SGrid[2048] = {ENGINE_IQ1S_GRID};
 #if defined(__CUDACC__)
 static __device__ const uint64_t kIQ1SGridDevice[2048] = {ENGINE_IQ1S_GRID};
