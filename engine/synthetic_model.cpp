@@ -17,7 +17,7 @@
 namespace engine {
 namespace {
 
-constexpr std::array<std::pair<std::string_view, WeightMix>, 22> kMixNames{{
+constexpr std::array<std::pair<std::string_view, WeightMix>, 24> kMixNames{{
     {"f32", WeightMix::f32},       {"f16", WeightMix::f16},       {"bf16", WeightMix::bf16},
     {"q8_0", WeightMix::q8_0},     {"q4_0", WeightMix::q4_0},     {"q4_1", WeightMix::q4_1},
     {"q5_0", WeightMix::q5_0},     {"q5_1", WeightMix::q5_1},     {"q2_k", WeightMix::q2_k},
@@ -25,7 +25,7 @@ constexpr std::array<std::pair<std::string_view, WeightMix>, 22> kMixNames{{
     {"q6_k", WeightMix::q6_k},     {"iq4_nl", WeightMix::iq4_nl}, {"iq4_xs", WeightMix::iq4_xs},
     {"iq3_xxs", WeightMix::iq3_xxs}, {"iq3_m", WeightMix::iq3_m},   {"iq2_xxs", WeightMix::iq2_xxs},
     {"iq2_xs", WeightMix::iq2_xs}, {"iq2_m", WeightMix::iq2_m},     {"iq1_s", WeightMix::iq1_s},
-    {"iq1_m", WeightMix::iq1_m},
+    {"iq1_m", WeightMix::iq1_m},     {"tq1_0", WeightMix::tq1_0},   {"tq2_0", WeightMix::tq2_0},
 }};
 
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third layer in
@@ -203,6 +203,8 @@ uint32_t llama_file_type(WeightMix mix) {
     case WeightMix::iq2_m: return 29;
     case WeightMix::iq1_s: return 24;
     case WeightMix::iq1_m: return 31;
+    case WeightMix::tq1_0: return 36;
+    case WeightMix::tq2_0: return 37;
     case WeightMix::bf16: return 32;
   }
   return 0;
@@ -355,6 +357,11 @@ GgmlType tensor_type_for(WeightMix mix, std::string_view name, uint32_t layer, u
         default: return GgmlType::IQ2_S;
       }
     }
+    case WeightMix::tq1_0:
+    case WeightMix::tq2_0:  // as llama.cpp mixes them: the head in Q6_K, token_embd Q4_K
+      if (is_output) return GgmlType::Q6_K;
+      if (name == "token_embd.weight") return GgmlType::Q4_K;
+      return mix == WeightMix::tq1_0 ? GgmlType::TQ1_0 : GgmlType::TQ2_0;
     case WeightMix::f32: break;
   }
   return GgmlType::F32;

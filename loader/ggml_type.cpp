@@ -9,7 +9,7 @@ namespace {
 
 constexpr uint32_t QK_K = 256;  // super-block size of the K-quants
 
-constexpr std::array<TypeTraits, 22> kTraits{{
+constexpr std::array<TypeTraits, 24> kTraits{{
     {GgmlType::F32, "F32", 1, 4, false},
     {GgmlType::F16, "F16", 1, 2, false},
     {GgmlType::Q4_0, "Q4_0", 32, 2 + 16, true},
@@ -32,6 +32,8 @@ constexpr std::array<TypeTraits, 22> kTraits{{
     {GgmlType::IQ4_XS, "IQ4_XS", QK_K, 2 + 2 + QK_K / 64 + QK_K / 2, true},
     {GgmlType::IQ1_M, "IQ1_M", QK_K, QK_K / 8 + QK_K / 16 + QK_K / 32, true},
     {GgmlType::BF16, "BF16", 1, 2, false},
+    {GgmlType::TQ1_0, "TQ1_0", QK_K, (QK_K - 4 * QK_K / 64) / 5 + QK_K / 64 + 2, true},
+    {GgmlType::TQ2_0, "TQ2_0", QK_K, QK_K / 4 + 2, true},
 }};
 
 static_assert(kTraits[9].block_bytes == 144, "Q4_K block is 144 bytes");
@@ -44,16 +46,18 @@ static_assert(kTraits[17].block_bytes == 110, "IQ3_S block is 110 bytes");
 static_assert(kTraits[18].block_bytes == 82, "IQ2_S block is 82 bytes");
 static_assert(kTraits[19].block_bytes == 136, "IQ4_XS block is 136 bytes");
 static_assert(kTraits[20].block_bytes == 56, "IQ1_M block is 56 bytes");
+static_assert(kTraits[22].block_bytes == 54, "TQ1_0 block is 54 bytes");
+static_assert(kTraits[23].block_bytes == 66, "TQ2_0 block is 66 bytes");
 
 // ggml type ids that exist but that the engine does not support, so errors can name them.
 struct KnownId {
   uint32_t id;
   std::string_view name;
 };
-constexpr std::array<KnownId, 13> kUnsupported{{
+constexpr std::array<KnownId, 11> kUnsupported{{
     {4, "Q4_2 (removed)"}, {5, "Q4_3 (removed)"}, {9, "Q8_1"},     {15, "Q8_K"},
     {24, "I8"},            {25, "I16"},           {26, "I32"},     {27, "I64"},
-    {28, "F64"},           {34, "TQ1_0"},         {35, "TQ2_0"},
+    {28, "F64"},
     {39, "MXFP4"},         {40, "NVFP4"},
 }};
 

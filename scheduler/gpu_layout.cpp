@@ -33,6 +33,9 @@ static_assert(kGpuIQ2XXSRecordBytes == sizeof(BlockIQ2_XXS) - 2 && kGpuIQ2XSReco
               "an IQ2 block is d followed by its record");
 static_assert(kGpuIQ1SRecordBytes == sizeof(BlockIQ1_S) - 2 && offsetof(BlockIQ1_S, qs) == 2,
               "an IQ1_S block is d followed by its 48-byte record");
+static_assert(offsetof(BlockTQ1_0, d) == 52 && kGpuTQ1RecordBytes >= 52 && kGpuTQ1RecordBytes % 8 == 0 &&
+                  offsetof(BlockTQ2_0, d) == kGpuTQ2RecordBytes,
+              "a TQ block is its record followed by d");
 
 // A regrouped type's record: bytes [begin, begin + length) of each block, in a slot of `slot`
 // bytes (zeros after them); the block's other bytes (its fp16 scales: those before the record,
@@ -51,6 +54,8 @@ std::optional<Regrouping> regrouping(GgmlType type) {
     case GgmlType::IQ2_XS: return Regrouping{2, kGpuIQ2XSRecordBytes, kGpuIQ2XSRecordBytes};
     case GgmlType::IQ2_S: return Regrouping{2, kGpuIQ2SRecordBytes, kGpuIQ2SRecordBytes};
     case GgmlType::IQ1_S: return Regrouping{2, kGpuIQ1SRecordBytes, kGpuIQ1SRecordBytes};
+    case GgmlType::TQ1_0: return Regrouping{0, offsetof(BlockTQ1_0, d), kGpuTQ1RecordBytes};
+    case GgmlType::TQ2_0: return Regrouping{0, kGpuTQ2RecordBytes, kGpuTQ2RecordBytes};
     default: return std::nullopt;
   }
 }

@@ -18,6 +18,8 @@
 //   IQ2_S  {f16 d; u8 qs[32]; u8 signs[32]; u8 qh[8]; u8 scales[8]}  as IQ2_XS, 10-bit grid indices
 //   IQ1_S  {f16 d; u8 qs[32]; u16 qh[8]}       8 groups of 32, x = d (2s + 1) (grid + delta), grid -1/0/1
 //   IQ1_M  {u8 qs[32]; u8 qh[16]; u8 scales[8]}  16 values a scale, delta per 8, d in the scales' top nibbles
+//   TQ1_0  {u8 qs[48]; u8 qh[4]; f16 d}        x = (t - 1) d, five base-3 digits t a byte (quant_blocks.h)
+//   TQ2_0  {u8 qs[64]; f16 d}                  x = (q - 1) d, 2-bit q
 #include <cstring>
 
 #include <fmt/format.h>
@@ -311,6 +313,35 @@ void dequant_iq1_m(const BlockIQ1_M* b, float* y, int64_t nb) {
   }
 }
 
+// TQ1_0: the digits in the order the format lists them (not through tq1_code).
+void dequant_tq1_0(const BlockTQ1_0* b, float* y, int64_t nb) {
+  constexpr uint32_t kPow3[5] = {1, 3, 9, 27, 81};
+  auto digit = [&](uint8_t q, int n) { return float(int((uint32_t(uint8_t(q * kPow3[n])) * 3u) >> 8) - 1); };
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int n = 0; n < 5; ++n) {
+      for (int m = 0; m < 32; ++m) *y++ = digit(b[i].qs[m], n) * d;
+    }
+    for (int n = 0; n < 5; ++n) {
+      for (int m = 0; m < 16; ++m) *y++ = digit(b[i].qs[32 + m], n) * d;
+    }
+    for (int n = 0; n < 4; ++n) {
+      for (int m = 0; m < 4; ++m) *y++ = digit(b[i].qh[m], n) * d;
+    }
+  }
+}
+
+void dequant_tq2_0(const BlockTQ2_0* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(b[i].d);
+    for (int j = 0; j < 64; j += 32) {
+      for (int l = 0; l < 4; ++l) {
+        for (int m = 0; m < 32; ++m) *y++ = float(int((b[i].qs[j + m] >> (2 * l)) & 3) - 1) * d;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
@@ -346,6 +377,8 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     case GgmlType::IQ2_S: return dequant_iq2_s(static_cast<const BlockIQ2_S*>(src), dst, nb);
     case GgmlType::IQ1_S: return dequant_iq1_s(static_cast<const BlockIQ1_S*>(src), dst, nb);
     case GgmlType::IQ1_M: return dequant_iq1_m(static_cast<const BlockIQ1_M*>(src), dst, nb);
+    case GgmlType::TQ1_0: return dequant_tq1_0(static_cast<const BlockTQ1_0*>(src), dst, nb);
+    case GgmlType::TQ2_0: return dequant_tq2_0(static_cast<const BlockTQ2_0*>(src), dst, nb);
   }
   throw Error(fmt::format("dequantize_row: unsupported type id {}", static_cast<uint32_t>(type)));
 }

@@ -1,5 +1,5 @@
 // The 8-bit activation panels of quant_dot.h (gemm_q8_panel: Q4_K, Q5_K and the 32-value block
-// formats Q4_0, Q4_1, Q5_0, Q5_1; IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS and IQ1_S; with AVX-512 VNNI
+// formats Q4_0, Q4_1, Q5_0, Q5_1; IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0; with AVX-512 VNNI
 // also Q8_0, its codes v + 128), included by quant_dot_impl.h in each instruction-set
 // translation unit; same rules: internal linkage, no inline library templates.
 //
@@ -57,7 +57,8 @@ void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t
   constexpr bool kSuperBlock = requires(const Block& b) { b.dmin; };  // Q4_K, Q5_K
   constexpr bool kIQ4XS = requires(const Block& b) { b.scales_h; };
   constexpr bool kGridGroups = std::is_same_v<Block, BlockIQ3_XXS> || std::is_same_v<Block, BlockIQ3_S> ||
-                               std::is_same_v<Block, BlockIQ2_XXS> || std::is_same_v<Block, BlockIQ1_S>;  // a scale a group
+                               std::is_same_v<Block, BlockIQ2_XXS> || std::is_same_v<Block, BlockIQ1_S> ||
+                               std::is_same_v<Block, BlockTQ1_0> || std::is_same_v<Block, BlockTQ2_0>;  // a scale a group
   for (int r = 0; r < kRows; ++r) {
     if (r >= n_rows) {
       std::memset(rows[r], 0, 256);
@@ -196,14 +197,15 @@ struct Q8Panel8 {
   __m256 dsc[8], dmn[8];
 };
 
-// IQ4_NL, IQ4_XS, the IQ3 types, IQ2_XXS and IQ1_S: their codes v + 128 (up to 241) would saturate
+// IQ4_NL, IQ4_XS, the IQ3 types, IQ2_XXS, IQ1_S and the TQ types: their codes v + 128 (up to 241) would saturate
 // maddubs, so their panels hold the signed values and each step multiplies |v| by the broadcast
 // activations carrying v's sign (pairs at most 2 * 127 * 127 = 32258), taken to int32 at once: no
 // bias, no offset term.
 template <typename Block>
 constexpr bool kSignedGrid = std::is_same_v<Block, BlockIQ4_NL> || std::is_same_v<Block, BlockIQ4_XS> ||
                              std::is_same_v<Block, BlockIQ3_XXS> || std::is_same_v<Block, BlockIQ3_S> ||
-                             std::is_same_v<Block, BlockIQ2_XXS> || std::is_same_v<Block, BlockIQ1_S>;
+                             std::is_same_v<Block, BlockIQ2_XXS> || std::is_same_v<Block, BlockIQ1_S> ||
+                             std::is_same_v<Block, BlockTQ1_0> || std::is_same_v<Block, BlockTQ2_0>;
 
 template <typename Block>
 void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, Q8Panel8& p) {
@@ -314,6 +316,8 @@ void add_q8_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8_panel[uint32_t(GgmlType::IQ3_S)] = gemm_q8_panel_avx512<BlockIQ3_S>;
   k.gemm_q8_panel[uint32_t(GgmlType::IQ2_XXS)] = gemm_q8_panel_avx512<BlockIQ2_XXS>;
   k.gemm_q8_panel[uint32_t(GgmlType::IQ1_S)] = gemm_q8_panel_avx512<BlockIQ1_S>;
+  k.gemm_q8_panel[uint32_t(GgmlType::TQ1_0)] = gemm_q8_panel_avx512<BlockTQ1_0>;
+  k.gemm_q8_panel[uint32_t(GgmlType::TQ2_0)] = gemm_q8_panel_avx512<BlockTQ2_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q8_0)] = gemm_q8_panel_avx512<BlockQ8_0>;
 #elif defined(__AVX2__) && defined(__FMA__)
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx2<BlockQ4_K>;
@@ -328,6 +332,8 @@ void add_q8_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8_panel[uint32_t(GgmlType::IQ3_S)] = gemm_q8_panel_avx2<BlockIQ3_S>;
   k.gemm_q8_panel[uint32_t(GgmlType::IQ2_XXS)] = gemm_q8_panel_avx2<BlockIQ2_XXS>;
   k.gemm_q8_panel[uint32_t(GgmlType::IQ1_S)] = gemm_q8_panel_avx2<BlockIQ1_S>;
+  k.gemm_q8_panel[uint32_t(GgmlType::TQ1_0)] = gemm_q8_panel_avx2<BlockTQ1_0>;
+  k.gemm_q8_panel[uint32_t(GgmlType::TQ2_0)] = gemm_q8_panel_avx2<BlockTQ2_0>;
   // Not Q8_0: its signed panels measured level with the float outer products (172-177 against
   // 166-177 GFLOP/s), which keep its prompts exact.
 #endif

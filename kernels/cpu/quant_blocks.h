@@ -29,6 +29,8 @@ struct BlockIQ2_XS { uint16_t d; uint8_t qs[64]; uint8_t scales[8]; };
 struct BlockIQ2_S { uint16_t d; uint8_t qs[32]; uint8_t signs[32]; uint8_t qh[8]; uint8_t scales[8]; };
 struct BlockIQ1_S { uint16_t d; uint8_t qs[32]; uint16_t qh[8]; };
 struct BlockIQ1_M { uint8_t qs[32]; uint8_t qh[16]; uint8_t scales[8]; };  // d in the scales' top nibbles
+struct BlockTQ1_0 { uint8_t qs[48]; uint8_t qh[4]; uint16_t d; };
+struct BlockTQ2_0 { uint8_t qs[64]; uint16_t d; };
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 &&
@@ -36,7 +38,7 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
               sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18 && sizeof(BlockIQ4_XS) == 136 &&
               sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110 && sizeof(BlockIQ2_XXS) == 66 &&
               sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82 && sizeof(BlockIQ1_S) == 50 &&
-              sizeof(BlockIQ1_M) == 56,
+              sizeof(BlockIQ1_M) == 56 && sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66,
               "block structs must match ggml's byte layout");
 
 // Four bytes as a little-endian word, from any address.
@@ -217,6 +219,41 @@ ENGINE_HOST_DEVICE static inline int iq1m_scale(uint64_t scales, int h) {
 ENGINE_HOST_DEVICE static inline uint16_t iq1m_d_bits(uint64_t scales) {
   return uint16_t(((scales >> 12) & 0x000fu) | ((scales >> 24) & 0x00f0u) | ((scales >> 36) & 0x0f00u) |
                   ((scales >> 48) & 0xf000u));
+}
+
+// TQ1_0 and TQ2_0 (ternary): a value is d (t - 1), t a code 0, 1, 2 (TQ2_0's 2-bit codes may
+// also be 3). TQ2_0: value v is bits 2l, 2l + 1 (l = (v % 128) / 32) of qs[32 (v / 128) + v % 32].
+// TQ1_0 packs five codes a byte as a base-3 fraction of 256 (byte = ceil(256 * sum_n t_n 3^(4-n)
+// / 243)); digit n of byte q is 3 (q 3^n mod 256) / 256, rounded down. Values 0..159 are digit
+// v / 32 of qs[v % 32]; values 160..239 digit (v - 160) / 16 of qs[32 + v % 16]; values 240..255
+// digit (v - 240) / 4 of qh[v % 4].
+ENGINE_HOST_DEVICE static inline uint32_t tq1_digit(uint32_t byte, int n) {
+  const uint32_t pow3 = n == 0 ? 1u : n == 1 ? 3u : n == 2 ? 9u : n == 3 ? 27u : 81u;
+  return (((byte * pow3) & 255u) * 3u) >> 8;
+}
+// TQ1_0's value v (0..255) as its code 0..2, from the block's 52 code bytes (qs then qh).
+ENGINE_HOST_DEVICE static inline uint32_t tq1_code(const uint8_t* codes, int v) {
+  if (v < 160) return tq1_digit(codes[v % 32], v / 32);
+  if (v < 240) return tq1_digit(codes[32 + v % 16], (v - 160) / 16);
+  return tq1_digit(codes[48 + v % 4], (v - 240) / 4);
+}
+// TQ2_0's value v as its code 0..3, from the block's 64 code bytes.
+ENGINE_HOST_DEVICE static inline uint32_t tq2_code(const uint8_t* qs, int v) {
+  return (qs[32 * (v / 128) + v % 32] >> (2 * ((v % 128) / 32))) & 3u;
+}
+// Digit n of four TQ1_0 code bytes, a byte each (the CUDA kernels' form): even and odd bytes in
+// 16-bit lanes apart, so that neither multiply (by 3^n, at most 255 * 81, then by 3) carries
+// into a neighbour.
+ENGINE_HOST_DEVICE static inline uint32_t tq1_digits4(uint32_t bytes, int n) {
+  const uint32_t pow3 = n == 0 ? 1u : n == 1 ? 3u : n == 2 ? 9u : n == 3 ? 27u : 81u;
+  const uint32_t even = ((bytes & 0x00ff00ffu) * pow3) & 0x00ff00ffu;
+  const uint32_t odd = (((bytes >> 8) & 0x00ff00ffu) * pow3) & 0x00ff00ffu;
+  return (((even * 3u) >> 8) & 0x00ff00ffu) | ((((odd * 3u) >> 8) & 0x00ff00ffu) << 8);
+}
+// Four codes t (at most 3) as signed bytes t - 1: with each byte's top bit set first, the
+// subtraction borrows across no byte.
+ENGINE_HOST_DEVICE static inline uint32_t tq_values4(uint32_t codes) {
+  return ((codes | 0x80808080u) - 0x01010101u) ^ 0x80808080u;
 }
 
 // Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit mins into 12 bytes: bytes 0-3 hold scales

@@ -30,7 +30,9 @@ DotRegime dot_regime(GgmlType type) {
     case GgmlType::IQ3_XXS:
     case GgmlType::IQ3_S:
     case GgmlType::IQ2_XXS:
-    case GgmlType::IQ1_S: return DotRegime::q8_activations;
+    case GgmlType::IQ1_S:
+    case GgmlType::TQ1_0:
+    case GgmlType::TQ2_0: return DotRegime::q8_activations;
     case GgmlType::IQ2_XS:
     case GgmlType::IQ1_M:
     case GgmlType::IQ2_S:

@@ -6,13 +6,13 @@
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding), except Q8_0's
 //   prompt batches where AVX-512 VNNI panels exist: those take 8-bit ones (gemm_q8_panel);
 //   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1, Q4_K,
-//   Q5_K, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS and IQ1_S, whose 4-5 bit values (or grid values) meet
+//   Q5_K, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0, whose 4-5 bit values (or grid values) meet
 //   them in 8-bit multiply-adds;
 //   12-bit activations (BlockQ16x256) for Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M prompt batches, whose
 //   weights (16-value groups with a scale each) become exact int16 products q * scale, so a whole
 //   256-value dot product is integer multiply-adds with one float step (Q2_K: two, its mins
 //   against the activations' 16-value sums);
-//   decode rows of the K-quants (Q2_K .. Q6_K) and of IQ3_XXS, the IQ2 and the IQ1 types take 8-bit
+//   decode rows of the K-quants (Q2_K .. Q6_K) and of IQ3_XXS, the IQ2, IQ1 and TQ types take 8-bit
 //   activations with one scale per 256 values (BlockQ8x256), whose group scales then apply in
 //   int32: a memory-bound pass.
 // Prompt batches go through tiles and panels (gemm_*): several weight rows against several
@@ -86,19 +86,22 @@ using GemmQ8 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const Blo
 using GemmF32 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx,
                          int n_cols, int64_t k, float* y, int64_t ldy);
 
+// The kernel tables' size: every GGUF type id the engine reads (TQ2_0, 35, the largest) indexes them.
+constexpr int kTypeIds = 36;
+
 struct DotKernels {
   const char* isa;  // "avx512-vnni", "avx2", "generic"
   void (*quantize_q8)(const float* x, BlockQ8x32* out, int64_t k);     // k % 32 == 0
   void (*quantize_q16)(const float* x, BlockQ16x256* out, int64_t k);  // k % 256 == 0
   void (*quantize_q8x256)(const float* x, BlockQ8x256* out, int64_t k);  // k % 256 == 0
-  DotF32 dot_f32[32];  // indexed by GGUF type id; null where the regime differs
-  DotQ8 dot_q8[32];
-  // The K-quants, IQ3_XXS, the IQ2 and the IQ1 types: decode rows (batches below the panels' minimum, or
+  DotF32 dot_f32[kTypeIds];  // indexed by GGUF type id; null where the regime differs
+  DotQ8 dot_q8[kTypeIds];
+  // The K-quants, IQ3_XXS, the IQ2, IQ1 and TQ types: decode rows (batches below the panels' minimum, or
   // any batch where no panel exists) against BlockQ8x256 activations.
-  DotQ8x256 dot_q8x256[32];
-  GemmQ16 gemm_q16_panel[32];  // Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S, IQ1_M (AVX2, AVX-512): up to kQ16PanelRows x any; null where none exists
-  GemmQ8 gemm_q8_panel[32];    // Q4_K, Q5_K, Q4_0..Q5_1, IQ4, IQ3, IQ2_XXS, IQ1_S: up to kQ8PanelRows x any; null where none exists
-  GemmF32 gemm_f32[32];  // F32, F16, BF16, Q8_0
+  DotQ8x256 dot_q8x256[kTypeIds];
+  GemmQ16 gemm_q16_panel[kTypeIds];  // Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S, IQ1_M (AVX2, AVX-512): up to kQ16PanelRows x any; null where none exists
+  GemmQ8 gemm_q8_panel[kTypeIds];    // Q4_K, Q5_K, Q4_0..Q5_1, IQ4, IQ3, IQ2_XXS, IQ1_S, TQ: up to kQ8PanelRows x any; null where none exists
+  GemmF32 gemm_f32[kTypeIds];  // F32, F16, BF16, Q8_0
   // out[i] = e^((v_i - shift) / divisor) in double for the n floats v_i, stride_bytes apart from
   // `values` (v_i <= shift, divisor > 0; out may be null); returns their sum (exp_impl.h).
   double (*exp_shifted)(const void* values, size_t stride_bytes, int64_t n, double shift, double divisor,

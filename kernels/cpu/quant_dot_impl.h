@@ -409,6 +409,7 @@ void add_q23k_rows(DotKernels& k);  // dot_q23k_impl.h
 void add_iq4_rows(DotKernels& k);  // dot_iq4_impl.h
 void add_iq3_rows(DotKernels& k);  // dot_iq3_impl.h
 void add_iq2_rows(DotKernels& k);  // dot_iq2_impl.h
+void add_tq_rows(DotKernels& k);  // dot_tq_impl.h
 void add_grid_q8x256_rows(DotKernels& k);  // dot_grid_q8x256_impl.h
 
 }  // namespace
@@ -449,6 +450,7 @@ DotKernels make_kernels(const char* isa) {
   add_iq4_rows(k);
   add_iq3_rows(k);
   add_iq2_rows(k);
+  add_tq_rows(k);
   add_grid_q8x256_rows(k);
   return k;
 }
@@ -462,6 +464,7 @@ DotKernels make_kernels(const char* isa) {
 #include "dot_iq3_impl.h"
 #include "dot_iq2_impl.h"
 #include "dot_iq1_impl.h"
+#include "dot_tq_impl.h"
 #include "dot_grid_q8x256_impl.h"
 #include "dot_q23k_impl.h"
 #include "gemm_f32_impl.h"

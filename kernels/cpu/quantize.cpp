@@ -264,6 +264,52 @@ void quantize_iq4_xs(const float* x, BlockIQ4_XS* b, int64_t nb) {
   }
 }
 
+// TQ1_0 and TQ2_0 as llama.cpp's reference quantizers: d = the block's largest magnitude, each
+// value rounded to -1, 0 or 1 of it (made for ternary-trained weights; for others a coarse
+// approximation).
+void ternary_codes(const float* x, float& d, uint8_t codes[256]) {
+  float amax = 0;
+  for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x[i]));
+  d = amax;
+  const float id = amax != 0 ? 1.0f / amax : 0.0f;
+  // Halves away from zero (lroundf), as llama.cpp's.
+  for (int i = 0; i < 256; ++i) codes[i] = static_cast<uint8_t>(std::clamp(int(std::lroundf(x[i] * id)), -1, 1) + 1);
+}
+
+void quantize_tq1_0(const float* x, BlockTQ1_0* b, int64_t nb) {
+  // Five codes (or four, for qh) as one base-3 number, most significant first, then as a fraction
+  // of 3^5 = 243 scaled to 256, rounded up: digit n reads back as 3 (q 3^n mod 256) / 256.
+  auto pack = [](const uint8_t* codes, int count, int stride) {
+    uint32_t q = 0;
+    for (int n = 0; n < count; ++n) q = 3 * q + codes[n * stride];
+    for (int n = count; n < 5; ++n) q *= 3;
+    return static_cast<uint8_t>((q * 256 + 242) / 243);
+  };
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    float d;
+    uint8_t codes[256];
+    ternary_codes(x, d, codes);
+    b[i].d = fp32_to_fp16(d);
+    for (int m = 0; m < 32; ++m) b[i].qs[m] = pack(codes + m, 5, 32);
+    for (int m = 0; m < 16; ++m) b[i].qs[32 + m] = pack(codes + 160 + m, 5, 16);
+    for (int m = 0; m < 4; ++m) b[i].qh[m] = pack(codes + 240 + m, 4, 4);
+  }
+}
+
+void quantize_tq2_0(const float* x, BlockTQ2_0* b, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    float d;
+    uint8_t codes[256];
+    ternary_codes(x, d, codes);
+    b[i].d = fp32_to_fp16(d);
+    for (int j = 0; j < 64; ++j) {
+      const int base = 128 * (j / 32) + j % 32;
+      b[i].qs[j] = static_cast<uint8_t>(codes[base] | (codes[base + 32] << 2) | (codes[base + 64] << 4) |
+                                        (codes[base + 96] << 6));
+    }
+  }
+}
+
 }  // namespace
 
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
@@ -299,6 +345,8 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     case GgmlType::IQ2_S: return quantize_iq2_s(src, static_cast<BlockIQ2_S*>(dst), nb);
     case GgmlType::IQ1_S: return quantize_iq1_s(src, static_cast<BlockIQ1_S*>(dst), nb);
     case GgmlType::IQ1_M: return quantize_iq1_m(src, static_cast<BlockIQ1_M*>(dst), nb);
+    case GgmlType::TQ1_0: return quantize_tq1_0(src, static_cast<BlockTQ1_0*>(dst), nb);
+    case GgmlType::TQ2_0: return quantize_tq2_0(src, static_cast<BlockTQ2_0*>(dst), nb);
   }
   throw Error(fmt::format("quantize_row: no quantizer for type {} ({})", static_cast<uint32_t>(type),
                           type_id_name(static_cast<uint32_t>(type))));

@@ -587,6 +587,57 @@ MATMUL_UNROLL
   }
 };
 
+// TQ1_0 and TQ2_0 in the GPU layout (a row's records, 56 or 64 bytes, then its d values): window w
+// is record w and the chunk of d values holding d[w] (TQ1_0's records, 8-byte aligned, in 8-byte
+// chunks; TQ2_0's in 16). Values e .. e + 7 (quant_blocks.h): TQ2_0's 2-bit field (e % 128) / 32
+// of bytes 32 (e / 128) + e % 32 .. + 7; TQ1_0's digit e / 32 of bytes e % 32 .., digit
+// (e - 160) / 16 of bytes 32 + e % 16 .. (e < 240), or digits (e - 240) / 4 and the next of qh.
+template <typename Block>
+struct TQTile {
+  static constexpr bool kOne = std::is_same_v<Block, BlockTQ1_0>;
+  static constexpr int kRecord = kOne ? int(kGpuTQ1RecordBytes) : int(kGpuTQ2RecordBytes);
+  static constexpr int kChunkBytes = kOne ? 8 : 16;
+  static constexpr int kWindowValues = 256;
+  static constexpr int kWindowBytes = kRecord + kChunkBytes;
+  static constexpr int kDPerChunk = kChunkBytes / 2;
+  static_assert(kRecord % kChunkBytes == 0, "records are copied in whole chunks");
+  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
+    if (c < kRecord / kChunkBytes) return row + w * kRecord + kChunkBytes * c;
+    return row + (K / 256) * int64_t(kRecord) + kChunkBytes * (w / kDPerChunk);
+  }
+  struct Raw {
+    uint32_t codes[2];  // the eight values' codes, a byte each
+    float d;
+  };
+  __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
+    const float d = h2f(reinterpret_cast<const uint16_t*>(window + kRecord)[w % kDPerChunk]);
+    if constexpr (kOne) {
+      if (e >= 240) {
+        const uint32_t qh = *reinterpret_cast<const uint32_t*>(window + 48);
+        const int n = (e - 240) / 4;
+        return Raw{{tq1_digits4(qh, n), tq1_digits4(qh, n + 1)}, d};
+      }
+      const int at = e < 160 ? e % 32 : 32 + e % 16, n = e < 160 ? e / 32 : (e - 160) / 16;
+      const uint2 q = *reinterpret_cast<const uint2*>(window + at);
+      return Raw{{tq1_digits4(q.x, n), tq1_digits4(q.y, n)}, d};
+    } else {
+      const uint2 q = *reinterpret_cast<const uint2*>(window + 32 * (e / 128) + e % 32);
+      const int shift = 2 * ((e % 128) / 32);
+      return Raw{{(q.x >> shift) & 0x03030303u, (q.y >> shift) & 0x03030303u}, d};
+    }
+  }
+  __host__ __device__ static uint4 decode(const Raw& r, int) {
+    float v[8];
+MATMUL_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t values = tq_values4(r.codes[h]) ^ 0x80808080u;  // int8 + 128 a byte
+MATMUL_UNROLL
+      for (int j = 0; j < 4; ++j) v[4 * h + j] = (byte_plus_2p23(values, j) - (kTwo23 + 128.0f)) * r.d;
+    }
+    return pack8(v);
+  }
+};
+
 // F16: eight values as they are; BF16 and F32: converted (values past fp16's range saturate to
 // infinity, as any fp16 conversion of such weights would). A window is one step of the kernel's
 // K (kValues: 32 for the mma.sync kernel, 64 for wgmma's).
@@ -660,6 +711,8 @@ bool with_loader(GgmlType type, F&& f) {
     case GgmlType::IQ2_S: f.template operator()<IQ2Tile<BlockIQ2_S>>(); return true;
     case GgmlType::IQ1_S: f.template operator()<IQ1Tile<BlockIQ1_S>>(); return true;
     case GgmlType::IQ1_M: f.template operator()<IQ1Tile<BlockIQ1_M>>(); return true;
+    case GgmlType::TQ1_0: f.template operator()<TQTile<BlockTQ1_0>>(); return true;
+    case GgmlType::TQ2_0: f.template operator()<TQTile<BlockTQ2_0>>(); return true;
     default: return false;
   }
 }

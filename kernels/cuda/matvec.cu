@@ -586,6 +586,62 @@ MATVEC_UNROLL
   }
 };
 
+// TQ1_0 and TQ2_0 on 8-bit activations, in the GPU layout (engine/gpu_layout.h: each row's 56 or
+// 64-byte records, the bytes before d, then its d values): a quarter warp per super-block, four
+// super-blocks per step. Lane j (0..7) of a quarter takes values 32j .. 32j + 31 (quant_blocks.h):
+// TQ2_0's 2-bit field j % 4 of record bytes 32 (j / 4) .. + 31 (two 16-byte loads); TQ1_0's digit
+// j of bytes 0..31 (j < 5, four 8-byte loads), or digits 2j - 10 and 2j - 9 of bytes 32..47 (the
+// last lane: digit 4, then the four digits of qh). The codes t become signed bytes t - 1
+// (tq_values4) and meet activation block j in eight dp4a. Per lane and super-block:
+// d * dx * sum((t - 1) * xq).
+template <typename Block>
+struct TQRows {
+  static constexpr bool kQ8 = true;
+  static constexpr bool kOne = std::is_same_v<Block, BlockTQ1_0>;
+  static constexpr int64_t kRecord = kOne ? int64_t(kGpuTQ1RecordBytes) : int64_t(kGpuTQ2RecordBytes);
+  template <int B>
+  __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
+    const int j = lane % 8;
+    const int64_t row_blocks = K / 32;
+MATVEC_UNROLL4
+    for (int64_t i = lane / 8; i < K / 256; i += 4) {
+      const uint8_t* r = row + i * kRecord;
+      uint32_t v[8];
+      if constexpr (kOne) {
+        if (j < 5) {
+MATVEC_UNROLL
+          for (int k = 0; k < 4; ++k) {
+            const uint2 w = stream8(r + 8 * k);
+            v[2 * k] = tq_values4(tq1_digits4(w.x, j));
+            v[2 * k + 1] = tq_values4(tq1_digits4(w.y, j));
+          }
+        } else {
+          const uint2 a = stream8(r + 32), b = stream8(r + 40);
+          const uint32_t words[4] = {a.x, a.y, b.x, b.y};
+          const int n = 2 * (j - 5);
+          const uint32_t qh = j == 7 ? stream4(r + 48) : 0u;
+MATVEC_UNROLL
+          for (int k = 0; k < 4; ++k) {
+            v[k] = tq_values4(tq1_digits4(words[k], n));
+            v[4 + k] = tq_values4(j == 7 ? tq1_digits4(qh, k) : tq1_digits4(words[k], n + 1));
+          }
+        }
+      } else {
+        const uint4 a = stream16(r + 32 * (j / 4)), b = stream16(r + 32 * (j / 4) + 16);
+        const uint32_t words[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+MATVEC_UNROLL
+        for (int k = 0; k < 8; ++k) v[k] = tq_values4((words[k] >> (2 * (j % 4))) & 0x03030303u);
+      }
+      const float d = h2f(stream2(row + (K / 256) * kRecord + 2 * i));
+MATVEC_UNROLL
+      for (int bb = 0; bb < B; ++bb) {
+        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
+        acc[bb] += d * a.d * float(dp4a_group(v, a));
+      }
+    }
+  }
+};
+
 // F16 and F32: eight values per lane per step (16 or 32 bytes), then a scalar tail.
 __host__ __device__ __forceinline__ float bf2f(uint16_t h) {
   uint32_t bits = uint32_t(h) << 16;
@@ -953,6 +1009,8 @@ bool with_rows(GgmlType type, int64_t K, F&& f) {
     case GgmlType::IQ2_S: f.template operator()<IQ2Rows<BlockIQ2_S>>(gpu_row_bytes(GgmlType::IQ2_S, K)); return true;
     case GgmlType::IQ1_S: f.template operator()<IQ1Rows<BlockIQ1_S>>(gpu_row_bytes(GgmlType::IQ1_S, K)); return true;
     case GgmlType::IQ1_M: f.template operator()<IQ1Rows<BlockIQ1_M>>(blocks(sizeof(BlockIQ1_M), 256)); return true;
+    case GgmlType::TQ1_0: f.template operator()<TQRows<BlockTQ1_0>>(gpu_row_bytes(GgmlType::TQ1_0, K)); return true;
+    case GgmlType::TQ2_0: f.template operator()<TQRows<BlockTQ2_0>>(gpu_row_bytes(GgmlType::TQ2_0, K)); return true;
     default: return false;
   }
 }

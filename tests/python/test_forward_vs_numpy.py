@@ -172,7 +172,7 @@ class EveryInstructionSet(unittest.TestCase):
         with tempdir() as d:
             for mix, bound in (("f32", 1e-4), ("q4_k_m", 5e-2), ("q3_k_m", 5e-2), ("iq4_xs", 5e-2), ("iq4_nl", 5e-2),
                                ("iq3_xxs", 5e-2), ("iq3_m", 5e-2), ("iq2_xxs", 5e-2), ("iq2_xs", 5e-2), ("iq2_m", 5e-2),
-                               ("iq1_s", 5e-2), ("iq1_m", 5e-2)):
+                               ("iq1_s", 5e-2), ("iq1_m", 5e-2), ("tq1_0", 5e-2), ("tq2_0", 5e-2)):
                 path = mkmodel(os.path.join(d, f"{mix}.gguf"), "--arch", "qwen3", "--type", mix,
                                "--seed", str(int(rng.integers(1, 1 << 30))), *SHAPE)
                 ids = [int(t) for t in rng.integers(0, 512, 24)]

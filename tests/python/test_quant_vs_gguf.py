@@ -21,16 +21,17 @@ FP16_FIELDS = {
     T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q2_K: [80, 82], T.Q3_K: [108], T.Q6_K: [208],
     T.IQ4_NL: [0], T.IQ4_XS: [0], T.IQ3_XXS: [0], T.IQ3_S: [0], T.IQ2_XXS: [0], T.IQ2_XS: [0], T.IQ2_S: [0],
     T.IQ1_S: [0], T.IQ1_M: [],  # IQ1_M's d: the top nibbles of its four scale words (random_blocks)
+    T.TQ1_0: [52], T.TQ2_0: [64],
 }
 SUPPORTED = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0,
              T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS, T.IQ3_XXS, T.IQ3_S,
-             T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ1_S, T.IQ1_M]
+             T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ1_S, T.IQ1_M, T.TQ1_0, T.TQ2_0]
 # Relative RMS round-trip error bounds of the engine's quantizers on Gaussian data.
 QUANTIZE_BOUNDS = {T.F32: 0.0, T.F16: 5e-4, T.BF16: 4e-3, T.Q8_0: 0.012, T.Q6_K: 0.04,
                    T.Q5_K: 0.06, T.Q4_K: 0.13, T.Q3_K: 0.25, T.Q2_K: 0.5, T.Q5_1: 0.06, T.Q5_0: 0.07,
                    T.Q4_1: 0.13, T.Q4_0: 0.15, T.IQ4_NL: 0.12, T.IQ4_XS: 0.12,
                    T.IQ3_S: 0.25, T.IQ3_XXS: 0.32, T.IQ2_XXS: 0.42, T.IQ2_XS: 0.36, T.IQ2_S: 0.31,
-                   T.IQ1_S: 0.53, T.IQ1_M: 0.48}
+                   T.IQ1_S: 0.53, T.IQ1_M: 0.48, T.TQ1_0: 0.85, T.TQ2_0: 0.85}
 
 
 def random_blocks(qtype, n_blocks, rng):
@@ -95,6 +96,21 @@ class QuantizersProduceValidBlocks(unittest.TestCase):
                 self.assertLessEqual(agree, 1e-6, f"{qtype.name}: engine and gguf decode differently")
                 err = np.linalg.norm(ref - x) / np.linalg.norm(x)
                 self.assertLessEqual(err, bound, f"{qtype.name}: round-trip error {err:.4f}")
+
+
+class TernaryQuantizersAreGgufs(unittest.TestCase):
+    """TQ1_0 and TQ2_0 have one reference quantizer (llama.cpp's, which gguf's repeats): the
+    engine's writes the same bytes."""
+
+    def test_same_bytes(self):
+        rng = np.random.default_rng()
+        with tempdir() as d:
+            for qtype in (T.TQ1_0, T.TQ2_0):
+                x = (rng.standard_normal(256 * 256) * rng.uniform(0.01, 3.0)).astype(np.float32)
+                x[:256] = np.repeat(np.float32([0.5, -0.5, 1.0, 0.0]), 64)  # ties at half the scale
+                ours = engine("quantize", qtype, x, d)
+                theirs = np.asarray(quants.quantize(x.reshape(-1, 256), qtype), dtype=np.uint8).reshape(-1)
+                self.assertTrue(np.array_equal(ours, theirs), qtype.name)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ inline std::vector<int> fp16_fields(GgmlType type) {
     case GgmlType::Q2_K: return {80, 82};
     case GgmlType::Q3_K: return {108};
     case GgmlType::Q6_K: return {208};
+    case GgmlType::TQ1_0: return {52};
+    case GgmlType::TQ2_0: return {64};
     default: return {};
   }
 }

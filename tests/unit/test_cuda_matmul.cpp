@@ -120,8 +120,8 @@ TEST(CudaMatmul, TileLoaderOnTheHostMatchesTheDequantizer) {
       }
     }
   }
-  EXPECT_EQ(types, 22);  // every type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS
-                        // IQ3_XXS IQ3_S IQ2_XXS IQ2_XS IQ2_S IQ1_S IQ1_M
+  EXPECT_EQ(types, 24);  // every type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_NL IQ4_XS
+                        // IQ3_XXS IQ3_S IQ2_XXS IQ2_XS IQ2_S IQ1_S IQ1_M TQ1_0 TQ2_0
 #endif
 }
 
@@ -450,8 +450,8 @@ TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
 #if !ENGINE_HAVE_CUDA
   GTEST_SKIP() << "built without the CUDA backend";
 #else
-  const auto tq1_0 = static_cast<GgmlType>(34);  // a ggml type the engine does not read
-  EXPECT_FALSE(cuda_matmul_supports(tq1_0, 256));
+  const auto mxfp4 = static_cast<GgmlType>(39);  // a ggml type the engine does not read
+  EXPECT_FALSE(cuda_matmul_supports(mxfp4, 256));
   EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q3_K, 256));
   EXPECT_FALSE(cuda_matmul_supports(GgmlType::Q4_K, 288));  // not whole super-blocks
   EXPECT_FALSE(cuda_matmul_supports(GgmlType::F16, 72));    // not whole 32-value steps
@@ -459,8 +459,8 @@ TEST(CudaMatmul, RefusesUnsupportedTypesAndShapes) {
   EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q4_0, 128));
   EXPECT_TRUE(cuda_matmul_supports(GgmlType::Q8_0, 896));  // Qwen2.5-0.5B's width
   EXPECT_TRUE(cuda_matmul_supports(GgmlType::F16, 96));
-  test::expect_error([&] { cuda_matmul(tq1_0, nullptr, 256, 4, nullptr, 16, nullptr, nullptr); },
-                     {"cuda_matmul", "unsupported type TQ1_0"});
+  test::expect_error([&] { cuda_matmul(mxfp4, nullptr, 256, 4, nullptr, 16, nullptr, nullptr); },
+                     {"cuda_matmul", "unsupported type MXFP4"});
   test::expect_error([] { cuda_matmul(GgmlType::F16, nullptr, 72, 4, nullptr, 16, nullptr, nullptr); },
                      {"cuda_matmul", "K", "72"});
   test::expect_error([] { cuda_matmul(GgmlType::F16, reinterpret_cast<void*>(8), 96, 4, nullptr, 16, nullptr, nullptr); },

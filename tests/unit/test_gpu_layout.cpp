@@ -1,8 +1,9 @@
 // The layout GPU stages upload weights in (engine/gpu_layout.h): every type but Q2_K, Q3_K, Q6_K,
-// the IQ3 and IQ2 types and IQ1_S as in the file; Q6_K and Q2_K rows as the blocks' records (208
-// and 80 bytes), then their d values (Q2_K: d and dmin), then zeros up to 16 bytes; Q3_K blocks
-// padded with zeros to 112 bytes; IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S and IQ1_S rows as the
-// blocks after their leading d (records of 96, 112, 64, 72, 80 and 48 bytes), then the d values,
+// the IQ3 and IQ2 types, IQ1_S and the TQ types as in the file; Q6_K and Q2_K rows as the blocks'
+// records (208 and 80 bytes), then their d values (Q2_K: d and dmin), then zeros up to 16 bytes;
+// Q3_K blocks padded with zeros to 112 bytes; IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S and IQ1_S
+// rows as the blocks after their leading d (records of 96, 112, 64, 72, 80 and 48 bytes), TQ1_0
+// and TQ2_0 rows as the blocks before their trailing d (56 with padding, 64), then the d values,
 // then zeros up to 16 bytes; checked byte by byte against the GGUF blocks; and the memory model counts what the stage
 // uploads. Runs everywhere (no GPU needed).
 #include <gtest/gtest.h>
@@ -25,7 +26,8 @@ TEST(GpuLayout, EveryOtherTypeIsTheFileLayout) {
   for (const TypeTraits& tr : all_type_traits()) {
     if (tr.type == GgmlType::Q2_K || tr.type == GgmlType::Q3_K || tr.type == GgmlType::Q6_K ||
         tr.type == GgmlType::IQ3_XXS || tr.type == GgmlType::IQ3_S || tr.type == GgmlType::IQ2_XXS ||
-        tr.type == GgmlType::IQ2_XS || tr.type == GgmlType::IQ2_S || tr.type == GgmlType::IQ1_S) {
+        tr.type == GgmlType::IQ2_XS || tr.type == GgmlType::IQ2_S || tr.type == GgmlType::IQ1_S ||
+        tr.type == GgmlType::TQ1_0 || tr.type == GgmlType::TQ2_0) {
       EXPECT_TRUE(gpu_layout_differs(tr.type)) << tr.name;
       continue;
     }
@@ -112,6 +114,13 @@ TEST(GpuLayout, IQ2RowsAreRecordsThenScalesThenPadding) {
   expect_records_then_scales(GgmlType::IQ2_XS, 2, kGpuIQ2XSRecordBytes, kGpuIQ2XSRecordBytes);
   EXPECT_EQ(kGpuIQ2SRecordBytes, 80u);
   expect_records_then_scales(GgmlType::IQ2_S, 2, kGpuIQ2SRecordBytes, kGpuIQ2SRecordBytes);
+}
+
+TEST(GpuLayout, TQRowsAreRecordsThenScalesThenPadding) {
+  EXPECT_EQ(kGpuTQ1RecordBytes, 56u);  // the 52 bytes before d, four zeros
+  expect_records_then_scales(GgmlType::TQ1_0, 0, 52, kGpuTQ1RecordBytes);
+  EXPECT_EQ(kGpuTQ2RecordBytes, 64u);
+  expect_records_then_scales(GgmlType::TQ2_0, 0, 64, kGpuTQ2RecordBytes);
 }
 
 TEST(GpuLayout, IQ1SRowsAreRecordsThenScalesThenPadding) {

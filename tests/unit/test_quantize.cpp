@@ -49,7 +49,7 @@ TEST(Quantize, RoundTripErrorWithinPerTypeBound) {
       {GgmlType::Q2_K, 0.45},  {GgmlType::Q5_1, 0.055}, {GgmlType::Q5_0, 0.06},   {GgmlType::Q4_1, 0.11},
       {GgmlType::Q4_0, 0.12},  {GgmlType::IQ4_NL, 0.11}, {GgmlType::IQ4_XS, 0.11}, {GgmlType::IQ3_S, 0.23},
       {GgmlType::IQ3_XXS, 0.30}, {GgmlType::IQ2_S, 0.30},  {GgmlType::IQ2_XS, 0.35},  {GgmlType::IQ2_XXS, 0.41},
-      {GgmlType::IQ1_M, 0.47},   {GgmlType::IQ1_S, 0.52},
+      {GgmlType::IQ1_M, 0.47},   {GgmlType::IQ1_S, 0.52},   {GgmlType::TQ1_0, 0.85},   {GgmlType::TQ2_0, 0.85},
   };
   std::mt19937 rng(std::random_device{}());
   for (const auto& b : bounds) {

@@ -93,16 +93,31 @@ TEST(SyntheticModel, IQ2AndIQ1MixesFollowLlamaCppRules) {
   }
 }
 
+// llama.cpp's ternary mixes: the output Q6_K, token_embd Q4_K (tied: the head's Q6_K), every other
+// matrix the mix's own type.
+TEST(SyntheticModel, TernaryMixesFollowLlamaCppRules) {
+  for (const auto& [mix, type] : {std::pair{WeightMix::tq1_0, GgmlType::TQ1_0}, std::pair{WeightMix::tq2_0, GgmlType::TQ2_0}}) {
+    const std::string_view name = weight_mix_name(mix);
+    EXPECT_EQ(tensor_type_for(mix, "output.weight", 0, 64, false), GgmlType::Q6_K) << name;
+    EXPECT_EQ(tensor_type_for(mix, "token_embd.weight", 0, 64, false), GgmlType::Q4_K) << name;
+    EXPECT_EQ(tensor_type_for(mix, "token_embd.weight", 0, 64, true), GgmlType::Q6_K) << name;
+    for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+      EXPECT_EQ(tensor_type_for(mix, std::string("blk.3.") + t + ".weight", 3, 64, false, 8), type) << name << " " << t;
+    }
+    EXPECT_EQ(tensor_type_for(mix, "blk.3.attn_norm.weight", 3, 64, false), GgmlType::F32) << name;
+  }
+}
+
 // Every mix's name (engine-mkmodel's --type choices) parses back to that mix.
 TEST(SyntheticModel, EveryMixNameParsesBack) {
   const std::vector<std::string_view> names = weight_mix_names();
-  EXPECT_EQ(names.size(), 22u);
+  EXPECT_EQ(names.size(), 24u);
   for (const std::string_view name : names) {
     const auto mix = parse_weight_mix(name);
     ASSERT_TRUE(mix.has_value()) << name;
     EXPECT_EQ(weight_mix_name(*mix), name);
   }
-  EXPECT_FALSE(parse_weight_mix("tq1_0").has_value());
+  EXPECT_FALSE(parse_weight_mix("mxfp4_moe").has_value());
 }
 
 TEST(SyntheticModel, SparseQwq32MatchesTheRealQ4KMFile) {

@@ -17,11 +17,11 @@ namespace engine {
 
 // A whole-model file type, as llama.cpp's quantize names them.
 enum class WeightMix { f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs, iq3_xxs, iq3_m,
-                       iq2_xxs, iq2_xs, iq2_m, iq1_s, iq1_m };
+                       iq2_xxs, iq2_xs, iq2_m, iq1_s, iq1_m, tq1_0, tq2_0 };
 
 std::optional<WeightMix> parse_weight_mix(std::string_view name);
 std::string_view weight_mix_name(WeightMix mix);
-// Every mix's name, in the enum's order ("f32" .. "iq1_m").
+// Every mix's name, in the enum's order ("f32" .. "tq2_0").
 std::vector<std::string_view> weight_mix_names();
 
 struct SyntheticModelOptions {

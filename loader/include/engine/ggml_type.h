@@ -36,6 +36,8 @@ enum class GgmlType : uint32_t {
   IQ4_XS = 23,
   IQ1_M = 29,
   BF16 = 30,
+  TQ1_0 = 34,
+  TQ2_0 = 35,
 };
 
 struct TypeTraits {
@@ -56,7 +58,7 @@ std::optional<TypeTraits> find_type_traits(uint32_t type_id);
 const TypeTraits& traits(GgmlType type);
 
 // Human name of any type id: "Q4_K", or for ids ggml knows but we do not support their ggml
-// name ("TQ1_0"), or "unknown".
+// name ("MXFP4"), or "unknown".
 std::string_view type_id_name(uint32_t type_id);
 
 // Parses a type name ("q4_k", "Q4_K", "f16"); nullopt when unknown.

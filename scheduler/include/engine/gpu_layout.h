@@ -14,7 +14,9 @@
 //        records (qs, qh, signs, scales, four zero bytes: 2/110 more bytes);
 //   IQ2_XXS, IQ2_XS, IQ2_S (66, 74 and 82-byte blocks, d first): the same with 64, 72 and 80-byte
 //        records (IQ2_XS's only 8-byte aligned: padding it to 80 would cost 6/74 more bytes);
-//   IQ1_S (50-byte blocks, d first): the same with 48-byte records (qs, qh).
+//   IQ1_S (50-byte blocks, d first): the same with 48-byte records (qs, qh);
+//   TQ1_0 and TQ2_0 (54 and 66-byte blocks, d last): records of the bytes before d (TQ1_0's 52
+//        padded to 56, 8-byte aligned: 2/54 more bytes), then the d values.
 // IQ1_M's 56-byte blocks (no separate d) stay as they are: 8-byte aligned.
 // The memory model counts matrices with gpu_row_bytes, so the planner's figures are the bytes the
 // stage allocates.
@@ -52,5 +54,8 @@ constexpr uint64_t kGpuIQ2XSRecordBytes = 72;
 constexpr uint64_t kGpuIQ2SRecordBytes = 80;
 // Bytes of an IQ1_S record on the GPU: the block after its d.
 constexpr uint64_t kGpuIQ1SRecordBytes = 48;
+// Bytes of a TQ1_0 and a TQ2_0 record on the GPU: the block before its d (TQ1_0's padded).
+constexpr uint64_t kGpuTQ1RecordBytes = 56;
+constexpr uint64_t kGpuTQ2RecordBytes = 64;
 
 }  // namespace engine
