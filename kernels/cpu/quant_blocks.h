@@ -227,9 +227,11 @@ ENGINE_HOST_DEVICE static inline uint16_t iq1m_d_bits(uint64_t scales) {
 // / 243)); digit n of byte q is 3 (q 3^n mod 256) / 256, rounded down. Values 0..159 are digit
 // v / 32 of qs[v % 32]; values 160..239 digit (v - 160) / 16 of qs[32 + v % 16]; values 240..255
 // digit (v - 240) / 4 of qh[v % 4].
+ENGINE_HOST_DEVICE static inline uint32_t tq1_pow3(int n) {  // 3^n, n = 0..4 (selects, not a table)
+  return n == 0 ? 1u : n == 1 ? 3u : n == 2 ? 9u : n == 3 ? 27u : 81u;
+}
 ENGINE_HOST_DEVICE static inline uint32_t tq1_digit(uint32_t byte, int n) {
-  const uint32_t pow3 = n == 0 ? 1u : n == 1 ? 3u : n == 2 ? 9u : n == 3 ? 27u : 81u;
-  return (((byte * pow3) & 255u) * 3u) >> 8;
+  return (((byte * tq1_pow3(n)) & 255u) * 3u) >> 8;
 }
 // TQ1_0's value v (0..255) as its code 0..2, from the block's 52 code bytes (qs then qh).
 ENGINE_HOST_DEVICE static inline uint32_t tq1_code(const uint8_t* codes, int v) {
@@ -245,7 +247,7 @@ ENGINE_HOST_DEVICE static inline uint32_t tq2_code(const uint8_t* qs, int v) {
 // 16-bit lanes apart, so that neither multiply (by 3^n, at most 255 * 81, then by 3) carries
 // into a neighbour.
 ENGINE_HOST_DEVICE static inline uint32_t tq1_digits4(uint32_t bytes, int n) {
-  const uint32_t pow3 = n == 0 ? 1u : n == 1 ? 3u : n == 2 ? 9u : n == 3 ? 27u : 81u;
+  const uint32_t pow3 = tq1_pow3(n);
   const uint32_t even = ((bytes & 0x00ff00ffu) * pow3) & 0x00ff00ffu;
   const uint32_t odd = (((bytes >> 8) & 0x00ff00ffu) * pow3) & 0x00ff00ffu;
   return (((even * 3u) >> 8) & 0x00ff00ffu) | ((((odd * 3u) >> 8) & 0x00ff00ffu) << 8);
