@@ -178,13 +178,19 @@ float dot_grid_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
     prefetch_ahead(b + i);
     prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
     const Scales scales(b[i]);
-    __m256i sums[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // two chains
-    for (int g = 0; g < 8; ++g) {
+    const auto group = [&](int g) {
       const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));
       const __m256i pairs = _mm256_maddubs_epi16(grid_magnitudes(b[i], g), grid_signed_activations(b[i], g, q));
-      sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(pairs, scales.pairs(g)));
+      return _mm256_madd_epi16(pairs, scales.pairs(g));
+    };
+    // Two chains in two variables: an array indexed by g % 2 in a loop the compiler keeps rolled
+    // lives on the stack, a store and a load on the chain every group.
+    __m256i even = _mm256_setzero_si256(), odd = _mm256_setzero_si256();
+    for (int g = 0; g < 8; g += 2) {
+      even = _mm256_add_epi32(even, group(g));
+      odd = _mm256_add_epi32(odd, group(g + 1));
     }
-    __m256i sum = _mm256_add_epi32(sums[0], sums[1]);
+    __m256i sum = _mm256_add_epi32(even, odd);
     if constexpr (requires { scales.correction(x[i]); }) sum = _mm256_add_epi32(sum, scales.correction(x[i]));
     const __m256 total = _mm256_cvtepi32_ps(sum);
     acc = _mm256_fmadd_ps(_mm256_set1_ps(block_d(b[i]) * x[i].d * Scales::kUnit), total, acc);

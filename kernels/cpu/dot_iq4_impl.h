@@ -72,13 +72,19 @@ inline void iq4_group(const uint8_t* qs, float scale, const BlockQ8x32& x, __m25
 
 float dot_iq4_nl_vec(const void* row, const BlockQ8x32* x, int64_t k) {
   const BlockIQ4_NL* b = static_cast<const BlockIQ4_NL*>(row);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  float offset[2] = {0, 0};  // two chains: a block's step is shorter than an add's latency
-  for (int64_t i = 0; i < k / 32; ++i) {
-    if (i % 2 == 0) prefetch_ahead(b + i);
-    iq4_group(b[i].qs, h2f(b[i].d), x[i], acc[i % 2], offset[i % 2]);
+  // Two chains (a block's step is shorter than an add's latency) in two variables: an array indexed
+  // by the block's parity in a rolled loop lives on the stack.
+  __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+  float even_offset = 0, odd_offset = 0;
+  const int64_t nb = k / 32;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    prefetch_ahead(b + i);
+    iq4_group(b[i].qs, h2f(b[i].d), x[i], even, even_offset);
+    iq4_group(b[i + 1].qs, h2f(b[i + 1].d), x[i + 1], odd, odd_offset);
   }
-  return hsum(_mm256_add_ps(acc[0], acc[1])) + (offset[0] + offset[1]);
+  if (i < nb) iq4_group(b[i].qs, h2f(b[i].d), x[i], even, even_offset);
+  return hsum(_mm256_add_ps(even, odd)) + (even_offset + odd_offset);
 }
 
 // A super-block's eight group scales d (s_g - 32) at once: nibble g of scales_l and bits 2g,

@@ -116,10 +116,10 @@ float dot_q8x32_pairs(const void* row, const BlockQ8x32* x, int64_t k) {
   const Block* b = static_cast<const Block*>(row);
   const int64_t nb = k / 32;
   const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   __m128 offsets = _mm_setzero_ps();
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
+  // Blocks i and i + 1 into acc. Consecutive pairs alternate between two accumulators held in two
+  // variables: an array indexed by the pair's parity in a rolled loop lives on the stack.
+  const auto pair = [&](int64_t i, __m256& acc) {
     prefetch_ahead(b + i);
     __m256i lo, hi;
     codes_pair(b[i], b[i + 1], lo, hi);
@@ -131,10 +131,20 @@ float dot_q8x32_pairs(const void* row, const BlockQ8x32* x, int64_t k) {
     const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(int(uint32_t(b[i].d) | (uint32_t(b[i + 1].d) << 16))));
     const __m128 dx = _mm_setr_ps(x[i].d, x[i + 1].d, 0.0f, 0.0f);
     const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_mul_ps(d, dx)), spread);
-    acc[(i / 2) % 2] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc[(i / 2) % 2]);
+    acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
     offsets = _mm_fmadd_ps(min_pair(b[i], b[i + 1], d), _mm_setr_ps(x[i].dsum, x[i + 1].dsum, 0.0f, 0.0f), offsets);
+  };
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 4 <= nb; i += 4) {
+    pair(i, acc0);
+    pair(i + 2, acc1);
   }
-  float s = hsum(_mm256_add_ps(acc[0], acc[1])) + _mm_cvtss_f32(_mm_add_ss(offsets, _mm_movehdup_ps(offsets)));
+  if (i + 2 <= nb) {
+    pair(i, acc0);
+    i += 2;
+  }
+  float s = hsum(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_add_ss(offsets, _mm_movehdup_ps(offsets)));
   for (; i < nb; ++i) {  // an odd block at the end
     const float d = h2f(b[i].d);
     const __m256i p = dot_u8_s8_lanes(codes32(b[i]), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q)));

@@ -360,21 +360,27 @@ inline float hsum512(__m512 v) {
 // Q8_0 weights with float activations: int8 -> int32 -> float, 32 values per block, two blocks
 // per step into independent accumulators (one would chain every multiply-add of the row).
 #if defined(__AVX512F__)
+// A block's 32 products with x, before its d.
+inline __m512 q8_0_block(const BlockQ8_0& b, const float* x) {
+  const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs))));
+  const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16))));
+  return _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16), _mm512_mul_ps(w0, _mm512_loadu_ps(x)));
+}
+// The accumulators are two variables (even and odd blocks): an array indexed by the block's
+// parity in a rolled loop lives on the stack, a store and a load on each chain.
 float dot_q8_0_f32_vec(const void* row, const float* x, int64_t k) {
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(row);
-  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  const int64_t nb = k / 32;
+  __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i < k / 32; ++i, x += 32) {
-    if (i % 2 == 0) {  // 68 bytes per two blocks: two lines cover them
-      prefetch_ahead(b + i);
-      prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
-    }
-    const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs))));
-    const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 16))));
-    const __m512 p = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + 16), _mm512_mul_ps(w0, _mm512_loadu_ps(x)));
-    acc[i % 2] = _mm512_fmadd_ps(_mm512_set1_ps(h2f(b[i].d)), p, acc[i % 2]);
+  for (; i + 2 <= nb; i += 2, x += 64) {
+    prefetch_ahead(b + i);  // 68 bytes per two blocks: two lines cover them
+    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
+    even = _mm512_fmadd_ps(_mm512_set1_ps(h2f(b[i].d)), q8_0_block(b[i], x), even);
+    odd = _mm512_fmadd_ps(_mm512_set1_ps(h2f(b[i + 1].d)), q8_0_block(b[i + 1], x + 32), odd);
   }
-  return hsum512(_mm512_add_ps(acc[0], acc[1]));
+  if (i < nb) even = _mm512_fmadd_ps(_mm512_set1_ps(h2f(b[i].d)), q8_0_block(b[i], x), even);
+  return hsum512(_mm512_add_ps(even, odd));
 }
 #else
 inline __m256 q8_0_products(const BlockQ8_0& b, const float* x, int half) {
@@ -385,16 +391,21 @@ inline __m256 q8_0_products(const BlockQ8_0& b, const float* x, int half) {
 
 float dot_q8_0_f32_vec(const void* row, const float* x, int64_t k) {
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(row);
+  const int64_t nb = k / 32;
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t i = 0; i < k / 32; ++i, x += 32) {
-    if (i % 2 == 0) {
-      prefetch_ahead(b + i);
-      prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
-    }
-    const __m256 d = _mm256_set1_ps(h2f(b[i].d));
-    acc[2 * (i % 2)] = _mm256_fmadd_ps(d, q8_0_products(b[i], x, 0), acc[2 * (i % 2)]);
-    acc[2 * (i % 2) + 1] = _mm256_fmadd_ps(d, q8_0_products(b[i], x, 1), acc[2 * (i % 2) + 1]);
+  const auto block = [&](int64_t j, const float* xj, __m256& lo, __m256& hi) {
+    const __m256 d = _mm256_set1_ps(h2f(b[j].d));
+    lo = _mm256_fmadd_ps(d, q8_0_products(b[j], xj, 0), lo);
+    hi = _mm256_fmadd_ps(d, q8_0_products(b[j], xj, 1), hi);
+  };
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2, x += 64) {  // even blocks into acc 0, 1; odd ones into acc 2, 3
+    prefetch_ahead(b + i);
+    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
+    block(i, x, acc[0], acc[1]);
+    block(i + 1, x + 32, acc[2], acc[3]);
   }
+  if (i < nb) block(i, x, acc[0], acc[1]);
   return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
 }
 #endif
