@@ -9,8 +9,8 @@
 // broadcast would take the shuffle port the grid inserts keep busy); the half scales sit in one
 // vector a super-block and reach their lanes by one byte shuffle a group.
 // Bound: building the grid vectors (table loads and inserts). On the 2-core AVX-512 machine of
-// docs/benchmarks.md, one thread: IQ3_XXS 4.4 GB/s, IQ2_XXS 3.6, IQ2_XS 3.7, IQ2_S 4.8, IQ1_S 3.0,
-// IQ1_M 3.0. Included by
+// docs/benchmarks.md, one thread: IQ3_XXS 5.3 GB/s, IQ2_XXS 4.5, IQ2_XS 4.3, IQ2_S 5.2, IQ1_S 3.2,
+// IQ1_M 3.1. Included by
 // quant_dot_impl.h after the grid types' files; internal linkage like everything there.
 #pragma once
 

@@ -7,7 +7,7 @@
 // again in the float step; AVX2's maddubs, which would saturate there, takes |v| against q_x with
 // v's sign (pairs at most 2 * 127 * 127 < 32767). IQ4_XS's vectorised rows take two groups a step
 // (IQ4_NL's with AVX-512 VNNI too, as Q4_0's: dot_q8x32_impl.h). Bound: the instructions per
-// group (12-15 GB/s a thread on the 2-core AVX-512 machine of docs/benchmarks.md), then memory (18
+// group (12-16 GB/s a thread on the 2-core AVX-512 machine of docs/benchmarks.md), then memory (18
 // or 17 bytes a 32-value group). Prompt batches take the AVX-512 VNNI panels (gemm_q8_impl.h, the
 // codes v + 128), and these rows elsewhere. Included by quant_dot_impl.h; internal linkage like everything there.
 #pragma once

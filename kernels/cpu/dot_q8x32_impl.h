@@ -6,7 +6,7 @@
 // (shared with the prompt panels of gemm_q8_impl.h) and the vectorised decode rows, two blocks per
 // step in u8 x s8 multiply-adds (vpdpbusd with AVX-512 VNNI, maddubs + madd with AVX2), the float
 // step per pair of blocks into two independent accumulators. Bound: the instructions per block
-// (about 15 GB/s a thread on the 2-core AVX-512 machine of docs/benchmarks.md), then memory
+// (about 17.5 GB/s a thread on the 2-core AVX-512 machine of docs/benchmarks.md), then memory
 // (18-24 bytes a block). With AVX-512 VNNI the IQ4_NL rows are these too, its codes' grid values +
 // 128 (a byte shuffle) and the bias 128 as each block's offset.
 // Included by quant_dot_impl.h; internal linkage like everything there.
