@@ -71,6 +71,26 @@ struct ContiguousWindows {
   }
 };
 
+// Windows of a regrouped row (engine/gpu_layout.h: the blocks' records, kRecordBytes each, then
+// their fp16 d values): window w is record w and the chunk of d values holding d[w] (kChunk bytes:
+// 16, or 8 where records are only 8-byte aligned), which d() reads from the window's copy.
+template <int kRecordBytes, int kChunk = 16>
+struct RecordWindows {
+  static constexpr int kRecord = kRecordBytes;
+  static constexpr int kWindowValues = 256;
+  static constexpr int kWindowBytes = kRecordBytes + kChunk;
+  static constexpr int kChunkBytes = kChunk;
+  static constexpr int kDPerChunk = kChunk / 2;
+  static_assert(kRecordBytes % kChunk == 0, "records are copied in whole chunks");
+  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
+    if (c < kRecordBytes / kChunk) return row + w * kRecordBytes + kChunk * c;
+    return row + (K / 256) * int64_t(kRecordBytes) + kChunk * (w / kDPerChunk);
+  }
+  __host__ __device__ static float d(const uint8_t* window, int64_t w) {
+    return h2f(reinterpret_cast<const uint16_t*>(window + kRecordBytes)[w % kDPerChunk]);
+  }
+};
+
 // Q4_K and Q5_K (a window is one super-block): value e is in group g = e / 32 (6-bit scale and
 // min, packed as unpack_scale_min_k4 reads them), nibble g % 2 of qs byte 32 (g / 2) + e % 32;
 // Q5_K adds bit g of qh byte e % 32 as bit 4. The scales are unpacked in decode, from the three
@@ -438,24 +458,16 @@ MATMUL_UNROLL
 // entries, their eight signs and the group's scale (quant_blocks.h), the fields at their block
 // offsets less the 2 bytes of d.
 template <typename Block>
-struct IQ3Tile {
+struct IQ3Tile : RecordWindows<std::is_same_v<Block, BlockIQ3_XXS> ? int(kGpuIQ3XXSRecordBytes) : int(kGpuIQ3SRecordBytes)> {
+  using Windows = RecordWindows<std::is_same_v<Block, BlockIQ3_XXS> ? int(kGpuIQ3XXSRecordBytes) : int(kGpuIQ3SRecordBytes)>;
   static constexpr bool kXXS = std::is_same_v<Block, BlockIQ3_XXS>;
-  static constexpr int kRecord = kXXS ? int(kGpuIQ3XXSRecordBytes) : int(kGpuIQ3SRecordBytes);
-  static constexpr int kWindowValues = 256;
-  static constexpr int kWindowBytes = kRecord + 16;
-  static constexpr int kChunkBytes = 16;
-  static_assert(kRecord % 16 == 0, "records are copied in 16-byte chunks");
-  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
-    if (c < kRecord / 16) return row + w * kRecord + 16 * c;
-    return row + (K / 256) * int64_t(kRecord) + 16 * (w / 8);
-  }
   struct Raw {
     uint32_t entry[2], signs;  // grid indices of the two chunks, their eight sign bits
     float scale;               // d * the group's scale
   };
   __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
     const int g = e / 32, c = (e % 32) / 4;
-    const float d = h2f(reinterpret_cast<const uint16_t*>(window + kRecord)[w % 8]);
+    const float d = Windows::d(window, w);
     Raw r;
     r.entry[0] = window[8 * g + c];
     r.entry[1] = window[8 * g + c + 1];
@@ -491,25 +503,20 @@ MATMUL_UNROLL
 // l = (e % 32) / 8 of group g = e / 32 (quant_blocks.h): its grid index, eight signs and the
 // scale of its half l / 2, the fields at their block offsets less the 2 bytes of d.
 template <typename Block>
-struct IQ2Tile {
+constexpr int kIQ2Record = std::is_same_v<Block, BlockIQ2_XXS> ? int(kGpuIQ2XXSRecordBytes)
+                           : std::is_same_v<Block, BlockIQ2_XS> ? int(kGpuIQ2XSRecordBytes)
+                                                                 : int(kGpuIQ2SRecordBytes);
+template <typename Block>
+struct IQ2Tile : RecordWindows<kIQ2Record<Block>, std::is_same_v<Block, BlockIQ2_XS> ? 8 : 16> {
+  using Windows = RecordWindows<kIQ2Record<Block>, std::is_same_v<Block, BlockIQ2_XS> ? 8 : 16>;
   static constexpr bool kXXS = std::is_same_v<Block, BlockIQ2_XXS>, kXS = std::is_same_v<Block, BlockIQ2_XS>;
-  static constexpr int kRecord = kXXS ? int(kGpuIQ2XXSRecordBytes) : kXS ? int(kGpuIQ2XSRecordBytes) : int(kGpuIQ2SRecordBytes);
-  static constexpr int kChunkBytes = kXS ? 8 : 16;
-  static constexpr int kWindowValues = 256;
-  static constexpr int kWindowBytes = kRecord + kChunkBytes;
-  static constexpr int kDPerChunk = kChunkBytes / 2;
-  static_assert(kRecord % kChunkBytes == 0, "records are copied in whole chunks");
-  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
-    if (c < kRecord / kChunkBytes) return row + w * kRecord + kChunkBytes * c;
-    return row + (K / 256) * int64_t(kRecord) + kChunkBytes * (w / kDPerChunk);
-  }
   struct Raw {
     uint32_t index, signs;  // the entry's grid index and eight sign bits
     float scale;            // d * its half's scale
   };
   __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
     const int g = e / 32, l = (e % 32) / 8;
-    const float d = h2f(reinterpret_cast<const uint16_t*>(window + kRecord)[w % kDPerChunk]) * 0.125f;
+    const float d = Windows::d(window, w) * 0.125f;
     if constexpr (kXXS) {
       const uint32_t aux = *reinterpret_cast<const uint32_t*>(window + 8 * g + 4);
       return Raw{window[8 * g + l], iq_aux_signs8(aux, l), d * float(iq2xxs_scale(aux))};
@@ -543,17 +550,10 @@ MATMUL_UNROLL
 // g = e / 32 (quant_blocks.h): its grid index, delta sign and the scale of its half l / 2 (IQ1_M;
 // IQ1_S's one scale a group), as signed bytes w = 8 grid +- 1 times d (2s + 1) / 8.
 template <typename Block>
-struct IQ1Tile {
+struct IQ1Tile : std::conditional_t<std::is_same_v<Block, BlockIQ1_S>, RecordWindows<int(kGpuIQ1SRecordBytes)>,
+                                    ContiguousWindows<256, int(sizeof(BlockIQ1_M)), 8>> {
   static constexpr bool kS = std::is_same_v<Block, BlockIQ1_S>;
   static constexpr int kRecord = kS ? int(kGpuIQ1SRecordBytes) : int(sizeof(BlockIQ1_M));
-  static constexpr int kChunkBytes = kS ? 16 : 8;
-  static constexpr int kWindowValues = 256;
-  static constexpr int kWindowBytes = kS ? kRecord + kChunkBytes : kRecord;
-  static_assert(kRecord % kChunkBytes == 0, "records are copied in whole chunks");
-  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
-    if (!kS || c < kRecord / kChunkBytes) return row + w * kRecord + kChunkBytes * c;
-    return row + (K / 256) * int64_t(kRecord) + kChunkBytes * (w / 8);
-  }
   struct Raw {
     uint32_t index;
     bool negative;  // delta -1/8
@@ -563,7 +563,7 @@ struct IQ1Tile {
     const int g = e / 32, l = (e % 32) / 8;
     if constexpr (kS) {
       const uint32_t qh = *reinterpret_cast<const uint16_t*>(window + offsetof(BlockIQ1_S, qh) - 2 + 2 * g);
-      const float d = h2f(reinterpret_cast<const uint16_t*>(window + kRecord)[w % 8]);
+      const float d = RecordWindows<kRecord>::d(window, w);
       return Raw{iq1s_index(window[4 * g + l], qh, l), iq1s_delta_negative(qh), d * float(iq1s_scale(qh)) * 0.125f};
     } else {
       const uint2 sc = *reinterpret_cast<const uint2*>(window + offsetof(BlockIQ1_M, scales));
@@ -593,24 +593,17 @@ MATMUL_UNROLL
 // of bytes 32 (e / 128) + e % 32 .. + 7; TQ1_0's digit e / 32 of bytes e % 32 .., digit
 // (e - 160) / 16 of bytes 32 + e % 16 .. (e < 240), or digits (e - 240) / 4 and the next of qh.
 template <typename Block>
-struct TQTile {
+struct TQTile : std::conditional_t<std::is_same_v<Block, BlockTQ1_0>, RecordWindows<int(kGpuTQ1RecordBytes), 8>,
+                                   RecordWindows<int(kGpuTQ2RecordBytes)>> {
+  using Windows = std::conditional_t<std::is_same_v<Block, BlockTQ1_0>, RecordWindows<int(kGpuTQ1RecordBytes), 8>,
+                                     RecordWindows<int(kGpuTQ2RecordBytes)>>;
   static constexpr bool kOne = std::is_same_v<Block, BlockTQ1_0>;
-  static constexpr int kRecord = kOne ? int(kGpuTQ1RecordBytes) : int(kGpuTQ2RecordBytes);
-  static constexpr int kChunkBytes = kOne ? 8 : 16;
-  static constexpr int kWindowValues = 256;
-  static constexpr int kWindowBytes = kRecord + kChunkBytes;
-  static constexpr int kDPerChunk = kChunkBytes / 2;
-  static_assert(kRecord % kChunkBytes == 0, "records are copied in whole chunks");
-  __host__ __device__ static const uint8_t* chunk(const uint8_t* row, int64_t K, int64_t w, int c) {
-    if (c < kRecord / kChunkBytes) return row + w * kRecord + kChunkBytes * c;
-    return row + (K / 256) * int64_t(kRecord) + kChunkBytes * (w / kDPerChunk);
-  }
   struct Raw {
     uint32_t codes[2];  // the eight values' codes, a byte each
     float d;
   };
   __host__ __device__ static Raw fetch(const uint8_t* window, int e, int64_t w) {
-    const float d = h2f(reinterpret_cast<const uint16_t*>(window + kRecord)[w % kDPerChunk]);
+    const float d = Windows::d(window, w);
     if constexpr (kOne) {
       if (e >= 240) {
         const uint32_t qh = *reinterpret_cast<const uint32_t*>(window + 48);

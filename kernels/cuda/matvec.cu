@@ -386,6 +386,17 @@ __host__ __device__ __forceinline__ int dp4a_half(const uint32_t* v, const int8_
 __host__ __device__ __forceinline__ int dp4a_group(const uint32_t (&v)[8], const ActQ8Block& a) {
   return dp4a_half(v, a.q) + dp4a_half(v + 4, a.q + 16);
 }
+// acc[bb] += d * dx * (s0 * first half + s1 * second half) of group j of super-block i against
+// each batch row's activation block (the IQ2 and IQ1 lanes, a scale per 16 values).
+template <int B>
+__host__ __device__ __forceinline__ void add_half_scaled(float* acc, MatvecInput in, int64_t K, int64_t i, int j,
+                                                         const uint32_t (&v)[8], int s0, int s1, float d) {
+MATVEC_UNROLL
+  for (int bb = 0; bb < B; ++bb) {
+    const ActQ8Block& a = in.xq[bb * (K / 32) + i * 8 + j];
+    acc[bb] += d * a.d * float(s0 * dp4a_half(v, a.q) + s1 * dp4a_half(v + 4, a.q + 16));
+  }
+}
 
 // IQ4_XS on 8-bit activations: a quarter warp per super-block (136 bytes: rows only 8-byte
 // aligned), four super-blocks per step. Lane j (0..7) of a quarter takes group j: qs bytes
@@ -487,7 +498,6 @@ struct IQ2Rows {
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const int j = lane % 8;
-    const int64_t row_blocks = K / 32;
 MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const uint8_t* r = row + i * kRecord;  // the record: the block's fields less 2 bytes of offset
@@ -514,13 +524,8 @@ MATVEC_UNROLL
       uint32_t v[8];
 MATVEC_UNROLL
       for (int c = 0; c < 8; ++c) v[c] = iq2_values4(e[c / 2], c % 2);
-      const int s0 = iq2_half_scale(scales, 0), s1 = iq2_half_scale(scales, 1);
       const float d = h2f(stream2(row + (K / 256) * kRecord + 2 * i)) * 0.125f;
-MATVEC_UNROLL
-      for (int bb = 0; bb < B; ++bb) {
-        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
-        acc[bb] += d * a.d * float(s0 * dp4a_half(v, a.q) + s1 * dp4a_half(v + 4, a.q + 16));
-      }
+      add_half_scaled<B>(acc, in, K, i, j, v, iq2_half_scale(scales, 0), iq2_half_scale(scales, 1), d);
     }
   }
 };
@@ -543,7 +548,6 @@ struct IQ1Rows {
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const int j = lane % 8;
-    const int64_t row_blocks = K / 32;
 MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const uint8_t* r = row + i * kRecord;  // IQ1_S: the record, the block's fields less 2 bytes of offset
@@ -576,12 +580,7 @@ MATVEC_UNROLL
         s1 = iq1m_scale(scales, 2 * j + 1);
         d = h2f(iq1m_d_bits(scales));
       }
-      d *= 0.125f;
-MATVEC_UNROLL
-      for (int bb = 0; bb < B; ++bb) {
-        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
-        acc[bb] += d * a.d * float(s0 * dp4a_half(v, a.q) + s1 * dp4a_half(v + 4, a.q + 16));
-      }
+      add_half_scaled<B>(acc, in, K, i, j, v, s0, s1, d * 0.125f);
     }
   }
 };
