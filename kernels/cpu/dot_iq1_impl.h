@@ -15,16 +15,9 @@
 
 #include <array>
 #include <cstdint>
-#include <cstring>
 
 namespace engine {
 namespace {
-
-inline uint64_t load_le64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);  // x86: little-endian
-  return v;
-}
 
 // Values 4c .. 4c + 3 of group g as signed bytes w, the integer scale 2s + 1 of half h of group g
 // (the portable rows of dot_grid_q8x256_impl.h), and IQ1_M's d.

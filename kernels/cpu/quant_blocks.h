@@ -41,9 +41,12 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
               sizeof(BlockIQ1_M) == 56 && sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66,
               "block structs must match ggml's byte layout");
 
-// Four bytes as a little-endian word, from any address.
+// Four (eight) bytes as a little-endian word, from any address.
 ENGINE_HOST_DEVICE static inline uint32_t load_le32(const uint8_t* p) {
   return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
+ENGINE_HOST_DEVICE static inline uint64_t load_le64(const uint8_t* p) {
+  return uint64_t(load_le32(p)) | (uint64_t(load_le32(p + 4)) << 32);
 }
 
 // IQ4_NL and IQ4_XS: a 4-bit code q stands for kIQ4Values[q] (a non-linear grid), times the

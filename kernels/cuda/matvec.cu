@@ -386,6 +386,17 @@ __host__ __device__ __forceinline__ int dp4a_half(const uint32_t* v, const int8_
 __host__ __device__ __forceinline__ int dp4a_group(const uint32_t (&v)[8], const ActQ8Block& a) {
   return dp4a_half(v, a.q) + dp4a_half(v + 4, a.q + 16);
 }
+// acc[bb] += scale * dx * (v . xq) of group j of super-block i against each batch row's activation
+// block (the IQ4_XS, IQ3 and TQ lanes, a scale per group).
+template <int B>
+__host__ __device__ __forceinline__ void add_group_scaled(float* acc, MatvecInput in, int64_t K, int64_t i, int j,
+                                                          const uint32_t (&v)[8], float scale) {
+MATVEC_UNROLL
+  for (int bb = 0; bb < B; ++bb) {
+    const ActQ8Block& a = in.xq[bb * (K / 32) + i * 8 + j];
+    acc[bb] += scale * a.d * float(dp4a_group(v, a));
+  }
+}
 // acc[bb] += d * dx * (s0 * first half + s1 * second half) of group j of super-block i against
 // each batch row's activation block (the IQ2 and IQ1 lanes, a scale per 16 values).
 template <int B>
@@ -409,7 +420,6 @@ struct IQ4XSRows {
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const int j = lane % 8;
-    const int64_t row_blocks = K / 32;
 MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const uint8_t* b = row + i * sizeof(BlockIQ4_XS);
@@ -424,11 +434,7 @@ MATVEC_UNROLL
       }
       const uint32_t scale_bits = iq4_xs_scale_bits(head.y, head.x >> 16, j);
       const float scale = h2f(uint16_t(head.x & 0xffffu)) * (u23_to_float(scale_bits) - 32.0f);
-MATVEC_UNROLL
-      for (int bb = 0; bb < B; ++bb) {
-        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
-        acc[bb] += scale * a.d * float(dp4a_group(v, a));
-      }
+      add_group_scaled<B>(acc, in, K, i, j, v, scale);
     }
   }
 };
@@ -448,7 +454,6 @@ struct IQ3Rows {
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const int j = lane % 8;
-    const int64_t row_blocks = K / 32;
 MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const uint8_t* r = row + i * kRecord;  // the record: the block's fields less 2 bytes of offset
@@ -470,11 +475,7 @@ MATVEC_UNROLL
         scale = iq3s_scale(stream4(r + offsetof(BlockIQ3_S, scales) - 2), j);
       }
       scale *= h2f(stream2(row + (K / 256) * kRecord + 2 * i));
-MATVEC_UNROLL
-      for (int bb = 0; bb < B; ++bb) {
-        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
-        acc[bb] += scale * a.d * float(dp4a_group(v, a));
-      }
+      add_group_scaled<B>(acc, in, K, i, j, v, scale);
     }
   }
 };
@@ -601,7 +602,6 @@ struct TQRows {
   template <int B>
   __host__ __device__ static void accumulate(const uint8_t* row, int64_t K, MatvecInput in, int lane, float* acc) {
     const int j = lane % 8;
-    const int64_t row_blocks = K / 32;
 MATVEC_UNROLL4
     for (int64_t i = lane / 8; i < K / 256; i += 4) {
       const uint8_t* r = row + i * kRecord;
@@ -632,11 +632,7 @@ MATVEC_UNROLL
         for (int k = 0; k < 8; ++k) v[k] = tq_values4((words[k] >> (2 * (j % 4))) & 0x03030303u);
       }
       const float d = h2f(stream2(row + (K / 256) * kRecord + 2 * i));
-MATVEC_UNROLL
-      for (int bb = 0; bb < B; ++bb) {
-        const ActQ8Block& a = in.xq[bb * row_blocks + i * 8 + j];
-        acc[bb] += d * a.d * float(dp4a_group(v, a));
-      }
+      add_group_scaled<B>(acc, in, K, i, j, v, d);
     }
   }
 };
