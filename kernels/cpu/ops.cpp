@@ -20,7 +20,7 @@ float yarn_corr_dim(int n_dims, uint32_t n_ctx_orig, float n_rot, float base) {
 
 // How one product of a group runs: the activation format its kernel reads, and the weight rows
 // a unit of the pool's work takes.
-enum class Path { q16_panels, q8x256_rows, q8_panels, q8_rows, f32_rows, f32_tiles };
+enum class Path { q16_panels, q8x256_panels, q8x256_rows, q8_panels, q8_rows, f32_rows, f32_tiles };
 
 struct ProductPlan {
   Path path;
@@ -34,10 +34,13 @@ ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t
   int64_t rows = 1;
   switch (dot_regime(p.type)) {
     case DotRegime::q16_activations:
-      // Prompt batches: panels of 16 weight rows against 12-bit activations where the instruction
-      // set has them; decode steps (and every batch elsewhere): rows against 8-bit activations,
-      // a memory-bound pass.
-      if (kern.gemm_q16_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
+      // Prompt batches: panels of 16 weight rows against the decode rows' 8-bit activations
+      // (AVX-512 VNNI), or else against 12-bit ones where the instruction set has them; decode
+      // steps (and every batch elsewhere): rows against 8-bit activations, a memory-bound pass.
+      if (kern.gemm_q8x256_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
+        path = Path::q8x256_panels;
+        rows = kQ8x256PanelRows;
+      } else if (kern.gemm_q16_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
         path = Path::q16_panels;
         rows = kQ16PanelRows;
       } else {
@@ -99,6 +102,13 @@ void run_rows(const DotKernels& kern, const MatmulProduct& p, const ProductPlan&
                                static_cast<int>(n_batch), K, y + n, N);
       }
       return;
+    case Path::q8x256_panels:
+      for (int64_t n = n0; n < n1; n += kQ8x256PanelRows) {
+        const int n_rows = static_cast<int>(std::min<int64_t>(kQ8x256PanelRows, n1 - n));
+        kern.gemm_q8x256_panel[t](rows + n * row_bytes, row_bytes, n_rows, a.q8x256.data(), K / 256,
+                                  static_cast<int>(n_batch), K, y + n, N);
+      }
+      return;
     case Path::q8_panels:
       for (int64_t n = n0; n < n1; n += kQ8PanelRows) {
         const int n_rows = static_cast<int>(std::min<int64_t>(kQ8PanelRows, n1 - n));
@@ -148,7 +158,7 @@ void matmul_group(std::span<const MatmulProduct> products, int64_t K, const floa
     first_unit.push_back(units);
     units += plans.back().units;
     q16 |= plans.back().path == Path::q16_panels;
-    q8x256 |= plans.back().path == Path::q8x256_rows;
+    q8x256 |= plans.back().path == Path::q8x256_rows || plans.back().path == Path::q8x256_panels;
     q8 |= plans.back().path == Path::q8_panels || plans.back().path == Path::q8_rows;
   }
   Activations a{x, {}, {}, {}};

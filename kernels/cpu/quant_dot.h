@@ -74,6 +74,9 @@ constexpr int kQ16PanelRows = 16;
 // The same for 8-bit activations (Q4_K, Q5_K, and Q4_0..Q5_1 eight blocks at a time, any k that
 // is a multiple of 32): panels of kQ8PanelRows rows x any number of columns.
 constexpr int kQ8PanelRows = 16;
+// And for 256-value 8-bit activations (BlockQ8x256): the types whose scales cover 16 values, with
+// AVX-512 VNNI, kQ8x256PanelRows rows x any number of columns.
+constexpr int kQ8x256PanelRows = 16;
 // Float tiles (gemm_f32) take up to kF32PanelRows rows and any number of columns: kF32TileRows x
 // kF32TileCols at a time in registers, or with AVX-512 or AVX2 from kF32OuterMinCols columns on,
 // outer products of 32 rows x 12 columns (AVX2: 16 x 6).
@@ -83,6 +86,8 @@ using GemmQ16 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const Bl
                          int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy);
 using GemmQ8 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x32* x,
                         int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy);
+using GemmQ8x256 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x256* x,
+                            int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy);
 using GemmF32 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const float* x, int64_t ldx,
                          int n_cols, int64_t k, float* y, int64_t ldy);
 
@@ -100,6 +105,7 @@ struct DotKernels {
   // any batch where no panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[kTypeIds];
   GemmQ16 gemm_q16_panel[kTypeIds];  // Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S, IQ1_M (AVX2, AVX-512): up to kQ16PanelRows x any; null where none exists
+  GemmQ8x256 gemm_q8x256_panel[kTypeIds];  // the 12-bit types with AVX-512 VNNI (taken before gemm_q16_panel)
   GemmQ8 gemm_q8_panel[kTypeIds];    // Q4_K, Q5_K, Q4_0..Q5_1, IQ4, IQ3, IQ2_XXS, IQ1_S, TQ: up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[kTypeIds];  // F32, F16, BF16, Q8_0
   // out[i] = e^((v_i - shift) / divisor) in double for the n floats v_i, stride_bytes apart from

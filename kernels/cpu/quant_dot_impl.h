@@ -414,6 +414,7 @@ float dot_q8_0_f32_vec(const void* row, const float* x, int64_t k) {
 void add_q16_panels(DotKernels& k);  // gemm_q16_impl.h
 void add_f32_tiles(DotKernels& k);  // gemm_f32_impl.h
 void add_q8_panels(DotKernels& k);  // gemm_q8_impl.h
+void add_q8x256_panels(DotKernels& k);  // gemm_q8x256_impl.h
 void add_q8x256_rows(DotKernels& k);  // dot_q8x256_impl.h
 void add_q8x32_rows(DotKernels& k);  // dot_q8x32_impl.h
 void add_q23k_rows(DotKernels& k);  // dot_q23k_impl.h
@@ -455,6 +456,7 @@ DotKernels make_kernels(const char* isa) {
   add_q16_panels(k);
   add_f32_tiles(k);
   add_q8_panels(k);
+  add_q8x256_panels(k);
   add_q8x256_rows(k);
   add_q8x32_rows(k);
   add_q23k_rows(k);
@@ -482,3 +484,4 @@ DotKernels make_kernels(const char* isa) {
 #include "transpose_impl.h"
 #include "gemm_q16_impl.h"
 #include "gemm_q8_impl.h"
+#include "gemm_q8x256_impl.h"

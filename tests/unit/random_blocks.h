@@ -14,7 +14,7 @@
 namespace engine::test {
 
 // Byte offsets of the fp16 fields inside one block of each type (IQ1_M's d, spread over the top
-// nibbles of its scale words, random_blocks sets on its own).
+// nibbles of its scale words, put_iq1m_d sets).
 inline std::vector<int> fp16_fields(GgmlType type) {
   switch (type) {
     case GgmlType::Q4_0:
@@ -41,6 +41,23 @@ inline std::vector<int> fp16_fields(GgmlType type) {
   }
 }
 
+// IQ1_M's d into one block: nibble w is the top nibble of scale word w (bytes 48 ..).
+inline void put_iq1m_d(uint8_t* block, uint16_t d) {
+  for (int w = 0; w < 4; ++w) {
+    uint8_t& top = block[48 + 2 * w + 1];
+    top = static_cast<uint8_t>((top & 0x0f) | (((d >> (4 * w)) & 15) << 4));
+  }
+}
+
+// Every fp16 field of one block (IQ1_M's d included) set to h.
+inline void put_fp16_fields(GgmlType type, uint8_t* block, uint16_t h) {
+  for (int at : fp16_fields(type)) {
+    block[at] = static_cast<uint8_t>(h & 0xff);
+    block[at + 1] = static_cast<uint8_t>(h >> 8);
+  }
+  if (type == GgmlType::IQ1_M) put_iq1m_d(block, h);
+}
+
 inline std::vector<uint8_t> random_blocks(GgmlType type, int64_t n_elements, std::mt19937& rng) {
   const TypeTraits& tr = traits(type);
   std::vector<uint8_t> bytes(type_bytes(type, n_elements));
@@ -64,13 +81,7 @@ inline std::vector<uint8_t> random_blocks(GgmlType type, int64_t n_elements, std
   } else {
     for (size_t b = 0; b < bytes.size(); b += tr.block_bytes) {
       for (int at : fp16_fields(type)) put16(b + at, fp32_to_fp16(scale(rng)));
-      if (type == GgmlType::IQ1_M) {  // nibble w of d: the top nibble of scale word w (bytes 48 ..)
-        const uint16_t d = fp32_to_fp16(scale(rng));
-        for (int w = 0; w < 4; ++w) {
-          uint8_t& top = bytes[b + 48 + 2 * w + 1];
-          top = static_cast<uint8_t>((top & 0x0f) | (((d >> (4 * w)) & 15) << 4));
-        }
-      }
+      if (type == GgmlType::IQ1_M) put_iq1m_d(&bytes[b], fp32_to_fp16(scale(rng)));
     }
   }
   return bytes;

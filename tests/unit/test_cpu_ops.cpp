@@ -45,13 +45,13 @@ double bound(DotRegime regime) {
 }
 double bound(GgmlType t) { return bound(dot_regime(t)); }
 
-// What matmul does with `type` at batch B: Q6_K decode rows (and every Q6_K batch where no panel
-// kernel exists) meet 8-bit activations instead of 12-bit ones, and so do Q8_0's prompt batches
-// where it has 8-bit panels (AVX-512 VNNI).
+// What matmul does with `type` at batch B: Q6_K decode rows (and every Q6_K batch where no 12-bit
+// panel kernel exists, AVX-512 VNNI's prompt panels included) meet 8-bit activations instead of
+// 12-bit ones, and so do Q8_0's prompt batches where it has 8-bit panels (AVX-512 VNNI).
 double matmul_bound(GgmlType type, int64_t B) {
   const DotKernels& kern = dot_kernels();
   const auto t = static_cast<uint32_t>(type);
-  const bool panel = kern.gemm_q16_panel[t] != nullptr && B >= kPanelMinBatch;
+  const bool panel = kern.gemm_q16_panel[t] != nullptr && kern.gemm_q8x256_panel[t] == nullptr && B >= kPanelMinBatch;
   if (dot_regime(type) == DotRegime::q16_activations && kern.dot_q8x256[t] != nullptr && !panel) {
     return bound(DotRegime::q8_activations);
   }
@@ -422,13 +422,7 @@ TEST(CpuOps, Q8PanelsAtTheLargestCodesAndActivations) {
       const int64_t K = 2 * 256;
       const uint64_t row_bytes = type_bytes(tr.type, K);
       std::vector<uint8_t> w(row_bytes * kRows, 0xFF);
-      for (size_t b = 0; b < w.size(); b += tr.block_bytes) {
-        for (int at : test::fp16_fields(tr.type)) {
-          const uint16_t h = fp32_to_fp16(0.01f);
-          w[b + at] = static_cast<uint8_t>(h & 0xff);
-          w[b + at + 1] = static_cast<uint8_t>(h >> 8);
-        }
-      }
+      for (size_t b = 0; b < w.size(); b += tr.block_bytes) test::put_fp16_fields(tr.type, &w[b], fp32_to_fp16(0.01f));
       std::vector<float> wf(kRows * K);
       for (int r = 0; r < kRows; ++r) dequantize_row(tr.type, w.data() + r * row_bytes, wf.data() + r * K, K);
       for (const float sign : {1.0f, -1.0f}) {
@@ -449,6 +443,103 @@ TEST(CpuOps, Q8PanelsAtTheLargestCodesAndActivations) {
       }
     }
   }
+}
+
+// The panels of the 16-value-scale types against 256-value 8-bit activations (AVX-512 VNNI):
+// every shape against the double reference, with the output poisoned and its stride wider than
+// the panel; bit for bit what the 1x1 panel gives (integer sums, then the same float steps), and
+// within float rounding of the decode rows (dot_q8x256) on the same activation blocks.
+TEST(CpuOps, Q8x256PanelsAgainstDoubleReferenceAndRowKernels) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int kRows = kQ8x256PanelRows, kCols = 19;  // 8 + 8 + 3 columns
+  const int64_t ldy = kRows + 3, K = 3 * 256;
+  int panels = 0;
+  for (const DotKernels* kern : every_kernel_set()) {
+    for (const TypeTraits& tr : all_type_traits()) {
+      const auto t = static_cast<uint32_t>(tr.type);
+      if (kern->gemm_q8x256_panel[t] == nullptr) continue;
+      ++panels;
+      ASSERT_NE(kern->dot_q8x256[t], nullptr) << kern->isa << " " << tr.name << ": a panel without decode rows";
+      const uint64_t row_bytes = type_bytes(tr.type, K);
+      const auto w = test::random_blocks(tr.type, K * kRows, rng);
+      std::vector<float> x(kCols * K), wf(kRows * K);
+      for (auto& v : x) v = normal(rng);
+      for (int r = 0; r < kRows; ++r) dequantize_row(tr.type, w.data() + r * row_bytes, wf.data() + r * K, K);
+      std::vector<BlockQ8x256> xq(kCols * K / 256);
+      kern->quantize_q8x256(x.data(), xq.data(), kCols * K);
+      auto run = [&](int n_rows, int n_cols, int r0, int c0, std::vector<float>& y) {
+        kern->gemm_q8x256_panel[t](w.data() + r0 * row_bytes, row_bytes, n_rows, xq.data() + c0 * K / 256, K / 256,
+                                   n_cols, K, y.data() + c0 * ldy + r0, ldy);
+      };
+      std::vector<float> single(kCols * ldy, std::nanf(""));
+      for (int r = 0; r < kRows; ++r) {
+        for (int c = 0; c < kCols; ++c) run(1, 1, r, c, single);
+      }
+      for (const int n_rows : {1, 7, kRows}) {
+        for (const int n_cols : {1, 8, kCols}) {
+          std::vector<float> y(kCols * ldy, std::nanf(""));
+          run(n_rows, n_cols, 0, 0, y);
+          for (int c = 0; c < kCols; ++c) {
+            for (int r = 0; r < ldy; ++r) {
+              const float got = y[c * ldy + r];
+              const std::string where = std::string(kern->isa) + " " + std::string(tr.name) + " panel " +
+                                        std::to_string(n_rows) + "x" + std::to_string(n_cols) + " at " +
+                                        std::to_string(r) + "," + std::to_string(c);
+              if (r >= n_rows || c >= n_cols) {
+                EXPECT_TRUE(std::isnan(got)) << where << ": written outside the panel";
+                continue;
+              }
+              const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
+              EXPECT_LE(std::fabs(got - want) / scale, bound(DotRegime::q8_activations)) << where;
+              EXPECT_EQ(got, single[c * ldy + r]) << where << ": differs from the 1x1 panel";
+              const float row = kern->dot_q8x256[t](w.data() + r * row_bytes, xq.data() + c * K / 256, K);
+              EXPECT_LE(std::fabs(got - row) / scale, 1e-5) << where << ": differs from dot_q8x256";
+            }
+          }
+        }
+      }
+    }
+  }
+  if (panels == 0) GTEST_SKIP() << "no instruction set with 256-value 8-bit panels on this CPU (AVX-512 VNNI)";
+}
+
+// Their sums stay in int32: every byte of the weights at 0xFF (the largest codes, and for Q6_K
+// the largest scale magnitude) with the fp16 fields at 0.01, against activations all +1 or all -1
+// (every q at +-127, every 16-value sum at +-2032): the panel must give the double reference of
+// the same activation blocks.
+TEST(CpuOps, Q8x256PanelsAtTheLargestCodesAndActivations) {
+  const int kRows = kQ8x256PanelRows, kCols = 5;
+  const int64_t K = 2 * 256;
+  int panels = 0;
+  for (const DotKernels* kern : every_kernel_set()) {
+    for (const TypeTraits& tr : all_type_traits()) {
+      const auto t = static_cast<uint32_t>(tr.type);
+      if (kern->gemm_q8x256_panel[t] == nullptr) continue;
+      ++panels;
+      const uint64_t row_bytes = type_bytes(tr.type, K);
+      std::vector<uint8_t> w(row_bytes * kRows, 0xFF);
+      for (size_t b = 0; b < w.size(); b += tr.block_bytes) test::put_fp16_fields(tr.type, &w[b], fp32_to_fp16(0.01f));
+      std::vector<float> wf(kRows * K);
+      for (int r = 0; r < kRows; ++r) dequantize_row(tr.type, w.data() + r * row_bytes, wf.data() + r * K, K);
+      for (const float sign : {1.0f, -1.0f}) {
+        std::vector<float> x(kCols * K, sign);
+        std::vector<BlockQ8x256> xq(kCols * K / 256);
+        kern->quantize_q8x256(x.data(), xq.data(), kCols * K);
+        ASSERT_EQ(int(xq[0].q[0]), int(sign * 127));
+        std::vector<float> y(kCols * kRows, std::nanf(""));
+        kern->gemm_q8x256_panel[t](w.data(), row_bytes, kRows, xq.data(), K / 256, kCols, K, y.data(), kRows);
+        for (int c = 0; c < kCols; ++c) {
+          for (int r = 0; r < kRows; ++r) {
+            const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
+            EXPECT_LE(std::fabs(y[c * kRows + r] - want) / scale, 1e-5)
+                << kern->isa << " " << tr.name << " sign " << sign << " at " << r << "," << c;
+          }
+        }
+      }
+    }
+  }
+  if (panels == 0) GTEST_SKIP() << "no instruction set with 256-value 8-bit panels on this CPU (AVX-512 VNNI)";
 }
 
 TEST(CpuOps, RmsNormAndSwiglu) {

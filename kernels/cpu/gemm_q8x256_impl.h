@@ -1,0 +1,256 @@
+// The prompt panels of quant_dot.h for the types whose scales cover 16 values (Q2_K, Q3_K, Q6_K,
+// IQ2_XS, IQ2_S and IQ1_M) with AVX-512 VNNI, against the decode rows' 8-bit activations with one
+// scale per 256 values (BlockQ8x256), included by quant_dot_impl.h in each instruction-set
+// translation unit; same rules: internal linkage, no inline library templates. Elsewhere these
+// types take the 12-bit panels (gemm_q16_impl.h).
+//
+// Arithmetic: per super-block a weight row is 256 unsigned byte codes u, sixteen int16 scales s_g
+// and sixteen int16 offsets o_g, its values w = s_g (u - c) with the type's code offset c (Q6_K
+// 32, Q3_K 4, IQ2 128, IQ1_M 9; o_g = c s_g), or for Q2_K w = d s_g u - dmin m_g (o_g = m_g). Per
+// (row, activation row) and super-block, all in int32 and exact:
+//   idot = sum_g s_g * sum(u * q_x over group g)      (vpdpbusd, then one vpmulld a group)
+//   ioff = sum_g o_g * sum(q_x over group g)          (vpdpwssd against the activations' sums)
+// and then acc = fma(idot - ioff, d * d_x, acc), or for Q2_K acc = fma(idot, d * d_x, acc) -
+// ioff * dmin * d_x, so every panel shape gives the same bits for a (row, column). Largest idot:
+// Q6_K 16 * 128 * (63 * 127 * 16) < 2^28.
+//
+// Panels (kQ8x256PanelRows x any): 16 rows decoded and transposed per super-block so that one
+// vector holds four consecutive codes of every row (dword lane r = row r); each activation dword is
+// broadcast against it. A group of 16 values is four multiply-adds of 64 products and one integer
+// multiply by the rows' scales, where the 12-bit panels' int16 products take eight multiply-adds
+// of 32. Bound: the multiply-adds (compute), the decode and transpose amortised over the batch.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+namespace engine {
+namespace {
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+// A super-block of one row: 256 codes (value e at byte e) and per 16-value group g its scale and
+// offset (above); d and (Q2_K) dmin.
+struct Q8x256RowScales {
+  float d = 0, dmin = 0;
+  int16_t sc[16] = {}, off[16] = {};
+};
+template <typename Block>
+constexpr bool kQ8x256Mins = std::is_same_v<Block, BlockQ2_K>;
+
+inline void set_group_scales(Q8x256RowScales& s, const int8_t* sc, int code_offset) {
+  for (int g = 0; g < 16; ++g) {
+    s.sc[g] = sc[g];
+    s.off[g] = int16_t(code_offset * sc[g]);
+  }
+}
+
+// Q6_K: codes 0..63, offset 32. Values 64j .. 64j + 63 as in gemm_q16_impl.h's decode_int16.
+inline void decode_codes(const BlockQ6_K& b, uint8_t* out, Q8x256RowScales& s) {
+  const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3);
+  for (int j = 0; j < 4; ++j) {
+    const int h = j / 2, nib = 4 * (j % 2);
+    const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h));
+    const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * h + 32));
+    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * h));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * j),
+                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, nib), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib), three), 4)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * j + 32),
+                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, nib), low4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, nib + 2), three), 4)));
+  }
+  set_group_scales(s, b.scales, 32);
+  s.d = h2f(b.d);
+}
+
+// Q3_K: codes u = 0..7 (the value u - 4), value e = 128h + 32g + l as in dot_q23k_impl.h.
+inline void decode_codes(const BlockQ3_K& b, uint8_t* out, Q8x256RowScales& s) {
+  alignas(16) int8_t sc[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(sc), q3k_scales_epi8(b.scales));
+  const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+  const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
+  for (int h = 0; h < 2; ++h) {
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
+    for (int g = 0; g < 4; ++g) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + 128 * h + 32 * g),
+                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qv, 2 * g), three),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + g), one), 2)));
+    }
+  }
+  set_group_scales(s, sc, 4);
+  s.d = h2f(b.d);
+}
+
+// Q2_K: codes 0..3 times the low scale nibble, less dmin times the high one.
+inline void decode_codes(const BlockQ2_K& b, uint8_t* out, Q8x256RowScales& s) {
+  const __m256i three = _mm256_set1_epi8(3);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
+    for (int g = 0; g < 4; ++g) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + 128 * h + 32 * g),
+                         _mm256_and_si256(_mm256_srli_epi16(qv, 2 * g), three));
+    }
+  }
+  for (int g = 0; g < 16; ++g) {
+    s.sc[g] = int16_t(b.scales[g] & 15);
+    s.off[g] = int16_t(b.scales[g] >> 4);
+  }
+  s.d = h2f(b.d);
+  s.dmin = h2f(b.dmin);
+}
+
+// IQ2_XS and IQ2_S: the signed grid values v + 128 (at most 43 + 128), each half's 2s + 1.
+template <typename Block>
+  requires std::is_same_v<Block, BlockIQ2_XS> || std::is_same_v<Block, BlockIQ2_S>
+inline void decode_codes(const Block& b, uint8_t* out, Q8x256RowScales& s) {
+  alignas(16) int8_t sc[16];
+  for (int g = 0; g < 8; ++g) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * g),
+                       _mm256_xor_si256(iq2_values32(b, g), _mm256_set1_epi8(int8_t(0x80))));
+    sc[2 * g] = int8_t(iq2_scale(b, g, 0));
+    sc[2 * g + 1] = int8_t(iq2_scale(b, g, 1));
+  }
+  set_group_scales(s, sc, 128);
+  s.d = h2f(b.d) * 0.125f;
+}
+
+// IQ1_M: codes 8 grid + 9 +- 1 (the value w = 8 grid +- 1 plus 9), each half's 2s + 1.
+inline void decode_codes(const BlockIQ1_M& b, uint8_t* out, Q8x256RowScales& s) {
+  const uint64_t scales = load_le64(b.scales);
+  alignas(16) int8_t sc[16];
+  for (int g = 0; g < 8; ++g) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * g), iq1m_codes32(b, g));
+    sc[2 * g] = int8_t(iq1m_scale(scales, 2 * g));
+    sc[2 * g + 1] = int8_t(iq1m_scale(scales, 2 * g + 1));
+  }
+  set_group_scales(s, sc, 9);
+  s.d = h2f(iq1m_d_bits(scales)) * 0.125f;
+}
+
+// The next super-block of a panel's rows into the cache while the columns take this one: the
+// rows are row_bytes apart, a stride the hardware prefetchers do not follow far enough (without
+// it, two thirds of a Q6_K panel's decode time waited on its first loads).
+template <size_t kBytes>
+inline void prefetch_panel_rows(const uint8_t* block, uint64_t row_bytes, int n_rows) {
+  for (int r = 0; r < n_rows; ++r) {
+    for (size_t at = 0; at < kBytes; at += 64) __builtin_prefetch(block + r * row_bytes + at, 0, 3);
+    __builtin_prefetch(block + r * row_bytes + kBytes - 1, 0, 3);
+  }
+}
+
+// One super-block's panel: wt[p] = codes 4p .. 4p + 3 of each of the 16 rows in its dword lanes
+// (group g = p / 4); sc[g] the rows' group scales; off[p] their offsets for groups 2p, 2p + 1 as
+// int16 pairs; d and dmin per row.
+struct Q8x256Panel {
+  __m512i wt[64];
+  __m512i sc[16];
+  __m512i off[8];
+  __m512 d, dmin;
+};
+
+template <typename Block>
+void decode_q8x256_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8x256Panel& p) {
+  alignas(64) uint8_t rows[kQ8x256PanelRows][256];
+  alignas(64) int32_t sc[16][kQ8x256PanelRows], off[8][kQ8x256PanelRows];
+  alignas(64) float d[kQ8x256PanelRows], dmin[kQ8x256PanelRows];
+  for (int r = 0; r < kQ8x256PanelRows; ++r) {
+    Q8x256RowScales s;  // zero for rows past n_rows
+    if (r >= n_rows) {
+      std::memset(rows[r], 0, sizeof(rows[r]));
+    } else {
+      decode_codes(reinterpret_cast<const Block*>(w + r * row_bytes)[i], rows[r], s);
+    }
+    for (int g = 0; g < 16; ++g) sc[g][r] = s.sc[g];
+    for (int q = 0; q < 8; ++q) {
+      off[q][r] = int32_t(uint32_t(uint16_t(s.off[2 * q])) | (uint32_t(uint16_t(s.off[2 * q + 1])) << 16));
+    }
+    d[r] = s.d;
+    dmin[r] = s.dmin;
+  }
+  for (int v = 0; v < 4; ++v) {  // dwords 16v .. 16v + 15
+    __m512i t[16];
+    for (int r = 0; r < kQ8x256PanelRows; ++r) t[r] = _mm512_load_si512(rows[r] + 64 * v);
+    transpose16x16_epi32(t);
+    for (int q = 0; q < 16; ++q) p.wt[16 * v + q] = t[q];
+  }
+  for (int g = 0; g < 16; ++g) p.sc[g] = _mm512_load_si512(sc[g]);
+  for (int q = 0; q < 8; ++q) p.off[q] = _mm512_load_si512(off[q]);
+  p.d = _mm512_load_ps(d);
+  p.dmin = _mm512_load_ps(dmin);
+}
+
+// C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
+// the running sum: zero before the first super-block. Never inlined, as q16_panel_cols.
+template <int C, bool kMins>
+__attribute__((noinline)) void q8x256_panel_cols(const Q8x256Panel& p, const BlockQ8x256* x, int64_t x_stride,
+                                                 int64_t i, bool first, __mmask16 rows, float* y, int64_t ldy) {
+  const BlockQ8x256* xb[C];
+  __m512i idot[C];
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+    xb[c] = x + c * x_stride + i;
+    idot[c] = _mm512_setzero_si512();
+  }
+  for (int g = 0; g < 16; ++g) {
+    __m512i t[C];
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) t[c] = _mm512_setzero_si512();
+    _Pragma("GCC unroll 4") for (int q = 0; q < 4; ++q) {
+      const __m512i wv = p.wt[4 * g + q];
+      _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpbusd_broadcast(t[c], wv, xb[c]->q + 16 * g + 4 * q);
+    }
+    const __m512i sc = p.sc[g];
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) idot[c] = _mm512_add_epi32(idot[c], _mm512_mullo_epi32(t[c], sc));
+  }
+  __m512i ioff[C];  // after the products, so that their accumulators have every register
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) ioff[c] = _mm512_setzero_si512();
+  for (int q = 0; q < 8; ++q) {
+    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpwssd_broadcast(ioff[c], p.off[q], xb[c]->sums + 2 * q);
+  }
+  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
+    const __m512 xd = _mm512_set1_ps(xb[c]->d);
+    const __m512 y0 = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows, y + c * ldy);
+    __m512 out;
+    if constexpr (kMins) {
+      out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(idot[c]), _mm512_mul_ps(p.d, xd), y0);
+      out = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ioff[c]), _mm512_mul_ps(p.dmin, xd), out);
+    } else {
+      out = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(idot[c], ioff[c])), _mm512_mul_ps(p.d, xd), y0);
+    }
+    _mm512_mask_storeu_ps(y + c * ldy, rows, out);
+  }
+}
+
+template <typename Block>
+void gemm_q8x256_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x256* x,
+                              int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
+  static_assert(kQ8x256PanelRows == 16);
+  constexpr int kCols = 8;  // 2 * 8 accumulators
+  Q8x256Panel p;
+  const auto rows = static_cast<__mmask16>((1u << n_rows) - 1);
+  for (int64_t i = 0; i < k / 256; ++i) {
+    decode_q8x256_panel<Block>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
+    if (i + 1 < k / 256) prefetch_panel_rows<sizeof(Block)>(static_cast<const uint8_t*>(w) + (i + 1) * sizeof(Block), row_bytes, n_rows);
+    for (int c0 = 0; c0 < n_cols; c0 += kCols) {
+      const BlockQ8x256* xc = x + c0 * x_stride;
+      float* yc = y + c0 * ldy;
+      with_count<kCols>(n_cols - c0, [&]<int C>() {
+        q8x256_panel_cols<C, kQ8x256Mins<Block>>(p, xc, x_stride, i, i == 0, rows, yc, ldy);
+      });
+    }
+  }
+}
+#endif
+
+void add_q8x256_panels([[maybe_unused]] DotKernels& k) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q6_K)] = gemm_q8x256_panel_avx512<BlockQ6_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q3_K)] = gemm_q8x256_panel_avx512<BlockQ3_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q2_K)] = gemm_q8x256_panel_avx512<BlockQ2_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_XS)] = gemm_q8x256_panel_avx512<BlockIQ2_XS>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_S)] = gemm_q8x256_panel_avx512<BlockIQ2_S>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q8x256_panel_avx512<BlockIQ1_M>;
+#endif
+}
+
+}  // namespace
+}  // namespace engine
