@@ -1,21 +1,22 @@
-// The prompt kernels of quant_dot.h for Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M (quantize_q16 and the gemm_q16
-// panels), included by quant_dot_impl.h in each instruction-set translation unit; same rules:
-// internal linkage, no inline library templates. Decode steps take the row kernels of
-// dot_q8x256_impl.h and dot_q23k_impl.h.
+// The prompt kernels of quant_dot.h for Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M with AVX2 and
+// without AVX-512 VNNI (quantize_q16 and the gemm_q16 panels; with AVX-512 VNNI these types take
+// gemm_q8x256_impl.h's panels), included by quant_dot_impl.h in each instruction-set translation
+// unit; same rules: internal linkage, no inline library templates. Decode steps take the row
+// kernels of dot_q8x256_impl.h and dot_q23k_impl.h.
 //
 // Arithmetic: per super-block of 256 values a weight row becomes int16 products (exact: Q6_K
 // (q - 32) * scale, |w| <= 4096; Q3_K (u - 4) * scale, <= 128; Q2_K q * scale, <= 45; IQ2_XS and
 // IQ2_S +-grid * (2s + 1), <= 43 * 31 = 1333, IQ1_M (8 grid +- 1) (2s + 1), <= 9 * 15 = 135; their
-// d / 8 the float) and a float
-// d; per (row, activation row) and super-block
+// d / 8 the float) and a float d; per (row, activation row) and super-block
 //   idot = sum(w * q_x)  int32, exact (see kQ16Max);   acc = fma(idot, d * d_x, acc)
 // and for Q2_K, whose groups also have mins, imin = sum_j m_j * sum(q_x over group j) (int32,
 // exact) and acc = fma(-imin, dmin * d_x, acc), so every panel shape gives bit-identical results
 // for a (row, column).
 //
-// Panels (kQ16PanelRows x any): 16 rows decoded and transposed per super-block so that one vector
-// holds the same two values of all 16 rows; each activation pair is broadcast to it. Bound:
-// integer multiply-adds (compute), the decode and transpose amortised over the batch.
+// Panels (kQ16PanelRows x any): 16 rows decoded and transposed per super-block, 8 rows per 256-bit
+// vector (a 16-row panel is two of them), so that one vector holds the same two values of 8 rows;
+// each activation pair is broadcast to it (vpmaddwd, then an add). Bound: integer multiply-adds
+// (compute), the decode and transpose amortised over the batch.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +25,12 @@
 
 namespace engine {
 namespace {
+
+#if defined(__AVX2__) && defined(__FMA__) && !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__))
+#define ENGINE_Q16_PANELS 1
+#else
+#define ENGINE_Q16_PANELS 0
+#endif
 
 void quantize_q16(const float* x, BlockQ16x256* out, int64_t k) {
   for (int64_t b = 0; b < k / 256; ++b, x += 256) {
@@ -39,8 +46,8 @@ void quantize_q16(const float* x, BlockQ16x256* out, int64_t k) {
   }
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
-// ---- Row decoders (AVX2; the AVX-512 panels take them too) ----
+#if ENGINE_Q16_PANELS
+// ---- Row decoders ----
 // A super-block of one row as 256 exact int16 weight products (value e at out[e]) and its float
 // scales; Q2_K also its sixteen mins (w = d * out - dmin * m[e / 16]).
 struct Q16RowScales {
@@ -152,111 +159,6 @@ void pack_mins(const Q16RowScales (&s)[kRows], int32_t (*mt)[kRows]) {
     }
   }
 }
-#endif
-
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-// ---- AVX-512 VNNI ----
-
-// One super-block's panel: wt[p] = value pair p (values 2p, 2p + 1) of each of the 16 rows in its
-// dword lanes; d per row; for Q2_K the mins' pairs (pack_mins) and dmin per row.
-struct Q16Panel {
-  __m512i wt[128];
-  __m512i mt[8];
-  __m512 d, dmin;
-};
-
-template <typename Block>
-void decode_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q16Panel& p) {
-  alignas(64) int16_t rows[kQ16PanelRows][256];
-  alignas(64) float d[kQ16PanelRows], dmin[kQ16PanelRows];
-  Q16RowScales s[kQ16PanelRows];
-  for (int r = 0; r < kQ16PanelRows; ++r) {
-    if (r >= n_rows) {
-      std::memset(rows[r], 0, sizeof(rows[r]));
-    } else {
-      decode_int16(reinterpret_cast<const Block*>(w + r * row_bytes)[i], rows[r], s[r]);
-    }
-    d[r] = s[r].d;
-    dmin[r] = s[r].dmin;
-  }
-  for (int v = 0; v < 8; ++v) {  // pairs 16v .. 16v + 15
-    __m512i t[16];
-    for (int r = 0; r < kQ16PanelRows; ++r) t[r] = _mm512_load_si512(rows[r] + 32 * v);
-    transpose16x16_epi32(t);
-    for (int q = 0; q < 16; ++q) p.wt[16 * v + q] = t[q];
-  }
-  p.d = _mm512_load_ps(d);
-  if constexpr (kQ16Mins<Block>) {
-    alignas(64) int32_t mt[8][kQ16PanelRows];
-    pack_mins<kQ16PanelRows>(s, mt);
-    for (int q = 0; q < 8; ++q) p.mt[q] = _mm512_load_si512(mt[q]);
-    p.dmin = _mm512_load_ps(dmin);
-  }
-}
-
-// acc += pairwise products of w's int16 lanes with the pair at q (two int16) in every dword lane,
-// as one instruction with an embedded broadcast. Written in assembly because GCC 12 copies the
-// accumulator of the _mm512_dpwssd_epi32 intrinsic to a new register and back at every use,
-// which made the panel loop twice as long as its multiply-adds.
-inline void dpwssd_broadcast(__m512i& acc, __m512i w, const int16_t* q) {
-  asm("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(q)));
-}
-
-// C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
-// the running sum: zero before the first super-block. With mins (Q2_K) the mins meet the
-// activations' 16-value sums in an int32 sum of their own, subtracted after the scales. Never
-// inlined: inlined into the panel loop GCC 12 kept the accumulators in memory (a loop over c
-// instead of the unrolled one), 40% slower.
-template <int C, bool kMins>
-__attribute__((noinline)) void q16_panel_cols(const Q16Panel& p, const BlockQ16x256* x, int64_t x_stride, int64_t i, bool first,
-                    __mmask16 rows, float* y, int64_t ldy) {
-  __m512i iacc[C];
-  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) iacc[c] = _mm512_setzero_si512();
-  const BlockQ16x256* xb[C];
-  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) xb[c] = x + c * x_stride + i;
-  for (int q = 0; q < 128; ++q) {
-    const __m512i wv = p.wt[q];
-    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpwssd_broadcast(iacc[c], wv, xb[c]->q + 2 * q);
-  }
-  __m512 out[C];
-  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
-    const __m512 f = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows, y + c * ldy);
-    out[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[c]), _mm512_mul_ps(p.d, _mm512_set1_ps(xb[c]->d)), f);
-  }
-  if constexpr (kMins) {  // after the products, so that their accumulators have every register
-    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) iacc[c] = _mm512_setzero_si512();
-    for (int q = 0; q < 8; ++q) {
-      _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpwssd_broadcast(iacc[c], p.mt[q], xb[c]->sums + 2 * q);
-    }
-    _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) {
-      out[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(iacc[c]), _mm512_mul_ps(p.dmin, _mm512_set1_ps(xb[c]->d)), out[c]);
-    }
-  }
-  _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(y + c * ldy, rows, out[c]);
-}
-
-template <typename Block>
-void gemm_q16_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
-                           int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy) {
-  static_assert(kQ16PanelRows == 16);
-  constexpr int kCols = 8;  // 2 * 8 accumulators
-  Q16Panel p;
-  const auto rows = static_cast<__mmask16>((1u << n_rows) - 1);
-  for (int64_t i = 0; i < k / 256; ++i) {
-    decode_panel<Block>(static_cast<const uint8_t*>(w), row_bytes, n_rows, i, p);
-    for (int c0 = 0; c0 < n_cols; c0 += kCols) {
-      const BlockQ16x256* xc = x + c0 * x_stride;
-      float* yc = y + c0 * ldy;
-      with_count<kCols>(n_cols - c0,
-                        [&]<int C>() { q16_panel_cols<C, kQ16Mins<Block>>(p, xc, x_stride, i, i == 0, rows, yc, ldy); });
-    }
-  }
-}
-#elif defined(__AVX2__) && defined(__FMA__)
-// ---- AVX2 ----
-// The same panels, 8 rows per 256-bit vector (a 16-row panel is two of them): vpmaddwd takes the
-// place of vpdpwssd (the int16 pair products summed to int32, then added: the same exact integer
-// sums), so results are bit for bit the AVX-512 panels'.
 
 // One super-block of 8 rows: wt[p] = value pair p of each row in its dword lanes; d per row; for
 // Q2_K the mins' pairs and dmin per row.
@@ -301,7 +203,10 @@ inline __m256i broadcast_pair(const int16_t* q) {
   return _mm256_set1_epi32(pair);
 }
 
-template <int C, bool kMins>  // never inlined, as q16_panel_cols
+// C activation rows against one super-block's panel of up to 8 rows; y is the running sum: zero
+// before the first super-block. Never inlined: inlined into the panel loop GCC 12 kept the
+// accumulators in memory (a loop over c instead of the unrolled one), 40% slower.
+template <int C, bool kMins>
 __attribute__((noinline)) void q16_panel8_cols(const Q16Panel8& p, const BlockQ16x256* x, int64_t x_stride, int64_t i, bool first,
                      int n_rows, float* y, int64_t ldy) {
   __m256i iacc[C];
@@ -333,7 +238,7 @@ __attribute__((noinline)) void q16_panel8_cols(const Q16Panel8& p, const BlockQ1
 // multiply-adds (C = 6: twelve accumulators in 16 registers), where a half at a time takes a
 // broadcast per multiply-add. The same integer sums and float steps per (row, column) as
 // q16_panel8_cols.
-template <int C, bool kMins>  // never inlined, as q16_panel_cols
+template <int C, bool kMins>  // never inlined, as q16_panel8_cols
 __attribute__((noinline)) void q16_panel16_cols(const Q16Panel8* p, const BlockQ16x256* x, int64_t x_stride, int64_t i,
                                                 bool first, int n_rows, float* y, int64_t ldy) {
   // Two flat arrays, not one [2][C]: GCC 12 keeps the latter in memory.
@@ -408,14 +313,7 @@ void gemm_q16_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const Bl
 
 void add_q16_panels(DotKernels& k) {
   k.quantize_q16 = quantize_q16;
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-  k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx512<BlockQ6_K>;
-  k.gemm_q16_panel[uint32_t(GgmlType::Q3_K)] = gemm_q16_panel_avx512<BlockQ3_K>;
-  k.gemm_q16_panel[uint32_t(GgmlType::Q2_K)] = gemm_q16_panel_avx512<BlockQ2_K>;
-  k.gemm_q16_panel[uint32_t(GgmlType::IQ2_XS)] = gemm_q16_panel_avx512<BlockIQ2_XS>;
-  k.gemm_q16_panel[uint32_t(GgmlType::IQ2_S)] = gemm_q16_panel_avx512<BlockIQ2_S>;
-  k.gemm_q16_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q16_panel_avx512<BlockIQ1_M>;
-#elif defined(__AVX2__) && defined(__FMA__)
+#if ENGINE_Q16_PANELS
   k.gemm_q16_panel[uint32_t(GgmlType::Q6_K)] = gemm_q16_panel_avx2<BlockQ6_K>;
   k.gemm_q16_panel[uint32_t(GgmlType::Q3_K)] = gemm_q16_panel_avx2<BlockQ3_K>;
   k.gemm_q16_panel[uint32_t(GgmlType::Q2_K)] = gemm_q16_panel_avx2<BlockQ2_K>;

@@ -180,8 +180,16 @@ void decode_q8x256_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64
   p.dmin = _mm512_load_ps(dmin);
 }
 
+// acc += pairwise products of w's int16 lanes with the pair at q (two int16) in every dword lane,
+// as one instruction with an embedded broadcast. Written in assembly because GCC 12 copies the
+// accumulator of the _mm512_dpwssd_epi32 intrinsic to a new register and back at every use.
+inline void dpwssd_broadcast(__m512i& acc, __m512i w, const int16_t* q) {
+  asm("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(q)));
+}
+
 // C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
-// the running sum: zero before the first super-block. Never inlined, as q16_panel_cols.
+// the running sum: zero before the first super-block. Never inlined: inlined into the panel loop,
+// GCC 12 keeps such accumulators in memory (as gemm_q16_impl.h measured).
 template <int C, bool kMins>
 __attribute__((noinline)) void q8x256_panel_cols(const Q8x256Panel& p, const BlockQ8x256* x, int64_t x_stride,
                                                  int64_t i, bool first, __mmask16 rows, float* y, int64_t ldy) {

@@ -51,7 +51,7 @@ double bound(GgmlType t) { return bound(dot_regime(t)); }
 double matmul_bound(GgmlType type, int64_t B) {
   const DotKernels& kern = dot_kernels();
   const auto t = static_cast<uint32_t>(type);
-  const bool panel = kern.gemm_q16_panel[t] != nullptr && kern.gemm_q8x256_panel[t] == nullptr && B >= kPanelMinBatch;
+  const bool panel = kern.gemm_q16_panel[t] != nullptr && B >= kPanelMinBatch;
   if (dot_regime(type) == DotRegime::q16_activations && kern.dot_q8x256[t] != nullptr && !panel) {
     return bound(DotRegime::q8_activations);
   }
@@ -319,37 +319,6 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
           }
         }
       }
-    }
-  }
-}
-
-// The Q2_K, Q3_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M panels are exact integer sums and the same float steps on every
-// instruction set: the AVX2 and AVX-512 panels give the same bits for the same activation blocks.
-TEST(CpuOps, Q16PanelsAgreeAcrossInstructionSets) {
-  std::mt19937 rng(std::random_device{}());
-  std::normal_distribution<float> normal;
-  const int kRows = kQ16PanelRows, kCols = 5;
-  const int64_t K = 4 * 256;
-  std::vector<float> x(kCols * K);
-  for (auto& v : x) v = normal(rng);
-  std::vector<BlockQ16x256> xq(kCols * K / 256);
-  dot_kernels_generic().quantize_q16(x.data(), xq.data(), kCols * K);
-  for (const GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q6_K, GgmlType::IQ2_XS, GgmlType::IQ2_S,
-                              GgmlType::IQ1_M}) {
-    const uint64_t row_bytes = type_bytes(type, K);
-    const auto w = test::random_blocks(type, K * kRows, rng);
-    std::vector<std::pair<const char*, std::vector<float>>> results;
-    for (const DotKernels* kern : every_kernel_set()) {
-      const GemmQ16 panel = kern->gemm_q16_panel[uint32_t(type)];
-      if (panel == nullptr) continue;
-      std::vector<float> y(kCols * kRows, std::nanf(""));
-      panel(w.data(), row_bytes, kRows, xq.data(), K / 256, kCols, K, y.data(), kRows);
-      results.emplace_back(kern->isa, y);
-    }
-    if (results.size() < 2) GTEST_SKIP() << "fewer than two instruction sets with 12-bit panels on this CPU";
-    for (size_t i = 1; i < results.size(); ++i) {
-      EXPECT_EQ(results[i].second, results[0].second)
-          << traits(type).name << ": " << results[i].first << " against " << results[0].first;
     }
   }
 }
