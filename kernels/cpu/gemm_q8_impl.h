@@ -1,7 +1,8 @@
-// The 8-bit activation panels of quant_dot.h (gemm_q8_panel: Q4_K, Q5_K and the 32-value block
-// formats Q4_0, Q4_1, Q5_0, Q5_1; IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0; with AVX-512 VNNI
-// also Q8_0, its codes v + 128), included by quant_dot_impl.h in each instruction-set
-// translation unit; same rules: internal linkage, no inline library templates.
+// The 8-bit activation panels of quant_dot.h (gemm_q8_panel: the 32-value block formats Q4_0,
+// Q4_1, Q5_0, Q5_1; IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0; with AVX2 also
+// Q4_K and Q5_K, which with AVX-512 VNNI take gemm_q8x256_impl.h's panels; with AVX-512 VNNI also
+// Q8_0, its codes v + 128), included by quant_dot_impl.h in each instruction-set translation
+// unit; same rules: internal linkage, no inline library templates.
 //
 // A panel is kQ8PanelRows = 16 weight rows against any number of activation rows (Q8 blocks of
 // 32, as dot_q8 uses, so a prompt batch and token-by-token decoding see the same activations).
@@ -304,8 +305,7 @@ void gemm_q8_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const Blo
 
 void add_q8_panels([[maybe_unused]] DotKernels& k) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-  k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx512<BlockQ4_K>;
-  k.gemm_q8_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8_panel_avx512<BlockQ5_K>;
+  // Q4_K and Q5_K: gemm_q8x256_impl.h's panels, their group scales applied in int32.
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_0)] = gemm_q8_panel_avx512<BlockQ4_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx512<BlockQ4_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx512<BlockQ5_0>;

@@ -1,24 +1,27 @@
-// The prompt panels of quant_dot.h for the types whose scales cover 16 values (Q2_K, Q3_K, Q6_K,
-// IQ2_XS, IQ2_S and IQ1_M) with AVX-512 VNNI, against the decode rows' 8-bit activations with one
-// scale per 256 values (BlockQ8x256), included by quant_dot_impl.h in each instruction-set
-// translation unit; same rules: internal linkage, no inline library templates. Elsewhere these
-// types take the 12-bit panels (gemm_q16_impl.h).
+// The prompt panels of quant_dot.h with AVX-512 VNNI for the K-quants and the types whose scales
+// cover 16 values (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M), against the decode rows'
+// 8-bit activations with one scale per 256 values (BlockQ8x256, as llama.cpp's Q8_K), included by
+// quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
+// inline library templates. With AVX2 alone Q4_K and Q5_K take gemm_q8_impl.h's panels, the
+// others the 12-bit ones (gemm_q16_impl.h).
 //
-// Arithmetic: per super-block a weight row is 256 unsigned byte codes u, sixteen int16 scales s_g
-// and sixteen int16 offsets o_g, its values w = s_g (u - c) with the type's code offset c (Q6_K
-// 32, Q3_K 4, IQ2 128, IQ1_M 9; o_g = c s_g), or for Q2_K w = d s_g u - dmin m_g (o_g = m_g). Per
-// (row, activation row) and super-block, all in int32 and exact:
+// Arithmetic: per super-block a weight row is 256 unsigned byte codes u and per group g of 16
+// values (Q4_K, Q5_K: 32) an int16 scale s_g, and per 16 values an int16 offset o; its values are
+// w = s_g (u - c) with the type's code offset c (Q6_K 32, Q3_K 4, IQ2 128, IQ1_M 9; o = c s_g), or
+// for Q2_K, Q4_K and Q5_K w = d s_g u - dmin m_g (o = m_g). Per (row, activation row) and
+// super-block, all in int32 and exact:
 //   idot = sum_g s_g * sum(u * q_x over group g)      (vpdpbusd, then one vpmulld a group)
-//   ioff = sum_g o_g * sum(q_x over group g)          (vpdpwssd against the activations' sums)
-// and then acc = fma(idot - ioff, d * d_x, acc), or for Q2_K acc = fma(idot, d * d_x, acc) -
+//   ioff = sum over 16-value runs j of o_j * sum(q_x over run j)   (vpdpwssd on the activations' sums)
+// and then acc = fma(idot - ioff, d * d_x, acc), or with mins acc = fma(idot, d * d_x, acc) -
 // ioff * dmin * d_x, so every panel shape gives the same bits for a (row, column). Largest idot:
 // Q6_K 16 * 128 * (63 * 127 * 16) < 2^28.
 //
 // Panels (kQ8x256PanelRows x any): 16 rows decoded and transposed per super-block so that one
 // vector holds four consecutive codes of every row (dword lane r = row r); each activation dword is
 // broadcast against it. A group of 16 values is four multiply-adds of 64 products and one integer
-// multiply by the rows' scales, where the 12-bit panels' int16 products take eight multiply-adds
-// of 32. Bound: the multiply-adds (compute), the decode and transpose amortised over the batch.
+// multiply by the rows' scales, where 12-bit panels' exact int16 products take eight multiply-adds
+// of 32, and a float step per group of 32 (Q4_K's panels on 32-value activation blocks) costs
+// four. Bound: the multiply-adds (compute), the decode and transpose amortised over the batch.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +39,11 @@ struct Q8x256RowScales {
   int16_t sc[16] = {}, off[16] = {};
 };
 template <typename Block>
-constexpr bool kQ8x256Mins = std::is_same_v<Block, BlockQ2_K>;
+constexpr bool kQ8x256Mins = std::is_same_v<Block, BlockQ2_K> || std::is_same_v<Block, BlockQ4_K> ||
+                             std::is_same_v<Block, BlockQ5_K>;
+// Values a scale covers: Q4_K's and Q5_K's groups are 32 (sc[0..7]; off[2g] = off[2g + 1] = m_g).
+template <typename Block>
+constexpr int kQ8x256Group = std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K> ? 32 : 16;
 
 inline void set_group_scales(Q8x256RowScales& s, const int8_t* sc, int code_offset) {
   for (int g = 0; g < 16; ++g) {
@@ -95,6 +102,21 @@ inline void decode_codes(const BlockQ2_K& b, uint8_t* out, Q8x256RowScales& s) {
   for (int g = 0; g < 16; ++g) {
     s.sc[g] = int16_t(b.scales[g] & 15);
     s.off[g] = int16_t(b.scales[g] >> 4);
+  }
+  s.d = h2f(b.d);
+  s.dmin = h2f(b.dmin);
+}
+
+// Q4_K and Q5_K: codes 0..15 or 0..31 (gemm_q8_impl.h's decode_bytes), d * sc_g - dmin * m_g.
+template <typename Block>
+  requires std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K>
+inline void decode_codes(const Block& b, uint8_t* out, Q8x256RowScales& s) {
+  decode_bytes(b, out);
+  uint8_t sc[8], m[8];
+  unpack_k4_scales(b.scales, sc, m);
+  for (int g = 0; g < 8; ++g) {
+    s.sc[g] = sc[g];
+    s.off[2 * g] = s.off[2 * g + 1] = m[g];
   }
   s.d = h2f(b.d);
   s.dmin = h2f(b.dmin);
@@ -190,7 +212,7 @@ inline void dpwssd_broadcast(__m512i& acc, __m512i w, const int16_t* q) {
 // C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
 // the running sum: zero before the first super-block. Never inlined: inlined into the panel loop,
 // GCC 12 keeps such accumulators in memory (as gemm_q16_impl.h measured).
-template <int C, bool kMins>
+template <int C, bool kMins, int kGroup>
 __attribute__((noinline)) void q8x256_panel_cols(const Q8x256Panel& p, const BlockQ8x256* x, int64_t x_stride,
                                                  int64_t i, bool first, __mmask16 rows, float* y, int64_t ldy) {
   const BlockQ8x256* xb[C];
@@ -199,12 +221,13 @@ __attribute__((noinline)) void q8x256_panel_cols(const Q8x256Panel& p, const Blo
     xb[c] = x + c * x_stride + i;
     idot[c] = _mm512_setzero_si512();
   }
-  for (int g = 0; g < 16; ++g) {
+  constexpr int kSteps = kGroup / 4;  // dwords a group
+  for (int g = 0; g < 256 / kGroup; ++g) {
     __m512i t[C];
     _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) t[c] = _mm512_setzero_si512();
-    _Pragma("GCC unroll 4") for (int q = 0; q < 4; ++q) {
-      const __m512i wv = p.wt[4 * g + q];
-      _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpbusd_broadcast(t[c], wv, xb[c]->q + 16 * g + 4 * q);
+    _Pragma("GCC unroll 8") for (int q = 0; q < kSteps; ++q) {
+      const __m512i wv = p.wt[kSteps * g + q];
+      _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) dpbusd_broadcast(t[c], wv, xb[c]->q + kGroup * g + 4 * q);
     }
     const __m512i sc = p.sc[g];
     _Pragma("GCC unroll 8") for (int c = 0; c < C; ++c) idot[c] = _mm512_add_epi32(idot[c], _mm512_mullo_epi32(t[c], sc));
@@ -242,7 +265,7 @@ void gemm_q8x256_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, con
       const BlockQ8x256* xc = x + c0 * x_stride;
       float* yc = y + c0 * ldy;
       with_count<kCols>(n_cols - c0, [&]<int C>() {
-        q8x256_panel_cols<C, kQ8x256Mins<Block>>(p, xc, x_stride, i, i == 0, rows, yc, ldy);
+        q8x256_panel_cols<C, kQ8x256Mins<Block>, kQ8x256Group<Block>>(p, xc, x_stride, i, i == 0, rows, yc, ldy);
       });
     }
   }
@@ -257,6 +280,8 @@ void add_q8x256_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_XS)] = gemm_q8x256_panel_avx512<BlockIQ2_XS>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_S)] = gemm_q8x256_panel_avx512<BlockIQ2_S>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q8x256_panel_avx512<BlockIQ1_M>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8x256_panel_avx512<BlockQ4_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8x256_panel_avx512<BlockQ5_K>;
 #endif
 }
 

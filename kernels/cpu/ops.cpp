@@ -48,9 +48,13 @@ ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t
       }
       break;
     case DotRegime::q8_activations:
-      // Prompt batches: panels where the type has them; decode rows of the K-quants: 256-value
+      // Prompt batches: panels where the type has them (Q4_K and Q5_K with AVX-512 VNNI: on the
+      // decode rows' 256-value activation blocks); decode rows of the K-quants: 256-value
       // activation blocks; everything else: integer dot products row by row.
-      if (kern.gemm_q8_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
+      if (kern.gemm_q8x256_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
+        path = Path::q8x256_panels;
+        rows = kQ8x256PanelRows;
+      } else if (kern.gemm_q8_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
         path = Path::q8_panels;
         rows = kQ8PanelRows;
       } else {

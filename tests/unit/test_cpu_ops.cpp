@@ -414,7 +414,7 @@ TEST(CpuOps, Q8PanelsAtTheLargestCodesAndActivations) {
   }
 }
 
-// The panels of the 16-value-scale types against 256-value 8-bit activations (AVX-512 VNNI):
+// The panels of the K-quants, IQ2_XS, IQ2_S and IQ1_M against 256-value 8-bit activations (AVX-512 VNNI):
 // every shape against the double reference, with the output poisoned and its stride wider than
 // the panel; bit for bit what the 1x1 panel gives (integer sums, then the same float steps), and
 // within float rounding of the decode rows (dot_q8x256) on the same activation blocks.
