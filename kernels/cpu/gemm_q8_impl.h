@@ -1,8 +1,8 @@
 // The 8-bit activation panels of quant_dot.h (gemm_q8_panel: the 32-value block formats Q4_0,
-// Q4_1, Q5_0, Q5_1; IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0; with AVX2 also
-// Q4_K and Q5_K, which with AVX-512 VNNI take gemm_q8x256_impl.h's panels; with AVX-512 VNNI also
-// Q8_0, its codes v + 128), included by quant_dot_impl.h in each instruction-set translation
-// unit; same rules: internal linkage, no inline library templates.
+// Q4_1, Q5_0, Q5_1, IQ4_NL and, with AVX-512 VNNI, Q8_0 (its codes v + 128); IQ4_XS, IQ3_XXS,
+// IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0, whose groups of 32 values carry a scale each), included
+// by quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
+// inline library templates. The K-quants take gemm_q8x256_impl.h's panels.
 //
 // A panel is kQ8PanelRows = 16 weight rows against any number of activation rows (Q8 blocks of
 // 32, as dot_q8 uses, so a prompt batch and token-by-token decoding see the same activations).
@@ -11,8 +11,9 @@
 // vector holds four consecutive values of every row (dword lane r = row r); each activation
 // dword is broadcast against it in a u8 x s8 multiply-add (vpdpbusd). Per group of 32 values
 // (one activation block) and row:
-//   acc += (d * sc_g) * (d_x * sum(q * q_x))  -  (dmin * m_g) * (d_x * sum(q_x))
-// (a 32-value block: its d for d * sc_g and minus its offset, dot_q8x32_impl.h, for dmin * m_g).
+//   acc += (d * sc_g) * (d_x * sum(q * q_x))  -  o_g * (d_x * sum(q_x))
+// (a 32-value block: its d for d * sc_g and minus its offset, dot_q8x32_impl.h, for o_g; the
+// grid types: their values + 128 and o_g = 128 d sc_g with AVX-512 VNNI).
 // Bound: the multiply-adds (compute); decode and transpose are amortised over the batch.
 #pragma once
 
@@ -24,38 +25,13 @@ namespace engine {
 namespace {
 
 #if defined(__AVX2__)
-// A super-block of one row as 256 bytes (value i at byte i).
-inline void decode_bytes(const BlockQ4_K& b, uint8_t* out) {
-  const __m256i low4 = _mm256_set1_epi8(15);
-  for (int c = 0; c < 4; ++c) {  // byte 32c + l: value 64c + l (low nibble), 64c + 32 + l (high)
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c), _mm256_and_si256(q, low4));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
-  }
-}
-
-inline void decode_bytes(const BlockQ5_K& b, uint8_t* out) {
-  const __m256i low4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
-  for (int c = 0; c < 4; ++c) {  // as Q4_K, plus bit 2c (low) or 2c + 1 (high) of qh[l] as bit 4
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
-    // The 16-bit shifts move neighbouring bytes' bits only into bits that the mask clears.
-    const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4);
-    const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one), 4);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c), _mm256_or_si256(_mm256_and_si256(q, low4), h0));
-    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c + 32),
-                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), h1));
-  }
-}
-
 // The first n_rows of kRows weight rows' super-block i as bytes (rows[r], value j at byte j) and
-// group scales (dsc[g][r] = d * sc_g, dmn[g][r] = dmin * m_g); rows past n_rows are zero. For the
+// group scales (dsc[g][r] = d * sc_g, dmn[g][r] = the offset o_g); rows past n_rows are zero. For the
 // 32-value block formats a super-block is the 8 blocks from 8i, of which the row's last may hold
 // only `groups` (the rest are zero, as are their scales).
 template <int kRows, typename Block>
 void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, uint8_t (*rows)[256],
                        float (*dsc)[kRows], float (*dmn)[kRows]) {
-  constexpr bool kSuperBlock = requires(const Block& b) { b.dmin; };  // Q4_K, Q5_K
   constexpr bool kIQ4XS = requires(const Block& b) { b.scales_h; };
   constexpr bool kGridGroups = std::is_same_v<Block, BlockIQ3_XXS> || std::is_same_v<Block, BlockIQ3_S> ||
                                std::is_same_v<Block, BlockIQ2_XXS> || std::is_same_v<Block, BlockIQ1_S> ||
@@ -82,16 +58,6 @@ void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * g), iq4_codes32(b.qs + 16 * g));
         dsc[g][r] = d * float(iq4_xs_scale(b, g));
         dmn[g][r] = 128.0f * dsc[g][r];
-      }
-    } else if constexpr (kSuperBlock) {
-      const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
-      decode_bytes(b, rows[r]);
-      uint8_t sc[8], m[8];
-      unpack_k4_scales(b.scales, sc, m);
-      const float d = h2f(b.d), dmin = h2f(b.dmin);
-      for (int g = 0; g < 8; ++g) {
-        dsc[g][r] = d * float(sc[g]);
-        dmn[g][r] = dmin * float(m[g]);
       }
     } else {
       const Block* b = reinterpret_cast<const Block*>(w + r * row_bytes) + 8 * i;
@@ -305,7 +271,6 @@ void gemm_q8_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const Blo
 
 void add_q8_panels([[maybe_unused]] DotKernels& k) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-  // Q4_K and Q5_K: gemm_q8x256_impl.h's panels, their group scales applied in int32.
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_0)] = gemm_q8_panel_avx512<BlockQ4_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx512<BlockQ4_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx512<BlockQ5_0>;
@@ -320,8 +285,6 @@ void add_q8_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8_panel[uint32_t(GgmlType::TQ2_0)] = gemm_q8_panel_avx512<BlockTQ2_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q8_0)] = gemm_q8_panel_avx512<BlockQ8_0>;
 #elif defined(__AVX2__) && defined(__FMA__)
-  k.gemm_q8_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8_panel_avx2<BlockQ4_K>;
-  k.gemm_q8_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8_panel_avx2<BlockQ5_K>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_0)] = gemm_q8_panel_avx2<BlockQ4_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx2<BlockQ4_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx2<BlockQ5_0>;

@@ -1,9 +1,9 @@
-// The prompt panels of quant_dot.h with AVX-512 VNNI for the K-quants and the types whose scales
-// cover 16 values (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M), against the decode rows'
-// 8-bit activations with one scale per 256 values (BlockQ8x256, as llama.cpp's Q8_K), included by
-// quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
-// inline library templates. With AVX2 alone Q4_K and Q5_K take gemm_q8_impl.h's panels, the
-// others the 12-bit ones (gemm_q16_impl.h).
+// The prompt panels of quant_dot.h for the K-quants and the types whose scales cover 16 values
+// (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ1_M, and with AVX-512 VNNI IQ2_XS and IQ2_S), against the
+// decode rows' 8-bit activations with one scale per 256 values (BlockQ8x256, as llama.cpp's
+// Q8_K), included by quant_dot_impl.h in each instruction-set translation unit; same rules:
+// internal linkage, no inline library templates. With AVX2 alone IQ2_XS and IQ2_S take the 12-bit
+// panels (gemm_q16_impl.h).
 //
 // Arithmetic: per super-block a weight row is 256 unsigned byte codes u and per group g of 16
 // values (Q4_K, Q5_K: 32) an int16 scale s_g, and per 16 values an int16 offset o; its values are
@@ -31,7 +31,7 @@
 namespace engine {
 namespace {
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#if defined(__AVX2__) && defined(__FMA__)
 // A super-block of one row: 256 codes (value e at byte e) and per 16-value group g its scale and
 // offset (above); d and (Q2_K) dmin.
 struct Q8x256RowScales {
@@ -107,7 +107,31 @@ inline void decode_codes(const BlockQ2_K& b, uint8_t* out, Q8x256RowScales& s) {
   s.dmin = h2f(b.dmin);
 }
 
-// Q4_K and Q5_K: codes 0..15 or 0..31 (gemm_q8_impl.h's decode_bytes), d * sc_g - dmin * m_g.
+// A super-block of one row as 256 bytes (value i at byte i).
+inline void decode_bytes(const BlockQ4_K& b, uint8_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(15);
+  for (int c = 0; c < 4; ++c) {  // byte 32c + l: value 64c + l (low nibble), 64c + 32 + l (high)
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c), _mm256_and_si256(q, low4));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(q, 4), low4));
+  }
+}
+
+inline void decode_bytes(const BlockQ5_K& b, uint8_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+  for (int c = 0; c < 4; ++c) {  // as Q4_K, plus bit 2c (low) or 2c + 1 (high) of qh[l] as bit 4
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
+    // The 16-bit shifts move neighbouring bytes' bits only into bits that the mask clears.
+    const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4);
+    const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one), 4);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c), _mm256_or_si256(_mm256_and_si256(q, low4), h0));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 64 * c + 32),
+                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), h1));
+  }
+}
+
+// Q4_K and Q5_K: codes 0..15 or 0..31, d * sc_g - dmin * m_g.
 template <typename Block>
   requires std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K>
 inline void decode_codes(const Block& b, uint8_t* out, Q8x256RowScales& s) {
@@ -161,6 +185,29 @@ inline void prefetch_panel_rows(const uint8_t* block, uint64_t row_bytes, int n_
   }
 }
 
+// The first n_rows of kRows rows' super-block i: codes (rows[r], value e at byte e), group scales
+// sc[g][r], offsets as int16 pairs off[p][r] (runs 2p, 2p + 1), d and dmin; rows past n_rows zero.
+template <int kRows, typename Block>
+void decode_q8x256_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, uint8_t (*rows)[256],
+                        int32_t (*sc)[kRows], int32_t (*off)[kRows], float* d, float* dmin) {
+  for (int r = 0; r < kRows; ++r) {
+    Q8x256RowScales s;  // zero for rows past n_rows
+    if (r >= n_rows) {
+      std::memset(rows[r], 0, 256);
+    } else {
+      decode_codes(reinterpret_cast<const Block*>(w + r * row_bytes)[i], rows[r], s);
+    }
+    for (int g = 0; g < 16; ++g) sc[g][r] = s.sc[g];
+    for (int q = 0; q < 8; ++q) {
+      off[q][r] = int32_t(uint32_t(uint16_t(s.off[2 * q])) | (uint32_t(uint16_t(s.off[2 * q + 1])) << 16));
+    }
+    d[r] = s.d;
+    dmin[r] = s.dmin;
+  }
+}
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 // One super-block's panel: wt[p] = codes 4p .. 4p + 3 of each of the 16 rows in its dword lanes
 // (group g = p / 4); sc[g] the rows' group scales; off[p] their offsets for groups 2p, 2p + 1 as
 // int16 pairs; d and dmin per row.
@@ -176,20 +223,7 @@ void decode_q8x256_panel(const uint8_t* w, uint64_t row_bytes, int n_rows, int64
   alignas(64) uint8_t rows[kQ8x256PanelRows][256];
   alignas(64) int32_t sc[16][kQ8x256PanelRows], off[8][kQ8x256PanelRows];
   alignas(64) float d[kQ8x256PanelRows], dmin[kQ8x256PanelRows];
-  for (int r = 0; r < kQ8x256PanelRows; ++r) {
-    Q8x256RowScales s;  // zero for rows past n_rows
-    if (r >= n_rows) {
-      std::memset(rows[r], 0, sizeof(rows[r]));
-    } else {
-      decode_codes(reinterpret_cast<const Block*>(w + r * row_bytes)[i], rows[r], s);
-    }
-    for (int g = 0; g < 16; ++g) sc[g][r] = s.sc[g];
-    for (int q = 0; q < 8; ++q) {
-      off[q][r] = int32_t(uint32_t(uint16_t(s.off[2 * q])) | (uint32_t(uint16_t(s.off[2 * q + 1])) << 16));
-    }
-    d[r] = s.d;
-    dmin[r] = s.dmin;
-  }
+  decode_q8x256_rows<kQ8x256PanelRows, Block>(w, row_bytes, n_rows, i, rows, sc, off, d, dmin);
   for (int v = 0; v < 4; ++v) {  // dwords 16v .. 16v + 15
     __m512i t[16];
     for (int r = 0; r < kQ8x256PanelRows; ++r) t[r] = _mm512_load_si512(rows[r] + 64 * v);
@@ -270,6 +304,120 @@ void gemm_q8x256_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, con
     }
   }
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+// AVX2 without VNNI: the same arithmetic, 8 rows per 256-bit vector (a 16-row panel is two of
+// them, one after the other). A step's u8 x s8 pair products are summed to int16 by maddubs and
+// kInt16Steps such steps summed in int16 (a lane is at most 2 * 127 * u_max: Q6_K's 63 allow two
+// steps, Q5_K's 31 four, Q4_K's 15, Q3_K's 7, Q2_K's 3 and IQ1_M's 18 a whole group's), then one
+// madd against the group scale as an int16 pair (s, s) takes them to int32: where the 12-bit
+// panels take eight madd and eight adds per 16 values and row vector, Q6_K takes four maddubs,
+// two madd and four adds. IQ2_XS and IQ2_S keep the 12-bit panels: their codes v + 128 would
+// saturate maddubs. The integer sums and float steps are the AVX-512 panels': the same bits.
+template <typename Block>
+constexpr int kQ8x256Int16Steps = std::is_same_v<Block, BlockQ6_K> ? 2 : std::is_same_v<Block, BlockQ5_K> ? 4 : 8;
+
+// One super-block of 8 rows: wt[p] = codes 4p .. 4p + 3 of each row in its dword lanes; sc[g] the
+// rows' group scales as int16 pairs (s, s); off[p] their offsets for runs 2p, 2p + 1; d and dmin.
+struct Q8x256Panel8 {
+  __m256i wt[64];
+  __m256i sc[16];
+  __m256i off[8];
+  __m256 d, dmin;
+};
+
+template <typename Block>
+void decode_q8x256_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, Q8x256Panel8& p) {
+  alignas(32) uint8_t rows[8][256];
+  alignas(32) int32_t sc[16][8], off[8][8];
+  alignas(32) float d[8], dmin[8];
+  decode_q8x256_rows<8, Block>(w, row_bytes, n_rows, i, rows, sc, off, d, dmin);
+  for (int v = 0; v < 8; ++v) {  // dwords 8v .. 8v + 7
+    __m256i t[8];
+    for (int r = 0; r < 8; ++r) t[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(rows[r] + 32 * v));
+    transpose8x8_epi32(t);
+    for (int q = 0; q < 8; ++q) p.wt[8 * v + q] = t[q];
+  }
+  for (int g = 0; g < 16; ++g) {
+    const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(sc[g]));
+    p.sc[g] = _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(v, 16));
+  }
+  for (int q = 0; q < 8; ++q) p.off[q] = _mm256_load_si256(reinterpret_cast<const __m256i*>(off[q]));
+  p.d = _mm256_load_ps(d);
+  p.dmin = _mm256_load_ps(dmin);
+}
+
+inline __m256i broadcast_x4(const void* q) {
+  int32_t v;
+  std::memcpy(&v, q, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// C activation rows against one super-block's panel of up to 8 rows; y is the running sum: zero
+// before the first super-block. Never inlined, as q8x256_panel_cols.
+template <int C, bool kMins, int kGroup, int kInt16Steps>
+__attribute__((noinline)) void q8x256_panel8_cols(const Q8x256Panel8& p, const BlockQ8x256* x, int64_t x_stride,
+                                                  int64_t i, bool first, int n_rows, float* y, int64_t ldy) {
+  constexpr int kSteps = kGroup / 4;  // dwords a group
+  constexpr int kRun = kInt16Steps < kSteps ? kInt16Steps : kSteps;
+  const BlockQ8x256* xb[C];
+  __m256i idot[C];
+  for (int c = 0; c < C; ++c) {
+    xb[c] = x + c * x_stride + i;
+    idot[c] = _mm256_setzero_si256();
+  }
+  for (int g = 0; g < 256 / kGroup; ++g) {
+    const __m256i sc = p.sc[g];
+    for (int q0 = 0; q0 < kSteps; q0 += kRun) {
+      __m256i sum16[C];
+      for (int c = 0; c < C; ++c) sum16[c] = _mm256_setzero_si256();
+      for (int q = q0; q < q0 + kRun; ++q) {
+        const __m256i wv = p.wt[kSteps * g + q];
+        for (int c = 0; c < C; ++c) {
+          sum16[c] = _mm256_add_epi16(sum16[c], _mm256_maddubs_epi16(wv, broadcast_x4(xb[c]->q + kGroup * g + 4 * q)));
+          asm("" : "+x"(sum16[c]));  // as in q8_panel8_cols: each sum in its register, in this order
+        }
+      }
+      for (int c = 0; c < C; ++c) idot[c] = _mm256_add_epi32(idot[c], _mm256_madd_epi16(sum16[c], sc));
+    }
+  }
+  const __m256i rows = lanes_below(n_rows);
+  for (int c = 0; c < C; ++c) {
+    __m256i ioff = _mm256_setzero_si256();
+    for (int q = 0; q < 8; ++q) ioff = _mm256_add_epi32(ioff, _mm256_madd_epi16(p.off[q], broadcast_x4(xb[c]->sums + 2 * q)));
+    const __m256 xd = _mm256_set1_ps(xb[c]->d);
+    const __m256 y0 = first ? _mm256_setzero_ps() : _mm256_maskload_ps(y + c * ldy, rows);
+    __m256 out;
+    if constexpr (kMins) {
+      out = _mm256_fmadd_ps(_mm256_cvtepi32_ps(idot[c]), _mm256_mul_ps(p.d, xd), y0);
+      out = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ioff), _mm256_mul_ps(p.dmin, xd), out);
+    } else {
+      out = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(idot[c], ioff)), _mm256_mul_ps(p.d, xd), y0);
+    }
+    _mm256_maskstore_ps(y + c * ldy, rows, out);
+  }
+}
+
+template <typename Block>
+void gemm_q8x256_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x256* x, int64_t x_stride,
+                            int n_cols, int64_t k, float* y, int64_t ldy) {
+  static_assert(kQ8x256PanelRows == 16);
+  constexpr int kCols = 4;  // 2 * 4 sums, the weights, a broadcast and the scales in 16 registers
+  Q8x256Panel8 p;
+  for (int h = 0; h * 8 < n_rows; ++h) {  // two 8-row halves
+    const int rows = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;
+    const uint8_t* wh = static_cast<const uint8_t*>(w) + 8 * h * row_bytes;
+    for (int64_t i = 0; i < k / 256; ++i) {
+      decode_q8x256_panel8<Block>(wh, row_bytes, rows, i, p);
+      if (i + 1 < k / 256) prefetch_panel_rows<sizeof(Block)>(wh + (i + 1) * sizeof(Block), row_bytes, rows);
+      for (int c0 = 0; c0 < n_cols; c0 += kCols) {
+        with_count<kCols>(n_cols - c0, [&]<int C>() {
+          q8x256_panel8_cols<C, kQ8x256Mins<Block>, kQ8x256Group<Block>, kQ8x256Int16Steps<Block>>(
+              p, x + c0 * x_stride, x_stride, i, i == 0, rows, y + c0 * ldy + 8 * h, ldy);
+        });
+      }
+    }
+  }
+}
 #endif
 
 void add_q8x256_panels([[maybe_unused]] DotKernels& k) {
@@ -282,6 +430,13 @@ void add_q8x256_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8x256_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q8x256_panel_avx512<BlockIQ1_M>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8x256_panel_avx512<BlockQ4_K>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8x256_panel_avx512<BlockQ5_K>;
+#elif defined(__AVX2__) && defined(__FMA__)
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q6_K)] = gemm_q8x256_panel_avx2<BlockQ6_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q3_K)] = gemm_q8x256_panel_avx2<BlockQ3_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q2_K)] = gemm_q8x256_panel_avx2<BlockQ2_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q8x256_panel_avx2<BlockIQ1_M>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8x256_panel_avx2<BlockQ4_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8x256_panel_avx2<BlockQ5_K>;
 #endif
 }
 

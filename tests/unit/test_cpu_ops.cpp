@@ -45,17 +45,20 @@ double bound(DotRegime regime) {
 }
 double bound(GgmlType t) { return bound(dot_regime(t)); }
 
-// What matmul does with `type` at batch B: Q6_K decode rows (and every Q6_K batch where no 12-bit
-// panel kernel exists, AVX-512 VNNI's prompt panels included) meet 8-bit activations instead of
-// 12-bit ones, and so do Q8_0's prompt batches where it has 8-bit panels (AVX-512 VNNI).
+// What matmul does with `type` at batch B (ops.cpp's plan_product): prompt batches take 8-bit
+// activations where an 8-bit panel exists (Q8_0's included, with AVX-512 VNNI), 12-bit ones where
+// only a 12-bit panel does; the 12-bit types' decode rows (and their batches where no panel
+// exists) take 8-bit ones too.
 double matmul_bound(GgmlType type, int64_t B) {
   const DotKernels& kern = dot_kernels();
   const auto t = static_cast<uint32_t>(type);
-  const bool panel = kern.gemm_q16_panel[t] != nullptr && B >= kPanelMinBatch;
-  if (dot_regime(type) == DotRegime::q16_activations && kern.dot_q8x256[t] != nullptr && !panel) {
+  if (B >= kPanelMinBatch) {
+    if (kern.gemm_q8x256_panel[t] != nullptr || kern.gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
+    if (kern.gemm_q16_panel[t] != nullptr) return bound(DotRegime::q16_activations);
+  }
+  if (dot_regime(type) == DotRegime::q16_activations && kern.dot_q8x256[t] != nullptr) {
     return bound(DotRegime::q8_activations);
   }
-  if (kern.gemm_q8_panel[t] != nullptr && B >= kPanelMinBatch) return bound(DotRegime::q8_activations);
   return bound(type);
 }
 
@@ -206,10 +209,12 @@ void expect_rounded(const std::vector<float>& x, const std::vector<Block>& xq, i
     EXPECT_LE(std::fabs(b.d * b.q[i % 256] - x[i]), 0.5001f * b.d) << isa << " value " << i;
   }
   for (const Block& b : xq) {
-    for (int j = 0; j < 16; ++j) {
-      int sum = 0;
-      for (int i = 0; i < 16; ++i) sum += b.q[16 * j + i];
-      EXPECT_EQ(b.sums[j], sum) << isa << " group " << j;
+    if constexpr (requires { b.sums; }) {
+      for (int j = 0; j < 16; ++j) {
+        int sum = 0;
+        for (int i = 0; i < 16; ++i) sum += b.q[16 * j + i];
+        EXPECT_EQ(b.sums[j], sum) << isa << " group " << j;
+      }
     }
     if constexpr (requires { b.sums8; }) {
       for (int j = 0; j < 32; ++j) {
@@ -471,6 +476,36 @@ TEST(CpuOps, Q8x256PanelsAgainstDoubleReferenceAndRowKernels) {
     }
   }
   if (panels == 0) GTEST_SKIP() << "no instruction set with 256-value 8-bit panels on this CPU (AVX-512 VNNI)";
+}
+
+// The AVX2 and AVX-512 panels are the same integer sums and float steps: the same bits for the
+// same activation blocks.
+TEST(CpuOps, Q8x256PanelsAgreeAcrossInstructionSets) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int kRows = kQ8x256PanelRows, kCols = 5;
+  const int64_t K = 4 * 256;
+  std::vector<float> x(kCols * K);
+  for (auto& v : x) v = normal(rng);
+  std::vector<BlockQ8x256> xq(kCols * K / 256);
+  dot_kernels_generic().quantize_q8x256(x.data(), xq.data(), kCols * K);
+  int compared = 0;
+  for (const TypeTraits& tr : all_type_traits()) {
+    const uint64_t row_bytes = type_bytes(tr.type, K);
+    const auto w = test::random_blocks(tr.type, K * kRows, rng);
+    std::vector<std::pair<const char*, std::vector<float>>> results;
+    for (const DotKernels* kern : every_kernel_set()) {
+      const GemmQ8x256 panel = kern->gemm_q8x256_panel[uint32_t(tr.type)];
+      if (panel == nullptr) continue;
+      std::vector<float> y(kCols * kRows, std::nanf(""));
+      panel(w.data(), row_bytes, kRows, xq.data(), K / 256, kCols, K, y.data(), kRows);
+      results.emplace_back(kern->isa, y);
+    }
+    for (size_t i = 1; i < results.size(); ++i, ++compared) {
+      EXPECT_EQ(results[i].second, results[0].second) << tr.name << ": " << results[i].first << " against " << results[0].first;
+    }
+  }
+  if (compared == 0) GTEST_SKIP() << "fewer than two instruction sets with 256-value 8-bit panels on this CPU";
 }
 
 // Their sums stay in int32: every byte of the weights at 0xFF (the largest codes, and for Q6_K
