@@ -8,9 +8,8 @@
 // 64-bit table loads, the grid bytes (values plus one), which meet the activations in maddubs as
 // they are; what w is beyond 8 times them (8 delta - 8 per entry), times the activations' 16-value
 // (IQ1_S) or 8-value (IQ1_M) sums, goes in once per super-block. Prompt
-// batches take the panels: IQ1_S the 8-bit ones (gemm_q8_impl.h, one scale a group), IQ1_M those of
-// the 16-value scales (gemm_q8x256_impl.h with AVX-512 VNNI, the codes w + 9; else the 12-bit ones,
-// gemm_q16_impl.h: w (2s + 1), at most 9 * 15 = 135, is exact in int16). Included by
+// batches take the panels: IQ1_S the 8-bit ones (gemm_q8_impl.h, one scale a group), IQ1_M the K-quants'
+// (gemm_q8x256_impl.h, the codes w + 9 and a scale per 16 values). Included by
 // quant_dot_impl.h after dot_iq2_impl.h; internal linkage like everything there.
 #pragma once
 

@@ -9,9 +9,8 @@
 // (dot_iq3_impl.h; IQ2_XS's 7-bit indices pext'ed from its codes first), else psignb with sign
 // bytes from four loads of the even-parity sign-byte table (IQ2_XXS, IQ2_XS) or one shuffle and
 // compare (IQ2_S). Prompt batches take the panels: IQ2_XXS the 8-bit ones (gemm_q8_impl.h, one
-// scale a group), IQ2_XS and IQ2_S those of the 16-value scales (gemm_q8x256_impl.h with
-// AVX-512 VNNI, the codes v + 128; else the 12-bit ones, gemm_q16_impl.h: their values times
-// their half's scale are exact int16). Included by quant_dot_impl.h after dot_iq3_impl.h; internal
+// scale a group), IQ2_XS and IQ2_S the K-quants' (gemm_q8x256_impl.h, a scale per 16
+// values; the codes v + 128 with AVX-512 VNNI, the signed values with AVX2). Included by quant_dot_impl.h after dot_iq3_impl.h; internal
 // linkage like everything there.
 #pragma once
 

@@ -1,9 +1,8 @@
 // The prompt panels of quant_dot.h for the K-quants and the types whose scales cover 16 values
-// (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ1_M, and with AVX-512 VNNI IQ2_XS and IQ2_S), against the
-// decode rows' 8-bit activations with one scale per 256 values (BlockQ8x256, as llama.cpp's
-// Q8_K), included by quant_dot_impl.h in each instruction-set translation unit; same rules:
-// internal linkage, no inline library templates. With AVX2 alone IQ2_XS and IQ2_S take the 12-bit
-// panels (gemm_q16_impl.h).
+// (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M), against the decode rows' 8-bit
+// activations with one scale per 256 values (BlockQ8x256, as llama.cpp's Q8_K), included by
+// quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
+// inline library templates.
 //
 // Arithmetic: per super-block a weight row is 256 unsigned byte codes u and per group g of 16
 // values (Q4_K, Q5_K: 32) an int16 scale s_g, and per 16 values an int16 offset o; its values are
@@ -19,9 +18,9 @@
 // Panels (kQ8x256PanelRows x any): 16 rows decoded and transposed per super-block so that one
 // vector holds four consecutive codes of every row (dword lane r = row r); each activation dword is
 // broadcast against it. A group of 16 values is four multiply-adds of 64 products and one integer
-// multiply by the rows' scales, where 12-bit panels' exact int16 products take eight multiply-adds
-// of 32, and a float step per group of 32 (Q4_K's panels on 32-value activation blocks) costs
-// four. Bound: the multiply-adds (compute), the decode and transpose amortised over the batch.
+// multiply by the rows' scales, where exact int16 products (scale times value) against 12-bit
+// activations took eight multiply-adds of 32, and a float step per group of 32 (on 32-value
+// activation blocks) four: 1.1-1.5x (docs/benchmarks.md). Bound: the multiply-adds (compute), the decode and transpose amortised over the batch.
 #pragma once
 
 #include <cstdint>
@@ -52,7 +51,9 @@ inline void set_group_scales(Q8x256RowScales& s, const int8_t* sc, int code_offs
   }
 }
 
-// Q6_K: codes 0..63, offset 32. Values 64j .. 64j + 63 as in gemm_q16_impl.h's decode_int16.
+// Q6_K: codes 0..63, offset 32. Values 64j .. 64j + 63 lie in half h = j / 2: ql bytes 64h ..
+// 64h + 63, low nibbles for even j and high for odd, with 2 bits each of qh bytes 32h .. 32h + 31
+// (shift 4 * (j % 2) and 2 more).
 inline void decode_codes(const BlockQ6_K& b, uint8_t* out, Q8x256RowScales& s) {
   const __m256i low4 = _mm256_set1_epi8(15), three = _mm256_set1_epi8(3);
   for (int j = 0; j < 4; ++j) {
@@ -245,7 +246,8 @@ inline void dpwssd_broadcast(__m512i& acc, __m512i w, const int16_t* q) {
 
 // C activation rows against one super-block's panel; y (16 floats per column, rows in lanes) is
 // the running sum: zero before the first super-block. Never inlined: inlined into the panel loop,
-// GCC 12 keeps such accumulators in memory (as gemm_q16_impl.h measured).
+// GCC 12 kept such accumulators in memory (a loop over c instead of the unrolled one; 40% slower
+// in the int16 panels these replaced).
 template <int C, bool kMins, int kGroup>
 __attribute__((noinline)) void q8x256_panel_cols(const Q8x256Panel& p, const BlockQ8x256* x, int64_t x_stride,
                                                  int64_t i, bool first, __mmask16 rows, float* y, int64_t ldy) {
@@ -309,12 +311,17 @@ void gemm_q8x256_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, con
 // them, one after the other). A step's u8 x s8 pair products are summed to int16 by maddubs and
 // kInt16Steps such steps summed in int16 (a lane is at most 2 * 127 * u_max: Q6_K's 63 allow two
 // steps, Q5_K's 31 four, Q4_K's 15, Q3_K's 7, Q2_K's 3 and IQ1_M's 18 a whole group's), then one
-// madd against the group scale as an int16 pair (s, s) takes them to int32: where the 12-bit
-// panels take eight madd and eight adds per 16 values and row vector, Q6_K takes four maddubs,
-// two madd and four adds. IQ2_XS and IQ2_S keep the 12-bit panels: their codes v + 128 would
-// saturate maddubs. The integer sums and float steps are the AVX-512 panels': the same bits.
+// madd against the group scale as an int16 pair (s, s) takes them to int32: where exact int16
+// products took eight madd and eight adds per 16 values and row vector, Q6_K takes four maddubs,
+// two madd and four adds. IQ2_XS's and IQ2_S's codes v + 128 would saturate maddubs: their panels
+// hold the signed values v, and each step multiplies |v| by the broadcast activations carrying v's
+// sign (as gemm_q8_impl.h's signed grids; pairs at most 2 * 43 * 127, two steps in int16), with
+// no offsets to take out. The integer sums and float steps are the AVX-512 panels': the same bits.
 template <typename Block>
-constexpr int kQ8x256Int16Steps = std::is_same_v<Block, BlockQ6_K> ? 2 : std::is_same_v<Block, BlockQ5_K> ? 4 : 8;
+constexpr bool kQ8x256Signed = std::is_same_v<Block, BlockIQ2_XS> || std::is_same_v<Block, BlockIQ2_S>;
+template <typename Block>
+constexpr int kQ8x256Int16Steps =
+    std::is_same_v<Block, BlockQ6_K> || kQ8x256Signed<Block> ? 2 : std::is_same_v<Block, BlockQ5_K> ? 4 : 8;
 
 // One super-block of 8 rows: wt[p] = codes 4p .. 4p + 3 of each row in its dword lanes; sc[g] the
 // rows' group scales as int16 pairs (s, s); off[p] their offsets for runs 2p, 2p + 1; d and dmin.
@@ -344,6 +351,9 @@ void decode_q8x256_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int6
   for (int q = 0; q < 8; ++q) p.off[q] = _mm256_load_si256(reinterpret_cast<const __m256i*>(off[q]));
   p.d = _mm256_load_ps(d);
   p.dmin = _mm256_load_ps(dmin);
+  if constexpr (kQ8x256Signed<Block>) {  // the codes v + 128 back to the values v
+    for (auto& v : p.wt) v = _mm256_xor_si256(v, _mm256_set1_epi8(int8_t(0x80)));
+  }
 }
 
 inline __m256i broadcast_x4(const void* q) {
@@ -354,7 +364,7 @@ inline __m256i broadcast_x4(const void* q) {
 
 // C activation rows against one super-block's panel of up to 8 rows; y is the running sum: zero
 // before the first super-block. Never inlined, as q8x256_panel_cols.
-template <int C, bool kMins, int kGroup, int kInt16Steps>
+template <int C, bool kMins, int kGroup, int kInt16Steps, bool kSigned>
 __attribute__((noinline)) void q8x256_panel8_cols(const Q8x256Panel8& p, const BlockQ8x256* x, int64_t x_stride,
                                                   int64_t i, bool first, int n_rows, float* y, int64_t ldy) {
   constexpr int kSteps = kGroup / 4;  // dwords a group
@@ -372,8 +382,11 @@ __attribute__((noinline)) void q8x256_panel8_cols(const Q8x256Panel8& p, const B
       for (int c = 0; c < C; ++c) sum16[c] = _mm256_setzero_si256();
       for (int q = q0; q < q0 + kRun; ++q) {
         const __m256i wv = p.wt[kSteps * g + q];
+        const __m256i wu = kSigned ? _mm256_abs_epi8(wv) : wv;
         for (int c = 0; c < C; ++c) {
-          sum16[c] = _mm256_add_epi16(sum16[c], _mm256_maddubs_epi16(wv, broadcast_x4(xb[c]->q + kGroup * g + 4 * q)));
+          __m256i xq = broadcast_x4(xb[c]->q + kGroup * g + 4 * q);
+          if constexpr (kSigned) xq = _mm256_sign_epi8(xq, wv);
+          sum16[c] = _mm256_add_epi16(sum16[c], _mm256_maddubs_epi16(wu, xq));
           asm("" : "+x"(sum16[c]));  // as in q8_panel8_cols: each sum in its register, in this order
         }
       }
@@ -383,7 +396,9 @@ __attribute__((noinline)) void q8x256_panel8_cols(const Q8x256Panel8& p, const B
   const __m256i rows = lanes_below(n_rows);
   for (int c = 0; c < C; ++c) {
     __m256i ioff = _mm256_setzero_si256();
-    for (int q = 0; q < 8; ++q) ioff = _mm256_add_epi32(ioff, _mm256_madd_epi16(p.off[q], broadcast_x4(xb[c]->sums + 2 * q)));
+    if constexpr (!kSigned) {
+      for (int q = 0; q < 8; ++q) ioff = _mm256_add_epi32(ioff, _mm256_madd_epi16(p.off[q], broadcast_x4(xb[c]->sums + 2 * q)));
+    }
     const __m256 xd = _mm256_set1_ps(xb[c]->d);
     const __m256 y0 = first ? _mm256_setzero_ps() : _mm256_maskload_ps(y + c * ldy, rows);
     __m256 out;
@@ -411,7 +426,7 @@ void gemm_q8x256_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const
       if (i + 1 < k / 256) prefetch_panel_rows<sizeof(Block)>(wh + (i + 1) * sizeof(Block), row_bytes, rows);
       for (int c0 = 0; c0 < n_cols; c0 += kCols) {
         with_count<kCols>(n_cols - c0, [&]<int C>() {
-          q8x256_panel8_cols<C, kQ8x256Mins<Block>, kQ8x256Group<Block>, kQ8x256Int16Steps<Block>>(
+          q8x256_panel8_cols<C, kQ8x256Mins<Block>, kQ8x256Group<Block>, kQ8x256Int16Steps<Block>, kQ8x256Signed<Block>>(
               p, x + c0 * x_stride, x_stride, i, i == 0, rows, y + c0 * ldy + 8 * h, ldy);
         });
       }
@@ -437,6 +452,8 @@ void add_q8x256_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8x256_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q8x256_panel_avx2<BlockIQ1_M>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8x256_panel_avx2<BlockQ4_K>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8x256_panel_avx2<BlockQ5_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_XS)] = gemm_q8x256_panel_avx2<BlockIQ2_XS>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_S)] = gemm_q8x256_panel_avx2<BlockIQ2_S>;
 #endif
 }
 

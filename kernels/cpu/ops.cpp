@@ -20,7 +20,7 @@ float yarn_corr_dim(int n_dims, uint32_t n_ctx_orig, float n_rot, float base) {
 
 // How one product of a group runs: the activation format its kernel reads, and the weight rows
 // a unit of the pool's work takes.
-enum class Path { q16_panels, q8x256_panels, q8x256_rows, q8_panels, q8_rows, f32_rows, f32_tiles };
+enum class Path { q8x256_panels, q8x256_rows, q8_panels, q8_rows, f32_rows, f32_tiles };
 
 struct ProductPlan {
   Path path;
@@ -33,24 +33,11 @@ ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t
   Path path = Path::f32_tiles;
   int64_t rows = 1;
   switch (dot_regime(p.type)) {
-    case DotRegime::q16_activations:
-      // Prompt batches: panels of 16 weight rows against the decode rows' 8-bit activations
-      // (AVX-512 VNNI), or else against 12-bit ones where the instruction set has them; decode
-      // steps (and every batch elsewhere): rows against 8-bit activations, a memory-bound pass.
-      if (kern.gemm_q8x256_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
-        path = Path::q8x256_panels;
-        rows = kQ8x256PanelRows;
-      } else if (kern.gemm_q16_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
-        path = Path::q16_panels;
-        rows = kQ16PanelRows;
-      } else {
-        path = Path::q8x256_rows;
-      }
-      break;
     case DotRegime::q8_activations:
-      // Prompt batches: panels where the type has them (Q4_K and Q5_K with AVX-512 VNNI: on the
-      // decode rows' 256-value activation blocks); decode rows of the K-quants: 256-value
-      // activation blocks; everything else: integer dot products row by row.
+      // Prompt batches: panels where the instruction set has them for the type (the K-quants',
+      // IQ2_XS's, IQ2_S's and IQ1_M's on the decode rows' 256-value activation blocks); decode
+      // steps (and batches without panels): rows on 256-value activation blocks where the type
+      // has them, else integer dot products row by row on 32-value ones.
       if (kern.gemm_q8x256_panel[t] != nullptr && n_batch >= kPanelMinBatch) {
         path = Path::q8x256_panels;
         rows = kQ8x256PanelRows;
@@ -85,7 +72,6 @@ ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t
 // The group's input in each format its products read, each activation row quantized once.
 struct Activations {
   const float* x;
-  std::vector<BlockQ16x256> q16;   // 256-value blocks, 12 bits (K / 256 a row)
   std::vector<BlockQ8x256> q8x256;  // 256-value blocks, 8 bits (K / 256 a row)
   std::vector<BlockQ8x32> q8;       // 32-value blocks (K / 32 a row)
 };
@@ -99,13 +85,6 @@ void run_rows(const DotKernels& kern, const MatmulProduct& p, const ProductPlan&
   float* y = p.y;
   const int64_t N = p.N;
   switch (plan.path) {
-    case Path::q16_panels:
-      for (int64_t n = n0; n < n1; n += kQ16PanelRows) {
-        const int n_rows = static_cast<int>(std::min<int64_t>(kQ16PanelRows, n1 - n));
-        kern.gemm_q16_panel[t](rows + n * row_bytes, row_bytes, n_rows, a.q16.data(), K / 256,
-                               static_cast<int>(n_batch), K, y + n, N);
-      }
-      return;
     case Path::q8x256_panels:
       for (int64_t n = n0; n < n1; n += kQ8x256PanelRows) {
         const int n_rows = static_cast<int>(std::min<int64_t>(kQ8x256PanelRows, n1 - n));
@@ -156,22 +135,19 @@ void matmul_group(std::span<const MatmulProduct> products, int64_t K, const floa
   std::vector<ProductPlan> plans;
   std::vector<int64_t> first_unit;  // products' units, one after another, in one loop
   int64_t units = 0;
-  bool q16 = false, q8x256 = false, q8 = false;
+  bool q8x256 = false, q8 = false;
   for (const MatmulProduct& p : products) {
     plans.push_back(plan_product(kern, p, n_batch));
     first_unit.push_back(units);
     units += plans.back().units;
-    q16 |= plans.back().path == Path::q16_panels;
     q8x256 |= plans.back().path == Path::q8x256_rows || plans.back().path == Path::q8x256_panels;
     q8 |= plans.back().path == Path::q8_panels || plans.back().path == Path::q8_rows;
   }
-  Activations a{x, {}, {}, {}};
-  if (q16) a.q16.resize(static_cast<size_t>(n_batch * K / 256));
+  Activations a{x, {}, {}};
   if (q8x256) a.q8x256.resize(static_cast<size_t>(n_batch * K / 256));
   if (q8) a.q8.resize(static_cast<size_t>(n_batch * K / 32));
-  if (q16 || q8x256 || q8) {
+  if (q8x256 || q8) {
     pool.for_each(n_batch, [&](int64_t b) {
-      if (q16) kern.quantize_q16(x + b * K, a.q16.data() + b * K / 256, K);
       if (q8x256) kern.quantize_q8x256(x + b * K, a.q8x256.data() + b * K / 256, K);
       if (q8) kern.quantize_q8(x + b * K, a.q8.data() + b * K / 32, K);
     });

@@ -32,13 +32,13 @@ DotRegime dot_regime(GgmlType type) {
     case GgmlType::IQ2_XXS:
     case GgmlType::IQ1_S:
     case GgmlType::TQ1_0:
-    case GgmlType::TQ2_0: return DotRegime::q8_activations;
+    case GgmlType::TQ2_0:
     case GgmlType::IQ2_XS:
     case GgmlType::IQ1_M:
     case GgmlType::IQ2_S:
     case GgmlType::Q2_K:
     case GgmlType::Q3_K:
-    case GgmlType::Q6_K: return DotRegime::q16_activations;
+    case GgmlType::Q6_K: return DotRegime::q8_activations;
   }
   return DotRegime::f32_activations;
 }

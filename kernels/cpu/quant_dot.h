@@ -5,15 +5,13 @@
 // Regimes, chosen per weight type in one place (dot_regime):
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding), except Q8_0's
 //   prompt batches where AVX-512 VNNI panels exist: those take 8-bit ones (gemm_q8_panel);
-//   8-bit activations (Q8 blocks of 32, one float scale each) for Q4_0, Q4_1, Q5_0, Q5_1,
-//   IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0, whose 4-5 bit values (or grid
-//   values) meet them in 8-bit multiply-adds;
-//   prompt batches of the K-quants and IQ1_M (and with AVX-512 VNNI IQ2_XS and IQ2_S): the decode
-//   rows' BlockQ8x256 activations, the weights' codes in vpdpbusd (AVX2: maddubs) and each
-//   group's sum times its scale in int32 (gemm_q8x256_panel); IQ2_XS and IQ2_S with AVX2 alone:
-//   12-bit activations (BlockQ16x256) against exact int16 products q * scale. Either way a whole
-//   256-value dot product is integer arithmetic with one float step (with mins: two, the mins
-//   against the activations' 16-value sums);
+//   8-bit activations for every other type: Q8 blocks of 32 (one float scale each) for Q4_0,
+//   Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0, whose 4-5
+//   bit values (or grid values) meet them in 8-bit multiply-adds;
+//   prompt batches of the K-quants, IQ2_XS, IQ2_S and IQ1_M: the decode rows' BlockQ8x256
+//   activations, the weights' codes in vpdpbusd (AVX2: maddubs) and each group's sum times its
+//   scale in int32 (gemm_q8x256_panel), so a whole 256-value dot product is integer arithmetic
+//   with one float step (with mins: two, the mins against the activations' 16-value sums);
 //   decode rows of the K-quants (Q2_K .. Q6_K) and of IQ3_XXS, the IQ2, IQ1 and TQ types take 8-bit
 //   activations with one scale per 256 values (BlockQ8x256), whose group scales then apply in
 //   int32: a memory-bound pass.
@@ -36,15 +34,6 @@ struct BlockQ8x32 {  // 32 activations: x ~ d * q
   float dsum;   // d * sum
 };
 
-// 256 activations quantized to 12 bits with one scale, for AVX2's IQ2_XS and IQ2_S panels: x ~
-// d * q, |q| <= kQ16Max. Twelve bits keep a super-block's dot product in int32 for weight products
-// up to 4096 (theirs are at most 1333): 4096 * 2047 * 256 is just under 2^31.
-constexpr int kQ16Max = 2047;
-struct alignas(64) BlockQ16x256 {
-  int16_t q[256];
-  float d;
-};
-
 // 256 activations with one scale, for the K-quants' decode rows: x ~ d * q, |q| <= 127;
 // sums[j] = sum of q over values 16j..16j+15, for the weights' per-group offsets (mins), and
 // sums8[j] over values 8j..8j+7 (IQ1_M's offsets, one per grid entry).
@@ -55,7 +44,7 @@ struct alignas(64) BlockQ8x256 {
   float d;
 };
 
-enum class DotRegime { f32_activations, q16_activations, q8_activations };
+enum class DotRegime { f32_activations, q8_activations };
 DotRegime dot_regime(GgmlType type);
 
 using DotF32 = float (*)(const void* row, const float* x, int64_t k);
@@ -69,22 +58,17 @@ constexpr int64_t kPanelMinBatch = 2;
 
 // Tiles: y[c * ldy + r] = sum_k W[r][k] * x_c[k] for r < n_rows, c < n_cols, where W's rows are
 // row_bytes apart from w and x_c is activation row c (x_stride blocks or ldx floats apart).
-// Panels: kQ16PanelRows weight rows decoded and transposed once per super-block for any number of
-// columns (IQ2_XS and IQ2_S against 12-bit activations, AVX2).
-constexpr int kQ16PanelRows = 16;
-// The same for 8-bit activations (Q4_0..Q5_1 eight blocks at a time, any k that is a multiple of
-// 32): panels of kQ8PanelRows rows x any number of columns.
+// Panels: kQ8PanelRows weight rows decoded and transposed once per super-block for any number of
+// columns (Q4_0..Q5_1 eight blocks at a time, any k that is a multiple of 32).
 constexpr int kQ8PanelRows = 16;
-// And for 256-value 8-bit activations (BlockQ8x256): the K-quants and IQ1_M (with AVX-512 VNNI
-// also IQ2_XS and IQ2_S), kQ8x256PanelRows rows x any number of columns.
+// The same for 256-value 8-bit activations (BlockQ8x256: the K-quants, IQ2_XS, IQ2_S and IQ1_M),
+// kQ8x256PanelRows rows x any number of columns.
 constexpr int kQ8x256PanelRows = 16;
 // Float tiles (gemm_f32) take up to kF32PanelRows rows and any number of columns: kF32TileRows x
 // kF32TileCols at a time in registers, or with AVX-512 or AVX2 from kF32OuterMinCols columns on,
 // outer products of 32 rows x 12 columns (AVX2: 16 x 6).
 constexpr int kF32PanelRows = 32, kF32TileRows = 4, kF32TileCols = 4;
 constexpr int kF32OuterMinCols = 16;
-using GemmQ16 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ16x256* x,
-                         int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy);
 using GemmQ8 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x32* x,
                         int64_t x_stride, int n_cols, int64_t k, float* y, int64_t ldy);
 using GemmQ8x256 = void (*)(const void* w, uint64_t row_bytes, int n_rows, const BlockQ8x256* x,
@@ -98,15 +82,13 @@ constexpr int kTypeIds = 36;
 struct DotKernels {
   const char* isa;  // "avx512-vnni", "avx2", "generic"
   void (*quantize_q8)(const float* x, BlockQ8x32* out, int64_t k);     // k % 32 == 0
-  void (*quantize_q16)(const float* x, BlockQ16x256* out, int64_t k);  // k % 256 == 0
   void (*quantize_q8x256)(const float* x, BlockQ8x256* out, int64_t k);  // k % 256 == 0
   DotF32 dot_f32[kTypeIds];  // indexed by GGUF type id; null where the regime differs
   DotQ8 dot_q8[kTypeIds];
   // The K-quants, IQ3_XXS, the IQ2, IQ1 and TQ types: decode rows (batches below the panels' minimum, or
   // any batch where no panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[kTypeIds];
-  GemmQ16 gemm_q16_panel[kTypeIds];  // IQ2_XS, IQ2_S (AVX2): up to kQ16PanelRows x any; null where none exists
-  GemmQ8x256 gemm_q8x256_panel[kTypeIds];  // the K-quants, IQ1_M (AVX2, AVX-512), IQ2_XS, IQ2_S (AVX-512): up to kQ8x256PanelRows x any
+  GemmQ8x256 gemm_q8x256_panel[kTypeIds];  // the K-quants, IQ2_XS, IQ2_S, IQ1_M (AVX2, AVX-512): up to kQ8x256PanelRows x any
   GemmQ8 gemm_q8_panel[kTypeIds];    // Q4_0..Q5_1, IQ4, IQ3, IQ2_XXS, IQ1_S, TQ: up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[kTypeIds];  // F32, F16, BF16, Q8_0
   // out[i] = e^((v_i - shift) / divisor) in double for the n floats v_i, stride_bytes apart from

@@ -411,7 +411,6 @@ float dot_q8_0_f32_vec(const void* row, const float* x, int64_t k) {
 #endif
 #endif
 
-void add_q16_panels(DotKernels& k);  // gemm_q16_impl.h
 void add_f32_tiles(DotKernels& k);  // gemm_f32_impl.h
 void add_q8_panels(DotKernels& k);  // gemm_q8_impl.h
 void add_q8x256_panels(DotKernels& k);  // gemm_q8x256_impl.h
@@ -453,7 +452,6 @@ DotKernels make_kernels(const char* isa) {
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_f32[uint32_t(GgmlType::Q8_0)] = dot_q8_0_f32_vec;
 #endif
-  add_q16_panels(k);
   add_f32_tiles(k);
   add_q8_panels(k);
   add_q8x256_panels(k);
@@ -482,6 +480,5 @@ DotKernels make_kernels(const char* isa) {
 #include "dot_q23k_impl.h"
 #include "gemm_f32_impl.h"
 #include "transpose_impl.h"
-#include "gemm_q16_impl.h"
 #include "gemm_q8_impl.h"
 #include "gemm_q8x256_impl.h"

@@ -1,4 +1,4 @@
-// Dword transposes shared by the integer panels (gemm_q8_impl.h, gemm_q16_impl.h), included by
+// Dword transposes shared by the integer panels (gemm_q8_impl.h, gemm_q8x256_impl.h), included by
 // quant_dot_impl.h in each instruction-set translation unit before them.
 #pragma once
 

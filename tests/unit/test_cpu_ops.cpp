@@ -31,34 +31,23 @@ double rel_error(const std::vector<float>& got, const std::vector<double>& want)
 }
 
 // Error bounds per regime: f32 accumulation for float activations; quantized activations add
-// their quantization error, uniform within half a step of 1/127 (8-bit, per 32 values) or 1/2047
-// (12-bit, per 256) of the block's largest value. On normal data that predicts a relative error
-// of about 5e-3 and 4e-4; measured over 300 products each: mean 5.3e-3 (max 9.6e-3) and 4.5e-4
-// (max 1.2e-3). The bounds are about four times the means.
+// their quantization error, uniform within half a step of 1/127 of the block's largest value (8
+// bits, per 32 or 256 values). On normal data that predicts a relative error of about 5e-3;
+// measured over 300 products: mean 5.3e-3 (max 9.6e-3). The bound is about four times the mean.
 double bound(DotRegime regime) {
   switch (regime) {
     case DotRegime::f32_activations: return 1e-5;
-    case DotRegime::q16_activations: return 2e-3;
     case DotRegime::q8_activations: return 2e-2;
   }
   return 0;
 }
 double bound(GgmlType t) { return bound(dot_regime(t)); }
 
-// What matmul does with `type` at batch B (ops.cpp's plan_product): prompt batches take 8-bit
-// activations where an 8-bit panel exists (Q8_0's included, with AVX-512 VNNI), 12-bit ones where
-// only a 12-bit panel does; the 12-bit types' decode rows (and their batches where no panel
-// exists) take 8-bit ones too.
+// What matmul does with `type` at batch B (ops.cpp's plan_product): Q8_0's prompt batches take
+// 8-bit activations where it has 8-bit panels (AVX-512 VNNI); every other type keeps its regime.
 double matmul_bound(GgmlType type, int64_t B) {
-  const DotKernels& kern = dot_kernels();
   const auto t = static_cast<uint32_t>(type);
-  if (B >= kPanelMinBatch) {
-    if (kern.gemm_q8x256_panel[t] != nullptr || kern.gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
-    if (kern.gemm_q16_panel[t] != nullptr) return bound(DotRegime::q16_activations);
-  }
-  if (dot_regime(type) == DotRegime::q16_activations && kern.dot_q8x256[t] != nullptr) {
-    return bound(DotRegime::q8_activations);
-  }
+  if (B >= kPanelMinBatch && dot_kernels().gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
   return bound(type);
 }
 
@@ -129,9 +118,9 @@ TEST(CpuOps, MatmulGroupGivesEveryProductItsOwnBits) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
   const int64_t K = 512;
-  // Every activation format and path: 8-bit panels and rows (Q4_K, Q4_0), 12-bit panels and
-  // 256-value rows (Q6_K, Q2_K), float rows and tiles (F16, Q8_0); sizes that end in a partial
-  // panel or tile, and one type twice.
+  // Every activation format and path: 256-value panels and rows (Q4_K, Q6_K, Q2_K), 32-value
+  // panels and rows (Q4_0), float rows and tiles (F16, Q8_0); sizes that end in a partial panel or
+  // tile, and one type twice.
   const std::vector<std::pair<GgmlType, int64_t>> shapes = {
       {GgmlType::Q4_K, 37}, {GgmlType::Q6_K, 16}, {GgmlType::F16, 45}, {GgmlType::Q4_0, 9},
       {GgmlType::Q8_0, 70}, {GgmlType::Q2_K, 33}, {GgmlType::Q4_K, 5}};
@@ -235,31 +224,26 @@ TEST(CpuOps, ActivationBlocksStayInRange) {
   x[100] = 40.0f;
   x[300] = -40.0f;
   for (const DotKernels* kern : every_kernel_set()) {
-    std::vector<BlockQ16x256> x16(K / 256);
-    kern->quantize_q16(x.data(), x16.data(), K);
-    expect_rounded(x, x16, kQ16Max, kern->isa);
     std::vector<BlockQ8x256> x8(K / 256);
     kern->quantize_q8x256(x.data(), x8.data(), K);
     expect_rounded(x, x8, 127, kern->isa);
   }
 }
 
-// Every tile and panel shape of every kernel set against the double-precision reference, with the
-// output poisoned and its stride wider than the tile; a (row, column) must come out the same
-// whatever shape computed it (bit for bit for the integer 12-bit panels), so a prompt's result does
-// not depend on how its batch was cut.
-TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
+// Every float tile and panel shape of every kernel set against the double-precision reference,
+// with the output poisoned and its stride wider than the tile; a (row, column) must come out the
+// same whatever shape computed it (to float rounding), so a prompt's result does not depend on how
+// its batch was cut. (The integer panels: the Q8 and Q8x256 tests below.)
+TEST(CpuOps, FloatTilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
-  // A 12-bit panel takes 8 + 8 + 3 columns (AVX2, over 8 rows: 6 + 6 + 6 + 1), AVX-512's float
-  // outer products 12 + 7 (AVX2's 6 + 6 + 6 + 1).
+  // AVX-512's float outer products take 12 + 7 columns (AVX2's 6 + 6 + 6 + 1).
   const int kRows = kF32PanelRows, kCols = 19;
-  static_assert(kRows >= kQ16PanelRows && kCols >= kF32OuterMinCols);
+  static_assert(kCols >= kF32OuterMinCols);
   for (const DotKernels* kern : every_kernel_set()) {
     for (const TypeTraits& tr : all_type_traits()) {
       const auto t = static_cast<uint32_t>(tr.type);
-      const bool q16 = kern->gemm_q16_panel[t] != nullptr;
-      if (!q16 && kern->gemm_f32[t] == nullptr) continue;
+      if (kern->gemm_f32[t] == nullptr) continue;
       // Three chunks of 256 values, plus a ragged tail where the type allows one.
       const int64_t K = tr.block_size == 1 ? 3 * 256 + 21 : 3 * 256;
       const uint64_t row_bytes = type_bytes(tr.type, K);
@@ -267,17 +251,10 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
       std::vector<float> x(kCols * K), wf(kRows * K);
       for (auto& v : x) v = normal(rng);
       for (int r = 0; r < kRows; ++r) dequantize_row(tr.type, w.data() + r * row_bytes, wf.data() + r * K, K);
-      std::vector<BlockQ16x256> xq(kCols * K / 256);
-      if (q16) kern->quantize_q16(x.data(), xq.data(), kCols * K);
       const int64_t ldy = kRows + 3;
       auto run = [&](int n_rows, int n_cols, int r0, int c0, std::vector<float>& y) {
-        const uint8_t* w0 = w.data() + r0 * row_bytes;
-        float* y0 = y.data() + c0 * ldy + r0;
-        if (q16) {  // the 12-bit types have panels only
-          kern->gemm_q16_panel[t](w0, row_bytes, n_rows, xq.data() + c0 * K / 256, K / 256, n_cols, K, y0, ldy);
-        } else {
-          kern->gemm_f32[t](w0, row_bytes, n_rows, x.data() + c0 * K, K, n_cols, K, y0, ldy);
-        }
+        kern->gemm_f32[t](w.data() + r0 * row_bytes, row_bytes, n_rows, x.data() + c0 * K, K, n_cols, K,
+                          y.data() + c0 * ldy + r0, ldy);
       };
       std::vector<float> single(kCols * ldy, std::nanf(""));
       for (int r = 0; r < kRows; ++r) {
@@ -287,19 +264,13 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
         int rows, cols;
       };
       std::vector<Shape> shapes;
-      for (int n_rows = 1; n_rows <= kF32TileRows && !q16; ++n_rows) {
+      for (int n_rows = 1; n_rows <= kF32TileRows; ++n_rows) {
         for (int n_cols = 1; n_cols <= kF32TileCols; ++n_cols) shapes.push_back({n_rows, n_cols});
         shapes.push_back({n_rows, kCols});  // float tiles take any column count
       }
-      if (!q16) {  // whole and partial panels of rows, from the outer products' batch size on
-        for (const int n_rows : {7, 16, 17, kF32PanelRows}) {
-          for (const int n_cols : {kF32OuterMinCols, kCols}) shapes.push_back({n_rows, n_cols});
-        }
-      }
-      if (q16) {
-        for (const int n_rows : {1, 7, 11, kQ16PanelRows}) {  // 11: AVX2's second half partial
-          for (const int n_cols : {1, 8, kCols}) shapes.push_back({n_rows, n_cols});
-        }
+      // Whole and partial panels of rows, from the outer products' batch size on.
+      for (const int n_rows : {7, 16, 17, kF32PanelRows}) {
+        for (const int n_cols : {kF32OuterMinCols, kCols}) shapes.push_back({n_rows, n_cols});
       }
       for (const Shape& sh : shapes) {
         std::vector<float> y(kCols * ldy, std::nanf(""));
@@ -308,7 +279,7 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
           for (int r = 0; r < ldy; ++r) {
             const float got = y[c * ldy + r];
             const std::string where = std::string(kern->isa) + " " + std::string(tr.name) +
-                                      (q16 ? " panel " : " tile ") + std::to_string(sh.rows) + "x" +
+                                      " tile " + std::to_string(sh.rows) + "x" +
                                       std::to_string(sh.cols) + " at " + std::to_string(r) + "," + std::to_string(c);
             if (r >= sh.rows || c >= sh.cols) {
               EXPECT_TRUE(std::isnan(got)) << where << ": written outside the tile";
@@ -316,11 +287,8 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
             }
             const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
             EXPECT_LE(std::fabs(got - want) / scale, bound(tr.type)) << where;
-            if (q16) {  // integer sums, then the same float steps: identical
-              EXPECT_EQ(got, single[c * ldy + r]) << where << ": differs from the 1x1 panel";
-            } else {    // float sums whose tail the compiler may contract differently per shape
-              EXPECT_LE(std::fabs(got - single[c * ldy + r]) / scale, 1e-6) << where << ": differs from the 1x1 tile";
-            }
+            // Float sums whose tail the compiler may contract differently per shape.
+            EXPECT_LE(std::fabs(got - single[c * ldy + r]) / scale, 1e-6) << where << ": differs from the 1x1 tile";
           }
         }
       }
@@ -328,7 +296,7 @@ TEST(CpuOps, TilesAndPanelsOfEveryShapeAgainstDoubleReference) {
   }
 }
 
-// Q4_K/Q5_K and Q4_0..Q5_1 panels (8-bit activations) against the reference and against the
+// Q4_0..Q5_1 and the 32-value-scale i-quants' panels (8-bit activations) against the reference and against the
 // row-by-row dot_q8 on the same activation blocks: the same integer products, summed in another
 // float order. Rows of 32-value blocks end in a partial super-block (three blocks of eight).
 TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
@@ -450,7 +418,7 @@ TEST(CpuOps, Q8x256PanelsAgainstDoubleReferenceAndRowKernels) {
       for (int r = 0; r < kRows; ++r) {
         for (int c = 0; c < kCols; ++c) run(1, 1, r, c, single);
       }
-      for (const int n_rows : {1, 7, kRows}) {
+      for (const int n_rows : {1, 7, 11, kRows}) {  // 11: AVX2's second 8-row half partial
         for (const int n_cols : {1, 8, kCols}) {
           std::vector<float> y(kCols * ldy, std::nanf(""));
           run(n_rows, n_cols, 0, 0, y);
