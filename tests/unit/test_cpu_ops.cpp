@@ -351,44 +351,8 @@ TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
   }
 }
 
-// The AVX2 panels sum up to eight u8 x s8 pair products (four for 5-bit codes) in int16 before
-// widening: exact only while codes and activations stay within their ranges. Every code at its
-// largest and every activation at +-127 (all of one sign) reaches that sum's limit; the panel
-// must still give the double reference of the same activation blocks.
-TEST(CpuOps, Q8PanelsAtTheLargestCodesAndActivations) {
-  const int kRows = kQ8PanelRows, kCols = 5;
-  for (const DotKernels* kern : every_kernel_set()) {
-    for (const TypeTraits& tr : all_type_traits()) {
-      const auto t = static_cast<uint32_t>(tr.type);
-      if (kern->gemm_q8_panel[t] == nullptr) continue;
-      const int64_t K = 2 * 256;
-      const uint64_t row_bytes = type_bytes(tr.type, K);
-      std::vector<uint8_t> w(row_bytes * kRows, 0xFF);
-      for (size_t b = 0; b < w.size(); b += tr.block_bytes) test::put_fp16_fields(tr.type, &w[b], fp32_to_fp16(0.01f));
-      std::vector<float> wf(kRows * K);
-      for (int r = 0; r < kRows; ++r) dequantize_row(tr.type, w.data() + r * row_bytes, wf.data() + r * K, K);
-      for (const float sign : {1.0f, -1.0f}) {
-        std::vector<float> x(kCols * K, sign);
-        std::vector<BlockQ8x32> xq(kCols * K / 32);
-        kern->quantize_q8(x.data(), xq.data(), kCols * K);
-        ASSERT_EQ(int(xq[0].q[0]), int(sign * 127));
-        std::vector<float> y(kCols * kRows, std::nanf(""));
-        kern->gemm_q8_panel[t](w.data(), row_bytes, kRows, xq.data(), K / 32, kCols, K, y.data(), kRows);
-        for (int c = 0; c < kCols; ++c) {
-          for (int r = 0; r < kRows; ++r) {
-            // The activations are exactly 127 * d = 1 up to d's rounding: the reference is sign * sum(w).
-            const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
-            EXPECT_LE(std::fabs(y[c * kRows + r] - want) / scale, 1e-5)
-                << kern->isa << " " << tr.name << " sign " << sign << " at " << r << "," << c;
-          }
-        }
-      }
-    }
-  }
-}
-
-// The panels of the K-quants, IQ2_XS, IQ2_S and IQ1_M against 256-value 8-bit activations (AVX-512 VNNI):
-// every shape against the double reference, with the output poisoned and its stride wider than
+// The panels of the K-quants, IQ2_XS, IQ2_S and IQ1_M against 256-value 8-bit activations (AVX2,
+// AVX-512 VNNI): every shape against the double reference, with the output poisoned and its stride wider than
 // the panel; bit for bit what the 1x1 panel gives (integer sums, then the same float steps), and
 // within float rounding of the decode rows (dot_q8x256) on the same activation blocks.
 TEST(CpuOps, Q8x256PanelsAgainstDoubleReferenceAndRowKernels) {
@@ -443,7 +407,7 @@ TEST(CpuOps, Q8x256PanelsAgainstDoubleReferenceAndRowKernels) {
       }
     }
   }
-  if (panels == 0) GTEST_SKIP() << "no instruction set with 256-value 8-bit panels on this CPU (AVX-512 VNNI)";
+  if (panels == 0) GTEST_SKIP() << "no instruction set with 256-value 8-bit panels on this CPU (AVX2 or AVX-512 VNNI)";
 }
 
 // The AVX2 and AVX-512 panels are the same integer sums and float steps: the same bits for the
@@ -476,42 +440,57 @@ TEST(CpuOps, Q8x256PanelsAgreeAcrossInstructionSets) {
   if (compared == 0) GTEST_SKIP() << "fewer than two instruction sets with 256-value 8-bit panels on this CPU";
 }
 
-// Their sums stay in int32: every byte of the weights at 0xFF (the largest codes, and for Q6_K
-// the largest scale magnitude) with the fp16 fields at 0.01, against activations all +1 or all -1
-// (every q at +-127, every 16-value sum at +-2032): the panel must give the double reference of
-// the same activation blocks.
-TEST(CpuOps, Q8x256PanelsAtTheLargestCodesAndActivations) {
-  const int kRows = kQ8x256PanelRows, kCols = 5;
+// The 8-bit panels' integer sums stay exact at the largest codes and activations: every byte of
+// the weights at 0xFF (the largest codes, and for Q6_K the largest scale magnitude) with the fp16
+// fields at 0.01, against activations all +1 or all -1 (every q at +-127, every 16-value sum at
+// +-2032), which reaches the limits of the AVX2 panels' int16 sums (maddubs steps summed before
+// widening, as many as each type's codes allow) and of every int32 sum; the panel must give the
+// double reference of the same activation blocks.
+template <typename Act>
+void expect_exact_at_the_largest(const DotKernels& kern, const TypeTraits& tr,
+                                 void (*quantize)(const float*, Act*, int64_t),
+                                 void (*panel)(const void*, uint64_t, int, const Act*, int64_t, int, int64_t, float*, int64_t)) {
+  constexpr int kRows = 16, kCols = 5, kValues = sizeof(Act::q);
   const int64_t K = 2 * 256;
+  const uint64_t row_bytes = type_bytes(tr.type, K);
+  std::vector<uint8_t> w(row_bytes * kRows, 0xFF);
+  for (size_t b = 0; b < w.size(); b += tr.block_bytes) test::put_fp16_fields(tr.type, &w[b], fp32_to_fp16(0.01f));
+  std::vector<float> wf(kRows * K);
+  for (int r = 0; r < kRows; ++r) dequantize_row(tr.type, w.data() + r * row_bytes, wf.data() + r * K, K);
+  for (const float sign : {1.0f, -1.0f}) {
+    std::vector<float> x(kCols * K, sign);
+    std::vector<Act> xq(kCols * K / kValues);
+    quantize(x.data(), xq.data(), kCols * K);
+    ASSERT_EQ(int(xq[0].q[0]), int(sign * 127));
+    std::vector<float> y(kCols * kRows, std::nanf(""));
+    panel(w.data(), row_bytes, kRows, xq.data(), K / kValues, kCols, K, y.data(), kRows);
+    for (int c = 0; c < kCols; ++c) {
+      for (int r = 0; r < kRows; ++r) {
+        const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
+        EXPECT_LE(std::fabs(y[c * kRows + r] - want) / scale, 1e-5)
+            << kern.isa << " " << tr.name << " sign " << sign << " at " << r << "," << c;
+      }
+    }
+  }
+}
+
+TEST(CpuOps, PanelsAtTheLargestCodesAndActivations) {
+  static_assert(kQ8PanelRows == 16 && kQ8x256PanelRows == 16);
   int panels = 0;
   for (const DotKernels* kern : every_kernel_set()) {
     for (const TypeTraits& tr : all_type_traits()) {
       const auto t = static_cast<uint32_t>(tr.type);
-      if (kern->gemm_q8x256_panel[t] == nullptr) continue;
-      ++panels;
-      const uint64_t row_bytes = type_bytes(tr.type, K);
-      std::vector<uint8_t> w(row_bytes * kRows, 0xFF);
-      for (size_t b = 0; b < w.size(); b += tr.block_bytes) test::put_fp16_fields(tr.type, &w[b], fp32_to_fp16(0.01f));
-      std::vector<float> wf(kRows * K);
-      for (int r = 0; r < kRows; ++r) dequantize_row(tr.type, w.data() + r * row_bytes, wf.data() + r * K, K);
-      for (const float sign : {1.0f, -1.0f}) {
-        std::vector<float> x(kCols * K, sign);
-        std::vector<BlockQ8x256> xq(kCols * K / 256);
-        kern->quantize_q8x256(x.data(), xq.data(), kCols * K);
-        ASSERT_EQ(int(xq[0].q[0]), int(sign * 127));
-        std::vector<float> y(kCols * kRows, std::nanf(""));
-        kern->gemm_q8x256_panel[t](w.data(), row_bytes, kRows, xq.data(), K / 256, kCols, K, y.data(), kRows);
-        for (int c = 0; c < kCols; ++c) {
-          for (int r = 0; r < kRows; ++r) {
-            const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
-            EXPECT_LE(std::fabs(y[c * kRows + r] - want) / scale, 1e-5)
-                << kern->isa << " " << tr.name << " sign " << sign << " at " << r << "," << c;
-          }
-        }
+      if (kern->gemm_q8_panel[t] != nullptr) {
+        ++panels;
+        expect_exact_at_the_largest<BlockQ8x32>(*kern, tr, kern->quantize_q8, kern->gemm_q8_panel[t]);
+      }
+      if (kern->gemm_q8x256_panel[t] != nullptr) {
+        ++panels;
+        expect_exact_at_the_largest<BlockQ8x256>(*kern, tr, kern->quantize_q8x256, kern->gemm_q8x256_panel[t]);
       }
     }
   }
-  if (panels == 0) GTEST_SKIP() << "no instruction set with 256-value 8-bit panels on this CPU (AVX-512 VNNI)";
+  if (panels == 0) GTEST_SKIP() << "no instruction set with 8-bit panels on this CPU (AVX2 or AVX-512 VNNI)";
 }
 
 TEST(CpuOps, RmsNormAndSwiglu) {
