@@ -196,6 +196,7 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
   } else {
     std::fputc('\n', stdout);
   }
+  std::fflush(stdout);  // the text ends before the stats line, also where both go to one pipe
   fmt::print(stderr, "prompt: {} tokens at {:.1f} tokens/s; generation: {} tokens at {:.1f} tokens/s{}\n",
              prompt.size(), prompt_tps, generated.size(), gen_tps,
              context.last_stop() == engine::StopReason::context_full

@@ -1,7 +1,8 @@
 """Every tool's answer to bad input: a bad flag, a bad value, a missing, truncated or foreign file.
 Each must exit non-zero with nothing on stdout (no partial output) and exactly one line on stderr
 that starts with the tool's name and names what was wrong (the flag, or the file and its field).
-Also engine-run at its limits: --seed -1, and a generation that fills the context says so."""
+Also engine-run at its limits: --seed -1, a generation that fills the context says so, and its
+stats line follows the text where both go to one pipe."""
 import json
 import os
 import shutil
@@ -127,6 +128,15 @@ class CliErrors(unittest.TestCase):
         self.assertIn("the context of 32 is full", r.stderr)
         j = json.loads(run(ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "4", "--json").stdout)
         self.assertIn(j["stop"], ("length", "eos"))
+
+    def test_the_stats_line_follows_the_text_in_one_pipe(self):
+        # stdout and stderr into one pipe (as `2>&1 | tee`): the text's last line ends before the
+        # stats line begins, though stdout is block-buffered there.
+        r = subprocess.run([ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "8", "--greedy"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("\nprompt: 3 tokens at ", r.stdout)
+        self.assertTrue(r.stdout.endswith(" tokens/s\n"), r.stdout)
 
     def test_repeat_last_n_reaches_the_sampler(self):
         def tokens(*flags):
