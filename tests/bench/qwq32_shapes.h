@@ -20,7 +20,7 @@ struct MatrixShape {
 // QwQ-32B: n_embd 5120, 40 heads of 128, 8 KV heads, n_ff 27648, vocab 152064. Q4_K_M gives
 // attn_v and ffn_down Q6_K in 32 of the 64 layers (use_more_bits) and Q4_K in the others. The
 // last rows are for comparison (other weight formats at the same shapes: the IQ4, IQ3, IQ2 and IQ1 files'
-// bulk types at ffn_gate/up's), not in the model.
+// bulk types and the ternary TQ types at ffn_gate/up's), not in the model.
 inline constexpr MatrixShape kQwq32Shapes[] = {
     {"attn_q/attn_output 5120x5120", GgmlType::Q4_K, 5120, 5120, 128, false},
     {"attn_k 5120->1024", GgmlType::Q4_K, 5120, 1024, 64, false},
@@ -41,6 +41,8 @@ inline constexpr MatrixShape kQwq32Shapes[] = {
     {"5120->27648 IQ2_XXS", GgmlType::IQ2_XXS, 5120, 27648, 0, false},
     {"5120->27648 IQ1_M", GgmlType::IQ1_M, 5120, 27648, 0, false},
     {"5120->27648 IQ1_S", GgmlType::IQ1_S, 5120, 27648, 0, false},
+    {"5120->27648 TQ2_0", GgmlType::TQ2_0, 5120, 27648, 0, false},
+    {"5120->27648 TQ1_0", GgmlType::TQ1_0, 5120, 27648, 0, false},
 };
 
 // A forward pass's products as the GPU stage launches them: q, k and v in one launch where their
