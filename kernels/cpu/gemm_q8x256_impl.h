@@ -20,7 +20,8 @@
 // broadcast against it. A group of 16 values is four multiply-adds of 64 products and one integer
 // multiply by the rows' scales, where exact int16 products (scale times value) against 12-bit
 // activations took eight multiply-adds of 32, and a float step per group of 32 (on 32-value
-// activation blocks) four: 1.1-1.5x (docs/benchmarks.md). Bound: the multiply-adds (compute), the decode and transpose amortised over the batch.
+// activation blocks) four: 1.1-1.5x (docs/benchmarks.md). Bound: the multiply-adds (compute), the
+// decode and transpose amortised over the batch.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +32,8 @@ namespace engine {
 namespace {
 
 #if defined(__AVX2__) && defined(__FMA__)
-// A super-block of one row: 256 codes (value e at byte e) and per 16-value group g its scale and
-// offset (above); d and (Q2_K) dmin.
+// A super-block of one row: 256 codes (value e at byte e), per group g its scale and per 16-value
+// run its offset (above); d and (with mins) dmin.
 struct Q8x256RowScales {
   float d = 0, dmin = 0;
   int16_t sc[16] = {}, off[16] = {};
@@ -210,7 +211,7 @@ void decode_q8x256_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 // One super-block's panel: wt[p] = codes 4p .. 4p + 3 of each of the 16 rows in its dword lanes
-// (group g = p / 4); sc[g] the rows' group scales; off[p] their offsets for groups 2p, 2p + 1 as
+// (16-value run p / 4); sc[g] the rows' group scales; off[p] their offsets for runs 2p, 2p + 1 as
 // int16 pairs; d and dmin per row.
 struct Q8x256Panel {
   __m512i wt[64];
