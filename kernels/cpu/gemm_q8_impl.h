@@ -1,8 +1,9 @@
 // The 8-bit activation panels of quant_dot.h (gemm_q8_panel: the 32-value block formats Q4_0,
-// Q4_1, Q5_0, Q5_1, IQ4_NL and, with AVX-512 VNNI, Q8_0 (its codes v + 128); IQ4_XS, IQ3_XXS,
-// IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0, whose groups of 32 values carry a scale each), included
-// by quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
-// inline library templates. The K-quants take gemm_q8x256_impl.h's panels.
+// Q4_1, Q5_0, Q5_1, IQ4_NL and, with AVX-512 VNNI, Q8_0 (its codes v + 128); with AVX2 also IQ4_XS,
+// IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0, whose groups of 32 values carry a scale each
+// and which with AVX-512 VNNI take gemm_q8x256_impl.h's panels, as the K-quants do on both),
+// included by quant_dot_impl.h in each instruction-set translation unit; same rules: internal
+// linkage, no inline library templates.
 //
 // A panel is kQ8PanelRows = 16 weight rows against any number of activation rows (Q8 blocks of
 // 32, as dot_q8 uses, so a prompt batch and token-by-token decoding see the same activations).
@@ -42,7 +43,7 @@ void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t
       for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
       continue;
     }
-    if constexpr (kGridGroups) {  // codes v + 128, as IQ4_XS's (dot_iq3_impl.h, dot_iq2_impl.h, dot_iq1_impl.h)
+    if constexpr (kGridGroups) {  // codes v + 128 (dot_iq3/iq2/iq1/tq_impl.h), which the AVX2 panels take back to v
       const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
       const float d = h2f(b.d);
       for (int g = 0; g < 8; ++g) {
@@ -51,7 +52,7 @@ void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t
         dsc[g][r] = d * iq_scale(b, g);
         dmn[g][r] = 128.0f * dsc[g][r];
       }
-    } else if constexpr (kIQ4XS) {  // codes v + 128 (AVX-512 VNNI only, as IQ4_NL's: dot_q8x32_impl.h)
+    } else if constexpr (kIQ4XS) {  // codes v + 128, as the grid types'
       const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
       const float d = h2f(b.d);
       for (int g = 0; g < 8; ++g) {
@@ -276,14 +277,9 @@ void add_q8_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx512<BlockQ5_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_1)] = gemm_q8_panel_avx512<BlockQ5_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::IQ4_NL)] = gemm_q8_panel_avx512<BlockIQ4_NL>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ4_XS)] = gemm_q8_panel_avx512<BlockIQ4_XS>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ3_XXS)] = gemm_q8_panel_avx512<BlockIQ3_XXS>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ3_S)] = gemm_q8_panel_avx512<BlockIQ3_S>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ2_XXS)] = gemm_q8_panel_avx512<BlockIQ2_XXS>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ1_S)] = gemm_q8_panel_avx512<BlockIQ1_S>;
-  k.gemm_q8_panel[uint32_t(GgmlType::TQ1_0)] = gemm_q8_panel_avx512<BlockTQ1_0>;
-  k.gemm_q8_panel[uint32_t(GgmlType::TQ2_0)] = gemm_q8_panel_avx512<BlockTQ2_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q8_0)] = gemm_q8_panel_avx512<BlockQ8_0>;
+  // The 256-value types (IQ4_XS, the IQ3, IQ2_XXS, IQ1_S and ternary ones): gemm_q8x256_impl.h's
+  // panels, their group scales applied in int32.
 #elif defined(__AVX2__) && defined(__FMA__)
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_0)] = gemm_q8_panel_avx2<BlockQ4_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx2<BlockQ4_1>;

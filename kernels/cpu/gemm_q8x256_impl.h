@@ -1,19 +1,22 @@
 // The prompt panels of quant_dot.h for the K-quants and the types whose scales cover 16 values
-// (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M), against the decode rows' 8-bit
-// activations with one scale per 256 values (BlockQ8x256, as llama.cpp's Q8_K), included by
-// quant_dot_impl.h in each instruction-set translation unit; same rules: internal linkage, no
-// inline library templates.
+// (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M) and, with AVX-512 VNNI, the other
+// 256-value types (IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0, TQ2_0: a scale per 32 values),
+// against the decode rows' 8-bit activations with one scale per 256 values (BlockQ8x256, as
+// llama.cpp's Q8_K), included by quant_dot_impl.h in each instruction-set translation unit; same
+// rules: internal linkage, no inline library templates. (With AVX2 the latter keep
+// gemm_q8_impl.h's panels; this form of them was not tried there.)
 //
 // Arithmetic: per super-block a weight row is 256 unsigned byte codes u and per group g of 16
-// values (Q4_K, Q5_K: 32) an int16 scale s_g, and per 16 values an int16 offset o; its values are
-// w = s_g (u - c) with the type's code offset c (Q6_K 32, Q3_K 4, IQ2 128, IQ1_M 9; o = c s_g), or
-// for Q2_K, Q4_K and Q5_K w = d s_g u - dmin m_g (o = m_g). Per (row, activation row) and
-// super-block, all in int32 and exact:
+// values (32 for Q4_K, Q5_K and the 32-value-scale types) an int16 scale s_g, and per 16 values an
+// int16 offset o; its values are w = s_g (u - c) with the type's code offset c (Q6_K 32, Q3_K 4,
+// IQ1_M 9, the grid and ternary types 128; o = c s_g), or for Q2_K, Q4_K and Q5_K
+// w = d s_g u - dmin m_g (o = m_g). Per (row, activation row) and super-block, all in int32 and
+// exact:
 //   idot = sum_g s_g * sum(u * q_x over group g)      (vpdpbusd, then one vpmulld a group)
 //   ioff = sum over 16-value runs j of o_j * sum(q_x over run j)   (vpdpwssd on the activations' sums)
 // and then acc = fma(idot - ioff, d * d_x, acc), or with mins acc = fma(idot, d * d_x, acc) -
 // ioff * dmin * d_x, so every panel shape gives the same bits for a (row, column). Largest idot:
-// Q6_K 16 * 128 * (63 * 127 * 16) < 2^28.
+// Q6_K's 16 * 128 * (63 * 127 * 16) and IQ4_XS's 8 * 32 * (241 * 127 * 32), both < 2^28.
 //
 // Panels (kQ8x256PanelRows x any): 16 rows decoded and transposed per super-block so that one
 // vector holds four consecutive codes of every row (dword lane r = row r); each activation dword is
@@ -41,9 +44,23 @@ struct Q8x256RowScales {
 template <typename Block>
 constexpr bool kQ8x256Mins = std::is_same_v<Block, BlockQ2_K> || std::is_same_v<Block, BlockQ4_K> ||
                              std::is_same_v<Block, BlockQ5_K>;
-// Values a scale covers: Q4_K's and Q5_K's groups are 32 (sc[0..7]; off[2g] = off[2g + 1] = m_g).
+// The grid and ternary types whose groups of 32 values carry a scale each (IQ4_XS its own 6-bit
+// ones), and their scales' unit: iq_scale(b, g) * kGridScaleUnits is the integer 2s + 1 (IQ3_XXS
+// (2s + 1) / 4, IQ2_XXS and IQ1_S (2s + 1) / 8; the ternary types 1).
 template <typename Block>
-constexpr int kQ8x256Group = std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K> ? 32 : 16;
+constexpr int kGridScaleUnits = std::is_same_v<Block, BlockIQ3_XXS> ? 4
+                                : std::is_same_v<Block, BlockIQ2_XXS> || std::is_same_v<Block, BlockIQ1_S> ? 8
+                                : std::is_same_v<Block, BlockIQ3_S> || std::is_same_v<Block, BlockTQ1_0> ||
+                                        std::is_same_v<Block, BlockTQ2_0>
+                                    ? 1
+                                    : 0;
+// Values a scale covers: 32 for Q4_K, Q5_K, IQ4_XS and the grid types (sc[0..7]; off[2g] =
+// off[2g + 1]), else 16.
+template <typename Block>
+constexpr int kQ8x256Group = std::is_same_v<Block, BlockQ4_K> || std::is_same_v<Block, BlockQ5_K> ||
+                                     std::is_same_v<Block, BlockIQ4_XS> || kGridScaleUnits<Block> != 0
+                                 ? 32
+                                 : 16;
 
 inline void set_group_scales(Q8x256RowScales& s, const int8_t* sc, int code_offset) {
   for (int g = 0; g < 16; ++g) {
@@ -161,6 +178,30 @@ inline void decode_codes(const Block& b, uint8_t* out, Q8x256RowScales& s) {
   }
   set_group_scales(s, sc, 128);
   s.d = h2f(b.d) * 0.125f;
+}
+
+// IQ4_XS: the grid values v + 128 (1 .. 241), its 6-bit scales less 32.
+inline void decode_codes(const BlockIQ4_XS& b, uint8_t* out, Q8x256RowScales& s) {
+  for (int g = 0; g < 8; ++g) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * g), iq4_codes32(b.qs + 16 * g));
+    s.sc[g] = int16_t(iq4_xs_scale(b, g));
+    s.off[2 * g] = s.off[2 * g + 1] = int16_t(128 * s.sc[g]);
+  }
+  s.d = h2f(b.d);
+}
+
+// The IQ3, IQ2_XXS, IQ1_S and ternary types: their values v + 128 (dot_iq3_impl.h,
+// dot_iq2_impl.h, dot_iq1_impl.h, dot_tq_impl.h), a group's scale in the units above.
+template <typename Block>
+  requires(kGridScaleUnits<Block> != 0)
+inline void decode_codes(const Block& b, uint8_t* out, Q8x256RowScales& s) {
+  for (int g = 0; g < 8; ++g) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * g),
+                       _mm256_xor_si256(iq_values32(b, g), _mm256_set1_epi8(int8_t(0x80))));
+    s.sc[g] = int16_t(iq_scale(b, g) * float(kGridScaleUnits<Block>));
+    s.off[2 * g] = s.off[2 * g + 1] = int16_t(128 * s.sc[g]);
+  }
+  s.d = h2f(b.d) / float(kGridScaleUnits<Block>);
 }
 
 // IQ1_M: codes 8 grid + 9 +- 1 (the value w = 8 grid +- 1 plus 9), each half's 2s + 1.
@@ -446,6 +487,13 @@ void add_q8x256_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8x256_panel[uint32_t(GgmlType::IQ1_M)] = gemm_q8x256_panel_avx512<BlockIQ1_M>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q4_K)] = gemm_q8x256_panel_avx512<BlockQ4_K>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8x256_panel_avx512<BlockQ5_K>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ4_XS)] = gemm_q8x256_panel_avx512<BlockIQ4_XS>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ3_XXS)] = gemm_q8x256_panel_avx512<BlockIQ3_XXS>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ3_S)] = gemm_q8x256_panel_avx512<BlockIQ3_S>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_XXS)] = gemm_q8x256_panel_avx512<BlockIQ2_XXS>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ1_S)] = gemm_q8x256_panel_avx512<BlockIQ1_S>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::TQ1_0)] = gemm_q8x256_panel_avx512<BlockTQ1_0>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::TQ2_0)] = gemm_q8x256_panel_avx512<BlockTQ2_0>;
 #elif defined(__AVX2__) && defined(__FMA__)
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q6_K)] = gemm_q8x256_panel_avx2<BlockQ6_K>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q3_K)] = gemm_q8x256_panel_avx2<BlockQ3_K>;

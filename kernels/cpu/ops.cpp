@@ -34,8 +34,8 @@ ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t
   int64_t rows = 1;
   switch (dot_regime(p.type)) {
     case DotRegime::q8_activations:
-      // Prompt batches: panels where the instruction set has them for the type (the K-quants',
-      // IQ2_XS's, IQ2_S's and IQ1_M's on the decode rows' 256-value activation blocks); decode
+      // Prompt batches: panels where the instruction set has them for the type (the 256-value
+      // types' on the decode rows' 256-value activation blocks, the others' on 32-value ones); decode
       // steps (and batches without panels): rows on 256-value activation blocks where the type
       // has them, else integer dot products row by row on 32-value ones.
       if (kern.gemm_q8x256_panel[t] != nullptr && n_batch >= kPanelMinBatch) {

@@ -9,12 +9,13 @@ Bounds (relative L2 error of all the logits; measured on 2026-12-02 with llama.c
 brackets): F32 1e-5 [7e-7: the same sums in another order]; F16 5e-3 [7e-4: llama.cpp rounds the
 activations of an F16 product to fp16, we keep f32]; BF16 3e-2 [6e-3: likewise to bf16]; the
 quantized types 6e-2 [Q8_0 and Q4_0..Q5_1 1.8-2.2e-2; the K-quant mixes token by token 1e-3 to
-1.8e-2, as one batch 2.4-3.5e-2: both sides quantize activations, llama.cpp in its own blocks (or
-for Q8_0 only it), and our prompt batches give Q2_K, Q3_K and Q6_K 12-bit activations where
-llama.cpp keeps 8]; the ternary mixes 8e-2 [token by token 1.7e-7 to 2e-2, as one batch 3.6-4.6e-2:
-every matrix but the head and token_embd ternary, and llama.cpp's batches quantize activations
-per 256 values where our panels take 32 (against the NumPy reference our batches measure 1.7-2.0e-2,
-our token-by-token rows 2.5-3.0e-2)]; and the same top token wherever llama.cpp's best two logits are a
+1.8e-2, as one batch 2.4-3.5e-2 when our batches took 12-bit activations for Q2_K, Q3_K and Q6_K,
+1e-7 to 2.1e-2 (two runs) since they take 8 bits per 256 values as llama.cpp does (2026-12-07): both sides
+quantize activations, llama.cpp in its own blocks (or for Q8_0 only it)]; the ternary mixes 8e-2
+[token by token 1.7e-7 to 2e-2, as one batch 3.6-4.6e-2 where our panels quantize activations
+per 32 values and llama.cpp's per 256 (AVX2; with AVX-512 VNNI ours take 256 too since
+2026-12-07: 4e-3 to 1.3e-2), every matrix but the head and token_embd ternary (against the NumPy
+reference our batches measure 1.7-2.0e-2, our token-by-token rows 2.5-3.0e-2)]; and the same top token wherever llama.cpp's best two logits are a
 tenth of the row's spread and eight times the row's rms difference between the runners apart
 (random models' logits are flat: elsewhere [90-100% agree] the noise may swap them). A wrong RoPE mode, a missing bias or norm, or a misread block puts the
 error near 1.

@@ -351,10 +351,12 @@ TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
   }
 }
 
-// The panels of the K-quants, IQ2_XS, IQ2_S and IQ1_M against 256-value 8-bit activations (AVX2,
-// AVX-512 VNNI): every shape against the double reference, with the output poisoned and its stride wider than
-// the panel; bit for bit what the 1x1 panel gives (integer sums, then the same float steps), and
-// within float rounding of the decode rows (dot_q8x256) on the same activation blocks.
+// The panels on 256-value 8-bit activations (AVX2: the K-quants, IQ2_XS, IQ2_S and IQ1_M; AVX-512
+// VNNI also IQ4_XS, the IQ3, IQ2_XXS, IQ1_S and ternary types): every shape against the double
+// reference, with the output poisoned and its stride wider than the panel; bit for bit what the
+// 1x1 panel gives (integer sums, then the same float steps), and within float rounding of the
+// decode rows (dot_q8x256) on the same activation blocks, or where a type has none, of those
+// activations in double.
 TEST(CpuOps, Q8x256PanelsAgainstDoubleReferenceAndRowKernels) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
@@ -366,7 +368,6 @@ TEST(CpuOps, Q8x256PanelsAgainstDoubleReferenceAndRowKernels) {
       const auto t = static_cast<uint32_t>(tr.type);
       if (kern->gemm_q8x256_panel[t] == nullptr) continue;
       ++panels;
-      ASSERT_NE(kern->dot_q8x256[t], nullptr) << kern->isa << " " << tr.name << ": a panel without decode rows";
       const uint64_t row_bytes = type_bytes(tr.type, K);
       const auto w = test::random_blocks(tr.type, K * kRows, rng);
       std::vector<float> x(kCols * K), wf(kRows * K);
@@ -399,8 +400,17 @@ TEST(CpuOps, Q8x256PanelsAgainstDoubleReferenceAndRowKernels) {
               const auto [want, scale] = dot_reference(wf.data() + r * K, x.data() + c * K, K);
               EXPECT_LE(std::fabs(got - want) / scale, bound(DotRegime::q8_activations)) << where;
               EXPECT_EQ(got, single[c * ldy + r]) << where << ": differs from the 1x1 panel";
-              const float row = kern->dot_q8x256[t](w.data() + r * row_bytes, xq.data() + c * K / 256, K);
-              EXPECT_LE(std::fabs(got - row) / scale, 1e-5) << where << ": differs from dot_q8x256";
+              if (kern->dot_q8x256[t] != nullptr) {
+                const float row = kern->dot_q8x256[t](w.data() + r * row_bytes, xq.data() + c * K / 256, K);
+                EXPECT_LE(std::fabs(got - row) / scale, 1e-5) << where << ": differs from dot_q8x256";
+              } else {  // IQ4_XS, IQ3_S: decode rows on 32-value blocks; the same activations in double
+                double same = 0;
+                for (int64_t k = 0; k < K; ++k) {
+                  const BlockQ8x256& a = xq[(c * K + k) / 256];
+                  same += double(wf[r * K + k]) * double(a.d) * double(a.q[k % 256]);
+                }
+                EXPECT_LE(std::fabs(got - same) / scale, 1e-5) << where << ": differs from its 8-bit activations";
+              }
             }
           }
         }
