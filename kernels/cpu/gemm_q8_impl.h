@@ -1,20 +1,17 @@
 // The 8-bit activation panels of quant_dot.h (gemm_q8_panel: the 32-value block formats Q4_0,
-// Q4_1, Q5_0, Q5_1, IQ4_NL and, with AVX-512 VNNI, Q8_0 (its codes v + 128); with AVX2 also IQ4_XS,
-// IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0, whose groups of 32 values carry a scale each
-// and which with AVX-512 VNNI take gemm_q8x256_impl.h's panels, as the K-quants do on both),
-// included by quant_dot_impl.h in each instruction-set translation unit; same rules: internal
-// linkage, no inline library templates.
+// Q4_1, Q5_0, Q5_1, IQ4_NL and, with AVX-512 VNNI, Q8_0, its codes v + 128; the 256-value types
+// take gemm_q8x256_impl.h's panels), included by quant_dot_impl.h in each instruction-set
+// translation unit; same rules: internal linkage, no inline library templates.
 //
 // A panel is kQ8PanelRows = 16 weight rows against any number of activation rows (Q8 blocks of
 // 32, as dot_q8 uses, so a prompt batch and token-by-token decoding see the same activations).
-// Per super-block (for the 32-value formats: 8 consecutive blocks, the row's last super-block
-// possibly fewer) the 16 rows' 4/5-bit values are decoded to bytes and transposed so that one
-// vector holds four consecutive values of every row (dword lane r = row r); each activation
-// dword is broadcast against it in a u8 x s8 multiply-add (vpdpbusd). Per group of 32 values
-// (one activation block) and row:
-//   acc += (d * sc_g) * (d_x * sum(q * q_x))  -  o_g * (d_x * sum(q_x))
-// (a 32-value block: its d for d * sc_g and minus its offset, dot_q8x32_impl.h, for o_g; the
-// grid types: their values + 128 and o_g = 128 d sc_g with AVX-512 VNNI).
+// Per 256 values (8 consecutive blocks, the row's last run possibly fewer) the 16 rows' 4/5-bit
+// values are decoded to bytes and transposed so that one vector holds four consecutive values of
+// every row (dword lane r = row r); each activation dword is broadcast against it in a u8 x s8
+// multiply-add (vpdpbusd). Per block of 32 values (one activation block) and row:
+//   acc += d * (d_x * sum(q * q_x))  -  o * (d_x * sum(q_x))
+// (its d, and minus its offset, dot_q8x32_impl.h, for o; IQ4_NL's and Q8_0's codes are their
+// values + 128 with AVX-512 VNNI, o = 128 d).
 // Bound: the multiply-adds (compute); decode and transpose are amortised over the batch.
 #pragma once
 
@@ -26,46 +23,22 @@ namespace engine {
 namespace {
 
 #if defined(__AVX2__)
-// The first n_rows of kRows weight rows' super-block i as bytes (rows[r], value j at byte j) and
-// group scales (dsc[g][r] = d * sc_g, dmn[g][r] = the offset o_g); rows past n_rows are zero. For the
-// 32-value block formats a super-block is the 8 blocks from 8i, of which the row's last may hold
-// only `groups` (the rest are zero, as are their scales).
+// The first n_rows of kRows weight rows' blocks 8i .. 8i + 7 as bytes (rows[r], value j at byte
+// j) and block scales (dsc[g][r] = d, dmn[g][r] = the offset o); rows past n_rows are zero. A
+// row's last run may hold only `groups` blocks (the rest are zero, as are their scales).
 template <int kRows, typename Block>
 void decode_panel_rows(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, uint8_t (*rows)[256],
                        float (*dsc)[kRows], float (*dmn)[kRows]) {
-  constexpr bool kIQ4XS = requires(const Block& b) { b.scales_h; };
-  constexpr bool kGridGroups = std::is_same_v<Block, BlockIQ3_XXS> || std::is_same_v<Block, BlockIQ3_S> ||
-                               std::is_same_v<Block, BlockIQ2_XXS> || std::is_same_v<Block, BlockIQ1_S> ||
-                               std::is_same_v<Block, BlockTQ1_0> || std::is_same_v<Block, BlockTQ2_0>;  // a scale a group
   for (int r = 0; r < kRows; ++r) {
     if (r >= n_rows) {
       std::memset(rows[r], 0, 256);
       for (int g = 0; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
       continue;
     }
-    if constexpr (kGridGroups) {  // codes v + 128 (dot_iq3/iq2/iq1/tq_impl.h), which the AVX2 panels take back to v
-      const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
-      const float d = h2f(b.d);
-      for (int g = 0; g < 8; ++g) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * g),
-                            _mm256_xor_si256(iq_values32(b, g), _mm256_set1_epi8(int8_t(0x80))));
-        dsc[g][r] = d * iq_scale(b, g);
-        dmn[g][r] = 128.0f * dsc[g][r];
-      }
-    } else if constexpr (kIQ4XS) {  // codes v + 128, as the grid types'
-      const Block& b = reinterpret_cast<const Block*>(w + r * row_bytes)[i];
-      const float d = h2f(b.d);
-      for (int g = 0; g < 8; ++g) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(rows[r] + 32 * g), iq4_codes32(b.qs + 16 * g));
-        dsc[g][r] = d * float(iq4_xs_scale(b, g));
-        dmn[g][r] = 128.0f * dsc[g][r];
-      }
-    } else {
-      const Block* b = reinterpret_cast<const Block*>(w + r * row_bytes) + 8 * i;
-      for (int g = 0; g < groups; ++g) decode_q8x32_group(b[g], rows[r] + 32 * g, &dsc[g][r], &dmn[g][r]);
-      if (groups < 8) std::memset(rows[r] + 32 * groups, 0, size_t(32 * (8 - groups)));
-      for (int g = groups; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
-    }
+    const Block* b = reinterpret_cast<const Block*>(w + r * row_bytes) + 8 * i;
+    for (int g = 0; g < groups; ++g) decode_q8x32_group(b[g], rows[r] + 32 * g, &dsc[g][r], &dmn[g][r]);
+    if (groups < 8) std::memset(rows[r] + 32 * groups, 0, size_t(32 * (8 - groups)));
+    for (int g = groups; g < 8; ++g) dsc[g][r] = dmn[g][r] = 0;
   }
 }
 
@@ -165,15 +138,11 @@ struct Q8Panel8 {
   __m256 dsc[8], dmn[8];
 };
 
-// IQ4_NL, IQ4_XS, the IQ3 types, IQ2_XXS, IQ1_S and the TQ types: their codes v + 128 (up to 241) would saturate
-// maddubs, so their panels hold the signed values and each step multiplies |v| by the broadcast
-// activations carrying v's sign (pairs at most 2 * 127 * 127 = 32258), taken to int32 at once: no
-// bias, no offset term.
+// IQ4_NL: its codes v + 128 (up to 241) would saturate maddubs, so its panels hold the signed
+// values and each step multiplies |v| by the broadcast activations carrying v's sign (pairs at
+// most 2 * 127 * 127 = 32258), taken to int32 at once: no bias, no offset term.
 template <typename Block>
-constexpr bool kSignedGrid = std::is_same_v<Block, BlockIQ4_NL> || std::is_same_v<Block, BlockIQ4_XS> ||
-                             std::is_same_v<Block, BlockIQ3_XXS> || std::is_same_v<Block, BlockIQ3_S> ||
-                             std::is_same_v<Block, BlockIQ2_XXS> || std::is_same_v<Block, BlockIQ1_S> ||
-                             std::is_same_v<Block, BlockTQ1_0> || std::is_same_v<Block, BlockTQ2_0>;
+constexpr bool kSignedGrid = std::is_same_v<Block, BlockIQ4_NL>;
 
 template <typename Block>
 void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t i, int groups, Q8Panel8& p) {
@@ -278,21 +247,12 @@ void add_q8_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_1)] = gemm_q8_panel_avx512<BlockQ5_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::IQ4_NL)] = gemm_q8_panel_avx512<BlockIQ4_NL>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q8_0)] = gemm_q8_panel_avx512<BlockQ8_0>;
-  // The 256-value types (IQ4_XS, the IQ3, IQ2_XXS, IQ1_S and ternary ones): gemm_q8x256_impl.h's
-  // panels, their group scales applied in int32.
 #elif defined(__AVX2__) && defined(__FMA__)
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_0)] = gemm_q8_panel_avx2<BlockQ4_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q4_1)] = gemm_q8_panel_avx2<BlockQ4_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_0)] = gemm_q8_panel_avx2<BlockQ5_0>;
   k.gemm_q8_panel[uint32_t(GgmlType::Q5_1)] = gemm_q8_panel_avx2<BlockQ5_1>;
   k.gemm_q8_panel[uint32_t(GgmlType::IQ4_NL)] = gemm_q8_panel_avx2<BlockIQ4_NL>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ4_XS)] = gemm_q8_panel_avx2<BlockIQ4_XS>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ3_XXS)] = gemm_q8_panel_avx2<BlockIQ3_XXS>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ3_S)] = gemm_q8_panel_avx2<BlockIQ3_S>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ2_XXS)] = gemm_q8_panel_avx2<BlockIQ2_XXS>;
-  k.gemm_q8_panel[uint32_t(GgmlType::IQ1_S)] = gemm_q8_panel_avx2<BlockIQ1_S>;
-  k.gemm_q8_panel[uint32_t(GgmlType::TQ1_0)] = gemm_q8_panel_avx2<BlockTQ1_0>;
-  k.gemm_q8_panel[uint32_t(GgmlType::TQ2_0)] = gemm_q8_panel_avx2<BlockTQ2_0>;
   // Not Q8_0: its signed panels measured level with the float outer products (172-177 against
   // 166-177 GFLOP/s), which keep its prompts exact.
 #endif

@@ -1,10 +1,9 @@
-// The prompt panels of quant_dot.h for the K-quants and the types whose scales cover 16 values
-// (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M) and, with AVX-512 VNNI, the other
-// 256-value types (IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S, TQ1_0, TQ2_0: a scale per 32 values),
-// against the decode rows' 8-bit activations with one scale per 256 values (BlockQ8x256, as
-// llama.cpp's Q8_K), included by quant_dot_impl.h in each instruction-set translation unit; same
-// rules: internal linkage, no inline library templates. (With AVX2 the latter keep
-// gemm_q8_impl.h's panels; this form of them was not tried there.)
+// The prompt panels of quant_dot.h for every 256-value type: the K-quants and the types whose
+// scales cover 16 values (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ2_XS, IQ2_S and IQ1_M) and those with a
+// scale per 32 values (IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ1_S; TQ1_0 and TQ2_0, d alone), against
+// the decode rows' 8-bit activations with one scale per 256 values (BlockQ8x256, as llama.cpp's
+// Q8_K), included by quant_dot_impl.h in each instruction-set translation unit; same rules:
+// internal linkage, no inline library templates.
 //
 // Arithmetic: per super-block a weight row is 256 unsigned byte codes u and per group g of 16
 // values (32 for Q4_K, Q5_K and the 32-value-scale types) an int16 scale s_g, and per 16 values an
@@ -355,15 +354,22 @@ void gemm_q8x256_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, con
 // steps, Q5_K's 31 four, Q4_K's 15, Q3_K's 7, Q2_K's 3 and IQ1_M's 18 a whole group's), then one
 // madd against the group scale as an int16 pair (s, s) takes them to int32: where exact int16
 // products took eight madd and eight adds per 16 values and row vector, Q6_K takes four maddubs,
-// two madd and four adds. IQ2_XS's and IQ2_S's codes v + 128 would saturate maddubs: their panels
-// hold the signed values v, and each step multiplies |v| by the broadcast activations carrying v's
-// sign (as gemm_q8_impl.h's signed grids; pairs at most 2 * 43 * 127, two steps in int16), with
-// no offsets to take out. The integer sums and float steps are the AVX-512 panels': the same bits.
+// two madd and four adds. The grid and ternary types' codes v + 128 would saturate maddubs: their
+// panels hold the signed values v, and each step multiplies |v| by the broadcast activations
+// carrying v's sign (as gemm_q8_impl.h's IQ4_NL), with no offsets to take out; a lane is at most
+// 2 * 127 * |v|_max, so IQ4_XS's 127 allows one step in int16, the IQ3 types' 62 and the IQ2
+// types' 43 two, IQ1_S's 9 and the ternary types' 1 a whole group's. The integer sums and float steps are the AVX-512 panels': the same bits.
 template <typename Block>
-constexpr bool kQ8x256Signed = std::is_same_v<Block, BlockIQ2_XS> || std::is_same_v<Block, BlockIQ2_S>;
+constexpr bool kQ8x256Signed = std::is_same_v<Block, BlockIQ2_XS> || std::is_same_v<Block, BlockIQ2_S> ||
+                               std::is_same_v<Block, BlockIQ4_XS> || kGridScaleUnits<Block> != 0;
 template <typename Block>
-constexpr int kQ8x256Int16Steps =
-    std::is_same_v<Block, BlockQ6_K> || kQ8x256Signed<Block> ? 2 : std::is_same_v<Block, BlockQ5_K> ? 4 : 8;
+constexpr int kQ8x256Int16Steps = std::is_same_v<Block, BlockIQ4_XS>                                 ? 1
+                                  : std::is_same_v<Block, BlockIQ1_S> || std::is_same_v<Block, BlockTQ1_0> ||
+                                          std::is_same_v<Block, BlockTQ2_0>
+                                      ? 8
+                                  : std::is_same_v<Block, BlockQ5_K> ? 4
+                                  : std::is_same_v<Block, BlockQ6_K> || kQ8x256Signed<Block> ? 2
+                                                                                              : 8;
 
 // One super-block of 8 rows: wt[p] = codes 4p .. 4p + 3 of each row in its dword lanes; sc[g] the
 // rows' group scales as int16 pairs (s, s); off[p] their offsets for runs 2p, 2p + 1; d and dmin.
@@ -503,6 +509,13 @@ void add_q8x256_panels([[maybe_unused]] DotKernels& k) {
   k.gemm_q8x256_panel[uint32_t(GgmlType::Q5_K)] = gemm_q8x256_panel_avx2<BlockQ5_K>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_XS)] = gemm_q8x256_panel_avx2<BlockIQ2_XS>;
   k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_S)] = gemm_q8x256_panel_avx2<BlockIQ2_S>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ4_XS)] = gemm_q8x256_panel_avx2<BlockIQ4_XS>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ3_XXS)] = gemm_q8x256_panel_avx2<BlockIQ3_XXS>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ3_S)] = gemm_q8x256_panel_avx2<BlockIQ3_S>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ2_XXS)] = gemm_q8x256_panel_avx2<BlockIQ2_XXS>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::IQ1_S)] = gemm_q8x256_panel_avx2<BlockIQ1_S>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::TQ1_0)] = gemm_q8x256_panel_avx2<BlockTQ1_0>;
+  k.gemm_q8x256_panel[uint32_t(GgmlType::TQ2_0)] = gemm_q8x256_panel_avx2<BlockTQ2_0>;
 #endif
 }
 

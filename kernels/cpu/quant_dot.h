@@ -6,14 +6,13 @@
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding), except Q8_0's
 //   prompt batches where AVX-512 VNNI panels exist: those take 8-bit ones (gemm_q8_panel);
 //   8-bit activations for every other type: Q8 blocks of 32 (one float scale each) for Q4_0,
-//   Q4_1, Q5_0, Q5_1 and IQ4_NL, and for the rows and AVX2 panels of IQ4_XS, IQ3_XXS, IQ3_S,
-//   IQ2_XXS, IQ1_S, TQ1_0 and TQ2_0, whose 4-5 bit values (or grid values) meet them in 8-bit
-//   multiply-adds;
-//   prompt batches of the K-quants, IQ2_XS, IQ2_S and IQ1_M (and with AVX-512 VNNI every other
-//   256-value type): the decode rows' BlockQ8x256 activations, the weights' codes in vpdpbusd
-//   (AVX2: maddubs) and each group's sum times its scale in int32 (gemm_q8x256_panel), so a whole
-//   256-value dot product is integer arithmetic with one float step (with mins: two, the mins
-//   against the activations' 16-value sums);
+//   Q4_1, Q5_0, Q5_1 and IQ4_NL, and for the decode rows of IQ4_XS and IQ3_S, whose 4-5 bit values
+//   (or grid values) meet them in 8-bit multiply-adds;
+//   prompt batches of every 256-value type (the K-quants, the IQ4_XS, IQ3, IQ2, IQ1 and TQ types):
+//   the decode rows' BlockQ8x256 activations, the weights' codes in vpdpbusd (AVX2: maddubs) and
+//   each group's sum times its scale in int32 (gemm_q8x256_panel), so a whole 256-value dot
+//   product is integer arithmetic with one float step (with mins: two, the mins against the
+//   activations' 16-value sums);
 //   decode rows of the K-quants (Q2_K .. Q6_K) and of IQ3_XXS, the IQ2, IQ1 and TQ types take 8-bit
 //   activations with one scale per 256 values (BlockQ8x256), whose group scales then apply in
 //   int32: a memory-bound pass.
@@ -63,8 +62,8 @@ constexpr int64_t kPanelMinBatch = 2;
 // Panels: kQ8PanelRows weight rows decoded and transposed once per super-block for any number of
 // columns (Q4_0..Q5_1 eight blocks at a time, any k that is a multiple of 32).
 constexpr int kQ8PanelRows = 16;
-// The same for 256-value 8-bit activations (BlockQ8x256: the K-quants, IQ2_XS, IQ2_S, IQ1_M, and
-// with AVX-512 VNNI the other 256-value types), kQ8x256PanelRows rows x any number of columns.
+// The same for 256-value 8-bit activations (BlockQ8x256: every 256-value type),
+// kQ8x256PanelRows rows x any number of columns.
 constexpr int kQ8x256PanelRows = 16;
 // Float tiles (gemm_f32) take up to kF32PanelRows rows and any number of columns: kF32TileRows x
 // kF32TileCols at a time in registers, or with AVX-512 or AVX2 from kF32OuterMinCols columns on,
@@ -90,8 +89,8 @@ struct DotKernels {
   // The K-quants, IQ3_XXS, the IQ2, IQ1 and TQ types: decode rows (batches below the panels' minimum, or
   // any batch where no panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[kTypeIds];
-  GemmQ8x256 gemm_q8x256_panel[kTypeIds];  // the K-quants, IQ2_XS, IQ2_S, IQ1_M; AVX-512 every 256-value type: up to kQ8x256PanelRows x any
-  GemmQ8 gemm_q8_panel[kTypeIds];    // Q4_0..Q5_1, IQ4_NL (AVX2 also IQ4_XS, IQ3, IQ2_XXS, IQ1_S, TQ): up to kQ8PanelRows x any; null where none exists
+  GemmQ8x256 gemm_q8x256_panel[kTypeIds];  // the 256-value types (AVX2, AVX-512): up to kQ8x256PanelRows x any
+  GemmQ8 gemm_q8_panel[kTypeIds];    // Q4_0..Q5_1, IQ4_NL, Q8_0 (AVX-512): up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[kTypeIds];  // F32, F16, BF16, Q8_0
   // out[i] = e^((v_i - shift) / divisor) in double for the n floats v_i, stride_bytes apart from
   // `values` (v_i <= shift, divisor > 0; out may be null); returns their sum (exp_impl.h).

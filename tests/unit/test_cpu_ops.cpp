@@ -351,9 +351,8 @@ TEST(CpuOps, Q8PanelsAgainstDoubleReferenceAndRowKernels) {
   }
 }
 
-// The panels on 256-value 8-bit activations (AVX2: the K-quants, IQ2_XS, IQ2_S and IQ1_M; AVX-512
-// VNNI also IQ4_XS, the IQ3, IQ2_XXS, IQ1_S and ternary types): every shape against the double
-// reference, with the output poisoned and its stride wider than the panel; bit for bit what the
+// The panels on 256-value 8-bit activations (every 256-value type, AVX2 and AVX-512 VNNI): every
+// shape against the double reference, with the output poisoned and its stride wider than the panel; bit for bit what the
 // 1x1 panel gives (integer sums, then the same float steps), and within float rounding of the
 // decode rows (dot_q8x256) on the same activation blocks, or where a type has none, of those
 // activations in double.
