@@ -164,7 +164,7 @@ void decode_q8_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int64_t 
   }
 }
 
-inline __m256i broadcast_dword(const int8_t* q) {
+inline __m256i broadcast_dword(const void* q) {
   int32_t v;
   std::memcpy(&v, q, 4);
   return _mm256_set1_epi32(v);

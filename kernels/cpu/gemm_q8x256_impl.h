@@ -358,18 +358,23 @@ void gemm_q8x256_panel_avx512(const void* w, uint64_t row_bytes, int n_rows, con
 // panels hold the signed values v, and each step multiplies |v| by the broadcast activations
 // carrying v's sign (as gemm_q8_impl.h's IQ4_NL), with no offsets to take out; a lane is at most
 // 2 * 127 * |v|_max, so IQ4_XS's 127 allows one step in int16, the IQ3 types' 62 and the IQ2
-// types' 43 two, IQ1_S's 9 and the ternary types' 1 a whole group's. The integer sums and float steps are the AVX-512 panels': the same bits.
+// types' 43 two, IQ1_S's 9 and the ternary types' 1 a whole group's. The integer sums and float
+// steps are the AVX-512 panels': the same bits.
 template <typename Block>
 constexpr bool kQ8x256Signed = std::is_same_v<Block, BlockIQ2_XS> || std::is_same_v<Block, BlockIQ2_S> ||
                                std::is_same_v<Block, BlockIQ4_XS> || kGridScaleUnits<Block> != 0;
+// Steps (4 values a lane each) summed in int16 before one madd, by the largest |code| (above).
 template <typename Block>
-constexpr int kQ8x256Int16Steps = std::is_same_v<Block, BlockIQ4_XS>                                 ? 1
-                                  : std::is_same_v<Block, BlockIQ1_S> || std::is_same_v<Block, BlockTQ1_0> ||
-                                          std::is_same_v<Block, BlockTQ2_0>
-                                      ? 8
-                                  : std::is_same_v<Block, BlockQ5_K> ? 4
-                                  : std::is_same_v<Block, BlockQ6_K> || kQ8x256Signed<Block> ? 2
-                                                                                              : 8;
+constexpr int q8x256_int16_steps() {
+  if constexpr (std::is_same_v<Block, BlockIQ4_XS>) return 1;  // |v| 127
+  if constexpr (std::is_same_v<Block, BlockQ6_K> || std::is_same_v<Block, BlockIQ3_XXS> ||
+                std::is_same_v<Block, BlockIQ3_S> || std::is_same_v<Block, BlockIQ2_XXS> ||
+                std::is_same_v<Block, BlockIQ2_XS> || std::is_same_v<Block, BlockIQ2_S>) {
+    return 2;  // 63, 62, 43
+  }
+  if constexpr (std::is_same_v<Block, BlockQ5_K>) return 4;  // 31
+  return 8;  // Q4_K 15, Q3_K 7, Q2_K 3, IQ1_M 18, IQ1_S 9, the ternary types 1: a whole group
+}
 
 // One super-block of 8 rows: wt[p] = codes 4p .. 4p + 3 of each row in its dword lanes; sc[g] the
 // rows' group scales as int16 pairs (s, s); off[p] their offsets for runs 2p, 2p + 1; d and dmin.
@@ -404,12 +409,6 @@ void decode_q8x256_panel8(const uint8_t* w, uint64_t row_bytes, int n_rows, int6
   }
 }
 
-inline __m256i broadcast_x4(const void* q) {
-  int32_t v;
-  std::memcpy(&v, q, 4);
-  return _mm256_set1_epi32(v);
-}
-
 // C activation rows against one super-block's panel of up to 8 rows; y is the running sum: zero
 // before the first super-block. Never inlined, as q8x256_panel_cols.
 template <int C, bool kMins, int kGroup, int kInt16Steps, bool kSigned>
@@ -432,7 +431,7 @@ __attribute__((noinline)) void q8x256_panel8_cols(const Q8x256Panel8& p, const B
         const __m256i wv = p.wt[kSteps * g + q];
         const __m256i wu = kSigned ? _mm256_abs_epi8(wv) : wv;
         for (int c = 0; c < C; ++c) {
-          __m256i xq = broadcast_x4(xb[c]->q + kGroup * g + 4 * q);
+          __m256i xq = broadcast_dword(xb[c]->q + kGroup * g + 4 * q);
           if constexpr (kSigned) xq = _mm256_sign_epi8(xq, wv);
           sum16[c] = _mm256_add_epi16(sum16[c], _mm256_maddubs_epi16(wu, xq));
           asm("" : "+x"(sum16[c]));  // as in q8_panel8_cols: each sum in its register, in this order
@@ -445,7 +444,7 @@ __attribute__((noinline)) void q8x256_panel8_cols(const Q8x256Panel8& p, const B
   for (int c = 0; c < C; ++c) {
     __m256i ioff = _mm256_setzero_si256();
     if constexpr (!kSigned) {
-      for (int q = 0; q < 8; ++q) ioff = _mm256_add_epi32(ioff, _mm256_madd_epi16(p.off[q], broadcast_x4(xb[c]->sums + 2 * q)));
+      for (int q = 0; q < 8; ++q) ioff = _mm256_add_epi32(ioff, _mm256_madd_epi16(p.off[q], broadcast_dword(xb[c]->sums + 2 * q)));
     }
     const __m256 xd = _mm256_set1_ps(xb[c]->d);
     const __m256 y0 = first ? _mm256_setzero_ps() : _mm256_maskload_ps(y + c * ldy, rows);
@@ -474,7 +473,7 @@ void gemm_q8x256_panel_avx2(const void* w, uint64_t row_bytes, int n_rows, const
       if (i + 1 < k / 256) prefetch_panel_rows<sizeof(Block)>(wh + (i + 1) * sizeof(Block), row_bytes, rows);
       for (int c0 = 0; c0 < n_cols; c0 += kCols) {
         with_count<kCols>(n_cols - c0, [&]<int C>() {
-          q8x256_panel8_cols<C, kQ8x256Mins<Block>, kQ8x256Group<Block>, kQ8x256Int16Steps<Block>, kQ8x256Signed<Block>>(
+          q8x256_panel8_cols<C, kQ8x256Mins<Block>, kQ8x256Group<Block>, q8x256_int16_steps<Block>(), kQ8x256Signed<Block>>(
               p, x + c0 * x_stride, x_stride, i, i == 0, rows, y + c0 * ldy + 8 * h, ldy);
         });
       }
