@@ -52,10 +52,31 @@ using DotF32 = float (*)(const void* row, const float* x, int64_t k);
 using DotQ8 = float (*)(const void* row, const BlockQ8x32* x, int64_t k);
 using DotQ8x256 = float (*)(const void* row, const BlockQ8x256* x, int64_t k);
 
-// Batches from this size on take the K-quant panels where they exist: already at two activation
-// rows a panel's decode and transpose of 16 rows costs less than decoding each row again
-// (measured with 2048 x 2048 Q4_K matrices: 7-9 GMAC/s against 5-6 row by row).
-constexpr int64_t kPanelMinBatch = 2;
+// Batches from this size on take the type's panels where it has them; smaller ones take the decode
+// rows once per activation row (a weight row stays in L1 for the batch). A 256-value panel decodes
+// and transposes 16 rows per super-block for however few columns there are, so where a type's
+// decode rows are fast the rows win the smallest batches: at two rows Q6_K's 1.7-3.4x, Q2_K's
+// 2.2-2.5x. The sizes are where the two cross, measured with AVX-512 and AVX2 alike (2 threads,
+// docs/benchmarks.md, "CPU small batches"); the 32-value panels win from two rows on.
+constexpr int64_t panel_min_batch(GgmlType type) {
+  switch (type) {
+    case GgmlType::Q2_K:
+    case GgmlType::TQ2_0: return 8;
+    case GgmlType::Q4_K:
+    case GgmlType::Q6_K: return 5;
+    case GgmlType::Q3_K:
+    case GgmlType::TQ1_0: return 4;
+    case GgmlType::Q5_K:
+    case GgmlType::IQ4_XS:
+    case GgmlType::IQ3_XXS:
+    case GgmlType::IQ2_XXS:
+    case GgmlType::IQ2_XS:
+    case GgmlType::IQ2_S:
+    case GgmlType::IQ1_S:
+    case GgmlType::IQ1_M: return 3;
+    default: return 2;  // the 32-value panels, IQ3_S
+  }
+}
 
 // Tiles: y[c * ldy + r] = sum_k W[r][k] * x_c[k] for r < n_rows, c < n_cols, where W's rows are
 // row_bytes apart from w and x_c is activation row c (x_stride blocks or ldx floats apart).

@@ -47,7 +47,7 @@ double bound(GgmlType t) { return bound(dot_regime(t)); }
 // 8-bit activations where it has 8-bit panels (AVX-512 VNNI); every other type keeps its regime.
 double matmul_bound(GgmlType type, int64_t B) {
   const auto t = static_cast<uint32_t>(type);
-  if (B >= kPanelMinBatch && dot_kernels().gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
+  if (B >= panel_min_batch(type) && dot_kernels().gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
   return bound(type);
 }
 
@@ -152,6 +152,36 @@ TEST(CpuOps, MatmulGroupGivesEveryProductItsOwnBits) {
       }
     }
   }
+}
+
+// Batches smaller than a type's panel_min_batch take the decode rows (quant_dot.h): each of their
+// outputs must be the bits that a decode step of that activation row alone gives. With the panels
+// (within 1e-5 of the rows, not bit for bit) this fails, so it also checks where the crossover is.
+TEST(CpuOps, BatchesBelowThePanelSizeGiveTheDecodeStepsBits) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  ThreadPool pool(2);
+  const int64_t K = 512, N = 19;
+  int checked = 0;
+  for (const TypeTraits& tr : all_type_traits()) {
+    const int64_t B = panel_min_batch(tr.type) - 1;
+    if (dot_regime(tr.type) != DotRegime::q8_activations || B < 2) continue;
+    const auto w = test::random_blocks(tr.type, K * N, rng);
+    std::vector<float> x(B * K), batch(B * N, std::nanf("")), step(N);
+    for (auto& v : x) v = normal(rng);
+    matmul(tr.type, w.data(), K, N, x.data(), B, batch.data(), pool);
+    for (int64_t b = 0; b < B; ++b) {
+      std::fill(step.begin(), step.end(), std::nanf(""));
+      matmul(tr.type, w.data(), K, N, x.data() + b * K, 1, step.data(), pool);
+      for (int64_t n = 0; n < N; ++n) {
+        ASSERT_TRUE(std::isfinite(step[n])) << tr.name << " row " << b << " output " << n;
+        ASSERT_EQ(std::bit_cast<uint32_t>(batch[b * N + n]), std::bit_cast<uint32_t>(step[n]))
+            << tr.name << " batch " << B << " row " << b << " output " << n;
+      }
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 14);  // the K-quants, the 256-value i-quants but IQ3_S, the ternary types
 }
 
 TEST(CpuOps, EveryInstructionSetAgreesPerType) {
