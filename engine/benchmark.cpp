@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -270,7 +271,9 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
                                 "host memory: {})", transport, used));
       }
       for (BenchResult& r : rows) r.transport = used;
-      ctx.eval(token_ids(8, model->n_vocab(), 1));  // warm-up: pages, threads, caches
+      // Warm-up (pages, threads, caches): eight tokens, or as many as the context sized for the
+      // rows holds.
+      ctx.eval(token_ids(std::min<uint32_t>(8, po.n_ctx - 1), model->n_vocab(), 1));
       for (size_t row = 0; row < rows.size(); ++row) {
         BenchResult& r = rows[row];
         r.layers = layer_map(plan);

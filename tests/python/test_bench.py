@@ -86,6 +86,18 @@ class BenchOnCpu(unittest.TestCase):
             self.assertIn("cannot run:", md)
             self.assertEqual(md.count("\n"), 2 + len(rows))
 
+    def test_tiny_sizes_run(self):
+        """Prompts and generations shorter than the warm-up: the context is sized for the rows
+        (here 3 + 1 positions), and every row runs."""
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "tiny.gguf"), "--arch", "llama")
+            rows = json.loads(run(BENCH, "-m", model, "--split", "cpu", "-p", "1,3", "-n", "2", "-r", "1",
+                                  "-o", "json").stdout)
+            self.assertEqual([r["test"] for r in rows], ["pp1", "pp3", "tg2"])
+            for r in rows:
+                self.assertEqual(r["error"], "", r)
+                self.assertGreater(r["tokens_per_s"], 0, r)
+
     def test_rows_name_the_cpu_kernels_that_ran(self):
         """ENGINE_CPU_ISA=generic (every x86-64 CPU runs it) shows in every row; an unknown set is
         one line and no rows."""
