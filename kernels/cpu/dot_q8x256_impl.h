@@ -131,6 +131,66 @@ float dot_q45_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
   return hsum(_mm256_sub_ps(acc, acc_min));
 }
 
+// The same rows for C activation rows at once (a batch below the panel size, quant_dot.h): each 32
+// weight bytes and each group's scales are decoded once for the C columns, which take two
+// multiply-adds each. Every column's integer sums are exact in any order and its float steps are
+// those above in the same order, so out[c * out_stride] has the bits dot_q45_k_q8x256_avx2 gives
+// column c alone. Two int32 chains a column (low and high nibbles) keep the multiply-adds' latency
+// off the path from two columns on.
+template <int C, bool kFiveBit, typename Block>
+void q45_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
+                            int64_t out_stride) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc[C], acc_min[C];
+  for (int c = 0; c < C; ++c) acc[c] = acc_min[c] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    for (int line = 0; line < int(sizeof(Block) + 63) / 64; ++line) prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
+    alignas(8) uint8_t sc[8], m[8];
+    unpack_k4_scales(b[i].scales, sc, m);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+    __m256i lo[C], hi[C];
+    for (int c = 0; c < C; ++c) lo[c] = hi[c] = _mm256_setzero_si256();
+    for (int q = 0; q < 4; ++q) {
+      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * q));
+      __m256i wl = _mm256_and_si256(q4, low4), wh = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+      if constexpr (kFiveBit) {
+        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh));
+        const __m256i bl = _mm256_set1_epi8(char(1 << (2 * q))), bh = _mm256_set1_epi8(char(2 << (2 * q)));
+        const __m256i sixteen = _mm256_set1_epi8(16);
+        wl = _mm256_or_si256(wl, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bl), bl), sixteen));
+        wh = _mm256_or_si256(wh, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bh), bh), sixteen));
+      }
+      const __m256i sl = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(int16_t(((4 * q + 1) << 8) | (4 * q))));
+      const __m256i sh = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(int16_t(((4 * q + 3) << 8) | (4 * q + 2))));
+      for (int c = 0; c < C; ++c) {
+        const int8_t* xq = x[c * x_stride + i].q + 64 * q;
+        const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+        const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32));
+        lo[c] = madd_add(lo[c], _mm256_maddubs_epi16(wl, xl), sl);
+        hi[c] = madd_add(hi[c], _mm256_maddubs_epi16(wh, xh), sh);
+      }
+    }
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+    const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+    for (int c = 0; c < C; ++c) {
+      const BlockQ8x256& xb = x[c * x_stride + i];
+      const __m256i msum = _mm256_madd_epi16(m16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.sums)));
+      acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(_mm256_add_epi32(lo[c], hi[c])), acc[c]);
+      acc_min[c] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * xb.d), _mm256_cvtepi32_ps(msum), acc_min[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) out[c * out_stride] = hsum(_mm256_sub_ps(acc[c], acc_min[c]));
+}
+
+template <bool kFiveBit, typename Block>
+void dot_q45_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
+                                float* out, int64_t out_stride) {
+  with_count<kRowCols>(n_cols, [&]<int C>() {
+    q45_k_q8x256_cols_avx2<C, kFiveBit>(static_cast<const Block*>(row), x, x_stride, k, out, out_stride);
+  });
+}
+
 // Q6_K, vectorised. Per 32 values (half h, group g): the 6-bit values 0..63 from ql/qh meet the
 // 8-bit activations in maddubs (|63 * 127 * 2| < 2^15), then a multiply-add with the scales of
 // the two 16-value groups (one per 128-bit lane) into int32. The -32 offset is the scales against
@@ -184,6 +244,8 @@ void add_q8x256_rows(DotKernels& k) {
   k.dot_q8x256[uint32_t(GgmlType::Q4_K)] = dot_q45_k_q8x256_avx2<false, BlockQ4_K>;
   k.dot_q8x256[uint32_t(GgmlType::Q5_K)] = dot_q45_k_q8x256_avx2<true, BlockQ5_K>;
   k.dot_q8x256[uint32_t(GgmlType::Q6_K)] = dot_q6_k_q8x256_avx2;
+  k.dot_q8x256_cols[uint32_t(GgmlType::Q4_K)] = dot_q45_k_q8x256_cols_avx2<false, BlockQ4_K>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::Q5_K)] = dot_q45_k_q8x256_cols_avx2<true, BlockQ5_K>;
 #endif
 }
 

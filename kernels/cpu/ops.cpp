@@ -102,6 +102,15 @@ void run_rows(const DotKernels& kern, const MatmulProduct& p, const ProductPlan&
       return;
     case Path::q8x256_rows: {
       const DotQ8x256 dot = kern.dot_q8x256[t];
+      if (const DotQ8x256Cols cols = kern.dot_q8x256_cols[t]; cols != nullptr && n_batch > 1) {
+        for (int64_t n = n0; n < n1; ++n) {
+          for (int64_t b = 0; b < n_batch; b += kRowCols) {
+            cols(rows + n * row_bytes, a.q8x256.data() + b * K / 256, K / 256,
+                 static_cast<int>(std::min<int64_t>(kRowCols, n_batch - b)), K, y + b * N + n, N);
+          }
+        }
+        return;
+      }
       for (int64_t n = n0; n < n1; ++n) {
         for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, a.q8x256.data() + b * K / 256, K);
       }
