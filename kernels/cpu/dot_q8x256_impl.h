@@ -233,6 +233,62 @@ float dot_q6_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
   }
   return hsum(acc);
 }
+// The same for C activation rows at once (as q45_k_q8x256_cols_avx2): each half's four vectors of
+// 6-bit values and the group scales decoded once, a maddubs and a multiply-add a column per 32
+// values, in two int32 chains a column; out[c * out_stride] has the bits dot_q6_k_q8x256_avx2
+// gives column c alone (exact integer sums, the same float step per super-block).
+template <int C>
+void q6_k_q8x256_cols_avx2(const BlockQ6_K* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
+                           int64_t out_stride) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k / kQK_K; ++i) {
+    for (int line = 0; line < 4; ++line) prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].scales)));
+    __m256i even[C], odd[C];
+    for (int c = 0; c < C; ++c) even[c] = odd[c] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+      const __m256i sch = h == 0 ? _mm256_permute4x64_epi64(sc16, 0x44) : _mm256_permute4x64_epi64(sc16, 0xEE);
+      const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h));
+      const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh + 32 * h));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(la, low4), _mm256_slli_epi16(_mm256_and_si256(hb, three), 4)),
+          _mm256_or_si256(_mm256_and_si256(lb, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), three), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), low4), _mm256_and_si256(hb, _mm256_set1_epi8(0x30))),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, 4), low4),
+                          _mm256_and_si256(_mm256_srli_epi16(hb, 2), _mm256_set1_epi8(0x30)))};
+      for (int g = 0; g < 4; ++g) {
+        // Scale 8h + 2g for the low lane's 16 values, 8h + 2g + 1 for the high lane's.
+        const __m256i s = _mm256_shuffle_epi8(sch, _mm256_setr_epi8(4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1,
+                                                                    4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1,
+                                                                    4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3,
+                                                                    4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3));
+        for (int c = 0; c < C; ++c) {
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[c * x_stride + i].q + 128 * h + 32 * g));
+          __m256i& sum = g % 2 == 0 ? even[c] : odd[c];
+          sum = madd_add(sum, _mm256_maddubs_epi16(q[g], xv), s);
+        }
+      }
+    }
+    const float d = h2f(b[i].d);
+    for (int c = 0; c < C; ++c) {
+      const BlockQ8x256& xb = x[c * x_stride + i];
+      const __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.sums)));
+      const __m256i isum = _mm256_sub_epi32(_mm256_add_epi32(even[c], odd[c]), _mm256_slli_epi32(offset, 5));
+      acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(isum), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) out[c * out_stride] = hsum(acc[c]);
+}
+
+void dot_q6_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
+                               float* out, int64_t out_stride) {
+  with_count<kRowCols>(n_cols, [&]<int C>() {
+    q6_k_q8x256_cols_avx2<C>(static_cast<const BlockQ6_K*>(row), x, x_stride, k, out, out_stride);
+  });
+}
 #endif
 
 void add_q8x256_rows(DotKernels& k) {
@@ -246,6 +302,7 @@ void add_q8x256_rows(DotKernels& k) {
   k.dot_q8x256[uint32_t(GgmlType::Q6_K)] = dot_q6_k_q8x256_avx2;
   k.dot_q8x256_cols[uint32_t(GgmlType::Q4_K)] = dot_q45_k_q8x256_cols_avx2<false, BlockQ4_K>;
   k.dot_q8x256_cols[uint32_t(GgmlType::Q5_K)] = dot_q45_k_q8x256_cols_avx2<true, BlockQ5_K>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::Q6_K)] = dot_q6_k_q8x256_cols_avx2;
 #endif
 }
 
