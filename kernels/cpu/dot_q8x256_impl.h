@@ -84,59 +84,15 @@ inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) {
 #endif
 }
 
-// Q4_K and Q5_K, vectorised. Per 32 weight bytes (groups 2c and 2c+1 in the low and high
-// nibbles; Q5_K adds bit g of each qh byte as bit 4 of group g): maddubs multiplies the 4-5 bit
-// values with the 8-bit activations and sums pairs to s16 (|31 * 127 * 2| < 2^15), a multiply-add
-// with the group's scale (s16, broadcast by a byte shuffle) sums pairs again into the
-// super-block's eight int32 lanes. One float multiply-add per super-block; the mins meet the
-// activations' 16-value sums in one more multiply-add.
-template <bool kFiveBit, typename Block>
-float dot_q45_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k / kQK_K; ++i) {
-    for (int line = 0; line < int(sizeof(Block) + 63) / 64; ++line) prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
-    alignas(8) uint8_t sc[8], m[8];
-    unpack_k4_scales(b[i].scales, sc, m);
-    // Scale g as 16 bits in word g of both 128-bit lanes, for the shuffles below.
-    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
-    __m256i part[4];  // one accumulator per 32 weight bytes: a single one would chain 8 multiply-adds
-    for (int c = 0; c < 4; ++c) {
-      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
-      const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 64 * c));
-      const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 64 * c + 32));
-      __m256i wl = _mm256_and_si256(q4, low4), wh = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
-      if constexpr (kFiveBit) {
-        const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh));
-        const __m256i bl = _mm256_set1_epi8(char(1 << (2 * c))), bh = _mm256_set1_epi8(char(2 << (2 * c)));
-        const __m256i sixteen = _mm256_set1_epi8(16);
-        wl = _mm256_or_si256(wl, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bl), bl), sixteen));
-        wh = _mm256_or_si256(wh, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bh), bh), sixteen));
-      }
-      const __m256i pl = _mm256_maddubs_epi16(wl, xl);
-      const __m256i ph = _mm256_maddubs_epi16(wh, xh);
-      const __m256i sl = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(int16_t(((4 * c + 1) << 8) | (4 * c))));
-      const __m256i sh = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16(int16_t(((4 * c + 3) << 8) | (4 * c + 2))));
-      part[c] = madd_add(_mm256_madd_epi16(pl, sl), ph, sh);
-    }
-    const __m256i isum = _mm256_add_epi32(_mm256_add_epi32(part[0], part[1]), _mm256_add_epi32(part[2], part[3]));
-    // Mins: m[g] against the sums of values 32g..32g+31, i.e. of 16-value sums 2g and 2g+1.
-    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
-    const __m256i msum = _mm256_madd_epi16(m16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].sums)));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d), _mm256_cvtepi32_ps(isum), acc);
-    acc_min = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].dmin) * x[i].d), _mm256_cvtepi32_ps(msum), acc_min);
-  }
-  return hsum(_mm256_sub_ps(acc, acc_min));
-}
-
-// The same rows for C activation rows at once (a batch below the panel size, quant_dot.h): each 32
-// weight bytes and each group's scales are decoded once for the C columns, which take two
-// multiply-adds each. Every column's integer sums are exact in any order and its float steps are
-// those above in the same order, so out[c * out_stride] has the bits dot_q45_k_q8x256_avx2 gives
-// column c alone. Two int32 chains a column (low and high nibbles) keep the multiply-adds' latency
-// off the path from two columns on.
+// Q4_K and Q5_K, vectorised, for C activation rows at once (C = 1: a decode step; up to kRowCols:
+// a batch below the panel size, quant_dot.h). Per 32 weight bytes (groups 2q and 2q+1 in the low
+// and high nibbles; Q5_K adds bit g of each qh byte as bit 4 of group g), decoded once for the C
+// columns: maddubs multiplies the 4-5 bit values with a column's 8-bit activations and sums pairs
+// to s16 (|31 * 127 * 2| < 2^15), a multiply-add with the group's scale (s16, broadcast by a byte
+// shuffle) sums pairs again into the super-block's eight int32 lanes, in two chains a column (low
+// and high nibbles). One float multiply-add per super-block and column; the mins meet the
+// activations' 16-value sums in one more multiply-add. The integer sums are exact in any order and
+// each column's float steps do not depend on C, so a column has the same bits in any batch.
 template <int C, bool kFiveBit, typename Block>
 void q45_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
                             int64_t out_stride) {
@@ -191,52 +147,18 @@ void dot_q45_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x
   });
 }
 
-// Q6_K, vectorised. Per 32 values (half h, group g): the 6-bit values 0..63 from ql/qh meet the
-// 8-bit activations in maddubs (|63 * 127 * 2| < 2^15), then a multiply-add with the scales of
-// the two 16-value groups (one per 128-bit lane) into int32. The -32 offset is the scales against
-// the activations' 16-value sums, once per super-block.
-float dot_q6_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
-  const BlockQ6_K* b = static_cast<const BlockQ6_K*>(row);
-  const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k / kQK_K; ++i) {
-    for (int line = 0; line < 4; ++line) prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].scales)));
-    __m256i part[2];
-    for (int h = 0; h < 2; ++h) {
-      // Scales 8h .. 8h + 7 in both lanes; group g takes word 2g in the low lane, 2g + 1 in the high.
-      const __m256i sch = h == 0 ? _mm256_permute4x64_epi64(sc16, 0x44) : _mm256_permute4x64_epi64(sc16, 0xEE);
-      const __m256i la = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h));
-      const __m256i lb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h + 32));
-      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh + 32 * h));
-      const __m256i q[4] = {
-          _mm256_or_si256(_mm256_and_si256(la, low4), _mm256_slli_epi16(_mm256_and_si256(hb, three), 4)),
-          _mm256_or_si256(_mm256_and_si256(lb, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), three), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), low4), _mm256_and_si256(hb, _mm256_set1_epi8(0x30))),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, 4), low4),
-                          _mm256_and_si256(_mm256_srli_epi16(hb, 2), _mm256_set1_epi8(0x30)))};
-      __m256i sum[2];
-      for (int g = 0; g < 4; ++g) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 128 * h + 32 * g));
-        const __m256i s = _mm256_shuffle_epi8(sch, _mm256_setr_epi8(4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1,
-                                                                    4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1,
-                                                                    4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3,
-                                                                    4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3));
-        const __m256i p = _mm256_maddubs_epi16(q[g], xv);
-        sum[g % 2] = g < 2 ? _mm256_madd_epi16(p, s) : madd_add(sum[g % 2], p, s);
-      }
-      part[h] = _mm256_add_epi32(sum[0], sum[1]);
-    }
-    const __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].sums)));
-    const __m256i isum = _mm256_sub_epi32(_mm256_add_epi32(part[0], part[1]), _mm256_slli_epi32(offset, 5));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d), _mm256_cvtepi32_ps(isum), acc);
-  }
-  return hsum(acc);
+template <bool kFiveBit, typename Block>
+float dot_q45_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
+  float out;
+  q45_k_q8x256_cols_avx2<1, kFiveBit>(static_cast<const Block*>(row), x, 0, k, &out, 1);
+  return out;
 }
-// The same for C activation rows at once (as q45_k_q8x256_cols_avx2): each half's four vectors of
-// 6-bit values and the group scales decoded once, a maddubs and a multiply-add a column per 32
-// values, in two int32 chains a column; out[c * out_stride] has the bits dot_q6_k_q8x256_avx2
-// gives column c alone (exact integer sums, the same float step per super-block).
+
+// Q6_K, vectorised, for C activation rows at once (as above). Per 32 values (half h, group g),
+// decoded once for the C columns: the 6-bit values 0..63 from ql/qh meet a column's 8-bit
+// activations in maddubs (|63 * 127 * 2| < 2^15), then a multiply-add with the scales of the two
+// 16-value groups (one per 128-bit lane) into int32, two chains a column. The -32 offset is the
+// scales against the activations' 16-value sums, once per super-block.
 template <int C>
 void q6_k_q8x256_cols_avx2(const BlockQ6_K* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
                            int64_t out_stride) {
@@ -289,6 +211,12 @@ void dot_q6_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_
     q6_k_q8x256_cols_avx2<C>(static_cast<const BlockQ6_K*>(row), x, x_stride, k, out, out_stride);
   });
 }
+float dot_q6_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
+  float out;
+  q6_k_q8x256_cols_avx2<1>(static_cast<const BlockQ6_K*>(row), x, 0, k, &out, 1);
+  return out;
+}
+
 #endif
 
 void add_q8x256_rows(DotKernels& k) {
