@@ -74,15 +74,19 @@ inline __m128i q3k_scales_epi8(const uint8_t* s) {
   return _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(high, 4)), _mm_set1_epi8(32));
 }
 
-// Q2_K and Q3_K, vectorised as Q6_K's rows (dot_q8x256_impl.h): per 32 values (half h, step g)
-// the codes from qs (and hmask) meet the activations in maddubs (|7 * 127 * 2| < 2^15), then a
-// multiply-add with the two 16-value groups' scales (one per 128-bit lane) sums into int32. The
-// offsets are the mins (Q2_K) or scales (Q3_K) against the activations' 16-value sums.
-template <bool kThreeBit, typename Block>
-float dot_q23_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
+// Q2_K and Q3_K, vectorised as Q6_K's rows (dot_q8x256_impl.h), for C activation rows at once (C =
+// 1: a decode step; up to kRowCols: a batch below the panel size, quant_dot.h): per 32 values (half
+// h, step g) the codes from qs (and hmask), decoded once for the C columns, meet a column's
+// activations in maddubs (|7 * 127 * 2| < 2^15), then a multiply-add with the two 16-value groups'
+// scales (one per 128-bit lane) sums into int32, two chains a column. The offsets are the mins
+// (Q2_K) or scales (Q3_K) against the activations' 16-value sums. The integer sums are exact in any
+// order and each column's float steps do not depend on C: a column has the same bits in any batch.
+template <int C, bool kThreeBit, typename Block>
+void q23_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
+                            int64_t out_stride) {
   const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  __m256 acc[C], acc_min[C];
+  for (int c = 0; c < C; ++c) acc[c] = acc_min[c] = _mm256_setzero_ps();
   for (int64_t i = 0; i < k / kQK_K; ++i) {
     for (int line = 0; line < int(sizeof(Block) + 63) / 64; ++line) {
       prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64 * line);
@@ -97,39 +101,61 @@ float dot_q23_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
     }
     __m256i hm = _mm256_setzero_si256();
     if constexpr (kThreeBit) hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].hmask));
-    __m256i part[2];
+    __m256i even[C], odd[C];
+    for (int c = 0; c < C; ++c) even[c] = odd[c] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       // Scales 8h .. 8h + 7 in both lanes; step g takes word 2g in the low lane, 2g + 1 in the high.
       const __m256i sch = h == 0 ? _mm256_permute4x64_epi64(sc16, 0x44) : _mm256_permute4x64_epi64(sc16, 0xEE);
       const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * h));
-      __m256i sum[2];
       for (int g = 0; g < 4; ++g) {
         __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * g), three);
         if constexpr (kThreeBit) {
           // The 16-bit shift brings each byte's own bit 4h + g to bit 0; the mask drops the rest.
           q = _mm256_or_si256(q, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + g), one), 2));
         }
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].q + 128 * h + 32 * g));
         const __m256i s = _mm256_shuffle_epi8(sch, _mm256_setr_epi8(4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1,
                                                                     4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1, 4 * g, 4 * g + 1,
                                                                     4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3,
                                                                     4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3, 4 * g + 2, 4 * g + 3));
-        const __m256i p = _mm256_maddubs_epi16(q, xv);
-        sum[g % 2] = g < 2 ? _mm256_madd_epi16(p, s) : madd_add(sum[g % 2], p, s);
+        for (int c = 0; c < C; ++c) {
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[c * x_stride + i].q + 128 * h + 32 * g));
+          __m256i& sum = g % 2 == 0 ? even[c] : odd[c];
+          sum = madd_add(sum, _mm256_maddubs_epi16(q, xv), s);
+        }
       }
-      part[h] = _mm256_add_epi32(sum[0], sum[1]);
     }
-    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].sums));
-    __m256i isum = _mm256_add_epi32(part[0], part[1]);
-    if constexpr (kThreeBit) {
-      isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums), 2));
-    } else {
-      acc_min = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].dmin) * x[i].d), _mm256_cvtepi32_ps(_mm256_madd_epi16(m16, sums)),
-                                acc_min);
+    const float d = h2f(b[i].d);
+    float dmin = 0;
+    if constexpr (!kThreeBit) dmin = h2f(b[i].dmin);
+    for (int c = 0; c < C; ++c) {
+      const BlockQ8x256& xb = x[c * x_stride + i];
+      const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.sums));
+      __m256i isum = _mm256_add_epi32(even[c], odd[c]);
+      if constexpr (kThreeBit) {
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums), 2));
+      } else {
+        acc_min[c] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * xb.d), _mm256_cvtepi32_ps(_mm256_madd_epi16(m16, sums)),
+                                     acc_min[c]);
+      }
+      acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(isum), acc[c]);
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d), _mm256_cvtepi32_ps(isum), acc);
   }
-  return hsum(_mm256_sub_ps(acc, acc_min));
+  for (int c = 0; c < C; ++c) out[c * out_stride] = hsum(_mm256_sub_ps(acc[c], acc_min[c]));
+}
+
+template <bool kThreeBit, typename Block>
+void dot_q23_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
+                                float* out, int64_t out_stride) {
+  with_count<kRowCols>(n_cols, [&]<int C>() {
+    q23_k_q8x256_cols_avx2<C, kThreeBit>(static_cast<const Block*>(row), x, x_stride, k, out, out_stride);
+  });
+}
+
+template <bool kThreeBit, typename Block>
+float dot_q23_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
+  float out;
+  q23_k_q8x256_cols_avx2<1, kThreeBit>(static_cast<const Block*>(row), x, 0, k, &out, 1);
+  return out;
 }
 #endif
 
@@ -139,6 +165,8 @@ void add_q23k_rows(DotKernels& k) {
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_q8x256[uint32_t(GgmlType::Q2_K)] = dot_q23_k_q8x256_avx2<false, BlockQ2_K>;
   k.dot_q8x256[uint32_t(GgmlType::Q3_K)] = dot_q23_k_q8x256_avx2<true, BlockQ3_K>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::Q2_K)] = dot_q23_k_q8x256_cols_avx2<false, BlockQ2_K>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::Q3_K)] = dot_q23_k_q8x256_cols_avx2<true, BlockQ3_K>;
 #endif
 }
 

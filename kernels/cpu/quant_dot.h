@@ -58,21 +58,21 @@ using DotQ8x256Cols = void (*)(const void* row, const BlockQ8x256* x, int64_t x_
 constexpr int kRowCols = 4;
 
 // Batches from this size on take the type's panels where it has them; smaller ones take the decode
-// rows once per activation row (a weight row stays in L1 for the batch; Q4_K, Q5_K and Q6_K decode
-// it once for up to kRowCols activation rows, dot_q8x256_cols). A 256-value panel decodes
+// rows once per activation row (a weight row stays in L1 for the batch; the K-quants decode it once
+// for up to kRowCols activation rows, dot_q8x256_cols). A 256-value panel decodes
 // and transposes 16 rows per super-block for however few columns there are, so where a type's
 // decode rows are fast the rows win the smallest batches: at two rows Q6_K's 1.7-3.4x, Q2_K's
 // 2.2-2.5x. The sizes are where the two cross, measured with AVX-512 and AVX2 alike (2 threads,
-// docs/benchmarks.md, "CPU small batches"; Q4_K's, Q5_K's and Q6_K's with their four-column
-// rows); the 32-value panels win from two rows on.
+// docs/benchmarks.md, "CPU small batches"; the K-quants' with their four-column rows); the
+// 32-value panels win from two rows on.
 constexpr int64_t panel_min_batch(GgmlType type) {
   switch (type) {
     case GgmlType::Q6_K: return 16;
-    case GgmlType::Q2_K:
+    case GgmlType::Q2_K: return 12;
+    case GgmlType::Q3_K:
     case GgmlType::Q4_K:
     case GgmlType::TQ2_0: return 8;
     case GgmlType::Q5_K: return 6;
-    case GgmlType::Q3_K:
     case GgmlType::TQ1_0: return 4;
     case GgmlType::IQ4_XS:
     case GgmlType::IQ3_XXS:
@@ -117,7 +117,7 @@ struct DotKernels {
   // The K-quants, IQ3_XXS, the IQ2, IQ1 and TQ types: decode rows (batches below the panels' minimum, or
   // any batch where no panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[kTypeIds];
-  // Q4_K, Q5_K, Q6_K (AVX2, AVX-512): the same rows for a small batch, each weight decoded once for up
+  // The K-quants (AVX2, AVX-512): the same rows for a small batch, each weight decoded once for up
   // to kRowCols activation rows; null where none exists.
   DotQ8x256Cols dot_q8x256_cols[kTypeIds];
   GemmQ8x256 gemm_q8x256_panel[kTypeIds];  // the 256-value types (AVX2, AVX-512): up to kQ8x256PanelRows x any
