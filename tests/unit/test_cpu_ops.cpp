@@ -154,9 +154,10 @@ TEST(CpuOps, MatmulGroupGivesEveryProductItsOwnBits) {
   }
 }
 
-// Batches smaller than a type's panel_min_batch take the decode rows (quant_dot.h): each of their
-// outputs must be the bits that a decode step of that activation row alone gives. With the panels
-// (within 1e-5 of the rows, not bit for bit) this fails, so it also checks where the crossover is.
+// Batches smaller than a type's panel_min_batch take the decode rows (quant_dot.h; the K-quants'
+// four-column ones): each of their outputs must be the bits that a decode step of that activation
+// row alone gives. The panels agree with the rows within 1e-5, not bit for bit, so a dispatch
+// that sent such a batch to them fails this too.
 TEST(CpuOps, BatchesBelowThePanelSizeGiveTheDecodeStepsBits) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
