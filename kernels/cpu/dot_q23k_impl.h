@@ -6,8 +6,9 @@
 //         d * sum_j sc_j (q_j . x_j) - dmin * sum_j m_j sum(x_j), both in int32.
 //   Q3_K: w = d * s_j * (u - 4), u = q + 4 * (bit 4h + g of hmask[l]) in 0..7, s_j a 6-bit scale
 //         minus 32: d * sum_j s_j (u_j . x_j - 4 sum(x_j)).
-// Bound: memory (84 and 110 bytes a super-block). Included by quant_dot_impl.h; internal linkage
-// like everything there.
+// Bound: memory (84 and 110 bytes a super-block) at one activation row, the multiply-adds from two
+// on (the four-column rows below). Included by quant_dot_impl.h; internal linkage like everything
+// there.
 #pragma once
 
 namespace engine {

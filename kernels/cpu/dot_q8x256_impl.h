@@ -92,7 +92,8 @@ inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) {
 // shuffle) sums pairs again into the super-block's eight int32 lanes, in two chains a column (low
 // and high nibbles). One float multiply-add per super-block and column; the mins meet the
 // activations' 16-value sums in one more multiply-add. The integer sums are exact in any order and
-// each column's float steps do not depend on C, so a column has the same bits in any batch.
+// each column's float steps do not depend on C, so a column has the same bits in any batch. Bound:
+// memory at one column with two threads (docs/benchmarks.md), the multiply-adds from two columns on.
 template <int C, bool kFiveBit, typename Block>
 void q45_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
                             int64_t out_stride) {
