@@ -101,8 +101,9 @@ void run_rows(const DotKernels& kern, const MatmulProduct& p, const ProductPlan&
       }
       return;
     case Path::q8x256_rows: {
-      const DotQ8x256 dot = kern.dot_q8x256[t];
-      if (const DotQ8x256Cols cols = kern.dot_q8x256_cols[t]; cols != nullptr && n_batch > 1) {
+      // The K-quants' rows take up to kRowCols activation rows at once (a decode step is their
+      // one-column case); the other types' one at a time.
+      if (const DotQ8x256Cols cols = kern.dot_q8x256_cols[t]; cols != nullptr) {
         for (int64_t n = n0; n < n1; ++n) {
           for (int64_t b = 0; b < n_batch; b += kRowCols) {
             cols(rows + n * row_bytes, a.q8x256.data() + b * K / 256, K / 256,
@@ -111,6 +112,7 @@ void run_rows(const DotKernels& kern, const MatmulProduct& p, const ProductPlan&
         }
         return;
       }
+      const DotQ8x256 dot = kern.dot_q8x256[t];
       for (int64_t n = n0; n < n1; ++n) {
         for (int64_t b = 0; b < n_batch; ++b) y[b * N + n] = dot(rows + n * row_bytes, a.q8x256.data() + b * K / 256, K);
       }
