@@ -8,9 +8,10 @@
 // step per super-block, d * d_x times the scales' unit (IQ3_XXS 1/4, IQ2 and IQ1 1/8). The activations and one-per-group scales are broadcast from memory (a register
 // broadcast would take the shuffle port the grid inserts keep busy); the half scales sit in one
 // vector a super-block and reach their lanes by one byte shuffle a group.
-// Bound: building the grid vectors (table loads and inserts). On the 2-core AVX-512 machine of
-// docs/benchmarks.md, one thread: IQ3_XXS 5.3 GB/s, IQ2_XXS 4.5, IQ2_XS 4.3, IQ2_S 5.2, IQ1_S 3.2,
-// IQ1_M 3.1. Included by
+// Bound: building the grid vectors (table loads and inserts), which a batch below the panel size
+// shares between up to four activation rows. On the 2-core AVX-512 machine of docs/benchmarks.md,
+// one thread, a decode step: IQ3_XXS 5.2 GB/s, IQ2_XXS 4.4, IQ2_XS 4.6, IQ2_S 5.7, IQ1_S 3.7,
+// IQ1_M 3.9. Included by
 // quant_dot_impl.h after the grid types' files; internal linkage like everything there.
 #pragma once
 
@@ -170,32 +171,68 @@ struct IQ1MScales : HalfScales {
   }
 };
 
-template <typename Block, typename Scales>
-float dot_grid_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
-  __m256 acc = _mm256_setzero_ps();
+// C activation rows at once (C = 1: a decode step; up to kRowCols: a batch below the panel size,
+// quant_dot.h): each group's grid vector, signs and scales built once for the C columns, which
+// is where these rows spend their time. One column keeps two chains (even and odd groups); from
+// two columns on each column is a chain. The integer sums are exact in any order and a column's
+// float step does not depend on C, so a column has the same bits in any batch.
+template <int C, typename Block, typename Scales>
+std::array<float, C> grid_q8x256_cols(const Block* b, const BlockQ8x256* x, int64_t x_stride,
+                                      int64_t k) {
+  constexpr int kChains = C == 1 ? 2 : 1;
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
   for (int64_t i = 0; i < k / 256; ++i) {
     prefetch_ahead(b + i);
     prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
     const Scales scales(b[i]);
-    const auto group = [&](int g) {
-      const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * g));
-      const __m256i pairs = _mm256_maddubs_epi16(grid_magnitudes(b[i], g), grid_signed_activations(b[i], g, q));
-      return _mm256_madd_epi16(pairs, scales.pairs(g));
-    };
-    // Two chains in two variables: an array indexed by g % 2 in a loop the compiler keeps rolled
-    // lives on the stack, a store and a load on the chain every group.
-    __m256i even = _mm256_setzero_si256(), odd = _mm256_setzero_si256();
-    for (int g = 0; g < 8; g += 2) {
-      even = _mm256_add_epi32(even, group(g));
-      odd = _mm256_add_epi32(odd, group(g + 1));
+    __m256i sum[C][kChains];
+    for (int c = 0; c < C; ++c) {
+      for (int h = 0; h < kChains; ++h) sum[c][h] = _mm256_setzero_si256();
     }
-    __m256i sum = _mm256_add_epi32(even, odd);
-    if constexpr (requires { scales.correction(x[i]); }) sum = _mm256_add_epi32(sum, scales.correction(x[i]));
-    const __m256 total = _mm256_cvtepi32_ps(sum);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(block_d(b[i]) * x[i].d * Scales::kUnit), total, acc);
+    // The eight groups unrolled, so that each column's chains stay in registers; but a decode
+    // step (one column) of the one-scale-a-group types takes two groups a step of a loop, whose
+    // scales are broadcast from memory: unrolled, the compiler takes them from registers, on the
+    // shuffle port the grid inserts keep busy. One thread, against the other choice: IQ2_XXS and
+    // IQ3_XXS 8% faster rolled; IQ1_S 15%, IQ1_M 25%, IQ2_S 10%, IQ2_XS 6% faster unrolled.
+    constexpr int kStep = C == 1 && std::is_same_v<Scales, GroupScales<Block>> ? 2 : 8;
+    for (int g0 = 0; g0 < 8; g0 += kStep) {
+#pragma GCC unroll 8
+      for (int h = 0; h < kStep; ++h) {
+        const int g = g0 + h;
+        const __m256i magnitudes = grid_magnitudes(b[i], g);
+        const __m256i pairs = scales.pairs(g);
+        for (int c = 0; c < C; ++c) {
+          const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[c * x_stride + i].q + 32 * g));
+          const __m256i products = _mm256_maddubs_epi16(magnitudes, grid_signed_activations(b[i], g, q));
+          sum[c][h % kChains] = _mm256_add_epi32(sum[c][h % kChains], _mm256_madd_epi16(products, pairs));
+        }
+      }
+    }
+    const float d = block_d(b[i]);
+    for (int c = 0; c < C; ++c) {
+      const BlockQ8x256& xb = x[c * x_stride + i];
+      __m256i total = kChains == 2 ? _mm256_add_epi32(sum[c][0], sum[c][kChains - 1]) : sum[c][0];
+      if constexpr (requires { scales.correction(xb); }) total = _mm256_add_epi32(total, scales.correction(xb));
+      acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d * Scales::kUnit), _mm256_cvtepi32_ps(total), acc[c]);
+    }
   }
-  return hsum(acc);
+  std::array<float, C> sums;
+  for (int c = 0; c < C; ++c) sums[c] = hsum(acc[c]);
+  return sums;
+}
+
+template <typename Block, typename Scales>
+void dot_grid_q8x256_cols(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k, float* out,
+                          int64_t out_stride) {
+  with_count<kRowCols>(n_cols, [&]<int C>() {
+    const auto sums = grid_q8x256_cols<C, Block, Scales>(static_cast<const Block*>(row), x, x_stride, k);
+    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
+  });
+}
+template <typename Block, typename Scales>
+float dot_grid_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
+  return grid_q8x256_cols<1, Block, Scales>(static_cast<const Block*>(row), x, 0, k)[0];
 }
 #endif
 
@@ -213,6 +250,12 @@ void add_grid_q8x256_rows(DotKernels& k) {
   k.dot_q8x256[uint32_t(GgmlType::IQ2_S)] = dot_grid_q8x256_vec<BlockIQ2_S, HalfScales>;
   k.dot_q8x256[uint32_t(GgmlType::IQ1_S)] = dot_grid_q8x256_vec<BlockIQ1_S, IQ1SScales>;
   k.dot_q8x256[uint32_t(GgmlType::IQ1_M)] = dot_grid_q8x256_vec<BlockIQ1_M, IQ1MScales>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::IQ3_XXS)] = dot_grid_q8x256_cols<BlockIQ3_XXS, GroupScales<BlockIQ3_XXS>>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::IQ2_XXS)] = dot_grid_q8x256_cols<BlockIQ2_XXS, GroupScales<BlockIQ2_XXS>>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::IQ2_XS)] = dot_grid_q8x256_cols<BlockIQ2_XS, HalfScales>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::IQ2_S)] = dot_grid_q8x256_cols<BlockIQ2_S, HalfScales>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::IQ1_S)] = dot_grid_q8x256_cols<BlockIQ1_S, IQ1SScales>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::IQ1_M)] = dot_grid_q8x256_cols<BlockIQ1_M, IQ1MScales>;
 #endif
 }
 

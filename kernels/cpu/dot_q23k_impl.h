@@ -11,6 +11,8 @@
 // there.
 #pragma once
 
+#include <array>
+
 namespace engine {
 namespace {
 
@@ -83,8 +85,8 @@ inline __m128i q3k_scales_epi8(const uint8_t* s) {
 // (Q2_K) or scales (Q3_K) against the activations' 16-value sums. The integer sums are exact in any
 // order and each column's float steps do not depend on C: a column has the same bits in any batch.
 template <int C, bool kThreeBit, typename Block>
-void q23_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
-                            int64_t out_stride) {
+std::array<float, C> q23_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stride,
+                                            int64_t k) {
   const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
   __m256 acc[C], acc_min[C];
   for (int c = 0; c < C; ++c) acc[c] = acc_min[c] = _mm256_setzero_ps();
@@ -141,22 +143,23 @@ void q23_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stri
       acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(isum), acc[c]);
     }
   }
-  for (int c = 0; c < C; ++c) out[c * out_stride] = hsum(_mm256_sub_ps(acc[c], acc_min[c]));
+  std::array<float, C> sums;
+  for (int c = 0; c < C; ++c) sums[c] = hsum(_mm256_sub_ps(acc[c], acc_min[c]));
+  return sums;
 }
 
 template <bool kThreeBit, typename Block>
 void dot_q23_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
                                 float* out, int64_t out_stride) {
   with_count<kRowCols>(n_cols, [&]<int C>() {
-    q23_k_q8x256_cols_avx2<C, kThreeBit>(static_cast<const Block*>(row), x, x_stride, k, out, out_stride);
+    const auto sums = q23_k_q8x256_cols_avx2<C, kThreeBit>(static_cast<const Block*>(row), x, x_stride, k);
+    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
   });
 }
 
 template <bool kThreeBit, typename Block>
 float dot_q23_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
-  float out;
-  q23_k_q8x256_cols_avx2<1, kThreeBit>(static_cast<const Block*>(row), x, 0, k, &out, 1);
-  return out;
+  return q23_k_q8x256_cols_avx2<1, kThreeBit>(static_cast<const Block*>(row), x, 0, k)[0];
 }
 #endif
 

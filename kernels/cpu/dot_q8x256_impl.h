@@ -5,6 +5,8 @@
 // group. Included by quant_dot_impl.h; internal linkage like everything there.
 #pragma once
 
+#include <array>
+
 namespace engine {
 namespace {
 
@@ -95,8 +97,8 @@ inline __m256i madd_add(__m256i acc, __m256i a, __m256i b) {
 // each column's float steps do not depend on C, so a column has the same bits in any batch. Bound:
 // memory at one column with two threads (docs/benchmarks.md), the multiply-adds from two columns on.
 template <int C, bool kFiveBit, typename Block>
-void q45_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
-                            int64_t out_stride) {
+std::array<float, C> q45_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stride,
+                                            int64_t k) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256 acc[C], acc_min[C];
   for (int c = 0; c < C; ++c) acc[c] = acc_min[c] = _mm256_setzero_ps();
@@ -137,22 +139,23 @@ void q45_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x, int64_t x_stri
       acc_min[c] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * xb.d), _mm256_cvtepi32_ps(msum), acc_min[c]);
     }
   }
-  for (int c = 0; c < C; ++c) out[c * out_stride] = hsum(_mm256_sub_ps(acc[c], acc_min[c]));
+  std::array<float, C> sums;
+  for (int c = 0; c < C; ++c) sums[c] = hsum(_mm256_sub_ps(acc[c], acc_min[c]));
+  return sums;
 }
 
 template <bool kFiveBit, typename Block>
 void dot_q45_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
                                 float* out, int64_t out_stride) {
   with_count<kRowCols>(n_cols, [&]<int C>() {
-    q45_k_q8x256_cols_avx2<C, kFiveBit>(static_cast<const Block*>(row), x, x_stride, k, out, out_stride);
+    const auto sums = q45_k_q8x256_cols_avx2<C, kFiveBit>(static_cast<const Block*>(row), x, x_stride, k);
+    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
   });
 }
 
 template <bool kFiveBit, typename Block>
 float dot_q45_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
-  float out;
-  q45_k_q8x256_cols_avx2<1, kFiveBit>(static_cast<const Block*>(row), x, 0, k, &out, 1);
-  return out;
+  return q45_k_q8x256_cols_avx2<1, kFiveBit>(static_cast<const Block*>(row), x, 0, k)[0];
 }
 
 // Q6_K, vectorised, for C activation rows at once (as above). Per 32 values (half h, group g),
@@ -161,8 +164,8 @@ float dot_q45_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
 // 16-value groups (one per 128-bit lane) into int32, two chains a column. The -32 offset is the
 // scales against the activations' 16-value sums, once per super-block.
 template <int C>
-void q6_k_q8x256_cols_avx2(const BlockQ6_K* b, const BlockQ8x256* x, int64_t x_stride, int64_t k, float* out,
-                           int64_t out_stride) {
+std::array<float, C> q6_k_q8x256_cols_avx2(const BlockQ6_K* b, const BlockQ8x256* x, int64_t x_stride,
+                                           int64_t k) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
   __m256 acc[C];
   for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
@@ -203,19 +206,20 @@ void q6_k_q8x256_cols_avx2(const BlockQ6_K* b, const BlockQ8x256* x, int64_t x_s
       acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * xb.d), _mm256_cvtepi32_ps(isum), acc[c]);
     }
   }
-  for (int c = 0; c < C; ++c) out[c * out_stride] = hsum(acc[c]);
+  std::array<float, C> sums;
+  for (int c = 0; c < C; ++c) sums[c] = hsum(acc[c]);
+  return sums;
 }
 
 void dot_q6_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
                                float* out, int64_t out_stride) {
   with_count<kRowCols>(n_cols, [&]<int C>() {
-    q6_k_q8x256_cols_avx2<C>(static_cast<const BlockQ6_K*>(row), x, x_stride, k, out, out_stride);
+    const auto sums = q6_k_q8x256_cols_avx2<C>(static_cast<const BlockQ6_K*>(row), x, x_stride, k);
+    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
   });
 }
 float dot_q6_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {
-  float out;
-  q6_k_q8x256_cols_avx2<1>(static_cast<const BlockQ6_K*>(row), x, 0, k, &out, 1);
-  return out;
+  return q6_k_q8x256_cols_avx2<1>(static_cast<const BlockQ6_K*>(row), x, 0, k)[0];
 }
 
 #endif

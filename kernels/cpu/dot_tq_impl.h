@@ -5,11 +5,12 @@
 // madd into int32 and one float step per super-block. TQ2_0's codes are 2-bit fields (a shift and
 // a mask); TQ1_0's are base-3 digits: digit n of byte q is 3 (q 3^n mod 256) / 256 rounded down,
 // so each step multiplies the bytes by 3 (two byte adds, wrapping) and the digit is
-// [q >= 86] + [q >= 171] (saturating subtracts and a min). Prompt batches take the 8-bit panels
+// [q >= 86] + [q >= 171] (saturating subtracts and a min). Batches from the panel size on take the 8-bit panels
 // (gemm_q8_impl.h) with the signed values t - 1 and d as every group's scale. Included by
 // quant_dot_impl.h; internal linkage like everything there.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 namespace engine {
@@ -69,40 +70,66 @@ inline __m256i tq_codes32(const BlockTQ1_0& b, int g) {
   return tq_digits(w);
 }
 
-template <typename Block>
-float dot_tq_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
-  __m256 acc = _mm256_setzero_ps();
+// C activation rows at once (C = 1: a decode step; up to kRowCols: a batch below the panel size,
+// quant_dot.h): each 32 codes decoded once for the C columns (TQ1_0's digits cost more than their
+// multiply-adds). The int16 sums are exact in any order and a column's float step does not depend
+// on C, so a column has the same bits in any batch.
+template <int C, typename Block>
+std::array<float, C> tq_q8x256_cols(const Block* b, const BlockQ8x256* x, int64_t x_stride,
+                                    int64_t k) {
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
   for (int64_t i = 0; i < k / 256; ++i) {
     prefetch_ahead(b + i);
-    __m256i sum16 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].sums)));
+    __m256i sum16[C];
+    for (int c = 0; c < C; ++c) {
+      sum16[c] = _mm256_sub_epi16(_mm256_setzero_si256(),
+                                  _mm256_load_si256(reinterpret_cast<const __m256i*>(x[c * x_stride + i].sums)));
+    }
+    // Codes of values 32g .. 32g + 31 against each column's activations there.
+    const auto group = [&](int g, __m256i codes) {
+      for (int c = 0; c < C; ++c) {
+        const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[c * x_stride + i].q + 32 * g));
+        sum16[c] = _mm256_add_epi16(sum16[c], _mm256_maddubs_epi16(codes, xv));
+      }
+    };
     if constexpr (std::is_same_v<Block, BlockTQ2_0>) {
       for (int h = 0; h < 2; ++h) {
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * h));
-        for (int l = 0; l < 4; ++l) {
-          const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(q, 2 * l), _mm256_set1_epi8(3));
-          const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 128 * h + 32 * l));
-          sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(codes, xv));
-        }
+        for (int l = 0; l < 4; ++l) group(4 * h + l, _mm256_and_si256(_mm256_srli_epi16(q, 2 * l), _mm256_set1_epi8(3)));
       }
     } else {
       __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs));
-      for (int n = 0; n < 5; ++n, q = tq_times3(q)) {
-        const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 32 * n));
-        sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tq_digits(q), xv));
-      }
+      for (int n = 0; n < 5; ++n, q = tq_times3(q)) group(n, tq_digits(q));
       const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 32));
       __m256i w = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), _mm256_castsi256_si128(tq_times3(_mm256_castsi128_si256(lo))), 1);
       for (int p = 0; p < 3; ++p, w = tq_times3(tq_times3(w))) {
         const __m256i v = p < 2 ? w : _mm256_inserti128_si256(w, _mm256_castsi256_si128(tq1_qh_bytes(b[i])), 1);
-        const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[i].q + 160 + 32 * p));
-        sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tq_digits(v), xv));
+        group(5 + p, tq_digits(v));
       }
     }
-    const __m256i sum = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * x[i].d), _mm256_cvtepi32_ps(sum), acc);
+    const float d = h2f(b[i].d);
+    for (int c = 0; c < C; ++c) {
+      const __m256i sum = _mm256_madd_epi16(sum16[c], _mm256_set1_epi16(1));
+      acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * x[c * x_stride + i].d), _mm256_cvtepi32_ps(sum), acc[c]);
+    }
   }
-  return hsum(acc);
+  std::array<float, C> sums;
+  for (int c = 0; c < C; ++c) sums[c] = hsum(acc[c]);
+  return sums;
+}
+
+template <typename Block>
+void dot_tq_q8x256_cols(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k, float* out,
+                        int64_t out_stride) {
+  with_count<kRowCols>(n_cols, [&]<int C>() {
+    const auto sums = tq_q8x256_cols<C>(static_cast<const Block*>(row), x, x_stride, k);
+    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
+  });
+}
+template <typename Block>
+float dot_tq_q8x256_vec(const void* row, const BlockQ8x256* x, int64_t k) {
+  return tq_q8x256_cols<1>(static_cast<const Block*>(row), x, 0, k)[0];
 }
 
 // As the 8-bit panels take them (gemm_q8_impl.h): each group's values t - 1, and d for every group.
@@ -118,6 +145,8 @@ void add_tq_rows(DotKernels& k) {
 #if defined(__AVX2__) && defined(__FMA__)
   k.dot_q8x256[uint32_t(GgmlType::TQ1_0)] = dot_tq_q8x256_vec<BlockTQ1_0>;
   k.dot_q8x256[uint32_t(GgmlType::TQ2_0)] = dot_tq_q8x256_vec<BlockTQ2_0>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::TQ1_0)] = dot_tq_q8x256_cols<BlockTQ1_0>;
+  k.dot_q8x256_cols[uint32_t(GgmlType::TQ2_0)] = dot_tq_q8x256_cols<BlockTQ2_0>;
 #endif
 }
 

@@ -101,8 +101,8 @@ void run_rows(const DotKernels& kern, const MatmulProduct& p, const ProductPlan&
       }
       return;
     case Path::q8x256_rows: {
-      // The K-quants' rows take up to kRowCols activation rows at once (a decode step is their
-      // one-column case); the other types' one at a time.
+      // Rows that take up to kRowCols activation rows at once where the type has them (a decode
+      // step is their one-column case); the others one at a time.
       if (const DotQ8x256Cols cols = kern.dot_q8x256_cols[t]; cols != nullptr) {
         for (int64_t n = n0; n < n1; ++n) {
           for (int64_t b = 0; b < n_batch; b += kRowCols) {

@@ -58,8 +58,8 @@ using DotQ8x256Cols = void (*)(const void* row, const BlockQ8x256* x, int64_t x_
 constexpr int kRowCols = 4;
 
 // Batches from this size on take the type's panels where it has them; smaller ones take the decode
-// rows once per activation row (a weight row stays in L1 for the batch; the K-quants decode it once
-// for up to kRowCols activation rows, dot_q8x256_cols). A 256-value panel decodes
+// rows (a weight row stays in L1 for the batch; the 256-value types but IQ3_S and IQ4_XS decode it
+// once for up to kRowCols activation rows, dot_q8x256_cols). A 256-value panel decodes
 // and transposes 16 rows per super-block for however few columns there are, so where a type's
 // decode rows are fast the rows win the smallest batches: at two rows Q6_K's 1.7-3.4x, Q2_K's
 // 2.2-2.5x. The sizes are where the two cross, measured with AVX-512 and AVX2 alike (2 threads,
@@ -117,8 +117,8 @@ struct DotKernels {
   // The K-quants, IQ3_XXS, the IQ2, IQ1 and TQ types: decode rows (batches below the panels' minimum, or
   // any batch where no panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[kTypeIds];
-  // The K-quants (AVX2, AVX-512): the same rows for a small batch, each weight decoded once for up
-  // to kRowCols activation rows; null where none exists.
+  // The same rows for a small batch, each weight decoded once for up to kRowCols activation rows
+  // (AVX2, AVX-512: the K-quants, the grid i-quants, the TQ types); null where none exists.
   DotQ8x256Cols dot_q8x256_cols[kTypeIds];
   GemmQ8x256 gemm_q8x256_panel[kTypeIds];  // the 256-value types (AVX2, AVX-512): up to kQ8x256PanelRows x any
   GemmQ8 gemm_q8_panel[kTypeIds];    // Q4_0..Q5_1, IQ4_NL, Q8_0 (AVX-512): up to kQ8PanelRows x any; null where none exists

@@ -219,6 +219,48 @@ TEST(CpuOps, EveryInstructionSetAgreesPerType) {
   }
 }
 
+// The column rows (dot_q8x256_cols): a weight row against 1 .. kRowCols activation rows at once
+// must give column c the bits that the type's decode row gives that activation row alone, read
+// x_stride blocks apart and written out_stride floats apart, nothing between those outputs
+// touched. (The decode row is itself checked against the double reference above.)
+TEST(CpuOps, ColumnRowsGiveEachColumnTheDecodeRowsBits) {
+  std::mt19937 rng(std::random_device{}());
+  std::normal_distribution<float> normal;
+  const int64_t K = 768, x_stride = K / 256 + 1, out_stride = 3;
+  std::vector<float> x(kRowCols * x_stride * 256);
+  for (auto& v : x) v = normal(rng);
+  for (const DotKernels* kern : every_kernel_set()) {
+    std::vector<BlockQ8x256> xq(kRowCols * x_stride);
+    kern->quantize_q8x256(x.data(), xq.data(), kRowCols * x_stride * 256);
+    int checked = 0;
+    for (const TypeTraits& tr : all_type_traits()) {
+      const auto t = static_cast<uint32_t>(tr.type);
+      if (kern->dot_q8x256_cols[t] == nullptr) continue;
+      ASSERT_NE(kern->dot_q8x256[t], nullptr) << kern->isa << " " << tr.name;
+      const auto w = test::random_blocks(tr.type, K, rng);
+      for (int n_cols = 1; n_cols <= kRowCols; ++n_cols) {
+        std::vector<float> out(kRowCols * out_stride, std::nanf(""));
+        kern->dot_q8x256_cols[t](w.data(), xq.data(), x_stride, n_cols, K, out.data(), out_stride);
+        for (int i = 0; i < kRowCols * out_stride; ++i) {
+          if (i % out_stride != 0 || i / out_stride >= n_cols) {
+            EXPECT_TRUE(std::isnan(out[i])) << kern->isa << " " << tr.name << " wrote slot " << i;
+            continue;
+          }
+          const float alone = kern->dot_q8x256[t](w.data(), xq.data() + (i / out_stride) * x_stride, K);
+          ASSERT_TRUE(std::isfinite(alone)) << kern->isa << " " << tr.name;
+          EXPECT_EQ(std::bit_cast<uint32_t>(out[i]), std::bit_cast<uint32_t>(alone))
+              << kern->isa << " " << tr.name << " column " << i / out_stride << " of " << n_cols;
+        }
+      }
+      ++checked;
+    }
+    // The vectorised sets: the K-quants, the grid i-quants and the ternary types.
+    if (std::string(kern->isa) != "generic") {
+      EXPECT_GE(checked, 13) << kern->isa;
+    }
+  }
+}
+
 // Each value of a 256-value activation block within half a step of its input, within the block's
 // range, and its 16-value (and 8-value) sums. Inputs with an outlier, as real hidden states have.
 template <typename Block>
