@@ -5,9 +5,9 @@
 // madd into int32 and one float step per super-block. TQ2_0's codes are 2-bit fields (a shift and
 // a mask); TQ1_0's are base-3 digits: digit n of byte q is 3 (q 3^n mod 256) / 256 rounded down,
 // so each step multiplies the bytes by 3 (two byte adds, wrapping) and the digit is
-// [q >= 86] + [q >= 171] (saturating subtracts and a min). Batches from the panel size on take the 8-bit panels
-// (gemm_q8_impl.h) with the signed values t - 1 and d as every group's scale. Included by
-// quant_dot_impl.h; internal linkage like everything there.
+// [q >= 86] + [q >= 171] (saturating subtracts and a min). Batches from the panel size on
+// (quant_dot.h) take the 8-bit panels (gemm_q8_impl.h) with the signed values t - 1 and d as every
+// group's scale. Included by quant_dot_impl.h; internal linkage like everything there.
 #pragma once
 
 #include <array>

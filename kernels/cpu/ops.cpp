@@ -36,13 +36,13 @@ ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t
     case DotRegime::q8_activations:
       // Prompt batches: panels where the instruction set has them for the type (the 256-value
       // types' on the decode rows' 256-value activation blocks, the others' on 32-value ones); decode
-      // steps, batches below the type's panel_min_batch and batches without panels: rows on
+      // steps, batches below the set's panel_min_batch and batches without panels: rows on
       // 256-value activation blocks where the type has them, else integer dot products row by row
       // on 32-value ones.
-      if (kern.gemm_q8x256_panel[t] != nullptr && n_batch >= panel_min_batch(p.type)) {
+      if (kern.gemm_q8x256_panel[t] != nullptr && n_batch >= kern.panel_min_batch[t]) {
         path = Path::q8x256_panels;
         rows = kQ8x256PanelRows;
-      } else if (kern.gemm_q8_panel[t] != nullptr && n_batch >= panel_min_batch(p.type)) {
+      } else if (kern.gemm_q8_panel[t] != nullptr && n_batch >= kern.panel_min_batch[t]) {
         path = Path::q8_panels;
         rows = kQ8PanelRows;
       } else {
@@ -53,7 +53,7 @@ ProductPlan plan_product(const DotKernels& kern, const MatmulProduct& p, int64_t
       // Q8_0's prompt batches with AVX-512 VNNI: the 8-bit panels, at 8-bit activations as the
       // other quantized types' (2.1-2.4x the float outer products' speed). Decode steps keep the
       // float rows.
-      if (kern.gemm_q8_panel[t] != nullptr && n_batch >= panel_min_batch(p.type)) {
+      if (kern.gemm_q8_panel[t] != nullptr && n_batch >= kern.panel_min_batch[t]) {
         path = Path::q8_panels;
         rows = kQ8PanelRows;
       } else if (n_batch == 1) {  // decode: one pass over the weights, nothing to reuse

@@ -59,28 +59,29 @@ constexpr int kRowCols = 4;
 
 // Batches from this size on take the type's panels where it has them; smaller ones take the decode
 // rows (a weight row stays in L1 for the batch; the 256-value types but IQ3_S and IQ4_XS decode it
-// once for up to kRowCols activation rows, dot_q8x256_cols). A 256-value panel decodes
-// and transposes 16 rows per super-block for however few columns there are, so where a type's
-// decode rows are fast the rows win the smallest batches: at two rows Q6_K's 1.7-3.4x, Q2_K's
-// 2.2-2.5x. The sizes are where the two cross, measured with AVX-512 and AVX2 alike (2 threads,
-// docs/benchmarks.md, "CPU small batches"; the K-quants' with their four-column rows); the
-// 32-value panels win from two rows on.
-constexpr int64_t panel_min_batch(GgmlType type) {
+// once for up to kRowCols activation rows, dot_q8x256_cols). A 256-value panel decodes and
+// transposes 16 rows per super-block for however few columns there are, so where a type's rows are
+// fast the rows win the small batches: at two rows Q6_K's 1.7-3.4x, Q2_K's 2.2-2.5x. The sizes
+// are where the two cross (2 threads, docs/benchmarks.md, "CPU small batches"), measured for each
+// set's panels: the AVX2 panels are slower than the AVX-512 VNNI ones where the rows are not, so on
+// AVX2 the rows win longer (the grid and ternary types, Q2_K). The 32-value panels win from two
+// rows on.
+constexpr int64_t panel_min_batch(GgmlType type, bool avx512) {
   switch (type) {
     case GgmlType::Q6_K: return 16;
-    case GgmlType::Q2_K: return 12;
+    case GgmlType::Q2_K: return avx512 ? 12 : 16;
     case GgmlType::Q3_K:
-    case GgmlType::Q4_K:
-    case GgmlType::TQ2_0: return 8;
+    case GgmlType::Q4_K: return 8;
     case GgmlType::Q5_K: return 6;
-    case GgmlType::TQ1_0: return 4;
-    case GgmlType::IQ4_XS:
-    case GgmlType::IQ3_XXS:
-    case GgmlType::IQ2_XXS:
-    case GgmlType::IQ2_XS:
-    case GgmlType::IQ2_S:
+    case GgmlType::TQ2_0: return avx512 ? 10 : 32;
+    case GgmlType::TQ1_0: return avx512 ? 10 : 24;
+    case GgmlType::IQ1_M: return avx512 ? 10 : 12;
     case GgmlType::IQ1_S:
-    case GgmlType::IQ1_M: return 3;
+    case GgmlType::IQ2_S:
+    case GgmlType::IQ2_XS: return avx512 ? 8 : 12;
+    case GgmlType::IQ2_XXS: return avx512 ? 5 : 12;
+    case GgmlType::IQ3_XXS: return avx512 ? 5 : 8;
+    case GgmlType::IQ4_XS: return 3;
     default: return 2;  // the 32-value panels, IQ3_S
   }
 }
@@ -123,6 +124,9 @@ struct DotKernels {
   GemmQ8x256 gemm_q8x256_panel[kTypeIds];  // the 256-value types (AVX2, AVX-512): up to kQ8x256PanelRows x any
   GemmQ8 gemm_q8_panel[kTypeIds];    // Q4_0..Q5_1, IQ4_NL, Q8_0 (AVX-512): up to kQ8PanelRows x any; null where none exists
   GemmF32 gemm_f32[kTypeIds];  // F32, F16, BF16, Q8_0
+  // Batches from this size on take the type's panel (above) where it has one: panel_min_batch
+  // for this set's panels.
+  int64_t panel_min_batch[kTypeIds];
   // out[i] = e^((v_i - shift) / divisor) in double for the n floats v_i, stride_bytes apart from
   // `values` (v_i <= shift, divisor > 0; out may be null); returns their sum (exp_impl.h).
   double (*exp_shifted)(const void* values, size_t stride_bytes, int64_t n, double shift, double divisor,

@@ -463,6 +463,13 @@ DotKernels make_kernels(const char* isa) {
   add_iq2_rows(k);
   add_tq_rows(k);
   add_grid_q8x256_rows(k);
+  for (uint32_t t = 0; t < kTypeIds; ++t) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    k.panel_min_batch[t] = panel_min_batch(GgmlType(t), true);
+#else
+    k.panel_min_batch[t] = panel_min_batch(GgmlType(t), false);
+#endif
+  }
   return k;
 }
 

@@ -47,7 +47,7 @@ double bound(GgmlType t) { return bound(dot_regime(t)); }
 // 8-bit activations where it has 8-bit panels (AVX-512 VNNI); every other type keeps its regime.
 double matmul_bound(GgmlType type, int64_t B) {
   const auto t = static_cast<uint32_t>(type);
-  if (B >= panel_min_batch(type) && dot_kernels().gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
+  if (B >= dot_kernels().panel_min_batch[t] && dot_kernels().gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
   return bound(type);
 }
 
@@ -154,8 +154,8 @@ TEST(CpuOps, MatmulGroupGivesEveryProductItsOwnBits) {
   }
 }
 
-// Batches smaller than a type's panel_min_batch take the decode rows (quant_dot.h; the K-quants'
-// four-column ones): each of their outputs must be the bits that a decode step of that activation
+// Batches smaller than a type's panel_min_batch take the decode rows (quant_dot.h; four columns at
+// a time where the type has such rows): each of their outputs must be the bits that a decode step of that activation
 // row alone gives. The panels agree with the rows within 1e-5, not bit for bit, so a dispatch
 // that sent such a batch to them fails this too.
 TEST(CpuOps, BatchesBelowThePanelSizeGiveTheDecodeStepsBits) {
@@ -165,7 +165,7 @@ TEST(CpuOps, BatchesBelowThePanelSizeGiveTheDecodeStepsBits) {
   const int64_t K = 512, N = 19;
   int checked = 0;
   for (const TypeTraits& tr : all_type_traits()) {
-    const int64_t B = panel_min_batch(tr.type) - 1;
+    const int64_t B = dot_kernels().panel_min_batch[static_cast<uint32_t>(tr.type)] - 1;
     if (dot_regime(tr.type) != DotRegime::q8_activations || B < 2) continue;
     const auto w = test::random_blocks(tr.type, K * N, rng);
     std::vector<float> x(B * K), batch(B * N, std::nanf("")), step(N);
