@@ -176,9 +176,10 @@ struct IQ1MScales : HalfScales {
 // is where these rows spend their time. One column keeps two chains (even and odd groups); from
 // two columns on each column is a chain. The integer sums are exact in any order and a column's
 // float step does not depend on C, so a column has the same bits in any batch.
+// Inlined into the decode row (C = 1): a call there measured up to 2% slower.
 template <int C, typename Block, typename Scales>
-std::array<float, C> grid_q8x256_cols(const Block* b, const BlockQ8x256* x, int64_t x_stride,
-                                      int64_t k) {
+[[gnu::always_inline]] inline std::array<float, C> grid_q8x256_cols(const Block* b, const BlockQ8x256* x,
+                                                                    int64_t x_stride, int64_t k) {
   constexpr int kChains = C == 1 ? 2 : 1;
   __m256 acc[C];
   for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
