@@ -73,9 +73,10 @@ inline __m256i tq_codes32(const BlockTQ1_0& b, int g) {
 // C activation rows at once (C = 1: a decode step; up to kRowCols: a batch below the panel size,
 // quant_dot.h): each 32 codes decoded once for the C columns (TQ1_0's digits cost more than their
 // multiply-adds). The int16 sums are exact in any order and a column's float step does not depend
-// on C, so a column has the same bits in any batch. Bound, one column: TQ2_0 memory (66 bytes a
-// super-block, 18 GB/s on one thread of the AVX-512 machine of docs/benchmarks.md), TQ1_0 its
-// digits (6.3 GB/s); from two columns on, the multiply-adds.
+// on C, so a column has the same bits in any batch. Bound: the vector instructions, at one column
+// TQ2_0's 30-odd a super-block (18 GB/s on one thread of the AVX-512 machine of
+// docs/benchmarks.md, the matrix in L3) and TQ1_0's digits (6.3 GB/s); the multiply-adds from two
+// columns on.
 // Inlined into the decode row (C = 1), whose rows are short (a TQ2_0 row of 2048 values is about
 // 30 ns): a call there measured 1-2% slower.
 template <int C, typename Block>
