@@ -8,10 +8,10 @@
 // negating the activations in one masked subtract (the XXS types' 7-bit indices deposited by pdep
 // and given their parity bits; shared with dot_iq2_impl.h), else psignb with sign bytes from four
 // loads of a 128-entry table (IQ3_XXS) or one byte shuffle and compare (IQ3_S). Bound: the table
-// loads and the multiply-adds (a group is 12.25 or 13.75 bytes). IQ3_XXS's decode rows take
-// 256-value activation blocks (dot_grid_q8x256_impl.h); prompt batches the panels
-// (gemm_q8_impl.h) with the same values. Included by quant_dot_impl.h; internal linkage like
-// everything there.
+// loads and the multiply-adds (a group is 12.25 or 13.75 bytes). The vectorised decode rows take
+// 256-value activation blocks (dot_grid_q8x256_impl.h), prompt batches the panels
+// (gemm_q8x256_impl.h) with the same values; the portable rows here take 32-value ones. Included
+// by quant_dot_impl.h; internal linkage like everything there.
 #pragma once
 
 #include <array>
@@ -137,49 +137,12 @@ inline __m256i iq_values32(const Block& b, int g) {
   return _mm256_sign_epi8(iq3_grid32(b, g), iq3_sign_bytes(b, g));  // the grid bytes are 1..62
 }
 
-// grid . (q_x with the signs applied), in eight int32 lanes (q_x > -128, so its sign flips exactly).
-template <typename Block>
-inline __m256i iq3_lanes(const Block& b, int g, const BlockQ8x32& x) {
-  const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q));
-  const __m256i signed_q = iq3_signed_activations(b, g, q);
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), iq3_grid32(b, g), signed_q);
-#else
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(iq3_grid32(b, g), signed_q), _mm256_set1_epi16(1));
-#endif
-}
-
-template <typename Block>
-float dot_iq3_vec(const void* row, const BlockQ8x32* x, int64_t k) {
-  const Block* b = static_cast<const Block*>(row);
-  // Two chains in two variables (an array indexed by g % 2 in a rolled loop lives on the stack).
-  __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k / 256; ++i) {
-    prefetch_ahead(b + i);
-    prefetch_ahead(reinterpret_cast<const char*>(b + i) + 64);
-    const float d = h2f(b[i].d);
-    const auto group = [&](int g, __m256& acc) {
-      const BlockQ8x32& xg = x[8 * i + g];
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(d * iq_scale(b[i], g) * xg.d), _mm256_cvtepi32_ps(iq3_lanes(b[i], g, xg)), acc);
-    };
-    for (int g = 0; g < 8; g += 2) {
-      group(g, even);
-      group(g + 1, odd);
-    }
-  }
-  return hsum(_mm256_add_ps(even, odd));
-}
-
 #endif
 
 void add_iq3_rows(DotKernels& k) {
   k.dot_q8[uint32_t(GgmlType::IQ3_XXS)] = dot_iq3<BlockIQ3_XXS>;
   k.dot_q8[uint32_t(GgmlType::IQ3_S)] = dot_iq3<BlockIQ3_S>;
-#if defined(__AVX2__) && defined(__FMA__)
-  k.dot_q8[uint32_t(GgmlType::IQ3_XXS)] = dot_iq3_vec<BlockIQ3_XXS>;
-  k.dot_q8[uint32_t(GgmlType::IQ3_S)] = dot_iq3_vec<BlockIQ3_S>;
-  // IQ3_XXS's decode rows against 256-value activation blocks: dot_grid_q8x256_impl.h.
-#endif
+  // With AVX2 their decode rows take 256-value activation blocks (dot_grid_q8x256_impl.h).
 }
 
 }  // namespace

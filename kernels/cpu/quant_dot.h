@@ -6,8 +6,8 @@
 //   float activations for F32, F16, BF16 and Q8_0 weights (exact to f32 rounding), except Q8_0's
 //   prompt batches where AVX-512 VNNI panels exist: those take 8-bit ones (gemm_q8_panel);
 //   8-bit activations for every other type: Q8 blocks of 32 (one float scale each) for Q4_0,
-//   Q4_1, Q5_0, Q5_1 and IQ4_NL, and for the decode rows of IQ4_XS and IQ3_S, whose 4-5 bit values
-//   (or grid values) meet them in 8-bit multiply-adds;
+//   Q4_1, Q5_0, Q5_1 and IQ4_NL, and for the decode rows of IQ4_XS (and the portable rows of the
+//   IQ3 types), whose 4-5 bit values (or grid values) meet them in 8-bit multiply-adds;
 //   prompt batches of every 256-value type (the K-quants, the IQ4_XS, IQ3, IQ2, IQ1 and TQ types):
 //   the decode rows' BlockQ8x256 activations, the weights' codes in vpdpbusd (AVX2: maddubs) and
 //   each group's sum times its scale in int32 (gemm_q8x256_panel), so a whole 256-value dot
@@ -58,8 +58,8 @@ using DotQ8x256Cols = void (*)(const void* row, const BlockQ8x256* x, int64_t x_
 constexpr int kRowCols = 4;
 
 // Batches from this size on take the type's panels where it has them; smaller ones take the decode
-// rows (a weight row stays in L1 for the batch; the 256-value types but IQ3_S and IQ4_XS decode it
-// once for up to kRowCols activation rows, dot_q8x256_cols). A 256-value panel decodes and
+// rows (a weight row stays in L1 for the batch; the 256-value types but IQ4_XS decode it once for
+// up to kRowCols activation rows, dot_q8x256_cols). A 256-value panel decodes and
 // transposes 16 rows per super-block for however few columns there are, so where a type's rows are
 // fast the rows win the small batches: at two rows Q6_K's 1.7-3.4x, Q2_K's 2.2-2.5x. The sizes
 // are where the two cross (2 threads, docs/benchmarks.md, "CPU small batches"), measured for each
@@ -81,8 +81,9 @@ constexpr int64_t panel_min_batch(GgmlType type, bool avx512) {
     case GgmlType::IQ2_XS: return avx512 ? 8 : 12;
     case GgmlType::IQ2_XXS: return avx512 ? 5 : 12;
     case GgmlType::IQ3_XXS: return avx512 ? 5 : 8;
+    case GgmlType::IQ3_S: return 6;
     case GgmlType::IQ4_XS: return 3;
-    default: return 2;  // the 32-value panels, IQ3_S
+    default: return 2;  // the 32-value panels
   }
 }
 
@@ -115,8 +116,8 @@ struct DotKernels {
   void (*quantize_q8x256)(const float* x, BlockQ8x256* out, int64_t k);  // k % 256 == 0
   DotF32 dot_f32[kTypeIds];  // indexed by GGUF type id; null where the regime differs
   DotQ8 dot_q8[kTypeIds];
-  // The K-quants, IQ3_XXS, the IQ2, IQ1 and TQ types: decode rows (batches below the panels' minimum, or
-  // any batch where no panel exists) against BlockQ8x256 activations.
+  // The K-quants, the IQ3, IQ2, IQ1 and TQ types: decode rows (batches below the panels' minimum,
+  // or any batch where no panel exists) against BlockQ8x256 activations.
   DotQ8x256 dot_q8x256[kTypeIds];
   // The same rows for a small batch, each weight decoded once for up to kRowCols activation rows
   // (AVX2, AVX-512: the K-quants, the grid i-quants, the TQ types); null where none exists.
