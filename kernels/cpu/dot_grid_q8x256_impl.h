@@ -5,9 +5,10 @@
 // bytes, dot_iq1_impl.h, meet them as they are), whose int16 pairs take the group's integer scales
 // 2s + 1 in madd (one per group, or IQ2_XS's, IQ2_S's and IQ1_M's one per 16-value half), summed
 // in int32 over the super-block (IQ1's offsets added once from the activations' sums): one float
-// step per super-block, d * d_x times the scales' unit (IQ3_XXS 1/4, IQ2 and IQ1 1/8). The activations and one-per-group scales are broadcast from memory (a register
-// broadcast would take the shuffle port the grid inserts keep busy); the half scales sit in one
-// vector a super-block and reach their lanes by one byte shuffle a group.
+// step per super-block, d * d_x times the scales' unit (IQ3_XXS 1/4, IQ3_S 1, IQ2 and IQ1 1/8).
+// The activations and one-per-group scales are broadcast from memory (a register broadcast would
+// take the shuffle port the grid inserts keep busy); the half scales sit in one vector a
+// super-block and reach their lanes by one byte shuffle a group.
 // Bound: building the grid vectors (table loads and inserts), which a batch below the panel size
 // shares between up to four activation rows. On the 2-core AVX-512 machine of docs/benchmarks.md,
 // one thread, a decode step: IQ3_XXS 5.2 GB/s, IQ2_XXS 4.4, IQ2_XS 4.6, IQ2_S 5.7, IQ1_S 3.7,
@@ -73,11 +74,12 @@ inline int group_scale(const BlockIQ3_XXS& b, int g) { return int(2 * (load_le32
 inline int group_scale(const BlockIQ3_S& b, int g) { return int(2 * ((load_le32(b.scales) >> (4 * g)) & 15u) + 1); }
 inline int group_scale(const BlockIQ2_XXS& b, int g) { return iq2_scale(b, g, 0); }
 
-// One scale a group (IQ3_XXS, IQ2_XXS): 2s + 1 in both int16 halves of each group's int32, whose
+// One scale a group (IQ3_XXS, IQ3_S, IQ2_XXS): 2s + 1 in both int16 halves of each group's int32, whose
 // broadcast from memory meets the madd's pairs.
 template <typename Block>
 struct GroupScales {
-  static constexpr float kUnit = std::is_same_v<Block, BlockIQ3_XXS> ? 0.25f : std::is_same_v<Block, BlockIQ3_S> ? 1.0f : 0.125f;
+  static constexpr float kUnit =
+      std::is_same_v<Block, BlockIQ3_XXS> ? 0.25f : std::is_same_v<Block, BlockIQ3_S> ? 1.0f : 0.125f;
   alignas(32) int32_t odd[8];
   explicit GroupScales(const Block& b) {
     for (int g = 0; g < 8; ++g) odd[g] = int32_t(group_scale(b, g)) * 0x10001;
@@ -195,10 +197,11 @@ template <int C, typename Block, typename Scales>
       for (int h = 0; h < kChains; ++h) sum[c][h] = _mm256_setzero_si256();
     }
     // The eight groups unrolled, so that each column's chains stay in registers; but a decode
-    // step (one column) of the one-scale-a-group types takes two groups a step of a loop, whose
-    // scales are broadcast from memory: unrolled, the compiler takes them from registers, on the
-    // shuffle port the grid inserts keep busy. One thread, against the other choice: IQ2_XXS and
-    // IQ3_XXS 8% faster rolled; IQ1_S 15%, IQ1_M 25%, IQ2_S 10%, IQ2_XS 6% faster unrolled.
+    // step (one column) of the one-scale-a-group types (GroupScales) takes two groups a step of a
+    // loop, whose scales are broadcast from memory: unrolled, the compiler takes them from
+    // registers, on the shuffle port the grid inserts keep busy. One thread, against the other
+    // choice: IQ2_XXS and IQ3_XXS 8% faster rolled (IQ3_S level); IQ1_S 15%, IQ1_M 25%, IQ2_S 10%,
+    // IQ2_XS 6% faster unrolled.
     constexpr int kStep = C == 1 && std::is_same_v<Scales, GroupScales<Block>> ? 2 : 8;
     for (int g0 = 0; g0 < 8; g0 += kStep) {
 #pragma GCC unroll 8
