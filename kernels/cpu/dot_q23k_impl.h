@@ -151,9 +151,8 @@ std::array<float, C> q23_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x
 template <bool kThreeBit, typename Block>
 void dot_q23_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
                                 float* out, int64_t out_stride) {
-  with_count<kRowCols>(n_cols, [&]<int C>() {
-    const auto sums = q23_k_q8x256_cols_avx2<C, kThreeBit>(static_cast<const Block*>(row), x, x_stride, k);
-    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
+  store_columns(n_cols, out, out_stride, [&]<int C>() {
+    return q23_k_q8x256_cols_avx2<C, kThreeBit>(static_cast<const Block*>(row), x, x_stride, k);
   });
 }
 

@@ -147,9 +147,8 @@ std::array<float, C> q45_k_q8x256_cols_avx2(const Block* b, const BlockQ8x256* x
 template <bool kFiveBit, typename Block>
 void dot_q45_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
                                 float* out, int64_t out_stride) {
-  with_count<kRowCols>(n_cols, [&]<int C>() {
-    const auto sums = q45_k_q8x256_cols_avx2<C, kFiveBit>(static_cast<const Block*>(row), x, x_stride, k);
-    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
+  store_columns(n_cols, out, out_stride, [&]<int C>() {
+    return q45_k_q8x256_cols_avx2<C, kFiveBit>(static_cast<const Block*>(row), x, x_stride, k);
   });
 }
 
@@ -213,9 +212,8 @@ std::array<float, C> q6_k_q8x256_cols_avx2(const BlockQ6_K* b, const BlockQ8x256
 
 void dot_q6_k_q8x256_cols_avx2(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k,
                                float* out, int64_t out_stride) {
-  with_count<kRowCols>(n_cols, [&]<int C>() {
-    const auto sums = q6_k_q8x256_cols_avx2<C>(static_cast<const BlockQ6_K*>(row), x, x_stride, k);
-    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
+  store_columns(n_cols, out, out_stride, [&]<int C>() {
+    return q6_k_q8x256_cols_avx2<C>(static_cast<const BlockQ6_K*>(row), x, x_stride, k);
   });
 }
 float dot_q6_k_q8x256_avx2(const void* row, const BlockQ8x256* x, int64_t k) {

@@ -127,9 +127,8 @@ template <int C, typename Block>
 template <typename Block>
 void dot_tq_q8x256_cols(const void* row, const BlockQ8x256* x, int64_t x_stride, int n_cols, int64_t k, float* out,
                         int64_t out_stride) {
-  with_count<kRowCols>(n_cols, [&]<int C>() {
-    const auto sums = tq_q8x256_cols<C>(static_cast<const Block*>(row), x, x_stride, k);
-    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
+  store_columns(n_cols, out, out_stride, [&]<int C>() {
+    return tq_q8x256_cols<C>(static_cast<const Block*>(row), x, x_stride, k);
   });
 }
 template <typename Block>

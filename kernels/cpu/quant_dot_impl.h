@@ -107,6 +107,17 @@ inline void prefetch_ahead(const void* p) {
   __builtin_prefetch(static_cast<const char*>(p) + kPrefetchAhead, 0, 3);
 }
 
+// The DotQ8x256Cols entry of a column kernel: cols.template operator()<C>() returns the sums of
+// C = n_cols (1 .. kRowCols) activation rows as std::array<float, C>; column c goes to
+// out[c * out_stride].
+template <typename Cols>
+inline void store_columns(int n_cols, float* out, int64_t out_stride, Cols&& cols) {
+  with_count<kRowCols>(n_cols, [&]<int C>() {
+    const auto sums = cols.template operator()<C>();
+    for (int c = 0; c < C; ++c) out[c * out_stride] = sums[c];
+  });
+}
+
 #if defined(__AVX2__)
 // All ones in the dword lanes below n (n clamped to 0..8): the mask of a partial row of 8 floats
 // for _mm256_maskload_ps and _mm256_maskstore_ps.
@@ -463,13 +474,12 @@ DotKernels make_kernels(const char* isa) {
   add_iq2_rows(k);
   add_tq_rows(k);
   add_grid_q8x256_rows(k);
-  for (uint32_t t = 0; t < kTypeIds; ++t) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    k.panel_min_batch[t] = panel_min_batch(GgmlType(t), true);
+  constexpr bool avx512_panels = true;
 #else
-    k.panel_min_batch[t] = panel_min_batch(GgmlType(t), false);
+  constexpr bool avx512_panels = false;
 #endif
-  }
+  for (uint32_t t = 0; t < kTypeIds; ++t) k.panel_min_batch[t] = panel_min_batch(GgmlType(t), avx512_panels);
   return k;
 }
 

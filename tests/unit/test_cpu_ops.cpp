@@ -47,7 +47,8 @@ double bound(GgmlType t) { return bound(dot_regime(t)); }
 // 8-bit activations where it has 8-bit panels (AVX-512 VNNI); every other type keeps its regime.
 double matmul_bound(GgmlType type, int64_t B) {
   const auto t = static_cast<uint32_t>(type);
-  if (B >= dot_kernels().panel_min_batch[t] && dot_kernels().gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
+  const DotKernels& kern = dot_kernels();
+  if (B >= kern.panel_min_batch[t] && kern.gemm_q8_panel[t] != nullptr) return bound(DotRegime::q8_activations);
   return bound(type);
 }
 
@@ -155,9 +156,9 @@ TEST(CpuOps, MatmulGroupGivesEveryProductItsOwnBits) {
 }
 
 // Batches smaller than a type's panel_min_batch take the decode rows (quant_dot.h; four columns at
-// a time where the type has such rows): each of their outputs must be the bits that a decode step of that activation
-// row alone gives. The panels agree with the rows within 1e-5, not bit for bit, so a dispatch
-// that sent such a batch to them fails this too.
+// a time where the type has such rows): each of their outputs must be the bits that a decode step
+// of that activation row alone gives. The panels agree with the rows within 1e-5, not bit for bit,
+// so a dispatch that sent such a batch to them fails this too.
 TEST(CpuOps, BatchesBelowThePanelSizeGiveTheDecodeStepsBits) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<float> normal;
