@@ -306,6 +306,22 @@ bool Plan::output_on_gpu() const {
                      [](const DevicePlan& d) { return d.output && d.device.kind == DeviceKind::gpu; });
 }
 
+Inventory inventory_after(const Inventory& inventory, const Plan& plan) {
+  Inventory left = inventory;
+  auto take = [](Device& device, const DevicePlan& used) {
+    const uint64_t taken = used.needed_bytes() - (used.used() ? used.reserve_bytes : 0);
+    device.free_bytes -= std::min(device.free_bytes, taken);
+  };
+  // The plan's devices are the inventory's GPUs in order, then the CPU.
+  if (plan.devices.size() != left.gpus.size() + 1) {
+    throw Error(fmt::format("inventory_after: a plan of {} devices against an inventory of {}", plan.devices.size(),
+                            left.gpus.size() + 1));
+  }
+  for (size_t i = 0; i < left.gpus.size(); ++i) take(left.gpus[i], plan.devices[i]);
+  take(left.cpu, plan.devices.back());
+  return left;
+}
+
 Plan make_plan(const ModelSpec& model, const Inventory& inv, const PlanOptions& opt) {
   const SplitStrategy& split = opt.split;
   const size_t n_gpus = inv.gpus.size();

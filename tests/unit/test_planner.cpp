@@ -214,6 +214,36 @@ TEST_F(PlannerTest, OneGpuOf24GiBTakesExactlyWhatFitsTheCpuTheRest) {
             plan(sims({24}), "auto", ctx, false, false).n_layer_cpu + 1);
 }
 
+// What a plan leaves: each device's free bytes less what the plan puts there (weights, KV,
+// buffers, offload), its reserve not taken (a second plan keeps its own); unused devices whole.
+// A second model planned on what is left fits beside the first: the two never over-commit a device.
+TEST_F(PlannerTest, InventoryAfterAPlanLeavesWhatItDoesNotUse) {
+  const Inventory inv = sims({24, 24}, 64);
+  const Plan p = plan(inv, "20,44", 4096);
+  const Inventory left = inventory_after(inv, p);
+  ASSERT_EQ(left.gpus.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const DevicePlan& d = p.devices[i];
+    EXPECT_EQ(left.gpus[i].free_bytes,
+              inv.gpus[i].free_bytes - d.weight_bytes - d.kv_bytes - d.compute_bytes - d.offload_bytes)
+        << i;
+  }
+  const DevicePlan& cpu = p.devices.back();
+  EXPECT_EQ(left.cpu.free_bytes, inv.cpu.free_bytes - (cpu.used() ? cpu.needed_bytes() - cpu.reserve_bytes : 0));
+  // The same model again on what is left: the two plans' needs together stay within each GPU.
+  const Plan second = plan(left, "auto", 4096);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_LE(p.devices[i].needed_bytes() - p.devices[i].reserve_bytes + second.devices[i].needed_bytes(),
+              inv.gpus[i].free_bytes)
+        << i;
+  }
+  EXPECT_GT(second.n_layer_gpu, 0u);
+  // An unused GPU is left whole.
+  const Plan one = plan(inv, "none", 4096);
+  EXPECT_EQ(inventory_after(inv, one).gpus[1].free_bytes, inv.gpus[1].free_bytes);
+  EXPECT_LT(inventory_after(inv, one).gpus[0].free_bytes, inv.gpus[0].free_bytes);
+}
+
 // A manual split gets the prompt offload on the GPU that follows the CPU's layers (or precedes
 // them) when the GPU has room for it, and goes without when it has not; every layer on the GPUs
 // needs none.

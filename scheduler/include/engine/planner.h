@@ -120,6 +120,11 @@ struct Plan {
 // GPUs plus RAM, the message has one line per device: needed, free, reserve, short by.
 Plan make_plan(const ModelSpec& model, const Inventory& inventory, const PlanOptions& options);
 
+// The devices as `plan` leaves them once its allocations are made: each one's free bytes less
+// what the plan needs of it besides its reserve (a plan against the result keeps its own). For
+// placing a second model beside the first, as a speculative decoding draft.
+Inventory inventory_after(const Inventory& inventory, const Plan& plan);
+
 std::string plan_report_text(const Plan& plan);
 // Keys: devices [{name, kind, free_bytes, reserve_bytes, first_layer, last_layer, output,
 // weight_bytes, kv_bytes, compute_bytes, offload_bytes, needed_bytes, free_after_bytes}], n_layer,
