@@ -7,6 +7,7 @@
 #include <iostream>
 #include <iterator>
 #include <limits>
+#include <optional>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -18,6 +19,7 @@
 #include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/planner.h"
+#include "engine/speculative.h"
 #include "engine/stop_strings.h"
 #include "placement_flags.h"
 #include "tool_errors.h"
@@ -34,6 +36,14 @@ struct Flags {
   int n_predict = 256, threads = 0;
   engine::SamplingParams sampling;
   int64_t seed = -1;  // -1: from the clock
+  std::string draft_model;
+  engine::DraftParams draft;
+};
+
+// A speculative decoding draft: its model and the context options of its plan.
+struct Draft {
+  std::shared_ptr<const engine::Model> model;
+  engine::ContextOptions options;
 };
 
 std::vector<int32_t> parse_ids(const std::string& text) {
@@ -150,8 +160,14 @@ std::vector<int32_t> prompt_tokens(const Flags& f, const engine::Model& model, u
 }
 
 int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const std::vector<int32_t>& prompt,
-             const engine::ContextOptions& copts) {
+             const engine::ContextOptions& copts, const std::optional<Draft>& draft) {
   engine::Context context(model, copts);
+  std::optional<engine::Context> draft_context;
+  std::optional<engine::SpeculativeGenerator> speculative;
+  if (draft) {
+    draft_context.emplace(draft->model, draft->options);
+    speculative.emplace(context, *draft_context, f.draft);
+  }
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   auto t_first = t0;
@@ -167,14 +183,17 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
       std::fflush(stdout);
     }
   };
-  const auto generated = context.generate(prompt, f.n_predict, f.sampling, [&](int32_t token) {
+  auto on_token = [&](int32_t token) {
     if (first) {
       t_first = clock::now();
       first = false;
     }
     if (stream && !model->is_end_of_generation(token)) emit(stops.push(stream->push(token)));
     return !stops.matched();
-  });
+  };
+  const auto generated = speculative ? speculative->generate(prompt, f.n_predict, f.sampling, on_token)
+                                     : context.generate(prompt, f.n_predict, f.sampling, on_token);
+  const engine::StopReason stop = speculative ? speculative->last_stop() : context.last_stop();
   if (stream) emit(stops.push(stream->flush()));
   emit(stops.flush());
   const double prompt_s = std::chrono::duration<double>(t_first - t0).count();
@@ -189,17 +208,28 @@ int complete(const Flags& f, std::shared_ptr<const engine::Model> model, const s
     j["prompt_tokens"] = prompt;
     j["prompt_tokens_per_s"] = prompt_tps;
     j["gen_tokens_per_s"] = gen_tps;
-    j["stop"] = stops.matched() ? "stop_string" : engine::stop_reason_name(context.last_stop());
+    j["stop"] = stops.matched() ? "stop_string" : engine::stop_reason_name(stop);
     j["cpu_isa"] = engine::cpu_kernels_isa();
     j["threads"] = f.threads;
+    if (speculative) {
+      const engine::SpeculativeStats& st = speculative->stats();
+      j["draft"] = {{"model", f.draft_model},   {"target_steps", st.target_steps}, {"drafted", st.drafted},
+                    {"accepted", st.accepted},  {"acceptance", st.acceptance()}};
+    }
     std::puts(j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace).c_str());
   } else {
     std::fputc('\n', stdout);
   }
   std::fflush(stdout);  // the text ends before the stats line, also where both go to one pipe
-  fmt::print(stderr, "prompt: {} tokens at {:.1f} tokens/s; generation: {} tokens at {:.1f} tokens/s{}\n",
-             prompt.size(), prompt_tps, generated.size(), gen_tps,
-             context.last_stop() == engine::StopReason::context_full
+  std::string draft_note;
+  if (speculative) {
+    const engine::SpeculativeStats& st = speculative->stats();
+    draft_note = fmt::format("; draft: {} of {} drafted tokens accepted ({:.0f}%), {} target steps", st.accepted,
+                             st.drafted, 100 * st.acceptance(), st.target_steps);
+  }
+  fmt::print(stderr, "prompt: {} tokens at {:.1f} tokens/s; generation: {} tokens at {:.1f} tokens/s{}{}\n",
+             prompt.size(), prompt_tps, generated.size(), gen_tps, draft_note,
+             stop == engine::StopReason::context_full
                  ? fmt::format(" (stopped: the context of {} is full; --ctx)", context.n_ctx())
                  : "");
   return 0;
@@ -242,6 +272,20 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--seed", f.seed, "random seed (-1, the default: from the clock)")
       ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()));
+  auto* md = app.add_option("--model-draft,--md", f.draft_model,
+                            "draft model for speculative decoding (the same tokenizer; placed after the model, "
+                            "on what its plan leaves)")
+                 ->excludes(chat_flag);
+  app.add_option("--draft-max,--draft", f.draft.n_max, "tokens drafted per step at most (default 16)")
+      ->check(CLI::Range(1, 1024))
+      ->needs(md);
+  app.add_option("--draft-min", f.draft.n_min, "shorter drafts are not used (default 0)")
+      ->check(CLI::Range(0, 1024))
+      ->needs(md);
+  app.add_option("--draft-p-min", f.draft.p_min,
+                 "drafting stops where the draft's best token is less likely than this (default 0.75)")
+      ->check(CLI::Range(0.0f, 1.0f))
+      ->needs(md);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -256,12 +300,33 @@ int main(int argc, char** argv) {
       engine::validate(f.sampling);
       engine::StopStrings{f.stop};  // throws for an empty stop string
     }
+    if (!f.draft_model.empty()) engine::validate(f.draft);
     const auto inventory = engine::tools::placement_inventory(f.place);
     const auto t0 = std::chrono::steady_clock::now();
     const auto model = engine::Model::load(f.model);
     const engine::Plan plan = engine::make_plan(model->spec(), inventory, options);
+    // A draft model goes where the model's plan leaves room, at the same context length.
+    std::optional<Draft> draft;
+    std::optional<engine::Plan> draft_plan;
+    if (!f.draft_model.empty()) {
+      draft.emplace();
+      draft->model = engine::Model::load(f.draft_model);
+      engine::check_draft_compatible(*model, *draft->model);
+      engine::PlanOptions o = options;
+      o.split = engine::parse_split("auto");
+      o.ctx_max = false;
+      o.n_ctx = plan.n_ctx;
+      draft_plan = engine::make_plan(draft->model->spec(), engine::inventory_after(inventory, plan), o);
+    }
     if (f.plan_only) {
-      std::fputs((f.json ? engine::plan_report_json(plan) + "\n" : engine::plan_report_text(plan)).c_str(), stdout);
+      if (f.json) {
+        const std::string j = engine::plan_report_json(plan);
+        std::puts(draft_plan ? fmt::format("{{\"plan\": {}, \"draft_plan\": {}}}", j, engine::plan_report_json(*draft_plan)).c_str()
+                             : j.c_str());
+      } else {
+        std::fputs(engine::plan_report_text(plan).c_str(), stdout);
+        if (draft_plan) std::fputs(("draft: " + engine::plan_report_text(*draft_plan)).c_str(), stdout);
+      }
       return 0;
     }
     const std::vector<int32_t> prompt = f.chat ? std::vector<int32_t>{} : prompt_tokens(f, *model, plan.n_ctx);
@@ -299,7 +364,13 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "{}uploading weights to the GPU: {:3d}% ({} of {}){}", tty ? "\r" : "", percent,
                  engine::format_gib(done), engine::format_gib(total), tty && percent < 100 ? "" : "\n");
     };
-    return f.chat ? chat(f, model, copts) : complete(f, model, prompt, copts);
+    if (draft) {
+      fmt::print(stderr, "draft: {}", engine::plan_report_text(*draft_plan));
+      draft->options = copts;
+      draft->options.n_ctx = draft_plan->n_ctx;
+      draft->options.stages = engine::stages_from_plan(*draft_plan);
+    }
+    return f.chat ? chat(f, model, copts) : complete(f, model, prompt, copts, draft);
   } catch (const std::exception& e) {
     return engine::tools::report_failure("engine-run", e);
   }

@@ -37,6 +37,9 @@ class CliErrors(unittest.TestCase):
             f.write("not a model\n" * 10)
         cls.empty = os.path.join(d, "empty.gguf")
         open(cls.empty, "wb").close()
+        # Another tokenizer: <think> and </think> where the tiny model has filler pieces.
+        cls.thinking = mkmodel(os.path.join(d, "thinking.gguf"), "--preset", "tiny", "--arch", "qwen2",
+                               "--chat-template", "qwq", "--type", "q8_0")
 
     @classmethod
     def tearDownClass(cls):
@@ -77,6 +80,12 @@ class CliErrors(unittest.TestCase):
             (ENGINE_RUN, ["-m", m, "-p", "x", "--seed", "-2"], "--seed", "-2"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--stop", ""], "--stop", "empty"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "-f", self.text], "--prompt", "--file"),
+            (ENGINE_RUN, ["-m", m, "-p", "x", "--draft-max", "4"], "--draft-max", "--model-draft"),
+            (ENGINE_RUN, ["-m", m, "--chat", "--model-draft", m], "--model-draft", "--chat"),
+            (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", self.thinking], self.thinking, "draft model", "token"),
+            (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", self.truncated], self.truncated),
+            (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", m, "--draft-max", "4", "--draft-min", "5"], "n_min"),
+            (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", m, "--draft-p-min", "2"], "--draft-p-min"),
             (BENCH, ["-m", m, "--bogus"], "--bogus"),
             (BENCH, ["-m", m, "-o", "xml"], "--output", "xml"),
             (INSPECT, [], "file"),
@@ -128,6 +137,30 @@ class CliErrors(unittest.TestCase):
         self.assertIn("the context of 32 is full", r.stderr)
         j = json.loads(run(ENGINE_RUN, "-m", self.model, "--prompt-ids", "1,2,3", "-n", "4", "--json").stdout)
         self.assertIn(j["stop"], ("length", "eos"))
+
+    def test_a_draft_model_gives_the_models_tokens(self):
+        # Speculative decoding with the model as its own draft: every drafted token is the one the
+        # model samples (f32 weights: a batch's sums round as a single step's, to within ties no
+        # random model has), so the tokens are plain decoding's, from fewer evaluations.
+        f32 = mkmodel(os.path.join(self.dir.name, "tiny-f32.gguf"), "--preset", "tiny", "--type", "f32")
+        args = ["-m", f32, "--prompt-ids", "5,6,7,8", "-n", "24", "--temp", "0.2", "--seed", "5", "--json"]
+        plain = json.loads(run(ENGINE_RUN, *args).stdout)
+        r = run(ENGINE_RUN, *args, "--model-draft", f32, "--draft-max", "3", "--draft-p-min", "0")
+        spec = json.loads(r.stdout)
+        self.assertEqual(spec["tokens"], plain["tokens"])
+        self.assertEqual(spec["stop"], plain["stop"])
+        d = spec["draft"]
+        self.assertEqual(d["model"], f32)
+        self.assertGreater(d["drafted"], 0)
+        # After the prompt's token, each step gives its kept drafts and one token of its own (an end
+        # token among the drafts ends it before that one).
+        n = len(spec["tokens"]) - 1
+        if spec["stop"] == "length":
+            self.assertEqual(d["target_steps"] + d["accepted"], n)
+        else:
+            self.assertIn(d["target_steps"] + d["accepted"], (n, n + 1))
+        self.assertIn(" drafted tokens accepted (", r.stderr)
+        self.assertIn("draft: plan for", r.stderr)
 
     def test_the_stats_line_follows_the_text_in_one_pipe(self):
         # stdout and stderr into one pipe (as `2>&1 | tee`): the text's last line ends before the
