@@ -26,6 +26,20 @@ void ChatSession::set_thinking(bool on) {
   format_.set_thinking(on);
 }
 
+void ChatSession::set_draft(std::shared_ptr<const Model> draft, const ContextOptions& options,
+                             const DraftParams& params) {
+  if (!first_) throw Error("chat: a draft model must be set before the first message");
+  auto ctx = std::make_unique<Context>(draft, options);
+  if (ctx->n_ctx() < ctx_.n_ctx()) {
+    throw Error(fmt::format("chat: the draft's context of {} is shorter than the session's {}", ctx->n_ctx(),
+                            ctx_.n_ctx()));
+  }
+  auto speculative = std::make_unique<SpeculativeGenerator>(ctx_, *ctx, params);  // checks the pair
+  draft_ctx_ = std::move(ctx);
+  speculative_ = std::move(speculative);
+  drafting_ = true;
+}
+
 void ChatSession::set_stop_strings(std::vector<std::string> stops) {
   StopStrings{stops};  // throws for an empty one
   stops_ = std::move(stops);
@@ -73,6 +87,10 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
       }
     }
     ctx_.reset();
+    if (draft_ctx_) {
+      draft_ctx_->reset();
+      drafting_ = true;
+    }
   }
   format_ = std::move(format);
   carry_.clear();
@@ -85,7 +103,11 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   StopStrings stops(stops_);
   std::string reply;
   bool stopped = false;
-  const auto tokens = ctx_.generate(prompt, n_predict, sampling, [&](int32_t token) {
+  // Speculative while the draft holds what the session's context holds.
+  const bool speculative = drafting_ && draft_ctx_->n_past() == ctx_.n_past();
+  drafting_ = speculative;
+  const SpeculativeStats before = speculative_ ? speculative_->stats() : SpeculativeStats{};
+  auto on_token = [&](int32_t token) {
     if (!got_first) {
       t_first = clock::now();
       got_first = true;
@@ -98,7 +120,10 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
       return false;
     }
     return !stops.matched();
-  });
+  };
+  const auto tokens = speculative ? speculative_->generate(prompt, n_predict, sampling, on_token)
+                                  : ctx_.generate(prompt, n_predict, sampling, on_token);
+  const StopReason stop = speculative ? speculative_->last_stop() : ctx_.last_stop();
   const std::string rest = stops.push(stream.flush()) + stops.flush();
   reply += rest;
   if (on_text && !rest.empty() && !stopped) on_text(rest);
@@ -115,7 +140,7 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
   const std::string answer = format_.history_reply(reply);
   const std::string_view opener_text = format_.reply_opener();
   bool reasoning_dropped = false;
-  if ((answer.size() != reply.size() || !opener_text.empty()) && ctx_.last_stop() != StopReason::context_full) {
+  if ((answer.size() != reply.size() || !opener_text.empty()) && stop != StopReason::context_full) {
     uint64_t reply_start = reply_at;
     bool found = true;
     if (!opener_text.empty()) {
@@ -126,6 +151,7 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
     }
     if (found) {
       ctx_.truncate(static_cast<uint32_t>(reply_start));
+      if (draft_ctx_) draft_ctx_->truncate(std::min(draft_ctx_->n_past(), static_cast<uint32_t>(reply_start)));
       carry_.clear();
       pending_ = {{answer, false}};
       for (auto& seg : format_.end_assistant_turn()) pending_.push_back(std::move(seg));
@@ -136,7 +162,11 @@ std::string ChatSession::send(const std::string& user, const SamplingParams& sam
     stats->prompt_tokens = prompt.size();
     stats->generated_tokens = tokens.size();
     stats->dropped_turns = dropped;
-    stats->stop = ctx_.last_stop();
+    stats->stop = stop;
+    if (speculative_) {
+      stats->drafted = speculative_->stats().drafted - before.drafted;
+      stats->accepted = speculative_->stats().accepted - before.accepted;
+    }
     stats->stop_string = stops.matched();
     stats->reasoning_dropped = reasoning_dropped;
     stats->prompt_seconds = std::chrono::duration<double>(t_first - t0).count();

@@ -89,8 +89,9 @@ engine::PlanOptions plan_options(const Flags& f) {
 }
 
 int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
-         const engine::ContextOptions& copts) {
+         const engine::ContextOptions& copts, const std::optional<Draft>& draft) {
   engine::ChatSession session(model, copts, f.system);
+  if (draft) session.set_draft(draft->model, draft->options, f.draft);
   if (f.no_think) session.set_thinking(false);
   session.set_stop_strings(f.stop);
   if (!session.warning().empty()) fmt::print(stderr, "engine-run: warning: {}\n", session.warning());
@@ -112,6 +113,7 @@ int chat(const Flags& f, std::shared_ptr<const engine::Model> model,
     if (st.stop == engine::StopReason::context_full) notes += "; the reply filled the context";
     if (st.stop_string) notes += "; stopped at a --stop string";
     if (st.reasoning_dropped) notes += "; its reasoning left out of the history";
+    if (draft) notes += fmt::format("; draft: {} of {} drafted tokens accepted", st.accepted, st.drafted);
     fmt::print(stderr, "[{} new prompt tokens, {} generated, context {}/{}; {:.1f} tokens/s{}]\n",
                st.prompt_tokens, st.generated_tokens, session.context().n_past(),
                session.context().n_ctx(),
@@ -274,8 +276,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()));
   auto* md = app.add_option("--model-draft,--md", f.draft_model,
                             "draft model for speculative decoding (the same tokenizer; placed after the model, "
-                            "on what its plan leaves)")
-                 ->excludes(chat_flag);
+                            "on what its plan leaves)");
   app.add_option("--draft-max,--draft", f.draft.n_max, "tokens drafted per step at most (default 16)")
       ->check(CLI::Range(1, 1024))
       ->needs(md);
@@ -370,7 +371,7 @@ int main(int argc, char** argv) {
       draft->options.n_ctx = draft_plan->n_ctx;
       draft->options.stages = engine::stages_from_plan(*draft_plan);
     }
-    return f.chat ? chat(f, model, copts) : complete(f, model, prompt, copts, draft);
+    return f.chat ? chat(f, model, copts, draft) : complete(f, model, prompt, copts, draft);
   } catch (const std::exception& e) {
     return engine::tools::report_failure("engine-run", e);
   }

@@ -81,7 +81,6 @@ class CliErrors(unittest.TestCase):
             (ENGINE_RUN, ["-m", m, "-p", "x", "--stop", ""], "--stop", "empty"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "-f", self.text], "--prompt", "--file"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--draft-max", "4"], "--draft-max", "--model-draft"),
-            (ENGINE_RUN, ["-m", m, "--chat", "--model-draft", m], "--model-draft", "--chat"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", self.thinking], self.thinking, "draft model", "token"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", self.truncated], self.truncated),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", m, "--draft-max", "4", "--draft-min", "5"], "n_min"),

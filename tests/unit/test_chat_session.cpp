@@ -119,6 +119,53 @@ INSTANTIATE_TEST_SUITE_P(Templates, ChatSessionThinking,
                          });
 
 // A template without enable_thinking cannot turn the reasoning off: the session says so.
+// A session with a draft model (here the model itself) replies as one without, turn by turn:
+// the same sampled replies with the same seed, the same history kept (reasoning taken out of the
+// cache, turns dropped when the context fills), while the draft's tokens are kept.
+TEST(ChatSession, ADraftModelGivesTheSameConversation) {
+  test::TempDir dir;
+  SyntheticModelOptions o = *preset_options("tiny", Arch::qwen2);
+  o.thinking = true;
+  o.mix = WeightMix::f32;  // a batch's sums as a single step's, to within ties
+  write_synthetic_model(o, dir.file("m.gguf"));
+  const auto model = Model::load(dir.file("m.gguf"));
+  ContextOptions co;
+  co.n_ctx = 256;  // room for a reply: 64 tokens; a few turns fill it
+  co.n_threads = 2;
+  SamplingParams sp;
+  sp.temperature = 0.3f;
+  DraftParams dp;
+  dp.n_max = 4;
+  dp.p_min = 0.0f;
+  int64_t accepted = 0;
+  size_t dropped = 0;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    ChatSession plain(model, co, "Be brief."), drafted(model, co, "Be brief.");
+    drafted.set_draft(model, co, dp);
+    for (int turn = 0; turn < 5; ++turn) {
+      sp.seed = seed * 100 + uint64_t(turn);
+      const std::string message = "question " + std::to_string(turn) + " of " + std::to_string(seed);
+      ChatSession::TurnStats a, b;
+      const std::string want = plain.send(message, sp, 60, {}, &a);
+      EXPECT_EQ(drafted.send(message, sp, 60, {}, &b), want) << "seed " << seed << " turn " << turn;
+      EXPECT_EQ(b.prompt_tokens, a.prompt_tokens);
+      EXPECT_EQ(b.generated_tokens, a.generated_tokens);
+      EXPECT_EQ(b.dropped_turns, a.dropped_turns);
+      EXPECT_EQ(b.reasoning_dropped, a.reasoning_dropped);
+      EXPECT_EQ(b.stop, a.stop);
+      EXPECT_EQ(drafted.context().n_past(), plain.context().n_past());
+      EXPECT_EQ(a.drafted, 0);
+      // The draft stays in step: every turn that takes a second token drafts.
+      EXPECT_EQ(b.drafted > 0, b.generated_tokens > 1) << "seed " << seed << " turn " << turn;
+      accepted += b.accepted;
+      dropped += a.dropped_turns;
+    }
+    EXPECT_THROW(drafted.set_draft(model, co, dp), Error);  // past the first turn
+  }
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(dropped, 0u) << "no turn filled the context: the reformatted path was not exercised";
+}
+
 TEST(ChatSession, RefusesToTurnThinkingOffWithoutTheSwitch) {
   test::TempDir dir;
   SyntheticModelOptions o = *preset_options("tiny", Arch::qwen2);

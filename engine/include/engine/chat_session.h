@@ -15,6 +15,7 @@
 
 #include "engine/chat.h"
 #include "engine/engine.h"
+#include "engine/speculative.h"
 #include "engine/stop_strings.h"
 
 namespace engine {
@@ -41,6 +42,8 @@ class ChatSession {
     // stays in the history (the next turn processes it again). (A reply whose history form
     // differs only by the opener the template wrote for it is taken out too, without this flag.)
     bool reasoning_dropped = false;
+    // With a draft model (set_draft): its drafted tokens the target evaluated, and of them kept.
+    int64_t drafted = 0, accepted = 0;
   };
 
   // Turns the model's reasoning on or off from the next message on (ChatFormatter::set_thinking;
@@ -48,6 +51,13 @@ class ChatSession {
   // the switch.
   void set_thinking(bool on);
   bool thinking() const { return format_.thinking(); }
+
+  // Generates the replies by speculative decoding with this draft model (engine/speculative.h),
+  // in a context of its own with `options` (n_ctx at least the session's), kept in step with the
+  // session's: the same replies, fewer target evaluations where the draft agrees. Throws
+  // engine::Error for a draft of another tokenizer, bad parameters, or a session past its first
+  // turn.
+  void set_draft(std::shared_ptr<const Model> draft, const ContextOptions& options, const DraftParams& params = {});
 
   // Replies end where one of these strings appears in their text, which then ends before it
   // (StopStrings). Throws engine::Error for an empty string.
@@ -80,6 +90,12 @@ class ChatSession {
   std::vector<Turn> turns_;           // the finished turns, as text
   std::vector<std::string> stops_;
   bool first_ = true;
+  // The draft's context and its generator; drafting_ is false once the draft fell out of step
+  // (SpeculativeGenerator: a token it cannot evaluate, or its context full) until the
+  // conversation is formatted anew.
+  std::unique_ptr<Context> draft_ctx_;
+  std::unique_ptr<SpeculativeGenerator> speculative_;
+  bool drafting_ = false;
 };
 
 }  // namespace engine
