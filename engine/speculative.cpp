@@ -169,10 +169,10 @@ std::vector<int32_t> SpeculativeGenerator::generate(std::span<const int32_t> pro
     // The cache keeps the step's last token and the drafts that were sampled before the newest
     // token, which is in no cache yet.
     target_.truncate(first_position + 1 + uint32_t(kept));
-    const size_t consistent = std::min(sequence_.size() - 1, size_t(std::mismatch(draft_tokens_.begin(), draft_tokens_.end(),
-                                                                                  sequence_.begin(), sequence_.end())
-                                                                        .first -
-                                                                    draft_tokens_.begin()));
+    // The draft keeps what it shares with the sequence, short of the newest token (which the next
+    // draft starts from).
+    const auto shared = std::mismatch(draft_tokens_.begin(), draft_tokens_.end(), sequence_.begin(), sequence_.end());
+    const size_t consistent = std::min(sequence_.size() - 1, size_t(shared.first - draft_tokens_.begin()));
     draft_tokens_.resize(consistent);
     draft_.truncate(base_ + uint32_t(consistent));
     if (done) break;
