@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -21,6 +23,7 @@
 #include "engine/model_report.h"
 #include "engine/planner.h"
 #include "engine/quantize.h"
+#include "engine/speculative.h"
 #include "kernels/cpu/cpu_threads.h"
 #include "scheduler/cuda_runtime.h"
 
@@ -200,11 +203,15 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
     for (const auto& [kind, sizes] : {std::pair{"pp", &o.n_prompt}, std::pair{"tg", &o.n_gen}}) {
       for (uint32_t n : *sizes) {
         for (uint32_t d : o.depths) {
-          BenchResult r = base;
-          r.test = fmt::format("{}{}", kind, n);
-          r.depth = d;
-          rows.push_back(r);
-          bytes.emplace_back();
+          for (int k : std::string_view(kind) == "tg" ? o.draft_max : std::vector<int>{0}) {
+            BenchResult r = base;
+            r.test = fmt::format("{}{}", kind, n);
+            r.depth = d;
+            r.draft_max = k;
+            if (k > 0) r.draft = std::filesystem::path(o.draft_model).filename().string();
+            rows.push_back(r);
+            bytes.emplace_back();
+          }
         }
       }
     }
@@ -271,6 +278,21 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
                                 "host memory: {})", transport, used));
       }
       for (BenchResult& r : rows) r.transport = used;
+      // The draft, where a row asks for one: planned where the model's plan leaves room.
+      std::optional<Context> draft;
+      if (std::any_of(rows.begin(), rows.end(), [](const BenchResult& r) { return r.draft_max > 0; })) {
+        if (o.draft_model.empty()) throw Error("a draft length without a draft model");
+        const auto draft_model = Model::load(o.draft_model);
+        check_draft_compatible(*model, *draft_model);
+        PlanOptions dpo = po;
+        dpo.split = parse_split("auto");
+        const Plan draft_plan = make_plan(draft_model->spec(), inventory_after(inv, plan), dpo);
+        ContextOptions dco = co;
+        dco.stages = stages_from_plan(draft_plan);
+        dco.transport = "auto";
+        draft.emplace(draft_model, dco);
+        draft->eval(token_ids(std::min<uint32_t>(8, po.n_ctx - 1), model->n_vocab(), 1));
+      }
       // Warm-up (pages, threads, caches): eight tokens, or as many as the context sized for the
       // rows holds.
       ctx.eval(token_ids(std::min<uint32_t>(8, po.n_ctx - 1), model->n_vocab(), 1));
@@ -281,12 +303,31 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
         const bool pp = r.test[0] == 'p';
         const uint32_t n = static_cast<uint32_t>(std::stoul(r.test.substr(2)));
         std::vector<double> tps;
+        int64_t drafted = 0, accepted = 0;
         for (int rep = 0; rep < o.repetitions; ++rep) {
-          say(fmt::format("[{:.0f}s] {} split {} {} depth {} rep {}/{}", seconds_since(bench_start),
-                          r.model, split, r.test, r.depth, rep + 1, o.repetitions));
+          say(fmt::format("[{:.0f}s] {} split {} {}{} depth {} rep {}/{}", seconds_since(bench_start), r.model, split,
+                          r.test, r.draft_max > 0 ? fmt::format(" draft {}", r.draft_max) : "", r.depth, rep + 1,
+                          o.repetitions));
           ctx.reset();
           if (r.depth > 0) ctx.eval(token_ids(r.depth, model->n_vocab(), 2));
           const auto ids = token_ids(n, model->n_vocab(), 3 + rep);
+          if (r.draft_max > 0) {
+            // Greedy generation of n tokens after the first (which comes with the prompt token).
+            draft->reset();
+            if (r.depth > 0) draft->eval(token_ids(r.depth, model->n_vocab(), 2));
+            SpeculativeGenerator spec(ctx, *draft, {.n_max = r.draft_max, .n_min = 0, .p_min = o.draft_p_min});
+            SamplingParams greedy;
+            greedy.greedy = true;
+            auto t_first = Clock::now();
+            const auto out = spec.generate(std::span<const int32_t>(ids.data(), 1), int(n) + 1, greedy, [&](int32_t) {
+              if (spec.stats().target_steps == 0) t_first = Clock::now();
+              return true;
+            });
+            tps.push_back(double(out.size() - 1) / seconds_since(t_first));
+            drafted += spec.stats().drafted;
+            accepted += spec.stats().accepted;
+            continue;
+          }
           const auto t = Clock::now();
           if (pp) {
             ctx.eval(ids);
@@ -297,6 +338,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
         }
         r.repetitions = o.repetitions;
         mean_stddev(tps, &r.tokens_per_s, &r.stddev);
+        r.acceptance = drafted > 0 ? double(accepted) / double(drafted) : 0.0;
         r.peak_bytes = peak_rss_bytes();
         std::vector<std::string> taken;
         for (const auto& [index, before] : free_before) {
@@ -304,7 +346,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
           taken.push_back(fmt::format("cuda{} {}", index, format_gib(before > after ? before - after : 0)));
         }
         r.gpu_memory = fmt::format("{}", fmt::join(taken, "|"));
-        if (!pp) {  // token i of the test attends depth + i + 1 positions
+        if (!pp && r.draft_max == 0) {  // token i of the test attends depth + i + 1 positions
           bytes[row] = decode_bytes(model->spec(), plan, double(r.depth) + double(n + 1) / 2);
           for (const auto& [key, b] : bytes[row]) r.bytes_per_token += b;
           r.gb_per_s = double(r.bytes_per_token) * r.tokens_per_s / 1e9;
@@ -358,6 +400,9 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
     j["layers"] = r.layers;
     j["test"] = r.test;
     j["depth"] = r.depth;
+    j["draft"] = r.draft;
+    j["draft_max"] = r.draft_max;
+    j["acceptance"] = r.acceptance;
     j["repetitions"] = r.repetitions;
     j["tokens_per_s"] = r.tokens_per_s;
     j["stddev"] = r.stddev;
@@ -386,30 +431,35 @@ std::string format_bench(const std::vector<BenchResult>& results, BenchFormat fo
         for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
         return q + "\"";
       };
-      out = "model,model_bytes,types,split,devices,cpu_isa,threads,transport,kv_type,layers,test,depth,repetitions,"
-            "tokens_per_s,stddev,load_s,peak_bytes,gpu_memory,bytes_per_token,gb_per_s,roofline_fraction,error\n";
+      out = "model,model_bytes,types,split,devices,cpu_isa,threads,transport,kv_type,layers,test,depth,draft,draft_max,"
+            "acceptance,repetitions,tokens_per_s,stddev,load_s,peak_bytes,gpu_memory,bytes_per_token,gb_per_s,"
+            "roofline_fraction,error\n";
       for (const auto& r : results) {
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{},{:.3f},{:.4f},{}\n",
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4f},{},{:.3f},{:.3f},{:.3f},{},{},{},{:.3f},{:.4f},{}\n",
                            quote(r.model), r.model_bytes, quote(r.types), quote(r.split), quote(r.devices), r.cpu_isa,
-                           r.threads, quote(r.transport), r.kv_type, quote(r.layers), r.test, r.depth, r.repetitions,
+                           r.threads, quote(r.transport), r.kv_type, quote(r.layers), r.test, r.depth, quote(r.draft),
+                           r.draft_max, r.acceptance, r.repetitions,
                            r.tokens_per_s, r.stddev, r.load_s, r.peak_bytes, quote(r.gpu_memory), r.bytes_per_token, r.gb_per_s,
                            r.roofline_fraction, quote(r.error));
       }
       return out;
     }
     case BenchFormat::markdown:
-      out = "| model | size | split | devices | CPU | threads | transport | KV | layers | test | depth | t/s | GB/s | "
-            "roofline | load s | peak GiB | GPU memory |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      out = "| model | size | split | devices | CPU | threads | transport | KV | layers | test | depth | draft | t/s | "
+            "GB/s | roofline | load s | peak GiB | GPU memory |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
       for (const auto& r : results) {
         const std::string tps = r.error.empty() ? fmt::format("{:.2f} ± {:.2f}", r.tokens_per_s, r.stddev)
                                                 : "cannot run: " + r.error;
         const std::string gbs = r.gb_per_s > 0 ? fmt::format("{:.2f}", r.gb_per_s) : "";
         const std::string roof = r.roofline_fraction > 0 ? fmt::format("{:.0f}%", 100 * r.roofline_fraction) : "";
-        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {} |\n",
+        const std::string draft =
+            r.draft_max > 0 ? fmt::format("{} x{} ({:.0f}% kept)", r.draft, r.draft_max, 100 * r.acceptance) : "";
+        out += fmt::format("| {} | {:.2f} GiB | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2f} | {:.2f} | {} |\n",
                            r.model, double(r.model_bytes) / (1ull << 30), r.split, r.devices, r.cpu_isa, r.threads, r.transport,
                            r.kv_type,
                            r.layers,
-                           r.test, r.depth, tps, gbs, roof, r.load_s, double(r.peak_bytes) / (1ull << 30),
+                           r.test, r.depth, draft, tps, gbs, roof, r.load_s, double(r.peak_bytes) / (1ull << 30),
                            r.gpu_memory);
       }
       return out;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "engine/benchmark.h"
+#include "engine/engine.h"
 #include "engine/error.h"
 #include "engine/memory_model.h"
 #include "tool_errors.h"
@@ -64,6 +65,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 65536u));
   bool no_prompt_offload = false;
   app.add_flag("--no-prompt-offload", no_prompt_offload, "as engine-run --no-prompt-offload");
+  std::string draft_max;
+  auto* md = app.add_option("--model-draft,--md", o.draft_model, "draft model for speculative generation rows");
+  app.add_option("--draft-max", draft_max,
+                 "draft lengths of the generation rows, comma-separated (0: without the draft; default 0,16)")
+      ->needs(md);
+  app.add_option("--draft-p-min", o.draft_p_min, "as engine-run --draft-p-min (default 0.75)")
+      ->check(CLI::Range(0.0f, 1.0f))
+      ->needs(md);
   app.add_option("-o,--output", output, "md | csv | json | jsonl")->check(CLI::IsMember({"md", "csv", "json", "jsonl"}));
   CLI11_PARSE(app, argc, argv);
   o.prompt_offload = !no_prompt_offload;
@@ -86,6 +95,14 @@ int main(int argc, char** argv) {
       if (n > 0) o.n_gen.push_back(n);
     }
     o.depths = numbers("-d", depths);
+    if (!o.draft_model.empty()) {
+      engine::Model::load(o.draft_model);  // a bad file fails here, once, not in every row
+      o.draft_max.clear();
+      for (uint32_t n : numbers("--draft-max", draft_max.empty() ? "0,16" : draft_max)) {
+        if (n > 1024) throw engine::Error(fmt::format("--draft-max: {} tokens is more than 1024", n));
+        o.draft_max.push_back(static_cast<int>(n));
+      }
+    }
     const int threads = o.n_threads > 0 ? o.n_threads : engine::default_thread_count();
     engine::tools::warn_if_threads_exceed_cpus("engine-bench", threads);
     const auto results = engine::run_benchmarks(o, [](const std::string& s) {

@@ -16,7 +16,7 @@ from common import mkmodel, run, tempdir  # noqa: E402
 
 BENCH = os.environ.get("ENGINE_BENCH", "engine-bench")
 COLUMNS = ["model", "model_bytes", "types", "split", "devices", "cpu_isa", "threads", "transport", "kv_type", "layers", "test",
-           "depth", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "gpu_memory", "bytes_per_token",
+           "depth", "draft", "draft_max", "acceptance", "repetitions", "tokens_per_s", "stddev", "load_s", "peak_bytes", "gpu_memory", "bytes_per_token",
            "gb_per_s", "roofline_fraction", "error"]
 
 
@@ -42,6 +42,36 @@ def decode_bytes(path, depth, n_gen, kv_bytes_per_value=2):
 
 
 class BenchOnCpu(unittest.TestCase):
+    def test_speculative_rows(self):
+        # A generation row per draft length (0: without the draft), prompt rows once; the model as
+        # its own draft (f32: a batch's sums as a single step's, to within ties) keeps most drafts.
+        with tempdir() as d:
+            model = mkmodel(os.path.join(d, "tiny.gguf"), "--preset", "tiny", "--type", "f32")
+            rows = json.loads(run(BENCH, "-m", model, "--model-draft", model, "--draft-max", "0,3",
+                                  "--draft-p-min", "0", "-p", "8", "-n", "16", "-r", "1", "-o", "json").stdout)
+            self.assertEqual([(r["test"], r["draft_max"]) for r in rows], [("pp8", 0), ("tg16", 0), ("tg16", 3)])
+            for r in rows:
+                self.assertEqual(list(r.keys()), COLUMNS)
+                self.assertEqual(r["error"], "", r)
+                self.assertGreater(r["tokens_per_s"], 0)
+            plain, spec = rows[1], rows[2]
+            self.assertEqual((plain["draft"], plain["acceptance"]), ("", 0))
+            self.assertGreater(plain["bytes_per_token"], 0)
+            self.assertEqual(spec["draft"], "tiny.gguf")
+            self.assertGreater(spec["acceptance"], 0.5)
+            self.assertEqual((spec["bytes_per_token"], spec["gb_per_s"], spec["roofline_fraction"]), (0, 0, 0))
+            table = run(BENCH, "-m", model, "--md", model, "--draft-max", "2", "--draft-p-min", "0", "-p", "0",
+                        "-n", "4", "-r", "1").stdout
+            self.assertIn("| tiny.gguf x2 (", table)
+            # A draft of another tokenizer: that model's rows say so, and nothing runs for them.
+            other = mkmodel(os.path.join(d, "think.gguf"), "--preset", "tiny", "--arch", "qwen2",
+                            "--chat-template", "qwq")
+            rows = json.loads(run(BENCH, "-m", model, "--md", other, "-p", "0", "-n", "4", "-r", "1",
+                                  "-o", "json").stdout)
+            self.assertEqual(len(rows), 2)
+            for r in rows:
+                self.assertIn("draft model", r["error"])
+
     def test_rows_and_formats(self):
         with tempdir() as d:
             model = mkmodel(os.path.join(d, "tiny.gguf"), "--arch", "qwen2")

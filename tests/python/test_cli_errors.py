@@ -81,6 +81,8 @@ class CliErrors(unittest.TestCase):
             (ENGINE_RUN, ["-m", m, "-p", "x", "--stop", ""], "--stop", "empty"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "-f", self.text], "--prompt", "--file"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--draft-max", "4"], "--draft-max", "--model-draft"),
+            (BENCH, ["-m", m, "--draft-max", "4"], "--draft-max", "--model-draft"),
+            (BENCH, ["-m", m, "--md", self.truncated, "-p", "0", "-n", "4"], self.truncated),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", self.thinking], self.thinking, "draft model", "token"),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", self.truncated], self.truncated),
             (ENGINE_RUN, ["-m", m, "-p", "x", "--model-draft", m, "--draft-max", "4", "--draft-min", "5"], "n_min"),

@@ -26,6 +26,11 @@ struct BenchOptions {
   uint32_t n_batch = 512;
   uint32_t n_ubatch = 0;  // prompt micro-batch through the stages; 0: n_batch
   bool prompt_offload = true;  // as PlanOptions::prompt_offload
+  // Speculative decoding: generation rows for each draft length of draft_max (0: without the
+  // draft) with this draft model, planned on what each model's plan leaves (inventory_after).
+  std::string draft_model;
+  std::vector<int> draft_max = {0};
+  float draft_p_min = 0.75f;
 };
 
 struct BenchResult {
@@ -42,6 +47,12 @@ struct BenchResult {
   std::string layers;
   std::string test;        // "pp512", "tg128"
   uint32_t depth = 0;
+  // A speculative generation row: the draft's file name and length; the drafted tokens the
+  // target kept. Such a row generates greedily from one prompt token (the others feed fixed
+  // tokens), and has no bytes per token or roofline (a step reads the weights for several).
+  std::string draft;
+  int draft_max = 0;
+  double acceptance = 0;
   int repetitions = 0;
   double tokens_per_s = 0, stddev = 0;
   double load_s = 0;
@@ -66,8 +77,8 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& options,
 
 enum class BenchFormat { markdown, csv, json, jsonl };
 // Stable column names: model, model_bytes, types, split, devices, cpu_isa, threads, transport,
-// kv_type, layers, test, depth, repetitions, tokens_per_s, stddev, load_s, peak_bytes,
-// gpu_memory, bytes_per_token, gb_per_s, roofline_fraction, error.
+// kv_type, layers, test, depth, draft, draft_max, acceptance, repetitions, tokens_per_s, stddev,
+// load_s, peak_bytes, gpu_memory, bytes_per_token, gb_per_s, roofline_fraction, error.
 std::string format_bench(const std::vector<BenchResult>& results, BenchFormat format);
 
 // Memory read bandwidth of this machine in bytes/s with `threads` threads (0: default_thread_count()): the best
