@@ -22,6 +22,7 @@
 #include "engine/engine.h"
 #include "engine/memory_model.h"
 #include "engine/sampling.h"
+#include "engine/speculative.h"
 #include "model_helpers.h"
 #include "scheduler/cuda_runtime.h"
 #include "test_support.h"
@@ -157,6 +158,30 @@ TEST(CudaStage, GreedyTokenIsTheArgmaxOfTheLogits) {
       ids = {want};
     }
   }
+}
+
+// Speculative decoding with both models on the GPU (the model as its own draft): the target's
+// verification batches (the decode kernels at batch 2-5) and the truncation of both caches give
+// plain greedy decoding's tokens, every draft kept, after a prompt without near-ties.
+TEST(CudaStage, SpeculativeDecodingGivesThePlainTokens) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << cuda_unavailable_reason();
+  const auto model = test::random_model(WeightMix::f16, Arch::qwen2, 4);
+  Context plain(model, on({{0, {0, 3}}}));
+  std::vector<int32_t> prompt(6), want;
+  for (int draw = 0; draw < 20 && want.empty(); ++draw) {
+    want = test::tie_free_greedy(plain, prompt, 32, 1e-3);
+    if (std::any_of(want.begin(), want.end(), [&](int32_t t) { return model->is_end_of_generation(t); })) want.clear();
+  }
+  ASSERT_EQ(want.size(), 32u) << "no prompt found whose greedy path has no near-tie and no end token";
+  Context target(model, on({{0, {0, 3}}})), draft(model, on({{0, {0, 3}}}));
+  SpeculativeGenerator spec(target, draft, {.n_max = 4, .n_min = 0, .p_min = 0.0f});
+  SamplingParams greedy;
+  greedy.greedy = true;
+  EXPECT_EQ(spec.generate(prompt, 32, greedy), want);
+  EXPECT_GT(spec.stats().drafted, 0);
+  EXPECT_EQ(spec.stats().accepted, spec.stats().drafted);
+  EXPECT_EQ(target.n_past(), prompt.size() + 31);
+  EXPECT_EQ(draft.n_past(), target.n_past());
 }
 
 // What the stage of on({{0, {0, 3}}}, kv) counts: n_ctx 256, batch min(512, 256), the output head.
