@@ -291,7 +291,7 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
         dco.stages = stages_from_plan(draft_plan);
         dco.transport = "auto";
         draft.emplace(draft_model, dco);
-        draft->eval(token_ids(std::min<uint32_t>(8, po.n_ctx - 1), model->n_vocab(), 1));
+        draft->eval(token_ids(std::min<uint32_t>(8, po.n_ctx - 1), draft_model->n_vocab(), 1));
       }
       // Warm-up (pages, threads, caches): eight tokens, or as many as the context sized for the
       // rows holds.
@@ -309,12 +309,14 @@ std::vector<BenchResult> run_benchmarks(const BenchOptions& o,
                           r.test, r.draft_max > 0 ? fmt::format(" draft {}", r.draft_max) : "", r.depth, rep + 1,
                           o.repetitions));
           ctx.reset();
-          if (r.depth > 0) ctx.eval(token_ids(r.depth, model->n_vocab(), 2));
-          const auto ids = token_ids(n, model->n_vocab(), 3 + rep);
+          // A draft row's tokens are in both vocabularies: both caches must hold the same ones.
+          const int32_t n_vocab = r.draft_max > 0 ? std::min(model->n_vocab(), draft->model().n_vocab()) : model->n_vocab();
+          if (r.depth > 0) ctx.eval(token_ids(r.depth, n_vocab, 2));
+          const auto ids = token_ids(n, n_vocab, 3 + rep);
           if (r.draft_max > 0) {
             // Greedy generation of n tokens after the first (which comes with the prompt token).
             draft->reset();
-            if (r.depth > 0) draft->eval(token_ids(r.depth, model->n_vocab(), 2));
+            if (r.depth > 0) draft->eval(token_ids(r.depth, n_vocab, 2));
             SpeculativeGenerator spec(ctx, *draft, {.n_max = r.draft_max, .n_min = 0, .p_min = o.draft_p_min});
             SamplingParams greedy;
             greedy.greedy = true;
